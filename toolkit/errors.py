@@ -1,0 +1,112 @@
+"""The one exception tree of edgekit.
+
+Every error a user can cause (a bad file, an unknown board, a model that does not fit) is an
+`EdgekitError`; its message names the file, op, tensor, field or value that is wrong. The CLI
+prints the message and exits non-zero (traceback only with ``-v``). Anything else that escapes is
+a bug in edgekit, not in the user's input.
+
+Add a class here rather than raising a bare `ValueError` at a boundary; keep the tree shallow.
+"""
+
+from __future__ import annotations
+
+
+class EdgekitError(Exception):
+    """Base of every error edgekit raises on purpose."""
+
+    #: process exit status the CLI uses for this error
+    exit_code = 1
+
+
+class UsageError(EdgekitError):
+    """Bad command-line arguments or option values."""
+
+    exit_code = 2
+
+
+# --- boards -------------------------------------------------------------------------------------
+
+class BoardError(EdgekitError):
+    """Unknown board id, or a board file that does not match the schema."""
+
+
+# --- models, IR, import/export ------------------------------------------------------------------
+
+class ModelError(EdgekitError):
+    """A model file or graph that edgekit cannot read or does not accept."""
+
+
+class ModelFormatError(ModelError):
+    """The file is truncated, corrupt or not the format it claims to be."""
+
+
+class UnsupportedError(ModelError):
+    """A valid model that uses an op, dtype or option edgekit does not implement."""
+
+
+class GraphError(ModelError):
+    """An IR graph that breaks an invariant (unknown tensor, bad shape, cycle, ...)."""
+
+
+class InterpreterError(EdgekitError):
+    """The reference interpreter was given inputs it cannot run (wrong shape or dtype, ...)."""
+
+
+class PlanError(EdgekitError):
+    """The memory planner cannot produce a valid plan."""
+
+
+# --- firmware build -----------------------------------------------------------------------------
+
+class BuildError(EdgekitError):
+    """Code generation, compilation or linking failed."""
+
+
+class ToolchainMissingError(BuildError):
+    """A required host tool (arm-none-eabi-gcc, qemu-system-arm, ...) is not installed."""
+
+
+class MemoryOverflowError(BuildError):
+    """The firmware does not fit the board: names the region and the overflow in bytes."""
+
+    def __init__(self, message: str, region: str = "", overflow_bytes: int = 0):
+        super().__init__(message)
+        self.region = region
+        self.overflow_bytes = overflow_bytes
+
+
+# --- running and measuring ----------------------------------------------------------------------
+
+class RunnerError(EdgekitError):
+    """A runner (emulator or real board) could not load or run the firmware."""
+
+
+class RunnerUnavailableError(RunnerError):
+    """The runner's tool or hardware is not present here (renode not on PATH, no probe, ...)."""
+
+
+class RunnerTimeoutError(RunnerError):
+    """The firmware did not finish within the timeout. Carries the console text so far."""
+
+    def __init__(self, message: str, console: str = ""):
+        super().__init__(message)
+        self.console = console
+
+
+class ReportError(EdgekitError):
+    """The firmware's report is truncated, garbled, fails its CRC, or says the device faulted.
+
+    `console` keeps the raw console log so nothing the device said is lost.
+    """
+
+    def __init__(self, message: str, console: str = ""):
+        super().__init__(message)
+        self.console = console
+
+
+class DeviceFaultError(ReportError):
+    """The firmware hit a HardFault (or another fault handler) and reported its registers."""
+
+    def __init__(self, message: str, console: str = "", registers: dict | None = None):
+        super().__init__(message, console)
+        self.registers = registers or {}
