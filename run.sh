@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# One entry point that sets up everything edgekit needs on a fresh Debian machine, then runs:
+#
+#   ./run.sh demo        the main job: build the harness firmware and measure it on the default
+#                        emulated board, printing a readable summary
+#   ./run.sh test [ARGS] the whole test suite (unit, hardware-in-the-loop on emulated boards,
+#                        notebooks); ARGS go to pytest
+#   ./run.sh setup       only the set-up
+#
+# Set-up is idempotent and quick when nothing is missing:
+#   - Debian packages (cross compiler, newlib, QEMU) with --no-install-recommends, via apt-get
+#     (as root, or through sudo);
+#   - a virtual environment in .venv with the exact pins of requirements.lock (re-installed when
+#     the lock file changes) and edgekit itself, editable.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="$ROOT/.venv"
+APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make)
+
+log() { printf '[edgekit setup] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else log "need root (or sudo) to run: $*"; exit 1
+  fi
+}
+
+ensure_apt_packages() {
+  local missing=() pkg
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  # A Python that cannot make virtual environments (Debian's python3 without python3-venv).
+  if ! command -v python3 >/dev/null 2>&1; then
+    missing+=(python3 python3-venv)
+  elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+  fi
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+ensure_venv() {
+  local stamp="$VENV/.edgekit-lock.sha256" want
+  want="$(cat "$ROOT/requirements.lock" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtual environment $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "installing pinned Python dependencies (requirements.lock)"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.lock"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT"
+    echo "$want" > "$stamp"
+  fi
+}
+
+setup() {
+  ensure_apt_packages
+  ensure_venv
+}
+
+cmd="${1:-}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup) setup ;;
+  demo)
+    setup
+    exec "$VENV/bin/edgekit" demo "$@"
+    ;;
+  test)
+    setup
+    cd "$ROOT"
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./run.sh demo|test|setup [ARGS...]" >&2
+    exit 2
+    ;;
+esac
