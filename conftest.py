@@ -1,0 +1,31 @@
+"""Shared pytest fixtures for tests/, hil_tests/ and docs/ (root conftest: seen by all three)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent
+#: The MLPerf Tiny int8 reference models, used by path and never copied into the repo.
+MLPERF_DIR = REPO_ROOT.parent / "shared" / "models" / "mlperf_tiny"
+MLPERF_MODELS = {
+    "vww": "vww_96_int8.tflite",
+    "kws": "kws_ref_model.tflite",
+    "resnet": "pretrainedResnet_quant.tflite",
+    "ad01": "ad01_int8.tflite",
+}
+
+
+def mlperf_path(short_name: str) -> Path:
+    """Path of an MLPerf Tiny model by short name (vww, kws, resnet, ad01); skips if absent."""
+    path = MLPERF_DIR / MLPERF_MODELS[short_name]
+    if not path.exists():
+        pytest.skip(f"MLPerf Tiny model not found at {path} (expected ../shared beside the repo)")
+    return path
+
+
+@pytest.fixture(params=sorted(MLPERF_MODELS))
+def mlperf_model(request) -> Path:
+    """Each MLPerf Tiny model in turn (parametrised by short name)."""
+    return mlperf_path(request.param)
