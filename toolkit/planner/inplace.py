@@ -1,0 +1,147 @@
+"""The table of in-place modes: when an op may write its output over one of its inputs.
+
+An in-place mode lets the output of an op share the arena bytes of one input (the output starts at
+the input's offset). The planner only uses a mode at a step where that input *dies* (no later op
+reads it and it is not a graph output) -- that part depends on the schedule and is checked by the
+planner. Each mode here states the *static* conditions (kinds, shapes, dtypes, attributes) under
+which the mode is exact, the scratch memory its kernel needs, and what the kernel must do so that
+it is safe. The full semantics live in the `edgekit.planner` module docstring; the code generator
+implements exactly these contracts.
+
+New modes (in-place pointwise convolution with an output no wider than its input, a convolution
+fused with a residual add writing into the skip tensor's buffer, ...) are one more `InplaceMode`
+in `INPLACE_MODES`: a name, the op kinds, a function returning the input positions the output may
+overwrite, and a scratch-size function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from edgekit.ir import Graph, Op
+
+#: element-wise op kinds whose output element i depends only on input element i (and on
+#: broadcast operands)
+ELEMENTWISE_KINDS = frozenset({
+    "ADD", "MUL", "RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "QUANTIZE", "DEQUANTIZE",
+})
+
+
+@dataclass(frozen=True)
+class InplaceMode:
+    """One way an op may overwrite an input with its output.
+
+    ``inputs(op, graph)`` returns the positions in ``op.inputs`` whose buffer the output may take
+    (static conditions only, best candidate first); ``scratch_bytes(op, graph)`` is the per-op
+    temporary memory the in-place kernel needs (0 for none).
+    """
+
+    name: str
+    kinds: frozenset[str]
+    inputs: Callable[[Op, Graph], list[int]]
+    scratch_bytes: Callable[[Op, Graph], int]
+    semantics: str
+
+
+def _itemsize(graph: Graph, name: str) -> int:
+    return graph[name].dtype.numpy.itemsize
+
+
+def _no_scratch(op: Op, graph: Graph) -> int:
+    return 0
+
+
+def _reshape_inputs(op: Op, graph: Graph) -> list[int]:
+    # The output is the same bytes as the input: a pure view, whatever the shapes.
+    x, out = op.inputs[0], op.outputs[0]
+    if x is None or graph[x].is_constant or graph[x].nbytes != graph[out].nbytes:
+        return []
+    return [0]
+
+
+def _elementwise_inputs(op: Op, graph: Graph) -> list[int]:
+    # Exact when output element i occupies exactly the bytes of input element i: same shape (the
+    # input is not broadcast) and same element size (int8->int8 requantize, not int8->float32).
+    out = graph[op.outputs[0]]
+    if out.dtype.bits < 8:  # int4 packs two elements per byte: element i is not addressable alone
+        return []
+    found = []
+    for position, name in enumerate(op.inputs):
+        if name is None or name in (op.inputs[p] for p in found):
+            continue
+        t = graph[name]
+        if (not t.is_constant and t.shape == out.shape and t.dtype.bits >= 8
+                and _itemsize(graph, name) == out.dtype.numpy.itemsize):
+            found.append(position)
+    return found
+
+
+def _depthwise_inputs(op: Op, graph: Graph) -> list[int]:
+    # Channel by channel (TinyEngine): exact when output channel c depends only on input channel c
+    # (depth multiplier 1), batch 1, equal element sizes, and the output plane is no larger than
+    # the input plane, so that output element (p, c) lands on input slot (p, c) with p < H*W,
+    # which belongs to channel c and was already copied to the scratch plane.
+    x_name = op.inputs[0]
+    if x_name is None:
+        return []
+    x, out = graph[x_name], graph[op.outputs[0]]
+    if x.is_constant or len(x.shape) != 4 or len(out.shape) != 4:
+        return []
+    n, h, w, c = x.shape
+    on, oh, ow, oc = out.shape
+    if (n != 1 or on != 1 or oc != c or op.attrs.get("depth_multiplier", 1) != 1
+            or x.dtype.bits < 8 or out.dtype.bits < 8
+            or _itemsize(graph, x_name) != out.dtype.numpy.itemsize or oh * ow > h * w):
+        return []
+    return [0]
+
+
+def _depthwise_scratch(op: Op, graph: Graph) -> int:
+    # One input channel plane (H*W elements), unpadded: the kernel treats out-of-range taps as
+    # padding instead of storing a padded copy.
+    x = graph[op.inputs[0]]
+    return x.shape[1] * x.shape[2] * x.dtype.numpy.itemsize
+
+
+INPLACE_MODES: tuple[InplaceMode, ...] = (
+    InplaceMode(
+        name="reshape_view",
+        kinds=frozenset({"RESHAPE"}),
+        inputs=_reshape_inputs,
+        scratch_bytes=_no_scratch,
+        semantics="The output is the input's bytes reinterpreted; the kernel copies nothing.",
+    ),
+    InplaceMode(
+        name="elementwise",
+        kinds=ELEMENTWISE_KINDS,
+        inputs=_elementwise_inputs,
+        scratch_bytes=_no_scratch,
+        semantics=("For every element i the kernel reads element i of every input (and any "
+                   "broadcast operand) before it writes output element i, and never reads an "
+                   "element of the aliased input after writing the output element at that index."),
+    ),
+    InplaceMode(
+        name="depthwise_channelwise",
+        kinds=frozenset({"DEPTHWISE_CONV_2D"}),
+        inputs=_depthwise_inputs,
+        scratch_bytes=_depthwise_scratch,
+        semantics=("For each channel c in turn: copy input channel c (H*W elements, stride C) into "
+                   "the scratch plane, then compute output channel c from the scratch plane only "
+                   "(taps outside the plane are padding) and write it at stride C from offset c."),
+    ),
+)
+
+MODES_BY_NAME = {mode.name: mode for mode in INPLACE_MODES}
+
+
+def inplace_candidates(op: Op, graph: Graph) -> list[tuple[InplaceMode, int]]:
+    """The (mode, input position) pairs under which ``op`` may overwrite an input, best first.
+
+    Static conditions only; the planner additionally requires that the input dies at this op.
+    Ops with several outputs are never in place.
+    """
+    if len(op.outputs) != 1:
+        return []
+    return [(mode, position) for mode in INPLACE_MODES if op.kind in mode.kinds
+            for position in mode.inputs(op, graph)]

@@ -1,0 +1,257 @@
+"""`plan()` and the `MemoryPlan` it returns; `check_plan()` verifies any plan from scratch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgekit.errors import PlanError
+from edgekit.ir import Graph
+from edgekit.planner.inplace import MODES_BY_NAME, inplace_candidates
+from edgekit.planner.offsets import STRATEGIES, arena_of, place
+from edgekit.planner.problem import (
+    Problem, activation_names, alias_root, build_problem, check_schedule, lifetimes_for,
+    scratch_extent, tensor_alignment, tensor_bytes,
+)
+from edgekit.planner.schedule import best_schedule
+
+DEFAULT_STRATEGY = "best"
+DEFAULT_ALIGNMENT = 4
+
+
+@dataclass(frozen=True)
+class TensorBuffer:
+    """Where one arena tensor lives: ``offset`` and ``size`` (its ``nbytes``) in the arena, live
+    over schedule steps ``first..last``. ``alias_of`` names the input whose bytes it overwrites
+    in place (under ``inplace_mode``) at step ``first``."""
+
+    name: str
+    offset: int
+    size: int
+    first: int
+    last: int
+    alias_of: str | None = None
+    inplace_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class ScratchBuffer:
+    """Temporary memory of the op at schedule step ``step`` (graph op index ``op``)."""
+
+    op: int
+    step: int
+    offset: int
+    size: int
+    alignment: int
+
+
+@dataclass(frozen=True)
+class OpMemory:
+    """Live memory during one schedule step: the bar of the MCUNetV2-style profile."""
+
+    step: int
+    op: int
+    kind: str
+    name: str
+    live_bytes: int
+    live_tensors: tuple[str, ...]
+    scratch_bytes: int
+
+
+@dataclass
+class MemoryPlan:
+    """A static arena layout for one graph. The code generator puts every tensor at exactly its
+    ``offset`` in one arena of ``arena_bytes`` (placed with at least ``alignment``) and runs the
+    ops in ``schedule`` order, in place where ``buffers[name].alias_of`` says so."""
+
+    graph: Graph = field(repr=False)
+    strategy: str
+    alignment: int
+    inplace: bool
+    reorder: bool
+    schedule: list[int]
+    buffers: dict[str, TensorBuffer]
+    scratch: dict[int, ScratchBuffer]  # by graph op index
+    arena_bytes: int
+    lower_bound_bytes: int
+    profile: list[OpMemory]
+
+    @property
+    def weights_bytes(self) -> int:
+        return self.graph.weights_bytes
+
+    @property
+    def reordered(self) -> bool:
+        return self.schedule != list(range(len(self.graph.ops)))
+
+    def check(self) -> None:
+        """Raise `PlanError` if the plan is unsafe (see `check_plan`)."""
+        check_plan(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: figures, schedule, buffers, scratch, profile."""
+        return {
+            "model": self.graph.name,
+            "strategy": self.strategy,
+            "alignment": self.alignment,
+            "inplace": self.inplace,
+            "reorder": self.reorder,
+            "arena_bytes": self.arena_bytes,
+            "lower_bound_bytes": self.lower_bound_bytes,
+            "weights_bytes": self.weights_bytes,
+            "schedule": list(self.schedule),
+            "reordered": self.reordered,
+            "buffers": [vars(b) for b in self.buffers.values()],
+            "scratch": [vars(s) for s in self.scratch.values()],
+            "profile": [{**vars(p), "live_tensors": list(p.live_tensors)} for p in self.profile],
+        }
+
+
+def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEFAULT_ALIGNMENT,
+         inplace: bool = True, reorder: bool = True) -> MemoryPlan:
+    """Plan the arena of ``graph``.
+
+    ``strategy`` picks the offset algorithm (`edgekit.planner.offsets.STRATEGIES`: ``greedy`` is
+    TFLite Micro's greedy-by-size, ``multi``, ``search``/``best`` are stronger); ``alignment`` is
+    the minimum alignment of every offset in bytes (a power of two; tensors of wider elements and
+    int32 scratch are aligned to their element size at least); ``inplace`` enables the in-place
+    modes; ``reorder`` lets the planner run independent branches in the order with the lowest
+    peak. The returned plan has been checked with `check_plan`.
+    """
+    if alignment < 1 or alignment & (alignment - 1):
+        raise PlanError(f"alignment must be a power of two >= 1, got {alignment}")
+    if strategy not in STRATEGIES:
+        raise PlanError(f"unknown planner strategy {strategy!r};"
+                        f" choose one of {', '.join(STRATEGIES)}")
+    schedule = (best_schedule(graph, alignment=alignment, inplace=inplace) if reorder
+                else list(range(len(graph.ops))))
+    problem = build_problem(graph, schedule, alignment=alignment, inplace=inplace)
+    offsets = place(problem.blocks, strategy, problem.lower_bound)
+    result = _assemble(graph, problem, offsets, strategy=strategy, alignment=alignment,
+                       inplace=inplace, reorder=reorder)
+    result.check()
+    return result
+
+
+def _assemble(graph: Graph, problem: Problem, offsets: list[int], **settings) -> MemoryPlan:
+    block_offset = {}
+    scratch: dict[int, ScratchBuffer] = {}
+    for block, offset in zip(problem.blocks, offsets):
+        for member in block.members:
+            block_offset[member] = offset
+        if not block.members:  # scratch block: live during exactly one step
+            step = block.first
+            index = problem.schedule[step]
+            scratch[index] = ScratchBuffer(index, step, offset, block.size, block.alignment)
+    buffers = {}
+    for name, (first, last) in problem.lifetimes.items():
+        alias = problem.aliases.get(name)
+        buffers[name] = TensorBuffer(
+            name=name, offset=block_offset.get(name, 0), size=graph[name].nbytes,
+            first=first, last=last,
+            alias_of=alias.input if alias else None, inplace_mode=alias.mode if alias else None)
+    profile = []
+    for step, index in enumerate(problem.schedule):
+        op = graph.ops[index]
+        live = tuple(n for n, (f, l) in problem.lifetimes.items() if f <= step <= l)
+        profile.append(OpMemory(step, index, op.kind, op.name, problem.profile[step], live,
+                                scratch[index].size if index in scratch else 0))
+    return MemoryPlan(graph=graph, schedule=list(problem.schedule), buffers=buffers,
+                      scratch=scratch, arena_bytes=arena_of(problem.blocks, offsets),
+                      lower_bound_bytes=problem.lower_bound, profile=profile, **settings)
+
+
+def check_plan(plan: MemoryPlan) -> None:
+    """Verify a plan against its graph, recomputing lifetimes independently; raise `PlanError`.
+
+    Checks: the schedule is a topological order of all ops; every arena tensor has a buffer of
+    its size, inside the arena and aligned; every alias is a legal in-place mode at the step
+    where its input dies, at the input's offset; and no two buffers (tensors or scratch) that are
+    live at the same step share a byte, except an in-place output and the input it overwrites.
+    """
+    graph = plan.graph
+    check_schedule(graph, plan.schedule)
+    lifetimes = lifetimes_for(graph, plan.schedule)
+    names = activation_names(graph)
+    step_of = {index: step for step, index in enumerate(plan.schedule)}
+    # (name, offset, end, first, last) of every byte range the arena must hold
+    ranges: list[tuple[str, int, int, int, int]] = []
+    for name in names:
+        buf = plan.buffers.get(name)
+        if buf is None:
+            raise PlanError(f"plan has no buffer for tensor {name!r}")
+        if buf.size != graph[name].nbytes:
+            raise PlanError(f"buffer of {name!r} is {buf.size} bytes, tensor has {graph[name].nbytes}")
+        if (buf.first, buf.last) != lifetimes[name]:
+            raise PlanError(f"buffer of {name!r} claims steps {buf.first}..{buf.last}, the schedule"
+                            f" gives {lifetimes[name][0]}..{lifetimes[name][1]}")
+        align = tensor_alignment(graph, name, plan.alignment)
+        span = tensor_bytes(graph, name, plan.alignment)
+        _check_placement(name, buf.offset, span, align, plan.arena_bytes)
+        if buf.alias_of is not None:
+            _check_alias(plan, buf, lifetimes)
+        if span:
+            ranges.append((name, buf.offset, buf.offset + span, *lifetimes[name]))
+    for index, s in plan.scratch.items():
+        if step_of.get(index) != s.step:
+            raise PlanError(f"scratch of op {index} claims step {s.step}, the schedule runs it at"
+                            f" step {step_of.get(index)}")
+        mode = _mode_at(plan, index)
+        need, align = scratch_extent(graph.ops[index], graph, mode, plan.alignment)
+        if s.size < need:
+            raise PlanError(f"scratch of op {index} is {s.size} bytes, its kernel needs {need}")
+        _check_placement(f"scratch of op {index}", s.offset, s.size, align, plan.arena_bytes)
+        ranges.append((f"scratch@op{index}", s.offset, s.offset + s.size, s.step, s.step))
+    for index in plan.schedule:
+        mode = _mode_at(plan, index)
+        need = scratch_extent(graph.ops[index], graph, mode, plan.alignment)[0]
+        if need and index not in plan.scratch:
+            raise PlanError(f"op {index} ({graph.ops[index].kind}) needs {need} bytes of scratch"
+                            " and the plan gives it none")
+    _check_no_overlap(plan, ranges)
+
+
+def _mode_at(plan: MemoryPlan, index: int) -> str | None:
+    out = plan.graph.ops[index].outputs
+    buf = plan.buffers.get(out[0]) if len(out) == 1 else None
+    return buf.inplace_mode if buf is not None else None
+
+
+def _check_placement(what: str, offset: int, span: int, align: int, arena: int) -> None:
+    if offset < 0 or offset % align:
+        raise PlanError(f"{what} at offset {offset} is not {align}-byte aligned")
+    if offset + span > arena:
+        raise PlanError(f"{what} at offset {offset} + {span} bytes runs past the"
+                        f" {arena}-byte arena")
+
+
+def _check_alias(plan: MemoryPlan, buf: TensorBuffer, lifetimes) -> None:
+    graph = plan.graph
+    index = plan.schedule[buf.first]
+    op = graph.ops[index]
+    where = f"in-place output {buf.name!r} of op {index} ({op.kind})"
+    mode = MODES_BY_NAME.get(buf.inplace_mode or "")
+    if mode is None:
+        raise PlanError(f"{where}: unknown in-place mode {buf.inplace_mode!r}")
+    legal = {op.inputs[p] for m, p in inplace_candidates(op, graph) if m is mode}
+    if op.outputs != [buf.name] or buf.alias_of not in legal:
+        raise PlanError(f"{where}: mode {mode.name} does not allow overwriting {buf.alias_of!r}")
+    if buf.alias_of in graph.outputs or lifetimes[buf.alias_of][1] != buf.first:
+        raise PlanError(f"{where}: input {buf.alias_of!r} is still needed after step {buf.first}")
+    if plan.buffers[buf.alias_of].offset != buf.offset:
+        raise PlanError(f"{where}: offset {buf.offset} differs from input {buf.alias_of!r}'s"
+                        f" offset {plan.buffers[buf.alias_of].offset}")
+
+
+def _check_no_overlap(plan: MemoryPlan, ranges) -> None:
+    allowed = {frozenset((b.name, b.alias_of)) for b in plan.buffers.values() if b.alias_of}
+    ranges = sorted(ranges, key=lambda r: r[1])
+    for i, (name_a, lo_a, hi_a, first_a, last_a) in enumerate(ranges):
+        for name_b, lo_b, hi_b, first_b, last_b in ranges[i + 1:]:
+            if lo_b >= hi_a:
+                break
+            if first_a <= last_b and first_b <= last_a and frozenset((name_a, name_b)) not in allowed:
+                raise PlanError(
+                    f"{name_a!r} [{lo_a}, {hi_a}) and {name_b!r} [{lo_b}, {hi_b}) overlap in the"
+                    f" arena while both are live (steps {max(first_a, first_b)}.."
+                    f"{min(last_a, last_b)})")

@@ -1,0 +1,215 @@
+"""From a graph and a schedule to the allocation problem: lifetimes, in-place aliases, scratch,
+placement blocks, the per-step live-memory profile and the lower bound.
+
+Time is the *step*: the position of an op in the schedule. A tensor is live from the step that
+writes it (step 0 for graph inputs, which are in the arena before the first op) to the last step
+that reads it (the last step for graph outputs, which the caller reads afterwards), inclusive. A
+scratch buffer is live during its op's step only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from edgekit.errors import PlanError
+from edgekit.ir import Graph, Op
+from edgekit.planner.inplace import inplace_candidates
+from edgekit.planner.scratch import scratch_alignment, scratch_bytes
+
+
+def align_up(value: int, alignment: int) -> int:
+    """``value`` rounded up to a multiple of ``alignment``."""
+    return -(-value // alignment) * alignment
+
+
+def tensor_alignment(graph: Graph, name: str, alignment: int) -> int:
+    """Plan alignment, raised to the element size so int16/int32/float32 tensors stay aligned."""
+    t = graph[name]
+    natural = t.dtype.numpy.itemsize if t.dtype.bits >= 8 else 1
+    return max(alignment, natural)
+
+
+def tensor_bytes(graph: Graph, name: str, alignment: int) -> int:
+    """Bytes a tensor takes in the arena: its size rounded up to its alignment."""
+    return align_up(graph[name].nbytes, tensor_alignment(graph, name, alignment))
+
+
+@dataclass(frozen=True)
+class Rect:
+    """``size`` bytes from the block's offset, live over steps ``first..last`` (inclusive)."""
+
+    size: int
+    first: int
+    last: int
+
+    def overlaps_in_time(self, other: "Rect") -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass
+class Block:
+    """One placement unit: all members share one offset (an in-place alias chain, a single
+    tensor, or one op's scratch). ``rects`` are the members' extents over time."""
+
+    name: str
+    members: tuple[str, ...]
+    rects: tuple[Rect, ...]
+    alignment: int
+
+    @property
+    def size(self) -> int:
+        return max(r.size for r in self.rects)
+
+    @property
+    def first(self) -> int:
+        return min(r.first for r in self.rects)
+
+    @property
+    def last(self) -> int:
+        return max(r.last for r in self.rects)
+
+
+@dataclass
+class Alias:
+    """The output of the op at ``step`` overwrites ``input`` under in-place mode ``mode``."""
+
+    input: str
+    mode: str
+    step: int
+
+
+@dataclass
+class Problem:
+    """Everything the offset strategies and `MemoryPlan` need for one schedule."""
+
+    schedule: list[int]
+    lifetimes: dict[str, tuple[int, int]]
+    sizes: dict[str, int]
+    aliases: dict[str, Alias]
+    scratch: dict[int, tuple[int, int]]  # step -> (bytes, alignment)
+    blocks: list[Block]
+    profile: list[int] = field(default_factory=list)  # live bytes per step
+
+    @property
+    def lower_bound(self) -> int:
+        return max(self.profile, default=0)
+
+
+def activation_names(graph: Graph) -> list[str]:
+    """Tensors that live in the arena: graph inputs and every op output, in first-use order."""
+    names = list(dict.fromkeys(graph.inputs))
+    for op in graph.ops:
+        names.extend(n for n in op.outputs if n not in names)
+    return names
+
+
+def check_schedule(graph: Graph, schedule: Sequence[int]) -> None:
+    """Raise `PlanError` unless ``schedule`` runs every op once, each after its producers."""
+    if sorted(schedule) != list(range(len(graph.ops))):
+        raise PlanError(f"schedule {list(schedule)} is not a permutation of the"
+                        f" {len(graph.ops)} ops of graph {graph.name!r}")
+    producer = graph.producer()
+    done: set[int] = set()
+    for step, index in enumerate(schedule):
+        for name in graph.ops[index].present_inputs():
+            if name in producer and producer[name] not in done:
+                raise PlanError(f"schedule step {step} runs op {index} ({graph.ops[index].kind})"
+                                f" before op {producer[name]} that writes its input {name!r}")
+        done.add(index)
+
+
+def lifetimes_for(graph: Graph, schedule: Sequence[int]) -> dict[str, tuple[int, int]]:
+    """(first step, last step) of every arena tensor under ``schedule``."""
+    steps = max(len(schedule), 1)
+    first: dict[str, int] = {name: 0 for name in graph.inputs}
+    last: dict[str, int] = {}
+    for step, index in enumerate(schedule):
+        op = graph.ops[index]
+        for name in op.present_inputs():
+            if not graph[name].is_constant:
+                last[name] = step
+        for name in op.outputs:
+            first[name] = step
+    for name in graph.outputs:
+        last[name] = steps - 1
+    return {name: (f, max(last.get(name, f), f)) for name, f in first.items()}
+
+
+def choose_inplace(op: Op, graph: Graph, dies_here: Callable[[str], bool]) -> tuple[str, str] | None:
+    """The (mode name, input name) the op runs under, or None: the first static candidate from
+    the mode table whose input dies at this op (and is not a graph output)."""
+    for mode, position in inplace_candidates(op, graph):
+        name = op.inputs[position]
+        if name not in graph.outputs and dies_here(name) and graph[name].nbytes > 0:
+            return mode.name, name
+    return None
+
+
+def scratch_extent(op: Op, graph: Graph, mode: str | None, alignment: int) -> tuple[int, int]:
+    """(arena bytes, alignment) of the scratch ``op`` needs under in-place ``mode`` (or none)."""
+    align = max(alignment, scratch_alignment(op, mode))
+    return align_up(scratch_bytes(op, graph, mode), align), align
+
+
+def build_problem(graph: Graph, schedule: Sequence[int], *, alignment: int,
+                  inplace: bool) -> Problem:
+    """Lifetimes, in-place decisions, scratch, blocks and profile for ``schedule``."""
+    schedule = list(schedule)
+    lifetimes = lifetimes_for(graph, schedule)
+    names = [n for n in activation_names(graph) if n in lifetimes]
+    sizes = {n: tensor_bytes(graph, n, alignment) for n in names}
+
+    aliases: dict[str, Alias] = {}
+    scratch: dict[int, tuple[int, int]] = {}
+    for step, index in enumerate(schedule):
+        op = graph.ops[index]
+        choice = None
+        if inplace:
+            choice = choose_inplace(op, graph, lambda n: lifetimes[n][1] == step)
+        mode = choice[0] if choice else None
+        if choice:
+            aliases[op.outputs[0]] = Alias(input=choice[1], mode=mode, step=step)
+        nbytes, align = scratch_extent(op, graph, mode, alignment)
+        if nbytes:
+            scratch[step] = (nbytes, align)
+
+    blocks = _blocks(graph, names, lifetimes, sizes, aliases, scratch, alignment)
+    problem = Problem(schedule, lifetimes, sizes, aliases, scratch, blocks)
+    problem.profile = live_profile(blocks, len(schedule))
+    return problem
+
+
+def alias_root(name: str, aliases: dict[str, Alias]) -> str:
+    """The first tensor of the in-place chain ``name`` belongs to (it owns the offset)."""
+    while name in aliases:
+        name = aliases[name].input
+    return name
+
+
+def _blocks(graph: Graph, names: list[str], lifetimes, sizes, aliases, scratch,
+            alignment: int) -> list[Block]:
+    chains: dict[str, list[str]] = {}
+    for name in names:
+        if sizes[name] > 0:
+            chains.setdefault(alias_root(name, aliases), []).append(name)
+    blocks = []
+    for root, members in chains.items():
+        rects = tuple(Rect(sizes[m], *lifetimes[m]) for m in members)
+        align = max(tensor_alignment(graph, m, alignment) for m in members)
+        blocks.append(Block(root, tuple(members), rects, align))
+    for step, (nbytes, align) in scratch.items():
+        blocks.append(Block(f"scratch@{step}", (), (Rect(nbytes, step, step),), align))
+    return blocks
+
+
+def live_profile(blocks: Sequence[Block], steps: int) -> list[int]:
+    """Bytes live during each step: per block, the largest of its members live at that step
+    (in-place members share bytes)."""
+    profile = [0] * max(steps, 1)
+    for block in blocks:
+        for step in range(block.first, block.last + 1):
+            live = [r.size for r in block.rects if r.first <= step <= r.last]
+            if live:
+                profile[step] += max(live)
+    return profile

@@ -1,0 +1,48 @@
+"""Per-op scratch memory: the one definition the planner and the code generator share.
+
+A scratch buffer is temporary memory a kernel needs while it runs (an accumulator row, one
+channel plane for in-place depthwise convolution). It lives only during its op's step, in the
+arena, at the offset the plan gives it. The code generator must ask `scratch_bytes` for the size
+and must not use more; if a kernel changes what it needs, change it here so the plan stays true.
+"""
+
+from __future__ import annotations
+
+from edgekit.ir import Graph, Op
+from edgekit.planner.inplace import MODES_BY_NAME
+
+#: int32 accumulators need 4-byte alignment whatever the plan's alignment parameter
+INT32_ALIGNMENT = 4
+
+
+def _mean_scratch(op: Op, graph: Graph) -> int:
+    # Our MEAN kernel (like TFLite Micro's reference reduce) sums into one int32 per output
+    # element before rescaling.
+    return 4 * graph[op.outputs[0]].size
+
+
+#: scratch of the out-of-place kernels, by op kind (kinds not listed need none)
+_OUT_OF_PLACE_SCRATCH = {
+    "MEAN": _mean_scratch,
+}
+
+#: minimum alignment of each kind's out-of-place scratch
+_OUT_OF_PLACE_ALIGNMENT = {
+    "MEAN": INT32_ALIGNMENT,
+}
+
+
+def scratch_bytes(op: Op, graph: Graph, inplace_mode: str | None = None) -> int:
+    """Bytes of scratch ``op`` needs when run out of place (``inplace_mode=None``) or under the
+    named in-place mode from `edgekit.planner.inplace.INPLACE_MODES`."""
+    if inplace_mode is not None:
+        return MODES_BY_NAME[inplace_mode].scratch_bytes(op, graph)
+    size_of = _OUT_OF_PLACE_SCRATCH.get(op.kind)
+    return size_of(op, graph) if size_of else 0
+
+
+def scratch_alignment(op: Op, inplace_mode: str | None = None) -> int:
+    """The minimum alignment the scratch of ``op`` needs (the plan may align it more)."""
+    if inplace_mode is not None:
+        return 1
+    return _OUT_OF_PLACE_ALIGNMENT.get(op.kind, 1)
