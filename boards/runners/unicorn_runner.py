@@ -1,0 +1,420 @@
+"""Unicorn runner: the ELF on a bare Cortex-M core, with exact instruction counts and hooked
+stack/arena high-water marks.
+
+How it measures (see docs/report-protocol.md for the symbols):
+
+* Instructions are counted per translated block, not per instruction: a block hook fires once
+  per executed block, and the block's instruction count is decoded once with capstone and
+  cached. That keeps the Python work per block, not per instruction, which is what makes
+  ~100M-instruction models feasible. A block is counted whole, which is exact because nothing
+  leaves a block early while the window is open: exceptions end their block (``bkpt`` is the
+  last instruction of its block), peripheral accesses do not, and any fault ends the run. The
+  window opens at the entry of ``edgekit_measure_begin`` (its block counts) and closes at the
+  entry of ``edgekit_measure_end`` (its block does not); both are reached by calls, so they
+  always start a block -- a block that would run into one of them mid-way is refused, not
+  guessed at. ``verify_counts=True`` adds a per-instruction hook and checks the two counts agree
+  (slow; the tests use it).
+* Stack and arena high-water marks come from memory-write hooks on ``[__stack_bottom,
+  __stack_top)`` and ``[__arena_start, __arena_end)``, counted from ``edgekit_stack_paint_done``
+  (the painting is not a use) and frozen at ``edgekit_report_begin``, the same window the
+  firmware's painted figure describes.
+* The console is a modelled UART (`uart_models`) or semihosting (`semihosting`); the run ends at
+  semihosting exit, or once the report is complete for a firmware that then loops in ``wfi``.
+
+Unicorn does not take exceptions into the guest's vector table, so a fault ends the run with a
+`DeviceFaultError` built from the core's registers instead of the firmware's fault report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import capstone
+import unicorn
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+from unicorn import arm_const
+
+from edgekit.boards.report import END_MARKER
+from edgekit.boards.runners.base import RunResult, Runner, check_elf, decode_console, report_finished
+from edgekit.boards.runners.semihosting import Semihosting
+from edgekit.boards.runners.uart_models import WINDOW_BYTES, uart_model
+from edgekit.errors import DeviceFaultError, RunnerError, RunnerTimeoutError
+
+#: board `emulation.unicorn` value -> Unicorn CPU model (unicorn 2.1 has no M0+/M55 model: an
+#: M0+ board runs on the M0 model, which executes the same ARMv6-M instruction set)
+CPU_MODELS = {
+    "cortex-m0": arm_const.UC_CPU_ARM_CORTEX_M0,
+    "cortex-m3": arm_const.UC_CPU_ARM_CORTEX_M3,
+    "cortex-m4": arm_const.UC_CPU_ARM_CORTEX_M4,
+    "cortex-m7": arm_const.UC_CPU_ARM_CORTEX_M7,
+    "cortex-m33": arm_const.UC_CPU_ARM_CORTEX_M33,
+}
+#: peripheral windows mapped as plain zeroed RAM (clock, GPIO and system-control writes land
+#: there harmlessly); the console page is carved out and modelled
+PERIPHERAL_WINDOWS = ((0x4000_0000, 0x6000_0000), (0xE000_0000, 0xE010_0000))
+#: Unicorn's ARM page is 1 KiB; 4 KiB alignment is a multiple of it
+PAGE = 0x1000
+#: QEMU exception numbers Unicorn hands to the interrupt hook
+EXCP_BKPT = 7
+SEMIHOSTING_BKPT = 0xBEAB  # `bkpt 0xab` in Thumb
+#: code of the measurement and paint symbols (see docs/report-protocol.md)
+MARK_SYMBOLS = {
+    "edgekit_measure_begin": "begin",
+    "edgekit_measure_end": "end",
+    "edgekit_stack_paint_done": "paint_done",
+    "edgekit_report_begin": "report_begin",
+}
+REGION_SYMBOLS = ("__stack_bottom", "__stack_top", "__arena_start", "__arena_end")
+_FAULT_REGISTERS = {"r0": arm_const.UC_ARM_REG_R0, "r1": arm_const.UC_ARM_REG_R1,
+                    "r2": arm_const.UC_ARM_REG_R2, "r3": arm_const.UC_ARM_REG_R3,
+                    "r12": arm_const.UC_ARM_REG_R12, "sp": arm_const.UC_ARM_REG_SP,
+                    "lr": arm_const.UC_ARM_REG_LR, "pc": arm_const.UC_ARM_REG_PC,
+                    "xpsr": arm_const.UC_ARM_REG_XPSR}
+
+
+@dataclass(frozen=True)
+class Region:
+    """An address range the runner maps as RAM (flash is RAM to Unicorn; nothing writes it)."""
+
+    name: str
+    origin: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.origin + self.size
+
+
+@dataclass(frozen=True)
+class ElfImage:
+    """What the runner needs from the ELF: loadable bytes and the edgekit symbols."""
+
+    segments: tuple[tuple[int, bytes, int], ...]  # (load address, file bytes, memory size)
+    symbols: dict[str, int]
+
+
+def read_elf(path: Path) -> ElfImage:
+    """Load segments (at their load address, as QEMU's -kernel does) and the edgekit symbols."""
+    wanted = set(MARK_SYMBOLS) | set(REGION_SYMBOLS)
+    with path.open("rb") as handle:
+        elf = ELFFile(handle)
+        if elf["e_machine"] != "EM_ARM":
+            raise RunnerError(f"{path} is a {elf['e_machine']} ELF, not an Arm one")
+        segments = tuple((seg["p_paddr"], seg.data(), seg["p_memsz"]) for seg in elf.iter_segments()
+                         if seg["p_type"] == "PT_LOAD" and seg["p_memsz"] > 0)
+        symbols: dict[str, int] = {}
+        for section in elf.iter_sections():
+            if isinstance(section, SymbolTableSection):
+                for symbol in section.iter_symbols():
+                    if symbol.name in wanted:
+                        value = symbol["st_value"]
+                        # Thumb function symbols carry bit 0; the code starts at the even address
+                        symbols[symbol.name] = value & ~1 if symbol.name in MARK_SYMBOLS else value
+    if not segments:
+        raise RunnerError(f"{path} has no loadable segments")
+    return ElfImage(segments=segments, symbols=symbols)
+
+
+def _align_down(value: int) -> int:
+    return value & ~(PAGE - 1)
+
+
+def _align_up(value: int) -> int:
+    return (value + PAGE - 1) & ~(PAGE - 1)
+
+
+def _subtract(window: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Parts of `window` not covered by `holes` (all page aligned)."""
+    pieces = [window]
+    for hole_start, hole_end in holes:
+        next_pieces = []
+        for start, end in pieces:
+            if hole_end <= start or hole_start >= end:
+                next_pieces.append((start, end))
+                continue
+            if start < hole_start:
+                next_pieces.append((start, hole_start))
+            if hole_end < end:
+                next_pieces.append((hole_end, end))
+        pieces = next_pieces
+    return pieces
+
+
+class UnicornRunner(Runner):
+    """Run an ELF on Unicorn with the board's memory map and console."""
+
+    name = "unicorn"
+
+    def __init__(self, cpu: str, regions: list[Region], console_kind: str,
+                 console_base: int | None = None, *, vector_table: int | None = None,
+                 verify_counts: bool = False):
+        if cpu not in CPU_MODELS:
+            raise RunnerError(f"Unicorn has no CPU model {cpu!r} (models: {', '.join(CPU_MODELS)})")
+        if console_kind != "semihosting" and console_base is None:
+            raise RunnerError(f"console kind {console_kind!r} needs a register base address")
+        self.cpu = cpu
+        self.regions = list(regions)
+        self.console_kind = console_kind
+        self.console_base = console_base
+        self.vector_table = vector_table
+        self.verify_counts = verify_counts
+
+    @classmethod
+    def from_target(cls, target, *, verify_counts: bool = False) -> UnicornRunner:
+        """The runner for a build target (`edgekit.boards.Target`): the host board's memory map
+        and Unicorn model, the target's console."""
+        host = target.host
+        model = host.emulation.unicorn
+        if not model:
+            raise RunnerError(f"board {host.id} has no Unicorn model (emulation.unicorn)")
+        regions = [Region(host.flash.name, host.flash.origin, host.flash.size)]
+        regions += [Region(r.name, r.origin, r.size) for r in host.sram]
+        return cls(model, regions, target.console.kind, target.console.base,
+                   vector_table=host.flash.origin, verify_counts=verify_counts)
+
+    def run(self, elf: Path, timeout_s: float) -> RunResult:
+        path = check_elf(elf)
+        image = read_elf(path)
+        session = _Session(self, image, path)
+        return session.run(timeout_s)
+
+
+class _Session:
+    """One run: the Unicorn instance, its hooks and what they saw."""
+
+    def __init__(self, runner: UnicornRunner, image: ElfImage, path: Path):
+        self.runner = runner
+        self.image = image
+        self.path = path
+        self.console = bytearray()
+        self.exit_code: int | None = None
+        self.stop_reason: str | None = None
+        self.fault: str | None = None
+        # instruction counting
+        self.block_sizes: dict[int, int] = {}
+        self.measuring = False
+        self.instructions = 0
+        self.windows = 0
+        self.verify_instructions = 0
+        self.verify_measuring = False
+        # stack / arena hooks
+        self.tracking = False
+        self.tracked_windows = 0
+        self.stack_low: int | None = None
+        self.arena_low: int | None = None
+        self.arena_high: int | None = None
+        self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+        self.uc.ctl_set_cpu_model(CPU_MODELS[runner.cpu])
+        self.disassembler = capstone.Cs(capstone.CS_ARCH_ARM,
+                                        capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+        self.marks = {image.symbols[s]: kind for s, kind in MARK_SYMBOLS.items() if s in image.symbols}
+        self.semihosting = Semihosting(self._read, self._emit)
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    def _map_memory(self) -> None:
+        runner = self.runner
+        mapped: list[tuple[int, int]] = []
+        for region in runner.regions:
+            start, end = _align_down(region.origin), _align_up(region.end)
+            for piece in _subtract((start, end), mapped):
+                self.uc.mem_map(piece[0], piece[1] - piece[0])
+                mapped.append(piece)
+        console_page = None
+        if runner.console_kind != "semihosting":
+            base = _align_down(runner.console_base)
+            console_page = (base, base + WINDOW_BYTES)
+            if _subtract(console_page, mapped) != [console_page]:
+                raise RunnerError(f"console registers at {runner.console_base:#010x} overlap a memory region")
+            self.uart = uart_model(runner.console_kind, self._emit)
+            offset = runner.console_base - base
+            self.uc.mmio_map(base, WINDOW_BYTES,
+                             lambda uc, off, size, _: self.uart.read(self._read, off - offset, size), None,
+                             lambda uc, off, size, value, _: self._uart_write(off - offset, size, value), None)
+            mapped.append(console_page)
+        for window in PERIPHERAL_WINDOWS:
+            for start, end in _subtract(window, mapped):
+                self.uc.mem_map(start, end - start)
+        self.mapped = mapped
+
+    def _load(self) -> tuple[int, int]:
+        for address, data, memsz in self.image.segments:
+            if not any(a <= address and address + memsz <= b for a, b in self.mapped):
+                raise RunnerError(f"{self.path}: segment at {address:#010x} ({memsz} bytes) lies "
+                                  "outside the board's memory map")
+            self.uc.mem_write(address, data)
+        table = self.runner.vector_table
+        if table is None:
+            table = min(address for address, _, _ in self.image.segments)
+        sp = int.from_bytes(self._read(table, 4), "little")
+        reset = int.from_bytes(self._read(table + 4, 4), "little")
+        if not reset & 1:
+            raise RunnerError(f"{self.path}: reset vector {reset:#010x} at {table + 4:#010x} is not "
+                              "a Thumb address (bit 0 clear): is the vector table at the flash origin?")
+        return sp, reset
+
+    def _install_hooks(self) -> None:
+        uc = self.uc
+        uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
+        uc.hook_add(unicorn.UC_HOOK_INTR, self._on_interrupt)
+        if self.runner.verify_counts:
+            uc.hook_add(unicorn.UC_HOOK_CODE, self._on_instruction)
+        symbols = self.image.symbols
+        if "__stack_bottom" in symbols and "__stack_top" in symbols:
+            uc.hook_add(unicorn.UC_HOOK_MEM_WRITE, self._on_stack_write,
+                        begin=symbols["__stack_bottom"], end=symbols["__stack_top"] - 1)
+        if "__arena_start" in symbols and "__arena_end" in symbols \
+                and symbols["__arena_end"] > symbols["__arena_start"]:
+            uc.hook_add(unicorn.UC_HOOK_MEM_WRITE, self._on_arena_write,
+                        begin=symbols["__arena_start"], end=symbols["__arena_end"] - 1)
+
+    # --- hooks -----------------------------------------------------------------------------------
+
+    def _read(self, address: int, size: int) -> bytes:
+        return bytes(self.uc.mem_read(address, size))
+
+    def _emit(self, data: bytes) -> None:
+        self.console += data
+        # a firmware without semihosting exit loops after its report: stop once it is complete
+        if b"\n" in data and END_MARKER.encode() in self.console[-256:] \
+                and report_finished(decode_console(bytes(self.console))):
+            self.stop_reason = self.stop_reason or "report complete"
+            self.uc.emu_stop()
+
+    def _uart_write(self, offset: int, size: int, value: int) -> None:
+        self.uart.write(self._read, offset, size, value)
+
+    def _block_instructions(self, address: int, size: int) -> int:
+        code = self._read(address, size)
+        count, decoded = 0, 0
+        for insn_address, insn_size, _, _ in self.disassembler.disasm_lite(code, address):
+            if insn_address != address and insn_address in self.marks:
+                raise RunnerError(f"a translated block at {address:#010x} runs into "
+                                  f"{self.marks[insn_address]} marker code at {insn_address:#010x} "
+                                  "without a call: the instruction count would be inexact")
+            count += 1
+            decoded += insn_size
+        if decoded != size:
+            raise RunnerError(f"capstone decoded {decoded} of the {size} bytes of the block at "
+                              f"{address:#010x}: cannot count its instructions exactly")
+        return count
+
+    def _on_block(self, uc, address: int, size: int, _user) -> None:
+        key = (address << 16) | size
+        count = self.block_sizes.get(key)
+        if count is None:
+            count = self.block_sizes[key] = self._block_instructions(address, size)
+        mark = self.marks.get(address)
+        if mark is not None:
+            self._on_mark(mark)
+        if self.measuring:
+            self.instructions += count
+
+    def _on_mark(self, mark: str) -> None:
+        if mark == "begin":
+            self.measuring = True
+            self.windows += 1
+        elif mark == "end":
+            self.measuring = False
+        elif mark == "paint_done":
+            self.tracking = True
+            self.tracked_windows += 1
+        elif mark == "report_begin":
+            self.tracking = False
+
+    def _on_instruction(self, uc, address: int, size: int, _user) -> None:
+        # per-instruction cross-check of the block counts (verify_counts only)
+        mark = self.marks.get(address)
+        if mark == "begin":
+            self.verify_measuring = True
+        elif mark == "end":
+            self.verify_measuring = False
+        if self.verify_measuring:
+            self.verify_instructions += 1
+
+    def _on_stack_write(self, uc, access, address: int, size: int, value, _user) -> None:
+        if self.tracking and (self.stack_low is None or address < self.stack_low):
+            self.stack_low = address
+
+    def _on_arena_write(self, uc, access, address: int, size: int, value, _user) -> None:
+        if not self.tracking:
+            return
+        if self.arena_low is None or address < self.arena_low:
+            self.arena_low = address
+        last = address + size
+        if self.arena_high is None or last > self.arena_high:
+            self.arena_high = last
+
+    def _on_interrupt(self, uc, intno: int, _user) -> None:
+        pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
+        if intno == EXCP_BKPT and int.from_bytes(self._read(pc, 2), "little") == SEMIHOSTING_BKPT:
+            op = uc.reg_read(arm_const.UC_ARM_REG_R0)
+            arg = uc.reg_read(arm_const.UC_ARM_REG_R1)
+            result = self.semihosting.call(op, arg)
+            if result.exit_code is not None:
+                self.exit_code = result.exit_code
+                self.stop_reason = "semihosting exit"
+                uc.emu_stop()
+                return
+            uc.reg_write(arm_const.UC_ARM_REG_R0, result.r0)
+            uc.reg_write(arm_const.UC_ARM_REG_PC, (pc + 2) | 1)
+            return
+        self.fault = f"exception {intno} at pc={pc:#010x}"
+        uc.emu_stop()
+
+    # --- run -------------------------------------------------------------------------------------
+
+    def _registers(self) -> dict[str, int]:
+        return {name: self.uc.reg_read(reg) for name, reg in _FAULT_REGISTERS.items()}
+
+    def run(self, timeout_s: float) -> RunResult:
+        self._map_memory()
+        sp, reset = self._load()
+        self._install_hooks()
+        self.uc.reg_write(arm_const.UC_ARM_REG_SP, sp)
+        started = time.monotonic()
+        try:
+            # `until` is an address no firmware executes; the run ends through a hook
+            self.uc.emu_start(reset, 0xFFFF_FFFE, timeout=int(timeout_s * 1_000_000))
+        except unicorn.UcError as err:
+            if self.fault is None and self.stop_reason is None:
+                self.fault = f"{err} at pc={self.uc.reg_read(arm_const.UC_ARM_REG_PC):#010x}"
+        except RunnerError as err:  # raised inside a hook (unknown semihosting op, ...)
+            raise RunnerError(f"{err}; console so far: {decode_console(bytes(self.console))[-500:]!r}") from None
+        wall = time.monotonic() - started
+        console = decode_console(bytes(self.console))
+        if self.fault is not None:
+            raise DeviceFaultError(f"Unicorn {self.runner.cpu}: {self.path.name} faulted: {self.fault}",
+                                   console, self._registers())
+        if self.stop_reason is None:
+            if wall >= timeout_s * 0.99:
+                raise RunnerTimeoutError(f"Unicorn {self.runner.cpu}: {self.path.name} did not finish "
+                                         f"within {timeout_s:g} s", console)
+            pc = self.uc.reg_read(arm_const.UC_ARM_REG_PC)
+            raise DeviceFaultError(f"Unicorn {self.runner.cpu}: emulation stopped at pc={pc:#010x} "
+                                   "without an exit or a complete report", console, self._registers())
+        return self._result(console, wall)
+
+    def _result(self, console: str, wall: float) -> RunResult:
+        symbols = self.image.symbols
+        details: dict = {"stop_reason": self.stop_reason, "measure_windows": self.windows,
+                         "translated_blocks": len(self.block_sizes)}
+        instructions = self.instructions if self.windows else None
+        if self.runner.verify_counts:
+            details["instructions_per_insn_hook"] = self.verify_instructions
+            if instructions is not None and self.verify_instructions != instructions:
+                raise RunnerError(f"block-level instruction count {instructions} differs from the "
+                                  f"per-instruction count {self.verify_instructions}")
+        stack_peak = arena_used = None
+        if self.tracked_windows and "__stack_top" in symbols:
+            stack_peak = 0 if self.stack_low is None else symbols["__stack_top"] - self.stack_low
+        if self.tracked_windows and "__arena_start" in symbols:
+            arena_used = 0 if self.arena_high is None else self.arena_high - symbols["__arena_start"]
+            details["arena_low_offset"] = (None if self.arena_low is None
+                                           else self.arena_low - symbols["__arena_start"])
+        return RunResult(runner="unicorn", console=console, exit_code=self.exit_code,
+                         instructions=instructions, stack_peak_hooked_bytes=stack_peak,
+                         arena_used_hooked_bytes=arena_used, wall_s=wall, details=details)
