@@ -213,13 +213,13 @@ class _Writer:
         b.StartVector(1, len(payload), _BUFFER_ALIGNMENT)
         b.head = b.head - len(payload)
         b.Bytes[b.head:b.head + len(payload)] = payload
-        return b.EndVector(len(payload))
+        return b.EndVector()
 
     def _table_vector(self, start_fn, offsets: list[int]) -> int:
         start_fn(self.b, len(offsets))
         for off in reversed(offsets):
             self.b.PrependUOffsetTRelative(off)
-        return self.b.EndVector(len(offsets))
+        return self.b.EndVector()
 
     def _options(self, options) -> int:
         if options is None:

@@ -349,7 +349,7 @@ def raw_tflite(tensors: Sequence[dict], ops: Sequence[dict], inputs: Sequence[in
         start(b, len(offsets))
         for off in reversed(offsets):
             b.PrependUOffsetTRelative(off)
-        return b.EndVector(len(offsets))
+        return b.EndVector()
 
     tensors_vec = vector(tflite.SubGraphStartTensorsVector, tensor_offsets)
     ops_vec = vector(tflite.SubGraphStartOperatorsVector, op_offsets)
