@@ -19,6 +19,7 @@ from edgekit.errors import EdgekitError
 #: subcommand modules, in the order `edgekit --help` lists them
 COMMAND_MODULES = [
     "boards",
+    "plan",
 
 ]
 

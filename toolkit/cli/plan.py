@@ -1,0 +1,115 @@
+"""`edgekit plan MODEL.tflite`: the static arena, its lower bound, the per-op live memory, and
+whether it fits a board."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgekit.cli.output import emit
+from edgekit.planner import DEFAULT_ALIGNMENT, DEFAULT_STRATEGY, STRATEGIES, MemoryPlan, plan
+
+NAME = "plan"
+HELP = "plan the activation arena of a model: arena, lower bound, per-op memory, board fit"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model file (.tflite)")
+    parser.add_argument("--board", help="board id (see `edgekit boards`): report fit and margin")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default=DEFAULT_STRATEGY,
+                        help=f"offset strategy (default {DEFAULT_STRATEGY}; greedy = TFLite Micro's)")
+    parser.add_argument("--alignment", type=int, default=DEFAULT_ALIGNMENT,
+                        help=f"offset alignment in bytes (default {DEFAULT_ALIGNMENT})")
+    parser.add_argument("--no-inplace", dest="inplace", action="store_false",
+                        help="never let an output overwrite an input")
+    parser.add_argument("--no-reorder", dest="reorder", action="store_false",
+                        help="run the ops in the model's order")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="write the per-op live-memory bar chart to this file")
+
+
+def run(args) -> int:
+    from edgekit.converters.tflite_reader import load_tflite
+
+    graph = load_tflite(args.model)
+    result = plan(graph, strategy=args.strategy, alignment=args.alignment,
+                  inplace=args.inplace, reorder=args.reorder)
+    payload = {"model": str(args.model), **_summary(result)}
+    sram = None
+    if args.board:
+        payload["board"] = _fit(args.board, result.arena_bytes)
+        sram = payload["board"]["arena_region_bytes"]
+    if args.plot:
+        from edgekit.planner.plot import plot_profile
+
+        label = f"{args.board} SRAM" if args.board else "board SRAM"
+        payload["plot"] = str(plot_profile(result, args.plot, sram_bytes=sram, sram_label=label))
+    emit(args, NAME, payload, _render)
+    return 0
+
+
+def _summary(result: MemoryPlan) -> dict:
+    return {
+        "graph": result.graph.name,
+        "strategy": result.strategy,
+        "alignment": result.alignment,
+        "inplace": result.inplace,
+        "reorder": result.reorder,
+        "arena_bytes": result.arena_bytes,
+        "lower_bound_bytes": result.lower_bound_bytes,
+        "weights_bytes": result.weights_bytes,
+        "schedule": result.schedule,
+        "reordered": result.reordered,
+        "profile": [{"step": p.step, "op": p.op, "kind": p.kind, "name": p.name,
+                     "live_bytes": p.live_bytes, "scratch_bytes": p.scratch_bytes}
+                    for p in result.profile],
+        "buffers": [{"tensor": b.name, "offset": b.offset, "size": b.size, "first": b.first,
+                     "last": b.last, "alias_of": b.alias_of, "inplace_mode": b.inplace_mode}
+                    for b in result.buffers.values()],
+        "scratch": [{"op": s.op, "step": s.step, "offset": s.offset, "size": s.size}
+                    for s in result.scratch.values()],
+    }
+
+
+def _fit(board_id: str, arena_bytes: int) -> dict:
+    from edgekit.boards import load_board
+
+    board = load_board(board_id)
+    region = board.region_for("arena")
+    return {
+        "id": board.id,
+        "sram_bytes": board.sram_bytes,
+        "arena_region": region.name,
+        "arena_region_bytes": region.size,
+        "fits": arena_bytes <= region.size,
+        # the arena alone: .data, .bss and the stack come out of the same region
+        "margin_bytes": region.size - arena_bytes,
+    }
+
+
+def _render(p: dict) -> str:
+    lines = [
+        f"model          {p['model']}",
+        f"strategy       {p['strategy']} (alignment {p['alignment']}, in-place"
+        f" {'on' if p['inplace'] else 'off'}, reorder {'on' if p['reorder'] else 'off'}"
+        f"{', reordered' if p['reordered'] else ''})",
+        f"arena          {p['arena_bytes']:>10,} B",
+        f"lower bound    {p['lower_bound_bytes']:>10,} B"
+        f"  (arena / bound = {p['arena_bytes'] / max(p['lower_bound_bytes'], 1):.3f})",
+        f"weights        {p['weights_bytes']:>10,} B",
+    ]
+    if "board" in p:
+        b = p["board"]
+        verdict = "fits" if b["fits"] else "DOES NOT FIT"
+        lines.append(f"board          {b['id']}: {verdict} in {b['arena_region']}"
+                     f" ({b['arena_region_bytes']:,} B), margin {b['margin_bytes']:,} B"
+                     " before stack and static data")
+    lines.append("")
+    lines.append(f"{'step':>4} {'op':>4}  {'kind':<18} {'live B':>9} {'scratch':>8}")
+    peak = p["lower_bound_bytes"]
+    for row in p["profile"]:
+        mark = "  <- peak" if row["live_bytes"] == peak else ""
+        lines.append(f"{row['step']:>4} {row['op']:>4}  {row['kind']:<18} {row['live_bytes']:>9,}"
+                     f" {row['scratch_bytes']:>8,}{mark}")
+    if "plot" in p:
+        lines.append(f"\nplot written to {p['plot']}")
+    return "\n".join(lines)
