@@ -61,12 +61,13 @@ def weights_tensor(rng, name: str, shape: Sequence[int], axis: int,
                   data)
 
 
-def bias_tensor(rng, name: str, x: Tensor, w: Tensor) -> Tensor:
-    """int32 bias with scale = input scale * weight scale, zero point 0."""
+def bias_tensor(rng, name: str, x: Tensor, w: Tensor, n: int) -> Tensor:
+    """`n` int32 biases with scale = input scale * weight scale (per channel or not), zp 0."""
     scale = f32(np.float32(x.quant.scale[0]) * w.quant.scale.astype(np.float32))
-    n = scale.size
     data = rng.integers(-2000, 2001, size=n).astype(np.int32)
-    return Tensor(name, (n,), DType.INT32, Quantization(scale, np.zeros(n, np.int64), 0), data)
+    return Tensor(name, (n,), DType.INT32,
+                  Quantization(scale, np.zeros(scale.size, np.int64), 0 if scale.size > 1 else None),
+                  data)
 
 
 def _output_quant(rng, x: Tensor, w: Tensor, fan_in: int, dtype: DType = DType.INT8) -> Quantization:
@@ -102,7 +103,7 @@ def conv2d(rng: np.random.Generator, *, in_shape=(1, 9, 9, 3), out_channels: int
     tensors = [x, w, y]
     b_name = None
     if bias:
-        tensors.append(bias_tensor(rng, "bias", x, w))
+        tensors.append(bias_tensor(rng, "bias", x, w, out_channels))
         b_name = "bias"
     op = Op("CONV_2D", ["x", "w", b_name], ["y"],
             {"stride": tuple(stride), "dilation": tuple(dilation),
@@ -123,7 +124,7 @@ def depthwise_conv2d(rng: np.random.Generator, *, in_shape=(1, 9, 9, 4), multipl
                _output_quant(rng, x, w, kernel[0] * kernel[1]))
     tensors = [x, w, y]
     if bias:
-        tensors.append(bias_tensor(rng, "bias", x, w))
+        tensors.append(bias_tensor(rng, "bias", x, w, channels))
     op = Op("DEPTHWISE_CONV_2D", ["x", "w", "bias" if bias else None], ["y"],
             {"stride": tuple(stride), "dilation": tuple(dilation),
              "pad": (top, bottom, left, right), "depth_multiplier": multiplier,
@@ -142,7 +143,7 @@ def fully_connected(rng: np.random.Generator, *, batch: int = 1, in_features: in
     y = Tensor("y", (batch, out_features), DType.INT8, _output_quant(rng, x, w, in_features))
     tensors = [x, w, y]
     if bias:
-        tensors.append(bias_tensor(rng, "bias", x, w))
+        tensors.append(bias_tensor(rng, "bias", x, w, out_features))
     op = Op("FULLY_CONNECTED", ["x", "w", "bias" if bias else None], ["y"],
             {"activation": activation, "keep_num_dims": False}, name="y")
     return _single(tensors, op, ["x"], "fully_connected")
