@@ -132,8 +132,10 @@ def decode(buf: bytes, source: str) -> RawModel:
     except ModelFormatError:
         raise
     except _PARSER_ERRORS as err:
-        raise ModelFormatError(f"{source}: corrupt or truncated TFLite flatbuffer"
-                               f" ({type(err).__name__}: {err})") from None
+        detail = ("an offset points outside the file" if isinstance(err, (struct.error, IndexError))
+                  else f"{type(err).__name__}: {err}")
+        raise ModelFormatError(f"{source}: corrupt or truncated TFLite flatbuffer ({detail})"
+                               ) from None
 
 
 class _Decoder:

@@ -18,7 +18,9 @@ from edgekit.errors import EdgekitError
 
 #: subcommand modules, in the order `edgekit --help` lists them
 COMMAND_MODULES = [
+    "inspect",
     "boards",
+    "build",
     "plan",
 
 ]
