@@ -3,3 +3,57 @@
 `make_runner(target, name)` picks and configures one for a build target; a runner builds
 nothing, it runs an ELF and hands back the console text for `edgekit.boards.report`.
 """
+
+from __future__ import annotations
+
+from edgekit.boards.runners.base import RunResult, Runner
+from edgekit.errors import RunnerError, UsageError
+
+__all__ = ["RUNNER_NAMES", "RunResult", "Runner", "default_runner_name", "make_runner"]
+
+RUNNER_NAMES = ("qemu", "unicorn", "renode", "serial")
+
+
+def default_runner_name(target) -> str:
+    """QEMU for an emulated target (Unicorn where the board has no QEMU machine), the serial
+    runner for a real board on its own hardware."""
+    if not target.emulated:
+        return "serial"
+    return "qemu" if target.host.emulation.qemu_machine else "unicorn"
+
+
+def make_runner(target, name: str | None = None, *, port: str | None = None,
+                flasher: str | None = None, verify_counts: bool = False) -> Runner:
+    """The runner `name` (default: `default_runner_name`) configured for `target`
+    (an `edgekit.boards.Target`).
+
+    `port` and `flasher` ('pyocd', 'openocd' or 'none') only matter for the serial runner;
+    `verify_counts` only for Unicorn (cross-checks block counts per instruction; slow).
+    """
+    name = name or default_runner_name(target)
+    if name not in RUNNER_NAMES:
+        raise UsageError(f"unknown runner {name!r}; expected one of {', '.join(RUNNER_NAMES)}")
+    host = target.host
+    if name == "qemu":
+        from edgekit.boards.runners.qemu import QemuRunner
+
+        if not target.emulated or not host.emulation.qemu_machine:
+            raise RunnerError(f"board {host.id} has no QEMU machine (emulation.qemu_machine)")
+        console = "semihosting" if target.console.kind == "semihosting" else "uart"
+        return QemuRunner(host.emulation.qemu_machine, console=console)
+    if name == "unicorn":
+        from edgekit.boards.runners.unicorn_runner import UnicornRunner
+
+        return UnicornRunner.from_target(target, verify_counts=verify_counts)
+    if name == "renode":
+        from edgekit.boards.runners.renode import RenodeRunner
+
+        return RenodeRunner.for_board(target.board.id if not target.emulated else host.id)
+    from edgekit.boards.runners.flashers import flasher_for
+    from edgekit.boards.runners.serial_runner import SerialRunner, port_from_environment
+
+    if target.emulated:
+        raise RunnerError(f"the serial runner talks to real hardware; board {target.board.id} "
+                          "was resolved for emulation (build it for the real board)")
+    chosen = None if flasher == "none" else flasher_for(target.board, prefer=flasher)
+    return SerialRunner(port or port_from_environment(), flasher=chosen)

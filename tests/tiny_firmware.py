@@ -1,0 +1,150 @@
+"""Hand-written Cortex-M4 test programs for the runner tests, assembled with arm-none-eabi-gcc.
+
+They do not depend on the firmware generator, and their instruction counts and stack use are
+known by hand, which is what makes them oracles for the Unicorn runner's counting:
+
+* ``exit``: prints "hello\\n" on the CMSDK UART, then between the markers runs
+  ``edgekit_measure_begin`` (1: ``bx lr``), ``movs`` (1), a 100-iteration ``subs/bne`` loop
+  (200), ``sub sp/str/add sp`` (3) and the ``bl edgekit_measure_end`` (1): 206 instructions;
+  the ``str`` at ``sp - 256`` from the stack top is the only stack write: peak 256 bytes. Then
+  semihosting SYS_EXIT (status 0).
+* ``forever``: the same, but loops forever instead of exiting.
+* ``fault``: prints, then executes ``udf`` (an undefined instruction).
+* ``semihost``: prints "semi\\n" through semihosting SYS_WRITE0 and exits with status 3 through
+  SYS_EXIT_EXTENDED.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+GCC = "arm-none-eabi-gcc"
+EXPECTED_INSTRUCTIONS = 206
+EXPECTED_STACK_PEAK = 256
+
+_PRELUDE = """
+    .syntax unified
+    .cpu cortex-m4
+    .thumb
+    .section .vectors, "a"
+    .word __stack_top
+    .word reset + 1
+    .rept 14
+    .word hang + 1
+    .endr
+    .text
+    .thumb_func
+hang: b hang
+    .thumb_func
+    .global edgekit_measure_begin
+edgekit_measure_begin: bx lr
+    .thumb_func
+    .global edgekit_measure_end
+edgekit_measure_end: bx lr
+    .thumb_func
+    .global edgekit_stack_paint_done
+edgekit_stack_paint_done: bx lr
+    .thumb_func
+    .global edgekit_report_begin
+edgekit_report_begin: bx lr
+    .thumb_func
+print_hello:
+    ldr r1, =0x40004000
+    movs r0, #16
+    str r0, [r1, #0x10]
+    movs r0, #1
+    str r0, [r1, #8]
+    ldr r2, =hello
+1:  ldrb r0, [r2], #1
+    cbz r0, 2f
+    str r0, [r1]
+    b 1b
+2:  bx lr
+    .thumb_func
+measured:
+    push {lr}
+    bl edgekit_stack_paint_done
+    pop {lr}
+    mov r4, lr
+    bl edgekit_measure_begin
+    movs r0, #100
+3:  subs r0, #1
+    bne 3b
+    sub sp, #256
+    str r0, [sp]
+    add sp, #256
+    bl edgekit_measure_end
+    bl edgekit_report_begin
+    bx r4
+"""
+
+_BODIES = {
+    "exit": """
+    .thumb_func
+reset:
+    bl print_hello
+    bl measured
+    ldr r1, =0x20026
+    movs r0, #0x18
+    bkpt 0xab
+    b hang
+""",
+    "forever": """
+    .thumb_func
+reset:
+    bl print_hello
+    bl measured
+9:  b 9b
+""",
+    "fault": """
+    .thumb_func
+reset:
+    bl print_hello
+    udf #0
+""",
+    "semihost": """
+    .thumb_func
+reset:
+    ldr r1, =semi
+    movs r0, #0x04
+    bkpt 0xab
+    ldr r1, =exit_block
+    movs r0, #0x20
+    bkpt 0xab
+    b hang
+""",
+}
+
+_DATA = """
+    .section .rodata
+hello: .asciz "hello\\n"
+semi: .asciz "semi\\n"
+    .align 2
+exit_block: .word 0x20026, 3
+"""
+
+_LINKER = """
+MEMORY { FLASH (rx) : ORIGIN = 0x0, LENGTH = 64K  RAM (rwx) : ORIGIN = 0x20000000, LENGTH = 64K }
+SECTIONS {
+  .text : { KEEP(*(.vectors)) *(.text*) *(.rodata*) } > FLASH
+  .bss (NOLOAD) : { __stack_bottom = .; . += 4096; __stack_top = .; } > RAM
+}
+"""
+
+
+def build_tiny(directory: Path, variant: str) -> Path:
+    """Assemble and link program `variant` into `directory`; skips when the toolchain is absent."""
+    if shutil.which(GCC) is None:
+        pytest.skip(f"{GCC} is not installed")
+    source = directory / f"{variant}.S"
+    source.write_text(_PRELUDE + _BODIES[variant] + _DATA)
+    script = directory / "tiny.ld"
+    script.write_text(_LINKER)
+    elf = directory / f"{variant}.elf"
+    subprocess.run([GCC, "-mcpu=cortex-m4", "-mthumb", "-nostdlib", "-T", str(script),
+                    str(source), "-o", str(elf)], check=True, capture_output=True)
+    return elf
