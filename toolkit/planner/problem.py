@@ -136,13 +136,21 @@ def lifetimes_for(graph: Graph, schedule: Sequence[int]) -> dict[str, tuple[int,
     return {name: (f, max(last.get(name, f), f)) for name, f in first.items()}
 
 
-def choose_inplace(op: Op, graph: Graph, dies_here: Callable[[str], bool]) -> tuple[str, str] | None:
-    """The (mode name, input name) the op runs under, or None: the first static candidate from
-    the mode table whose input dies at this op (and is not a graph output)."""
-    for mode, position in inplace_candidates(op, graph):
-        name = op.inputs[position]
-        if name not in graph.outputs and dies_here(name) and graph[name].nbytes > 0:
-            return mode.name, name
+def inplace_options(op: Op, graph: Graph) -> list[tuple[str, str]]:
+    """(mode name, input name) pairs ``op`` may run in place under, best first, before the
+    schedule-dependent condition (the input dies here): static conditions from the mode table,
+    the input is not a graph output and not empty."""
+    return [(mode.name, op.inputs[position]) for mode, position in inplace_candidates(op, graph)
+            if op.inputs[position] not in graph.outputs and graph[op.inputs[position]].nbytes > 0]
+
+
+def choose_inplace(options: list[tuple[str, str]],
+                   dies_here: Callable[[str], bool]) -> tuple[str, str] | None:
+    """The (mode name, input name) the op runs under: the first of its `inplace_options` whose
+    input dies at this op; None to run out of place."""
+    for mode, name in options:
+        if dies_here(name):
+            return mode, name
     return None
 
 
@@ -166,7 +174,7 @@ def build_problem(graph: Graph, schedule: Sequence[int], *, alignment: int,
         op = graph.ops[index]
         choice = None
         if inplace:
-            choice = choose_inplace(op, graph, lambda n: lifetimes[n][1] == step)
+            choice = choose_inplace(inplace_options(op, graph), lambda n: lifetimes[n][1] == step)
         mode = choice[0] if choice else None
         if choice:
             aliases[op.outputs[0]] = Alias(input=choice[1], mode=mode, step=step)

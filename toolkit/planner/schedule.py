@@ -7,24 +7,29 @@ two orders reaching the same set leave the same tensors live, so only the lower 
 matters). The cost of a step is the same live-byte count as the plan's profile: live tensors,
 the op's outputs, its scratch, minus the bytes an in-place output shares with its input.
 
-The number of states grows with the graph's width; past ``max_states`` we keep the order the
-graph came in (always valid) rather than guess.
+The number of states grows with the graph's width; where one layer (sets of the same size)
+holds more than ``beam_width`` states we keep the most promising ones (a beam search), and we
+return the graph's own order unless the found order has a strictly lower peak.
 """
 
 from __future__ import annotations
 
 from edgekit.ir import Graph
-from edgekit.planner.problem import activation_names, choose_inplace, scratch_extent, tensor_bytes
+from edgekit.planner.problem import (
+    activation_names, choose_inplace, inplace_options, scratch_extent, tensor_bytes,
+)
 
-#: DP states explored before falling back to the graph's own order
-MAX_STATES = 50000
+#: most states kept per layer; wider graphs are searched as a beam, not exhaustively
+BEAM_WIDTH = 256
 
 
 def best_schedule(graph: Graph, *, alignment: int, inplace: bool,
-                  max_states: int = MAX_STATES) -> list[int]:
+                  beam_width: int = BEAM_WIDTH) -> list[int]:
     """A topological op order minimising the peak live bytes; ties keep the graph's order.
 
-    Returns the graph's own order when the search would exceed ``max_states`` states.
+    Exact while no layer of the search holds more than ``beam_width`` states (chains, and graphs
+    with a few parallel branches such as resnet's); past that, the states with the lowest peak
+    so far (then fewest live bytes) are kept. Never worse than the graph's own order.
     """
     n = len(graph.ops)
     if n <= 1:
@@ -45,45 +50,56 @@ def best_schedule(graph: Graph, *, alignment: int, inplace: bool,
     idle_inputs = sum(size[name] for name in graph.inputs
                       if not consumers[name] and name not in outputs)
 
-    def live_after(done: int) -> int:
-        total = 0
-        for name in names:
-            written = name not in producer or done >> producer[name] & 1
-            if written and (name in outputs or consumers[name] & ~done):
-                total += size[name]
-        return total
+    options = [inplace_options(op, graph) if inplace else [] for op in graph.ops]
+    scratch = {(i, mode): scratch_extent(op, graph, mode, alignment)[0]
+               for i, op in enumerate(graph.ops) for mode in {None, *(m for m, _ in options[i])}}
+    out_bytes = [sum(size[name] for name in op.outputs) for op in graph.ops]
+    in_names = [[n for n in dict.fromkeys(op.present_inputs()) if n in size] for op in graph.ops]
 
-    def step_cost(done: int, index: int) -> int:
+    def still_needed(name: str, done: int) -> bool:
+        return name in outputs or bool(consumers[name] & ~done)
+
+    def step(done: int, live: int, index: int) -> tuple[int, int]:
+        """(bytes live during op ``index`` run after ``done``, bytes live after it)."""
         op = graph.ops[index]
         after = done | 1 << index
         mode = None
         shared = 0
-        if inplace:
-            choice = choose_inplace(op, graph, lambda name: not consumers[name] & ~after)
-            if choice:
-                mode = choice[0]
-                shared = min(size[choice[1]], size[op.outputs[0]])
-        scratch = scratch_extent(op, graph, mode, alignment)[0]
+        choice = choose_inplace(options[index], lambda name: not still_needed(name, after))
+        if choice:
+            mode = choice[0]
+            shared = min(size[choice[1]], size[op.outputs[0]])
         unread_inputs = idle_inputs if done == 0 else 0  # in the arena at step 0 all the same
-        return (live_after(done) + unread_inputs + sum(size[name] for name in op.outputs)
-                - shared + scratch)
+        during = live + unread_inputs + out_bytes[index] - shared + scratch[index, mode]
+        freed = sum(size[n] for n in in_names[index] if not still_needed(n, after))
+        kept = sum(size[n] for n in op.outputs if still_needed(n, after))
+        return during, live - freed + kept
 
-    # states of one layer (same number of ops run): done-mask -> (peak so far, order)
-    layer: dict[int, tuple[int, tuple[int, ...]]] = {0: (0, ())}
-    explored = 0
+    def peak_of(order: list[int]) -> int:
+        done, live, peak = 0, start_live, 0
+        for index in order:
+            during, live = step(done, live, index)
+            peak, done = max(peak, during), done | 1 << index
+        return peak
+
+    # one layer of states (same number of ops run): done-mask -> (peak so far, order, live bytes)
+    start_live = sum(size[n] for n in graph.inputs if still_needed(n, 0))
+    layer: dict[int, tuple[int, tuple[int, ...], int]] = {0: (0, (), start_live)}
     for _ in range(n):
-        nxt: dict[int, tuple[int, tuple[int, ...]]] = {}
-        for done, (peak, order) in layer.items():
+        nxt: dict[int, tuple[int, tuple[int, ...], int]] = {}
+        for done, (peak, order, live) in layer.items():
             for index in range(n):
                 if done >> index & 1 or (needs[index] & ~done):
                     continue
-                candidate = (max(peak, step_cost(done, index)), order + (index,))
+                during, live_next = step(done, live, index)
+                candidate = (max(peak, during), order + (index,), live_next)
                 after = done | 1 << index
-                if after not in nxt or candidate < nxt[after]:
+                if after not in nxt or candidate[:2] < nxt[after][:2]:
                     nxt[after] = candidate
-        explored += len(nxt)
-        if explored > max_states:
-            return list(range(n))
+        if len(nxt) > beam_width:  # too wide to be exact: keep the most promising states
+            kept = sorted(nxt.items(), key=lambda item: (item[1][0], item[1][2], item[1][1]))
+            nxt = dict(kept[:beam_width])
         layer = nxt
-    (_, order), = layer.values()
-    return list(order)
+    peak, order, _ = min(layer.values())
+    graph_order = list(range(n))
+    return list(order) if peak < peak_of(graph_order) else graph_order
