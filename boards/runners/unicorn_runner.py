@@ -19,7 +19,8 @@ How it measures (see docs/report-protocol.md for the symbols):
   (the painting is not a use) and frozen at ``edgekit_report_begin``, the same window the
   firmware's painted figure describes.
 * The console is a modelled UART (`uart_models`) or semihosting (`semihosting`); the run ends at
-  semihosting exit, or once the report is complete for a firmware that then loops in ``wfi``.
+  the semihosting exit, at a ``wfi`` (Unicorn models no interrupts to wake it), or shortly after
+  a complete report for a firmware that spins instead.
 
 Unicorn does not take exceptions into the guest's vector table, so a fault ends the run with a
 `DeviceFaultError` built from the core's registers instead of the firmware's fault report.
@@ -57,6 +58,10 @@ CPU_MODELS = {
 PERIPHERAL_WINDOWS = ((0x4000_0000, 0x6000_0000), (0xE000_0000, 0xE010_0000))
 #: Unicorn's ARM page is 1 KiB; 4 KiB alignment is a multiple of it
 PAGE = 0x1000
+#: translated blocks a firmware may run after its complete report to reach its semihosting exit
+#: (a firmware ending in `wfi` stops Unicorn by itself; one spinning in `b .` is cut off here)
+AFTER_REPORT_BLOCKS = 100_000
+WFI = 0xBF30
 #: QEMU exception numbers Unicorn hands to the interrupt hook
 EXCP_BKPT = 7
 SEMIHOSTING_BKPT = 0xBEAB  # `bkpt 0xab` in Thumb
@@ -192,14 +197,15 @@ class _Session:
         self.console = bytearray()
         self.exit_code: int | None = None
         self.stop_reason: str | None = None
+        self.report_done = False
+        self.blocks_after_report = 0
         self.fault: str | None = None
         # instruction counting
         self.block_sizes: dict[int, int] = {}
         self.measuring = False
         self.instructions = 0
         self.windows = 0
-        self.verify_instructions = 0
-        self.verify_measuring = False
+        self.verifier = _CountVerifier(self._read) if runner.verify_counts else None
         # stack / arena hooks
         self.tracking = False
         self.tracked_windows = 0
@@ -278,11 +284,11 @@ class _Session:
 
     def _emit(self, data: bytes) -> None:
         self.console += data
-        # a firmware without semihosting exit loops after its report: stop once it is complete
-        if b"\n" in data and END_MARKER.encode() in self.console[-256:] \
+        # noted here, acted on in the block hook: stopping inside a peripheral write would leave
+        # the PC before the store, and the run still wants the exit status that follows
+        if not self.report_done and b"\n" in data and END_MARKER.encode() in self.console[-256:] \
                 and report_finished(decode_console(bytes(self.console))):
-            self.stop_reason = self.stop_reason or "report complete"
-            self.uc.emu_stop()
+            self.report_done = True
 
     def _uart_write(self, offset: int, size: int, value: int) -> None:
         self.uart.write(self._read, offset, size, value)
@@ -310,8 +316,15 @@ class _Session:
         mark = self.marks.get(address)
         if mark is not None:
             self._on_mark(mark)
+        if self.report_done:
+            self.blocks_after_report += 1
+            if self.blocks_after_report > AFTER_REPORT_BLOCKS:
+                self.stop_reason = "report complete"
+                uc.emu_stop()
         if self.measuring:
             self.instructions += count
+        if self.verifier is not None:
+            self.verifier.on_block(address, size, self.measuring)
 
     def _on_mark(self, mark: str) -> None:
         if mark == "begin":
@@ -326,14 +339,7 @@ class _Session:
             self.tracking = False
 
     def _on_instruction(self, uc, address: int, size: int, _user) -> None:
-        # per-instruction cross-check of the block counts (verify_counts only)
-        mark = self.marks.get(address)
-        if mark == "begin":
-            self.verify_measuring = True
-        elif mark == "end":
-            self.verify_measuring = False
-        if self.verify_measuring:
-            self.verify_instructions += 1
+        self.verifier.on_instruction(address)
 
     def _on_stack_write(self, uc, access, address: int, size: int, value, _user) -> None:
         if self.tracking and (self.stack_low is None or address < self.stack_low):
@@ -367,6 +373,13 @@ class _Session:
 
     # --- run -------------------------------------------------------------------------------------
 
+    def _stopped_in_wfi(self) -> bool:
+        pc = self.uc.reg_read(arm_const.UC_ARM_REG_PC)
+        try:
+            return int.from_bytes(self._read(pc - 2, 2), "little") == WFI
+        except unicorn.UcError:
+            return False
+
     def _registers(self) -> dict[str, int]:
         return {name: self.uc.reg_read(reg) for name, reg in _FAULT_REGISTERS.items()}
 
@@ -389,6 +402,10 @@ class _Session:
         if self.fault is not None:
             raise DeviceFaultError(f"Unicorn {self.runner.cpu}: {self.path.name} faulted: {self.fault}",
                                    console, self._registers())
+        if self.stop_reason is None and self._stopped_in_wfi():
+            self.stop_reason = "wfi"  # nothing will wake it: Unicorn models no interrupts
+        if self.stop_reason is None and self.report_done:
+            self.stop_reason = "report complete"
         if self.stop_reason is None:
             if wall >= timeout_s * 0.99:
                 raise RunnerTimeoutError(f"Unicorn {self.runner.cpu}: {self.path.name} did not finish "
@@ -403,11 +420,15 @@ class _Session:
         details: dict = {"stop_reason": self.stop_reason, "measure_windows": self.windows,
                          "translated_blocks": len(self.block_sizes)}
         instructions = self.instructions if self.windows else None
-        if self.runner.verify_counts:
-            details["instructions_per_insn_hook"] = self.verify_instructions
-            if instructions is not None and self.verify_instructions != instructions:
+        if self.verifier is not None:
+            self.verifier.on_block(0, 0, False)  # close the last block
+            details["instructions_per_insn_hook"] = self.verifier.hooked
+            details["condition_failed_instructions"] = self.verifier.skipped
+            verified = self.verifier.hooked + self.verifier.skipped
+            if instructions is not None and verified != instructions:
                 raise RunnerError(f"block-level instruction count {instructions} differs from the "
-                                  f"per-instruction count {self.verify_instructions}")
+                                  f"per-instruction count {self.verifier.hooked} + "
+                                  f"{self.verifier.skipped} condition-failed instructions")
         stack_peak = arena_used = None
         if self.tracked_windows and "__stack_top" in symbols:
             stack_peak = 0 if self.stack_low is None else symbols["__stack_top"] - self.stack_low
@@ -418,3 +439,58 @@ class _Session:
         return RunResult(runner="unicorn", console=console, exit_code=self.exit_code,
                          instructions=instructions, stack_peak_hooked_bytes=stack_peak,
                          arena_used_hooked_bytes=arena_used, wall_s=wall, details=details)
+
+
+class _CountVerifier:
+    """Cross-checks block-level counting with a per-instruction hook (``verify_counts``).
+
+    The per-instruction hook does not fire for an instruction inside an IT block whose condition
+    fails, although the core executes it (as a no-op; Arm counts it as architecturally executed,
+    and the block count includes it). So the check is: within every measured block, the
+    instructions the hook skipped must all be conditional ones; then hooked + skipped must equal
+    the block count. A block left early would show unconditional instructions skipped.
+    """
+
+    def __init__(self, read):
+        self.read = read
+        self.disassembler = capstone.Cs(capstone.CS_ARCH_ARM,
+                                        capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+        self.disassembler.detail = True
+        self.blocks: dict[tuple[int, int], list[tuple[int, bool]]] = {}
+        self.current: list[tuple[int, bool]] | None = None
+        self.position = 0
+        self.hooked = 0
+        self.skipped = 0
+
+    def _instructions(self, address: int, size: int) -> list[tuple[int, bool]]:
+        key = (address, size)
+        if key not in self.blocks:
+            self.blocks[key] = [
+                (insn.address, insn.cc not in (capstone.arm.ARM_CC_AL, capstone.arm.ARM_CC_INVALID))
+                for insn in self.disassembler.disasm(self.read(address, size), address)]
+        return self.blocks[key]
+
+    def _skip_to(self, index: int) -> None:
+        for address, conditional in self.current[self.position:index]:
+            if not conditional:
+                raise RunnerError(f"instruction at {address:#010x} did not run although its block "
+                                  "did and it is unconditional: the block was left early")
+            self.skipped += 1
+        self.position = index
+
+    def on_block(self, address: int, size: int, measuring: bool) -> None:
+        if self.current is not None:
+            self._skip_to(len(self.current))
+        self.current = self._instructions(address, size) if measuring else None
+        self.position = 0
+
+    def on_instruction(self, address: int) -> None:
+        if self.current is None:
+            return
+        for index in range(self.position, len(self.current)):
+            if self.current[index][0] == address:
+                self._skip_to(index)
+                self.position = index + 1
+                self.hooked += 1
+                return
+        raise RunnerError(f"instruction at {address:#010x} ran outside the block it was counted in")
