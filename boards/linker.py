@@ -105,9 +105,8 @@ SECTIONS
     __bss_end = .;
   }} > {data}
 
-{arena_section}  .stack (NOLOAD) :
+{arena_section}  .stack (NOLOAD) : ALIGN(8)
   {{
-    . = ALIGN(8);
     __stack_bottom = .;
     . = . + __edgekit_stack_bytes;
     __stack_top = .;
