@@ -54,6 +54,10 @@ class ConvParams(Prepared):
     dilation: tuple[int, int] = (1, 1)
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
     depth_multiplier: int = 1
+    #: "double": TFLite Micro's MultiplyByQuantizedMultiplier (rounding doubling high multiply,
+    #: then rounding shift). "single": the TFLITE_SINGLE_ROUNDING formula, which reproduces
+    #: LiteRT's reference FULLY_CONNECTED (see docs/oracles.md); never the default.
+    rounding: str = "double"
 
 
 def _check_common(op: Op, graph: Graph):
@@ -149,6 +153,9 @@ def _requantize(acc: np.ndarray, p: ConvParams) -> np.ndarray:
     """Accumulator -> output integers: multiplier/shift per channel (last axis), offset, clamp."""
     if p.accumulator == "int64":
         scaled = fp.multiply_by_quantized_multiplier_int64(acc, p.multipliers, p.shifts)
+    elif p.rounding == "single":
+        scaled = fp.multiply_by_quantized_multiplier_single_rounding(
+            fp.wrap_int32(acc), p.multipliers, p.shifts)
     else:
         scaled = fp.multiply_by_quantized_multiplier(fp.wrap_int32(acc), p.multipliers, p.shifts)
     return np.clip(scaled + p.output_offset, p.act_min, p.act_max).astype(p.out_dtype.numpy)
