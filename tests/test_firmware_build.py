@@ -169,3 +169,28 @@ def test_cli_build_json(tmp_path, capsys):
     assert payload["unicorn"] == "cortex-m0" and payload["qemu_machine"] is None
     assert payload["flash_bytes"] == sizes(payload["elf_path"]).flash_bytes
     assert main(["build", "--board", "rpi-pico", "-o", str(tmp_path / "x")]) == 2  # no --selftest
+
+
+@needs_toolchain
+def test_fault_handler_reports_registers_on_qemu(builds, tmp_path):
+    """A payload that writes to unmapped memory: the HardFault report names the bad address."""
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm not installed")
+    faulty = tmp_path / "fault"
+    shutil.copytree(builds["mps2-an386"].directory, faulty)
+    payload = faulty / "src" / "selftest_payload.c"
+    payload.write_text(payload.read_text().replace(
+        "int edgekit_payload_run(void) {",
+        "int edgekit_payload_run(void) {\n    *(volatile uint32_t *)0x70000000u = 1u;\n"
+        "    (void)*(volatile uint32_t *)0x70000000u;"))
+    subprocess.run(["make", "-C", str(faulty)], check=True, capture_output=True)
+    proc = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic",
+                           "-semihosting-config", "enable=on,target=native", "-kernel", str(faulty / "firmware.elf")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stdout
+    lines = proc.stdout.splitlines()
+    start = lines.index("@@EDGEKIT-FAULT kind=hardfault")
+    registers = dict(item.split("=") for item in lines[start + 1].split())
+    assert list(registers) == ["r0", "r1", "r2", "r3", "r12", "lr", "pc", "xpsr", "cfsr", "hfsr", "mmfar", "bfar"]
+    assert registers["bfar"] == "0x70000000" and int(registers["cfsr"], 16) & 0x8200 == 0x8200
+    assert lines[start + 2] == "@@EDGEKIT-END status=fault"
