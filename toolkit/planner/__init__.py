@@ -28,7 +28,9 @@ start, which the firmware places 16-byte aligned, so every offset is also aligne
 In-place modes (`edgekit.planner.inplace.INPLACE_MODES`). An op runs in place only at a step where
 the input it overwrites *dies* (no later step reads it, it is not a graph output); its output
 buffer starts at that input's offset (``buffers[out].alias_of == input``, ``inplace_mode`` names
-the mode). The code generator must implement each mode exactly as follows:
+the mode). A graph input may be overwritten this way once it has been read: whoever runs the
+model again writes its input again (the firmware harness copies it in before every run). The
+code generator must implement each mode exactly as follows:
 
 - ``reshape_view`` (RESHAPE): the output is the input's bytes; the kernel does nothing.
   Exact for any reshape (same ``nbytes``).
