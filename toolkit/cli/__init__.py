@@ -22,6 +22,9 @@ COMMAND_MODULES = [
     "boards",
     "build",
     "plan",
+    "flash",
+    "measure",
+    "demo",
 
 ]
 

@@ -1,0 +1,46 @@
+"""`edgekit measure --board B FIRMWARE`: run a built firmware and report what it measured."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgekit.cli.output import emit
+from edgekit.errors import ReportError
+
+NAME = "measure"
+HELP = "run a built firmware on an emulator or a board and report flash, peak SRAM, latency, outputs"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from edgekit.boards.runners import RUNNER_NAMES
+
+    parser.add_argument("firmware", metavar="FIRMWARE",
+                        help="the ELF, or the build directory (with edgekit-build.json)")
+    parser.add_argument("--board", help="board id (default: the one in the build manifest)")
+    parser.add_argument("--runner", choices=RUNNER_NAMES,
+                        help="qemu, unicorn (exact instruction counts), renode, or serial (a real "
+                             "board); default: qemu for emulated builds, serial for hardware builds")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                        help="seconds before the run is abandoned (default 60)")
+    parser.add_argument("--port", help="serial port of a real board (default: $EDGEKIT_PORT)")
+    parser.add_argument("--flasher", choices=("pyocd", "openocd", "none"),
+                        help="how the serial runner programs the board first (default: whichever "
+                             "is installed; 'none' if you flashed it yourself)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgekit.boards.runners.measure import (measure, measurement_ok, render_measurement,
+                                                resolve_firmware)
+
+    hardware = True if args.runner == "serial" else (False if args.runner else None)
+    firmware = resolve_firmware(args.firmware, args.board, hardware=hardware)
+    try:
+        measured = measure(firmware, args.runner, timeout_s=args.timeout, port=args.port,
+                           flasher=args.flasher)
+    except ReportError as err:
+        # the message alone hides what the device said: show the end of its console
+        tail = err.console[-1500:].rstrip()
+        raise type(err)(f"{err}\n--- console (last {len(tail)} characters) ---\n{tail}",
+                        err.console, *([err.registers] if hasattr(err, "registers") else [])) from None
+    emit(args, NAME, measured, render_measurement)
+    return 0 if measurement_ok(measured) else 1
