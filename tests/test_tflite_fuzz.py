@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -25,7 +24,7 @@ from edgekit.converters.tflite_writer import to_bytes
 from edgekit.errors import EdgekitError
 from edgekit.ir import Graph
 
-MLPERF_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "models" / "mlperf_tiny"
+from conftest import mlperf_path  # noqa: E402
 SEEDS = ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite",
          "vww_96_int8.tflite"]
 CASES_PER_MUTATOR = 150
@@ -129,10 +128,7 @@ MUTATORS: dict[str, Mutator] = {
 
 
 def seed_models() -> dict[str, bytes]:
-    found = {n: (MLPERF_DIR / n).read_bytes() for n in SEEDS if (MLPERF_DIR / n).exists()}
-    if not found:
-        pytest.skip(f"MLPerf Tiny models not found in {MLPERF_DIR}")
-    return found
+    return {n: mlperf_path(n).read_bytes() for n in SEEDS}
 
 
 def mutated_cases(models: dict[str, bytes], per_mutator: int, seed: int

@@ -22,7 +22,7 @@ from edgekit.converters.tflite_writer import pack_int4, to_bytes  # noqa: E402
 from edgekit.errors import ModelFormatError, UnsupportedError  # noqa: E402
 from edgekit.ir import DType  # noqa: E402
 
-MLPERF_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "models" / "mlperf_tiny"
+from conftest import mlperf_path  # noqa: E402
 
 # The op table of /work/shared/models/mlperf_tiny/README.md, with input/output shapes.
 EXPECTED = {
@@ -40,10 +40,7 @@ EXPECTED = {
 
 
 def mlperf(name: str) -> Path:
-    path = MLPERF_DIR / name
-    if not path.exists():
-        pytest.skip(f"MLPerf Tiny model not found at {path}")
-    return path
+    return mlperf_path(name)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -17,16 +17,12 @@ from edgekit.converters.tflite_writer import save_tflite, to_bytes  # noqa: E402
 from edgekit.errors import UnsupportedError  # noqa: E402
 from edgekit.ir import DType  # noqa: E402
 
-MLPERF_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "models" / "mlperf_tiny"
-MLPERF = ["vww_96_int8.tflite", "kws_ref_model.tflite", "pretrainedResnet_quant.tflite",
-          "ad01_int8.tflite"]
+from conftest import MLPERF_MODELS, mlperf_path  # noqa: E402
+MLPERF = sorted(MLPERF_MODELS.values())
 
 
 def mlperf(name: str) -> Path:
-    path = MLPERF_DIR / name
-    if not path.exists():
-        pytest.skip(f"MLPerf Tiny model not found at {path}")
-    return path
+    return mlperf_path(name)
 
 
 def tflm_run(data: bytes, inputs: list[np.ndarray]) -> np.ndarray:
