@@ -1,0 +1,312 @@
+"""The code generator: Graph IR + memory plan -> C99 sources implementing the payload API.
+
+    gen = generate(graph)                  # plans the graph unless a plan is given
+    gen.files["model.c"], gen.expected_outputs, gen.plan.arena_bytes
+
+What it writes (and nothing else runs on the device):
+
+- ``model_weights.c`` / ``model_weights.h``: every constant an op reads (weights, biases) as a
+  ``const`` array, 4-byte aligned, so it lives in flash.
+- ``model.c``: one static arena of exactly ``plan.arena_bytes`` (``EDGEKIT_ARENA``: the linker
+  script bounds and paints it), every activation at ``arena + plan offset``, per op a
+  ``static const`` params struct with the numbers of `edgekit.reference.prepare` and one
+  function (shapes and quantization in its comment), called in ``plan.schedule`` order from
+  ``edgekit_payload_run``; in-place ops call the in-place kernel of the planner's mode, and an
+  op's scratch is the plan's scratch buffer. No malloc, no interpreter.
+- ``model_testdata.c``: the test inputs (in flash) that ``edgekit_payload_setup`` copies into
+  the arena; the expected outputs are computed here with `edgekit.interpreter` and go into the
+  build manifest, not the firmware.
+- ``model.h``: the arena size and the input/output sizes as macros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from edgekit import interpreter, planner
+from edgekit.errors import UnsupportedError
+from edgekit.firmware.c_source import (C_TYPES, CArray, array_definition, comment_text,
+                                       identifier, initializer, shape_text)
+from edgekit.firmware.op_emitters import EMITTERS, EmitContext, OpCall
+from edgekit.ir import DType, Graph, Op, Tensor
+from edgekit.planner import MemoryPlan
+from edgekit.reference.common import where
+
+ARENA_SYMBOL = "ek_arena"
+
+
+@dataclass
+class GeneratedModel:
+    """The generated sources (file name -> text) and what the build needs to know about them."""
+
+    graph: Graph
+    plan: MemoryPlan
+    files: dict[str, str]
+    test_inputs: list[np.ndarray]
+    expected_outputs: list[bytes]
+    kernels: list[str] = field(default_factory=list)  # kernel per schedule step ("" for views)
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted(name for name in self.files if name.endswith(".c"))
+
+
+def _c_type(t: Tensor) -> str:
+    if t.dtype == DType.INT4:
+        raise UnsupportedError(f"tensor {t.name!r} is int4: packed int4 weights are not generated"
+                               " yet (unpack them to int8)")
+    return C_TYPES[t.dtype.numpy.name]
+
+
+def _quant_text(t: Tensor) -> str:
+    q = t.quant
+    if q is None:
+        return t.dtype.value
+    if q.per_channel:
+        return (f"{t.dtype.value}, per-channel on axis {q.axis} ({q.scale.size} scales"
+                f" {q.scale.min():.3g}..{q.scale.max():.3g})")
+    return f"{t.dtype.value}, scale {q.scale[0]:.6g}, zero point {int(q.zero_point[0])}"
+
+
+def check_supported(graph: Graph) -> None:
+    """Raise `UnsupportedError` naming the first op or tensor the generator cannot emit."""
+    for op in graph.ops:
+        if op.kind not in EMITTERS:
+            raise UnsupportedError(f"{where(op)}: the code generator has no kernel for"
+                                   f" {op.kind} yet (supported: {', '.join(sorted(EMITTERS))})")
+        if len(op.outputs) != 1:
+            raise UnsupportedError(f"{where(op)}: ops with {len(op.outputs)} outputs are not"
+                                   " generated")
+    for t in graph.activations():
+        if len(t.shape) >= 2 and t.shape[0] != 1:
+            raise UnsupportedError(f"tensor {t.name!r} has batch size {t.shape[0]} (shape"
+                                   f" {t.shape}); the firmware runs batch 1: re-export the model"
+                                   " with batch 1")
+        _c_type(t)
+
+
+def random_test_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
+    """One deterministic random input per graph input: the full integer range, or N(0, 1) for
+    float inputs."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for name in graph.inputs:
+        t = graph[name]
+        if t.dtype == DType.FLOAT32:
+            values.append(rng.standard_normal(t.shape).astype(np.float32))
+        else:
+            values.append(rng.integers(t.dtype.min, t.dtype.max + 1, size=t.shape)
+                          .astype(t.dtype.numpy))
+    return values
+
+
+class _Names:
+    """C names of tensors and constants, unique and readable."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.tensor_macro: dict[str, str] = {}
+        for index, name in enumerate(graph.tensors):
+            prefix = "W" if graph[name].is_constant else "T"
+            self.tensor_macro[name] = f"{prefix}{index}_{identifier(name, max_len=32)}"
+
+    def weight_array(self, name: str) -> str:
+        return "ek_w_" + self.tensor_macro[name].lower()
+
+
+def generate(graph: Graph, plan: MemoryPlan | None = None, *,
+             test_inputs: Sequence[np.ndarray] | None = None, seed: int = 0) -> GeneratedModel:
+    """Generate the firmware sources of ``graph`` under ``plan`` (default: `planner.plan`).
+
+    ``test_inputs`` (one array per graph input; default: `random_test_inputs` with ``seed``) are
+    embedded in flash; their expected outputs come from the reference interpreter.
+    """
+    check_supported(graph)
+    prepared = interpreter.Interpreter(graph)  # validates every op before any C is written
+    if plan is None:
+        plan = planner.plan(graph)
+    elif plan.graph is not graph:
+        raise UnsupportedError("the plan was made for another graph")
+    inputs = (random_test_inputs(graph, seed) if test_inputs is None
+              else prepared.check_inputs(list(test_inputs)))
+    outputs = prepared.run(inputs)
+    names = _Names(graph)
+
+    used_constants: list[str] = []
+    op_sections, calls, kernels = [], [], []
+    for step, index in enumerate(plan.schedule):
+        op = graph.ops[index]
+        section, call, kernel = _emit_op(graph, plan, names, op, index, step, prepared.prepared[index],
+                                         used_constants)
+        op_sections.append(section)
+        calls.append(call)
+        kernels.append(kernel)
+
+    files = {
+        "model.h": _model_header(graph, plan),
+        "model_weights.h": _weights_header(graph, names, used_constants),
+        "model_weights.c": _weights_source(graph, names, used_constants),
+        "model_testdata.c": _testdata_source(graph, inputs),
+        "model.c": _model_source(graph, plan, names, op_sections, calls),
+    }
+    expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
+    return GeneratedModel(graph, plan, files, list(inputs), expected, kernels)
+
+
+def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
+             prepared, used_constants: list[str]) -> tuple[str, str, str]:
+    out_buffer = plan.buffers[op.outputs[0]]
+    mode = out_buffer.inplace_mode
+    scratch = plan.scratch.get(index)
+    scratch_expr = f"(&{ARENA_SYMBOL}[{scratch.offset}])" if scratch else None
+    fn = f"op{index:03d}_{op.kind.lower()}"
+
+    def pointer(name: str) -> str:
+        if graph[name].is_constant:
+            if name not in used_constants:
+                used_constants.append(name)
+            return names.weight_array(name)
+        return names.tensor_macro[name]
+
+    ctx = EmitContext(graph, op, pointer, lambda suffix: f"{fn}_{suffix}", mode, scratch_expr)
+    call: OpCall = EMITTERS[op.kind](ctx, prepared)
+
+    lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
+    for ctype, suffix, values in call.arrays:
+        lines.append(array_definition(ctype, f"{fn}_{suffix}", values))
+    if call.params_type is not None:
+        lines.append(f"static const {call.params_type} {fn}_params = {initializer(call.fields)};\n")
+        body = f"    {call.kernel}(&{fn}_params, {', '.join(call.args)});"
+    else:
+        body = f"    {call.statement}"
+    lines.append(f"static void {fn}(void)\n{{\n{body}\n}}\n")
+    out = graph[op.outputs[0]]
+    trace = (f"\n    EDGEKIT_TRACE_OP({step}, {names.tensor_macro[out.name]}, {out.nbytes});")
+    return "\n".join(lines), f"    {fn}();{trace}", call.kernel
+
+
+def _op_comment(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
+                scratch) -> str:
+    short = op.name.split(";")[-1][-60:]
+    title = f"op {index}: {op.kind}" + (f" '{short}'" if short else "") + f" (step {step})"
+    rows = [title]
+    for role, name in zip(("in", "in", "in", "in"), op.inputs):
+        if name is None:
+            rows.append("  (no bias)")
+            continue
+        t = graph[name]
+        where_text = ("flash" if t.is_constant
+                      else f"arena+{plan.buffers[name].offset}")
+        rows.append(f"  {role:3s} {names.tensor_macro[name]}: {shape_text(t.shape)}"
+                    f" {_quant_text(t)} @ {where_text}")
+    out = graph[op.outputs[0]]
+    buf = plan.buffers[out.name]
+    rows.append(f"  out {names.tensor_macro[out.name]}: {shape_text(out.shape)} {_quant_text(out)}"
+                f" @ arena+{buf.offset}")
+    attrs = {k: v for k, v in op.attrs.items() if k != "tflite_index"}
+    if attrs:
+        rows.append("  attrs: " + ", ".join(f"{k}={v}" for k, v in attrs.items()))
+    if buf.alias_of:
+        rows.append(f"  in place ({buf.inplace_mode}): writes over {names.tensor_macro[buf.alias_of]}")
+    if scratch is not None:
+        rows.append(f"  scratch: {scratch.size} B @ arena+{scratch.offset}")
+    return "/* " + comment_text("\n * ".join(rows)) + " */"
+
+
+def _model_header(graph: Graph, plan: MemoryPlan) -> str:
+    lines = [f"/* {graph.name}: generated by edgekit.firmware.codegen; do not edit. */",
+             "#ifndef EDGEKIT_MODEL_H", "#define EDGEKIT_MODEL_H", "",
+             f"#define EK_MODEL_ARENA_BYTES {plan.arena_bytes}u /* the planner's arena */",
+             f"#define EK_MODEL_INPUT_COUNT {len(graph.inputs)}u",
+             f"#define EK_MODEL_OUTPUT_COUNT {len(graph.outputs)}u"]
+    for i, name in enumerate(graph.inputs):
+        lines.append(f"#define EK_MODEL_INPUT{i}_BYTES {graph[name].nbytes}u")
+    for i, name in enumerate(graph.outputs):
+        lines.append(f"#define EK_MODEL_OUTPUT{i}_BYTES {graph[name].nbytes}u")
+    return "\n".join(lines) + "\n\n#endif\n"
+
+
+def _weights_header(graph: Graph, names: _Names, used: list[str]) -> str:
+    lines = ["/* Weights and biases in flash: generated by edgekit.firmware.codegen. */",
+             "#ifndef EDGEKIT_MODEL_WEIGHTS_H", "#define EDGEKIT_MODEL_WEIGHTS_H", "",
+             "#include <stdint.h>", ""]
+    for name in used:
+        t = graph[name]
+        lines.append(f"extern const {_c_type(t)} {names.weight_array(name)}[{max(t.size, 1)}];"
+                     f" /* {comment_text(name)}: {shape_text(t.shape)} */")
+    return "\n".join(lines) + "\n\n#endif\n"
+
+
+def _weights_source(graph: Graph, names: _Names, used: list[str]) -> str:
+    parts = ["/* Weights and biases (const: they stay in flash). Generated; do not edit. */",
+             "#include \"model_weights.h\"\n"]
+    for name in used:
+        t = graph[name]
+        parts.append(f"/* {comment_text(name)}: {shape_text(t.shape)} {_quant_text(t)} */")
+        parts.append(array_definition(_c_type(t), names.weight_array(name), t.data, static=False))
+    return "\n".join(parts)
+
+
+def _testdata_source(graph: Graph, inputs: list[np.ndarray]) -> str:
+    parts = ["/* The embedded test inputs (in flash): the harness copies them into the arena's",
+             " * input tensors before each run. Generated; do not edit. */",
+             "#include <stdint.h>\n"]
+    for i, (name, value) in enumerate(zip(graph.inputs, inputs)):
+        parts.append(f"/* input {i}: {comment_text(name)} {shape_text(value.shape)} */")
+        parts.append(array_definition(_c_type(graph[name]), f"ek_test_input{i}", value,
+                                      static=False))
+    return "\n".join(parts)
+
+
+def _model_source(graph: Graph, plan: MemoryPlan, names: _Names, sections: list[str],
+                  calls: list[str]) -> str:
+    header = [
+        f"/* Model {comment_text(graph.name)}: {len(graph.ops)} ops, arena {plan.arena_bytes} B"
+        f" (planner strategy {plan.strategy}, lower bound {plan.lower_bound_bytes} B),",
+        f" * weights {graph.weights_bytes} B in flash. Generated by edgekit.firmware.codegen;"
+        " do not edit.",
+        " * Every activation lives in the one arena at the planner's offset; ops run in the",
+        " * planner's schedule order. */",
+        "#include <stdint.h>", "#include <string.h>", "",
+        "#include \"edgekit_kernels.h\"", "#include \"edgekit_payload.h\"",
+        "#include \"model.h\"", "#include \"model_weights.h\"", "",
+        f"EDGEKIT_ARENA({ARENA_SYMBOL}, EK_MODEL_ARENA_BYTES);", "",
+        "/* Host tests define EDGEKIT_TRACE_OP to check every op's output against the reference",
+        " * interpreter; on the device it is nothing. */",
+        "#ifndef EDGEKIT_TRACE_OP",
+        "#define EDGEKIT_TRACE_OP(step, tensor, nbytes) ((void)0)",
+        "#endif", "",
+        "/* Activations: arena offsets from the memory plan. */",
+    ]
+    for name, buf in plan.buffers.items():
+        t = graph[name]
+        alias = f", in place over {names.tensor_macro[buf.alias_of]}" if buf.alias_of else ""
+        header.append(f"#define {names.tensor_macro[name]} (({_c_type(t)} *)&{ARENA_SYMBOL}"
+                      f"[{buf.offset}]) /* {shape_text(t.shape)} {t.dtype.value},"
+                      f" {buf.size} B, steps {buf.first}..{buf.last}{alias} */")
+    header.append("")
+    for i, name in enumerate(graph.inputs):
+        header.append(f"extern const {_c_type(graph[name])} ek_test_input{i}[];")
+    header.append("")
+
+    payload = [
+        f"const char edgekit_payload_name[] = \"{identifier(graph.name, max_len=24) or 'model'}\";",
+        "",
+        "void edgekit_payload_setup(void)",
+        "{",
+    ]
+    for i, name in enumerate(graph.inputs):
+        payload.append(f"    memcpy({names.tensor_macro[name]}, ek_test_input{i},"
+                       f" EK_MODEL_INPUT{i}_BYTES);")
+    payload += ["}", "", "int edgekit_payload_run(void)", "{", *calls, "    return 0;", "}", "",
+                "uint32_t edgekit_payload_output_count(void) { return EK_MODEL_OUTPUT_COUNT; }",
+                "", "const uint8_t *edgekit_payload_output(uint32_t index, uint32_t *len)", "{",
+                "    switch (index) {"]
+    for i, name in enumerate(graph.outputs):
+        payload.append(f"    case {i}: *len = EK_MODEL_OUTPUT{i}_BYTES;"
+                       f" return (const uint8_t *){names.tensor_macro[name]};")
+    payload += ["    default: *len = 0; return 0;", "    }", "}", ""]
+    return "\n".join(header) + "\n" + "\n".join(sections) + "\n" + "\n".join(payload)

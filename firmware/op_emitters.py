@@ -1,0 +1,239 @@
+"""Per-op-kind C emission: which kernel an op calls, its params struct and its argument list.
+
+Each emitter turns one IR op plus its `edgekit.reference.prepare` result into an `OpCall`: the
+params struct type and field values (the numbers of the reference interpreter, verbatim), the
+per-channel arrays the struct points to, and the kernel call. The struct and function names
+are those of the kernel headers in ``c/kernels/`` (``edgekit_kernels.h``); the generator
+itself (`edgekit.firmware.codegen`) knows nothing op-specific.
+
+An emitter receives an `EmitContext` that turns tensor names into C pointer expressions (arena
+tensors: ``arena + offset``; constants: their flash arrays) and tells whether the op runs in
+place under one of the planner's modes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from edgekit.errors import UnsupportedError
+from edgekit.firmware.c_source import CArray
+from edgekit.ir import DType, Graph, Op
+from edgekit.reference.common import where
+
+#: dtype -> kernel name suffix
+_SUFFIX = {DType.INT8: "s8", DType.INT16: "s16", DType.FLOAT32: "f32"}
+
+#: dimensions of the kernels' broadcast shape (ek_elementwise.h EK_BROADCAST_DIMS)
+BROADCAST_DIMS = 5
+
+
+@dataclass
+class OpCall:
+    """The C for one op: ``kernel(&params, args...)`` (or a plain statement when ``params_type``
+    is None, e.g. a RESHAPE copy or view)."""
+
+    kernel: str
+    params_type: str | None
+    fields: dict = field(default_factory=dict)
+    #: (C element type, name suffix, values): per-channel arrays the struct points at
+    arrays: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    statement: str | None = None  # used instead of a kernel call when set
+
+
+class EmitContext:
+    """What an emitter may ask about the op it emits: tensor pointers and its in-place mode."""
+
+    def __init__(self, graph: Graph, op: Op, pointer: Callable[[str], str],
+                 array_ref: Callable[[str], str], inplace_mode: str | None,
+                 scratch: str | None):
+        self.graph = graph
+        self.op = op
+        self._pointer = pointer
+        self._array_ref = array_ref
+        self.inplace_mode = inplace_mode
+        self.scratch = scratch
+
+    def ptr(self, name: str | None) -> str:
+        """C expression of the tensor's data (NULL for an absent optional input)."""
+        if name is None:
+            return "NULL"
+        return self._pointer(name)
+
+    def array(self, suffix: str) -> CArray:
+        """The per-op array ``suffix`` (declared from `OpCall.arrays`), for a struct field."""
+        return CArray(self._array_ref(suffix))
+
+
+def _suffix(op: Op, graph: Graph, name: str) -> str:
+    dtype = graph[name].dtype
+    if dtype not in _SUFFIX:
+        raise UnsupportedError(f"{where(op)}: tensor {name!r} is {dtype.value}; the firmware"
+                               " kernels take int8, int16 or float32")
+    return _SUFFIX[dtype]
+
+
+def _require_int8(op: Op, graph: Graph, *names: str | None) -> None:
+    for name in names:
+        if name is not None and graph[name].dtype != DType.INT8:
+            raise UnsupportedError(f"{where(op)}: tensor {name!r} is {graph[name].dtype.value};"
+                                   " the firmware kernel for this op takes int8 only")
+
+
+def _per_channel(p) -> list[tuple[str, str, np.ndarray]]:
+    return [("int32_t", "multipliers", np.asarray(p.multipliers, dtype=np.int64)),
+            ("int32_t", "shifts", np.asarray(p.shifts, dtype=np.int64))]
+
+
+def _bias(op: Op, graph: Graph) -> str | None:
+    bias = op.inputs[2] if len(op.inputs) > 2 else None
+    if bias is not None and graph[bias].dtype != DType.INT32:
+        raise UnsupportedError(f"{where(op)}: bias {bias!r} is {graph[bias].dtype.value}; the"
+                               " firmware kernels take int32 biases")
+    return bias
+
+
+def emit_conv(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, w = op.inputs[0], op.inputs[1]
+    out = op.outputs[0]
+    _require_int8(op, graph, x, w, out)
+    bias = _bias(op, graph)
+    _, ih, iw, ic = graph[x].shape
+    _, oh, ow, oc = graph[out].shape
+    _, fh, fw, _ = graph[w].shape
+    fields = {
+        "in_h": ih, "in_w": iw, "in_c": ic,
+        "out_h": oh, "out_w": ow, "out_c": oc,
+        "k_h": fh, "k_w": fw,
+        "stride_h": p.stride[0], "stride_w": p.stride[1],
+        "dilation_h": p.dilation[0], "dilation_w": p.dilation[1],
+        "pad_top": p.pad[0], "pad_left": p.pad[2],
+        "depth_multiplier": p.depth_multiplier,
+        "input_offset": p.input_offset, "filter_offset": p.filter_offset,
+        "output_offset": p.output_offset, "act_min": p.act_min, "act_max": p.act_max,
+        "multipliers": ctx.array("multipliers"), "shifts": ctx.array("shifts"),
+    }
+    if op.kind == "CONV_2D":
+        kernel, args = "ek_conv2d_s8", [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
+    elif ctx.inplace_mode == "depthwise_channelwise":
+        kernel = "ek_depthwise_conv2d_s8_inplace"
+        args = [ctx.ptr(out), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out), f"(int8_t *){ctx.scratch}"]
+    else:
+        kernel = "ek_depthwise_conv2d_s8"
+        args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
+    params_type = "ek_conv2d_params" if op.kind == "CONV_2D" else "ek_depthwise_conv2d_params"
+    return OpCall(kernel, params_type, fields, _per_channel(p), args)
+
+
+def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, w, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    _require_int8(op, graph, x, w, out)
+    bias = _bias(op, graph)
+    units, depth = graph[w].shape
+    fields = {
+        "rows": graph[x].size // depth, "depth": depth, "units": units,
+        "input_offset": p.input_offset, "filter_offset": p.filter_offset,
+        "output_offset": p.output_offset, "act_min": p.act_min, "act_max": p.act_max,
+        "multipliers": ctx.array("multipliers"), "shifts": ctx.array("shifts"),
+    }
+    if p.rounding != "double":
+        raise UnsupportedError(f"{where(op)}: only TFLite Micro's double rounding is generated")
+    args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
+    return OpCall("ek_fully_connected_s8", "ek_fully_connected_params", fields, _per_channel(p), args)
+
+
+def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...], out: tuple[int, ...]) -> dict:
+    """``ek_broadcast_shape``: shapes right-aligned into `BROADCAST_DIMS` dims, element strides,
+    0 for a broadcast dimension; ``broadcast`` 0 when both inputs have the output's shape."""
+    size = int(np.prod(out, dtype=np.int64))
+    if tuple(a) == tuple(out) and tuple(b) == tuple(out):
+        return {"size": size, "broadcast": 0, "out_shape": [1] * BROADCAST_DIMS,
+                "in1_strides": [0] * BROADCAST_DIMS, "in2_strides": [0] * BROADCAST_DIMS}
+    if len(out) > BROADCAST_DIMS:
+        raise UnsupportedError(f"broadcast over {len(out)} dimensions (the kernels take"
+                               f" {BROADCAST_DIMS})")
+
+    def padded(shape):
+        return [1] * (BROADCAST_DIMS - len(shape)) + list(shape)
+
+    def strides(shape):
+        dims = padded(shape)
+        result, step = [0] * BROADCAST_DIMS, 1
+        for i in reversed(range(BROADCAST_DIMS)):
+            result[i] = 0 if dims[i] == 1 else step
+            step *= dims[i]
+        return result
+
+    return {"size": size, "broadcast": 1, "out_shape": padded(out),
+            "in1_strides": strides(a), "in2_strides": strides(b)}
+
+
+def emit_add_mul(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    a, b, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    names = [f for f in p.__dataclass_fields__ if f not in ("kind", "out_dtype", "out_shape")]
+    fields = {name: getattr(p, name) for name in names}
+    fields["shape"] = broadcast_shape(graph[a].shape, graph[b].shape, graph[out].shape)
+    kind = "add" if op.kind == "ADD" else "mul"
+    suffix = _suffix(op, graph, out)
+    return OpCall(f"ek_{kind}_{suffix}", f"ek_{kind}_params", fields, [],
+                  [ctx.ptr(a), ctx.ptr(b), ctx.ptr(out)])
+
+
+def emit_pool(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    _, ih, iw, c = graph[x].shape
+    _, oh, ow, _ = graph[out].shape
+    fields = {"in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
+              "filter_h": p.filter[0], "filter_w": p.filter[1],
+              "stride_h": p.stride[0], "stride_w": p.stride[1],
+              "pad_top": p.pad[0], "pad_left": p.pad[2],
+              "act_min": p.act_min, "act_max": p.act_max}
+    kind = "avg_pool" if op.kind == "AVERAGE_POOL_2D" else "max_pool"
+    suffix = _suffix(op, graph, out)
+    return OpCall(f"ek_{kind}_{suffix}", "ek_pool_params", fields, [],
+                  [ctx.ptr(x), ctx.ptr(out)])
+
+
+def emit_softmax(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    _require_int8(op, graph, x, out)
+    depth = graph[x].shape[-1]
+    fields = {"input_multiplier": p.input_multiplier, "input_left_shift": p.input_left_shift,
+              "diff_min": p.diff_min, "rows": graph[x].size // depth, "depth": depth}
+    return OpCall("ek_softmax_s8", "ek_softmax_params", fields, [],
+                  [ctx.ptr(x), ctx.ptr(out)])
+
+
+def emit_reshape(ctx: EmitContext, p) -> OpCall:
+    x, out = ctx.op.inputs[0], ctx.op.outputs[0]
+    if ctx.inplace_mode == "reshape_view":
+        return OpCall("", None, statement="/* in place (reshape_view): the output is the input's"
+                                          " bytes; nothing to do */")
+    nbytes = ctx.graph[out].nbytes
+    return OpCall("", None, statement=f"memmove({ctx.ptr(out)}, {ctx.ptr(x)}, {nbytes});")
+
+
+EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
+    "CONV_2D": emit_conv,
+    "DEPTHWISE_CONV_2D": emit_conv,
+    "FULLY_CONNECTED": emit_fully_connected,
+    "ADD": emit_add_mul,
+    "MUL": emit_add_mul,
+    "AVERAGE_POOL_2D": emit_pool,
+    "MAX_POOL_2D": emit_pool,
+    "SOFTMAX": emit_softmax,
+    "RESHAPE": emit_reshape,
+}
+
+
+def supported_kinds() -> frozenset[str]:
+    """Op kinds the code generator can emit today."""
+    return frozenset(EMITTERS)
