@@ -1,0 +1,74 @@
+/* CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED for int8 activations and int8 weights
+ * (int4 weights arrive unpacked to int8), batch 1 for the convolutions.
+ *
+ * Semantics: TFLite (Micro)'s reference_integer_ops ConvPerChannel, DepthwiseConvPerChannel and
+ * FullyConnected, as edgekit.reference.conv implements them:
+ *     acc = bias[c] + sum((x + input_offset) * (w + filter_offset))   (int32, wrapping)
+ *     y   = clamp(MultiplyByQuantizedMultiplier(acc, multipliers[c], shifts[c]) + output_offset,
+ *                 act_min, act_max)
+ * Taps outside the input are skipped (padding with the input zero point). The numbers in the
+ * params structs are exactly those of edgekit.reference.prepare(op, graph).
+ *
+ * Layouts: input/output NHWC (N = 1), conv filter OHWI, depthwise filter 1HW(C*M) (output
+ * channel c*M + m reads input channel c), fully-connected filter [units, depth].
+ *
+ * Paths: portable C99 everywhere; on ARMv7E-M and later (__ARM_FEATURE_DSP) an SXTB16/SMLAD
+ * path, bit-exact with the portable one (see ek_arm_dsp.h; EDGEKIT_PORTABLE_KERNELS forces the
+ * portable path, EDGEKIT_EMULATE_DSP runs the DSP path's C emulation on a host).
+ *
+ * Aliasing: the out-of-place kernels need output not to overlap input. The *_inplace kernels
+ * implement the planner's in-place modes (edgekit.planner docstring) exactly. */
+#ifndef EK_CONV_H
+#define EK_CONV_H
+
+#include <stdint.h>
+
+/* CONV_2D and DEPTHWISE_CONV_2D (depth_multiplier is 1 for CONV_2D). Fields named as the
+ * edgekit.reference ConvParams fields where one exists (stride -> stride_h/stride_w, dilation ->
+ * dilation_h/dilation_w, pad (top, bottom, left, right) -> pad_top/pad_left). */
+typedef struct {
+    int32_t in_h, in_w, in_c;    /* input [1, in_h, in_w, in_c] */
+    int32_t out_h, out_w, out_c; /* output [1, out_h, out_w, out_c] */
+    int32_t k_h, k_w;            /* filter window */
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_top, pad_left; /* bottom/right padding follows from the output shape */
+    int32_t depth_multiplier;  /* DEPTHWISE_CONV_2D only; out_c == in_c * depth_multiplier */
+    int32_t input_offset;      /* -input zero point */
+    int32_t filter_offset;     /* -filter zero point (0 for TFLite's symmetric weights) */
+    int32_t output_offset;     /* output zero point */
+    int32_t act_min, act_max;
+    const int32_t *multipliers; /* [out_c] Q0.31 */
+    const int32_t *shifts;      /* [out_c] > 0: left shift */
+} ek_conv2d_params;
+
+typedef ek_conv2d_params ek_depthwise_conv2d_params;
+
+/* FULLY_CONNECTED: input [rows, depth] (any shape of rows*depth elements), filter
+ * [units, depth], output [rows, units]. */
+typedef struct {
+    int32_t rows, depth, units;
+    int32_t input_offset, filter_offset, output_offset;
+    int32_t act_min, act_max;
+    const int32_t *multipliers; /* [units] (a per-tensor layer repeats its one multiplier) */
+    const int32_t *shifts;      /* [units] */
+} ek_fully_connected_params;
+
+/* In all four: bias may be NULL (no bias); scratch is used only where named. */
+void ek_conv2d_s8(const ek_conv2d_params *p, const int8_t *input, const int8_t *filter,
+                  const int32_t *bias, int8_t *output);
+
+void ek_depthwise_conv2d_s8(const ek_depthwise_conv2d_params *p, const int8_t *input,
+                            const int8_t *filter, const int32_t *bias, int8_t *output);
+
+/* The planner's `depthwise_channelwise` in-place mode: output == input (the same buffer, which
+ * holds the input and receives the output); depth_multiplier 1, out_h*out_w <= in_h*in_w.
+ * scratch: in_h*in_w bytes (one channel plane, edgekit.planner.scratch_bytes). */
+void ek_depthwise_conv2d_s8_inplace(const ek_depthwise_conv2d_params *p, int8_t *input,
+                                    const int8_t *filter, const int32_t *bias, int8_t *output,
+                                    int8_t *scratch);
+
+void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *input,
+                           const int8_t *filter, const int32_t *bias, int8_t *output);
+
+#endif

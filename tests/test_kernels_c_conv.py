@@ -1,0 +1,300 @@
+"""CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED C kernels (firmware/c/kernels/ek_conv*.c)
+against the reference interpreter, byte for byte.
+
+The kernels are compiled on the host twice: the portable C99 path, and the Cortex-M DSP path
+with its instructions emulated in C (EDGEKIT_EMULATE_DSP), so the SIMD path's data movement
+(lane split, offsets, tails, channel groups) is checked here too; the real instructions run in
+the HIL suite and in bench/kernels_conv.py on Unicorn's Cortex-M4.
+
+Cases: randomized single ops (shapes, strides, dilations, padding, activations, bias or not,
+depth multipliers, per-tensor FC, a non-zero filter zero point, extreme zero points), the
+in-place channel-by-channel depthwise mode, and every conv/depthwise/FC op of the four MLPerf
+Tiny models run on the interpreter's own intermediate tensors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graph_builders as gb
+from edgekit import reference
+from edgekit.converters.tflite_reader import load_tflite
+from edgekit.interpreter import Interpreter
+from edgekit.ir import Graph, Quantization
+
+REPO = Path(__file__).resolve().parents[1]
+KERNELS = REPO / "firmware" / "c" / "kernels"
+MODELS = REPO.parent / "shared" / "models" / "mlperf_tiny"
+SOURCES = ("ek_conv.c", "ek_conv_depthwise.c")
+#: the two compiled variants: the portable path, and the DSP path with emulated instructions
+VARIANTS = {"portable": ["-DEDGEKIT_PORTABLE_KERNELS"], "dsp": ["-DEDGEKIT_EMULATE_DSP"]}
+
+I32P = ctypes.POINTER(ctypes.c_int32)
+I8P = ctypes.POINTER(ctypes.c_int8)
+
+
+class ConvParamsC(ctypes.Structure):
+    """Mirror of ek_conv2d_params (ek_conv.h)."""
+
+    _fields_ = [(name, ctypes.c_int32) for name in (
+        "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
+        "dilation_h", "dilation_w", "pad_top", "pad_left", "depth_multiplier", "input_offset",
+        "filter_offset", "output_offset", "act_min", "act_max")] + [
+        ("multipliers", I32P), ("shifts", I32P)]
+
+
+class FcParamsC(ctypes.Structure):
+    """Mirror of ek_fully_connected_params (ek_conv.h)."""
+
+    _fields_ = [(name, ctypes.c_int32) for name in (
+        "rows", "depth", "units", "input_offset", "filter_offset", "output_offset", "act_min",
+        "act_max")] + [("multipliers", I32P), ("shifts", I32P)]
+
+
+@pytest.fixture(scope="module")
+def libs(tmp_path_factory) -> dict[str, ctypes.CDLL]:
+    if shutil.which("gcc") is None:
+        pytest.skip("host gcc not found: the C kernels cannot be compiled on this machine")
+    out = tmp_path_factory.mktemp("conv_kernels")
+    loaded = {}
+    for variant, defines in VARIANTS.items():
+        lib = out / f"libekconv_{variant}.so"
+        cmd = ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
+               *defines, *[str(KERNELS / s) for s in SOURCES], "-o", str(lib)]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        loaded[variant] = ctypes.CDLL(str(lib))
+    return loaded
+
+
+def _ptr(array: np.ndarray, ctype):
+    return array.ctypes.data_as(ctypes.POINTER(ctype))
+
+
+def _i32(values) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(values, dtype=np.int64).astype(np.int32))
+
+
+def conv_params(p, x_shape, w_shape) -> tuple[ConvParamsC, list[np.ndarray]]:
+    """ek_conv2d_params from the reference's ConvParams (the arrays must outlive the struct)."""
+    multipliers, shifts = _i32(p.multipliers), _i32(p.shifts)
+    _, oh, ow, oc = p.out_shape
+    c = ConvParamsC(
+        in_h=x_shape[1], in_w=x_shape[2], in_c=x_shape[3], out_h=oh, out_w=ow, out_c=oc,
+        k_h=w_shape[1], k_w=w_shape[2], stride_h=p.stride[0], stride_w=p.stride[1],
+        dilation_h=p.dilation[0], dilation_w=p.dilation[1], pad_top=p.pad[0], pad_left=p.pad[2],
+        depth_multiplier=p.depth_multiplier, input_offset=p.input_offset,
+        filter_offset=p.filter_offset, output_offset=p.output_offset, act_min=p.act_min,
+        act_max=p.act_max, multipliers=_ptr(multipliers, ctypes.c_int32),
+        shifts=_ptr(shifts, ctypes.c_int32))
+    return c, [multipliers, shifts]
+
+
+def fc_params(p, x_size, w_shape) -> tuple[FcParamsC, list[np.ndarray]]:
+    multipliers, shifts = _i32(p.multipliers), _i32(p.shifts)
+    units, depth = w_shape
+    c = FcParamsC(rows=x_size // depth, depth=depth, units=units, input_offset=p.input_offset,
+                  filter_offset=p.filter_offset, output_offset=p.output_offset,
+                  act_min=p.act_min, act_max=p.act_max,
+                  multipliers=_ptr(multipliers, ctypes.c_int32),
+                  shifts=_ptr(shifts, ctypes.c_int32))
+    return c, [multipliers, shifts]
+
+
+def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
+          inplace: bool = False) -> np.ndarray:
+    """Run one op's C kernel on (x, w, bias); returns the output array (out_shape, int8)."""
+    x = np.ascontiguousarray(x, dtype=np.int8)
+    w = np.ascontiguousarray(w, dtype=np.int8)
+    b = None if bias is None else _i32(bias)
+    b_ptr = None if b is None else _ptr(b, ctypes.c_int32)
+    out = np.zeros(prepared.out_shape, np.int8)
+    if prepared.kind == "FULLY_CONNECTED":
+        params, keep = fc_params(prepared, x.size, w.shape)
+        lib.ek_fully_connected_s8(ctypes.byref(params), _ptr(x, ctypes.c_int8),
+                                  _ptr(w, ctypes.c_int8), b_ptr, _ptr(out, ctypes.c_int8))
+        return out
+    params, keep = conv_params(prepared, x.shape, w.shape)
+    if prepared.kind == "CONV_2D":
+        lib.ek_conv2d_s8(ctypes.byref(params), _ptr(x, ctypes.c_int8), _ptr(w, ctypes.c_int8),
+                         b_ptr, _ptr(out, ctypes.c_int8))
+        return out
+    if not inplace:
+        lib.ek_depthwise_conv2d_s8(ctypes.byref(params), _ptr(x, ctypes.c_int8),
+                                   _ptr(w, ctypes.c_int8), b_ptr, _ptr(out, ctypes.c_int8))
+        return out
+    # In place: one buffer that starts as the input; the output is its first out.size bytes.
+    # Guard bytes around the buffer and the scratch plane catch writes out of bounds.
+    guard = 16
+    buf = np.full(x.size + 2 * guard, 0x5A, np.int8)
+    buf[guard:guard + x.size] = x.reshape(-1)
+    plane = x.shape[1] * x.shape[2]
+    scratch = np.full(plane + 2 * guard, 0x5A, np.int8)
+    data = _ptr(buf[guard:], ctypes.c_int8)
+    lib.ek_depthwise_conv2d_s8_inplace(ctypes.byref(params), data, _ptr(w, ctypes.c_int8), b_ptr,
+                                       data, _ptr(scratch[guard:], ctypes.c_int8))
+    assert (buf[:guard] == 0x5A).all() and (buf[guard + x.size:] == 0x5A).all()
+    assert (scratch[:guard] == 0x5A).all() and (scratch[guard + plane:] == 0x5A).all()
+    return buf[guard:guard + out.size].reshape(prepared.out_shape)
+
+
+def check_graph(libs, graph: Graph, rng: np.random.Generator, inputs: int = 2,
+                inplace: bool = False) -> None:
+    """The single op of ``graph`` on random inputs: every C variant equals the reference."""
+    op = graph.ops[0]
+    prepared = reference.prepare(op, graph)
+    x_t, w_t = graph[op.inputs[0]], graph[op.inputs[1]]
+    bias = graph[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] else None
+    for _ in range(inputs):
+        x = gb.random_values(rng, x_t.shape, x_t.dtype)
+        expected = reference.run_op(prepared, [x, w_t.data, bias])
+        for variant, lib in libs.items():
+            got = run_c(lib, prepared, x, w_t.data, bias, inplace=inplace)
+            assert got.tobytes() == expected.tobytes(), (
+                f"{variant} {op.kind} {x_t.shape} -> {prepared.out_shape} attrs {op.attrs}: "
+                f"{int((got != expected).sum())} of {expected.size} bytes differ")
+
+
+# --- randomized single ops -----------------------------------------------------------------------
+
+def _random_window(rng, size_max: int = 11):
+    kernel = tuple(int(k) for k in rng.integers(1, 6, size=2))
+    stride = tuple(int(s) for s in rng.integers(1, 4, size=2))
+    dilation = tuple(int(d) for d in rng.choice([1, 1, 2], size=2))
+    padding = str(rng.choice(["SAME", "VALID"]))
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    lo = max(span) if padding == "VALID" else 1
+    h, w = (int(v) for v in rng.integers(lo, max(lo, size_max) + 1, size=2))
+    activation = str(rng.choice(["NONE", "RELU", "RELU6"]))
+    return dict(kernel=kernel, stride=stride, dilation=dilation, padding=padding,
+                activation=activation), (h, w)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_conv2d_random(libs, seed):
+    rng = np.random.default_rng(1000 + seed)
+    window, (h, w) = _random_window(rng)
+    c_in, c_out = int(rng.integers(1, 11)), int(rng.integers(1, 11))
+    graph = gb.conv2d(rng, in_shape=(1, h, w, c_in), out_channels=c_out, bias=bool(seed % 5),
+                      per_channel=bool(seed % 7), **window)
+    check_graph(libs, graph, rng)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_depthwise_random(libs, seed):
+    rng = np.random.default_rng(2000 + seed)
+    window, (h, w) = _random_window(rng)
+    multiplier = int(rng.choice([1, 1, 1, 2, 3]))
+    graph = gb.depthwise_conv2d(rng, in_shape=(1, h, w, int(rng.integers(1, 11))),
+                                multiplier=multiplier, bias=bool(seed % 5), **window)
+    check_graph(libs, graph, rng)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_depthwise_inplace_random(libs, seed):
+    """The planner's depthwise_channelwise mode: output written over the input buffer."""
+    rng = np.random.default_rng(3000 + seed)
+    while True:
+        window, (h, w) = _random_window(rng)
+        graph = gb.depthwise_conv2d(rng, in_shape=(1, h, w, int(rng.integers(1, 11))),
+                                    bias=bool(seed % 5), **window)
+        _, oh, ow, _ = graph["y"].shape
+        if oh * ow <= h * w:  # the mode's static condition
+            break
+    check_graph(libs, graph, rng, inplace=True)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fully_connected_random(libs, seed):
+    rng = np.random.default_rng(4000 + seed)
+    graph = gb.fully_connected(rng, batch=int(rng.choice([1, 1, 3])),
+                               in_features=int(rng.integers(1, 70)),
+                               out_features=int(rng.integers(1, 14)),
+                               activation=str(rng.choice(["NONE", "RELU", "RELU6"])),
+                               bias=bool(seed % 5), per_channel=bool(seed % 3))
+    check_graph(libs, graph, rng)
+
+
+# --- edges: offsets the DSP path must refuse or survive ------------------------------------------
+
+def _with_filter_zero_point(graph: Graph, zp: int) -> Graph:
+    w = graph["w"]
+    w.quant = Quantization(w.quant.scale, np.full(w.quant.scale.size, zp), w.quant.axis)
+    return graph
+
+
+@pytest.mark.parametrize("kind", ["conv", "depthwise", "fc"])
+def test_nonzero_filter_zero_point_takes_exact_path(libs, kind):
+    """TFLite's weights are symmetric, but the reference allows a filter zero point: the DSP path
+    (which assumes 0) must hand such layers to the portable loop and stay exact."""
+    rng = np.random.default_rng(7)
+    build = {"conv": lambda: gb.conv2d(rng, in_shape=(1, 7, 6, 8), out_channels=9),
+             "depthwise": lambda: gb.depthwise_conv2d(rng, in_shape=(1, 7, 6, 8)),
+             "fc": lambda: gb.fully_connected(rng, in_features=37, out_features=9)}[kind]
+    check_graph(libs, _with_filter_zero_point(build(), -3), rng)
+
+
+@pytest.mark.parametrize("zero_point", [-128, 127])
+def test_extreme_input_zero_points(libs, zero_point):
+    """input_offset of +128 or -127 makes x + offset span [-255, 255]: still exact in int16."""
+    rng = np.random.default_rng(11)
+    for graph in (gb.conv2d(rng, in_shape=(1, 6, 6, 12), out_channels=8),
+                  gb.depthwise_conv2d(rng, in_shape=(1, 6, 6, 12)),
+                  gb.fully_connected(rng, in_features=64, out_features=8)):
+        x = graph["x"]
+        x.quant = Quantization(x.quant.scale, np.array([zero_point]))
+        check_graph(libs, graph, rng)
+
+
+def test_accumulator_wraps_like_the_reference(libs):
+    """A bias near INT32_MAX makes the int32 accumulator wrap; the C kernels wrap identically."""
+    rng = np.random.default_rng(13)
+    graph = gb.fully_connected(rng, in_features=40, out_features=8)
+    graph["bias"].data = np.full(8, np.iinfo(np.int32).max - 5, np.int32)
+    check_graph(libs, graph, rng)
+
+
+# --- the four MLPerf Tiny models -----------------------------------------------------------------
+
+MODEL_FILES = ["vww_96_int8.tflite", "kws_ref_model.tflite", "pretrainedResnet_quant.tflite",
+               "ad01_int8.tflite"]
+CONV_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODEL_FILES)
+def test_mlperf_layers(libs, model):
+    """Every conv/depthwise/FC op of the model, on the interpreter's intermediate tensors for a
+    random input, equals the interpreter's output (depthwise also in place where the mode's
+    static conditions hold)."""
+    path = MODELS / model
+    if not path.exists():
+        pytest.skip(f"{path} not found (the MLPerf Tiny models live in ../shared/models)")
+    graph = load_tflite(path)
+    interpreter = Interpreter(graph)
+    rng = np.random.default_rng(5)
+    inputs = [gb.random_values(rng, t.shape, t.dtype) for t in interpreter.input_tensors]
+    _, values = interpreter.run(inputs, intermediates=True)
+    checked = 0
+    for op, prepared in zip(graph.ops, interpreter.prepared):
+        if op.kind not in CONV_KINDS:
+            continue
+        x, w = values[op.inputs[0]], graph[op.inputs[1]].data
+        bias = graph[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] else None
+        expected = values[op.outputs[0]]
+        modes = [False]
+        if op.kind == "DEPTHWISE_CONV_2D" and prepared.depth_multiplier == 1 and (
+                expected.shape[1] * expected.shape[2] <= x.shape[1] * x.shape[2]):
+            modes.append(True)
+        for variant, lib in libs.items():
+            for inplace in modes:
+                got = run_c(lib, prepared, x, w, bias, inplace=inplace)
+                assert got.tobytes() == expected.tobytes(), (
+                    f"{model} {op.kind} {op.name!r} ({variant}, inplace={inplace})")
+        checked += 1
+    assert checked > 0
