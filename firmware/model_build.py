@@ -1,0 +1,154 @@
+"""Build a model's firmware for a board: generate the C, estimate its memory, compile, link.
+
+    result = build_model("kws.tflite", "nucleo-l4r5zi", "out/kws")
+    result.estimate.peak_sram_bytes, result.manifest["flash_bytes"]
+
+The build directory is self-contained like the self-test's (`edgekit.firmware.build`): ``src/``
+holds the BSP, the harness, the kernels and the generated model; ``Makefile`` rebuilds it with
+``make``; ``platformio.ini`` (plus a local PlatformIO platform for emulated boards) builds it with
+``pio run``. The manifest ``edgekit-build.json`` carries the expected outputs (the reference
+interpreter's) and the estimate, so ``edgekit measure DIR`` can report ``bit_exact`` and the
+estimate's error.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from edgekit import planner
+from edgekit.boards import Target, target_for
+from edgekit.boards.linker import linker_script
+from edgekit.errors import BuildError
+from edgekit.firmware import elf
+from edgekit.firmware import platformio
+from edgekit.firmware.build import (_BSP_COMMON, _HARNESS, CONSOLE_DRIVERS, ELF_NAME,
+                                    MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, _config_header,
+                                    _require_tools, _run_make, cpu_flags, makefile_text)
+from edgekit.firmware.codegen import GeneratedModel, generate
+from edgekit.firmware.estimate import MemoryEstimate, estimate_before_build, estimate_from_elf
+from edgekit.ir import Graph
+
+#: a model build's stack reservation: generous, since the measured high-water mark is reported
+MODEL_STACK_BYTES = 4 * 1024
+
+
+@dataclass(frozen=True)
+class ModelBuildResult:
+    """What a model build produced."""
+
+    directory: Path
+    elf_path: Path
+    manifest_path: Path
+    manifest: dict
+    model: GeneratedModel
+    estimate: MemoryEstimate
+
+
+def load_graph(model: str | Path | Graph) -> Graph:
+    """A Graph from a ``.tflite`` path (or the Graph itself)."""
+    if isinstance(model, Graph):
+        return model
+    from edgekit.converters.tflite_reader import load_tflite
+
+    return load_tflite(model)
+
+
+def _copy_runtime(src_dir: Path, console_driver: str) -> list[str]:
+    """BSP, harness and every kernel into src_dir; returns the files to compile."""
+    bsp = resources.files("edgekit.boards") / "bsp"
+    c_root = resources.files("edgekit.firmware") / "c"
+    copies = [(bsp / name, name) for name in _BSP_COMMON + (console_driver,)]
+    copies += [(c_root / "harness" / name, name) for name in _HARNESS]
+    kernels = c_root / "kernels"
+    copies += [(kernels / entry.name, entry.name) for entry in kernels.iterdir()
+               if entry.name.endswith((".c", ".h"))]
+    for source, name in copies:
+        (src_dir / name).write_bytes(source.read_bytes())
+    return [name for _, name in copies if name.endswith((".c", ".S"))]
+
+
+def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *,
+                emulated: bool = True, stack_bytes: int = MODEL_STACK_BYTES, seed: int = 0,
+                plan: planner.MemoryPlan | None = None, generated: GeneratedModel | None = None,
+                progress=None) -> ModelBuildResult:
+    """Generate, estimate and build the firmware of `model` for `board_id` into `out_dir`.
+
+    ``progress(stage, payload)`` (optional) is called with ``"estimate"`` before the compiler
+    runs, so a CLI can print the estimate first. ``generated`` reuses sources already generated.
+    """
+    graph = load_graph(model)
+    target = target_for(board_id, emulated=emulated)
+    driver = CONSOLE_DRIVERS.get(target.console.kind)
+    if driver is None:
+        raise BuildError(f"board {board_id}: console kind {target.console.kind!r} has no BSP"
+                         f" driver yet; build for its emulated stand-in instead")
+    gen = generated or generate(graph, plan, seed=seed)
+    before = estimate_before_build(gen, target)
+    if progress is not None:
+        progress("estimate", before)
+    _require_tools()
+
+    directory = Path(out_dir).resolve()
+    src_dir = directory / "src"
+    src_dir.mkdir(parents=True, exist_ok=True)
+    sources = _copy_runtime(src_dir, driver)
+    for name, text in gen.files.items():
+        (src_dir / name).write_text(text)
+    sources = sorted(set(sources) | set(gen.sources))
+    (src_dir / "edgekit_config.h").write_text(_config_header(target))
+    (directory / "board.ld").write_text(linker_script(target, stack_bytes=stack_bytes))
+    (directory / "Makefile").write_text(makefile_text(target, sources))
+    platformio.write_project(directory, target, sources)
+    (directory / ELF_NAME).unlink(missing_ok=True)  # a failed build must not leave an old ELF
+    _run_make(directory, board_id)
+
+    elf_path = directory / ELF_NAME
+    figures = elf.sizes(elf_path)
+    if figures.arena_bytes < gen.plan.arena_bytes:
+        raise BuildError(f"{elf_path}: the linked arena is {figures.arena_bytes} B, the plan"
+                         f" needs {gen.plan.arena_bytes} B")
+    after = estimate_from_elf(elf_path, gen, before)
+    manifest = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "board": target.board.id,
+        "host_board": target.host.id,
+        "emulated": target.emulated,
+        "payload": "model",
+        "model": graph.name,
+        "elf": ELF_NAME,
+        "cpu_flags": cpu_flags(target.cpu, target.fpu),
+        "qemu_machine": target.host.emulation.qemu_machine if target.emulated else None,
+        "unicorn": target.host.emulation.unicorn if target.emulated else None,
+        "console": {"kind": target.console.kind, "base": target.console.base},
+        "memory": {
+            "flash": {"origin": target.flash.origin, "size": target.flash.size},
+            "sram": [{"name": r.name, "origin": r.origin, "size": r.size, "holds": list(r.holds)}
+                     for r in target.sram],
+        },
+        "stack_size_bytes": stack_bytes,
+        "arena_bytes": figures.arena_bytes,
+        "plan_arena_bytes": gen.plan.arena_bytes,
+        "flash_bytes": figures.flash_bytes,
+        "static_ram_bytes": figures.static_ram_bytes,
+        "estimate_before_build": asdict(before),
+        "estimate": asdict(after),
+        "expected_outputs": [o.hex() for o in gen.expected_outputs],
+        "expected_output_crc32s": [f"{zlib.crc32(o):08x}" for o in gen.expected_outputs],
+        "test_input_seed": seed,
+        "schedule": gen.plan.schedule,
+        "kernels": gen.kernels,
+        "ops": len(graph.ops),
+        "weights_bytes": graph.weights_bytes,
+    }
+    manifest_path = directory / MANIFEST_NAME
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return ModelBuildResult(directory, elf_path, manifest_path, manifest, gen, after)
+
+
+def target_summary(target: Target) -> dict:
+    return {"board": target.board.id, "host_board": target.host.id, "cpu": target.cpu,
+            "emulated": target.emulated}

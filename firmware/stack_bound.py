@@ -1,0 +1,212 @@
+"""Worst-case stack depth of a Cortex-M (Thumb) ELF by static call-graph analysis, without
+running it.
+
+Every function symbol is disassembled (capstone), skipping the literal pools that the ``$d``
+mapping symbols mark. Walking a function linearly, pushes, ``vpush`` and ``sub sp, #n`` deepen
+the frame, pops and ``add sp, #n`` release it; after a return (``pop {.., pc}``, ``bx lr``) the
+walk goes back to the depth the body had, since code after an epilogue is reached from the
+body. A direct call (``bl``) or tail call (``b`` out of the function) adds the callee's depth at
+the current frame depth. A function's depth is the largest of its own frame and its calls'.
+
+What the analysis cannot bound -- an indirect call (``blx rN``), a stack pointer set from a
+register, recursion -- raises `StackAnalysisError` naming the function, rather than giving a
+number that might be low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from capstone import CS_ARCH_ARM, CS_MODE_MCLASS, CS_MODE_THUMB, Cs
+from capstone import arm as cs_arm
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from edgekit.errors import BuildError
+
+
+class StackAnalysisError(BuildError):
+    """The ELF's stack depth cannot be bounded statically (indirect call, recursion, ...)."""
+
+
+@dataclass
+class FunctionFrame:
+    """What the walk of one function found."""
+
+    name: str
+    frame_bytes: int = 0  # deepest own frame
+    calls: list[tuple[int, int]] = field(default_factory=list)  # (frame depth at call, target)
+    unbounded: str | None = None  # why its depth cannot be bounded
+
+
+@dataclass(frozen=True)
+class StackBound:
+    """The deepest path from ``entry``: its bytes and the functions on it, outermost first."""
+
+    entry: str
+    bytes: int
+    path: tuple[str, ...]
+
+
+def _mapping_ranges(symbols, section_start: int, section_end: int) -> list[tuple[int, str]]:
+    marks = sorted((s["st_value"] & ~1, s.name[:2]) for s in symbols
+                   if s.name[:2] in ("$t", "$d", "$a") and section_start <= s["st_value"] < section_end)
+    return marks
+
+
+def _reg_count(insn) -> int:
+    return sum(1 for op in insn.operands if op.type == cs_arm.ARM_OP_REG)
+
+
+def _imm(insn) -> int | None:
+    for op in reversed(insn.operands):
+        if op.type == cs_arm.ARM_OP_IMM:
+            return op.imm
+    return None
+
+
+def _writes_sp_register(insn) -> bool:
+    ops = insn.operands
+    return bool(ops) and ops[0].type == cs_arm.ARM_OP_REG and ops[0].reg == cs_arm.ARM_REG_SP
+
+
+def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[int, int]],
+          func_range: tuple[int, int]) -> FunctionFrame:
+    frame = FunctionFrame(name)
+    depth = 0
+    body_depth = 0  # depth before the current run of releases (an epilogue in progress)
+    releasing = False
+    pieces = _code_pieces(start, len(code), data_ranges)
+    for piece_start, piece_end in pieces:
+        blob = code[piece_start - start:piece_end - start]
+        for insn in cs.disasm(blob, piece_start):
+            mnemonic = insn.mnemonic.split(".")[0]
+            regs = {op.reg for op in insn.operands if op.type == cs_arm.ARM_OP_REG}
+            if mnemonic in ("push", "vpush") or (mnemonic in ("stmdb", "stmfd") and insn.writeback
+                                                 and cs_arm.ARM_REG_SP in regs):
+                size = 8 if mnemonic == "vpush" and insn.op_str.startswith("{d") else 4
+                count = _reg_count(insn) - (1 if mnemonic in ("stmdb", "stmfd") else 0)
+                depth += size * count
+                releasing = False
+            elif mnemonic in ("sub", "subw") and _writes_sp_register(insn):
+                amount = _imm(insn)
+                if amount is None:
+                    frame.unbounded = f"{name}: stack pointer lowered by a register amount ({insn.mnemonic} {insn.op_str})"
+                    break
+                depth += amount
+                releasing = False
+            elif mnemonic in ("pop", "vpop") or (mnemonic in ("ldm", "ldmia", "ldmfd") and insn.writeback
+                                                 and insn.operands[0].reg == cs_arm.ARM_REG_SP):
+                if not releasing:
+                    body_depth, releasing = depth, True
+                size = 8 if mnemonic == "vpop" and insn.op_str.startswith("{d") else 4
+                count = _reg_count(insn) - (1 if mnemonic.startswith("ldm") else 0)
+                depth -= size * count
+                if cs_arm.ARM_REG_PC in regs:  # a return: code after it runs at the body's depth
+                    depth, releasing = body_depth, False
+            elif mnemonic in ("add", "addw") and _writes_sp_register(insn) and len(insn.operands) >= 2 \
+                    and insn.operands[1].type in (cs_arm.ARM_OP_REG, cs_arm.ARM_OP_IMM) and _imm(insn) is not None:
+                if not releasing:
+                    body_depth, releasing = depth, True
+                depth -= _imm(insn)
+            elif mnemonic == "mov" and _writes_sp_register(insn):
+                if depth == 0 and frame.frame_bytes == 0 and not frame.calls:
+                    continue  # the reset handler loading the initial stack pointer
+                frame.unbounded = f"{name}: stack pointer set from a register ({insn.mnemonic} {insn.op_str})"
+                break
+            elif mnemonic == "bx" and cs_arm.ARM_REG_LR in regs:
+                depth, releasing = (body_depth if releasing else depth), False
+            elif mnemonic == "bl":
+                frame.calls.append((depth, _imm(insn)))
+            elif mnemonic == "blx":
+                target = _imm(insn)
+                if target is None:
+                    frame.unbounded = f"{name}: indirect call ({insn.mnemonic} {insn.op_str})"
+                    break
+                frame.calls.append((depth, target))
+            elif mnemonic == "b" and insn.op_str.startswith("#"):
+                target = _imm(insn)
+                if target is not None and not func_range[0] <= target < func_range[1]:
+                    frame.calls.append((depth, target))  # a tail call
+            frame.frame_bytes = max(frame.frame_bytes, depth)
+        if frame.unbounded:
+            break
+    return frame
+
+
+def _code_pieces(start: int, size: int, data_ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    pieces, cursor, end = [], start, start + size
+    for lo, hi in data_ranges:
+        if hi <= cursor or lo >= end:
+            continue
+        if lo > cursor:
+            pieces.append((cursor, lo))
+        cursor = max(cursor, hi)
+    if cursor < end:
+        pieces.append((cursor, end))
+    return pieces
+
+
+def analyse(elf_path: str | Path) -> dict[int, FunctionFrame]:
+    """Every function of the ELF by start address (Thumb bit cleared)."""
+    cs = Cs(CS_ARCH_ARM, CS_MODE_THUMB | CS_MODE_MCLASS)
+    cs.detail = True
+    frames: dict[int, FunctionFrame] = {}
+    with Path(elf_path).open("rb") as handle:
+        elf = ELFFile(handle)
+        symtab = elf.get_section_by_name(".symtab")
+        if not isinstance(symtab, SymbolTableSection):
+            raise StackAnalysisError(f"{elf_path}: no symbol table (built without symbols?)")
+        symbols = list(symtab.iter_symbols())
+        text_sections = [s for s in elf.iter_sections() if s["sh_flags"] & 0x4 and s["sh_size"]]
+        for section in text_sections:
+            lo, hi = section["sh_addr"], section["sh_addr"] + section["sh_size"]
+            marks = _mapping_ranges(symbols, lo, hi)
+            data_ranges = []
+            for i, (address, kind) in enumerate(marks):
+                if kind == "$d":
+                    nxt = marks[i + 1][0] if i + 1 < len(marks) else hi
+                    data_ranges.append((address, nxt))
+            content = section.data()
+            for sym in symbols:
+                if sym["st_info"]["type"] != "STT_FUNC" or not sym["st_size"]:
+                    continue
+                start = sym["st_value"] & ~1
+                if not lo <= start < hi or start in frames:
+                    continue
+                code = content[start - lo:start - lo + sym["st_size"]]
+                frames[start] = _walk(cs, sym.name, start, code, data_ranges,
+                                      (start, start + sym["st_size"]))
+    return frames
+
+
+def stack_bound(elf_path: str | Path, entry: str = "Reset_Handler") -> StackBound:
+    """The worst-case stack depth reached from the function `entry`."""
+    frames = analyse(elf_path)
+    by_name = {f.name: addr for addr, f in frames.items()}
+    if entry not in by_name:
+        raise StackAnalysisError(f"{elf_path}: no function {entry!r}")
+    memo: dict[int, tuple[int, tuple[str, ...]]] = {}
+
+    def depth(address: int, active: tuple[int, ...]) -> tuple[int, tuple[str, ...]]:
+        if address in memo:
+            return memo[address]
+        frame = frames.get(address)
+        if frame is None:
+            raise StackAnalysisError(f"{elf_path}: call to {address:#x}, which is no function"
+                                     " symbol")
+        if frame.unbounded:
+            raise StackAnalysisError(frame.unbounded)
+        if address in active:
+            raise StackAnalysisError(f"{elf_path}: recursion through {frame.name}")
+        best = (frame.frame_bytes, (frame.name,))
+        for at, target in frame.calls:
+            below, path = depth(target, active + (address,))
+            if at + below > best[0]:
+                best = (at + below, (frame.name,) + path)
+        memo[address] = best
+        return best
+
+    total, path = depth(by_name[entry], ())
+    return StackBound(entry, total, path)
