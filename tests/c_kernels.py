@@ -1,0 +1,199 @@
+"""Host test support for the C kernels: compile them with the host gcc into a shared library and
+call them from Python with ctypes.
+
+Usage::
+
+    from c_kernels import build_library, carray, struct_type
+    lib = build_library(["ek_elementwise.c"], shim="size_t size_of_x(void) { ... }")
+    lib.ek_relu_s8(ctypes.byref(params), carray(x), carray(y))
+
+A library is built once per test session per (sources, defines, shim, flags, file contents):
+the shared object goes into a private temporary folder named by a hash of all of that, so a
+second call, or a second test file asking for the same thing, loads it without recompiling.
+
+The kernels are compiled as the firmware compiles them (C99, -O2, every warning an error) plus
+UndefinedBehaviorSanitizer when the host gcc has it: a signed overflow or an oversized shift in a
+kernel would make its result compiler-dependent, so bit-exactness on the host would not carry
+over to the board. UBSan reports go to a log file instead of killing the test process; call
+`assert_no_undefined_behaviour()` after kernel calls (tests/test_kernels_c_ops.py does it after
+every call) to turn a report into a test failure with UBSan's message.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KERNEL_DIR = REPO_ROOT / "firmware" / "c" / "kernels"
+
+BASE_FLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
+UBSAN_FLAGS = ("-fsanitize=undefined",)
+
+_BUILD_DIR = Path(tempfile.mkdtemp(prefix="edgekit-c-kernels-"))
+atexit.register(shutil.rmtree, _BUILD_DIR, ignore_errors=True)
+_UBSAN_LOG = _BUILD_DIR / "ubsan"
+# libubsan reads its options from the process's initial environment, which Python cannot
+# change; it also asks the program for defaults through __ubsan_default_options(), which every
+# sanitized library built here defines: log to a file and keep going, so that the test (not
+# the process) fails, with the report (the file is ubsan.<pid>).
+_UBSAN_DEFAULTS = (f'const char *__ubsan_default_options(void);\n'
+                   f'const char *__ubsan_default_options(void)'
+                   f' {{ return "log_path={_UBSAN_LOG}:halt_on_error=0"; }}\n')
+
+
+def assert_no_undefined_behaviour() -> None:
+    """Fail the test if UBSan reported anything since the last call (and clear the report)."""
+    log = Path(f"{_UBSAN_LOG}.{os.getpid()}")
+    if log.exists():
+        report = log.read_text()
+        log.unlink()
+        if report.strip():
+            pytest.fail(f"undefined behaviour in a C kernel:\n{report}", pytrace=False)
+
+
+def require_host_gcc() -> str:
+    """The host gcc's path; skips the calling test when there is none."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("host gcc not installed (needed to compile the C kernels)")
+    return gcc
+
+
+@functools.lru_cache(maxsize=None)
+def _ubsan_available(gcc: str) -> bool:
+    probe = _BUILD_DIR / "ubsan_probe"
+    source = probe.with_suffix(".c")
+    source.write_text("int probe(int x) { return x + 1; }\n")
+    result = subprocess.run([gcc, *BASE_FLAGS, *UBSAN_FLAGS, "-o", str(probe.with_suffix(".so")),
+                             str(source)], capture_output=True, text=True)
+    return result.returncode == 0
+
+
+def build_library(sources: Sequence[str], *, defines: Sequence[str] = (), shim: str = "",
+                  extra_flags: Sequence[str] = (), sanitize: bool = True) -> ctypes.CDLL:
+    """Compile ``sources`` (file names in firmware/c/kernels, or absolute paths) plus an optional
+    C ``shim`` (prefixed with <stddef.h> and <stdint.h>; include the kernel headers it needs
+    itself) into a shared library.
+
+    ``defines`` are ``NAME`` or ``NAME=VALUE`` strings passed as ``-D``. Compiler errors fail
+    the test with gcc's message.
+    """
+    gcc = require_host_gcc()
+    paths = [Path(s) if Path(s).is_absolute() else KERNEL_DIR / s for s in sources]
+    flags = [*BASE_FLAGS, *(f"-D{d}" for d in defines), *extra_flags]
+    if sanitize and _ubsan_available(gcc):
+        flags += UBSAN_FLAGS
+        shim = _UBSAN_DEFAULTS + shim
+    return _build(gcc, tuple(str(p) for p in paths), tuple(flags), shim,
+                  _content_key(paths, shim))
+
+
+def _content_key(paths: list[Path], shim: str) -> str:
+    digest = hashlib.sha256(shim.encode())
+    for path in paths:
+        digest.update(str(path).encode())
+        digest.update(path.read_bytes())
+    # Headers change the build too: hash every header in the kernel folder.
+    for header in sorted(KERNEL_DIR.glob("*.h")):
+        digest.update(header.name.encode())
+        digest.update(header.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _build(gcc: str, sources: tuple[str, ...], flags: tuple[str, ...], shim: str,
+           key: str) -> ctypes.CDLL:
+    name = hashlib.sha256(repr((sources, flags, key)).encode()).hexdigest()[:16]
+    target = _BUILD_DIR / f"kernels_{name}.so"
+    inputs = list(sources)
+    if shim.strip():
+        shim_file = _BUILD_DIR / f"shim_{name}.c"
+        shim_file.write_text("#include <stddef.h>\n#include <stdint.h>\n" + shim)
+        inputs.append(str(shim_file))
+    result = subprocess.run([gcc, *flags, f"-I{KERNEL_DIR}", "-o", str(target), *inputs, "-lm"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"host gcc failed on {', '.join(Path(s).name for s in sources)}:\n"
+                    f"{result.stderr}", pytrace=False)
+    return ctypes.CDLL(str(target))
+
+
+def carray(array: np.ndarray) -> ctypes.c_void_p:
+    """A pointer to a C-contiguous numpy array's data (keep the array alive during the call)."""
+    if not array.flags["C_CONTIGUOUS"]:
+        raise ValueError("carray needs a C-contiguous array")
+    return ctypes.c_void_p(array.ctypes.data)
+
+
+_CTYPES = {"int32_t": ctypes.c_int32, "float": ctypes.c_float, "double": ctypes.c_double}
+
+
+def struct_type(name: str, fields: Sequence[tuple[str, str]]) -> type[ctypes.Structure]:
+    """A ctypes Structure mirroring a C struct. ``fields`` in declaration order as (name, type):
+    type is ``int32_t``, ``float``, ``double``, ``int32_t[N]`` or another struct type made
+    here (pass the class's ``__name__`` registered through `register_struct`)."""
+    members = []
+    for field_name, ctype in fields:
+        if ctype in _CTYPES:
+            members.append((field_name, _CTYPES[ctype]))
+        elif ctype.endswith("]"):
+            base, count = ctype[:-1].split("[")
+            members.append((field_name, _CTYPES[base] * int(count)))
+        elif ctype in _STRUCTS:
+            members.append((field_name, _STRUCTS[ctype]))
+        else:
+            raise ValueError(f"unknown C type {ctype!r} for field {field_name!r}")
+    cls = type(name, (ctypes.Structure,), {"_fields_": members})
+    _STRUCTS[name] = cls
+    return cls
+
+
+_STRUCTS: dict[str, type[ctypes.Structure]] = {}
+
+
+def fill_struct(cls: type[ctypes.Structure], values: dict) -> ctypes.Structure:
+    """An instance of ``cls`` with every field set from ``values`` (missing or extra names
+    raise: a test must not silently leave a field 0)."""
+    names = [f[0] for f in cls._fields_]
+    if set(values) != set(names):
+        raise KeyError(f"{cls.__name__}: missing {sorted(set(names) - set(values))}, unknown"
+                       f" {sorted(set(values) - set(names))}")
+    instance = cls()
+    for field_name, field_type in cls._fields_:
+        value = values[field_name]
+        if isinstance(value, dict):
+            value = fill_struct(field_type, value)
+        elif isinstance(value, (list, tuple, np.ndarray)):
+            value = field_type(*[int(v) for v in value])
+        elif isinstance(value, (np.integer, int)):
+            value = int(value)
+        else:
+            value = float(value)
+        setattr(instance, field_name, value)
+    return instance
+
+
+def sizeof_shim(struct_names: Sequence[str], headers: Sequence[str]) -> str:
+    """C source defining ``size_t ek_test_sizeof_<name>(void)`` for each struct, to check that
+    a ctypes mirror has the C layout's size."""
+    lines = [f'#include "{h}"' for h in headers]
+    lines += [f"size_t ek_test_sizeof_{n}(void) {{ return sizeof({n}); }}" for n in struct_names]
+    return "\n".join(lines) + "\n"
+
+
+def c_sizeof(lib: ctypes.CDLL, struct_name: str) -> int:
+    fn = getattr(lib, f"ek_test_sizeof_{struct_name}")
+    fn.restype = ctypes.c_size_t
+    return int(fn())
