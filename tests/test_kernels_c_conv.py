@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,18 @@ def test_depthwise_inplace_random(libs, seed):
     check_graph(libs, graph, rng, inplace=True)
 
 
+@pytest.mark.parametrize("kernel, stride, padding", [
+    ((3, 3), (1, 1), "SAME"), ((3, 3), (2, 2), "SAME"), ((3, 3), (1, 1), "VALID"),
+    ((7, 7), (1, 1), "SAME"), ((6, 5), (2, 1), "VALID")])
+def test_depthwise_inplace_windows(libs, kernel, stride, padding):
+    """The in-place kernel's three loops: the 3x3 interior fast path (offset folded into the
+    tap sum), border pixels, and windows too large for the tap table (> 25 taps)."""
+    rng = np.random.default_rng(17)
+    graph = gb.depthwise_conv2d(rng, in_shape=(1, 11, 9, 6), kernel=kernel, stride=stride,
+                                padding=padding)
+    check_graph(libs, graph, rng, inplace=True)
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_fully_connected_random(libs, seed):
     rng = np.random.default_rng(4000 + seed)
@@ -298,3 +311,35 @@ def test_mlperf_layers(libs, model):
                     f"{model} {op.kind} {op.name!r} ({variant}, inplace={inplace})")
         checked += 1
     assert checked > 0
+
+
+# --- the real DSP instructions, on Unicorn's Cortex-M4 -------------------------------------------
+
+def _bench_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("kernels_conv", REPO / "bench" / "kernels_conv.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["ad01_int8.tflite", "kws_ref_model.tflite"])
+def test_mlperf_layers_on_cortex_m4(model):
+    """Every conv/depthwise/FC layer built with arm-none-eabi-gcc for the Cortex-M4 (the
+    SXTB16/SMLAD path) and run on Unicorn: outputs byte-equal to the interpreter's, and the
+    instruction counts are real (non-zero, and the portable build runs more of them)."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not found: cannot build for the Cortex-M4")
+    path = MODELS / model
+    if not path.exists():
+        pytest.skip(f"{path} not found (the MLPerf Tiny models live in ../shared/models)")
+    bench = _bench_module()
+    layers = bench.model_layers(load_tflite(path))
+    dsp = bench.measure_layers(layers)
+    portable = bench.measure_layers(layers, portable=True)
+    assert all(row["bit_exact"] for row in dsp + portable), [
+        (row["name"], row["bit_exact"]) for row in dsp + portable]
+    assert all(row["instructions"] > 0 for row in dsp)
+    assert sum(r["instructions"] for r in dsp) < sum(r["instructions"] for r in portable)

@@ -14,8 +14,9 @@
  *   SXTB16 x       lanes {sign_extend(x[7:0]), sign_extend(x[23:16])} as two int16 halves
  *   SXTB16 x,ROR#8 the same on x rotated right by 8: {x[15:8], x[31:24]}
  *   SADD16 a, b    two independent 16-bit wrap-around additions (the GE flags are not used)
+ *   SXTAB16 a, x   SADD16(a, SXTB16 x) in one instruction (also with ROR #8)
  *   SMLAD a, b, c  c + a.lo*b.lo + a.hi*b.hi, wrapping mod 2^32 (the Q flag is not used)
- *   SMLABB/SMLATT  c + a.lo*b.lo / c + a.hi*b.hi, wrapping mod 2^32
+ *   SMLABB/SMLATB/SMLATT  c + a.lo*b.lo / a.hi*b.lo / a.hi*b.hi, wrapping mod 2^32
  * Wrap-around is what the reference's int32 accumulator does too, so results are identical. */
 #ifndef EK_ARM_DSP_H
 #define EK_ARM_DSP_H
@@ -62,6 +63,20 @@ static inline uint32_t ek_sxtb16_ror8(uint32_t x)
     return r;
 }
 
+static inline uint32_t ek_sxtab16(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
+static inline uint32_t ek_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
 static inline uint32_t ek_sadd16(uint32_t a, uint32_t b)
 {
     uint32_t r;
@@ -80,6 +95,13 @@ static inline int32_t ek_smlabb(uint32_t a, uint32_t b, int32_t acc)
 {
     int32_t r;
     __asm__("smlabb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+static inline int32_t ek_smlatb(uint32_t a, uint32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smlatb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
     return r;
 }
 
@@ -115,6 +137,16 @@ static inline uint32_t ek_sadd16(uint32_t a, uint32_t b)
     return ek__pack16(ek__lo16(a) + ek__lo16(b), ek__hi16(a) + ek__hi16(b));
 }
 
+static inline uint32_t ek_sxtab16(uint32_t a, uint32_t x)
+{
+    return ek_sadd16(a, ek_sxtb16(x));
+}
+
+static inline uint32_t ek_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    return ek_sadd16(a, ek_sxtb16_ror8(x));
+}
+
 /* Products of two int16 fit int32; the sums wrap as the 32-bit register does. */
 static inline int32_t ek_smlad(uint32_t a, uint32_t b, int32_t acc)
 {
@@ -126,6 +158,11 @@ static inline int32_t ek_smlad(uint32_t a, uint32_t b, int32_t acc)
 static inline int32_t ek_smlabb(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(ek__lo16(a) * ek__lo16(b)));
+}
+
+static inline int32_t ek_smlatb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(ek__hi16(a) * ek__lo16(b)));
 }
 
 static inline int32_t ek_smlatt(uint32_t a, uint32_t b, int32_t acc)

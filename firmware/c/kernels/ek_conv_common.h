@@ -8,11 +8,12 @@
 
 #include "ek_fixedpoint.h"
 
-/* int32 accumulator -> int8 output, TFLite's per-channel requantisation (double rounding). */
+/* int32 accumulator -> int8 output, TFLite's per-channel requantisation (double rounding).
+ * Multipliers come from QuantizeMultiplier, so they are never negative (ek_mbqm_nonneg). */
 static inline int8_t ek_conv_requantize(int32_t acc, int32_t multiplier, int32_t shift,
                                         int32_t output_offset, int32_t act_min, int32_t act_max)
 {
-    int32_t y = ek_mbqm(acc, multiplier, (int)shift) + output_offset;
+    int32_t y = ek_mbqm_nonneg(acc, multiplier, (int)shift) + output_offset;
     return (int8_t)ek_clamp(y, act_min, act_max);
 }
 

@@ -3,7 +3,7 @@
  * ek_dot4_s8 accumulates four filter rows against one input segment at once, so each input word
  * is loaded and widened once per four output channels:
  *     acc[r] += sum_i (x[i] + input_offset) * w[r*w_stride + i],  r = 0..3
- * Per four input bytes: one load and two SXTB16 + two SADD16 (the offset) for x; per row one
+ * Per four input bytes: one load and two SXTAB16 (widen and add the offset) for x; per row one
  * load, two SXTB16 and two SMLAD. SXTB16 and SXTB16 ROR #8 give lanes {0,2} and {1,3}; x and w
  * are split the same way, so SMLAD pairs element i with element i. The filter offset must be 0
  * (callers take the portable path otherwise). Tails shorter than 4 bytes are done in C. */
@@ -25,8 +25,8 @@ static inline void ek_dot4_s8(const int8_t *x, const int8_t *w, int32_t w_stride
     int32_t n = len >> 2;
     while (n-- > 0) {
         uint32_t xv = ek_read_u32(x);
-        uint32_t x02 = ek_sadd16(ek_sxtb16(xv), offset2);
-        uint32_t x13 = ek_sadd16(ek_sxtb16_ror8(xv), offset2);
+        uint32_t x02 = ek_sxtab16(offset2, xv);
+        uint32_t x13 = ek_sxtab16_ror8(offset2, xv);
         uint32_t wv;
         x += 4;
         wv = ek_read_u32(w0);
@@ -70,8 +70,8 @@ static inline int32_t ek_dot1_s8(const int8_t *x, const int8_t *w, int32_t len,
         uint32_t wv = ek_read_u32(w);
         x += 4;
         w += 4;
-        acc = ek_smlad(ek_sxtb16(wv), ek_sadd16(ek_sxtb16(xv), offset2), acc);
-        acc = ek_smlad(ek_sxtb16_ror8(wv), ek_sadd16(ek_sxtb16_ror8(xv), offset2), acc);
+        acc = ek_smlad(ek_sxtb16(wv), ek_sxtab16(offset2, xv), acc);
+        acc = ek_smlad(ek_sxtb16_ror8(wv), ek_sxtab16_ror8(offset2, xv), acc);
     }
     for (n = len & 3; n > 0; --n) {
         acc = (int32_t)((uint32_t)acc + (uint32_t)((*x++ + input_offset) * *w++));
