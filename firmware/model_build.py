@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgekit import planner
-from edgekit.boards import Target, target_for
+from edgekit.boards import target_for
 from edgekit.boards.linker import linker_script
 from edgekit.errors import BuildError
 from edgekit.firmware import elf
@@ -102,7 +102,7 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     (src_dir / "edgekit_config.h").write_text(_config_header(target))
     (directory / "board.ld").write_text(linker_script(target, stack_bytes=stack_bytes))
     (directory / "Makefile").write_text(makefile_text(target, sources))
-    platformio.write_project(directory, target, sources)
+    platformio.write_project(directory, target, cpu_flags(target.cpu, target.fpu))
     (directory / ELF_NAME).unlink(missing_ok=True)  # a failed build must not leave an old ELF
     _run_make(directory, board_id)
 
@@ -147,8 +147,3 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     manifest_path = directory / MANIFEST_NAME
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return ModelBuildResult(directory, elf_path, manifest_path, manifest, gen, after)
-
-
-def target_summary(target: Target) -> dict:
-    return {"board": target.board.id, "host_board": target.host.id, "cpu": target.cpu,
-            "emulated": target.emulated}

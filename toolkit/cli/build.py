@@ -1,18 +1,22 @@
-"""`edgekit build --selftest --board B -o DIR`: build the harness firmware for a board."""
+"""`edgekit build MODEL.tflite --board B -o DIR`: generate, estimate and build a model's firmware.
+`edgekit build --selftest --board B -o DIR` builds the harness self-test instead."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from edgekit.boards.linker import DEFAULT_STACK_BYTES
 from edgekit.cli.output import emit
 from edgekit.errors import UsageError
 
 NAME = "build"
-HELP = "build a firmware (today: the self-test harness) for a board with arm-none-eabi-gcc"
+HELP = "generate and build a model's firmware (or the self-test) for a board with arm-none-eabi-gcc"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", metavar="MODEL",
+                        help="the .tflite model to generate firmware for (omit with --selftest)")
     parser.add_argument("--selftest", action="store_true",
                         help="build the self-test payload (an int8 convolution with a known answer)")
     parser.add_argument("--board", required=True, help="board id (see `edgekit boards`)")
@@ -20,11 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build directory (sources, Makefile, ELF, edgekit-build.json)")
     parser.add_argument("--hardware", action="store_true",
                         help="for a real board: build for the hardware itself, not its emulated stand-in")
-    parser.add_argument("--stack-bytes", type=int, default=DEFAULT_STACK_BYTES,
-                        help=f"stack reservation in bytes (default {DEFAULT_STACK_BYTES})")
+    parser.add_argument("--stack-bytes", type=int, default=None,
+                        help=f"stack reservation in bytes (default {DEFAULT_STACK_BYTES} for the "
+                             "self-test, 4096 for a model)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random test input embedded in a model firmware (default 0)")
 
 
-def _render(payload: dict) -> str:
+def _render_selftest(payload: dict) -> str:
     host = "" if payload["host_board"] == payload["board"] else f" (runs on stand-in {payload['host_board']})"
     return "\n".join([
         f"built {payload['payload']} for {payload['board']}{host}",
@@ -37,14 +44,54 @@ def _render(payload: dict) -> str:
     ])
 
 
-def run(args: argparse.Namespace) -> int:
-    from edgekit.firmware.build import build_selftest
+def render_estimate_before(before: dict) -> str:
+    return (f"estimate before the build: arena {before['arena_bytes']} B (planner), constants "
+            f"{before['constants_bytes']} B in flash; compiling...")
 
-    if not args.selftest:
-        raise UsageError("only --selftest builds exist so far; model builds come with the code generator")
-    result = build_selftest(args.board, args.output, emulated=not args.hardware,
-                            stack_bytes=args.stack_bytes)
+
+def _render_model(payload: dict) -> str:
+    host = "" if payload["host_board"] == payload["board"] else f" (runs on stand-in {payload['host_board']})"
+    est = payload["estimate"]
+    return "\n".join([
+        f"built model {payload['model']} ({payload['ops']} ops) for {payload['board']}{host}",
+        f"  elf:         {payload['elf_path']}",
+        f"  flash:       {payload['flash_bytes']} bytes (weights {payload['weights_bytes']})",
+        f"  static RAM:  {payload['static_ram_bytes']} bytes (arena {payload['plan_arena_bytes']} "
+        f"as planned)",
+        f"  estimate:    peak SRAM {est['peak_sram_bytes']} bytes = static {est['static_ram_bytes']}"
+        f" + stack bound {est['stack_bytes']} ({' > '.join(est['stack_path'])})",
+        f"  manifest:    {payload['manifest_path']}",
+        f"  measure:     edgekit measure {payload['directory']}",
+        f"  rebuild:     make -C {payload['directory']}   (or: pio run -d {payload['directory']})",
+    ])
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.selftest == bool(args.model):
+        raise UsageError("give a MODEL.tflite to build, or --selftest (not both)")
+    if args.selftest:
+        from edgekit.firmware.build import build_selftest
+
+        result = build_selftest(args.board, args.output, emulated=not args.hardware,
+                                stack_bytes=args.stack_bytes or DEFAULT_STACK_BYTES)
+        payload = {**result.manifest, "directory": result.directory, "elf_path": result.elf_path,
+                   "manifest_path": result.manifest_path}
+        emit(args, NAME, payload, _render_selftest)
+        return 0
+
+    from dataclasses import asdict
+
+    from edgekit.firmware.model_build import MODEL_STACK_BYTES, build_model
+
+    def progress(stage: str, estimate) -> None:
+        if stage == "estimate" and not args.json:
+            print(render_estimate_before(asdict(estimate)), flush=True)
+
+    result = build_model(args.model, args.board, args.output, emulated=not args.hardware,
+                         stack_bytes=args.stack_bytes or MODEL_STACK_BYTES, seed=args.seed,
+                         progress=progress)
     payload = {**result.manifest, "directory": result.directory, "elf_path": result.elf_path,
                "manifest_path": result.manifest_path}
-    emit(args, NAME, payload, _render)
+    emit(args, NAME, payload, _render_model)
+    sys.stdout.flush()
     return 0
