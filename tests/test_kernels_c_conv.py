@@ -343,3 +343,35 @@ def test_mlperf_layers_on_cortex_m4(model):
         (row["name"], row["bit_exact"]) for row in dsp + portable]
     assert all(row["instructions"] > 0 for row in dsp)
     assert sum(r["instructions"] for r in dsp) < sum(r["instructions"] for r in portable)
+
+
+def test_mbqm_nonneg_equals_reference(tmp_path):
+    """ek_mbqm_nonneg (the conv kernels' requantisation) against edgekit.fixedpoint's
+    MultiplyByQuantizedMultiplier on extreme and random accumulators, multipliers and shifts."""
+    if shutil.which("gcc") is None:
+        pytest.skip("host gcc not found")
+    from edgekit import fixedpoint as fp
+    shim = tmp_path / "shim.c"
+    shim.write_text('#include "ek_fixedpoint.h"\n'
+                    "void run(const int32_t *x, const int32_t *m, const int32_t *s, int32_t *y,"
+                    " int n) { for (int i = 0; i < n; ++i) y[i] = ek_mbqm_nonneg(x[i], m[i],"
+                    " s[i]); }\n")
+    lib_path = tmp_path / "libshim.so"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-shared", f"-I{KERNELS}", str(shim),
+                    "-o", str(lib_path)], check=True, capture_output=True, text=True)
+    lib = ctypes.CDLL(str(lib_path))
+    rng = np.random.default_rng(23)
+    n = 200_000
+    edges = np.array([-(1 << 31), (1 << 31) - 1, -1, 0, 1, 1 << 30, -(1 << 30)], np.int64)
+    x = np.concatenate([edges.repeat(40), rng.integers(-(1 << 31), 1 << 31, n)])
+    multipliers = np.concatenate([np.tile([0, 1 << 30, (1 << 31) - 1, 1518500250], 70),
+                                  rng.integers(1 << 30, 1 << 31, n)])
+    shifts = np.concatenate([np.tile(np.arange(-31, 9), 7), rng.integers(-31, 8, n)])
+    # a left shift may wrap x (as TFLite's does); keep the cases the reference defines the same way
+    x, multipliers, shifts = (_i32(a[:min(x.size, multipliers.size, shifts.size)])
+                              for a in (x, multipliers, shifts))
+    y = np.zeros_like(x)
+    lib.run(_ptr(x, ctypes.c_int32), _ptr(multipliers, ctypes.c_int32),
+            _ptr(shifts, ctypes.c_int32), _ptr(y, ctypes.c_int32), ctypes.c_int(x.size))
+    expected = fp.multiply_by_quantized_multiplier(x, multipliers, shifts)
+    assert np.array_equal(y.astype(np.int64), expected)

@@ -85,9 +85,13 @@ static int32_t conv_acc1_dsp(const ek_conv2d_params *p, const int8_t *input,
 }
 #endif
 
-void ek_conv2d_s8(const ek_conv2d_params *p, const int8_t *input, const int8_t *filter,
+void ek_conv2d_s8(const ek_conv2d_params *params, const int8_t *input, const int8_t *filter,
                   const int32_t *bias, int8_t *output)
 {
+    /* A private copy: int8 stores to `output` may alias anything the compiler cannot prove
+     * apart, and would otherwise force every field to be reloaded after each output byte. */
+    const ek_conv2d_params local = *params;
+    const ek_conv2d_params *p = &local;
     const int32_t c_out = p->out_c;
 #if EK_USE_DSP
     const int use_dsp = p->filter_offset == 0;

@@ -82,9 +82,12 @@ static int32_t depthwise_acc_portable(const ek_conv2d_params *p, const int8_t *i
     return (int32_t)acc;
 }
 
-void ek_depthwise_conv2d_s8(const ek_depthwise_conv2d_params *p, const int8_t *input,
+void ek_depthwise_conv2d_s8(const ek_depthwise_conv2d_params *params, const int8_t *input,
                             const int8_t *filter, const int32_t *bias, int8_t *output)
 {
+    /* A private copy: int8 stores to `output` would otherwise force field reloads. */
+    const ek_depthwise_conv2d_params local = *params;
+    const ek_depthwise_conv2d_params *p = &local;
     const int32_t multiplier = p->depth_multiplier;
 #if EK_USE_DSP
     const int use_dsp = multiplier == 1 && p->filter_offset == 0;
@@ -225,10 +228,12 @@ static void interior_range(int32_t out, int32_t stride, int32_t pad, int32_t spa
     *hi = h;
 }
 
-void ek_depthwise_conv2d_s8_inplace(const ek_depthwise_conv2d_params *p, int8_t *input,
+void ek_depthwise_conv2d_s8_inplace(const ek_depthwise_conv2d_params *params, int8_t *input,
                                     const int8_t *filter, const int32_t *bias, int8_t *output,
                                     int8_t *scratch)
 {
+    const ek_depthwise_conv2d_params local = *params; /* see ek_depthwise_conv2d_s8 */
+    const ek_depthwise_conv2d_params *p = &local;
     int8_t *data = output; /* == input: reads and writes go through one pointer */
     const int32_t channels = p->in_c;
     const int32_t plane = p->in_h * p->in_w;

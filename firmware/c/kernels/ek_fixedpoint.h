@@ -63,10 +63,15 @@ static inline int32_t ek_clamp(int32_t v, int32_t lo, int32_t hi)
 static inline int32_t ek_mbqm_nonneg(int32_t x, int32_t multiplier, int shift)
 {
     int left = shift > 0 ? shift : 0;
-    int right = shift > 0 ? 0 : -shift;
+    int right = left - shift; /* max(-shift, 0), without a second branch */
     int32_t shifted = (int32_t)((uint32_t)x << left);
-    int32_t high = (int32_t)(((int64_t)shifted * multiplier + (INT64_C(1) << 30)) >> 31);
-    return ek_rdbpot(high, right);
+    int64_t product = (int64_t)shifted * multiplier + (INT64_C(1) << 30);
+    /* bits 31..62 of the product: the floor shift, as the result fits int32 */
+    int32_t high = (int32_t)(uint32_t)((uint64_t)product >> 31);
+    /* ek_rdbpot(high, right), spelled out so the compiler keeps one straight path */
+    int32_t mask = (int32_t)((UINT32_C(1) << right) - 1u);
+    int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)high >> 31);
+    return (high >> right) + ((high & mask) > threshold ? 1 : 0);
 }
 
 #endif
