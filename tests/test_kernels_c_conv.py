@@ -121,6 +121,17 @@ def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.nda
                                   _ptr(w, ctypes.c_int8), b_ptr, _ptr(out, ctypes.c_int8))
         return out
     params, keep = conv_params(prepared, x.shape, w.shape)
+    if prepared.kind == "CONV_2D" and inplace:
+        guard = 16
+        buf = np.full(x.size + 2 * guard, 0x5A, np.int8)
+        buf[guard:guard + x.size] = x.reshape(-1)
+        scratch = np.full(4 * x.shape[3] + 2 * guard, 0x5A, np.int8)
+        data = _ptr(buf[guard:], ctypes.c_int8)
+        lib.ek_conv2d_s8_pointwise_inplace(ctypes.byref(params), data, _ptr(w, ctypes.c_int8),
+                                           b_ptr, data, _ptr(scratch[guard:], ctypes.c_int8))
+        assert (buf[:guard] == 0x5A).all() and (buf[guard + x.size:] == 0x5A).all()
+        assert (scratch[:guard] == 0x5A).all() and (scratch[-guard:] == 0x5A).all()
+        return buf[guard:guard + out.size].reshape(prepared.out_shape)
     if prepared.kind == "CONV_2D":
         lib.ek_conv2d_s8(ctypes.byref(params), _ptr(x, ctypes.c_int8), _ptr(w, ctypes.c_int8),
                          b_ptr, _ptr(out, ctypes.c_int8))
@@ -219,6 +230,23 @@ def test_depthwise_inplace_windows(libs, kernel, stride, padding):
     rng = np.random.default_rng(17)
     graph = gb.depthwise_conv2d(rng, in_shape=(1, 11, 9, 6), kernel=kernel, stride=stride,
                                 padding=padding)
+    check_graph(libs, graph, rng, inplace=True)
+
+
+@pytest.mark.parametrize("c_in, c_out, stride, hw", [
+    (8, 8, 1, (5, 7)), (64, 64, 1, (25, 5)), (16, 5, 1, (4, 4)), (16, 32, 2, (8, 8)),
+    (12, 3, 3, (7, 5)), (7, 13, 2, (6, 6))])
+def test_pointwise_inplace(libs, c_in, c_out, stride, hw):
+    """The planner's pointwise_inplace mode (1x1 conv over its own input), where its static
+    condition p*C_out <= src(p)*C_in holds for every pixel (checked here first)."""
+    rng = np.random.default_rng(29 + c_in * c_out)
+    graph = gb.conv2d(rng, in_shape=(1, *hw, c_in), out_channels=c_out, kernel=(1, 1),
+                      stride=(stride, stride), padding="VALID")
+    _, oh, ow, _ = graph["y"].shape
+    for pixel in range(1, oh * ow):
+        src = (pixel // ow) * stride * hw[1] + (pixel % ow) * stride
+        if pixel * c_out > src * c_in:
+            pytest.skip("the mode's static condition does not hold for this shape")
     check_graph(libs, graph, rng, inplace=True)
 
 

@@ -58,6 +58,13 @@ typedef struct {
 void ek_conv2d_s8(const ek_conv2d_params *p, const int8_t *input, const int8_t *filter,
                   const int32_t *bias, int8_t *output);
 
+/* The planner's `pointwise_inplace` mode (CONV_2D 1x1, no padding): output == input (one
+ * buffer). Pixels in increasing order; each one's input pixel is copied to scratch (in_c bytes
+ * of the planner's 4*in_c) before any of its outputs is written. */
+void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *p, int8_t *input,
+                                    const int8_t *filter, const int32_t *bias, int8_t *output,
+                                    int8_t *scratch);
+
 void ek_depthwise_conv2d_s8(const ek_depthwise_conv2d_params *p, const int8_t *input,
                             const int8_t *filter, const int32_t *bias, int8_t *output);
 
