@@ -19,16 +19,16 @@ def _json(capsys, argv):
 def test_text_output_names_the_figures(capsys):
     assert main(["plan", str(mlperf_path("kws"))]) == 0
     out = capsys.readouterr().out
-    assert "arena" in out and "16,000 B" in out and "lower bound" in out
+    assert "arena" in out and "8,492 B" in out and "lower bound" in out
     assert "DEPTHWISE_CONV_2D" in out and "<- peak" in out
 
 
 def test_json_output(capsys):
     obj = _json(capsys, ["plan", str(mlperf_path("resnet")), "--json"])
     assert obj["schema_version"] >= 1 and obj["command"] == "plan"
-    assert obj["arena_bytes"] == 49_152 <= obj["lower_bound_bytes"] * 1.02
+    assert obj["arena_bytes"] == 32_768 <= obj["lower_bound_bytes"] * 1.02
     assert obj["weights_bytes"] > 0
-    assert len(obj["profile"]) == 16 and max(r["live_bytes"] for r in obj["profile"]) == 49_152
+    assert len(obj["profile"]) == 16 and max(r["live_bytes"] for r in obj["profile"]) == 32_768
     tensors = {b["tensor"]: b for b in obj["buffers"]}
     assert all(b["offset"] + b["size"] <= obj["arena_bytes"] for b in tensors.values())
 

@@ -53,7 +53,62 @@ def _depthwise_channelwise(arena, p, index, prepared, args, noise):
         y[c::channels] = expected.reshape(-1)[c::channels]
 
 
-def run_in_arena(p: MemoryPlan, inputs: list[np.ndarray], reference_values: dict, seed: int = 0):
+def _pointwise_inplace(arena, p, index, prepared, args, noise, group: int = 2):
+    """Write a 1x1 convolution's output over its input pixel by pixel, in increasing order and
+    in groups of ``group`` pixels, as the in-place kernel does: copy the group's input pixels
+    into the scratch (checking they are still the original input), then write the group's
+    output pixels."""
+    o = p.graph.ops[index]
+    x_name, y_name = o.inputs[0], o.outputs[0]
+    x_before = _view(arena, p, x_name).copy()
+    expected = reference.run_op(prepared, args).reshape(-1)  # pixel p depends on src(p) only
+    _, _, in_w, in_c = x_before.shape
+    _, out_h, out_w, out_c = p.graph[y_name].shape
+    stride_h, stride_w = o.attrs["stride"]
+    s = p.scratch[index]
+    scratch = arena[s.offset:s.offset + s.size]
+    scratch[:] = noise[:s.size]
+    x_offset, y_offset = p.buffers[x_name].offset, p.buffers[y_name].offset
+    pixels = out_h * out_w
+    for first in range(0, pixels, group):
+        members = range(first, min(first + group, pixels))
+        for slot, pixel in enumerate(members):
+            row, col = divmod(pixel, out_w)
+            src = row * stride_h * in_w + col * stride_w
+            taken = arena[x_offset + src * in_c:x_offset + (src + 1) * in_c].copy()
+            assert taken.tobytes() == x_before.reshape(-1)[src * in_c:(src + 1) * in_c].tobytes(), (
+                f"op {index}: input pixel {src} was clobbered before output pixel {pixel} read it")
+            scratch[slot * 2 * in_c:slot * 2 * in_c + in_c] = taken  # int16 slots: 2 bytes each
+        for pixel in members:
+            arena[y_offset + pixel * out_c:y_offset + (pixel + 1) * out_c] = (
+                expected[pixel * out_c:(pixel + 1) * out_c].view(np.uint8))
+
+
+def _conv_add_fused(arena, p, fusion, conv_prepared, add_prepared, args, chunk: int):
+    """Run a conv fused with its residual ADD: each conv output element is added to the skip
+    element at the same index and written over it, ``chunk`` elements at a time in increasing
+    order (each skip chunk read just before it is overwritten); the conv input must survive."""
+    g = p.graph
+    x_name = g.ops[fusion.conv].inputs[0]
+    x_before = _view(arena, p, x_name).copy()
+    y = reference.run_op(conv_prepared, args)
+    skip_before = _view(arena, p, fusion.skip).copy()
+    pair = [y, skip_before] if fusion.conv_input_position == 0 else [skip_before, y]
+    z = reference.run_op(add_prepared, pair).reshape(-1).view(np.uint8)
+    offset = p.buffers[fusion.output].offset
+    assert offset == p.buffers[fusion.skip].offset
+    flat_skip = skip_before.reshape(-1).view(np.uint8)
+    for start in range(0, z.size, chunk):
+        end = min(start + chunk, z.size)
+        assert arena[offset + start:offset + end].tobytes() == flat_skip[start:end].tobytes(), (
+            f"conv op {fusion.conv}: skip elements {start}..{end} clobbered before the fused ADD")
+        arena[offset + start:offset + end] = z[start:end]
+    assert _view(arena, p, x_name).tobytes() == x_before.tobytes(), (
+        f"conv op {fusion.conv}: its input {x_name!r} was clobbered by the fused ADD's output")
+
+
+def run_in_arena(p: MemoryPlan, inputs: list[np.ndarray], reference_values: dict, seed: int = 0,
+                 chunk: int = 64):
     """Execute the plan's schedule in one arena; check every op input against the reference."""
     g = p.graph
     rng = np.random.default_rng(seed)
@@ -64,6 +119,9 @@ def run_in_arena(p: MemoryPlan, inputs: list[np.ndarray], reference_values: dict
         _view(arena, p, name)[...] = value
     for step, index in enumerate(p.schedule):
         o = g.ops[index]
+        fusion = p.fusion_of(index)
+        if fusion is not None and fusion.add == index:
+            continue  # ran with its conv at the previous step
         args = []
         for name in o.inputs:
             if name is None:
@@ -76,8 +134,15 @@ def run_in_arena(p: MemoryPlan, inputs: list[np.ndarray], reference_values: dict
                     f"step {step}: input {name!r} of op {index} ({o.kind}) was clobbered")
                 args.append(value.copy())
         out = o.outputs[0]
+        if fusion is not None:
+            _conv_add_fused(arena, p, fusion, interpreter.prepared[index],
+                            interpreter.prepared[fusion.add], args, chunk)
+            continue
         if p.buffers[out].inplace_mode == "depthwise_channelwise":
             _depthwise_channelwise(arena, p, index, interpreter.prepared[index], args, noise)
+            continue
+        if p.buffers[out].inplace_mode == "pointwise_inplace":
+            _pointwise_inplace(arena, p, index, interpreter.prepared[index], args, noise)
             continue
         if index in p.scratch:  # the kernel may scribble anywhere in its scratch
             s = p.scratch[index]

@@ -67,6 +67,7 @@ def _summary(result: MemoryPlan) -> dict:
                     for b in result.buffers.values()],
         "scratch": [{"op": s.op, "step": s.step, "offset": s.offset, "size": s.size}
                     for s in result.scratch.values()],
+        "fusions": [vars(f) for f in result.fusions.values()],
     }
 
 

@@ -52,9 +52,40 @@ code generator must implement each mode exactly as follows:
   H*W``, a slot of input channel c, which is already saved; channels other than c are never
   written, so channels after c are still intact when their turn comes.
 
-Adding a mode (in-place pointwise convolution with an output no wider than its input, a
-convolution fused with a residual add writing into the skip tensor's buffer) is one more entry
-in that table: its static conditions, its scratch size, and its kernel contract here.
+- ``pointwise_inplace`` (CONV_2D): a 1x1 filter, all pads 0, batch 1, int8 input and output,
+  filter depth == C_in, and, numbering output pixels p = 0..P-1 row-major (P = OH*OW) with
+  ``src(p) = (p // OW)*stride_h*W + (p % OW)*stride_w`` the input pixel that p reads,
+  ``p*C_out <= src(p)*C_in`` for every p >= 1 (`inplace.pointwise_fits_in_place`). True for any
+  output no wider than its input (C_out <= C_in, any stride), and for strided convolutions that
+  widen within the stride (resnet's 1x1 stride-2 16->32). Scratch: ``4*C_in`` bytes, 4-byte
+  aligned (two pixels widened to int16). Kernel: output pixels in increasing order, in groups
+  of one or two consecutive pixels; for each group first read all its input pixels src(p) into
+  the scratch (as int8 or int16), then compute and write all C_out outputs of each pixel of the
+  group at ``out + p*C_out``; never read the input buffer for pixels of a group already
+  written. Why exact: the outputs of pixels 0..p end at ``(p+1)*C_out <= src(p+1)*C_in``, the
+  first byte of the next input pixel to read, and later pixels read later input pixels.
+- ``conv_add_skip`` (a CONV_2D fused with the residual ADD that reads it; `edgekit.planner.fusion`):
+  ``plan.fusions[conv_index]`` is a `FusedConvAdd` (``conv``, ``add`` op indices,
+  ``intermediate`` = the conv's output, ``skip`` = the ADD's other input, ``output`` = the
+  ADD's output, ``conv_input_position`` = which ADD input the conv result is, 0 or 1). The ADD
+  runs right after the conv in ``plan.schedule``; the intermediate has NO buffer (it never
+  exists); ``buffers[output]`` has ``alias_of == skip`` and ``inplace_mode == "conv_add_skip"``.
+  Static conditions: ADD with two non-constant int8 inputs of the output's exact shape (no
+  broadcast), batch 1; the intermediate is read by the ADD only and is not a graph output; the
+  skip is not a graph output, not read by the conv, and the ADD is its last reader (its other
+  readers run before the conv). Kernel (one call at the conv's step, nothing at the ADD's):
+  for each output element i (NHWC flat index), y = the conv's int8 result exactly as the
+  out-of-place conv stores it (its own requantization, output offset and activation clamp);
+  read skip[i]; write out[i] = ADD(y, skip[i]) with the ADD's own arithmetic, operands in the
+  ADD's input order (y first when ``conv_input_position == 0``); never read skip[i] after
+  writing out[i]. out == skip. Scratch: the out-of-place conv's (none today). Why exact: out[i]
+  depends on skip[i] only, which is read first; the conv's input never overlaps skip (both are
+  live at the conv's step). The planner picks, for each ADD, which input's conv to fuse (or
+  none) by the lowest peak, then the lowest total of live bytes over the steps.
+
+``inplace`` in `plan` is True (all modes above), False (none), or a collection of mode names.
+Adding a mode is one more entry in the table in `edgekit.planner.inplace`: its static
+conditions, its scratch size, and its kernel contract here.
 
 Scratch (`edgekit.planner.scratch.scratch_bytes(op, graph, inplace_mode)`) is the one definition
 of per-op temporary memory that the code generator also uses.
@@ -68,6 +99,7 @@ order with the lowest peak (exact dynamic programming over the sets of ops alrea
 graph's own order when there are too many such sets), ties keeping the graph's order.
 """
 
+from edgekit.planner.fusion import CONV_ADD_MODE, FusedConvAdd, fusion_candidates
 from edgekit.planner.offsets import STRATEGIES
 from edgekit.planner.plan import (
     DEFAULT_ALIGNMENT, DEFAULT_STRATEGY, MemoryPlan, OpMemory, ScratchBuffer, TensorBuffer,
@@ -78,4 +110,5 @@ from edgekit.planner.scratch import scratch_bytes
 __all__ = [
     "plan", "check_plan", "MemoryPlan", "TensorBuffer", "ScratchBuffer", "OpMemory",
     "STRATEGIES", "DEFAULT_STRATEGY", "DEFAULT_ALIGNMENT", "scratch_bytes",
+    "FusedConvAdd", "CONV_ADD_MODE", "fusion_candidates",
 ]

@@ -42,6 +42,7 @@ class InplaceMode:
     inputs: Callable[[Op, Graph], list[int]]
     scratch_bytes: Callable[[Op, Graph], int]
     semantics: str
+    scratch_alignment: int = 1
 
 
 def _itemsize(graph: Graph, name: str) -> int:
@@ -104,6 +105,53 @@ def _depthwise_scratch(op: Op, graph: Graph) -> int:
     return x.shape[1] * x.shape[2] * x.dtype.numpy.itemsize
 
 
+def pointwise_fits_in_place(out_h: int, out_w: int, out_c: int, in_w: int, in_c: int,
+                            stride_h: int, stride_w: int) -> bool:
+    """True when a 1x1 convolution run over output pixels in increasing order never writes over
+    an input pixel it still has to read: for every output pixel p >= 1 (row-major), the bytes
+    of output pixels 0..p-1 end at or before the first byte of input pixel src(p), the pixel
+    that output pixel p reads (input pixels are read in increasing order, so every later one
+    starts even further on)."""
+    pixels = out_h * out_w
+    for p in range(1, pixels):
+        row, col = divmod(p, out_w)
+        src = row * stride_h * in_w + col * stride_w
+        if p * out_c > src * in_c:
+            return False
+    return True
+
+
+def _pointwise_inputs(op: Op, graph: Graph) -> list[int]:
+    # A 1x1 convolution computes output pixel p from input pixel src(p) alone. Processing pixels
+    # in increasing order, copying each (group of) input pixel(s) to the scratch before writing
+    # its outputs, is exact when the outputs written so far never reach an input pixel still
+    # to be read (`pointwise_fits_in_place`): always true when the output is no wider than the
+    # input, and for many strided convolutions that widen it (resnet's 1x1 stride-2 16->32).
+    x_name = op.inputs[0]
+    w_name = op.inputs[1] if len(op.inputs) > 1 else None
+    if x_name is None or w_name is None:
+        return []
+    x, w, out = graph[x_name], graph[w_name], graph[op.outputs[0]]
+    if x.is_constant or len(x.shape) != 4 or len(out.shape) != 4 or len(w.shape) != 4:
+        return []
+    n, _, in_w, in_c = x.shape
+    on, out_h, out_w, out_c = out.shape
+    stride_h, stride_w = op.attrs.get("stride", (1, 1))
+    if (n != 1 or on != 1 or tuple(w.shape[1:]) != (1, 1, in_c) or w.shape[0] != out_c
+            or any(op.attrs.get("pad", (0, 0, 0, 0))) or x.dtype.bits != 8
+            or out.dtype.bits != 8 or _itemsize(graph, x_name) != 1 or out.dtype.numpy.itemsize != 1):
+        return []
+    if not pointwise_fits_in_place(out_h, out_w, out_c, in_w, in_c, stride_h, stride_w):
+        return []
+    return [0]
+
+
+def _pointwise_scratch(op: Op, graph: Graph) -> int:
+    # Two input pixels widened to int16 (the DSP path's SMLAD operands); the portable kernel
+    # copies one pixel of int8 into it.
+    return 4 * graph[op.inputs[0]].shape[3]
+
+
 INPLACE_MODES: tuple[InplaceMode, ...] = (
     InplaceMode(
         name="reshape_view",
@@ -129,6 +177,16 @@ INPLACE_MODES: tuple[InplaceMode, ...] = (
         semantics=("For each channel c in turn: copy input channel c (H*W elements, stride C) into "
                    "the scratch plane, then compute output channel c from the scratch plane only "
                    "(taps outside the plane are padding) and write it at stride C from offset c."),
+    ),
+    InplaceMode(
+        name="pointwise_inplace",
+        kinds=frozenset({"CONV_2D"}),
+        inputs=_pointwise_inputs,
+        scratch_bytes=_pointwise_scratch,
+        semantics=("Output pixels in increasing order, in groups of one or two consecutive "
+                   "pixels: copy the group's input pixels into the scratch, then compute and write "
+                   "all output channels of the group; never read the input of a written group."),
+        scratch_alignment=4,  # int16 pairs for SMLAD
     ),
 )
 

@@ -7,13 +7,14 @@ from typing import Any
 
 from edgekit.errors import PlanError
 from edgekit.ir import Graph
+from edgekit.planner.fusion import CONV_ADD_MODE, FusedConvAdd, fusion_candidates
 from edgekit.planner.inplace import MODES_BY_NAME, inplace_candidates
 from edgekit.planner.offsets import STRATEGIES, arena_of, place
 from edgekit.planner.problem import (
-    Problem, activation_names, alias_root, build_problem, check_schedule, lifetimes_for,
-    scratch_extent, tensor_alignment, tensor_bytes,
+    InplaceSetting, Problem, activation_names, alias_root, build_problem, check_schedule,
+    enabled_modes, lifetimes_for, scratch_extent, tensor_alignment, tensor_bytes,
 )
-from edgekit.planner.schedule import best_schedule
+from edgekit.planner.schedule import best_schedule, default_order
 
 DEFAULT_STRATEGY = "best"
 DEFAULT_ALIGNMENT = 4
@@ -67,7 +68,7 @@ class MemoryPlan:
     graph: Graph = field(repr=False)
     strategy: str
     alignment: int
-    inplace: bool
+    inplace: InplaceSetting
     reorder: bool
     schedule: list[int]
     buffers: dict[str, TensorBuffer]
@@ -75,6 +76,15 @@ class MemoryPlan:
     arena_bytes: int
     lower_bound_bytes: int
     profile: list[OpMemory]
+    #: convs fused with their residual ADD, by the conv's op index (mode ``conv_add_skip``)
+    fusions: dict[int, FusedConvAdd] = field(default_factory=dict)
+
+    def fusion_of(self, index: int) -> FusedConvAdd | None:
+        """The fusion op ``index`` (a conv or an ADD) belongs to, if any."""
+        for f in self.fusions.values():
+            if index in (f.conv, f.add):
+                return f
+        return None
 
     @property
     def weights_bytes(self) -> int:
@@ -94,7 +104,8 @@ class MemoryPlan:
             "model": self.graph.name,
             "strategy": self.strategy,
             "alignment": self.alignment,
-            "inplace": self.inplace,
+            "inplace": (self.inplace if isinstance(self.inplace, bool)
+                        else sorted(self.inplace)),
             "reorder": self.reorder,
             "arena_bytes": self.arena_bytes,
             "lower_bound_bytes": self.lower_bound_bytes,
@@ -104,33 +115,91 @@ class MemoryPlan:
             "buffers": [vars(b) for b in self.buffers.values()],
             "scratch": [vars(s) for s in self.scratch.values()],
             "profile": [{**vars(p), "live_tensors": list(p.live_tensors)} for p in self.profile],
+            "fusions": [vars(f) for f in self.fusions.values()],
         }
 
 
 def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEFAULT_ALIGNMENT,
-         inplace: bool = True, reorder: bool = True) -> MemoryPlan:
+         inplace: InplaceSetting = True, reorder: bool = True) -> MemoryPlan:
     """Plan the arena of ``graph``.
 
     ``strategy`` picks the offset algorithm (`edgekit.planner.offsets.STRATEGIES`: ``greedy`` is
     TFLite Micro's greedy-by-size, ``multi``, ``search``/``best`` are stronger); ``alignment`` is
     the minimum alignment of every offset in bytes (a power of two; tensors of wider elements and
     int32 scratch are aligned to their element size at least); ``inplace`` enables the in-place
-    modes; ``reorder`` lets the planner run independent branches in the order with the lowest
-    peak. The returned plan has been checked with `check_plan`.
+    modes: True for all (conv+ADD fusion ``conv_add_skip`` included), False for none, or a
+    collection of mode names; ``reorder`` lets the planner run independent branches in the order
+    with the lowest peak. The returned plan has been checked with `check_plan`.
     """
     if alignment < 1 or alignment & (alignment - 1):
         raise PlanError(f"alignment must be a power of two >= 1, got {alignment}")
     if strategy not in STRATEGIES:
         raise PlanError(f"unknown planner strategy {strategy!r};"
                         f" choose one of {', '.join(STRATEGIES)}")
-    schedule = (best_schedule(graph, alignment=alignment, inplace=inplace) if reorder
-                else list(range(len(graph.ops))))
-    problem = build_problem(graph, schedule, alignment=alignment, inplace=inplace)
+    modes = enabled_modes(inplace)
+    fusions = (choose_fusions(graph, alignment=alignment, inplace=inplace, reorder=reorder)
+               if CONV_ADD_MODE in modes else {})
+    problem = _problem_for(graph, fusions, alignment=alignment, inplace=inplace, reorder=reorder)
     offsets = place(problem.blocks, strategy, problem.lower_bound)
     result = _assemble(graph, problem, offsets, strategy=strategy, alignment=alignment,
                        inplace=inplace, reorder=reorder)
     result.check()
     return result
+
+
+def _problem_for(graph: Graph, fusions: dict[int, FusedConvAdd], *, alignment: int,
+                 inplace: InplaceSetting, reorder: bool) -> Problem:
+    schedule = (best_schedule(graph, alignment=alignment, inplace=inplace, fusions=fusions)
+                if reorder else default_order(graph, fusions))
+    return build_problem(graph, schedule, alignment=alignment, inplace=inplace, fusions=fusions)
+
+
+def choose_fusions(graph: Graph, *, alignment: int, inplace: InplaceSetting,
+                   reorder: bool) -> dict[int, FusedConvAdd]:
+    """Which conv to fuse into each residual ADD (by conv op index).
+
+    Coordinate descent on the peak: start with every ADD fused with its first candidate, then
+    for each ADD in turn keep the option (each candidate, or no fusion) with the lowest peak of
+    live bytes (then the lowest sum of live bytes over the steps), until a pass changes nothing. Ties keep the fusion (it also saves the
+    intermediate's writes and reads).
+    """
+    candidates = fusion_candidates(graph)
+    if not candidates:
+        return {}
+
+    invalid = (1 << 62, 0)
+
+    def peak(choice: dict[int, FusedConvAdd | None]) -> tuple[int, int]:
+        # the peak first, then the live bytes summed over all steps (less memory traffic and
+        # room for the steps that are not the peak)
+        chosen = {f.conv: f for f in choice.values() if f is not None}
+        if len(chosen) != sum(f is not None for f in choice.values()):
+            return invalid  # two ADDs claiming one conv
+        try:
+            problem = _problem_for(graph, chosen, alignment=alignment, inplace=inplace,
+                                   reorder=reorder)
+        except (PlanError, ValueError):  # no valid order, or the skip is read later
+            return invalid
+        return problem.lower_bound, sum(problem.profile)
+
+    choice: dict[int, FusedConvAdd | None] = {add: options[0]
+                                             for add, options in candidates.items()}
+    best = peak(choice)
+    for _ in range(3):
+        changed = False
+        for add, options in candidates.items():
+            for option in [*options, None]:
+                if option == choice[add]:
+                    continue
+                trial = {**choice, add: option}
+                cost = peak(trial)
+                if cost < best:
+                    choice, best, changed = trial, cost, True
+        if not changed:
+            break
+    if best == invalid:
+        return {}
+    return {f.conv: f for f in choice.values() if f is not None}
 
 
 def _assemble(graph: Graph, problem: Problem, offsets: list[int], **settings) -> MemoryPlan:
@@ -158,7 +227,8 @@ def _assemble(graph: Graph, problem: Problem, offsets: list[int], **settings) ->
                                 scratch[index].size if index in scratch else 0))
     return MemoryPlan(graph=graph, schedule=list(problem.schedule), buffers=buffers,
                       scratch=scratch, arena_bytes=arena_of(problem.blocks, offsets),
-                      lower_bound_bytes=problem.lower_bound, profile=profile, **settings)
+                      lower_bound_bytes=problem.lower_bound, profile=profile,
+                      fusions=dict(problem.fusions), **settings)
 
 
 def check_plan(plan: MemoryPlan) -> None:
@@ -172,8 +242,11 @@ def check_plan(plan: MemoryPlan) -> None:
     graph = plan.graph
     check_schedule(graph, plan.schedule)
     lifetimes = lifetimes_for(graph, plan.schedule)
-    names = activation_names(graph)
     step_of = {index: step for step, index in enumerate(plan.schedule)}
+    fused_away = _check_fusions(plan, step_of)
+    for name in fused_away:
+        lifetimes.pop(name, None)
+    names = [n for n in activation_names(graph) if n not in fused_away]
     # (name, offset, end, first, last) of every byte range the arena must hold
     ranges: list[tuple[str, int, int, int, int]] = []
     for name in names:
@@ -211,6 +284,30 @@ def check_plan(plan: MemoryPlan) -> None:
     _check_no_overlap(plan, ranges)
 
 
+def _check_fusions(plan: MemoryPlan, step_of: dict[int, int]) -> set[str]:
+    """Verify every fusion against the static conditions and the schedule; return the fused
+    intermediates (tensors that must have no buffer)."""
+    candidates = fusion_candidates(plan.graph)
+    fused_away = set()
+    for conv, f in plan.fusions.items():
+        where = f"fusion of conv op {f.conv} with ADD op {f.add}"
+        if conv != f.conv or f not in candidates.get(f.add, []):
+            raise PlanError(f"{where}: not a legal conv + residual ADD fusion")
+        if step_of[f.add] != step_of[f.conv] + 1:
+            raise PlanError(f"{where}: the ADD runs at step {step_of[f.add]}, not right after"
+                            f" the conv (step {step_of[f.conv]})")
+        if f.intermediate in plan.buffers:
+            raise PlanError(f"{where}: the fused intermediate {f.intermediate!r} has a buffer")
+        out = plan.buffers.get(f.output)
+        if out is None or out.inplace_mode != CONV_ADD_MODE or out.alias_of != f.skip:
+            raise PlanError(f"{where}: output {f.output!r} must overwrite skip {f.skip!r}"
+                            f" in mode {CONV_ADD_MODE}")
+        fused_away.add(f.intermediate)
+    if len({f.add for f in plan.fusions.values()}) != len(plan.fusions):
+        raise PlanError("two fusions share one ADD")
+    return fused_away
+
+
 def _mode_at(plan: MemoryPlan, index: int) -> str | None:
     out = plan.graph.ops[index].outputs
     buf = plan.buffers.get(out[0]) if len(out) == 1 else None
@@ -230,12 +327,18 @@ def _check_alias(plan: MemoryPlan, buf: TensorBuffer, lifetimes) -> None:
     index = plan.schedule[buf.first]
     op = graph.ops[index]
     where = f"in-place output {buf.name!r} of op {index} ({op.kind})"
-    mode = MODES_BY_NAME.get(buf.inplace_mode or "")
-    if mode is None:
-        raise PlanError(f"{where}: unknown in-place mode {buf.inplace_mode!r}")
-    legal = {op.inputs[p] for m, p in inplace_candidates(op, graph) if m is mode}
-    if op.outputs != [buf.name] or buf.alias_of not in legal:
-        raise PlanError(f"{where}: mode {mode.name} does not allow overwriting {buf.alias_of!r}")
+    if buf.inplace_mode == CONV_ADD_MODE:
+        fused = plan.fusion_of(index)
+        if fused is None or fused.add != index or fused.skip != buf.alias_of:
+            raise PlanError(f"{where}: mode {CONV_ADD_MODE} without a matching fusion")
+    else:
+        mode = MODES_BY_NAME.get(buf.inplace_mode or "")
+        if mode is None:
+            raise PlanError(f"{where}: unknown in-place mode {buf.inplace_mode!r}")
+        legal = {op.inputs[p] for m, p in inplace_candidates(op, graph) if m is mode}
+        if op.outputs != [buf.name] or buf.alias_of not in legal:
+            raise PlanError(f"{where}: mode {mode.name} does not allow overwriting"
+                            f" {buf.alias_of!r}")
     if buf.alias_of in graph.outputs or lifetimes[buf.alias_of][1] != buf.first:
         raise PlanError(f"{where}: input {buf.alias_of!r} is still needed after step {buf.first}")
     if plan.buffers[buf.alias_of].offset != buf.offset:

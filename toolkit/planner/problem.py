@@ -10,12 +10,37 @@ scratch buffer is live during its op's step only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Collection, Mapping, Sequence, Union
 
 from edgekit.errors import PlanError
 from edgekit.ir import Graph, Op
-from edgekit.planner.inplace import inplace_candidates
+from edgekit.planner.fusion import CONV_ADD_MODE, FusedConvAdd
+from edgekit.planner.inplace import INPLACE_MODES, inplace_candidates
 from edgekit.planner.scratch import scratch_alignment, scratch_bytes
+
+
+#: ``inplace`` settings: True (every mode, conv+ADD fusion included), False (none), or the names
+#: of the modes to use (`edgekit.planner.inplace.INPLACE_MODES` names and ``conv_add_skip``)
+InplaceSetting = Union[bool, Collection[str]]
+
+#: every mode name ``inplace=True`` enables
+ALL_MODES = frozenset({m.name for m in INPLACE_MODES} | {CONV_ADD_MODE})
+
+
+def enabled_modes(inplace: InplaceSetting) -> frozenset[str]:
+    """The mode names an ``inplace`` setting enables; `PlanError` on an unknown name."""
+    if inplace is True:
+        return ALL_MODES
+    if inplace is False:
+        return frozenset()
+    if isinstance(inplace, str):
+        inplace = [inplace]
+    modes = frozenset(inplace)
+    unknown = sorted(modes - ALL_MODES)
+    if unknown:
+        raise PlanError(f"unknown in-place mode(s) {', '.join(map(repr, unknown))};"
+                        f" known: {', '.join(sorted(ALL_MODES))}")
+    return modes
 
 
 def align_up(value: int, alignment: int) -> int:
@@ -90,6 +115,7 @@ class Problem:
     scratch: dict[int, tuple[int, int]]  # step -> (bytes, alignment)
     blocks: list[Block]
     profile: list[int] = field(default_factory=list)  # live bytes per step
+    fusions: dict[int, FusedConvAdd] = field(default_factory=dict)  # by conv op index
 
     @property
     def lower_bound(self) -> int:
@@ -136,12 +162,14 @@ def lifetimes_for(graph: Graph, schedule: Sequence[int]) -> dict[str, tuple[int,
     return {name: (f, max(last.get(name, f), f)) for name, f in first.items()}
 
 
-def inplace_options(op: Op, graph: Graph) -> list[tuple[str, str]]:
+def inplace_options(op: Op, graph: Graph,
+                    modes: Collection[str] = ALL_MODES) -> list[tuple[str, str]]:
     """(mode name, input name) pairs ``op`` may run in place under, best first, before the
     schedule-dependent condition (the input dies here): static conditions from the mode table,
-    the input is not a graph output and not empty."""
+    the mode is among ``modes``, the input is not a graph output and not empty."""
     return [(mode.name, op.inputs[position]) for mode, position in inplace_candidates(op, graph)
-            if op.inputs[position] not in graph.outputs and graph[op.inputs[position]].nbytes > 0]
+            if mode.name in modes and op.inputs[position] not in graph.outputs
+            and graph[op.inputs[position]].nbytes > 0]
 
 
 def choose_inplace(options: list[tuple[str, str]],
@@ -161,10 +189,18 @@ def scratch_extent(op: Op, graph: Graph, mode: str | None, alignment: int) -> tu
 
 
 def build_problem(graph: Graph, schedule: Sequence[int], *, alignment: int,
-                  inplace: bool) -> Problem:
-    """Lifetimes, in-place decisions, scratch, blocks and profile for ``schedule``."""
+                  inplace: InplaceSetting,
+                  fusions: Mapping[int, FusedConvAdd] | None = None) -> Problem:
+    """Lifetimes, in-place decisions, scratch, blocks and profile for ``schedule``, with the
+    convs in ``fusions`` (by conv op index) fused with their ADDs: each ADD must come right
+    after its conv and be its skip tensor's last reader (`PlanError` otherwise)."""
     schedule = list(schedule)
+    modes = enabled_modes(inplace)
+    fusions = dict(fusions or {})
+    fused_adds = {f.add: f for f in fusions.values()}
     lifetimes = lifetimes_for(graph, schedule)
+    for f in fusions.values():  # the conv's output never exists
+        lifetimes.pop(f.intermediate, None)
     names = [n for n in activation_names(graph) if n in lifetimes]
     sizes = {n: tensor_bytes(graph, n, alignment) for n in names}
 
@@ -173,8 +209,11 @@ def build_problem(graph: Graph, schedule: Sequence[int], *, alignment: int,
     for step, index in enumerate(schedule):
         op = graph.ops[index]
         choice = None
-        if inplace:
-            choice = choose_inplace(inplace_options(op, graph), lambda n: lifetimes[n][1] == step)
+        if index in fused_adds:
+            choice = _fused_choice(fused_adds[index], schedule, step, lifetimes)
+        elif modes and index not in fusions:
+            choice = choose_inplace(inplace_options(op, graph, modes),
+                                    lambda n: lifetimes[n][1] == step)
         mode = choice[0] if choice else None
         if choice:
             aliases[op.outputs[0]] = Alias(input=choice[1], mode=mode, step=step)
@@ -183,9 +222,20 @@ def build_problem(graph: Graph, schedule: Sequence[int], *, alignment: int,
             scratch[step] = (nbytes, align)
 
     blocks = _blocks(graph, names, lifetimes, sizes, aliases, scratch, alignment)
-    problem = Problem(schedule, lifetimes, sizes, aliases, scratch, blocks)
+    problem = Problem(schedule, lifetimes, sizes, aliases, scratch, blocks, fusions=fusions)
     problem.profile = live_profile(blocks, len(schedule))
     return problem
+
+
+def _fused_choice(f: FusedConvAdd, schedule: list[int], step: int,
+                  lifetimes) -> tuple[str, str]:
+    # The fused kernel runs at the conv's step; the ADD's step only marks where the output
+    # takes over the skip tensor's bytes, so the two must be adjacent.
+    if step == 0 or schedule[step - 1] != f.conv:
+        raise PlanError(f"fused ADD (op {f.add}) must run right after its conv (op {f.conv})")
+    if lifetimes[f.skip][1] != step:
+        raise PlanError(f"fused ADD (op {f.add}): skip tensor {f.skip!r} is still read after it")
+    return CONV_ADD_MODE, f.skip
 
 
 def alias_root(name: str, aliases: dict[str, Alias]) -> str:

@@ -9,6 +9,7 @@ and must not use more; if a kernel changes what it needs, change it here so the 
 from __future__ import annotations
 
 from edgekit.ir import Graph, Op
+from edgekit.planner.fusion import CONV_ADD_MODE
 from edgekit.planner.inplace import MODES_BY_NAME
 
 #: int32 accumulators need 4-byte alignment whatever the plan's alignment parameter
@@ -34,7 +35,11 @@ _OUT_OF_PLACE_ALIGNMENT = {
 
 def scratch_bytes(op: Op, graph: Graph, inplace_mode: str | None = None) -> int:
     """Bytes of scratch ``op`` needs when run out of place (``inplace_mode=None``) or under the
-    named in-place mode from `edgekit.planner.inplace.INPLACE_MODES`."""
+    named in-place mode from `edgekit.planner.inplace.INPLACE_MODES`. A fused conv+ADD
+    (``conv_add_skip``) needs its conv's out-of-place scratch, counted at the conv's step; the
+    ADD's own step needs none."""
+    if inplace_mode == CONV_ADD_MODE:
+        return 0
     if inplace_mode is not None:
         return MODES_BY_NAME[inplace_mode].scratch_bytes(op, graph)
     size_of = _OUT_OF_PLACE_SCRATCH.get(op.kind)
@@ -43,6 +48,8 @@ def scratch_bytes(op: Op, graph: Graph, inplace_mode: str | None = None) -> int:
 
 def scratch_alignment(op: Op, inplace_mode: str | None = None) -> int:
     """The minimum alignment the scratch of ``op`` needs (the plan may align it more)."""
-    if inplace_mode is not None:
+    if inplace_mode == CONV_ADD_MODE:
         return 1
+    if inplace_mode is not None:
+        return MODES_BY_NAME[inplace_mode].scratch_alignment
     return _OUT_OF_PLACE_ALIGNMENT.get(op.kind, 1)
