@@ -9,11 +9,14 @@ Fixed seeds: the same cases every run. Case counts per op are asserted at the en
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import graph_builders as gb
 from oracle_runners import LiteRTRunner, TflmRunner
+from edgekit import fixedpoint as fp
 from edgekit.converters.tflite_writer import to_bytes
 from edgekit.ir import DType, Graph, Quantization, Tensor
 from edgekit.interpreter import Interpreter
@@ -259,3 +262,65 @@ def test_depthwise_without_bias_equals_zero_bias():
         tflm = TflmRunner(to_bytes(zero_bias))
         inputs = _random_inputs(rng, graph)
         assert Interpreter(no_bias).run(inputs)[0].tobytes() == tflm(inputs)[0].tobytes()
+
+
+def _boundary_fc_cases(rng, wanted: int):
+    """Per-tensor 1x1 FULLY_CONNECTED graphs whose output depends on how the multiplier is
+    derived: ``double(in_scale * w_scale)`` (product in float32) and
+    ``double(in_scale) * double(w_scale)`` give different multipliers, and the bias puts the
+    accumulator on a value where the two round to different int8 outputs (the input equals its
+    zero point, so the accumulator is the bias)."""
+    found = []
+    for _ in range(2000):
+        graph = gb.fully_connected(rng, batch=1, in_features=1, out_features=1,
+                                   per_channel=False)
+        sx, sw, sy = (np.float32(graph[n].quant.scale[0]) for n in ("x", "w", "y"))
+        m_f32, s_f32 = fp.quantize_multiplier_scalar(float(np.float32(sx * sw)) / float(sy))
+        m_dbl, s_dbl = fp.quantize_multiplier_scalar(float(sx) * float(sw) / float(sy))
+        if (m_f32, s_f32) == (m_dbl, s_dbl):
+            continue
+        # the two can only differ next to an output rounding boundary y = k + 1/2
+        real = float(sx) * float(sw) / float(sy)
+        boundaries = np.rint((np.arange(-100, 100) + 0.5) / real).astype(np.int64)
+        acc = (boundaries[:, None] + np.arange(-3, 4)).reshape(-1)
+        acc = acc[np.abs(acc) < (1 << 30)]
+        via_f32 = fp.multiply_by_quantized_multiplier(acc, m_f32, s_f32)
+        via_dbl = fp.multiply_by_quantized_multiplier(acc, m_dbl, s_dbl)
+        hits = np.flatnonzero((via_f32 != via_dbl) & (np.abs(via_dbl) < 100))
+        if hits.size:
+            graph["bias"].data = np.array([acc[hits[0]]], dtype=np.int32)
+            x = np.full((1, 1), graph["x"].quant.zero_point[0], dtype=np.int8)
+            found.append((graph, x))
+            if len(found) == wanted:
+                break
+    return found
+
+
+def test_fc_per_tensor_multiplier_is_a_double_product():
+    cases = _boundary_fc_cases(np.random.default_rng(11), wanted=5)
+    assert len(cases) == 5
+    for graph, x in cases:
+        expected = TflmRunner(to_bytes(graph))([x])[0]
+        assert Interpreter(graph).run([x])[0].tobytes() == expected.tobytes()
+
+
+def test_litert_reference_fc_is_single_rounding():
+    """LiteRT's reference FULLY_CONNECTED (per-tensor and per-channel) is reproduced byte for
+    byte by single rounding; TFLite Micro's double rounding differs on some bytes."""
+    rng = np.random.default_rng(5)
+    differing = 0
+    for case in range(60):
+        graph = gb.fully_connected(rng, batch=int(rng.integers(1, 4)),
+                                   in_features=int(rng.integers(1, 200)),
+                                   out_features=int(rng.integers(1, 40)),
+                                   per_channel=bool(case % 2))
+        litert = LiteRTRunner(to_bytes(graph), reference=True)
+        double = Interpreter(graph)
+        single = Interpreter(graph)
+        single.prepared = [dataclasses.replace(p, rounding="single") for p in single.prepared]
+        for _ in range(5):
+            inputs = _random_inputs(rng, graph)
+            expected = litert(inputs)[0]
+            assert single.run(inputs)[0].tobytes() == expected.tobytes()
+            differing += int((double.run(inputs)[0] != expected).sum())
+    assert differing > 0

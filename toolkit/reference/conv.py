@@ -11,10 +11,11 @@ int4 filters before running it. 16x8 (int16 activations, int8 weights): the accu
 the bias type; an int64 bias selects the int64 ``MultiplyByQuantizedMultiplier`` (16-bit
 reduced multiplier), an int32 or absent bias the int32 one.
 
-Multipliers (``prepare_*``): convolutions use ``PopulateConvolutionQuantizationParams`` (per
-channel, ``double(in_scale) * double(w_scale) / double(out_scale)``); a per-tensor fully
-connected uses ``GetQuantizedConvolutionMultipler``, whose product ``in_scale * w_scale`` is
-taken in *float32* before the division in double (this is what TFLite Micro does).
+Multipliers (``prepare_*``): ``double(in_scale) * double(w_scale[c]) / double(out_scale)`` per
+output channel, the float32 scales widened to double before any arithmetic. This holds for the
+per-tensor fully connected too: some TFLite sources multiply the two scales in float32 there,
+but the TFLite Micro we test against does not (tests/test_interpreter_ops.py has crafted cases
+where the two derivations give different bytes).
 
 The sums are computed as float64 matrix products: every partial sum is an integer far below
 2^53, so they are exact, and BLAS makes a VWW inference take milliseconds.
@@ -129,16 +130,10 @@ def prepare_fully_connected(op: Op, graph: Graph) -> ConvParams:
     if x.size % depth or out.size != (x.size // depth) * units:
         raise UnsupportedError(f"{where(op)}: input {x.shape} / filter {w.shape} / output"
                                f" {out.shape} do not match")
-    if w.quant.per_channel:
-        if w.dtype == DType.INT4 or x.dtype != DType.INT8:
-            raise UnsupportedError(f"{where(op)}: per-channel weights need int8 input and int8"
-                                   " weights (as in TFLite Micro)")
-        multipliers, shifts = _per_channel_multipliers(op, graph, units)
-    else:
-        # GetQuantizedConvolutionMultipler: the product is a float32 multiply.
-        product = np.float64(np.float32(scale_f32(x) * scale_f32(w)))
-        m, s = fp.quantize_multiplier(product / np.float64(scale_f32(out)))
-        multipliers, shifts = np.repeat(m, units), np.repeat(s, units)
+    if w.quant.per_channel and (w.dtype == DType.INT4 or x.dtype != DType.INT8):
+        raise UnsupportedError(f"{where(op)}: per-channel weights need int8 input and int8"
+                               " weights (as in TFLite Micro)")
+    multipliers, shifts = _per_channel_multipliers(op, graph, units)
     act_min, act_max = activation_range(op.attrs.get("activation", "NONE"), out)
     return ConvParams(
         kind=op.kind, out_dtype=out.dtype, input_offset=-zero_point(x),
