@@ -21,7 +21,9 @@ What it writes (and nothing else runs on the device):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Sequence
 
 import numpy as np
@@ -30,12 +32,37 @@ from edgekit import interpreter, planner
 from edgekit.errors import UnsupportedError
 from edgekit.firmware.c_source import (C_TYPES, CArray, array_definition, comment_text,
                                        identifier, initializer, shape_text)
-from edgekit.firmware.op_emitters import EMITTERS, EmitContext, OpCall
+from edgekit.firmware.op_emitters import (EMITTERS, INPLACE_MODE_KERNELS, EmitContext, OpCall,
+                                          emit_conv_add)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
 
 ARENA_SYMBOL = "ek_arena"
+_DECLARATION = re.compile(r"\b(ek_\w+)\s*\(")
+
+
+def declared_kernels() -> frozenset[str]:
+    """Kernel functions the C kernel headers declare (``c/kernels/*.h``)."""
+    folder = resources.files("edgekit.firmware") / "c" / "kernels"
+    names: set[str] = set()
+    for entry in folder.iterdir():
+        if entry.name.endswith(".h"):
+            names.update(_DECLARATION.findall(entry.read_text()))
+    return frozenset(names)
+
+
+def available_inplace_modes() -> frozenset[str]:
+    """The planner's in-place modes the generator can emit with the kernels present."""
+    kernels = declared_kernels()
+    return frozenset(mode for mode, kernel in INPLACE_MODE_KERNELS.items()
+                     if kernel is None or kernel in kernels)
+
+
+def firmware_plan(graph: Graph, **options) -> MemoryPlan:
+    """`edgekit.planner.plan` restricted to the in-place modes the firmware implements."""
+    options.setdefault("inplace", available_inplace_modes())
+    return planner.plan(graph, **options)
 
 
 @dataclass
@@ -47,7 +74,9 @@ class GeneratedModel:
     files: dict[str, str]
     test_inputs: list[np.ndarray]
     expected_outputs: list[bytes]
-    kernels: list[str] = field(default_factory=list)  # kernel per schedule step ("" for views)
+    kernels: list[str] = field(default_factory=list)  # kernel per schedule step ("" for none)
+    #: (schedule step, tensor) of every EDGEKIT_TRACE_OP: the tensor complete after that step
+    traced: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def sources(self) -> list[str]:
@@ -127,7 +156,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     check_supported(graph)
     prepared = interpreter.Interpreter(graph)  # validates every op before any C is written
     if plan is None:
-        plan = planner.plan(graph)
+        plan = firmware_plan(graph)
     elif plan.graph is not graph:
         raise UnsupportedError("the plan was made for another graph")
     inputs = (random_test_inputs(graph, seed) if test_inputs is None
@@ -136,14 +165,22 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     names = _Names(graph)
 
     used_constants: list[str] = []
-    op_sections, calls, kernels = [], [], []
+    op_sections, calls, kernels, traced = [], [], [], []
+    fusions = getattr(plan, "fusions", {})
+    fused_adds = {f.add: f for f in fusions.values()}
     for step, index in enumerate(plan.schedule):
         op = graph.ops[index]
-        section, call, kernel = _emit_op(graph, plan, names, op, index, step, prepared.prepared[index],
-                                         used_constants)
+        if index in fused_adds:
+            conv = fused_adds[index].conv
+            calls.append(f"    /* op {index} (ADD) runs inside op {conv}'s fused call */")
+            kernels.append("")
+            continue
+        section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step, prepared,
+                                                   used_constants, fusions.get(index))
         op_sections.append(section)
         calls.append(call)
         kernels.append(kernel)
+        traced.append((step, out_name))
 
     files = {
         "model.h": _model_header(graph, plan),
@@ -153,13 +190,14 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model.c": _model_source(graph, plan, names, op_sections, calls),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
-    return GeneratedModel(graph, plan, files, list(inputs), expected, kernels)
+    return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced)
 
 
 def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
-             prepared, used_constants: list[str]) -> tuple[str, str, str]:
-    out_buffer = plan.buffers[op.outputs[0]]
-    mode = out_buffer.inplace_mode
+             prepared: interpreter.Interpreter, used_constants: list[str],
+             fusion=None) -> tuple[str, str, str, str]:
+    out_name = fusion.output if fusion else op.outputs[0]
+    mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
     scratch_expr = f"(&{ARENA_SYMBOL}[{scratch.offset}])" if scratch else None
     fn = f"op{index:03d}_{op.kind.lower()}"
@@ -172,44 +210,65 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         return names.tensor_macro[name]
 
     ctx = EmitContext(graph, op, pointer, lambda suffix: f"{fn}_{suffix}", mode, scratch_expr)
-    call: OpCall = EMITTERS[op.kind](ctx, prepared)
+    if fusion is None:
+        call: OpCall = EMITTERS[op.kind](ctx, prepared.prepared[index])
+    else:
+        add_op = graph.ops[fusion.add]
+        fn = f"op{index:03d}_conv_2d_add"
+        ctx = EmitContext(graph, op, pointer, lambda suffix: f"{fn}_{suffix}", None, scratch_expr)
+        call = emit_conv_add(ctx, prepared.prepared[index], add_op, prepared.prepared[fusion.add],
+                             fusion)
 
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
+    if fusion is not None:
+        lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,
+                                 None, fused_into=index))
     for ctype, suffix, values in call.arrays:
         lines.append(array_definition(ctype, f"{fn}_{suffix}", values))
     if call.params_type is not None:
         lines.append(f"static const {call.params_type} {fn}_params = {initializer(call.fields)};\n")
-        body = f"    {call.kernel}(&{fn}_params, {', '.join(call.args)});"
+        params = [f"&{fn}_params"]
+        for ptype, suffix, fields in call.extra_params:
+            lines.append(f"static const {ptype} {fn}_{suffix} = {initializer(fields)};\n")
+            params.append(f"&{fn}_{suffix}")
+        body = f"    {call.kernel}({', '.join(params + call.args)});"
     else:
         body = f"    {call.statement}"
     lines.append(f"static void {fn}(void)\n{{\n{body}\n}}\n")
-    out = graph[op.outputs[0]]
-    trace = (f"\n    EDGEKIT_TRACE_OP({step}, {names.tensor_macro[out.name]}, {out.nbytes});")
-    return "\n".join(lines), f"    {fn}();{trace}", call.kernel
+    out = graph[out_name]
+    trace = f"\n    EDGEKIT_TRACE_OP({step}, {names.tensor_macro[out.name]}, {out.nbytes});"
+    return "\n".join(lines), f"    {fn}();{trace}", call.kernel, out_name
+
+
+def _where(plan: MemoryPlan, name: str, constant: bool) -> str:
+    if constant:
+        return "flash"
+    buf = plan.buffers.get(name)
+    return f"arena+{buf.offset}" if buf else "never stored (fused)"
 
 
 def _op_comment(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
-                scratch) -> str:
+                scratch, fused_into: int | None = None) -> str:
     short = op.name.split(";")[-1][-60:]
     title = f"op {index}: {op.kind}" + (f" '{short}'" if short else "") + f" (step {step})"
+    if fused_into is not None:
+        title += f", fused into op {fused_into}'s call (conv_add_skip)"
     rows = [title]
     for role, name in zip(("in", "in", "in", "in"), op.inputs):
         if name is None:
             rows.append("  (no bias)")
             continue
         t = graph[name]
-        where_text = ("flash" if t.is_constant
-                      else f"arena+{plan.buffers[name].offset}")
         rows.append(f"  {role:3s} {names.tensor_macro[name]}: {shape_text(t.shape)}"
-                    f" {_quant_text(t)} @ {where_text}")
+                    f" {_quant_text(t)} @ {_where(plan, name, t.is_constant)}")
     out = graph[op.outputs[0]]
-    buf = plan.buffers[out.name]
+    buf = plan.buffers.get(out.name)
     rows.append(f"  out {names.tensor_macro[out.name]}: {shape_text(out.shape)} {_quant_text(out)}"
-                f" @ arena+{buf.offset}")
+                f" @ {_where(plan, out.name, False)}")
     attrs = {k: v for k, v in op.attrs.items() if k != "tflite_index"}
     if attrs:
         rows.append("  attrs: " + ", ".join(f"{k}={v}" for k, v in attrs.items()))
-    if buf.alias_of:
+    if buf is not None and buf.alias_of:
         rows.append(f"  in place ({buf.inplace_mode}): writes over {names.tensor_macro[buf.alias_of]}")
     if scratch is not None:
         rows.append(f"  scratch: {scratch.size} B @ arena+{scratch.offset}")

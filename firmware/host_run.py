@@ -71,31 +71,59 @@ def write_sources(model: GeneratedModel, directory: Path) -> list[Path]:
     return [directory / name for name in model.sources]
 
 
-def compile_on_host(model: GeneratedModel, directory: str | Path, *,
-                    defines: Sequence[str] = (), sanitize: bool = True,
-                    cc: str = "gcc") -> Path:
-    """Build a host executable of `model` in `directory`; returns its path. ``sanitize`` adds
-    AddressSanitizer (an access outside the arena or a weight array fails the run) and UBSan."""
-    if shutil.which(cc) is None:
-        raise ToolchainMissingError(f"host C compiler {cc!r} not found on PATH")
-    directory = Path(directory)
-    sources = write_sources(model, directory)
-    # the trace hook must be seen by model.c: the host main is included ahead of it
-    (directory / "host_trace.h").write_text(HOST_TRACE)
-    (directory / "host_main.c").write_text(HOST_MAIN)
-    sources.append(directory / "host_main.c")
-    sources += sorted(kernel_dir().glob("*.c"))
-    exe = directory / "model_host"
-    flags = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror=implicit-function-declaration",
+def _host_flags(directory: Path, defines: Sequence[str], sanitize: bool) -> list[str]:
+    flags = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra",
+             "-Werror=implicit-function-declaration", "-Werror=incompatible-pointer-types",
              f"-I{directory}", f"-I{kernel_dir()}", f"-I{harness_dir()}",
              "-include", str(directory / "host_trace.h")]
     if sanitize:
         flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-    flags += [f"-D{d}" for d in defines]
-    proc = subprocess.run([cc, *flags, *map(str, sources), "-o", str(exe)],
-                          capture_output=True, text=True)
+    return flags + [f"-D{d}" for d in defines]
+
+
+def _compile(cc: str, args: list[str], what: str) -> None:
+    if shutil.which(cc) is None:
+        raise ToolchainMissingError(f"host C compiler {cc!r} not found on PATH")
+    proc = subprocess.run([cc, *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise BuildError(f"host build of {model.graph.name} failed:\n{proc.stderr[-4000:]}")
+        raise BuildError(f"host build of {what} failed:\n{proc.stderr[-4000:]}")
+
+
+def compile_kernels(directory: str | Path, *, defines: Sequence[str] = (), sanitize: bool = True,
+                    cc: str = "gcc") -> list[Path]:
+    """Compile every kernel once into `directory` (object files), for many host models."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "host_trace.h").write_text(HOST_TRACE)
+    objects = []
+    for source in sorted(kernel_dir().glob("*.c")):
+        obj = directory / (source.stem + ".o")
+        _compile(cc, [*_host_flags(directory, defines, sanitize), "-c", str(source), "-o",
+                      str(obj)], source.name)
+        objects.append(obj)
+    return objects
+
+
+def compile_on_host(model: GeneratedModel, directory: str | Path, *,
+                    defines: Sequence[str] = (), sanitize: bool = True, cc: str = "gcc",
+                    kernel_objects: Sequence[Path] | None = None) -> Path:
+    """Build a host executable of `model` in `directory`; returns its path. ``sanitize`` adds
+    AddressSanitizer (an access outside the arena or a weight array fails the run) and UBSan.
+    ``kernel_objects`` (from `compile_kernels`, same defines and sanitize) skips recompiling the
+    kernels."""
+    directory = Path(directory)
+    sources = write_sources(model, directory)
+    # model.c calls EDGEKIT_TRACE_OP: every source gets the host trace hook with -include
+    (directory / "host_trace.h").write_text(HOST_TRACE)
+    (directory / "host_main.c").write_text(HOST_MAIN)
+    sources.append(directory / "host_main.c")
+    if kernel_objects is None:
+        sources += sorted(kernel_dir().glob("*.c"))
+    else:
+        sources += list(kernel_objects)
+    exe = directory / "model_host"
+    _compile(cc, [*_host_flags(directory, defines, sanitize), *map(str, sources), "-o", str(exe)],
+             model.graph.name)
     return exe
 
 
@@ -108,9 +136,11 @@ class HostRun:
 
 
 def run_on_host(model: GeneratedModel, directory: str | Path, *, defines: Sequence[str] = (),
-                sanitize: bool = True, timeout_s: float = 120.0) -> HostRun:
+                sanitize: bool = True, timeout_s: float = 120.0,
+                kernel_objects: Sequence[Path] | None = None) -> HostRun:
     """Compile and run `model` on the host, tracing every op's output tensor."""
-    exe = compile_on_host(model, directory, defines=defines, sanitize=sanitize)
+    exe = compile_on_host(model, directory, defines=defines, sanitize=sanitize,
+                          kernel_objects=kernel_objects)
     proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise BuildError(f"host run of {model.graph.name} exited {proc.returncode}:\n"

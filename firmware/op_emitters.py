@@ -42,6 +42,8 @@ class OpCall:
     arrays: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
     statement: str | None = None  # used instead of a kernel call when set
+    #: more params structs passed after the first: (type, name suffix, fields)
+    extra_params: list[tuple[str, str, dict]] = field(default_factory=list)
 
 
 class EmitContext:
@@ -117,7 +119,10 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
         "output_offset": p.output_offset, "act_min": p.act_min, "act_max": p.act_max,
         "multipliers": ctx.array("multipliers"), "shifts": ctx.array("shifts"),
     }
-    if op.kind == "CONV_2D":
+    if op.kind == "CONV_2D" and ctx.inplace_mode == "pointwise_inplace":
+        kernel = "ek_conv2d_s8_pointwise_inplace"
+        args = [ctx.ptr(out), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out), f"(int8_t *){ctx.scratch}"]
+    elif op.kind == "CONV_2D":
         kernel, args = "ek_conv2d_s8", [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     elif ctx.inplace_mode == "depthwise_channelwise":
         kernel = "ek_depthwise_conv2d_s8_inplace"
@@ -127,6 +132,23 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
         args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     params_type = "ek_conv2d_params" if op.kind == "CONV_2D" else "ek_depthwise_conv2d_params"
     return OpCall(kernel, params_type, fields, _per_channel(p), args)
+
+
+def emit_conv_add(ctx: EmitContext, conv_p, add_op: Op, add_p, fusion) -> OpCall:
+    """A CONV_2D fused with the residual ADD that reads it (planner mode ``conv_add_skip``): one
+    call computing the conv and adding the skip tensor, written over the skip tensor. The conv
+    keeps its own params; the ADD's params are those of ``ek_add_s8`` in the ADD's input order,
+    and ``conv_input_position`` says which ADD input the conv result is."""
+    conv = emit_conv(ctx, conv_p)
+    add_ctx = EmitContext(ctx.graph, add_op, ctx._pointer, ctx._array_ref, None, None)
+    add = emit_add_mul(add_ctx, add_p)
+    x, w = ctx.op.inputs[0], ctx.op.inputs[1]
+    bias = _bias(ctx.op, ctx.graph)
+    call = OpCall("ek_conv2d_add_s8", "ek_conv2d_params", conv.fields, conv.arrays,
+                  [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(fusion.skip),
+                   ctx.ptr(fusion.output), str(fusion.conv_input_position)])
+    call.extra_params = [("ek_add_params", "add_params", add.fields)]
+    return call
 
 
 def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
@@ -231,6 +253,16 @@ EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
     "MAX_POOL_2D": emit_pool,
     "SOFTMAX": emit_softmax,
     "RESHAPE": emit_reshape,
+}
+
+
+#: in-place modes (`edgekit.planner`) the emitters implement, and the kernel each needs
+INPLACE_MODE_KERNELS = {
+    "reshape_view": None,
+    "elementwise": None,
+    "depthwise_channelwise": "ek_depthwise_conv2d_s8_inplace",
+    "pointwise_inplace": "ek_conv2d_s8_pointwise_inplace",
+    "conv_add_skip": "ek_conv2d_add_s8",
 }
 
 
