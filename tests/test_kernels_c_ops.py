@@ -256,15 +256,33 @@ def _broadcast_pair(rng):
     return (full, other) if rng.random() < 0.5 else (other, full)
 
 
+def _tie_friendly(rng, graph: Graph, names=("a", "b", "x", "y")) -> Graph:
+    """Scales that are one float times powers of two: the multipliers become exact powers of
+    two (2^30 in Q0.31), so products land exactly on rounding ties and a kernel that rounds a
+    tie the wrong way (or forgets a rounding step) is caught, which random scales almost never
+    do (a tie there has a chance of about 2^-20 per element)."""
+    base = float(np.float32(rng.uniform(0.01, 0.1)))
+    for name in names:
+        if name in graph.tensors:
+            t = graph[name]
+            scale = base * 2.0 ** int(rng.integers(-2, 3))
+            t.quant = Quantization(np.array([scale]), t.quant.zero_point, t.quant.axis)
+    return graph
+
+
 def add_case(rng):
     g = gb.add(rng, shape_a=(s := _broadcast_pair(rng))[0], shape_b=s[1],
                activation=str(rng.choice(ACTIVATIONS)))
+    if rng.random() < 0.4:
+        g = _tie_friendly(rng, g)
     return _as_int16(g) if rng.random() < 0.2 else g
 
 
 def mul_case(rng):
     g = gb.mul(rng, shape_a=(s := _broadcast_pair(rng))[0], shape_b=s[1],
                activation=str(rng.choice(ACTIVATIONS)))
+    if rng.random() < 0.4:
+        g = _tie_friendly(rng, g)
     return _as_int16(g) if rng.random() < 0.2 else g
 
 
@@ -291,6 +309,8 @@ def mean_case(rng):
     g = gb.mean(rng, in_shape=shape, axes=axes, keep_dims=bool(rng.random() < 0.6))
     if rng.random() < 0.25:
         g["y"].quant = g["x"].quant
+    elif rng.random() < 0.3:
+        g = _tie_friendly(rng, g)
     return _as_int16(g) if rng.random() < 0.2 else g
 
 
@@ -320,7 +340,9 @@ def relu_case(kind):
         g = gb.relu(rng, kind=kind, shape=_shape(rng))
         if kind == "RELU6" or rng.random() < 0.3:
             g["y"].quant = g["x"].quant
-        if kind == "RELU" and rng.random() < 0.2:
+        if kind == "RELU" and rng.random() < 0.3:
+            g = _tie_friendly(rng, g)
+        elif kind == "RELU" and rng.random() < 0.2:
             g["y"].quant = Quantization.per_tensor(float(g["x"].quant.scale[0]) / 700.0,
                                                    int(rng.integers(-20, 20)))
         return _as_int16(g) if rng.random() < 0.2 else g
@@ -343,6 +365,8 @@ def quantize_case(rng):
         g = Graph(tensors, g.ops, g.inputs, g.outputs, g.name)
     elif from_float and roll < 0.3:
         g = _as_int16(g)
+    elif not from_float and roll < 0.6:
+        g = _tie_friendly(rng, g)
     return g
 
 
@@ -491,3 +515,94 @@ def test_every_non_conv_op_kind_has_a_kernel():
     from edgekit.ir import OP_KINDS
     conv = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
     assert set(CASE_BUILDERS) == set(OP_KINDS) - conv
+
+
+# --- arbitrary parameters: every rounding step, not only where prepare() puts the numbers ------
+
+def _multiplier(rng) -> int:
+    """A QuantizeMultiplier output: 0, exactly 2^30, 2^j times an odd number (so that inputs
+    shifted left by 30 - j land exactly on a rounding tie), or uniform in [2^30, 2^31)."""
+    roll = rng.random()
+    if roll < 0.05:
+        return 0
+    if roll < 0.2:
+        return 1 << 30
+    if roll < 0.5:
+        j = int(rng.integers(0, 30))
+        odd = int(rng.integers((1 << 30) >> j, (1 << 31) >> j)) | 1
+        return min(odd << j, (1 << 31) - 1) if (odd << j) >= (1 << 30) else (1 << 30) + (1 << j)
+    return int(rng.integers(1 << 30, 1 << 31))
+
+
+def _all_pairs(dtype) -> tuple[np.ndarray, np.ndarray]:
+    if dtype == DType.INT8:
+        values = np.arange(-128, 128)
+        a, b = np.meshgrid(values, values, indexing="ij")
+    else:  # a random 64k sample of int16 pairs, with the extremes
+        rng = np.random.default_rng(5)
+        a = rng.integers(-32768, 32768, size=65536)
+        b = rng.integers(-32768, 32768, size=65536)
+        a[:4], b[:4] = [-32768, 32767, -32768, 32767], [-32768, 32767, 32767, -32768]
+    return a.reshape(-1).astype(dtype.numpy), b.reshape(-1).astype(dtype.numpy)
+
+
+@pytest.mark.parametrize("dtype", [DType.INT8, DType.INT16])
+def test_add_on_arbitrary_parameters(lib, dtype):
+    """ek_add_s8 (its own faster arithmetic) and ek_add_s16 (ek_add_element) against the
+    reference ADD on all int8 input pairs, with multipliers and shifts drawn over their whole
+    valid range. Small input shifts make the sums small, so the output's rounding steps show in
+    the int8 result instead of being divided away by a 2^20 shift."""
+    rng = np.random.default_rng(31 + dtype.bits)
+    a, b = _all_pairs(dtype)
+    left_shift = 20 if dtype == DType.INT8 else 15
+    for _ in range(150):
+        small = rng.random() < 0.6
+        in_shift = lambda: -int(rng.integers(left_shift - 2, 32) if small else rng.integers(0, 4))
+        out_shift = -int(rng.choice([0, 0, 1, 2]) if small else rng.integers(left_shift - 3, 32))
+        zp = lambda: int(rng.integers(dtype.min // 2, dtype.max // 2)) if dtype == DType.INT8 else 0
+        p = reference.elementwise.AddParams(
+            kind="ADD", out_dtype=dtype, input1_offset=-zp(), input2_offset=-zp(),
+            output_offset=zp(), left_shift=left_shift, input1_multiplier=_multiplier(rng),
+            input1_shift=in_shift(), input2_multiplier=_multiplier(rng), input2_shift=in_shift(),
+            output_multiplier=_multiplier(rng), output_shift=out_shift,
+            act_min=int(rng.integers(dtype.min, 0)), act_max=int(rng.integers(0, dtype.max + 1)),
+            out_shape=a.shape)
+        expected = reference.elementwise.add(p, [a, b])
+        fields = {**_prepared_fields(p), "shape": broadcast_fields(a.shape, b.shape, a.shape)}
+        out = np.zeros_like(a)
+        fn = getattr(lib, f"ek_add_{_SUFFIX[dtype]}")
+        fn(ctypes.byref(fill_struct(ADD, fields)), carray(a), carray(b), carray(out))
+        assert_no_undefined_behaviour()
+        assert out.tobytes() == expected.tobytes(), f"{p}"
+
+
+def test_requantize_and_mul_on_arbitrary_parameters(lib):
+    """RELU / int->int QUANTIZE and MUL (ek_mbqm_nonneg_multiplier) against the reference on
+    every int8 input (pair), with multipliers, shifts (left shifts too) and offsets drawn over
+    their whole valid range."""
+    rng = np.random.default_rng(77)
+    x = np.arange(-128, 128).astype(np.int8)
+    a, b = _all_pairs(DType.INT8)
+    for _ in range(100):
+        p = reference.elementwise.RequantizeParams(
+            kind="RELU", out_dtype=DType.INT8, input_zero_point=int(rng.integers(-128, 128)),
+            output_zero_point=int(rng.integers(-128, 128)), multiplier=_multiplier(rng),
+            shift=int(rng.integers(-31, 8)), act_min=int(rng.integers(-128, 0)),
+            act_max=int(rng.integers(0, 128)))
+        out = np.zeros_like(x)
+        lib.ek_relu_s8(ctypes.byref(fill_struct(REQUANTIZE, {**_prepared_fields(p),
+                                                             "size": x.size})),
+                       carray(x), carray(out))
+        assert_no_undefined_behaviour()
+        assert out.tobytes() == reference.elementwise.requantize(p, [x]).tobytes(), f"{p}"
+
+        m = reference.elementwise.MulParams(
+            kind="MUL", out_dtype=DType.INT8, input1_offset=int(rng.integers(-127, 129)),
+            input2_offset=int(rng.integers(-127, 129)), output_offset=int(rng.integers(-128, 128)),
+            output_multiplier=_multiplier(rng), output_shift=int(rng.integers(-20, 2)),
+            act_min=-128, act_max=127, out_shape=a.shape)
+        out = np.zeros_like(a)
+        fields = {**_prepared_fields(m), "shape": broadcast_fields(a.shape, b.shape, a.shape)}
+        lib.ek_mul_s8(ctypes.byref(fill_struct(MUL, fields)), carray(a), carray(b), carray(out))
+        assert_no_undefined_behaviour()
+        assert out.tobytes() == reference.elementwise.mul(m, [a, b]).tobytes(), f"{m}"

@@ -37,28 +37,77 @@ static inline int32_t ek_clamp64(int64_t v, int32_t lo, int32_t hi)
         }}}}                                                                                  \
     } while (0)
 
+/* The kernels copy their params into a local first: output stores through int8_t / int16_t
+ * pointers may alias anything (char types) as far as the compiler knows, and would otherwise
+ * force every field to be reloaded from flash for every element. */
 #define EK_DEFINE_ADD(SUFFIX, T)                                                              \
     void ek_add_##SUFFIX(const ek_add_params *p, const T *in1, const T *in2, T *out)          \
     {                                                                                         \
-        EK_BROADCAST_WALK(&p->shape, out[o] = (T)ek_add_element(p, in1[i1], in2[i2]));        \
+        const ek_add_params q = *p;                                                           \
+        EK_BROADCAST_WALK(&q.shape, out[o] = (T)ek_add_element(&q, in1[i1], in2[i2]));        \
     }
 
-EK_DEFINE_ADD(s8, int8_t)
 EK_DEFINE_ADD(s16, int16_t)
+
+/* RoundingDivideByPOT for |x| < 2^30, with half = exponent > 0 ? 2^(exponent - 1) : 0: one
+ * add and one shift instead of ek_rdbpot's mask and compare. Why equal: rounding half away
+ * from zero is floor((x + half) / 2^e) for x >= 0 and floor((x + half - 1) / 2^e) for x < 0;
+ * the bound keeps x + half inside int32. */
+static inline int32_t ek_rdbpot_small(int32_t x, int32_t half, int exponent)
+{
+    return (x + half - (int32_t)((x < 0) & (half != 0))) >> exponent;
+}
+
+/* One int8 ADD element with the bounds of int8 inputs: |(a - zp) << 20| < 2^28, so both input
+ * rescalings and their sum stay below 2^29 and ek_rdbpot_small applies to all three. Same
+ * result as ek_add_element (the tests run both paths: s8 here, s16 there). */
+typedef struct {
+    int32_t off1, off2;          /* input offsets << left_shift */
+    int32_t m1, m2, mo;
+    int32_t half1, half2, half_o;
+    int e1, e2, eo;
+} ek_add_s8_consts;
+
+static inline int32_t ek_add_s8_element(const ek_add_s8_consts *k, int32_t a, int32_t b)
+{
+    const int64_t round = INT64_C(1) << 30;
+    int32_t ha = (int32_t)(((int64_t)(a * (1 << 20) + k->off1) * k->m1 + round) >> 31);
+    int32_t hb = (int32_t)(((int64_t)(b * (1 << 20) + k->off2) * k->m2 + round) >> 31);
+    int32_t sum = ek_rdbpot_small(ha, k->half1, k->e1) + ek_rdbpot_small(hb, k->half2, k->e2);
+    int32_t ho = (int32_t)(((int64_t)sum * k->mo + round) >> 31);
+    return ek_rdbpot_small(ho, k->half_o, k->eo);
+}
+
+void ek_add_s8(const ek_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    const ek_add_params q = *p;
+    const ek_add_s8_consts k = {
+        .off1 = q.input1_offset * (1 << 20), .off2 = q.input2_offset * (1 << 20),
+        .m1 = q.input1_multiplier, .m2 = q.input2_multiplier, .mo = q.output_multiplier,
+        .half1 = q.input1_shift < 0 ? 1 << (-q.input1_shift - 1) : 0,
+        .half2 = q.input2_shift < 0 ? 1 << (-q.input2_shift - 1) : 0,
+        .half_o = q.output_shift < 0 ? 1 << (-q.output_shift - 1) : 0,
+        .e1 = -q.input1_shift, .e2 = -q.input2_shift, .eo = -q.output_shift,
+    };
+    const int32_t out_offset = q.output_offset, act_min = q.act_min, act_max = q.act_max;
+    EK_BROADCAST_WALK(&q.shape, out[o] = (int8_t)ek_clamp(
+        ek_add_s8_element(&k, in1[i1], in2[i2]) + out_offset, act_min, act_max));
+}
 
 static inline int32_t ek_mul_element(const ek_mul_params *p, int32_t a, int32_t b)
 {
     /* int8: |product| < 2^16; int16 has zero points 0 so |product| <= 2^30: no overflow. */
     int32_t product = (a + p->input1_offset) * (b + p->input2_offset);
-    int64_t raw = (int64_t)ek_mbqm(product, p->output_multiplier, p->output_shift)
-                + p->output_offset;
+    int64_t raw = (int64_t)ek_mbqm_nonneg_multiplier(product, p->output_multiplier,
+                                                     p->output_shift) + p->output_offset;
     return ek_clamp64(raw, p->act_min, p->act_max);
 }
 
 #define EK_DEFINE_MUL(SUFFIX, T)                                                              \
     void ek_mul_##SUFFIX(const ek_mul_params *p, const T *in1, const T *in2, T *out)          \
     {                                                                                         \
-        EK_BROADCAST_WALK(&p->shape, out[o] = (T)ek_mul_element(p, in1[i1], in2[i2]));        \
+        const ek_mul_params q = *p;                                                           \
+        EK_BROADCAST_WALK(&q.shape, out[o] = (T)ek_mul_element(&q, in1[i1], in2[i2]));        \
     }
 
 EK_DEFINE_MUL(s8, int8_t)
@@ -69,10 +118,12 @@ EK_DEFINE_MUL(s16, int16_t)
 #define EK_DEFINE_REQUANTIZE(NAME, TIN, TOUT)                                                 \
     void NAME(const ek_requantize_params *p, const TIN *in, TOUT *out)                        \
     {                                                                                         \
-        for (int32_t i = 0; i < p->size; ++i) {                                               \
-            int64_t raw = (int64_t)ek_mbqm((int32_t)in[i] - p->input_zero_point,              \
-                                           p->multiplier, p->shift) + p->output_zero_point;   \
-            out[i] = (TOUT)ek_clamp64(raw, p->act_min, p->act_max);                           \
+        const ek_requantize_params q = *p;                                                    \
+        for (int32_t i = 0; i < q.size; ++i) {                                                \
+            int64_t raw = (int64_t)ek_mbqm_nonneg_multiplier((int32_t)in[i] - q.input_zero_point, \
+                                                             q.multiplier, q.shift)           \
+                          + q.output_zero_point;                                              \
+            out[i] = (TOUT)ek_clamp64(raw, q.act_min, q.act_max);                             \
         }                                                                                     \
     }
 
@@ -87,7 +138,8 @@ EK_DEFINE_REQUANTIZE(ek_quantize_s16_s16, int16_t, int16_t)
     void ek_relu6_##SUFFIX(const ek_clamp_params *p, const T *in, T *out)                     \
     {                                                                                         \
         const T lo = (T)p->lo, hi = (T)p->hi;                                                 \
-        for (int32_t i = 0; i < p->size; ++i) {                                               \
+        const int32_t size = p->size;                                                         \
+        for (int32_t i = 0; i < size; ++i) {                                                  \
             /* TFLite's order: above six gives six even when six < zero point. */             \
             T v = in[i];                                                                      \
             out[i] = v > hi ? hi : (v < lo ? lo : v);                                         \
@@ -131,11 +183,12 @@ static inline int16_t ek_saturating_left_shift_s16(int16_t x, int amount)
 
 void ek_hard_swish_s8(const ek_hard_swish_params *p, const int8_t *in, int8_t *out)
 {
-    const int16_t out_mult = (int16_t)p->output_multiplier_int16;
-    const int16_t reluish_mult = (int16_t)p->reluish_multiplier_int16;
-    const int reluish_exp = p->reluish_multiplier_exponent;
-    for (int32_t i = 0; i < p->size; ++i) {
-        int16_t value = ek_wrap_s16((int32_t)in[i] - p->input_zero_point);
+    const ek_hard_swish_params q = *p;
+    const int16_t out_mult = (int16_t)q.output_multiplier_int16;
+    const int16_t reluish_mult = (int16_t)q.reluish_multiplier_int16;
+    const int reluish_exp = q.reluish_multiplier_exponent;
+    for (int32_t i = 0; i < q.size; ++i) {
+        int16_t value = ek_wrap_s16((int32_t)in[i] - q.input_zero_point);
         int16_t hires = ek_wrap_s16((int32_t)value * (1 << 7));
         int16_t preshift_output = ek_srdhm_s16(hires, out_mult);
         int16_t reluish = hires;
@@ -152,7 +205,7 @@ void ek_hard_swish_s8(const ek_hard_swish_params *p, const int8_t *in, int8_t *o
         }
         r = (r + (1 << 15)) >> 1; /* [-1, 1] -> [0, 1] in Q0.15 */
         int32_t pre = ek_sdhm_s16((int16_t)r, preshift_output);
-        int32_t y = ek_rdbpot(pre, -p->output_multiplier_exponent) + p->output_zero_point;
+        int32_t y = ek_rdbpot(pre, -q.output_multiplier_exponent) + q.output_zero_point;
         out[i] = (int8_t)ek_clamp(ek_wrap_s16(y), INT8_MIN, INT8_MAX);
     }
 }

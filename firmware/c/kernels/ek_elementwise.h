@@ -99,16 +99,33 @@ typedef struct {
     int32_t size;
 } ek_dequantize_params;
 
+/* MultiplyByQuantizedMultiplier (double rounding, as ek_mbqm) for the multipliers
+ * QuantizeMultiplier produces, never negative (0 or [2^30, 2^31)), in fewer instructions.
+ * Why equal to ek_mbqm: for b >= 0 the only saturating case (INT32_MIN * INT32_MIN) cannot
+ * occur, and gemmlowp's truncating (ab + nudge) / 2^31 with nudge 2^30 (ab >= 0) or 1 - 2^30
+ * (ab < 0) is floor((ab + 2^30) / 2^31) in both cases: for ab < 0, truncation of a negative
+ * quotient is ceil, and ceil((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31). The rounding
+ * right shift is ek_rdbpot's. tests/test_kernels_c_ops.py compares it with edgekit.fixedpoint. */
+static inline int32_t ek_mbqm_nonneg_multiplier(int32_t x, int32_t multiplier, int shift)
+{
+    int left = shift > 0 ? shift : 0;
+    int right = shift > 0 ? 0 : -shift;
+    int32_t shifted = (int32_t)((uint32_t)x << left); /* wraps as TFLite's int32 multiply */
+    int32_t high = (int32_t)(((int64_t)shifted * multiplier + (INT64_C(1) << 30)) >> 31);
+    return ek_rdbpot(high, right);
+}
+
 /* One int8/int16 ADD element: exposed so that a convolution fused with a residual add
- * (ek_conv*) reuses exactly this arithmetic. `a`, `b` are the raw quantized inputs. */
+ * (ek_conv*) reuses exactly this arithmetic. `a`, `b` are the raw quantized inputs. The
+ * input and output shifts are <= 0 (edgekit.reference rejects a multiplier >= 1). */
 static inline int32_t ek_add_element(const ek_add_params *p, int32_t a, int32_t b)
 {
     /* |a + offset| < 2^16 and left_shift <= 20: the shifted value fits in int32. */
-    int32_t sa = ek_rdbpot(ek_srdhm((a + p->input1_offset) * (1 << p->left_shift),
-                                    p->input1_multiplier), -p->input1_shift);
-    int32_t sb = ek_rdbpot(ek_srdhm((b + p->input2_offset) * (1 << p->left_shift),
-                                    p->input2_multiplier), -p->input2_shift);
-    int32_t raw = ek_rdbpot(ek_srdhm(sa + sb, p->output_multiplier), -p->output_shift);
+    int32_t sa = ek_mbqm_nonneg_multiplier((a + p->input1_offset) * (1 << p->left_shift),
+                                           p->input1_multiplier, p->input1_shift);
+    int32_t sb = ek_mbqm_nonneg_multiplier((b + p->input2_offset) * (1 << p->left_shift),
+                                           p->input2_multiplier, p->input2_shift);
+    int32_t raw = ek_mbqm_nonneg_multiplier(sa + sb, p->output_multiplier, p->output_shift);
     return ek_clamp(raw + p->output_offset, p->act_min, p->act_max);
 }
 
