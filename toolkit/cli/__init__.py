@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "boards",
     "build",
     "plan",
+    "run",
     "flash",
     "measure",
     "demo",
