@@ -63,3 +63,23 @@ def estimate_from_elf(elf_path: str | Path, model: GeneratedModel,
         static_ram_bytes=sizes.static_ram_bytes, stack_bytes=bound.bytes,
         peak_sram_bytes=sizes.static_ram_bytes + bound.bytes, flash_bytes=sizes.flash_bytes,
         stack_path=bound.path)
+
+
+def compare_with_measurement(manifest: dict | None, measured: dict) -> dict:
+    """The model-build fields of a measurement: ``bit_exact`` (the device's outputs equal the
+    reference interpreter's, from the manifest), ``estimate_peak_sram_bytes`` and the estimate's
+    relative error against the measured ``peak_sram_bytes`` (None where there is no model
+    manifest)."""
+    estimate = (manifest or {}).get("estimate") or {}
+    is_model = (manifest or {}).get("payload") == "model"
+    predicted = estimate.get("peak_sram_bytes")
+    peak = measured.get("peak_sram_bytes")
+    error = None
+    if predicted and peak:
+        error = (peak - predicted) / predicted
+    return {
+        "bit_exact": measured.get("expected_ok") if is_model else None,
+        "estimate_peak_sram_bytes": predicted,
+        "estimate_stack_bytes": estimate.get("stack_bytes"),
+        "estimate_error": error,
+    }

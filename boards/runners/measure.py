@@ -25,6 +25,8 @@ MEASUREMENT_FIELDS = (
     "peak_sram_bytes", "arena_bytes", "arena_used_bytes", "instructions", "cycles", "outputs",
     "crc_ok", "expected_ok", "fits", "board_flash_bytes", "board_sram_bytes", "exit_code",
     "stack_peak_hooked_bytes", "arena_used_hooked_bytes",
+    # model builds (edgekit.firmware.estimate.compare_with_measurement); None otherwise
+    "bit_exact", "estimate_peak_sram_bytes", "estimate_stack_bytes", "estimate_error",
 )
 
 
@@ -129,6 +131,9 @@ def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: fl
         "stack_peak_hooked_bytes": result.stack_peak_hooked_bytes,
         "arena_used_hooked_bytes": result.arena_used_hooked_bytes,
     }
+    from edgekit.firmware.estimate import compare_with_measurement
+
+    measured.update(compare_with_measurement(firmware.manifest, measured))
     return {key: measured[key] for key in MEASUREMENT_FIELDS}
 
 
@@ -165,6 +170,12 @@ def render_measurement(measured: dict) -> str:
     answer = {None: "no expected answer in the manifest", True: "matches the expected answer",
               False: "DIFFERS from the expected answer"}[measured["expected_ok"]]
     lines.append(f"  outputs:          {outputs}, CRC ok, {answer}")
+    if measured.get("bit_exact") is not None:
+        lines.append(f"  bit exact:        {'yes' if measured['bit_exact'] else 'NO'} (vs the reference"
+                     " interpreter)")
+    if measured.get("estimate_peak_sram_bytes") is not None:
+        lines.append(f"  estimate:         peak SRAM {measured['estimate_peak_sram_bytes']} B, measured"
+                     f" {measured['peak_sram_bytes']} B ({100 * measured['estimate_error']:+.2f}%)")
     if measured["exit_code"] not in (0, None):
         lines.append(f"  exit status:      {measured['exit_code']} (non-zero)")
     return "\n".join(lines)
