@@ -53,11 +53,12 @@ def _depthwise_channelwise(arena, p, index, prepared, args, noise):
         y[c::channels] = expected.reshape(-1)[c::channels]
 
 
-def _pointwise_inplace(arena, p, index, prepared, args, noise, group: int = 2):
-    """Write a 1x1 convolution's output over its input pixel by pixel, in increasing order and
-    in groups of ``group`` pixels, as the in-place kernel does: copy the group's input pixels
-    into the scratch (checking they are still the original input), then write the group's
-    output pixels."""
+def _pointwise_inplace(arena, p, index, prepared, args, noise, group: int = 2,
+                       backward: bool = False):
+    """Write a 1x1 convolution's output over its input pixel by pixel, in increasing (or, with
+    ``backward``, decreasing) order and in groups of ``group`` pixels, as the in-place kernel
+    does: copy the group's input pixels into the scratch (checking they are still the original
+    input), then write the group's output pixels."""
     o = p.graph.ops[index]
     x_name, y_name = o.inputs[0], o.outputs[0]
     x_before = _view(arena, p, x_name).copy()
@@ -70,8 +71,11 @@ def _pointwise_inplace(arena, p, index, prepared, args, noise, group: int = 2):
     scratch[:] = noise[:s.size]
     x_offset, y_offset = p.buffers[x_name].offset, p.buffers[y_name].offset
     pixels = out_h * out_w
-    for first in range(0, pixels, group):
+    starts = range(0, pixels, group)
+    for first in (reversed(starts) if backward else starts):
         members = range(first, min(first + group, pixels))
+        members = reversed(members) if backward else members
+        members = list(members)
         for slot, pixel in enumerate(members):
             row, col = divmod(pixel, out_w)
             src = row * stride_h * in_w + col * stride_w
@@ -141,8 +145,9 @@ def run_in_arena(p: MemoryPlan, inputs: list[np.ndarray], reference_values: dict
         if p.buffers[out].inplace_mode == "depthwise_channelwise":
             _depthwise_channelwise(arena, p, index, interpreter.prepared[index], args, noise)
             continue
-        if p.buffers[out].inplace_mode == "pointwise_inplace":
-            _pointwise_inplace(arena, p, index, interpreter.prepared[index], args, noise)
+        if p.buffers[out].inplace_mode in ("pointwise_inplace", "pointwise_inplace_backward"):
+            _pointwise_inplace(arena, p, index, interpreter.prepared[index], args, noise,
+                               backward=p.buffers[out].inplace_mode.endswith("backward"))
             continue
         if index in p.scratch:  # the kernel may scribble anywhere in its scratch
             s = p.scratch[index]

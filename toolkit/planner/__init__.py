@@ -64,6 +64,16 @@ code generator must implement each mode exactly as follows:
   group at ``out + p*C_out``; never read the input buffer for pixels of a group already
   written. Why exact: the outputs of pixels 0..p end at ``(p+1)*C_out <= src(p+1)*C_in``, the
   first byte of the next input pixel to read, and later pixels read later input pixels.
+- ``pointwise_inplace_backward`` (CONV_2D): the same static conditions except the order
+  condition, which is the mirror image: pixels in DECREASING order (groups of one or two
+  consecutive pixels, each group's input pixels copied to the scratch before any of its
+  outputs is written), so that before pixel p-1 the bytes ``[p*C_out, P*C_out)`` are written,
+  and no input pixel still to read (src(q), q < p) may overlap them
+  (``pointwise_fits_in_place(..., backward=True)``). For outputs WIDER than the input
+  (MobileNet's expanding 1x1 layers): the output starts at the input's offset and runs past
+  its end (the block grows to the output's size); the peak is max(in, out) instead of in + out.
+  Scratch as ``pointwise_inplace``. Both order conditions are exact: where one is false, that
+  order reads a clobbered byte (tests/test_planner_pointwise.py simulates it byte by byte).
 - ``conv_add_skip`` (a CONV_2D fused with the residual ADD that reads it; `edgekit.planner.fusion`):
   ``plan.fusions[conv_index]`` is a `FusedConvAdd` (``conv``, ``add`` op indices,
   ``intermediate`` = the conv's output, ``skip`` = the ADD's other input, ``output`` = the

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from edgekit.ir import Graph, Op
 
 #: element-wise op kinds whose output element i depends only on input element i (and on
@@ -105,20 +107,59 @@ def _depthwise_scratch(op: Op, graph: Graph) -> int:
     return x.shape[1] * x.shape[2] * x.dtype.numpy.itemsize
 
 
+def _source_pixels(out_h: int, out_w: int, in_w: int, stride_h: int, stride_w: int) -> np.ndarray:
+    """src(p) for every output pixel p (row-major) of a 1x1 unpadded convolution: the input
+    pixel it reads. Increasing in p."""
+    rows, cols = np.divmod(np.arange(out_h * out_w, dtype=np.int64), out_w)
+    return rows * stride_h * in_w + cols * stride_w
+
+
 def pointwise_fits_in_place(out_h: int, out_w: int, out_c: int, in_w: int, in_c: int,
-                            stride_h: int, stride_w: int) -> bool:
-    """True when a 1x1 convolution run over output pixels in increasing order never writes over
-    an input pixel it still has to read: for every output pixel p >= 1 (row-major), the bytes
-    of output pixels 0..p-1 end at or before the first byte of input pixel src(p), the pixel
-    that output pixel p reads (input pixels are read in increasing order, so every later one
-    starts even further on)."""
-    pixels = out_h * out_w
-    for p in range(1, pixels):
-        row, col = divmod(p, out_w)
-        src = row * stride_h * in_w + col * stride_w
-        if p * out_c > src * in_c:
-            return False
-    return True
+                            stride_h: int, stride_w: int, *, backward: bool = False) -> bool:
+    """True when a 1x1 convolution whose output starts at its input's offset, computing one
+    output pixel at a time from a copy of its input pixel, never writes over an input pixel it
+    still has to read. Exact: false means that order would read a clobbered byte.
+
+    Forward (output pixels in increasing order): before pixel p, bytes ``[0, p*C_out)`` are
+    written and pixels ``src(p), src(p+1), ...`` are still to read, the lowest being src(p):
+    ``p*C_out <= src(p)*C_in`` for every p >= 1. Backward (decreasing order, for outputs wider
+    than the input): before pixel p-1, bytes ``[p*C_out, P*C_out)`` are written and no input
+    pixel src(q), q < p, may overlap them.
+    """
+    src = _source_pixels(out_h, out_w, in_w, stride_h, stride_w)
+    pixels = src.size
+    if pixels <= 1:
+        return True
+    p = np.arange(1, pixels, dtype=np.int64)
+    if not backward:
+        return bool(np.all(p * out_c <= src[1:] * in_c))
+    # the first input pixel ending past p*C_out (src(q) >= p*C_out // C_in) must be one already
+    # read (q >= p) or start at or beyond the written bytes' end P*C_out
+    first = np.searchsorted(src, (p * out_c) // in_c, side="left")
+    pending = first < p
+    starts = src[np.minimum(first, pixels - 1)] * in_c
+    return bool(not np.any(pending & (starts < pixels * out_c)))
+
+
+def _pointwise_shape(op: Op, graph: Graph) -> tuple[int, ...] | None:
+    """(out_h, out_w, out_c, in_w, in_c, stride_h, stride_w) of a 1x1, unpadded, batch-1 int8
+    CONV_2D whose input is an activation; None for any other op."""
+    x_name = op.inputs[0]
+    w_name = op.inputs[1] if len(op.inputs) > 1 else None
+    if x_name is None or w_name is None:
+        return None
+    x, w, out = graph[x_name], graph[w_name], graph[op.outputs[0]]
+    if x.is_constant or len(x.shape) != 4 or len(out.shape) != 4 or len(w.shape) != 4:
+        return None
+    n, _, in_w, in_c = x.shape
+    on, out_h, out_w, out_c = out.shape
+    stride_h, stride_w = op.attrs.get("stride", (1, 1))
+    if (n != 1 or on != 1 or tuple(w.shape[1:]) != (1, 1, in_c) or w.shape[0] != out_c
+            or any(op.attrs.get("pad", (0, 0, 0, 0))) or x.dtype.bits != 8
+            or out.dtype.bits != 8 or _itemsize(graph, x_name) != 1
+            or out.dtype.numpy.itemsize != 1):
+        return None
+    return out_h, out_w, out_c, in_w, in_c, stride_h, stride_w
 
 
 def _pointwise_inputs(op: Op, graph: Graph) -> list[int]:
@@ -127,23 +168,17 @@ def _pointwise_inputs(op: Op, graph: Graph) -> list[int]:
     # its outputs, is exact when the outputs written so far never reach an input pixel still
     # to be read (`pointwise_fits_in_place`): always true when the output is no wider than the
     # input, and for many strided convolutions that widen it (resnet's 1x1 stride-2 16->32).
-    x_name = op.inputs[0]
-    w_name = op.inputs[1] if len(op.inputs) > 1 else None
-    if x_name is None or w_name is None:
-        return []
-    x, w, out = graph[x_name], graph[w_name], graph[op.outputs[0]]
-    if x.is_constant or len(x.shape) != 4 or len(out.shape) != 4 or len(w.shape) != 4:
-        return []
-    n, _, in_w, in_c = x.shape
-    on, out_h, out_w, out_c = out.shape
-    stride_h, stride_w = op.attrs.get("stride", (1, 1))
-    if (n != 1 or on != 1 or tuple(w.shape[1:]) != (1, 1, in_c) or w.shape[0] != out_c
-            or any(op.attrs.get("pad", (0, 0, 0, 0))) or x.dtype.bits != 8
-            or out.dtype.bits != 8 or _itemsize(graph, x_name) != 1 or out.dtype.numpy.itemsize != 1):
-        return []
-    if not pointwise_fits_in_place(out_h, out_w, out_c, in_w, in_c, stride_h, stride_w):
-        return []
-    return [0]
+    shape = _pointwise_shape(op, graph)
+    return [0] if shape and pointwise_fits_in_place(*shape) else []
+
+
+def _pointwise_backward_inputs(op: Op, graph: Graph) -> list[int]:
+    # The mirror image for outputs wider than the input (MobileNet's expanding 1x1 layers):
+    # the output starts at the input's offset and runs past its end; pixels go in decreasing
+    # order, so the output's tail is written where no input is, and each write lands at or
+    # beyond the end of every input pixel still to be read. The block grows to the output's size.
+    shape = _pointwise_shape(op, graph)
+    return [0] if shape and pointwise_fits_in_place(*shape, backward=True) else []
 
 
 def _pointwise_scratch(op: Op, graph: Graph) -> int:
@@ -187,6 +222,16 @@ INPLACE_MODES: tuple[InplaceMode, ...] = (
                    "pixels: copy the group's input pixels into the scratch, then compute and write "
                    "all output channels of the group; never read the input of a written group."),
         scratch_alignment=4,  # int16 pairs for SMLAD
+    ),
+    InplaceMode(
+        name="pointwise_inplace_backward",
+        kinds=frozenset({"CONV_2D"}),
+        inputs=_pointwise_backward_inputs,
+        scratch_bytes=_pointwise_scratch,
+        semantics=("As pointwise_inplace with output pixels in DECREASING order (groups of one "
+                   "or two consecutive pixels, each group's input pixels copied to the scratch "
+                   "before its outputs are written); the output may be larger than the input."),
+        scratch_alignment=4,
     ),
 )
 
