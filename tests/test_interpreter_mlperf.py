@@ -75,3 +75,27 @@ def test_litert_reference_differs_only_by_single_rounding_in_fc(model):
           f" of {INPUTS_PER_MODEL} inputs, {differing_bytes} bytes")
     if model == "ad01":  # the difference is real there, not vacuous: most inputs show it
         assert differing_inputs > INPUTS_PER_MODEL // 2
+
+
+@pytest.mark.parametrize("model", ("kws", "resnet"))
+def test_intermediates_match_litert_layer_by_layer(model):
+    """``intermediates=True`` returns every activation tensor; each layer before the first
+    FULLY_CONNECTED equals LiteRT's preserved tensor of the same name (the FC and what follows
+    may differ by the rounding of docs/oracles.md)."""
+    path = mlperf_path(model)
+    graph = load_tflite(path)
+    x = _random_inputs(graph, seed=40, count=1)[0]
+    outputs, tensors = Interpreter(graph).run([x], intermediates=True)
+    assert set(tensors) == {t.name for t in graph.activations()}
+    assert outputs[0] is tensors[graph.outputs[0]]
+    litert = LiteRTRunner(path, reference=True, keep_all_tensors=True)
+    litert([x])
+    compared = 0
+    for op in graph.ops:
+        if op.kind == "FULLY_CONNECTED":
+            break
+        name = op.outputs[0]
+        expected = litert.tensor(name)
+        assert tensors[name].tobytes() == expected.tobytes(), f"{model}: {op.kind} {name}"
+        compared += 1
+    assert compared >= 10
