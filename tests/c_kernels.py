@@ -197,3 +197,164 @@ def c_sizeof(lib: ctypes.CDLL, struct_name: str) -> int:
     fn = getattr(lib, f"ek_test_sizeof_{struct_name}")
     fn.restype = ctypes.c_size_t
     return int(fn())
+
+
+# --- the same kernels cross-compiled for a Cortex-M core, called on Unicorn ----------------------
+
+ARM_GCC = "arm-none-eabi-gcc"
+#: -mcpu plus float flags per core, as firmware/build.py compiles for the boards
+ARM_CPU_FLAGS = {
+    "cortex-m0": ("-mcpu=cortex-m0plus", "-mfloat-abi=soft"),
+    "cortex-m3": ("-mcpu=cortex-m3", "-mfloat-abi=soft"),
+    "cortex-m4": ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
+    # disco-f746ng's single-precision FPU; Unicorn's Cortex-M7 model has no double-precision
+    # VFP instructions either (fpv5-d16 code faults there on the first f64 instruction).
+    "cortex-m7": ("-mcpu=cortex-m7", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard"),
+}
+_ARM_FLASH, _ARM_RAM, _ARM_SIZE = 0x0000_0000, 0x2000_0000, 0x0040_0000
+_ARM_STACK_BYTES = 0x1_0000
+_ARM_RETURN = _ARM_FLASH + _ARM_SIZE - 0x100  # an address no code uses: a call returns here
+_LINKER_SCRIPT = f"""
+MEMORY {{
+  FLASH (rx) : ORIGIN = {_ARM_FLASH:#x}, LENGTH = {_ARM_SIZE:#x}
+  RAM (rwx)  : ORIGIN = {_ARM_RAM:#x}, LENGTH = {_ARM_SIZE:#x}
+}}
+SECTIONS {{
+  .text : {{ *(.text*) *(.rodata*) }} > FLASH
+  .ARM.exidx : {{ *(.ARM.exidx*) }} > FLASH
+  .data : {{ *(.data*) }} > RAM
+  .bss : {{ *(.bss*) *(COMMON) }} > RAM
+}}
+"""
+
+
+def require_arm_toolchain() -> str:
+    gcc = shutil.which(ARM_GCC)
+    if gcc is None:
+        pytest.skip(f"{ARM_GCC} not installed (needed to cross-compile the C kernels)")
+    try:
+        import unicorn  # noqa: F401
+    except ImportError:
+        pytest.skip("unicorn not installed (needed to run Cortex-M code)")
+    return gcc
+
+
+class ArmKernels:
+    """Kernels cross-compiled for one Cortex-M core (the firmware's flags, -O2) and called on
+    Unicorn's model of that core, one function call at a time, AAPCS: the first four arguments
+    in r0-r3, the rest on the stack. Buffers live in a RAM window the test fills and reads.
+
+    ``call`` returns the number of instructions the call executed (Unicorn's Cortex-M4 counts
+    are the benchmark unit of issue 4), counted per translated block like the board runner.
+    """
+
+    def __init__(self, elf: Path, cpu: str):
+        import capstone
+        import unicorn
+        from elftools.elf.elffile import ELFFile
+        from unicorn import arm_const
+        self._arm = arm_const
+        self.cpu = cpu
+        self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+        models = {"cortex-m0": arm_const.UC_CPU_ARM_CORTEX_M0,
+                  "cortex-m3": arm_const.UC_CPU_ARM_CORTEX_M3,
+                  "cortex-m4": arm_const.UC_CPU_ARM_CORTEX_M4,
+                  "cortex-m7": arm_const.UC_CPU_ARM_CORTEX_M7}
+        self.uc.ctl_set_cpu_model(models[cpu])
+        self.uc.mem_map(_ARM_FLASH, _ARM_SIZE)
+        self.uc.mem_map(_ARM_RAM, _ARM_SIZE)
+        self.symbols: dict[str, int] = {}
+        with open(elf, "rb") as f:
+            image = ELFFile(f)
+            for segment in image.iter_segments():
+                if segment["p_type"] == "PT_LOAD" and segment["p_memsz"]:
+                    data = segment.data() + bytes(segment["p_memsz"] - segment["p_filesz"])
+                    self.uc.mem_write(segment["p_vaddr"], data)
+            for sym in image.get_section_by_name(".symtab").iter_symbols():
+                if sym["st_info"]["type"] == "STT_FUNC":
+                    self.symbols[sym.name] = sym["st_value"]
+        self.uc.mem_write(_ARM_RETURN, b"\x00\xbe\x00\xbe")  # bkpt: never reached
+        self._heap = _ARM_RAM + 0x10_0000
+        self._disassembler = capstone.Cs(capstone.CS_ARCH_ARM,
+                                         capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+        self._block_sizes: dict[int, int] = {}
+        self._instructions = 0
+        self.uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
+        if cpu in ("cortex-m4", "cortex-m7"):
+            # CPACR: full access to CP10/CP11, as the BSP's reset handler grants before main
+            self.uc.reg_write(arm_const.UC_ARM_REG_CPACR if hasattr(arm_const, "UC_ARM_REG_CPACR")
+                              else arm_const.UC_ARM_REG_C1_C0_2, 0xF << 20)
+
+    def _on_block(self, uc, address: int, size: int, _user) -> None:
+        count = self._block_sizes.get(address)
+        if count is None:
+            code = bytes(uc.mem_read(address, size))
+            count = sum(1 for _ in self._disassembler.disasm_lite(code, address))
+            self._block_sizes[address] = count
+        self._instructions += count
+
+    def reset_heap(self) -> None:
+        """Forget every buffer (the next `put` starts at the bottom of the window again)."""
+        self._heap = _ARM_RAM + 0x10_0000
+
+    def put(self, data: bytes | np.ndarray | ctypes.Structure, align: int = 8) -> int:
+        """Copy ``data`` into RAM; returns its address."""
+        raw = bytes(data) if not isinstance(data, np.ndarray) else data.tobytes()
+        address = (self._heap + align - 1) // align * align
+        if address + len(raw) > _ARM_RAM + _ARM_SIZE:
+            raise MemoryError("ArmKernels RAM window full: call reset_heap()")
+        self.uc.mem_write(address, raw)
+        self._heap = address + max(len(raw), 1)
+        return address
+
+    def get(self, address: int, like: np.ndarray) -> np.ndarray:
+        """Read back an array shaped and typed like ``like``."""
+        raw = bytes(self.uc.mem_read(address, like.nbytes))
+        return np.frombuffer(raw, dtype=like.dtype).reshape(like.shape).copy()
+
+    def call(self, function: str, *args: int) -> int:
+        """Run ``function(args...)`` to its return; the instructions it executed."""
+        arm = self._arm
+        sp = _ARM_RAM + _ARM_STACK_BYTES
+        stacked = [a & 0xFFFFFFFF for a in args[4:]]
+        sp -= 4 * len(stacked)
+        sp &= ~7
+        for i, value in enumerate(stacked):
+            self.uc.mem_write(sp + 4 * i, value.to_bytes(4, "little"))
+        for reg, value in zip((arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1, arm.UC_ARM_REG_R2,
+                               arm.UC_ARM_REG_R3), args[:4]):
+            self.uc.reg_write(reg, value & 0xFFFFFFFF)
+        self.uc.reg_write(arm.UC_ARM_REG_SP, sp)
+        self.uc.reg_write(arm.UC_ARM_REG_LR, _ARM_RETURN | 1)
+        self._instructions = 0
+        self.uc.emu_start(self.symbols[function] | 1, _ARM_RETURN)
+        return self._instructions
+
+
+def build_arm_kernels(sources: Sequence[str], cpu: str, *, defines: Sequence[str] = (),
+                      extra_flags: Sequence[str] = ()) -> ArmKernels:
+    """Cross-compile ``sources`` (as `build_library` names them) for ``cpu`` (a key of
+    `ARM_CPU_FLAGS`) and load them on Unicorn. Built once per session per inputs."""
+    gcc = require_arm_toolchain()
+    paths = [Path(s) if Path(s).is_absolute() else KERNEL_DIR / s for s in sources]
+    flags = (*ARM_CPU_FLAGS[cpu], "-mthumb", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
+             *(f"-D{d}" for d in defines), *extra_flags)
+    elf = _build_arm(gcc, tuple(str(p) for p in paths), flags, _content_key(paths, ""))
+    return ArmKernels(elf, cpu)
+
+
+@functools.lru_cache(maxsize=None)
+def _build_arm(gcc: str, sources: tuple[str, ...], flags: tuple[str, ...], key: str) -> Path:
+    name = hashlib.sha256(repr((sources, flags, key)).encode()).hexdigest()[:16]
+    script = _BUILD_DIR / "kernels.ld"
+    script.write_text(_LINKER_SCRIPT)
+    elf = _BUILD_DIR / f"kernels_{name}.elf"
+    # No start files: nothing runs but the called function. newlib-nano gives memcpy/memmove,
+    # libgcc the soft-float and 64-bit helpers; every kernel function is kept (no gc-sections).
+    result = subprocess.run([gcc, *flags, f"-I{KERNEL_DIR}", "-nostartfiles", "-specs=nano.specs",
+                             f"-Wl,-T,{script}", "-Wl,-e,0", "-o", str(elf), *sources, "-lc",
+                             "-lgcc"], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"{ARM_GCC} failed on {', '.join(Path(s).name for s in sources)}:\n"
+                    f"{result.stderr}", pytrace=False)
+    return elf
