@@ -300,6 +300,118 @@ def test_accumulator_wraps_like_the_reference(libs):
     check_graph(libs, graph, rng)
 
 
+# --- CONV_2D fused with the residual ADD (planner mode conv_add_skip) -------------------------
+
+class AddParamsC(ctypes.Structure):
+    """Mirror of ek_add_params (ek_elementwise.h); the broadcast shape is unused by the fused
+    kernel (no broadcasting in conv_add_skip) and left zero."""
+
+    _fields_ = [(name, ctypes.c_int32) for name in (
+        "input1_offset", "input2_offset", "output_offset", "left_shift", "input1_multiplier",
+        "input1_shift", "input2_multiplier", "input2_shift", "output_multiplier", "output_shift",
+        "act_min", "act_max", "size", "broadcast")] + [
+        ("out_shape", ctypes.c_int32 * 5), ("in1_strides", ctypes.c_int32 * 5),
+        ("in2_strides", ctypes.c_int32 * 5)]
+
+
+def add_params(p) -> AddParamsC:
+    fields = ("input1_offset", "input2_offset", "output_offset", "left_shift",
+              "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
+              "output_multiplier", "output_shift", "act_min", "act_max")
+    return AddParamsC(**{f: getattr(p, f) for f in fields},
+                      size=int(np.prod(p.out_shape)))
+
+
+def run_c_conv_add(lib: ctypes.CDLL, conv_p, add_p, x, w, bias, skip: np.ndarray,
+                   position: int) -> np.ndarray:
+    """ek_conv2d_add_s8 as the planner runs it: the output written over the skip buffer (one
+    buffer with guard bytes around it)."""
+    x = np.ascontiguousarray(x, dtype=np.int8)
+    w = np.ascontiguousarray(w, dtype=np.int8)
+    b = None if bias is None else _i32(bias)
+    b_ptr = None if b is None else _ptr(b, ctypes.c_int32)
+    params, keep = conv_params(conv_p, x.shape, w.shape)
+    add = add_params(add_p)
+    guard = 16
+    buf = np.full(skip.size + 2 * guard, 0x5A, np.int8)
+    buf[guard:guard + skip.size] = skip.reshape(-1)
+    data = _ptr(buf[guard:], ctypes.c_int8)
+    lib.ek_conv2d_add_s8(ctypes.byref(params), ctypes.byref(add), _ptr(x, ctypes.c_int8),
+                         _ptr(w, ctypes.c_int8), b_ptr, data, data, ctypes.c_int32(position))
+    assert (buf[:guard] == 0x5A).all() and (buf[guard + skip.size:] == 0x5A).all()
+    return buf[guard:guard + skip.size].reshape(skip.shape)
+
+
+def check_conv_add(libs, conv_p, add_p, x, w, bias, skip, position: int, label: str) -> None:
+    """Fused kernel == the reference conv, then the reference ADD in the ADD's input order."""
+    y = reference.run_op(conv_p, [x, w, bias])
+    operands = [y, skip] if position == 0 else [skip, y]
+    expected = reference.run_op(add_p, operands)
+    for variant, lib in libs.items():
+        got = run_c_conv_add(lib, conv_p, add_p, x, w, bias, skip, position)
+        assert got.tobytes() == expected.tobytes(), (
+            f"{variant} conv+add {label} position {position}: "
+            f"{int((got != expected).sum())} of {expected.size} bytes differ")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_conv_add_random(libs, seed):
+    """Random conv shapes and windows, the conv result as the ADD's first or second input,
+    random ADD quantization (the ADD's input for the conv takes the conv output's)."""
+    rng = np.random.default_rng(6000 + seed)
+    window, (h, w) = _random_window(rng)
+    c_in, c_out = int(rng.integers(1, 11)), int(rng.integers(1, 11))
+    conv = gb.conv2d(rng, in_shape=(1, h, w, c_in), out_channels=c_out, bias=bool(seed % 5),
+                     per_channel=bool(seed % 7), **window)
+    shape = conv["y"].shape
+    position = seed % 2
+    add = gb.add(rng, shape_a=shape, shape_b=shape,
+                 activation=str(rng.choice(["NONE", "RELU", "RELU6"])))
+    add["ab"[position]].quant = conv["y"].quant
+    conv_p = reference.prepare(conv.ops[0], conv)
+    add_p = reference.prepare(add.ops[0], add)
+    bias = conv["bias"].data if len(conv.ops[0].inputs) > 2 and conv.ops[0].inputs[2] else None
+    for _ in range(2):
+        x = gb.random_values(rng, conv["x"].shape, conv["x"].dtype)
+        skip = gb.random_values(rng, shape, conv["y"].dtype)
+        check_conv_add(libs, conv_p, add_p, x, conv["w"].data, bias, skip, position,
+                       f"{conv['x'].shape} {window}")
+
+
+def test_conv_add_resnet_pairs(libs):
+    """resnet's three CONV_2D + ADD pairs, on the interpreter's intermediate tensors, with the
+    conv result in the position the ADD really has it."""
+    path = MODELS / "pretrainedResnet_quant.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} not found (the MLPerf Tiny models live in ../shared/models)")
+    graph = load_tflite(path)
+    interpreter = Interpreter(graph)
+    rng = np.random.default_rng(8)
+    inputs = [gb.random_values(rng, t.shape, t.dtype) for t in interpreter.input_tensors]
+    _, values = interpreter.run(inputs, intermediates=True)
+    producer = {out: i for i, op in enumerate(graph.ops) for out in op.outputs}
+    pairs = 0
+    for add_index, add_op in enumerate(graph.ops):
+        if add_op.kind != "ADD":
+            continue
+        for position, name in enumerate(add_op.inputs):
+            conv_index = producer.get(name)
+            if conv_index is None or graph.ops[conv_index].kind != "CONV_2D":
+                continue
+            conv_op = graph.ops[conv_index]
+            conv_p, add_p = interpreter.prepared[conv_index], interpreter.prepared[add_index]
+            x, w = values[conv_op.inputs[0]], graph[conv_op.inputs[1]].data
+            bias = (graph[conv_op.inputs[2]].data
+                    if len(conv_op.inputs) > 2 and conv_op.inputs[2] else None)
+            skip = values[add_op.inputs[1 - position]]
+            check_conv_add(libs, conv_p, add_p, x, w, bias, skip, position, conv_op.name)
+            # and the fused kernel's result is the ADD's output the interpreter computed
+            got = run_c_conv_add(libs["dsp"], conv_p, add_p, x, w, bias, skip, position)
+            assert got.tobytes() == values[add_op.outputs[0]].tobytes()
+            pairs += 1
+    assert pairs == 6  # every ADD input of resnet's three ADDs is a conv output
+
+
 # --- the four MLPerf Tiny models -----------------------------------------------------------------
 
 MODEL_FILES = ["vww_96_int8.tflite", "kws_ref_model.tflite", "pretrainedResnet_quant.tflite",

@@ -13,6 +13,7 @@
 #include "ek_arm_dsp.h"
 #include "ek_conv_common.h"
 #include "ek_conv_dot.h"
+#include "ek_elementwise.h"
 
 static int32_t bias_of(const int32_t *bias, int32_t c)
 {
@@ -85,8 +86,28 @@ static int32_t conv_acc1_dsp(const ek_conv2d_params *p, const int8_t *input,
 }
 #endif
 
-void ek_conv2d_s8(const ek_conv2d_params *params, const int8_t *input, const int8_t *filter,
-                  const int32_t *bias, int8_t *output)
+/* The residual ADD fused after the convolution (planner mode conv_add_skip), or none. */
+typedef struct {
+    const ek_add_params *add; /* 0: plain convolution */
+    const int8_t *skip;       /* the ADD's other input, same NHWC layout as the output */
+    int32_t conv_input_position; /* which ADD input (0 or 1) the conv result is */
+} conv_epilogue;
+
+/* Stores output element i: the conv's int8 result y, or the fused ADD of y and skip[i]
+ * (skip[i] is read before out[i] is written: skip may be the output buffer). */
+static inline void conv_store(const conv_epilogue *e, int8_t *output, int32_t i, int32_t y)
+{
+    if (e->add == 0) {
+        output[i] = (int8_t)y;
+    } else {
+        const int32_t s = e->skip[i];
+        output[i] = (int8_t)(e->conv_input_position == 0 ? ek_add_element(e->add, y, s)
+                                                         : ek_add_element(e->add, s, y));
+    }
+}
+
+static void conv2d_run(const ek_conv2d_params *params, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, int8_t *output, const conv_epilogue *e)
 {
     /* A private copy: int8 stores to `output` may alias anything the compiler cannot prove
      * apart, and would otherwise force every field to be reloaded after each output byte. */
@@ -102,9 +123,9 @@ void ek_conv2d_s8(const ek_conv2d_params *params, const int8_t *input, const int
         ek_conv_valid_taps(iy0, p->in_h, p->k_h, p->dilation_h, &ky0, &ky1);
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_left;
+            const int32_t base = (oy * p->out_w + ox) * c_out; /* first output element */
             int32_t kx0, kx1;
             int32_t oc = 0;
-            int8_t *out = output + (oy * p->out_w + ox) * c_out;
             ek_conv_valid_taps(ix0, p->in_w, p->k_w, p->dilation_w, &kx0, &kx1);
 #if EK_USE_DSP
             if (use_dsp) {
@@ -113,27 +134,47 @@ void ek_conv2d_s8(const ek_conv2d_params *params, const int8_t *input, const int
                                       bias_of(bias, oc + 2), bias_of(bias, oc + 3)};
                     conv_acc4_dsp(p, input, filter, oc, iy0, ix0, ky0, ky1, kx0, kx1, acc);
                     for (int32_t r = 0; r < 4; ++r) {
-                        out[oc + r] = ek_conv_requantize(acc[r], p->multipliers[oc + r],
-                                                         p->shifts[oc + r], p->output_offset,
-                                                         p->act_min, p->act_max);
+                        conv_store(e, output, base + oc + r,
+                                   ek_conv_requantize(acc[r], p->multipliers[oc + r],
+                                                      p->shifts[oc + r], p->output_offset,
+                                                      p->act_min, p->act_max));
                     }
                 }
                 for (; oc < c_out; ++oc) {
                     int32_t acc = conv_acc1_dsp(p, input, filter, oc, iy0, ix0, ky0, ky1, kx0,
                                                 kx1, bias_of(bias, oc));
-                    out[oc] = ek_conv_requantize(acc, p->multipliers[oc], p->shifts[oc],
-                                                 p->output_offset, p->act_min, p->act_max);
+                    conv_store(e, output, base + oc,
+                               ek_conv_requantize(acc, p->multipliers[oc], p->shifts[oc],
+                                                  p->output_offset, p->act_min, p->act_max));
                 }
             }
 #endif
             for (; oc < c_out; ++oc) {
                 int32_t acc = conv_acc_portable(p, input, filter, oc, iy0, ix0, ky0, ky1, kx0,
                                                 kx1, (uint32_t)bias_of(bias, oc));
-                out[oc] = ek_conv_requantize(acc, p->multipliers[oc], p->shifts[oc],
-                                             p->output_offset, p->act_min, p->act_max);
+                conv_store(e, output, base + oc,
+                           ek_conv_requantize(acc, p->multipliers[oc], p->shifts[oc],
+                                              p->output_offset, p->act_min, p->act_max));
             }
         }
     }
+}
+
+void ek_conv2d_s8(const ek_conv2d_params *params, const int8_t *input, const int8_t *filter,
+                  const int32_t *bias, int8_t *output)
+{
+    const conv_epilogue none = {0, 0, 0};
+    conv2d_run(params, input, filter, bias, output, &none);
+}
+
+void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_params,
+                      const int8_t *input, const int8_t *filter, const int32_t *bias,
+                      const int8_t *skip, int8_t *output, int32_t conv_input_position)
+{
+    /* private copy of the ADD's params, for the same reason as the conv's */
+    const ek_add_params add = *add_params;
+    const conv_epilogue fused = {&add, skip, conv_input_position};
+    conv2d_run(params, input, filter, bias, output, &fused);
 }
 
 void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *input,

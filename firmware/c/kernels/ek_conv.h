@@ -23,6 +23,8 @@
 
 #include <stdint.h>
 
+#include "ek_elementwise.h" /* ek_add_params (the fused residual ADD) */
+
 /* CONV_2D and DEPTHWISE_CONV_2D (depth_multiplier is 1 for CONV_2D). Fields named as the
  * edgekit.reference ConvParams fields where one exists (stride -> stride_h/stride_w, dilation ->
  * dilation_h/dilation_w, pad (top, bottom, left, right) -> pad_top/pad_left). */
@@ -57,6 +59,19 @@ typedef struct {
 /* In all four: bias may be NULL (no bias); scratch is used only where named. */
 void ek_conv2d_s8(const ek_conv2d_params *p, const int8_t *input, const int8_t *filter,
                   const int32_t *bias, int8_t *output);
+
+/* The planner's `conv_add_skip` mode: CONV_2D fused with the residual ADD that reads its output.
+ * For every output element i (NHWC, the conv output's shape == skip's == output's):
+ *     y = the conv's int8 result exactly as ek_conv2d_s8 stores it (its own requantisation,
+ *         output offset and act_min/act_max clamp)
+ *     output[i] = conv_input_position == 0 ? ADD(y, skip[i]) : ADD(skip[i], y)
+ * with ADD = ek_add_element(add_params, input1, input2): add_params are exactly ek_add_s8's for
+ * the ADD op with its inputs in the ADD's order. skip may be output (the planner passes the
+ * same buffer): skip[i] is read before output[i] is written and never after. input must not
+ * overlap skip/output. No scratch. */
+void ek_conv2d_add_s8(const ek_conv2d_params *p, const ek_add_params *add_params,
+                      const int8_t *input, const int8_t *filter, const int32_t *bias,
+                      const int8_t *skip, int8_t *output, int32_t conv_input_position);
 
 /* The planner's `pointwise_inplace` mode (CONV_2D 1x1, no padding): output == input (one
  * buffer). Pixels in increasing order; each one's input pixel is copied to scratch (in_c bytes
