@@ -151,3 +151,81 @@ def test_unknown_mode_names_are_rejected():
     g = load_tflite(mlperf_path("ad01"))
     with pytest.raises(PlanError, match="unknown in-place mode"):
         plan(g, inplace={"elementwise", "sideways"})
+
+
+def _random_conv_net(seed: int):
+    """A random small CNN: plain convs (1x1/3x3, stride 1/2, narrowing or widening), depthwise
+    convs and residual blocks (identity or 1x1 shortcut), so every new mode meets every other."""
+    rng = np.random.default_rng(seed)
+    h = w = int(rng.integers(4, 9))
+    c = int(rng.integers(1, 9))
+    tensors = [_t("in", 1, h, w, c)]
+    ops = []
+    counter = iter(range(1000))
+
+    def conv(x, shape, out_c, k, stride, depthwise=False):
+        nonlocal tensors
+        _, ih, iw, ic = shape
+        oh, ow = -(-ih // stride), -(-iw // stride)
+        pad_h = max((oh - 1) * stride + k - ih, 0)
+        pad_w = max((ow - 1) * stride + k - iw, 0)
+        pad = (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
+        i = next(counter)
+        y = f"t{i}"
+        if depthwise:
+            out_c = ic
+            wt = Tensor(f"w{i}", (1, k, k, ic), "int8",
+                        Quantization(np.full(ic, 0.02), np.zeros(ic, dtype=np.int64), axis=3),
+                        rng.integers(-127, 128, size=(1, k, k, ic), dtype=np.int8))
+        else:
+            wt = Tensor(f"w{i}", (out_c, k, k, ic), "int8",
+                        Quantization(np.full(out_c, 0.02), np.zeros(out_c, dtype=np.int64),
+                                     axis=0),
+                        rng.integers(-127, 128, size=(out_c, k, k, ic), dtype=np.int8))
+        b = Tensor(f"b{i}", (out_c,), "int32",
+                   Quantization(np.full(out_c, 0.001), np.zeros(out_c, dtype=np.int64), axis=0),
+                   rng.integers(-800, 800, size=out_c, dtype=np.int32))
+        tensors += [wt, b, _t(y, 1, oh, ow, out_c)]
+        kind = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+        extra = {"depth_multiplier": 1} if depthwise else {}
+        ops.append(op(kind, [x, wt.name, b.name], [y], stride=(stride, stride), dilation=(1, 1),
+                      pad=pad, activation=str(rng.choice(["NONE", "RELU"])), **extra))
+        return y, (1, oh, ow, out_c)
+
+    x, shape = "in", (1, h, w, c)
+    for _ in range(int(rng.integers(2, 6))):
+        kind = rng.choice(["conv", "dw", "residual", "residual"])
+        if kind == "conv":
+            x, shape = conv(x, shape, int(rng.integers(1, 13)), int(rng.choice([1, 3])),
+                            int(rng.choice([1, 1, 2])))
+        elif kind == "dw":
+            x, shape = conv(x, shape, 0, 3, int(rng.choice([1, 2])), depthwise=True)
+        else:
+            out_c = int(rng.integers(2, 13))
+            stride = int(rng.choice([1, 2]))
+            a, a_shape = conv(x, shape, out_c, int(rng.choice([1, 3])), stride)
+            if rng.random() < 0.5:
+                a, a_shape = conv(a, a_shape, out_c, 3, 1)
+            if stride == 1 and shape[3] == out_c and rng.random() < 0.5:
+                skip = x  # identity shortcut
+            else:
+                skip, _ = conv(x, shape, out_c, 1, stride)
+            y = f"t{next(counter)}"
+            tensors.append(_t(y, *a_shape, q=Q_SUM))
+            inputs = [a, skip] if rng.random() < 0.5 else [skip, a]
+            ops.append(op("ADD", inputs, [y], activation="NONE"))
+            x, shape = y, a_shape
+    return graph(tensors, ops, ["in"], [x])
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_conv_nets_run_bit_exact_in_the_planned_arena(seed):
+    g = _random_conv_net(seed)
+    rng = np.random.default_rng(seed)
+    x = [rng.integers(-128, 128, size=g[g.inputs[0]].shape, dtype=np.int8)]
+    expected, values = Interpreter(g).run(x, intermediates=True)
+    for settings in (dict(), dict(reorder=False, alignment=1)):
+        p = plan(g, **settings)
+        got = run_in_arena(p, x, values, seed=seed, chunk=int(rng.integers(1, 40)))
+        assert got[0].tobytes() == expected[0].tobytes()
+        assert p.lower_bound_bytes <= plan(g, inplace=False, **settings).lower_bound_bytes

@@ -197,7 +197,7 @@ def choose_fusions(graph: Graph, *, alignment: int, inplace: InplaceSetting,
                     choice, best, changed = trial, cost, True
         if not changed:
             break
-    if best == invalid:
+    if best > peak({add: None for add in candidates}):  # a local optimum can lose to none
         return {}
     return {f.conv: f for f in choice.values() if f is not None}
 

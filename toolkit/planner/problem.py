@@ -162,14 +162,26 @@ def lifetimes_for(graph: Graph, schedule: Sequence[int]) -> dict[str, tuple[int,
     return {name: (f, max(last.get(name, f), f)) for name, f in first.items()}
 
 
-def inplace_options(op: Op, graph: Graph,
-                    modes: Collection[str] = ALL_MODES) -> list[tuple[str, str]]:
+def inplace_options(op: Op, graph: Graph, modes: Collection[str] = ALL_MODES, *,
+                    alignment: int = 1) -> list[tuple[str, str]]:
     """(mode name, input name) pairs ``op`` may run in place under, best first, before the
     schedule-dependent condition (the input dies here): static conditions from the mode table,
-    the mode is among ``modes``, the input is not a graph output and not empty."""
-    return [(mode.name, op.inputs[position]) for mode, position in inplace_candidates(op, graph)
-            if mode.name in modes and op.inputs[position] not in graph.outputs
-            and graph[op.inputs[position]].nbytes > 0]
+    the mode is among ``modes``, the input is not a graph output and not empty, and the mode
+    pays: the bytes the output shares with the input are at least the extra scratch its kernel
+    needs (a one-channel plane can outweigh a tiny tensor). Running in place changes the live bytes
+    of this op's step only, so a mode that pays never raises the peak."""
+    found = []
+    plain_scratch = scratch_extent(op, graph, None, alignment)[0]
+    for mode, position in inplace_candidates(op, graph):
+        name = op.inputs[position]
+        if mode.name not in modes or name in graph.outputs or graph[name].nbytes == 0:
+            continue
+        shared = min(tensor_bytes(graph, name, alignment),
+                     tensor_bytes(graph, op.outputs[0], alignment))
+        extra = scratch_extent(op, graph, mode.name, alignment)[0] - plain_scratch
+        if shared >= extra:  # a tie: the same bytes either way
+            found.append((mode.name, name))
+    return found
 
 
 def choose_inplace(options: list[tuple[str, str]],
@@ -212,7 +224,7 @@ def build_problem(graph: Graph, schedule: Sequence[int], *, alignment: int,
         if index in fused_adds:
             choice = _fused_choice(fused_adds[index], schedule, step, lifetimes)
         elif modes and index not in fusions:
-            choice = choose_inplace(inplace_options(op, graph, modes),
+            choice = choose_inplace(inplace_options(op, graph, modes, alignment=alignment),
                                     lambda n: lifetimes[n][1] == step)
         mode = choice[0] if choice else None
         if choice:

@@ -103,7 +103,8 @@ def best_schedule(graph: Graph, *, alignment: int, inplace: InplaceSetting,
     idle_inputs = sum(size[name] for name in graph.inputs
                       if not consumers[name] and name not in outputs)
 
-    options = [inplace_options(op, graph, modes) if modes else [] for op in graph.ops]
+    options = [inplace_options(op, graph, modes, alignment=alignment) if modes else []
+               for op in graph.ops]
     scratch = {(i, mode): scratch_extent(op, graph, mode, alignment)[0]
                for i, op in enumerate(graph.ops) for mode in {None, *(m for m, _ in options[i])}}
     out_bytes = [sum(size[name] for name in op.outputs) for op in graph.ops]
