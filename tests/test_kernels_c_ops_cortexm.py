@@ -115,6 +115,6 @@ def test_instructions_per_element_of_the_mlperf_kernels():
 
     print(f"\nCortex-M4 instructions: ek_add_s8 {add_per_element:.1f}/element,"
           f" ek_avg_pool_s8 {pool_per_tap:.2f}/tap, ek_softmax_s8 {softmax_total} for 12 logits")
-    assert add_per_element <= 56
+    assert add_per_element <= 60
     assert pool_per_tap <= 9
     assert softmax_total <= 6000

@@ -15,7 +15,8 @@ static inline int32_t ek_clamp64(int64_t v, int32_t lo, int32_t hi)
     do {                                                                                      \
         const ek_broadcast_shape *s_ = (SHAPE);                                               \
         if (!s_->broadcast) {                                                                 \
-            for (int32_t o = 0; o < s_->size; ++o) {                                          \
+            const int32_t size_ = s_->size;                                                   \
+            for (int32_t o = 0; o < size_; ++o) {                                             \
                 const int32_t i1 = o, i2 = o;                                                 \
                 BODY;                                                                         \
             }                                                                                 \
@@ -31,15 +32,13 @@ static inline int32_t ek_clamp64(int64_t v, int32_t lo, int32_t hi)
             int32_t i2 = d0 * s_->in2_strides[0] + d1 * s_->in2_strides[1]                    \
                        + d2 * s_->in2_strides[2] + d3 * s_->in2_strides[3];                   \
             const int32_t step1 = s_->in1_strides[4], step2 = s_->in2_strides[4];             \
-            for (int32_t d4 = 0; d4 < s_->out_shape[4]; ++d4, ++o, i1 += step1, i2 += step2) { \
+            const int32_t n4_ = s_->out_shape[4];                                             \
+            for (int32_t d4 = 0; d4 < n4_; ++d4, ++o, i1 += step1, i2 += step2) {             \
                 BODY;                                                                         \
             }                                                                                 \
         }}}}                                                                                  \
     } while (0)
 
-/* The kernels copy their params into a local first: output stores through int8_t / int16_t
- * pointers may alias anything (char types) as far as the compiler knows, and would otherwise
- * force every field to be reloaded from flash for every element. */
 #define EK_DEFINE_ADD(SUFFIX, T)                                                              \
     void ek_add_##SUFFIX(const ek_add_params *p, const T *in1, const T *in2, T *out)          \
     {                                                                                         \
@@ -66,6 +65,7 @@ typedef struct {
     int32_t m1, m2, mo;
     int32_t half1, half2, half_o;
     int e1, e2, eo;
+    int32_t out_offset, act_min, act_max;
 } ek_add_s8_consts;
 
 static inline int32_t ek_add_s8_element(const ek_add_s8_consts *k, int32_t a, int32_t b)
@@ -78,20 +78,46 @@ static inline int32_t ek_add_s8_element(const ek_add_s8_consts *k, int32_t a, in
     return ek_rdbpot_small(ho, k->half_o, k->eo);
 }
 
+static inline int8_t ek_add_s8_output(const ek_add_s8_consts *k, int32_t a, int32_t b)
+{
+    return (int8_t)ek_clamp(ek_add_s8_element(k, a, b) + k->out_offset, k->act_min, k->act_max);
+}
+
+#if defined(__GNUC__)
+#define EK_NOINLINE __attribute__((noinline))
+#else
+#define EK_NOINLINE
+#endif
+
+/* The broadcast walk, out of line: its nested loops keep many values live, and inlined into
+ * ek_add_s8 they would grow the stack frame of the flat loop that every MLPerf ADD takes. */
+static EK_NOINLINE void ek_add_s8_broadcast(const ek_broadcast_shape *shape,
+                                            const ek_add_s8_consts *k, const int8_t *in1,
+                                            const int8_t *in2, int8_t *out)
+{
+    EK_BROADCAST_WALK(shape, out[o] = ek_add_s8_output(k, in1[i1], in2[i2]));
+}
+
 void ek_add_s8(const ek_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
-    const ek_add_params q = *p;
+    /* Only the scalars are copied into locals (see the note above EK_DEFINE_ADD). */
     const ek_add_s8_consts k = {
-        .off1 = q.input1_offset * (1 << 20), .off2 = q.input2_offset * (1 << 20),
-        .m1 = q.input1_multiplier, .m2 = q.input2_multiplier, .mo = q.output_multiplier,
-        .half1 = q.input1_shift < 0 ? 1 << (-q.input1_shift - 1) : 0,
-        .half2 = q.input2_shift < 0 ? 1 << (-q.input2_shift - 1) : 0,
-        .half_o = q.output_shift < 0 ? 1 << (-q.output_shift - 1) : 0,
-        .e1 = -q.input1_shift, .e2 = -q.input2_shift, .eo = -q.output_shift,
+        .off1 = p->input1_offset * (1 << 20), .off2 = p->input2_offset * (1 << 20),
+        .m1 = p->input1_multiplier, .m2 = p->input2_multiplier, .mo = p->output_multiplier,
+        .half1 = p->input1_shift < 0 ? 1 << (-p->input1_shift - 1) : 0,
+        .half2 = p->input2_shift < 0 ? 1 << (-p->input2_shift - 1) : 0,
+        .half_o = p->output_shift < 0 ? 1 << (-p->output_shift - 1) : 0,
+        .e1 = -p->input1_shift, .e2 = -p->input2_shift, .eo = -p->output_shift,
+        .out_offset = p->output_offset, .act_min = p->act_min, .act_max = p->act_max,
     };
-    const int32_t out_offset = q.output_offset, act_min = q.act_min, act_max = q.act_max;
-    EK_BROADCAST_WALK(&q.shape, out[o] = (int8_t)ek_clamp(
-        ek_add_s8_element(&k, in1[i1], in2[i2]) + out_offset, act_min, act_max));
+    if (p->shape.broadcast) {
+        ek_add_s8_broadcast(&p->shape, &k, in1, in2, out);
+        return;
+    }
+    const int32_t size = p->shape.size;
+    for (int32_t i = 0; i < size; ++i) {
+        out[i] = ek_add_s8_output(&k, in1[i], in2[i]);
+    }
 }
 
 static inline int32_t ek_mul_element(const ek_mul_params *p, int32_t a, int32_t b)
