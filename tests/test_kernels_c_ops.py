@@ -32,8 +32,24 @@ CASES = 150
 
 @pytest.fixture(scope="module")
 def lib():
-    shim = sizeof_shim([s.__name__ for s in ALL_STRUCTS], HEADERS)
+    shim = sizeof_shim([s.__name__ for s in ALL_STRUCTS], HEADERS) + ADD_ELEMENT_SHIM
     return build_library(SOURCES, shim=shim)
+
+
+#: the per-element ADD entry points a fused convolution + residual add calls (ek_conv*), looped
+ADD_ELEMENT_SHIM = """
+void ek_test_add_element_s8(const ek_add_params *p, const int8_t *a, const int8_t *b,
+                            int8_t *out, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) out[i] = (int8_t)ek_add_element(p, a[i], b[i]);
+}
+void ek_test_add_s8_output(const ek_add_params *p, const int8_t *a, const int8_t *b,
+                           int8_t *out, int32_t n)
+{
+    const ek_add_s8_consts k = ek_add_s8_prepare(p);
+    for (int32_t i = 0; i < n; ++i) out[i] = ek_add_s8_output(&k, a[i], b[i]);
+}
+"""
 
 
 def run_c(lib, graph: Graph, inputs: dict[str, np.ndarray], *, in_place: bool = False
@@ -181,11 +197,19 @@ def test_add_on_arbitrary_parameters(lib, dtype):
             out_shape=a.shape)
         expected = reference.elementwise.add(p, [a, b])
         fields = {**prepared_fields(p), "shape": broadcast_fields(a.shape, b.shape, a.shape)}
+        params = fill_struct(ADD, fields)
         out = np.zeros_like(a)
-        fn = getattr(lib, f"ek_add_{SUFFIX[dtype]}")
-        fn(ctypes.byref(fill_struct(ADD, fields)), carray(a), carray(b), carray(out))
+        getattr(lib, f"ek_add_{SUFFIX[dtype]}")(ctypes.byref(params), carray(a), carray(b),
+                                               carray(out))
         assert_no_undefined_behaviour()
         assert out.tobytes() == expected.tobytes(), f"{p}"
+        if dtype == DType.INT8:  # the element functions a fused conv + add uses
+            for element in ("ek_test_add_element_s8", "ek_test_add_s8_output"):
+                out = np.zeros_like(a)
+                getattr(lib, element)(ctypes.byref(params), carray(a), carray(b), carray(out),
+                                      ctypes.c_int32(a.size))
+                assert_no_undefined_behaviour()
+                assert out.tobytes() == expected.tobytes(), f"{element} {p}"
 
 
 def test_requantize_and_mul_on_arbitrary_parameters(lib):

@@ -48,41 +48,6 @@ static inline int32_t ek_clamp64(int64_t v, int32_t lo, int32_t hi)
 
 EK_DEFINE_ADD(s16, int16_t)
 
-/* RoundingDivideByPOT for |x| < 2^30, with half = exponent > 0 ? 2^(exponent - 1) : 0: one
- * add and one shift instead of ek_rdbpot's mask and compare. Why equal: rounding half away
- * from zero is floor((x + half) / 2^e) for x >= 0 and floor((x + half - 1) / 2^e) for x < 0;
- * the bound keeps x + half inside int32. */
-static inline int32_t ek_rdbpot_small(int32_t x, int32_t half, int exponent)
-{
-    return (x + half - (int32_t)((x < 0) & (half != 0))) >> exponent;
-}
-
-/* One int8 ADD element with the bounds of int8 inputs: |(a - zp) << 20| < 2^28, so both input
- * rescalings and their sum stay below 2^29 and ek_rdbpot_small applies to all three. Same
- * result as ek_add_element (the tests run both paths: s8 here, s16 there). */
-typedef struct {
-    int32_t off1, off2;          /* input offsets << left_shift */
-    int32_t m1, m2, mo;
-    int32_t half1, half2, half_o;
-    int e1, e2, eo;
-    int32_t out_offset, act_min, act_max;
-} ek_add_s8_consts;
-
-static inline int32_t ek_add_s8_element(const ek_add_s8_consts *k, int32_t a, int32_t b)
-{
-    const int64_t round = INT64_C(1) << 30;
-    int32_t ha = (int32_t)(((int64_t)(a * (1 << 20) + k->off1) * k->m1 + round) >> 31);
-    int32_t hb = (int32_t)(((int64_t)(b * (1 << 20) + k->off2) * k->m2 + round) >> 31);
-    int32_t sum = ek_rdbpot_small(ha, k->half1, k->e1) + ek_rdbpot_small(hb, k->half2, k->e2);
-    int32_t ho = (int32_t)(((int64_t)sum * k->mo + round) >> 31);
-    return ek_rdbpot_small(ho, k->half_o, k->eo);
-}
-
-static inline int8_t ek_add_s8_output(const ek_add_s8_consts *k, int32_t a, int32_t b)
-{
-    return (int8_t)ek_clamp(ek_add_s8_element(k, a, b) + k->out_offset, k->act_min, k->act_max);
-}
-
 #if defined(__GNUC__)
 #define EK_NOINLINE __attribute__((noinline))
 #else
@@ -101,15 +66,7 @@ static EK_NOINLINE void ek_add_s8_broadcast(const ek_broadcast_shape *shape,
 void ek_add_s8(const ek_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
     /* Only the scalars are copied into locals (see the note above EK_DEFINE_ADD). */
-    const ek_add_s8_consts k = {
-        .off1 = p->input1_offset * (1 << 20), .off2 = p->input2_offset * (1 << 20),
-        .m1 = p->input1_multiplier, .m2 = p->input2_multiplier, .mo = p->output_multiplier,
-        .half1 = p->input1_shift < 0 ? 1 << (-p->input1_shift - 1) : 0,
-        .half2 = p->input2_shift < 0 ? 1 << (-p->input2_shift - 1) : 0,
-        .half_o = p->output_shift < 0 ? 1 << (-p->output_shift - 1) : 0,
-        .e1 = -p->input1_shift, .e2 = -p->input2_shift, .eo = -p->output_shift,
-        .out_offset = p->output_offset, .act_min = p->act_min, .act_max = p->act_max,
-    };
+    const ek_add_s8_consts k = ek_add_s8_prepare(p);
     if (p->shape.broadcast) {
         ek_add_s8_broadcast(&p->shape, &k, in1, in2, out);
         return;
