@@ -242,3 +242,61 @@ def test_requantize_and_mul_on_arbitrary_parameters(lib):
         lib.ek_mul_s8(ctypes.byref(fill_struct(MUL, fields)), carray(a), carray(b), carray(out))
         assert_no_undefined_behaviour()
         assert out.tobytes() == reference.elementwise.mul(m, [a, b]).tobytes(), f"{m}"
+
+
+# --- the code generator feeds the kernels the numbers these tests prove -----------------------
+
+def _canonical(struct) -> bytes:
+    """The struct's bytes, with the MEAN output stride of a size-1 input dimension zeroed: the
+    kernel multiplies it by index 0 only, so any value there is the same call."""
+    if type(struct).__name__ == "ek_mean_params":
+        struct = type(struct).from_buffer_copy(bytes(struct))
+        for d in range(4):
+            if struct.in_shape[d] == 1:
+                struct.out_strides[d] = 0
+    return bytes(struct)
+
+
+def test_code_generator_emits_the_tested_calls():
+    """For random cases of every op kind here, the generator's emitter
+    (`edgekit.firmware.op_emitters`) names the same kernel and params type, fills the struct
+    with the same bytes, and passes the tensors in the same order as `kernel_calls`, the
+    mapping every bit-exactness test above runs through. So "bit-exact" carries over to the
+    generated firmware, not only to this file's own calls."""
+    from edgekit.firmware.op_emitters import EMITTERS, EmitContext
+    import kernel_op_cases as cases
+    checked = 0
+    for kind in sorted(CASE_BUILDERS):
+        rng = np.random.default_rng(sum(map(ord, kind)) + 11)
+        for _ in range(40):
+            graph = CASE_BUILDERS[kind](rng)
+            op = graph.ops[0]
+            ctx = EmitContext(graph, op, lambda name: f"T_{name}", lambda suffix: f"A_{suffix}",
+                              None, "SCRATCH")
+            call = EMITTERS[kind](ctx, reference.prepare(op, graph))
+            expected = kernel_calls(graph)
+            if kind == "RESHAPE":  # the generator copies with memmove (or emits nothing in place)
+                assert call.statement is not None and str(graph["y"].nbytes) in call.statement
+                checked += 1
+                continue
+            if kind == "CONCATENATION":
+                emitted = [(t, f) for t, _, f in call.extra_params]
+                assert len(emitted) == len(expected)
+                for (ptype, fields), (function, struct, names, _) in zip(emitted, expected):
+                    assert ptype == type(struct).__name__
+                    assert bytes(fill_struct(type(struct), fields)) == bytes(struct)
+                    assert f"{function}(" in call.statement and f"T_{names[0]}" in call.statement
+                checked += 1
+                continue
+            (function, struct, names, scratch), = expected
+            assert call.kernel == function, kind
+            assert call.params_type == type(struct).__name__, kind
+            assert _canonical(fill_struct(type(struct), call.fields)) == _canonical(struct), (
+                f"{kind}: generator fields {call.fields} != tested"
+                f" { {n: getattr(struct, n) for n, _ in struct._fields_} }")
+            args = [f"T_{n}" for n in names] + ["T_y"]
+            assert call.args[:len(args)] == args, kind
+            assert ("SCRATCH" in "".join(call.args[len(args):])) == (scratch is not None), kind
+            checked += 1
+    assert checked == 40 * len(CASE_BUILDERS)
+    assert cases.SOURCES  # the module the generator's structs are checked against
