@@ -225,12 +225,14 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
                                  None, fused_into=index))
     for ctype, suffix, values in call.arrays:
         lines.append(array_definition(ctype, f"{fn}_{suffix}", values))
+    params = []
     if call.params_type is not None:
         lines.append(f"static const {call.params_type} {fn}_params = {initializer(call.fields)};\n")
-        params = [f"&{fn}_params"]
-        for ptype, suffix, fields in call.extra_params:
-            lines.append(f"static const {ptype} {fn}_{suffix} = {initializer(fields)};\n")
-            params.append(f"&{fn}_{suffix}")
+        params.append(f"&{fn}_params")
+    for ptype, suffix, fields in call.extra_params:
+        lines.append(f"static const {ptype} {fn}_{suffix} = {initializer(fields)};\n")
+        params.append(f"&{fn}_{suffix}")
+    if call.statement is None:
         body = f"    {call.kernel}({', '.join(params + call.args)});"
     else:
         body = f"    {call.statement}"

@@ -243,7 +243,110 @@ def emit_reshape(ctx: EmitContext, p) -> OpCall:
     return OpCall("", None, statement=f"memmove({ctx.ptr(out)}, {ctx.ptr(x)}, {nbytes});")
 
 
+def _prepared_fields(p, *drop: str) -> dict:
+    skip = {"kind", "out_dtype", "out_shape", *drop}
+    return {name: getattr(p, name) for name in p.__dataclass_fields__ if name not in skip}
+
+
+#: unary op kind -> (kernel stem, params type); QUANTIZE/DEQUANTIZE pick theirs by dtypes
+_UNARY = {
+    "RELU": ("ek_relu", "ek_requantize_params"),
+    "RELU6": ("ek_relu6", "ek_clamp_params"),
+    "HARD_SWISH": ("ek_hard_swish", "ek_hard_swish_params"),
+    "LOGISTIC": ("ek_logistic", "ek_logistic_params"),
+}
+
+
+def emit_unary(ctx: EmitContext, p) -> OpCall:
+    """Element-wise one-input ops: the Prepared fields verbatim plus the element count."""
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    fields = {**_prepared_fields(p), "size": graph[out].size}
+    src, dst = _suffix(op, graph, x), _suffix(op, graph, out)
+    if op.kind == "QUANTIZE":
+        params = "ek_affine_quantize_params" if src == "f32" else "ek_requantize_params"
+        kernel = f"ek_quantize_{src}_{dst}"
+    elif op.kind == "DEQUANTIZE":
+        params, kernel = "ek_dequantize_params", f"ek_dequantize_{src}_{dst}"
+    else:
+        stem, params = _UNARY[op.kind]
+        kernel = f"{stem}_{dst}"
+    return OpCall(kernel, params, fields, [], [ctx.ptr(x), ctx.ptr(out)])
+
+
+def _right_aligned(shape, dims: int, fill: int) -> list[int]:
+    return [fill] * (dims - len(shape)) + list(shape)
+
+
+def emit_mean(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    shape = graph[x].shape
+    dims = 4
+    if len(shape) > dims:
+        raise UnsupportedError(f"{where(op)}: MEAN over a {len(shape)}-D input (the kernel takes 4)")
+    lead = dims - len(shape)
+    padded = _right_aligned(shape, dims, 1)
+    reduced = {a + lead for a in p.axes}
+    strides, step = [0] * dims, 1
+    for d in reversed(range(dims)):
+        if d not in reduced:
+            strides[d] = step
+            step *= padded[d]
+    fields = {"in_shape": padded, "out_strides": strides, "out_size": graph[out].size,
+              "num_elements": p.num_elements, "input_zero_point": p.input_zero_point,
+              "output_zero_point": p.output_zero_point, "multiplier": p.multiplier,
+              "shift": p.shift}
+    return OpCall(f"ek_mean_{_suffix(op, graph, out)}", "ek_mean_params", fields, [],
+                  [ctx.ptr(x), ctx.ptr(out), f"(int32_t *){ctx.scratch}"])
+
+
+def emit_pad(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    if len(graph[x].shape) > 4:
+        raise UnsupportedError(f"{where(op)}: PAD of a {len(graph[x].shape)}-D tensor (kernel: 4-D)")
+    fields = {"in_shape": _right_aligned(graph[x].shape, 4, 1),
+              "out_shape": _right_aligned(graph[out].shape, 4, 1),
+              "before": _right_aligned([b for b, _ in p.paddings], 4, 0),
+              "pad_value": p.pad_value}
+    return OpCall(f"ek_pad_{_suffix(op, graph, out)}", "ek_pad_params", fields, [],
+                  [ctx.ptr(x), ctx.ptr(out)])
+
+
+def emit_concatenation(ctx: EmitContext, p) -> OpCall:
+    """One ``ek_concatenation_copy`` per input, in input order (each copies its blocks)."""
+    op, graph = ctx.op, ctx.graph
+    out = graph[op.outputs[0]]
+    axis = p.axis % len(out.shape)
+    outer = int(np.prod(out.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(out.shape[axis + 1:], dtype=np.int64))
+    item = out.dtype.numpy.itemsize
+    call = OpCall("ek_concatenation_copy", None)
+    lines, offset = [], 0
+    for i, name in enumerate(op.inputs):
+        block = graph[name].shape[axis] * inner * item
+        fields = {"outer": outer, "in_block": block, "out_block": out.shape[axis] * inner * item,
+                  "out_offset": offset}
+        suffix = f"params{i}"
+        call.extra_params.append(("ek_concatenation_params", suffix, fields))
+        lines.append(f"ek_concatenation_copy(&{ctx.array(suffix).name}, {ctx.ptr(name)},"
+                     f" {ctx.ptr(out.name)});")
+        offset += block
+    call.statement = "\n    ".join(lines)
+    return call
+
+
 EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
+    "RELU": emit_unary,
+    "RELU6": emit_unary,
+    "HARD_SWISH": emit_unary,
+    "LOGISTIC": emit_unary,
+    "QUANTIZE": emit_unary,
+    "DEQUANTIZE": emit_unary,
+    "MEAN": emit_mean,
+    "PAD": emit_pad,
+    "CONCATENATION": emit_concatenation,
     "CONV_2D": emit_conv,
     "DEPTHWISE_CONV_2D": emit_conv,
     "FULLY_CONNECTED": emit_fully_connected,
