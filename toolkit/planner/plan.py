@@ -12,7 +12,7 @@ from edgekit.planner.inplace import MODES_BY_NAME, inplace_candidates
 from edgekit.planner.offsets import STRATEGIES, arena_of, place
 from edgekit.planner.problem import (
     InplaceSetting, Problem, activation_names, alias_root, build_problem, check_schedule,
-    enabled_modes, lifetimes_for, scratch_extent, tensor_alignment, tensor_bytes,
+    enabled_modes, inplace_table, lifetimes_for, scratch_extent, tensor_alignment, tensor_bytes,
 )
 from edgekit.planner.schedule import best_schedule, default_order
 
@@ -137,9 +137,12 @@ def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEF
         raise PlanError(f"unknown planner strategy {strategy!r};"
                         f" choose one of {', '.join(STRATEGIES)}")
     modes = enabled_modes(inplace)
-    fusions = (choose_fusions(graph, alignment=alignment, inplace=inplace, reorder=reorder)
+    options = inplace_table(graph, modes, alignment)
+    fusions = (choose_fusions(graph, alignment=alignment, inplace=inplace, reorder=reorder,
+                              options=options)
                if CONV_ADD_MODE in modes else {})
-    problem = _problem_for(graph, fusions, alignment=alignment, inplace=inplace, reorder=reorder)
+    problem = _problem_for(graph, fusions, alignment=alignment, inplace=inplace, reorder=reorder,
+                           options=options)
     offsets = place(problem.blocks, strategy, problem.lower_bound)
     result = _assemble(graph, problem, offsets, strategy=strategy, alignment=alignment,
                        inplace=inplace, reorder=reorder)
@@ -148,58 +151,61 @@ def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEF
 
 
 def _problem_for(graph: Graph, fusions: dict[int, FusedConvAdd], *, alignment: int,
-                 inplace: InplaceSetting, reorder: bool) -> Problem:
-    schedule = (best_schedule(graph, alignment=alignment, inplace=inplace, fusions=fusions)
+                 inplace: InplaceSetting, reorder: bool, options=None) -> Problem:
+    schedule = (best_schedule(graph, alignment=alignment, inplace=inplace, fusions=fusions,
+                              options=options)
                 if reorder else default_order(graph, fusions))
-    return build_problem(graph, schedule, alignment=alignment, inplace=inplace, fusions=fusions)
+    return build_problem(graph, schedule, alignment=alignment, inplace=inplace, fusions=fusions,
+                         options=options)
 
 
 def choose_fusions(graph: Graph, *, alignment: int, inplace: InplaceSetting,
-                   reorder: bool) -> dict[int, FusedConvAdd]:
+                   reorder: bool, options=None) -> dict[int, FusedConvAdd]:
     """Which conv to fuse into each residual ADD (by conv op index).
 
-    Coordinate descent on the peak: start with every ADD fused with its first candidate, then
-    for each ADD in turn keep the option (each candidate, or no fusion) with the lowest peak of
-    live bytes (then the lowest sum of live bytes over the steps), until a pass changes nothing. Ties keep the fusion (it also saves the
-    intermediate's writes and reads).
+    Cost of a choice: the peak of live bytes, then the live bytes summed over the steps (less
+    memory traffic, room under the peak). Coordinate descent with the cheap graph-order
+    schedule (`default_order`): start with every ADD fused with its first candidate, then for
+    each ADD in turn keep the option (each candidate, or no fusion) that lowers the cost, until
+    a pass changes nothing. Then the descent's result, the all-first start and no fusion at all
+    are compared under the real schedule (the reordering search when ``reorder``); ties keep
+    the fusion (it also saves the intermediate's writes and reads).
     """
     candidates = fusion_candidates(graph)
     if not candidates:
         return {}
-
+    if options is None:
+        options = inplace_table(graph, enabled_modes(inplace), alignment)
     invalid = (1 << 62, 0)
 
-    def peak(choice: dict[int, FusedConvAdd | None]) -> tuple[int, int]:
-        # the peak first, then the live bytes summed over all steps (less memory traffic and
-        # room for the steps that are not the peak)
+    def cost(choice: dict[int, FusedConvAdd | None], searched: bool) -> tuple[int, int]:
         chosen = {f.conv: f for f in choice.values() if f is not None}
-        if len(chosen) != sum(f is not None for f in choice.values()):
-            return invalid  # two ADDs claiming one conv
         try:
             problem = _problem_for(graph, chosen, alignment=alignment, inplace=inplace,
-                                   reorder=reorder)
+                                   reorder=searched, options=options)
         except (PlanError, ValueError):  # no valid order, or the skip is read later
             return invalid
         return problem.lower_bound, sum(problem.profile)
 
-    choice: dict[int, FusedConvAdd | None] = {add: options[0]
-                                             for add, options in candidates.items()}
-    best = peak(choice)
+    start: dict[int, FusedConvAdd | None] = {add: fusable[0]
+                                            for add, fusable in candidates.items()}
+    choice, best = start, cost(start, False)
     for _ in range(3):
         changed = False
-        for add, options in candidates.items():
-            for option in [*options, None]:
+        for add, fusable in candidates.items():
+            for option in [*fusable, None]:
                 if option == choice[add]:
                     continue
                 trial = {**choice, add: option}
-                cost = peak(trial)
-                if cost < best:
-                    choice, best, changed = trial, cost, True
+                trial_cost = cost(trial, False)
+                if trial_cost < best:
+                    choice, best, changed = trial, trial_cost, True
         if not changed:
             break
-    if best > peak({add: None for add in candidates}):  # a local optimum can lose to none
-        return {}
-    return {f.conv: f for f in choice.values() if f is not None}
+    finalists = [choice, start, {add: None for add in candidates}]
+    costs = [cost(c, reorder) for c in finalists]
+    winner = finalists[costs.index(min(costs))]
+    return {f.conv: f for f in winner.values() if f is not None}
 
 
 def _assemble(graph: Graph, problem: Problem, offsets: list[int], **settings) -> MemoryPlan:

@@ -184,6 +184,14 @@ def inplace_options(op: Op, graph: Graph, modes: Collection[str] = ALL_MODES, *,
     return found
 
 
+def inplace_table(graph: Graph, modes: Collection[str],
+                  alignment: int) -> list[list[tuple[str, str]]]:
+    """`inplace_options` of every op (by op index): static, so planned once per graph."""
+    if not modes:
+        return [[] for _ in graph.ops]
+    return [inplace_options(op, graph, modes, alignment=alignment) for op in graph.ops]
+
+
 def choose_inplace(options: list[tuple[str, str]],
                    dies_here: Callable[[str], bool]) -> tuple[str, str] | None:
     """The (mode name, input name) the op runs under: the first of its `inplace_options` whose
@@ -202,12 +210,16 @@ def scratch_extent(op: Op, graph: Graph, mode: str | None, alignment: int) -> tu
 
 def build_problem(graph: Graph, schedule: Sequence[int], *, alignment: int,
                   inplace: InplaceSetting,
-                  fusions: Mapping[int, FusedConvAdd] | None = None) -> Problem:
+                  fusions: Mapping[int, FusedConvAdd] | None = None,
+                  options: list[list[tuple[str, str]]] | None = None) -> Problem:
     """Lifetimes, in-place decisions, scratch, blocks and profile for ``schedule``, with the
     convs in ``fusions`` (by conv op index) fused with their ADDs: each ADD must come right
-    after its conv and be its skip tensor's last reader (`PlanError` otherwise)."""
+    after its conv and be its skip tensor's last reader (`PlanError` otherwise). ``options``
+    is `inplace_table` for these settings when the caller has it already."""
     schedule = list(schedule)
     modes = enabled_modes(inplace)
+    if options is None:
+        options = inplace_table(graph, modes, alignment)
     fusions = dict(fusions or {})
     fused_adds = {f.add: f for f in fusions.values()}
     lifetimes = lifetimes_for(graph, schedule)
@@ -224,8 +236,7 @@ def build_problem(graph: Graph, schedule: Sequence[int], *, alignment: int,
         if index in fused_adds:
             choice = _fused_choice(fused_adds[index], schedule, step, lifetimes)
         elif modes and index not in fusions:
-            choice = choose_inplace(inplace_options(op, graph, modes, alignment=alignment),
-                                    lambda n: lifetimes[n][1] == step)
+            choice = choose_inplace(options[index], lambda n: lifetimes[n][1] == step)
         mode = choice[0] if choice else None
         if choice:
             aliases[op.outputs[0]] = Alias(input=choice[1], mode=mode, step=step)

@@ -19,7 +19,7 @@ from typing import Mapping
 from edgekit.ir import Graph
 from edgekit.planner.fusion import FusedConvAdd
 from edgekit.planner.problem import (
-    InplaceSetting, activation_names, choose_inplace, enabled_modes, inplace_options,
+    InplaceSetting, activation_names, choose_inplace, enabled_modes, inplace_table,
     scratch_extent, tensor_bytes,
 )
 
@@ -76,13 +76,15 @@ def default_order(graph: Graph, fusions: Mapping[int, FusedConvAdd] | None = Non
 
 def best_schedule(graph: Graph, *, alignment: int, inplace: InplaceSetting,
                   beam_width: int = BEAM_WIDTH,
-                  fusions: Mapping[int, FusedConvAdd] | None = None) -> list[int]:
+                  fusions: Mapping[int, FusedConvAdd] | None = None,
+                  options: list[list[tuple[str, str]]] | None = None) -> list[int]:
     """A topological op order minimising the peak live bytes; ties keep the graph's order.
 
     Exact while no layer of the search holds more than ``beam_width`` states (chains, and graphs
     with a few parallel branches such as resnet's); past that, the states with the lowest peak
     so far (then fewest live bytes) are kept. Never worse than `default_order`. Each conv in
-    ``fusions`` (by conv op index) is followed immediately by its ADD.
+    ``fusions`` (by conv op index) is followed immediately by its ADD. ``options``: the
+    `inplace_table` for these settings, when the caller has it.
     """
     fusions = dict(fusions or {})
     n = len(graph.ops)
@@ -103,8 +105,8 @@ def best_schedule(graph: Graph, *, alignment: int, inplace: InplaceSetting,
     idle_inputs = sum(size[name] for name in graph.inputs
                       if not consumers[name] and name not in outputs)
 
-    options = [inplace_options(op, graph, modes, alignment=alignment) if modes else []
-               for op in graph.ops]
+    if options is None:
+        options = inplace_table(graph, modes, alignment)
     scratch = {(i, mode): scratch_extent(op, graph, mode, alignment)[0]
                for i, op in enumerate(graph.ops) for mode in {None, *(m for m, _ in options[i])}}
     out_bytes = [sum(size[name] for name in op.outputs) for op in graph.ops]
