@@ -423,6 +423,23 @@ static inline uint32_t dw_pack(int32_t lo, int32_t hi)
     return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
 }
 
+/* One 3x3 pixel from the rows at x0, y0, z0: per row a word x0..x3 of which x3 is unused (it
+ * may be the ring's slack byte past the row). */
+EK_DW_INLINE int32_t dw_pixel_3x3(const int8_t *x0, const int8_t *y0, const int8_t *z0,
+                                  uint32_t w02_0, uint32_t w02_1, uint32_t w02_2, uint32_t w1_01,
+                                  uint32_t w1_2, uint32_t base)
+{
+    uint32_t v = ek_read_u32(x0);
+    int32_t a = ek_smlad(ek_sxtb16(v), w02_0, (int32_t)base);
+    a = ek_smlabb(ek_sxtb16_ror8(v), w1_01, a);
+    v = ek_read_u32(y0);
+    a = ek_smlad(ek_sxtb16(v), w02_1, a);
+    a = dw_smlabt(ek_sxtb16_ror8(v), w1_01, a);
+    v = ek_read_u32(z0);
+    a = ek_smlad(ek_sxtb16(v), w02_2, a);
+    return ek_smlabb(ek_sxtb16_ror8(v), w1_2, a);
+}
+
 /* 3x3 window, stride 1: two pixels per step. Per kernel row, the bytes x0..x3 serve pixel ox
  * (x0 x1 x2) and ox+1 (x1 x2 x3): lanes {x0,x2} and {x1,x3} meet {w0,w2} and w1. The middle
  * weights of rows 0 and 1 share one word (w1 lo / hi), row 2's sits alone. Reads stay inside
@@ -463,8 +480,8 @@ EK_DW_INLINE void dw_row_3x3_s1(const int8_t *const *rows, const int32_t *taps, 
         out += 2 * step;
     }
     if (ox < out_w) {
-        const int8_t *const tail[3] = {r0 + ox, r1 + ox, r2 + ox};
-        dw_row_generic(tail, taps, 3, 3, 1, base, 1, out, step, q, mode);
+        *out = dw_output(q, dw_pixel_3x3(r0 + ox, r1 + ox, r2 + ox, w02_0, w02_1, w02_2, w1_01,
+                                         w1_2, base), mode);
     }
 }
 
@@ -511,8 +528,9 @@ EK_DW_INLINE void dw_row_3x3_s2(const int8_t *const *rows, const int32_t *taps, 
         out += 2 * step;
     }
     if (ox < out_w) {
-        const int8_t *const tail[3] = {r0 + 2 * ox, r1 + 2 * ox, r2 + 2 * ox};
-        dw_row_generic(tail, taps, 3, 3, 2, base, 1, out, step, q, mode);
+        const int32_t at = 2 * ox;
+        *out = dw_output(q, dw_pixel_3x3(r0 + at, r1 + at, r2 + at, w02_0, w02_1, w02_2, w1_01,
+                                         w1_2, base), mode);
     }
 }
 #endif
@@ -593,7 +611,8 @@ static int32_t ring_bytes(const ek_depthwise_conv2d_params *p, int32_t *rw, int 
     const int32_t bottom = (p->out_h - 1) * p->stride_h - p->pad_top + p->k_h; /* rows spanned */
     *rw = (p->out_w - 1) * p->stride_w + p->k_w;
     *zp_row = p->pad_top > 0 || bottom > p->in_h;
-    return (p->k_h + (*zp_row ? 1 : 0)) * *rw;
+    /* + 3 slack bytes: a single-pixel tail reads one word per row, one byte past its window */
+    return (p->k_h + (*zp_row ? 1 : 0)) * *rw + 3;
 }
 
 static void inplace_ring(const ek_depthwise_conv2d_params *p, int8_t *data, const int8_t *filter,
@@ -623,9 +642,8 @@ static void inplace_ring(const ek_depthwise_conv2d_params *p, int8_t *data, cons
             memset(slot + pad_left + cols, zero_point, (size_t)(rw - pad_left - cols));
         }
     }
-    if (has_zp_row) {
-        memset(zp_row, zero_point, (size_t)rw);
-    }
+    /* the zero-point row (if any) and the 3 slack bytes after the last row */
+    memset(zp_row, zero_point, (size_t)((has_zp_row ? rw : 0) + 3));
     for (int32_t c = 0; c < channels; ++c) {
         int32_t taps[EK_DW_MAX_TAPS];
         uint32_t tap_sum = 0;
