@@ -12,7 +12,10 @@ Depthwise layers that the planner may run in place (``depthwise_channelwise``) a
 that mode, since that is what the generated firmware runs for them.
 
     .venv/bin/python bench/kernels_conv.py [--models vww kws resnet ad01] [--portable]
-                                           [--out bench/results/kernels_conv.json]
+                         [--no-effective-bias] [--out bench/results/kernels_conv.json]
+
+CONV_2D layers get ek_conv2d_params.effective_bias (bias with the input offset folded in, as the
+generator emits it) unless --no-effective-bias.
 
 Instructions are counted per translated block (a block hook, each block's instruction count
 decoded once with capstone): every block inside ``bench_run`` runs to its end, so this is exact.
@@ -122,11 +125,22 @@ def _array(ctype: str, name: str, values: np.ndarray) -> str:
             f" __attribute__((aligned(4))) = {{{body}}};\n")
 
 
-def _params(layer: Layer, i: int) -> str:
+def effective_bias(layer: Layer) -> np.ndarray:
+    """ek_conv2d_params.effective_bias (ek_conv.h): bias + input_offset * (sum of the output
+    channel's weights), int32 wrapping -- what the generator emits for a CONV_2D."""
+    out_c = layer.w.shape[0]
+    bias = np.zeros(out_c, np.int64) if layer.bias is None else layer.bias.astype(np.int64)
+    total = bias + layer.prepared.input_offset * layer.w.reshape(out_c, -1).astype(np.int64).sum(1)
+    return ((total + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
+def _params(layer: Layer, i: int, with_effective_bias: bool) -> str:
     p, x, w = layer.prepared, layer.x, layer.w
     common = (f".input_offset = {p.input_offset}, .filter_offset = {p.filter_offset}, "
               f".output_offset = {p.output_offset}, .act_min = {p.act_min}, "
               f".act_max = {p.act_max}, .multipliers = m{i}, .shifts = s{i}")
+    if with_effective_bias and layer.op.kind == "CONV_2D":
+        common += f", .effective_bias = eb{i}"
     if layer.op.kind == "FULLY_CONNECTED":
         units, depth = w.shape
         return (f"static const ek_fully_connected_params p{i} = {{.rows = {x.size // depth}, "
@@ -152,7 +166,7 @@ def _call(layer: Layer, i: int) -> str:
     return f"ek_depthwise_conv2d_s8({args}, io + OUT_AT);"
 
 
-def program_source(layers: list[Layer]) -> tuple[str, int]:
+def program_source(layers: list[Layer], with_effective_bias: bool = True) -> tuple[str, int]:
     """The C source of the bench program and the byte offset of outputs (and scratch) in io."""
     out_at = (max(layer.x.size for layer in layers) + 15) // 16 * 16
     io_bytes = out_at + max(max(layer.expected.size, layer.x.shape[1] * layer.x.shape[2]
@@ -168,7 +182,9 @@ def program_source(layers: list[Layer]) -> tuple[str, int]:
             parts.append(_array("int32_t", f"b{i}", layer.bias.astype(np.int64)))
         parts.append(_array("int32_t", f"m{i}", layer.prepared.multipliers))
         parts.append(_array("int32_t", f"s{i}", layer.prepared.shifts))
-        parts.append(_params(layer, i))
+        if with_effective_bias and layer.op.kind == "CONV_2D":
+            parts.append(_array("int32_t", f"eb{i}", effective_bias(layer)))
+        parts.append(_params(layer, i, with_effective_bias))
         setups.append(f"    case {i}: memcpy(io, x{i}, sizeof x{i}); break;\n")
         runs.append(f"    case {i}: {_call(layer, i)} break;\n")
     parts.append("void bench_setup(int i)\n{\n    switch (i) {\n" + "".join(setups)
@@ -179,11 +195,12 @@ def program_source(layers: list[Layer]) -> tuple[str, int]:
     return "".join(parts), out_at
 
 
-def build_program(layers: list[Layer], workdir: Path, portable: bool = False) -> tuple[Path, int]:
+def build_program(layers: list[Layer], workdir: Path, portable: bool = False,
+                  with_effective_bias: bool = True) -> tuple[Path, int]:
     """Compile and link the bench program for the Cortex-M4; returns the ELF and OUT_AT."""
     if shutil.which("arm-none-eabi-gcc") is None:
         raise RuntimeError("arm-none-eabi-gcc not found on PATH")
-    source, out_at = program_source(layers)
+    source, out_at = program_source(layers, with_effective_bias)
     (workdir / "bench.c").write_text(source)
     (workdir / "bench.ld").write_text(LINKER_SCRIPT)
     elf = workdir / "bench.elf"
@@ -248,10 +265,11 @@ class CortexM4:
         return bytes(self.uc.mem_read(self.symbols[symbol] + offset, size))
 
 
-def measure_layers(layers: list[Layer], portable: bool = False) -> list[dict]:
+def measure_layers(layers: list[Layer], portable: bool = False,
+                   with_effective_bias: bool = True) -> list[dict]:
     """Build, run and check every layer on the Cortex-M4; one result row per layer."""
     with tempfile.TemporaryDirectory(prefix="ek-bench-conv-") as tmp:
-        elf, out_at = build_program(layers, Path(tmp), portable)
+        elf, out_at = build_program(layers, Path(tmp), portable, with_effective_bias)
         core = CortexM4(elf)
         rows = []
         for i, layer in enumerate(layers):
@@ -272,9 +290,9 @@ def measure_layers(layers: list[Layer], portable: bool = False) -> list[dict]:
         return rows
 
 
-def bench_model(key: str, portable: bool = False) -> dict:
+def bench_model(key: str, portable: bool = False, with_effective_bias: bool = True) -> dict:
     layers = model_layers(load_tflite(MODELS_DIR / MODELS[key]))
-    rows = measure_layers(layers, portable)
+    rows = measure_layers(layers, portable, with_effective_bias)
     instructions = sum(r["instructions"] for r in rows)
     macs = sum(r["macs"] for r in rows)
     return {
@@ -291,11 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
     parser.add_argument("--portable", action="store_true",
                         help="build with -DEDGEKIT_PORTABLE_KERNELS (no DSP instructions)")
+    parser.add_argument("--no-effective-bias", action="store_true",
+                        help="CONV_2D params without effective_bias (input offset in the loop)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "kernels_conv.json")
     args = parser.parse_args(argv)
     results = []
     for key in args.models:
-        result = bench_model(key, args.portable)
+        result = bench_model(key, args.portable, not args.no_effective_bias)
         results.append(result)
         print(f"{key:7s} conv/dw/fc: {result['conv_family_instructions']:>11,} instructions,"
               f" {result['conv_family_macs']:>11,} MACs, {result['instructions_per_mac']:.2f}"
@@ -303,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
               f" {result['tflm_cmsis_instructions_per_inference']:,}")
     payload = {"schema_version": 1, "cpu": "cortex-m4 (Unicorn)",
                "cflags": " ".join(CPU_FLAGS + ["-O2"]),
-               "path": "portable" if args.portable else "dsp", "models": results}
+               "path": "portable" if args.portable else "dsp",
+               "effective_bias": not args.no_effective_bias, "models": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"wrote {args.out}")

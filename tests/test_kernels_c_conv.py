@@ -47,7 +47,7 @@ class ConvParamsC(ctypes.Structure):
         "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
         "dilation_h", "dilation_w", "pad_top", "pad_left", "depth_multiplier", "input_offset",
         "filter_offset", "output_offset", "act_min", "act_max")] + [
-        ("multipliers", I32P), ("shifts", I32P)]
+        ("multipliers", I32P), ("shifts", I32P), ("effective_bias", I32P)]
 
 
 class FcParamsC(ctypes.Structure):
@@ -81,8 +81,19 @@ def _i32(values) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(values, dtype=np.int64).astype(np.int32))
 
 
-def conv_params(p, x_shape, w_shape) -> tuple[ConvParamsC, list[np.ndarray]]:
-    """ek_conv2d_params from the reference's ConvParams (the arrays must outlive the struct)."""
+def effective_bias(p, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """ek_conv2d_params.effective_bias: bias + input_offset * (sum of the channel's weights),
+    wrapped to int32 as the kernels' accumulator (the formula ek_conv.h gives the generator)."""
+    out_c = w.shape[0]
+    total = (np.zeros(out_c, np.int64) if bias is None else np.asarray(bias, np.int64)) + (
+        p.input_offset * w.reshape(out_c, -1).astype(np.int64).sum(axis=1))
+    return ((total + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
+def conv_params(p, x_shape, w_shape, eb: np.ndarray | None = None
+                ) -> tuple[ConvParamsC, list[np.ndarray]]:
+    """ek_conv2d_params from the reference's ConvParams (the arrays must outlive the struct);
+    ``eb``: the optional effective bias (None: the field is NULL)."""
     multipliers, shifts = _i32(p.multipliers), _i32(p.shifts)
     _, oh, ow, oc = p.out_shape
     c = ConvParamsC(
@@ -92,8 +103,9 @@ def conv_params(p, x_shape, w_shape) -> tuple[ConvParamsC, list[np.ndarray]]:
         depth_multiplier=p.depth_multiplier, input_offset=p.input_offset,
         filter_offset=p.filter_offset, output_offset=p.output_offset, act_min=p.act_min,
         act_max=p.act_max, multipliers=_ptr(multipliers, ctypes.c_int32),
-        shifts=_ptr(shifts, ctypes.c_int32))
-    return c, [multipliers, shifts]
+        shifts=_ptr(shifts, ctypes.c_int32),
+        effective_bias=None if eb is None else _ptr(eb, ctypes.c_int32))
+    return c, [multipliers, shifts, eb]
 
 
 def fc_params(p, x_size, w_shape) -> tuple[FcParamsC, list[np.ndarray]]:
@@ -108,8 +120,9 @@ def fc_params(p, x_size, w_shape) -> tuple[FcParamsC, list[np.ndarray]]:
 
 
 def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
-          inplace: bool = False) -> np.ndarray:
-    """Run one op's C kernel on (x, w, bias); returns the output array (out_shape, int8)."""
+          inplace: bool = False, with_effective_bias: bool = False) -> np.ndarray:
+    """Run one op's C kernel on (x, w, bias); returns the output array (out_shape, int8).
+    ``with_effective_bias``: CONV_2D gets ek_conv2d_params.effective_bias too."""
     x = np.ascontiguousarray(x, dtype=np.int8)
     w = np.ascontiguousarray(w, dtype=np.int8)
     b = None if bias is None else _i32(bias)
@@ -120,7 +133,8 @@ def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.nda
         lib.ek_fully_connected_s8(ctypes.byref(params), _ptr(x, ctypes.c_int8),
                                   _ptr(w, ctypes.c_int8), b_ptr, _ptr(out, ctypes.c_int8))
         return out
-    params, keep = conv_params(prepared, x.shape, w.shape)
+    eb = effective_bias(prepared, w, bias) if with_effective_bias else None
+    params, keep = conv_params(prepared, x.shape, w.shape, eb)
     if prepared.kind == "CONV_2D" and inplace:
         guard = 16
         buf = np.full(x.size + 2 * guard, 0x5A, np.int8)
@@ -155,6 +169,14 @@ def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.nda
     return buf[guard:guard + out.size].reshape(prepared.out_shape)
 
 
+def variants(libs, kind: str):
+    """(name, library, with effective bias) to run: CONV_2D also with the effective bias."""
+    for name, lib in libs.items():
+        yield name, lib, False
+        if kind == "CONV_2D":
+            yield name, lib, True
+
+
 def check_graph(libs, graph: Graph, rng: np.random.Generator, inputs: int = 2,
                 inplace: bool = False) -> None:
     """The single op of ``graph`` on random inputs: every C variant equals the reference."""
@@ -165,10 +187,10 @@ def check_graph(libs, graph: Graph, rng: np.random.Generator, inputs: int = 2,
     for _ in range(inputs):
         x = gb.random_values(rng, x_t.shape, x_t.dtype)
         expected = reference.run_op(prepared, [x, w_t.data, bias])
-        for variant, lib in libs.items():
-            got = run_c(lib, prepared, x, w_t.data, bias, inplace=inplace)
+        for variant, lib, eb in variants(libs, op.kind):
+            got = run_c(lib, prepared, x, w_t.data, bias, inplace=inplace, with_effective_bias=eb)
             assert got.tobytes() == expected.tobytes(), (
-                f"{variant} {op.kind} {x_t.shape} -> {prepared.out_shape} attrs {op.attrs}: "
+                f"{variant} eb={eb} {op.kind} {x_t.shape} -> {prepared.out_shape} attrs {op.attrs}: "
                 f"{int((got != expected).sum())} of {expected.size} bytes differ")
 
 
@@ -231,6 +253,17 @@ def test_depthwise_inplace_windows(libs, kernel, stride, padding):
     graph = gb.depthwise_conv2d(rng, in_shape=(1, 11, 9, 6), kernel=kernel, stride=stride,
                                 padding=padding)
     check_graph(libs, graph, rng, inplace=True)
+
+
+def pointwise_inplace_holds(p, x_shape, w_shape) -> bool:
+    """The planner's pointwise_inplace static condition: 1x1, no padding, and
+    pixel * C_out <= src(pixel) * C_in for every output pixel."""
+    _, h, w, c_in = x_shape
+    _, oh, ow, c_out = p.out_shape
+    if tuple(w_shape[1:3]) != (1, 1) or any(p.pad):
+        return False
+    return all(pixel * c_out <= ((pixel // ow) * p.stride[0] * w + (pixel % ow) * p.stride[1]) * c_in
+               for pixel in range(1, oh * ow))
 
 
 @pytest.mark.parametrize("c_in, c_out, stride, hw", [
@@ -323,14 +356,15 @@ def add_params(p) -> AddParamsC:
 
 
 def run_c_conv_add(lib: ctypes.CDLL, conv_p, add_p, x, w, bias, skip: np.ndarray,
-                   position: int) -> np.ndarray:
+                   position: int, with_effective_bias: bool = False) -> np.ndarray:
     """ek_conv2d_add_s8 as the planner runs it: the output written over the skip buffer (one
     buffer with guard bytes around it)."""
     x = np.ascontiguousarray(x, dtype=np.int8)
     w = np.ascontiguousarray(w, dtype=np.int8)
     b = None if bias is None else _i32(bias)
     b_ptr = None if b is None else _ptr(b, ctypes.c_int32)
-    params, keep = conv_params(conv_p, x.shape, w.shape)
+    eb = effective_bias(conv_p, w, bias) if with_effective_bias else None
+    params, keep = conv_params(conv_p, x.shape, w.shape, eb)
     add = add_params(add_p)
     guard = 16
     buf = np.full(skip.size + 2 * guard, 0x5A, np.int8)
@@ -347,10 +381,10 @@ def check_conv_add(libs, conv_p, add_p, x, w, bias, skip, position: int, label: 
     y = reference.run_op(conv_p, [x, w, bias])
     operands = [y, skip] if position == 0 else [skip, y]
     expected = reference.run_op(add_p, operands)
-    for variant, lib in libs.items():
-        got = run_c_conv_add(lib, conv_p, add_p, x, w, bias, skip, position)
+    for variant, lib, eb in variants(libs, "CONV_2D"):
+        got = run_c_conv_add(lib, conv_p, add_p, x, w, bias, skip, position, eb)
         assert got.tobytes() == expected.tobytes(), (
-            f"{variant} conv+add {label} position {position}: "
+            f"{variant} eb={eb} conv+add {label} position {position}: "
             f"{int((got != expected).sum())} of {expected.size} bytes differ")
 
 
@@ -444,11 +478,13 @@ def test_mlperf_layers(libs, model):
         if op.kind == "DEPTHWISE_CONV_2D" and prepared.depth_multiplier == 1 and (
                 expected.shape[1] * expected.shape[2] <= x.shape[1] * x.shape[2]):
             modes.append(True)
-        for variant, lib in libs.items():
+        if op.kind == "CONV_2D" and pointwise_inplace_holds(prepared, x.shape, w.shape):
+            modes.append(True)
+        for variant, lib, eb in variants(libs, op.kind):
             for inplace in modes:
-                got = run_c(lib, prepared, x, w, bias, inplace=inplace)
+                got = run_c(lib, prepared, x, w, bias, inplace=inplace, with_effective_bias=eb)
                 assert got.tobytes() == expected.tobytes(), (
-                    f"{model} {op.kind} {op.name!r} ({variant}, inplace={inplace})")
+                    f"{model} {op.kind} {op.name!r} ({variant}, eb={eb}, inplace={inplace})")
         checked += 1
     assert checked > 0
 

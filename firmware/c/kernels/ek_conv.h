@@ -42,6 +42,14 @@ typedef struct {
     int32_t act_min, act_max;
     const int32_t *multipliers; /* [out_c] Q0.31 */
     const int32_t *shifts;      /* [out_c] > 0: left shift */
+    /* Optional (NULL: absent; CONV_2D only, depthwise ignores it): [out_c] int32
+     *     effective_bias[c] = bias[c] + input_offset * sum(filter[c, :, :, :])
+     * (bias[c] = 0 without a bias; int32 arithmetic wrapping mod 2^32, as the accumulator).
+     * The DSP path starts the pixels whose window lies wholly inside the input from it and
+     * multiplies raw input bytes, so the input offset costs nothing in the inner loop; the
+     * other pixels still use `bias`. The result is identical either way (the accumulator
+     * wraps mod 2^32 in both). Ignored when filter_offset != 0 and on the portable path. */
+    const int32_t *effective_bias;
 } ek_conv2d_params;
 
 typedef ek_conv2d_params ek_depthwise_conv2d_params;
