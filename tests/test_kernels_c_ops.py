@@ -52,13 +52,14 @@ void ek_test_add_s8_output(const ek_add_params *p, const int8_t *a, const int8_t
 """
 
 
-def run_c(lib, graph: Graph, inputs: dict[str, np.ndarray], *, in_place: bool = False
+def run_c(lib, graph: Graph, inputs: dict[str, np.ndarray], *, in_place: str | None = None
           ) -> np.ndarray:
-    """Run the op's kernel calls; ``in_place`` passes the first input's buffer as the output."""
+    """Run the op's kernel calls; ``in_place`` names the input whose buffer is also the
+    output (the planner's "elementwise" mode)."""
     y = graph["y"]
     arrays = {name: np.ascontiguousarray(value.copy()) for name, value in inputs.items()}
-    if in_place:
-        out = arrays[graph.ops[0].inputs[0]]
+    if in_place is not None:
+        out = arrays[in_place]
     else:
         # Poison the output so a kernel that skips an element cannot pass by luck.
         out = np.full(y.shape, 0x5A if y.dtype != DType.FLOAT32 else np.nan, dtype=y.dtype.numpy)
@@ -94,13 +95,13 @@ def test_kernel_bit_exact_with_reference(lib, kind):
                 f" params {reference.prepare(op, graph)}\n"
                 f"inputs {inputs}\nC {got.reshape(-1)[:32]}\nref {expected.reshape(-1)[:32]}")
             compared += 1
-            first = graph[op.inputs[0]]
-            same_layout = first.shape == graph["y"].shape or kind == "RESHAPE"
-            if (kind in ELEMENTWISE_IN_PLACE and same_layout
-                    and first.dtype.bits == graph["y"].dtype.bits):
-                in_place = run_c(lib, graph, inputs, in_place=True).view(expected.dtype)
-                assert equal_bytes(in_place, expected), f"{kind} case {case}: in place differs"
-                in_place_compared += 1
+            for name in op.present_inputs() if kind in ELEMENTWISE_IN_PLACE else ():
+                aliased = graph[name]
+                same_layout = aliased.shape == graph["y"].shape or kind == "RESHAPE"
+                if same_layout and aliased.dtype.bits == graph["y"].dtype.bits:
+                    got = run_c(lib, graph, inputs, in_place=name).view(expected.dtype)
+                    assert equal_bytes(got, expected), f"{kind} case {case}: in place on {name}"
+                    in_place_compared += 1
     assert compared == 4 * CASES
     if kind in ELEMENTWISE_IN_PLACE - {"DEQUANTIZE"}:
         assert in_place_compared > CASES  # the in-place path was really exercised
