@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from c_kernels import build_arm_kernels
+from c_kernels import build_arm_kernels, fill_struct
 from kernel_op_cases import (ADD, CASE_BUILDERS, ELEMENTWISE_IN_PLACE, POOL, SOFTMAX, SOURCES,
-                             broadcast_fields, case_inputs, equal_bytes, fill_struct,
-                             kernel_calls, reference_output)
+                             broadcast_fields, case_inputs, equal_bytes, kernel_calls,
+                             reference_output)
 from edgekit import reference
 from edgekit.ir import DType, Graph
 
