@@ -306,7 +306,7 @@ static void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *inpu
  * needed (ring_order_safe checks it for the layer; otherwise the plane kernel runs). The ring
  * lives in the planner's scratch plane when it fits there, else in a small stack buffer.
  *
- * Requantisation: a channel whose multiplier is in (2^30, 2^31) with a right shift r in [1, 23]
+ * Requantisation: a channel whose multiplier is non-negative with a right shift r in [1, 23]
  * (every MLPerf depthwise layer) takes dw_requant_fast, one 64-bit multiply-add and a shift
  * instead of ek_mbqm_nonneg's two roundings; the others take ek_conv_requantize. */
 
@@ -323,7 +323,7 @@ static void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *inpu
 
 /* Requantisation of one channel: its constants, computed once per channel. */
 typedef struct {
-    int64_t k;          /* fast form: 2^30 + 2^(30+r) + output_offset * 2^(31+r) */
+    int64_t k; /* fast form: 2^30 + 2^(30+r) + output_offset * 2^(31+r) */
     int32_t multiplier;
     int32_t shift;      /* fast form: r - 1; generic form: the params shift */
     int32_t output_offset, act_min, act_max;
@@ -337,8 +337,10 @@ enum { DW_GENERIC, DW_FAST, DW_FAST_FULL };
  *     result + output_offset
  *       = floor((P + 2^30 + 2^(30+r) + output_offset * 2^(31+r) - neg * 2^31) / 2^(31+r)),
  * computed exactly in int64: |P| < 2^62 and the constant is below 2^61 in magnitude for
- * r <= 23. neg = [P + 2^30 < 0] is [acc < 0] when M > 2^30 (acc <= -1 gives P <= -M < -2^30).
- * The result is the high word shifted right by r - 1 (31 + r >= 32). */
+ * r <= 23. neg = [P + 2^30 < 0] is replaced by [acc < 0] (M >= 0): they differ only when
+ * P is in [-2^30, -1], where high = 0 and floor((2^(r-1) - 1) / 2^r) = floor(2^(r-1) / 2^r)
+ * = 0 for r >= 1, so the result is the same. The result is the high word shifted right by
+ * r - 1 (31 + r >= 32). */
 static int dw_requant_setup(const ek_depthwise_conv2d_params *p, int32_t c, dw_requant *q)
 {
     const int32_t multiplier = p->multipliers[c], shift = p->shifts[c];
@@ -348,7 +350,7 @@ static int dw_requant_setup(const ek_depthwise_conv2d_params *p, int32_t c, dw_r
     q->act_max = p->act_max;
     q->k = 0;
     q->shift = shift;
-    if (multiplier > (INT32_C(1) << 30) && shift <= -1 && shift >= -23) {
+    if (multiplier >= 0 && shift <= -1 && shift >= -23) {
         const int32_t r = -shift;
         q->k = (INT64_C(1) << 30) + (INT64_C(1) << (30 + r))
                + (int64_t)p->output_offset * (INT64_C(1) << (31 + r));
