@@ -1,0 +1,134 @@
+"""The generated sources themselves: the arena is the plan's, every tensor sits at its planned
+offset, one function per op in schedule order, params are the reference's numbers, constants
+are const, and what the generator cannot emit is refused with a message naming it."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import graph_builders as gb
+from conftest import mlperf_path
+from edgekit import planner
+from edgekit.converters.tflite_reader import load_tflite
+from edgekit.errors import UnsupportedError
+from edgekit.firmware.codegen import available_inplace_modes, firmware_plan, generate
+from edgekit.interpreter import Interpreter
+from edgekit.ir import DType
+
+
+@pytest.fixture(scope="module")
+def kws():
+    graph = load_tflite(mlperf_path("kws"))
+    return graph, generate(graph, seed=3)
+
+
+def test_arena_is_exactly_the_plan(kws):
+    graph, gen = kws
+    header, source = gen.files["model.h"], gen.files["model.c"]
+    assert f"#define EK_MODEL_ARENA_BYTES {gen.plan.arena_bytes}u" in header
+    assert "EDGEKIT_ARENA(ek_arena, EK_MODEL_ARENA_BYTES);" in source
+    assert source.count("EDGEKIT_ARENA(") == 1
+    for forbidden in ("malloc", "calloc", "free(", "tflite", "Interpreter"):
+        assert forbidden not in source
+
+
+def test_every_tensor_is_at_its_planned_offset(kws):
+    graph, gen = kws
+    offsets = dict(re.findall(r"#define (T\d+_\w+) \(\(\w+ \*\)&ek_arena\[(\d+)\]\)",
+                              gen.files["model.c"]))
+    assert len(offsets) == len(gen.plan.buffers)
+    for name, buf in gen.plan.buffers.items():
+        index = list(graph.tensors).index(name)
+        macro = next(m for m in offsets if m.startswith(f"T{index}_"))
+        assert int(offsets[macro]) == buf.offset
+
+
+def test_one_function_per_op_called_in_schedule_order(kws):
+    graph, gen = kws
+    source = gen.files["model.c"]
+    defined = re.findall(r"static void (op(\d+)_\w+)\(void\)", source)
+    run_body = source[source.index("int edgekit_payload_run(void)"):]
+    called = re.findall(r"    (op(\d+)_\w+)\(\);", run_body)
+    assert [int(i) for _, i in called] == gen.plan.schedule
+    assert sorted(name for name, _ in defined) == sorted(name for name, _ in called)
+
+
+def test_params_are_the_reference_numbers(kws):
+    graph, gen = kws
+    prepared = Interpreter(graph).prepared
+    source = gen.files["model.c"]
+    for index, op in enumerate(graph.ops):
+        if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        fn = f"op{index:03d}_{op.kind.lower()}"
+        for field in ("multipliers", "shifts"):
+            body = re.search(rf"{fn}_{field}\[\d+\][^=]*= \{{(.*?)\}};", source, re.S).group(1)
+            values = [int(v) for v in body.replace("\n", " ").split(",")]
+            assert values == list(getattr(prepared[index], field))
+        block = re.search(rf"{fn}_params = \{{(.*?)\n\}};", source, re.S).group(1)
+        fields = dict(re.findall(r"\.(\w+) = (-?\d+),", block))
+        p = prepared[index]
+        assert int(fields["input_offset"]) == p.input_offset
+        assert int(fields["output_offset"]) == p.output_offset
+        assert (int(fields["act_min"]), int(fields["act_max"])) == (p.act_min, p.act_max)
+
+
+def test_weights_are_const_and_comments_give_shapes_and_quantization(kws):
+    graph, gen = kws
+    weights = gen.files["model_weights.c"]
+    definitions = re.findall(r"^(.*) ek_w_\w+\[\d+\]", weights, re.M)
+    assert definitions and all(d.startswith("const ") for d in definitions)
+    used = {n for op in graph.ops for n in op.present_inputs() if graph[n].is_constant}
+    assert len(definitions) == len(used)
+    source = gen.files["model.c"]
+    assert "1x49x10x1 int8, scale" in source  # the input's shape and quantization
+    assert "per-channel on axis 0" in source
+    assert "in place (depthwise_channelwise)" in source
+
+
+def test_expected_outputs_are_the_interpreters(kws):
+    graph, gen = kws
+    outputs = Interpreter(graph).run(gen.test_inputs)
+    assert gen.expected_outputs == [np.ascontiguousarray(o).tobytes() for o in outputs]
+
+
+def test_plan_uses_only_modes_with_kernels():
+    graph = load_tflite(mlperf_path("resnet"))
+    plan = firmware_plan(graph)
+    modes = {b.inplace_mode for b in plan.buffers.values() if b.inplace_mode}
+    assert modes <= available_inplace_modes()
+
+
+def test_batch_two_is_refused_naming_the_tensor():
+    graph = gb.fully_connected(np.random.default_rng(0), batch=2)
+    with pytest.raises(UnsupportedError, match=r"batch size 2.*batch 1"):
+        generate(graph)
+
+
+def test_int16_convolution_is_refused_naming_the_op():
+    graph = gb.conv2d(np.random.default_rng(0), act_dtype=DType.INT16)
+    with pytest.raises(UnsupportedError, match=r"CONV_2D.*int16"):
+        generate(graph)
+
+
+def test_int4_weights_are_refused():
+    graph = gb.conv2d(np.random.default_rng(0), weight_dtype=DType.INT4)
+    with pytest.raises(UnsupportedError, match="int4"):
+        generate(graph)
+
+
+def test_a_plan_of_another_graph_is_refused():
+    rng = np.random.default_rng(0)
+    a, b = gb.relu(rng), gb.relu(rng)
+    with pytest.raises(UnsupportedError, match="another graph"):
+        generate(a, planner.plan(b))
+
+
+def test_wrong_test_input_shape_is_refused():
+    graph = gb.relu(np.random.default_rng(0))
+    from edgekit.errors import InterpreterError
+    with pytest.raises(InterpreterError, match="expected shape"):
+        generate(graph, test_inputs=[np.zeros((1, 2), np.int8)])
