@@ -33,7 +33,7 @@ from edgekit.errors import UnsupportedError
 from edgekit.firmware.c_source import (C_TYPES, CArray, array_definition, comment_text,
                                        identifier, initializer, shape_text)
 from edgekit.firmware.op_emitters import (EMITTERS, INPLACE_MODE_KERNELS, EmitContext, OpCall,
-                                          emit_conv_add)
+                                          check_inplace_mode, emit_conv_add)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
@@ -182,6 +182,10 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         kernels.append(kernel)
         traced.append((step, out_name))
 
+    missing = sorted({k for k in kernels if k} - declared_kernels())
+    if missing:
+        raise UnsupportedError(f"the kernel library has no {', '.join(missing)} (needed by the"
+                               " plan's in-place modes); plan with firmware_plan()")
     files = {
         "model.h": _model_header(graph, plan),
         "model_weights.h": _weights_header(graph, names, used_constants),
@@ -209,6 +213,7 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
             return names.weight_array(name)
         return names.tensor_macro[name]
 
+    check_inplace_mode(op, mode)
     ctx = EmitContext(graph, op, pointer, lambda suffix: f"{fn}_{suffix}", mode, scratch_expr)
     if fusion is None:
         call: OpCall = EMITTERS[op.kind](ctx, prepared.prepared[index])

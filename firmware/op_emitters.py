@@ -119,8 +119,15 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
         "output_offset": p.output_offset, "act_min": p.act_min, "act_max": p.act_max,
         "multipliers": ctx.array("multipliers"), "shifts": ctx.array("shifts"),
     }
-    if op.kind == "CONV_2D" and ctx.inplace_mode == "pointwise_inplace":
-        kernel = "ek_conv2d_s8_pointwise_inplace"
+    arrays = _per_channel(p)
+    if op.kind == "CONV_2D" and p.filter_offset == 0:
+        # the kernels' fast interior path: the input offset folded into the bias
+        arrays.append(("int32_t", "effective_bias", effective_bias(
+            graph[w].data, None if bias is None else graph[bias].data, p.input_offset)))
+        fields["effective_bias"] = ctx.array("effective_bias")
+    if op.kind == "CONV_2D" and ctx.inplace_mode in ("pointwise_inplace",
+                                                     "pointwise_inplace_backward"):
+        kernel = INPLACE_MODE_KERNELS[ctx.inplace_mode]
         args = [ctx.ptr(out), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out), f"(int8_t *){ctx.scratch}"]
     elif op.kind == "CONV_2D":
         kernel, args = "ek_conv2d_s8", [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
@@ -131,7 +138,15 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
         kernel = "ek_depthwise_conv2d_s8"
         args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     params_type = "ek_conv2d_params" if op.kind == "CONV_2D" else "ek_depthwise_conv2d_params"
-    return OpCall(kernel, params_type, fields, _per_channel(p), args)
+    return OpCall(kernel, params_type, fields, arrays, args)
+
+
+def effective_bias(weights: np.ndarray, bias: np.ndarray | None, input_offset: int) -> np.ndarray:
+    """``bias[c] + input_offset * sum(weights[c])`` wrapped to int32, as the conv kernels'
+    interior path accumulates (ek_conv.h ``effective_bias``)."""
+    sums = weights.reshape(weights.shape[0], -1).astype(np.int64).sum(axis=1)
+    value = sums * int(input_offset) + (0 if bias is None else bias.astype(np.int64))
+    return ((value + 2**31) % 2**32) - 2**31
 
 
 def emit_conv_add(ctx: EmitContext, conv_p, add_op: Op, add_p, fusion) -> OpCall:
@@ -365,8 +380,29 @@ INPLACE_MODE_KERNELS = {
     "elementwise": None,
     "depthwise_channelwise": "ek_depthwise_conv2d_s8_inplace",
     "pointwise_inplace": "ek_conv2d_s8_pointwise_inplace",
+    "pointwise_inplace_backward": "ek_conv2d_s8_pointwise_inplace_backward",
     "conv_add_skip": "ek_conv2d_add_s8",
 }
+
+
+#: op kinds whose emitter implements each in-place mode (anything else is refused: a planner
+#: mode the generator does not know must never be compiled as an out-of-place call)
+INPLACE_MODE_OPS = {
+    "reshape_view": frozenset({"RESHAPE"}),
+    "elementwise": frozenset({"ADD", "MUL", "RELU", "RELU6", "HARD_SWISH", "LOGISTIC",
+                              "QUANTIZE", "DEQUANTIZE"}),
+    "depthwise_channelwise": frozenset({"DEPTHWISE_CONV_2D"}),
+    "pointwise_inplace": frozenset({"CONV_2D"}),
+    "pointwise_inplace_backward": frozenset({"CONV_2D"}),
+}
+
+
+def check_inplace_mode(op: Op, mode: str | None) -> None:
+    """Raise `UnsupportedError` unless the emitter of ``op`` implements ``mode``."""
+    if mode is not None and op.kind not in INPLACE_MODE_OPS.get(mode, ()):
+        raise UnsupportedError(f"{where(op)}: the code generator does not implement in-place"
+                               f" mode {mode!r} for {op.kind}; plan with"
+                               " edgekit.firmware.codegen.firmware_plan")
 
 
 def supported_kinds() -> frozenset[str]:

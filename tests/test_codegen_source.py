@@ -132,3 +132,23 @@ def test_wrong_test_input_shape_is_refused():
     from edgekit.errors import InterpreterError
     with pytest.raises(InterpreterError, match="expected shape"):
         generate(graph, test_inputs=[np.zeros((1, 2), np.int8)])
+
+
+def test_an_in_place_mode_the_generator_does_not_implement_is_refused():
+    import dataclasses
+
+    graph = gb.relu(np.random.default_rng(0))
+    plan = planner.plan(graph, inplace=False)
+    out = graph.ops[0].outputs[0]
+    plan.buffers[out] = dataclasses.replace(plan.buffers[out], inplace_mode="made_up_mode")
+    with pytest.raises(UnsupportedError, match="made_up_mode"):
+        generate(graph, plan)
+
+
+def test_effective_bias_folds_the_input_offset():
+    from edgekit.firmware.op_emitters import effective_bias
+
+    w = np.array([[[[1, -2]]], [[[127, 127]]]], dtype=np.int8)
+    bias = np.array([5, 2**31 - 1], dtype=np.int32)
+    got = effective_bias(w, bias, 128)
+    assert got.tolist() == [5 + 128 * -1, -(2**31) + 128 * 254 - 1]
