@@ -88,6 +88,43 @@ def _pointwise_inplace(arena, p, index, prepared, args, noise, group: int = 2,
                 expected[pixel * out_c:(pixel + 1) * out_c].view(np.uint8))
 
 
+def _conv_sliding(arena, p, index, prepared, args):
+    """Run a convolution whose output starts before its input (``conv_sliding``) as the plain
+    kernel does: output pixels in increasing row-major order, each pixel's window read from
+    the arena (checked against the original input) and its outputs written right away."""
+    o = p.graph.ops[index]
+    x_name, y_name = o.inputs[0], o.outputs[0]
+    x_before = _view(arena, p, x_name).copy()
+    expected = reference.run_op(prepared, args).reshape(-1).view(np.uint8)
+    _, in_h, in_w, in_c = x_before.shape
+    _, out_h, out_w, out_c = p.graph[y_name].shape
+    _, k_h, k_w, _ = p.graph[o.inputs[1]].shape
+    (s_h, s_w), (d_h, d_w) = o.attrs["stride"], o.attrs.get("dilation", (1, 1))
+    pad_top, pad_left = o.attrs["pad"][0], o.attrs["pad"][2]
+    x_offset, y_offset = p.buffers[x_name].offset, p.buffers[y_name].offset
+    assert y_offset <= x_offset  # the output leads its input
+    original = x_before.reshape(-1).view(np.uint8)
+    for pixel in range(out_h * out_w):
+        oy, ox = divmod(pixel, out_w)
+        rows = [r for r in range(oy * s_h - pad_top, oy * s_h - pad_top + k_h * d_h, d_h)
+                if 0 <= r < in_h]
+        cols = [c for c in range(ox * s_w - pad_left, ox * s_w - pad_left + k_w * d_w, d_w)
+                if 0 <= c < in_w]
+        def check_window(when):
+            for r in rows:
+                for c in cols:
+                    lo = (r * in_w + c) * in_c
+                    assert (arena[x_offset + lo:x_offset + lo + in_c].tobytes()
+                            == original[lo:lo + in_c].tobytes()), (
+                        f"op {index}: input pixel ({r}, {c}) clobbered {when} output pixel"
+                        f" {pixel} was written")
+
+        check_window("before")
+        arena[y_offset + pixel * out_c:y_offset + (pixel + 1) * out_c] = (
+            expected[pixel * out_c:(pixel + 1) * out_c])
+        check_window("as")  # the kernel may read its window again after storing a channel
+
+
 def _conv_add_fused(arena, p, fusion, conv_prepared, add_prepared, args, chunk: int):
     """Run a conv fused with its residual ADD: each conv output element is added to the skip
     element at the same index and written over it, ``chunk`` elements at a time in increasing
@@ -144,6 +181,9 @@ def run_in_arena(p: MemoryPlan, inputs: list[np.ndarray], reference_values: dict
             continue
         if p.buffers[out].inplace_mode == "depthwise_channelwise":
             _depthwise_channelwise(arena, p, index, interpreter.prepared[index], args, noise)
+            continue
+        if p.buffers[out].inplace_mode == "conv_sliding":
+            _conv_sliding(arena, p, index, interpreter.prepared[index], args)
             continue
         if p.buffers[out].inplace_mode in ("pointwise_inplace", "pointwise_inplace_backward"):
             _pointwise_inplace(arena, p, index, interpreter.prepared[index], args, noise,

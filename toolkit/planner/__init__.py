@@ -29,7 +29,9 @@ In-place modes (`edgekit.planner.inplace.INPLACE_MODES`). An op runs in place on
 the input it overwrites *dies* (no later step reads it, it is not a graph output); its output
 buffer starts at that input's offset (``buffers[out].alias_of == input``, ``inplace_mode`` names
 the mode). A graph input may be overwritten this way once it has been read: whoever runs the
-model again writes its input again (the firmware harness copies it in before every run). The
+model again writes its input again (the firmware harness copies it in before every run). Where
+several modes apply, the one saving the most bytes (shared bytes - extra scratch - lead) wins;
+a mode is used only when what it shares pays for its scratch. The
 code generator must implement each mode exactly as follows:
 
 - ``reshape_view`` (RESHAPE): the output is the input's bytes; the kernel does nothing.
@@ -74,6 +76,20 @@ code generator must implement each mode exactly as follows:
   its end (the block grows to the output's size); the peak is max(in, out) instead of in + out.
   Scratch as ``pointwise_inplace``. Both order conditions are exact: where one is false, that
   order reads a clobbered byte (tests/test_planner_pointwise.py simulates it byte by byte).
+- ``conv_sliding`` (CONV_2D, any filter size, stride, dilation and padding; batch 1, int8): the
+  output starts ``lead`` bytes BEFORE its input (``buffers[out].offset <= buffers[in].offset -
+  lead``; `inplace.sliding_lead_bytes` gives the smallest lead, the plan rounds it up to the
+  alignment) and the PLAIN convolution kernel runs over it: output pixels in increasing
+  row-major order (one or two at a time), pixel p's C_out outputs stored at ``out + p*C_out``,
+  its window read from the input in any order, also after storing some of its channels; no
+  ``restrict`` on input/output. Exact because with m(p) = the lowest input pixel any pixel
+  q >= p reads, ``(p+1)*C_out - lead <= m(p)*C_in`` for every p: writing pixel p never reaches
+  an input byte that pixel p or a later one reads (tests/test_planner_sliding.py proves the
+  lead minimal against a byte simulation). No scratch. It lets the first convolution of a
+  network overwrite the camera frame as it goes (vww: frame + 104 bytes instead of frame + a
+  48x48x8 output). Leads shift the rest of an in-place chain, which is placed as one block, so
+  `plan` also plans with leads only where no other mode applies, and without them, and keeps
+  the smallest arena.
 - ``conv_add_skip`` (a CONV_2D fused with the residual ADD that reads it; `edgekit.planner.fusion`):
   ``plan.fusions[conv_index]`` is a `FusedConvAdd` (``conv``, ``add`` op indices,
   ``intermediate`` = the conv's output, ``skip`` = the ADD's other input, ``output`` = the

@@ -45,6 +45,9 @@ class InplaceMode:
     scratch_bytes: Callable[[Op, Graph], int]
     semantics: str
     scratch_alignment: int = 1
+    #: bytes the output starts BEFORE the input it overwrites (0: at the input's offset); the
+    #: planner rounds it up to the tensors' alignment
+    lead_bytes: Callable[[Op, Graph], int] | None = None
 
 
 def _itemsize(graph: Graph, name: str) -> int:
@@ -187,6 +190,73 @@ def _pointwise_scratch(op: Op, graph: Graph) -> int:
     return 4 * graph[op.inputs[0]].shape[3]
 
 
+#: the in-place mode whose output starts before its input (see `sliding_lead_bytes`)
+SLIDING_MODE = "conv_sliding"
+
+#: a pixel that reads no input byte (its window lies in the padding) constrains nothing
+_NO_READ = np.iinfo(np.int64).max // 4
+
+
+def _first_valid_tap(out_index: np.ndarray, stride: int, pad: int, dilation: int, kernel: int,
+                     size: int) -> np.ndarray:
+    """Per output row (or column): the first input row (column) its window reads inside the
+    input, or -1 when every tap falls in the padding."""
+    first = out_index * stride - pad
+    skip = np.where(first < 0, -(first // dilation), 0)  # taps before row 0: ceil(-first/d)
+    row = first + skip * dilation
+    valid = (skip < kernel) & (row < size)
+    return np.where(valid, row, -1)
+
+
+def sliding_lead_bytes(op: Op, graph: Graph) -> int | None:
+    """How many bytes before its input a CONV_2D's output must start so that the convolution
+    can run over its own input (`conv_sliding`); None when the op does not qualify.
+
+    The kernel goes through output pixels in increasing row-major order and writes pixel p's
+    outputs at ``out + p*C_out``, where ``out = in - lead``. Pixel p and every later pixel only
+    read input pixels at index >= m(p) = the smallest first-tap index over pixels q >= p. So
+    writing pixel p can clobber nothing still needed iff ``(p+1)*C_out - lead <= m(p)*C_in``;
+    the lead is the largest ``(p+1)*C_out - m(p)*C_in`` (at least 0). Strict on purpose: pixel
+    p's own window stays intact while its outputs are written, so the channel loop may read
+    the input again after storing a channel.
+    """
+    x_name = op.inputs[0]
+    w_name = op.inputs[1] if len(op.inputs) > 1 else None
+    if op.kind != "CONV_2D" or x_name is None or w_name is None:
+        return None
+    x, w, out = graph[x_name], graph[w_name], graph[op.outputs[0]]
+    if x.is_constant or len(x.shape) != 4 or len(out.shape) != 4 or len(w.shape) != 4:
+        return None
+    n, in_h, in_w, in_c = x.shape
+    on, out_h, out_w, out_c = out.shape
+    if (n != 1 or on != 1 or x.dtype.bits != 8 or out.dtype.bits != 8
+            or _itemsize(graph, x_name) != 1 or out.dtype.numpy.itemsize != 1):
+        return None
+    stride_h, stride_w = op.attrs.get("stride", (1, 1))
+    dilation_h, dilation_w = op.attrs.get("dilation", (1, 1))
+    pad_top, _, pad_left, _ = op.attrs.get("pad", (0, 0, 0, 0))
+    rows = _first_valid_tap(np.arange(out_h), stride_h, pad_top, dilation_h, w.shape[1], in_h)
+    cols = _first_valid_tap(np.arange(out_w), stride_w, pad_left, dilation_w, w.shape[2], in_w)
+    first = np.where((rows[:, None] >= 0) & (cols[None, :] >= 0),
+                     rows[:, None] * in_w + cols[None, :], _NO_READ).reshape(-1)
+    later_min = np.minimum.accumulate(first[::-1])[::-1]  # m(p)
+    written = np.arange(1, first.size + 1, dtype=np.int64) * out_c
+    return int(max(0, np.max(written - later_min * in_c)))
+
+
+def _sliding_inputs(op: Op, graph: Graph) -> list[int]:
+    # Worth it only when the output does not have to start a whole output before the input.
+    lead = sliding_lead_bytes(op, graph)
+    if lead is None or lead >= graph[op.outputs[0]].nbytes:
+        return []
+    return [0]
+
+
+def _sliding_lead(op: Op, graph: Graph) -> int:
+    lead = sliding_lead_bytes(op, graph)
+    return 0 if lead is None else lead
+
+
 INPLACE_MODES: tuple[InplaceMode, ...] = (
     InplaceMode(
         name="reshape_view",
@@ -232,6 +302,16 @@ INPLACE_MODES: tuple[InplaceMode, ...] = (
                    "or two consecutive pixels, each group's input pixels copied to the scratch "
                    "before its outputs are written); the output may be larger than the input."),
         scratch_alignment=4,
+    ),
+    InplaceMode(
+        name=SLIDING_MODE,
+        kinds=frozenset({"CONV_2D"}),
+        inputs=_sliding_inputs,
+        scratch_bytes=_no_scratch,
+        semantics=("The plain convolution kernel, output pixels in increasing row-major order, "
+                   "each pixel's outputs written at out + p*C_out after (or while) reading its "
+                   "window; the output starts `lead` bytes before the input."),
+        lead_bytes=_sliding_lead,
     ),
 )
 

@@ -54,7 +54,9 @@ def conflicts(blocks: Sequence[Block]) -> list[list[Conflict]]:
             b = blocks[j]
             if a.first > b.last or b.first > a.last:
                 continue
-            pairs = [(ra.size, rb.size) for ra in a.rects for rb in b.rects
+            # members at a + ra.start and b + rb.start must not share a byte: a is forbidden
+            # in (b - (ra.end - rb.start), b + (rb.end - ra.start)); keep the hull
+            pairs = [(ra.end - rb.start, rb.end - ra.start) for ra in a.rects for rb in b.rects
                      if ra.overlaps_in_time(rb)]
             if pairs:
                 ea = max(p[0] for p in pairs)

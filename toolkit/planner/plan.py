@@ -8,7 +8,7 @@ from typing import Any
 from edgekit.errors import PlanError
 from edgekit.ir import Graph
 from edgekit.planner.fusion import CONV_ADD_MODE, FusedConvAdd, fusion_candidates
-from edgekit.planner.inplace import MODES_BY_NAME, inplace_candidates
+from edgekit.planner.inplace import MODES_BY_NAME, SLIDING_MODE, inplace_candidates
 from edgekit.planner.offsets import STRATEGIES, arena_of, place
 from edgekit.planner.problem import (
     InplaceSetting, Problem, activation_names, alias_root, build_problem, check_schedule,
@@ -137,13 +137,25 @@ def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEF
         raise PlanError(f"unknown planner strategy {strategy!r};"
                         f" choose one of {', '.join(STRATEGIES)}")
     modes = enabled_modes(inplace)
-    options = inplace_table(graph, modes, alignment)
-    fusions = (choose_fusions(graph, alignment=alignment, inplace=inplace, reorder=reorder,
-                              options=options)
-               if CONV_ADD_MODE in modes else {})
-    problem = _problem_for(graph, fusions, alignment=alignment, inplace=inplace, reorder=reorder,
-                           options=options)
-    offsets = place(problem.blocks, strategy, problem.lower_bound)
+    # A lead (conv_sliding) shifts the rest of its in-place chain, and the chain is placed as
+    # one block, so its span can outgrow what the lead saved: also plan with leads only where
+    # no other mode applies, and without them; keep the smallest arena (later on a tie).
+    variants = [(modes, False)]
+    if SLIDING_MODE in modes:
+        variants += [(modes, True), (modes - {SLIDING_MODE}, False)]
+    chosen = None
+    for variant, lead_last in variants:
+        options = inplace_table(graph, variant, alignment, lead_last=lead_last)
+        fusions = (choose_fusions(graph, alignment=alignment, inplace=variant, reorder=reorder,
+                                  options=options)
+                   if CONV_ADD_MODE in variant else {})
+        candidate = _problem_for(graph, fusions, alignment=alignment, inplace=variant,
+                                 reorder=reorder, options=options)
+        candidate_offsets = place(candidate.blocks, strategy, candidate.lower_bound)
+        arena = arena_of(candidate.blocks, candidate_offsets)
+        if chosen is None or arena <= chosen[0]:
+            chosen = (arena, candidate, candidate_offsets)
+    _, problem, offsets = chosen
     result = _assemble(graph, problem, offsets, strategy=strategy, alignment=alignment,
                        inplace=inplace, reorder=reorder)
     result.check()
@@ -212,8 +224,8 @@ def _assemble(graph: Graph, problem: Problem, offsets: list[int], **settings) ->
     block_offset = {}
     scratch: dict[int, ScratchBuffer] = {}
     for block, offset in zip(problem.blocks, offsets):
-        for member in block.members:
-            block_offset[member] = offset
+        for member, rect in zip(block.members, block.rects):
+            block_offset[member] = offset + rect.start
         if not block.members:  # scratch block: live during exactly one step
             step = block.first
             index = problem.schedule[step]
@@ -347,9 +359,17 @@ def _check_alias(plan: MemoryPlan, buf: TensorBuffer, lifetimes) -> None:
                             f" {buf.alias_of!r}")
     if buf.alias_of in graph.outputs or lifetimes[buf.alias_of][1] != buf.first:
         raise PlanError(f"{where}: input {buf.alias_of!r} is still needed after step {buf.first}")
-    if plan.buffers[buf.alias_of].offset != buf.offset:
+    input_offset = plan.buffers[buf.alias_of].offset
+    spec = MODES_BY_NAME.get(buf.inplace_mode or "")
+    if spec is not None and spec.lead_bytes is not None:
+        # the output may start further before its input than needed, never less
+        need = spec.lead_bytes(op, graph)
+        if input_offset - buf.offset < need:
+            raise PlanError(f"{where}: starts {input_offset - buf.offset} bytes before input"
+                            f" {buf.alias_of!r}, mode {spec.name} needs at least {need}")
+    elif input_offset != buf.offset:
         raise PlanError(f"{where}: offset {buf.offset} differs from input {buf.alias_of!r}'s"
-                        f" offset {plan.buffers[buf.alias_of].offset}")
+                        f" offset {input_offset}")
 
 
 def _check_no_overlap(plan: MemoryPlan, ranges) -> None:

@@ -15,7 +15,7 @@ from typing import Callable, Collection, Mapping, Sequence, Union
 from edgekit.errors import PlanError
 from edgekit.ir import Graph, Op
 from edgekit.planner.fusion import CONV_ADD_MODE, FusedConvAdd
-from edgekit.planner.inplace import INPLACE_MODES, inplace_candidates
+from edgekit.planner.inplace import INPLACE_MODES, MODES_BY_NAME, inplace_candidates
 from edgekit.planner.scratch import scratch_alignment, scratch_bytes
 
 
@@ -62,11 +62,17 @@ def tensor_bytes(graph: Graph, name: str, alignment: int) -> int:
 
 @dataclass(frozen=True)
 class Rect:
-    """``size`` bytes from the block's offset, live over steps ``first..last`` (inclusive)."""
+    """``size`` bytes from ``start`` bytes past the block's offset, live over steps
+    ``first..last`` (inclusive)."""
 
     size: int
     first: int
     last: int
+    start: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
 
     def overlaps_in_time(self, other: "Rect") -> bool:
         return self.first <= other.last and other.first <= self.last
@@ -84,7 +90,7 @@ class Block:
 
     @property
     def size(self) -> int:
-        return max(r.size for r in self.rects)
+        return max(r.end for r in self.rects)
 
     @property
     def first(self) -> int:
@@ -97,11 +103,13 @@ class Block:
 
 @dataclass
 class Alias:
-    """The output of the op at ``step`` overwrites ``input`` under in-place mode ``mode``."""
+    """The output of the op at ``step`` overwrites ``input`` under in-place mode ``mode``,
+    starting ``lead`` bytes before it (0: at the input's offset)."""
 
     input: str
     mode: str
     step: int
+    lead: int = 0
 
 
 @dataclass
@@ -162,34 +170,58 @@ def lifetimes_for(graph: Graph, schedule: Sequence[int]) -> dict[str, tuple[int,
     return {name: (f, max(last.get(name, f), f)) for name, f in first.items()}
 
 
+def inplace_lead(op: Op, graph: Graph, mode: str, alignment: int) -> int:
+    """Bytes the output of ``op`` starts before the input it overwrites under ``mode``,
+    rounded up so that both stay aligned."""
+    spec = MODES_BY_NAME.get(mode)
+    if spec is None or spec.lead_bytes is None:
+        return 0
+    align = max(tensor_alignment(graph, n, alignment) for n in (op.inputs[0], op.outputs[0]))
+    return align_up(spec.lead_bytes(op, graph), align)
+
+
+def shared_bytes(in_bytes: int, out_bytes: int, lead: int) -> int:
+    """Bytes an in-place output shares with its input: input and output alone take
+    ``in + out``, together (the output ``lead`` bytes before the input) their union."""
+    return in_bytes + out_bytes - max(lead + in_bytes, out_bytes)
+
+
 def inplace_options(op: Op, graph: Graph, modes: Collection[str] = ALL_MODES, *,
-                    alignment: int = 1) -> list[tuple[str, str]]:
-    """(mode name, input name) pairs ``op`` may run in place under, best first, before the
-    schedule-dependent condition (the input dies here): static conditions from the mode table,
-    the mode is among ``modes``, the input is not a graph output and not empty, and the mode
-    pays: the bytes the output shares with the input are at least the extra scratch its kernel
-    needs (a one-channel plane can outweigh a tiny tensor). Running in place changes the live bytes
-    of this op's step only, so a mode that pays never raises the peak."""
+                    alignment: int = 1, lead_last: bool = False) -> list[tuple[str, str]]:
+    """(mode name, input name) pairs ``op`` may run in place under, the largest saving first
+    (shared bytes - extra scratch - lead; ties: the mode table's order; with ``lead_last``,
+    modes without a lead before any with one), before the schedule-dependent condition (the input dies
+    here): static conditions from the mode table, the mode is among ``modes``, the input is
+    not a graph output and not empty, and the mode pays: the bytes the output shares with the
+    input are positive and at least the extra scratch its kernel needs (a one-channel plane
+    can outweigh a tiny tensor). Running in place changes the live bytes of this op's step
+    only, so a mode that pays never raises the peak."""
     found = []
     plain_scratch = scratch_extent(op, graph, None, alignment)[0]
     for mode, position in inplace_candidates(op, graph):
         name = op.inputs[position]
         if mode.name not in modes or name in graph.outputs or graph[name].nbytes == 0:
             continue
-        shared = min(tensor_bytes(graph, name, alignment),
-                     tensor_bytes(graph, op.outputs[0], alignment))
+        lead = inplace_lead(op, graph, mode.name, alignment)
+        shared = shared_bytes(tensor_bytes(graph, name, alignment),
+                              tensor_bytes(graph, op.outputs[0], alignment), lead)
         extra = scratch_extent(op, graph, mode.name, alignment)[0] - plain_scratch
-        if shared >= extra:  # a tie: the same bytes either way
-            found.append((mode.name, name))
-    return found
+        if shared > 0 and shared >= extra:  # a tie: the same bytes either way
+            # a lead shifts the rest of the in-place chain down for good (the chain is placed
+            # as one block), so it counts against the saving when modes are ranked
+            found.append((lead_last and lead > 0, -(shared - extra - lead), len(found),
+                          mode.name, name))
+    found.sort(key=lambda item: item[:3])
+    return [(mode, name) for *_, mode, name in found]
 
 
-def inplace_table(graph: Graph, modes: Collection[str],
-                  alignment: int) -> list[list[tuple[str, str]]]:
+def inplace_table(graph: Graph, modes: Collection[str], alignment: int, *,
+                  lead_last: bool = False) -> list[list[tuple[str, str]]]:
     """`inplace_options` of every op (by op index): static, so planned once per graph."""
     if not modes:
         return [[] for _ in graph.ops]
-    return [inplace_options(op, graph, modes, alignment=alignment) for op in graph.ops]
+    return [inplace_options(op, graph, modes, alignment=alignment, lead_last=lead_last)
+            for op in graph.ops]
 
 
 def choose_inplace(options: list[tuple[str, str]],
@@ -239,7 +271,8 @@ def build_problem(graph: Graph, schedule: Sequence[int], *, alignment: int,
             choice = choose_inplace(options[index], lambda n: lifetimes[n][1] == step)
         mode = choice[0] if choice else None
         if choice:
-            aliases[op.outputs[0]] = Alias(input=choice[1], mode=mode, step=step)
+            aliases[op.outputs[0]] = Alias(input=choice[1], mode=mode, step=step,
+                                           lead=inplace_lead(op, graph, mode, alignment))
         nbytes, align = scratch_extent(op, graph, mode, alignment)
         if nbytes:
             scratch[step] = (nbytes, align)
@@ -276,7 +309,14 @@ def _blocks(graph: Graph, names: list[str], lifetimes, sizes, aliases, scratch,
             chains.setdefault(alias_root(name, aliases), []).append(name)
     blocks = []
     for root, members in chains.items():
-        rects = tuple(Rect(sizes[m], *lifetimes[m]) for m in members)
+        # an output with a lead starts before its input: place members relative to the root,
+        # then shift so the lowest starts at the block's offset
+        start = {root: 0}
+        for m in members[1:]:
+            alias = aliases[m]
+            start[m] = start.get(alias.input, 0) - alias.lead
+        low = min(start[m] for m in members)
+        rects = tuple(Rect(sizes[m], *lifetimes[m], start=start[m] - low) for m in members)
         align = max(tensor_alignment(graph, m, alignment) for m in members)
         blocks.append(Block(root, tuple(members), rects, align))
     for step, (nbytes, align) in scratch.items():
@@ -285,12 +325,12 @@ def _blocks(graph: Graph, names: list[str], lifetimes, sizes, aliases, scratch,
 
 
 def live_profile(blocks: Sequence[Block], steps: int) -> list[int]:
-    """Bytes live during each step: per block, the largest of its members live at that step
+    """Bytes live during each step: per block, the span of its members live at that step
     (in-place members share bytes)."""
     profile = [0] * max(steps, 1)
     for block in blocks:
         for step in range(block.first, block.last + 1):
-            live = [r.size for r in block.rects if r.first <= step <= r.last]
+            live = [r for r in block.rects if r.first <= step <= r.last]
             if live:
-                profile[step] += max(live)
+                profile[step] += max(r.end for r in live) - min(r.start for r in live)
     return profile

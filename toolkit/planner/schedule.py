@@ -19,8 +19,8 @@ from typing import Mapping
 from edgekit.ir import Graph
 from edgekit.planner.fusion import FusedConvAdd
 from edgekit.planner.problem import (
-    InplaceSetting, activation_names, choose_inplace, enabled_modes, inplace_table,
-    scratch_extent, tensor_bytes,
+    InplaceSetting, activation_names, choose_inplace, enabled_modes, inplace_lead, inplace_table,
+    scratch_extent, shared_bytes, tensor_bytes,
 )
 
 #: most states kept per layer; wider graphs are searched as a beam, not exhaustively
@@ -137,7 +137,8 @@ def best_schedule(graph: Graph, *, alignment: int, inplace: InplaceSetting,
         choice = choose_inplace(options[index], lambda name: not still_needed(name, after))
         if choice:
             mode = choice[0]
-            shared = min(size[choice[1]], size[op.outputs[0]])
+            shared = shared_bytes(size[choice[1]], size[op.outputs[0]],
+                                  inplace_lead(op, graph, mode, alignment))
         during = live + unread_inputs + out_bytes[index] - shared + scratch[index, mode]
         freed = sum(size[n] for n in in_names[index] if not still_needed(n, after))
         kept = sum(size[n] for n in op.outputs if still_needed(n, after))
