@@ -120,3 +120,73 @@ def test_check_plan_and_the_arena_run_catch_a_short_lead():
         check_plan(short)
     with pytest.raises(AssertionError, match="clobbered"):
         run_in_arena(short, x, values)
+
+
+# --- the contract against the real C kernel -------------------------------------------------
+
+def _sliding_layers():
+    """(name, graph, op index) of convolutions the planner runs as conv_sliding: MLPerf layers
+    and small random ones (padding, stride, dilation, narrowing and widening)."""
+    layers = []
+    for short in ("vww", "kws"):
+        g = load_tflite(mlperf_path(short))
+        p = plan(g)
+        for index in p.schedule:
+            out = g.ops[index].outputs[0]
+            if out in p.buffers and p.buffers[out].inplace_mode == SLIDING_MODE:
+                layers.append((f"{short}-op{index}", g, index))
+    rng = np.random.default_rng(11)
+    for i in range(8):
+        k, stride, dilation = int(rng.choice([1, 3, 5])), int(rng.choice([1, 2])), int(
+            rng.choice([1, 1, 2]))
+        pad = (k - 1) * dilation // 2
+        g = _conv_graph(int(rng.integers(7, 12)), int(rng.integers(7, 12)),
+                        int(rng.integers(1, 9)), int(rng.integers(1, 17)), k, stride, dilation,
+                        (pad, pad, pad, pad), rng)
+        layers.append((f"random{i}", g, 0))
+    return layers
+
+
+@pytest.mark.parametrize("variant", ["portable", "dsp"])
+def test_plain_c_kernel_runs_bit_exact_over_its_own_input_at_the_lead(variant):
+    import ctypes
+
+    from c_kernels import assert_no_undefined_behaviour, build_library
+    from test_kernels_c_conv import SOURCES, VARIANTS, conv_params, effective_bias
+
+    from edgekit import reference
+    from edgekit.planner.problem import align_up
+
+    lib = build_library(list(SOURCES), defines=[d[2:] for d in VARIANTS[variant]])
+    rng = np.random.default_rng(3)
+    layers = _sliding_layers()
+    assert {name.split("-")[0] for name, _, _ in layers} >= {"vww", "kws"}
+    for name, g, index in layers:
+        o = g.ops[index]
+        x_t, w_t, y_t = g[o.inputs[0]], g[o.inputs[1]], g[o.outputs[0]]
+        bias = g[o.inputs[2]].data if len(o.inputs) > 2 and o.inputs[2] else None
+        prepared = reference.prepare(o, g)
+        lead = align_up(sliding_lead_bytes(o, g), 4)
+        x = rng.integers(-128, 128, size=x_t.shape, dtype=np.int8)
+        expected = reference.run_op(prepared, [x, w_t.data, bias])
+        for with_eb in (False, True):
+            if with_eb and prepared.filter_offset != 0:
+                continue
+            eb = effective_bias(prepared, w_t.data, bias) if with_eb else None
+            params, keep = conv_params(prepared, x_t.shape, w_t.shape, eb)
+            guard = 32
+            buf = np.full(guard + max(lead + x_t.nbytes, y_t.nbytes) + guard, 0x5A, np.int8)
+            buf[guard + lead:guard + lead + x_t.nbytes] = x.reshape(-1)
+            w = np.ascontiguousarray(w_t.data, dtype=np.int8)
+            b = None if bias is None else np.ascontiguousarray(bias, dtype=np.int32)
+            base = buf.ctypes.data
+            lib.ek_conv2d_s8(ctypes.byref(params),
+                             ctypes.cast(base + guard + lead, ctypes.POINTER(ctypes.c_int8)),
+                             w.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
+                             None if b is None else b.ctypes.data_as(
+                                 ctypes.POINTER(ctypes.c_int32)),
+                             ctypes.cast(base + guard, ctypes.POINTER(ctypes.c_int8)))
+            assert_no_undefined_behaviour()
+            got = buf[guard:guard + y_t.nbytes]
+            assert got.tobytes() == expected.reshape(-1).tobytes(), (name, variant, with_eb)
+            assert (buf[:guard] == 0x5A).all(), name  # nothing written before the output
