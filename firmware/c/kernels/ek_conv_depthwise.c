@@ -296,19 +296,25 @@ static void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *inpu
  * The planner's depthwise_channelwise mode without a plane copy and without border cases:
  * channel by channel, input rows are gathered (strided byte loads) into a ring of k_h padded
  * rows, each `rw` = (out_w - 1) * stride_w + k_w bytes wide, whose padding columns hold the
- * input zero point; rows above or below the input read a row of zero points. A zero-point byte
+ * input zero point; rows above or below the input are rows of zero points. A zero-point byte
  * contributes (zp + input_offset) * w = 0, exactly what skipping a padding tap contributes, so
  * every output pixel takes the same straight loop, with the input offset folded into the
  * channel's base: acc = bias + input_offset * sum(w) + sum(x * w)  (mod 2^32, as the reference).
+ *
+ * Ring: input row iy (padding rows included) lives in slot iy mod k_h and again in slot
+ * k_h + (iy mod k_h), so the k_h rows of every window are k_h consecutive slots starting at
+ * slot (iy0 mod k_h): a window is one pointer and a row pitch. 2*k_h*rw bytes + 3 slack bytes
+ * (a single-pixel tail reads one word per row, one byte past its window).
  *
  * Order: output row oy is written (channel c only) after the rows its window reads are in the
  * ring; it is safe when every pixel it writes lies in an input row already gathered or never
  * needed (ring_order_safe checks it for the layer; otherwise the plane kernel runs). The ring
  * lives in the planner's scratch plane when it fits there, else in a small stack buffer.
  *
- * Requantisation: a channel whose multiplier is non-negative with a right shift r in [1, 23]
- * (every MLPerf depthwise layer) takes dw_requant_fast, one 64-bit multiply-add and a shift
- * instead of ek_mbqm_nonneg's two roundings; the others take ek_conv_requantize. */
+ * Requantisation: a channel whose multiplier is non-negative with a right shift r in [2, 23]
+ * (every MLPerf depthwise layer) takes the fast form (dw_requant_setup): one 64-bit
+ * multiply-accumulate and a shift instead of ek_mbqm_nonneg's two roundings; the others take
+ * ek_conv_requantize. */
 
 /* Largest ring kept on the stack when the scratch plane is smaller than the ring. */
 #define EK_DW_RING_STACK 64
@@ -323,7 +329,7 @@ static void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *inpu
 
 /* Requantisation of one channel: its constants, computed once per channel. */
 typedef struct {
-    int64_t k; /* fast form: 2^30 + 2^(30+r) + output_offset * 2^(31+r) */
+    int32_t k_hi;       /* fast form: high word of 2^(30+r) + output_offset * 2^(31+r) */
     int32_t multiplier;
     int32_t shift;      /* fast form: r - 1; generic form: the params shift */
     int32_t output_offset, act_min, act_max;
@@ -334,13 +340,15 @@ enum { DW_GENERIC, DW_FAST, DW_FAST_FULL };
 /* Why the fast form is exact. ek_mbqm_nonneg computes high = floor((P + 2^30) / 2^31) with
  * P = acc * M, then rounds high / 2^r half away from zero: floor((high + 2^(r-1) - neg) / 2^r)
  * with neg = [high < 0]. Adding an integer inside a floor commutes with the division, so
- *     result + output_offset
- *       = floor((P + 2^30 + 2^(30+r) + output_offset * 2^(31+r) - neg * 2^31) / 2^(31+r)),
- * computed exactly in int64: |P| < 2^62 and the constant is below 2^61 in magnitude for
- * r <= 23. neg = [P + 2^30 < 0] is replaced by [acc < 0] (M >= 0): they differ only when
- * P is in [-2^30, -1], where high = 0 and floor((2^(r-1) - 1) / 2^r) = floor(2^(r-1) / 2^r)
- * = 0 for r >= 1, so the result is the same. The result is the high word shifted right by
- * r - 1 (31 + r >= 32). */
+ *     result + output_offset = floor(T / 2^(31+r)),
+ *     T = P + 2^30 + 2^(30+r) + output_offset * 2^(31+r) - neg * 2^31,
+ * exact in int64: |P| < 2^62 and the other terms stay below 2^61 in magnitude for r <= 23.
+ * neg = [P + 2^30 < 0] is replaced by [acc < 0] (M >= 0): they differ only when P is in
+ * [-2^30, -1], where high = 0 and floor((2^(r-1) - 1) / 2^r) = floor(2^(r-1) / 2^r) = 0 for
+ * r >= 1, so the result is the same. For r >= 2 the constant's low word is exactly 2^30, so
+ * T's starting value is  low = 2^30 + neg * 2^31 (mod 2^32: bit 31 of acc, or-ed in) and
+ * high = k_hi - neg (acc >> 31 added), then one SMLAL adds P; the result is T's high word
+ * shifted right by r - 1 (31 + r >= 32). */
 static int dw_requant_setup(const ek_depthwise_conv2d_params *p, int32_t c, dw_requant *q)
 {
     const int32_t multiplier = p->multipliers[c], shift = p->shifts[c];
@@ -348,12 +356,13 @@ static int dw_requant_setup(const ek_depthwise_conv2d_params *p, int32_t c, dw_r
     q->output_offset = p->output_offset;
     q->act_min = p->act_min;
     q->act_max = p->act_max;
-    q->k = 0;
+    q->k_hi = 0;
     q->shift = shift;
-    if (multiplier >= 0 && shift <= -1 && shift >= -23) {
+    if (multiplier >= 0 && shift <= -2 && shift >= -23) {
         const int32_t r = -shift;
-        q->k = (INT64_C(1) << 30) + (INT64_C(1) << (30 + r))
-               + (int64_t)p->output_offset * (INT64_C(1) << (31 + r));
+        const int64_t k = (INT64_C(1) << (30 + r))
+                          + (int64_t)p->output_offset * (INT64_C(1) << (31 + r));
+        q->k_hi = (int32_t)(k >> 32); /* k's low word is 0: 30 + r >= 32 */
         q->shift = r - 1;
         return p->act_min == -128 && p->act_max == 127 ? DW_FAST_FULL : DW_FAST;
     }
@@ -377,8 +386,9 @@ EK_DW_INLINE int8_t dw_output(const dw_requant *q, int32_t acc, int mode)
         return ek_conv_requantize(acc, q->multiplier, q->shift, q->output_offset, q->act_min,
                                   q->act_max);
     }
-    int64_t t = (int64_t)acc * q->multiplier + q->k;
-    t -= (int64_t)((uint32_t)acc >> 31) << 31;
+    const uint32_t low = ((uint32_t)acc & 0x80000000u) | 0x40000000u;
+    const uint32_t high = (uint32_t)q->k_hi + (uint32_t)(acc >> 31);
+    const int64_t t = (int64_t)(((uint64_t)high << 32) | low) + (int64_t)acc * q->multiplier;
     const int32_t v = (int32_t)(t >> 32) >> q->shift;
     if (mode == DW_FAST_FULL) {
         return (int8_t)dw_ssat8(v);
@@ -386,20 +396,21 @@ EK_DW_INLINE int8_t dw_output(const dw_requant *q, int32_t acc, int mode)
     return (int8_t)ek_clamp(v, q->act_min, q->act_max);
 }
 
-/* One row of outputs, any window (k_h*k_w <= EK_DW_MAX_TAPS), from the ring rows. */
-EK_DW_INLINE void dw_row_generic(const int8_t *const *rows, const int32_t *taps, int32_t k_h,
+/* One row of outputs, any window (k_h*k_w <= EK_DW_MAX_TAPS): window rows at win + ky*rw. */
+EK_DW_INLINE void dw_row_generic(const int8_t *win, int32_t rw, const int32_t *taps, int32_t k_h,
                                  int32_t k_w, int32_t stride, uint32_t base, int32_t out_w,
                                  int8_t *out, int32_t step, const dw_requant *q, int mode)
 {
     for (int32_t ox = 0; ox < out_w; ++ox) {
         uint32_t acc = base;
         const int32_t *t = taps;
+        const int8_t *x = win + ox * stride;
         for (int32_t ky = 0; ky < k_h; ++ky) {
-            const int8_t *x = rows[ky] + ox * stride;
             for (int32_t kx = 0; kx < k_w; ++kx) {
                 acc += (uint32_t)(x[kx] * t[kx]);
             }
             t += k_w;
+            x += rw;
         }
         *out = dw_output(q, (int32_t)acc, mode);
         out += step;
@@ -425,114 +436,120 @@ static inline uint32_t dw_pack(int32_t lo, int32_t hi)
     return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
 }
 
-/* One 3x3 pixel from the rows at x0, y0, z0: per row a word x0..x3 of which x3 is unused (it
- * may be the ring's slack byte past the row). */
-EK_DW_INLINE int32_t dw_pixel_3x3(const int8_t *x0, const int8_t *y0, const int8_t *z0,
-                                  uint32_t w02_0, uint32_t w02_1, uint32_t w02_2, uint32_t w1_01,
-                                  uint32_t w1_2, uint32_t base)
+/* A 3x3 channel's weights as int16 pairs: {w0,w2} of each row, the middle weights of rows 0
+ * and 1 in one word (lo, hi) and row 2's alone. */
+typedef struct {
+    uint32_t w02_0, w02_1, w02_2, w1_01, w1_2;
+} dw_w3x3;
+
+static dw_w3x3 dw_pack_3x3(const int32_t *taps)
 {
-    uint32_t v = ek_read_u32(x0);
-    int32_t a = ek_smlad(ek_sxtb16(v), w02_0, (int32_t)base);
-    a = ek_smlabb(ek_sxtb16_ror8(v), w1_01, a);
-    v = ek_read_u32(y0);
-    a = ek_smlad(ek_sxtb16(v), w02_1, a);
-    a = dw_smlabt(ek_sxtb16_ror8(v), w1_01, a);
-    v = ek_read_u32(z0);
-    a = ek_smlad(ek_sxtb16(v), w02_2, a);
-    return ek_smlabb(ek_sxtb16_ror8(v), w1_2, a);
+    dw_w3x3 w;
+    w.w02_0 = dw_pack(taps[0], taps[2]);
+    w.w02_1 = dw_pack(taps[3], taps[5]);
+    w.w02_2 = dw_pack(taps[6], taps[8]);
+    w.w1_01 = dw_pack(taps[1], taps[4]);
+    w.w1_2 = dw_pack(taps[7], 0);
+    return w;
+}
+
+/* One 3x3 pixel from the window at x (rows x, x + rw, x + 2*rw): per row a word x0..x3 of which
+ * x3 is unused (it may be the byte after the window). */
+EK_DW_INLINE int32_t dw_pixel_3x3(const int8_t *x, int32_t rw, const dw_w3x3 *w, uint32_t base)
+{
+    uint32_t v = ek_read_u32(x);
+    int32_t a = ek_smlad(ek_sxtb16(v), w->w02_0, (int32_t)base);
+    a = ek_smlabb(ek_sxtb16_ror8(v), w->w1_01, a);
+    v = ek_read_u32(x + rw);
+    a = ek_smlad(ek_sxtb16(v), w->w02_1, a);
+    a = dw_smlabt(ek_sxtb16_ror8(v), w->w1_01, a);
+    v = ek_read_u32(x + 2 * rw);
+    a = ek_smlad(ek_sxtb16(v), w->w02_2, a);
+    return ek_smlabb(ek_sxtb16_ror8(v), w->w1_2, a);
 }
 
 /* 3x3 window, stride 1: two pixels per step. Per kernel row, the bytes x0..x3 serve pixel ox
- * (x0 x1 x2) and ox+1 (x1 x2 x3): lanes {x0,x2} and {x1,x3} meet {w0,w2} and w1. The middle
- * weights of rows 0 and 1 share one word (w1 lo / hi), row 2's sits alone. Reads stay inside
- * the ring row: the last pair reads up to byte out_w + 1 = rw - 1. */
-EK_DW_INLINE void dw_row_3x3_s1(const int8_t *const *rows, const int32_t *taps, uint32_t base,
+ * (x0 x1 x2) and ox+1 (x1 x2 x3): lanes {x0,x2} and {x1,x3} meet {w0,w2} and w1. Pairs read up
+ * to byte out_w + 1 = rw - 1 of a row. */
+EK_DW_INLINE void dw_row_3x3_s1(const int8_t *x, int32_t rw, const dw_w3x3 *wp, uint32_t base,
                                 int32_t out_w, int8_t *out, int32_t step, const dw_requant *q,
                                 int mode)
 {
-    const int8_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
-    const uint32_t w02_0 = dw_pack(taps[0], taps[2]), w02_1 = dw_pack(taps[3], taps[5]);
-    const uint32_t w02_2 = dw_pack(taps[6], taps[8]);
-    const uint32_t w1_01 = dw_pack(taps[1], taps[4]), w1_2 = dw_pack(taps[7], 0);
-    int32_t ox = 0;
-    for (; ox + 2 <= out_w; ox += 2) {
+    const dw_w3x3 w = *wp;
+    const int32_t rw2 = 2 * rw;
+    const int8_t *end = x + (out_w & ~1);
+    for (; x != end; x += 2) {
         int32_t a0 = (int32_t)base, a1 = (int32_t)base;
-        uint32_t v = ek_read_u32(r0 + ox);
+        uint32_t v = ek_read_u32(x);
         uint32_t x02 = ek_sxtb16(v), x13 = ek_sxtb16_ror8(v);
-        a0 = ek_smlad(x02, w02_0, a0);
-        a0 = ek_smlabb(x13, w1_01, a0);
-        a1 = ek_smlad(x13, w02_0, a1);
-        a1 = ek_smlatb(x02, w1_01, a1);
-        v = ek_read_u32(r1 + ox);
+        a0 = ek_smlad(x02, w.w02_0, a0);
+        a0 = ek_smlabb(x13, w.w1_01, a0);
+        a1 = ek_smlad(x13, w.w02_0, a1);
+        a1 = ek_smlatb(x02, w.w1_01, a1);
+        v = ek_read_u32(x + rw);
         x02 = ek_sxtb16(v);
         x13 = ek_sxtb16_ror8(v);
-        a0 = ek_smlad(x02, w02_1, a0);
-        a0 = dw_smlabt(x13, w1_01, a0);
-        a1 = ek_smlad(x13, w02_1, a1);
-        a1 = ek_smlatt(x02, w1_01, a1);
-        v = ek_read_u32(r2 + ox);
+        a0 = ek_smlad(x02, w.w02_1, a0);
+        a0 = dw_smlabt(x13, w.w1_01, a0);
+        a1 = ek_smlad(x13, w.w02_1, a1);
+        a1 = ek_smlatt(x02, w.w1_01, a1);
+        v = ek_read_u32(x + rw2);
         x02 = ek_sxtb16(v);
         x13 = ek_sxtb16_ror8(v);
-        a0 = ek_smlad(x02, w02_2, a0);
-        a0 = ek_smlabb(x13, w1_2, a0);
-        a1 = ek_smlad(x13, w02_2, a1);
-        a1 = ek_smlatb(x02, w1_2, a1);
+        a0 = ek_smlad(x02, w.w02_2, a0);
+        a0 = ek_smlabb(x13, w.w1_2, a0);
+        a1 = ek_smlad(x13, w.w02_2, a1);
+        a1 = ek_smlatb(x02, w.w1_2, a1);
         out[0] = dw_output(q, a0, mode);
         out[step] = dw_output(q, a1, mode);
         out += 2 * step;
     }
-    if (ox < out_w) {
-        *out = dw_output(q, dw_pixel_3x3(r0 + ox, r1 + ox, r2 + ox, w02_0, w02_1, w02_2, w1_01,
-                                         w1_2, base), mode);
+    if (out_w & 1) {
+        *out = dw_output(q, dw_pixel_3x3(x, rw, &w, base), mode);
     }
 }
 
 /* 3x3 window, stride 2: two pixels per step from five bytes x0..x4 per kernel row: pixel ox
  * reads x0 x1 x2, pixel ox+1 reads x2 x3 x4. One word load gives {x0,x2} and {x1,x3}; x4 is a
- * byte load. The last pair reads up to byte 2*out_w = rw - 1. */
-EK_DW_INLINE void dw_row_3x3_s2(const int8_t *const *rows, const int32_t *taps, uint32_t base,
+ * byte load. Pairs read up to byte 2*out_w = rw - 1 of a row. */
+EK_DW_INLINE void dw_row_3x3_s2(const int8_t *x, int32_t rw, const dw_w3x3 *wp, uint32_t base,
                                 int32_t out_w, int8_t *out, int32_t step, const dw_requant *q,
                                 int mode)
 {
-    const int8_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
-    const uint32_t w02_0 = dw_pack(taps[0], taps[2]), w02_1 = dw_pack(taps[3], taps[5]);
-    const uint32_t w02_2 = dw_pack(taps[6], taps[8]);
-    const uint32_t w1_01 = dw_pack(taps[1], taps[4]), w1_2 = dw_pack(taps[7], 0);
-    int32_t ox = 0;
-    for (; ox + 2 <= out_w; ox += 2) {
-        const int32_t at = 2 * ox;
+    const dw_w3x3 w = *wp;
+    const int32_t rw2 = 2 * rw;
+    const int8_t *end = x + 2 * (out_w & ~1);
+    for (; x != end; x += 4) {
         int32_t a0 = (int32_t)base, a1 = (int32_t)base;
-        uint32_t v = ek_read_u32(r0 + at);
+        uint32_t v = ek_read_u32(x);
         uint32_t x02 = ek_sxtb16(v), x13 = ek_sxtb16_ror8(v);
-        a0 = ek_smlad(x02, w02_0, a0);
-        a0 = ek_smlabb(x13, w1_01, a0);
-        a1 = ek_smlatb(x02, w02_0, a1);
-        a1 = ek_smlatb(x13, w1_01, a1);
-        a1 = dw_smlabt((uint32_t)(int32_t)r0[at + 4], w02_0, a1);
-        v = ek_read_u32(r1 + at);
+        a0 = ek_smlad(x02, w.w02_0, a0);
+        a0 = ek_smlabb(x13, w.w1_01, a0);
+        a1 = ek_smlatb(x02, w.w02_0, a1);
+        a1 = ek_smlatb(x13, w.w1_01, a1);
+        a1 = dw_smlabt((uint32_t)(int32_t)x[4], w.w02_0, a1);
+        v = ek_read_u32(x + rw);
         x02 = ek_sxtb16(v);
         x13 = ek_sxtb16_ror8(v);
-        a0 = ek_smlad(x02, w02_1, a0);
-        a0 = dw_smlabt(x13, w1_01, a0);
-        a1 = ek_smlatb(x02, w02_1, a1);
-        a1 = ek_smlatt(x13, w1_01, a1);
-        a1 = dw_smlabt((uint32_t)(int32_t)r1[at + 4], w02_1, a1);
-        v = ek_read_u32(r2 + at);
+        a0 = ek_smlad(x02, w.w02_1, a0);
+        a0 = dw_smlabt(x13, w.w1_01, a0);
+        a1 = ek_smlatb(x02, w.w02_1, a1);
+        a1 = ek_smlatt(x13, w.w1_01, a1);
+        a1 = dw_smlabt((uint32_t)(int32_t)x[rw + 4], w.w02_1, a1);
+        v = ek_read_u32(x + rw2);
         x02 = ek_sxtb16(v);
         x13 = ek_sxtb16_ror8(v);
-        a0 = ek_smlad(x02, w02_2, a0);
-        a0 = ek_smlabb(x13, w1_2, a0);
-        a1 = ek_smlatb(x02, w02_2, a1);
-        a1 = ek_smlatb(x13, w1_2, a1);
-        a1 = dw_smlabt((uint32_t)(int32_t)r2[at + 4], w02_2, a1);
+        a0 = ek_smlad(x02, w.w02_2, a0);
+        a0 = ek_smlabb(x13, w.w1_2, a0);
+        a1 = ek_smlatb(x02, w.w02_2, a1);
+        a1 = ek_smlatb(x13, w.w1_2, a1);
+        a1 = dw_smlabt((uint32_t)(int32_t)x[rw2 + 4], w.w02_2, a1);
         out[0] = dw_output(q, a0, mode);
         out[step] = dw_output(q, a1, mode);
         out += 2 * step;
     }
-    if (ox < out_w) {
-        const int32_t at = 2 * ox;
-        *out = dw_output(q, dw_pixel_3x3(r0 + at, r1 + at, r2 + at, w02_0, w02_1, w02_2, w1_01,
-                                         w1_2, base), mode);
+    if (out_w & 1) {
+        *out = dw_output(q, dw_pixel_3x3(x, rw, &w, base), mode);
     }
 }
 #endif
@@ -540,55 +557,129 @@ EK_DW_INLINE void dw_row_3x3_s2(const int8_t *const *rows, const int32_t *taps, 
 /* Which row loop a layer takes. */
 enum { DW_ROW_GENERIC, DW_ROW_3X3_S1, DW_ROW_3X3_S2 };
 
-EK_DW_INLINE void dw_row(int shape, const int8_t *const *rows, const int32_t *taps, int32_t k_h,
-                         int32_t k_w, int32_t stride, uint32_t base, int32_t out_w, int8_t *out,
-                         int32_t step, const dw_requant *q, int mode)
+/* The layer's constants the channel loop needs. */
+typedef struct {
+    int8_t *ring;
+    int32_t rw, cols, pad_left, zero_point;
+    int32_t in_h, in_w, channels, k_h, k_w, stride_h, stride_w, out_h, out_w, pad_top;
+} dw_layer;
+
+/* Input row iy of channel c (or, outside the input, zero points) into both copies of its slot.
+ * (Skipping the last slot's unread second copy measured slower on the Cortex-M4: the extra
+ * branch and registers cost more than the stores it saves.) */
+static void dw_fill_row(const dw_layer *g, const int8_t *channel, int32_t iy, int32_t slot)
+{
+    int8_t *dst = g->ring + slot * g->rw;
+    int8_t *dst2 = dst + g->k_h * g->rw;
+    if (iy < 0 || iy >= g->in_h) {
+        const int8_t zp = (int8_t)g->zero_point;
+        for (int32_t i = 0; i < g->rw; ++i) {
+            dst[i] = zp;
+            dst2[i] = zp;
+        }
+        return;
+    }
+    const int32_t step = g->channels, n = g->cols;
+    const int8_t *src = channel + iy * g->in_w * step;
+    int32_t i = g->pad_left;
+    const int32_t end = i + n;
+    for (; i + 2 <= end; i += 2) {
+        const int8_t a = src[0], b = src[step];
+        dst[i] = a;
+        dst[i + 1] = b;
+        dst2[i] = a;
+        dst2[i + 1] = b;
+        src += 2 * step;
+    }
+    if (i < end) {
+        dst[i] = *src;
+        dst2[i] = *src;
+    }
+}
+
+/* One channel: rows gathered as the windows reach them, one row loop per output row. */
+EK_DW_INLINE void dw_channel(const dw_layer *g, int shape, int mode, int8_t *channel,
+                             const int32_t *taps, uint32_t base, const dw_requant *q)
+{
+    const int32_t k_h = g->k_h, rw = g->rw, stride_h = g->stride_h, out_w = g->out_w;
+    const int32_t step = g->channels, row_step = out_w * step;
+    int32_t next = -g->pad_top; /* next input row to bring into the ring */
+    int32_t slot;               /* next's slot: next mod k_h */
+    int8_t *out = channel;
+    (void)shape;
+#if EK_USE_DSP
+    dw_w3x3 w3 = {0, 0, 0, 0, 0};
+    if (shape != DW_ROW_GENERIC) {
+        w3 = dw_pack_3x3(taps);
+    }
+#endif
+    slot = next % k_h; /* C's % truncates: a negative next (top padding) needs + k_h */
+    if (slot < 0) {
+        slot += k_h;
+    }
+    for (int32_t oy = 0; oy < g->out_h; ++oy) {
+        const int32_t iy0 = oy * stride_h - g->pad_top;
+        if (next < iy0) { /* rows between windows (stride > k_h) are never read */
+            next = iy0;
+            slot = next % k_h;
+        }
+        const int32_t first_slot = slot - (next - iy0) < 0 ? slot - (next - iy0) + k_h
+                                                              : slot - (next - iy0);
+        for (; next < iy0 + k_h; ++next) {
+            dw_fill_row(g, channel, next, slot);
+            if (++slot == k_h) {
+                slot = 0;
+            }
+        }
+        const int8_t *win = g->ring + first_slot * rw;
+#if EK_USE_DSP
+        if (shape == DW_ROW_3X3_S1) {
+            dw_row_3x3_s1(win, rw, &w3, base, out_w, out, step, q, mode);
+        } else if (shape == DW_ROW_3X3_S2) {
+            dw_row_3x3_s2(win, rw, &w3, base, out_w, out, step, q, mode);
+        } else
+#endif
+        {
+            dw_row_generic(win, rw, taps, k_h, g->k_w, g->stride_w, base, out_w, out, step, q,
+                           mode);
+        }
+        out += row_step;
+    }
+}
+
+/* dw_channel with the row shape and the requantisation mode as compile-time constants. */
+static void dw_channel_dispatch(const dw_layer *g, int shape, int mode, int8_t *channel,
+                                const int32_t *taps, uint32_t base, const dw_requant *q)
 {
 #if EK_USE_DSP
+#define EK_DW_MODES(SHAPE)                                                                      \
+    if (mode == DW_FAST_FULL) {                                                                \
+        dw_channel(g, SHAPE, DW_FAST_FULL, channel, taps, base, q);                           \
+    } else if (mode == DW_FAST) {                                                              \
+        dw_channel(g, SHAPE, DW_FAST, channel, taps, base, q);                                \
+    } else {                                                                                   \
+        dw_channel(g, SHAPE, DW_GENERIC, channel, taps, base, q);                             \
+    }
     if (shape == DW_ROW_3X3_S1) {
-        dw_row_3x3_s1(rows, taps, base, out_w, out, step, q, mode);
+        EK_DW_MODES(DW_ROW_3X3_S1)
         return;
     }
     if (shape == DW_ROW_3X3_S2) {
-        dw_row_3x3_s2(rows, taps, base, out_w, out, step, q, mode);
+        EK_DW_MODES(DW_ROW_3X3_S2)
         return;
     }
+    EK_DW_MODES(DW_ROW_GENERIC)
+#undef EK_DW_MODES
 #else
     (void)shape;
-#endif
-    dw_row_generic(rows, taps, k_h, k_w, stride, base, out_w, out, step, q, mode);
-}
-
-/* dw_row with the requantisation mode as a compile-time constant in each branch. */
-static void dw_row_dispatch(int shape, const int8_t *const *rows, const int32_t *taps,
-                            int32_t k_h, int32_t k_w, int32_t stride, uint32_t base,
-                            int32_t out_w, int8_t *out, int32_t step, const dw_requant *q,
-                            int mode)
-{
-    if (mode == DW_FAST_FULL) {
-        dw_row(shape, rows, taps, k_h, k_w, stride, base, out_w, out, step, q, DW_FAST_FULL);
+    if (mode == DW_GENERIC) {
+        dw_channel(g, DW_ROW_GENERIC, DW_GENERIC, channel, taps, base, q);
     } else if (mode == DW_FAST) {
-        dw_row(shape, rows, taps, k_h, k_w, stride, base, out_w, out, step, q, DW_FAST);
+        dw_channel(g, DW_ROW_GENERIC, DW_FAST, channel, taps, base, q);
     } else {
-        dw_row(shape, rows, taps, k_h, k_w, stride, base, out_w, out, step, q, DW_GENERIC);
+        dw_channel(g, DW_ROW_GENERIC, DW_FAST_FULL, channel, taps, base, q);
     }
-}
-
-/* n bytes of one channel (every `step`-th byte from src) into dst. */
-static void dw_gather(const int8_t *src, int32_t step, int8_t *dst, int32_t n)
-{
-    int32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        dst[i] = src[0];
-        dst[i + 1] = src[step];
-        dst[i + 2] = src[2 * step];
-        dst[i + 3] = src[3 * step];
-        src += 4 * step;
-    }
-    for (; i < n; ++i) {
-        dst[i] = *src;
-        src += step;
-    }
+#endif
 }
 
 /* Whether writing output row oy (channel c) right after its window's rows are gathered never
@@ -607,75 +698,53 @@ static int ring_order_safe(const ek_depthwise_conv2d_params *p)
     return 1;
 }
 
-/* Ring geometry: row width, whether a zero-point row is needed, total bytes. */
-static int32_t ring_bytes(const ek_depthwise_conv2d_params *p, int32_t *rw, int *zp_row)
+/* Ring row width and total bytes (both copies of k_h rows, 3 slack bytes). */
+static int32_t ring_bytes(const ek_depthwise_conv2d_params *p, int32_t *rw)
 {
-    const int32_t bottom = (p->out_h - 1) * p->stride_h - p->pad_top + p->k_h; /* rows spanned */
     *rw = (p->out_w - 1) * p->stride_w + p->k_w;
-    *zp_row = p->pad_top > 0 || bottom > p->in_h;
-    /* + 3 slack bytes: a single-pixel tail reads one word per row, one byte past its window */
-    return (p->k_h + (*zp_row ? 1 : 0)) * *rw + 3;
+    return 2 * p->k_h * *rw + 3;
 }
 
 static void inplace_ring(const ek_depthwise_conv2d_params *p, int8_t *data, const int8_t *filter,
                          const int32_t *bias, int8_t *ring)
 {
-    const int32_t channels = p->in_c, in_h = p->in_h, in_w = p->in_w;
-    const int32_t k_h = p->k_h, k_w = p->k_w, stride_h = p->stride_h, stride_w = p->stride_w;
-    const int32_t out_h = p->out_h, out_w = p->out_w, pad_top = p->pad_top;
-    const int32_t pad_left = p->pad_left, n_taps = k_h * k_w;
-    const int8_t zero_point = (int8_t)(-p->input_offset);
-    int32_t rw, cols;
-    int has_zp_row;
-    (void)ring_bytes(p, &rw, &has_zp_row);
-    int8_t *const zp_row = ring + k_h * rw;
+    dw_layer g;
+    const int32_t channels = p->in_c, n_taps = p->k_h * p->k_w;
+    const int32_t bytes = ring_bytes(p, &g.rw);
+    g.ring = ring;
+    g.pad_left = p->pad_left;
+    g.zero_point = -p->input_offset;
+    g.in_h = p->in_h;
+    g.in_w = p->in_w;
+    g.channels = channels;
+    g.k_h = p->k_h;
+    g.k_w = p->k_w;
+    g.stride_h = p->stride_h;
+    g.stride_w = p->stride_w;
+    g.out_h = p->out_h;
+    g.out_w = p->out_w;
+    g.pad_top = p->pad_top;
+    /* Input columns inside the ring rows: [0, cols), at ring column pad_left + ix. */
+    g.cols = g.rw - g.pad_left < g.in_w ? g.rw - g.pad_left : g.in_w;
     int shape = DW_ROW_GENERIC;
-    if (k_h == 3 && k_w == 3 && stride_w == 1) {
+    if (g.k_h == 3 && g.k_w == 3 && g.stride_w == 1) {
         shape = DW_ROW_3X3_S1;
-    } else if (k_h == 3 && k_w == 3 && stride_w == 2) {
+    } else if (g.k_h == 3 && g.k_w == 3 && g.stride_w == 2) {
         shape = DW_ROW_3X3_S2;
     }
-    /* Input columns inside the ring rows: [0, cols), at ring column pad_left + ix. */
-    cols = rw - pad_left < in_w ? rw - pad_left : in_w;
-    for (int32_t s = 0; s < k_h; ++s) {
-        int8_t *slot = ring + s * rw;
-        memset(slot, zero_point, (size_t)pad_left);
-        if (pad_left + cols < rw) {
-            memset(slot + pad_left + cols, zero_point, (size_t)(rw - pad_left - cols));
-        }
-    }
-    /* the zero-point row (if any) and the 3 slack bytes after the last row */
-    memset(zp_row, zero_point, (size_t)((has_zp_row ? rw : 0) + 3));
+    /* Padding columns (never written by a gather) and the slack bytes: zero points. */
+    memset(ring, (int8_t)g.zero_point, (size_t)bytes);
     for (int32_t c = 0; c < channels; ++c) {
         int32_t taps[EK_DW_MAX_TAPS];
         uint32_t tap_sum = 0;
-        const int8_t *rows[EK_DW_MAX_TAPS];
         dw_requant q;
         const int mode = dw_requant_setup(p, c, &q);
-        int32_t next = 0; /* input rows below `next` are in the ring or never needed */
         for (int32_t t = 0; t < n_taps; ++t) {
             taps[t] = filter[t * channels + c] + p->filter_offset;
             tap_sum += (uint32_t)taps[t];
         }
         const uint32_t base = (uint32_t)bias_of(bias, c) + (uint32_t)p->input_offset * tap_sum;
-        for (int32_t oy = 0; oy < out_h; ++oy) {
-            const int32_t iy0 = oy * stride_h - pad_top;
-            for (int32_t ky = 0; ky < k_h; ++ky) {
-                const int32_t iy = iy0 + ky;
-                if (iy < 0 || iy >= in_h) {
-                    rows[ky] = zp_row;
-                    continue;
-                }
-                int8_t *slot = ring + (iy % k_h) * rw;
-                if (iy >= next) {
-                    dw_gather(data + iy * in_w * channels + c, channels, slot + pad_left, cols);
-                    next = iy + 1;
-                }
-                rows[ky] = slot;
-            }
-            dw_row_dispatch(shape, rows, taps, k_h, k_w, stride_w, base, out_w,
-                            data + oy * out_w * channels + c, channels, &q, mode);
-        }
+        dw_channel_dispatch(&g, shape, mode, data + c, taps, base, &q);
     }
 }
 
@@ -696,8 +765,7 @@ void ek_depthwise_conv2d_s8_inplace(const ek_depthwise_conv2d_params *params, in
     if (p->dilation_h == 1 && p->dilation_w == 1 && p->k_h * p->k_w <= EK_DW_MAX_TAPS
         && ring_order_safe(p)) {
         int32_t rw;
-        int has_zp_row;
-        const int32_t bytes = ring_bytes(p, &rw, &has_zp_row);
+        const int32_t bytes = ring_bytes(p, &rw);
         if (bytes <= p->in_h * p->in_w) {
             inplace_ring(p, output, filter, bias, scratch);
             return;
