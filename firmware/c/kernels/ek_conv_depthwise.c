@@ -19,6 +19,17 @@
 #include "ek_arm_dsp.h"
 #include "ek_conv_common.h"
 
+/* Forced (non-)inlining: the row loops are instantiated per row shape and requantisation mode
+ * (constants), and the in-place paths keep separate stack frames (the stack high-water is the
+ * deepest path, not the sum of all). */
+#if defined(__GNUC__)
+#define EK_DW_INLINE static inline __attribute__((always_inline))
+#define EK_DW_NOINLINE static __attribute__((noinline))
+#else
+#define EK_DW_INLINE static inline
+#define EK_DW_NOINLINE static
+#endif
+
 static int32_t bias_of(const int32_t *bias, int32_t c)
 {
     return bias != 0 ? bias[c] : 0;
@@ -231,7 +242,7 @@ static void interior_range(int32_t out, int32_t stride, int32_t pad, int32_t spa
 }
 
 /* The plane-scratch in-place kernel: any window and dilation (the ring kernel's fallback). */
-static void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *input,
+EK_DW_NOINLINE void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *input,
                           const int8_t *filter, const int32_t *bias, int8_t *output,
                           int8_t *scratch)
 {
@@ -319,14 +330,6 @@ static void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *inpu
 /* Largest ring kept on the stack when the scratch plane is smaller than the ring. */
 #define EK_DW_RING_STACK 64
 
-#if defined(__GNUC__)
-#define EK_DW_INLINE static inline __attribute__((always_inline))
-#define EK_DW_NOINLINE static __attribute__((noinline))
-#else
-#define EK_DW_INLINE static inline
-#define EK_DW_NOINLINE static
-#endif
-
 /* Requantisation of one channel: its constants, computed once per channel. */
 typedef struct {
     int32_t k_hi;       /* fast form: high word of 2^(30+r) + output_offset * 2^(31+r) */
@@ -397,13 +400,13 @@ EK_DW_INLINE int8_t dw_output(const dw_requant *q, int32_t acc, int mode)
 }
 
 /* One row of outputs, any window (k_h*k_w <= EK_DW_MAX_TAPS): window rows at win + ky*rw. */
-EK_DW_INLINE void dw_row_generic(const int8_t *win, int32_t rw, const int32_t *taps, int32_t k_h,
+EK_DW_INLINE void dw_row_generic(const int8_t *win, int32_t rw, const int16_t *taps, int32_t k_h,
                                  int32_t k_w, int32_t stride, uint32_t base, int32_t out_w,
                                  int8_t *out, int32_t step, const dw_requant *q, int mode)
 {
     for (int32_t ox = 0; ox < out_w; ++ox) {
         uint32_t acc = base;
-        const int32_t *t = taps;
+        const int16_t *t = taps;
         const int8_t *x = win + ox * stride;
         for (int32_t ky = 0; ky < k_h; ++ky) {
             for (int32_t kx = 0; kx < k_w; ++kx) {
@@ -442,7 +445,7 @@ typedef struct {
     uint32_t w02_0, w02_1, w02_2, w1_01, w1_2;
 } dw_w3x3;
 
-static dw_w3x3 dw_pack_3x3(const int32_t *taps)
+static dw_w3x3 dw_pack_3x3(const int16_t *taps)
 {
     dw_w3x3 w;
     w.w02_0 = dw_pack(taps[0], taps[2]);
@@ -599,7 +602,7 @@ static void dw_fill_row(const dw_layer *g, const int8_t *channel, int32_t iy, in
 
 /* One channel: rows gathered as the windows reach them, one row loop per output row. */
 EK_DW_INLINE void dw_channel(const dw_layer *g, int shape, int mode, int8_t *channel,
-                             const int32_t *taps, uint32_t base, const dw_requant *q)
+                             const int16_t *taps, uint32_t base, const dw_requant *q)
 {
     const int32_t k_h = g->k_h, rw = g->rw, stride_h = g->stride_h, out_w = g->out_w;
     const int32_t step = g->channels, row_step = out_w * step;
@@ -649,7 +652,7 @@ EK_DW_INLINE void dw_channel(const dw_layer *g, int shape, int mode, int8_t *cha
 
 /* dw_channel with the row shape and the requantisation mode as compile-time constants. */
 static void dw_channel_dispatch(const dw_layer *g, int shape, int mode, int8_t *channel,
-                                const int32_t *taps, uint32_t base, const dw_requant *q)
+                                const int16_t *taps, uint32_t base, const dw_requant *q)
 {
 #if EK_USE_DSP
 #define EK_DW_MODES(SHAPE)                                                                      \
@@ -705,8 +708,8 @@ static int32_t ring_bytes(const ek_depthwise_conv2d_params *p, int32_t *rw)
     return 2 * p->k_h * *rw + 3;
 }
 
-static void inplace_ring(const ek_depthwise_conv2d_params *p, int8_t *data, const int8_t *filter,
-                         const int32_t *bias, int8_t *ring)
+EK_DW_NOINLINE void inplace_ring(const ek_depthwise_conv2d_params *p, int8_t *data,
+                                 const int8_t *filter, const int32_t *bias, int8_t *ring)
 {
     dw_layer g;
     const int32_t channels = p->in_c, n_taps = p->k_h * p->k_w;
@@ -735,12 +738,12 @@ static void inplace_ring(const ek_depthwise_conv2d_params *p, int8_t *data, cons
     /* Padding columns (never written by a gather) and the slack bytes: zero points. */
     memset(ring, (int8_t)g.zero_point, (size_t)bytes);
     for (int32_t c = 0; c < channels; ++c) {
-        int32_t taps[EK_DW_MAX_TAPS];
+        int16_t taps[EK_DW_MAX_TAPS]; /* w + filter_offset is within [-255, 255] */
         uint32_t tap_sum = 0;
         dw_requant q;
         const int mode = dw_requant_setup(p, c, &q);
         for (int32_t t = 0; t < n_taps; ++t) {
-            taps[t] = filter[t * channels + c] + p->filter_offset;
+            taps[t] = (int16_t)(filter[t * channels + c] + p->filter_offset);
             tap_sum += (uint32_t)taps[t];
         }
         const uint32_t base = (uint32_t)bias_of(bias, c) + (uint32_t)p->input_offset * tap_sum;
@@ -760,8 +763,9 @@ void ek_depthwise_conv2d_s8_inplace(const ek_depthwise_conv2d_params *params, in
                                     const int8_t *filter, const int32_t *bias, int8_t *output,
                                     int8_t *scratch)
 {
-    const ek_depthwise_conv2d_params local = *params; /* see ek_depthwise_conv2d_s8 */
-    const ek_depthwise_conv2d_params *p = &local;
+    /* No private copy here: nothing is stored before the paths below take theirs (or read the
+     * fields once per channel). */
+    const ek_depthwise_conv2d_params *p = params;
     if (p->dilation_h == 1 && p->dilation_w == 1 && p->k_h * p->k_w <= EK_DW_MAX_TAPS
         && ring_order_safe(p)) {
         int32_t rw;
