@@ -39,8 +39,8 @@ def test_strategy_and_switches(capsys):
     best = _json(capsys, ["plan", path, "--json"])
     assert greedy["strategy"] == "greedy" and not greedy["inplace"]
     # TFLM-style planning leaves 9 KiB of holes on vww; ours reaches the bound, and in-place
-    # convolutions take it down to the first in-place depthwise: 36 KiB + a 48x48 plane
-    assert greedy["arena_bytes"] == 64_512 and best["arena_bytes"] == 36_864 + 48 * 48
+    # convolutions take it down to about the largest tensor (36 KiB)
+    assert greedy["arena_bytes"] == 64_512 and best["arena_bytes"] <= 36_864 + 64
     # in-place depthwise: the step after the first convolution holds one tensor plus a plane
     assert best["profile"][1]["live_bytes"] == 18_432 + 48 * 48
     assert greedy["profile"][1]["live_bytes"] == 2 * 18_432

@@ -252,12 +252,16 @@ def test_in_place_depthwise_stride_two_in_arena():
               pad=(1, 1, 1, 1), depth_multiplier=1, activation="RELU"),
            op("ADD", ["d", "e"], ["y"], activation="NONE")]
     g = graph(tensors, ops, ["x"], ["y"])
-    p = plan(g, alignment=1)
+    p = plan(g, alignment=1, inplace={"depthwise_channelwise", "elementwise"})
     assert p.buffers["e"].inplace_mode == "depthwise_channelwise"  # x dies at the second one
     assert p.buffers["y"].alias_of in ("d", "e")
     x = [rng.integers(-128, 128, size=(1, 7, 7, 4), dtype=np.int8)]
     expected, values = Interpreter(g).run(x, intermediates=True)
     assert run_in_arena(p, x, values)[0].tobytes() == expected[0].tobytes()
+    # with every mode the depthwise slides instead (a 4-byte lead beats a 49-byte plane)
+    sliding = plan(g, alignment=1)
+    assert sliding.buffers["e"].inplace_mode == "conv_sliding"
+    assert run_in_arena(sliding, x, values)[0].tobytes() == expected[0].tobytes()
 
 
 def test_depthwise_with_a_larger_output_plane_is_not_in_place():

@@ -193,6 +193,10 @@ def _pointwise_scratch(op: Op, graph: Graph) -> int:
 #: the in-place mode whose output starts before its input (see `sliding_lead_bytes`)
 SLIDING_MODE = "conv_sliding"
 
+#: kinds whose plain kernel computes output pixels in increasing row-major order, each from its
+#: own window (DEPTHWISE: every channel's window, so the same bytes-per-pixel argument holds)
+SLIDING_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+
 #: a pixel that reads no input byte (its window lies in the padding) constrains nothing
 _NO_READ = np.iinfo(np.int64).max // 4
 
@@ -209,8 +213,9 @@ def _first_valid_tap(out_index: np.ndarray, stride: int, pad: int, dilation: int
 
 
 def sliding_lead_bytes(op: Op, graph: Graph) -> int | None:
-    """How many bytes before its input a CONV_2D's output must start so that the convolution
-    can run over its own input (`conv_sliding`); None when the op does not qualify.
+    """How many bytes before its input a CONV_2D's (or DEPTHWISE_CONV_2D's) output must start
+    so that the convolution can run over its own input (`conv_sliding`); None when the op does
+    not qualify.
 
     The kernel goes through output pixels in increasing row-major order and writes pixel p's
     outputs at ``out + p*C_out``, where ``out = in - lead``. Pixel p and every later pixel only
@@ -222,7 +227,7 @@ def sliding_lead_bytes(op: Op, graph: Graph) -> int | None:
     """
     x_name = op.inputs[0]
     w_name = op.inputs[1] if len(op.inputs) > 1 else None
-    if op.kind != "CONV_2D" or x_name is None or w_name is None:
+    if op.kind not in SLIDING_KINDS or x_name is None or w_name is None:
         return None
     x, w, out = graph[x_name], graph[w_name], graph[op.outputs[0]]
     if x.is_constant or len(x.shape) != 4 or len(out.shape) != 4 or len(w.shape) != 4:
@@ -305,7 +310,7 @@ INPLACE_MODES: tuple[InplaceMode, ...] = (
     ),
     InplaceMode(
         name=SLIDING_MODE,
-        kinds=frozenset({"CONV_2D"}),
+        kinds=SLIDING_KINDS,
         inputs=_sliding_inputs,
         scratch_bytes=_no_scratch,
         semantics=("The plain convolution kernel, output pixels in increasing row-major order, "

@@ -12,7 +12,8 @@ from edgekit.planner.inplace import MODES_BY_NAME, SLIDING_MODE, inplace_candida
 from edgekit.planner.offsets import STRATEGIES, arena_of, place
 from edgekit.planner.problem import (
     InplaceSetting, Problem, activation_names, alias_root, build_problem, check_schedule,
-    enabled_modes, inplace_table, lifetimes_for, scratch_extent, tensor_alignment, tensor_bytes,
+    enabled_modes, inplace_lead, inplace_table, lifetimes_for, scratch_extent, tensor_alignment,
+    tensor_bytes,
 )
 from edgekit.planner.schedule import best_schedule, default_order
 
@@ -137,29 +138,65 @@ def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEF
         raise PlanError(f"unknown planner strategy {strategy!r};"
                         f" choose one of {', '.join(STRATEGIES)}")
     modes = enabled_modes(inplace)
-    # A lead (conv_sliding) shifts the rest of its in-place chain, and the chain is placed as
-    # one block, so its span can outgrow what the lead saved: also plan with leads only where
-    # no other mode applies, and without them; keep the smallest arena (later on a tie).
-    variants = [(modes, False)]
+    settings = dict(alignment=alignment, reorder=reorder, strategy=strategy)
+    first = _plan_variant(graph, modes, inplace_table(graph, modes, alignment), **settings)
+    chosen = first
     if SLIDING_MODE in modes:
-        variants += [(modes, True), (modes - {SLIDING_MODE}, False)]
-    chosen = None
-    for variant, lead_last in variants:
-        options = inplace_table(graph, variant, alignment, lead_last=lead_last)
-        fusions = (choose_fusions(graph, alignment=alignment, inplace=variant, reorder=reorder,
-                                  options=options)
-                   if CONV_ADD_MODE in variant else {})
-        candidate = _problem_for(graph, fusions, alignment=alignment, inplace=variant,
-                                 reorder=reorder, options=options)
-        candidate_offsets = place(candidate.blocks, strategy, candidate.lower_bound)
-        arena = arena_of(candidate.blocks, candidate_offsets)
-        if chosen is None or arena <= chosen[0]:
-            chosen = (arena, candidate, candidate_offsets)
+        # A lead (conv_sliding) shifts the rest of its in-place chain, and the chain is placed
+        # as one block, so its span can outgrow what the lead saved. Also plan: with leads
+        # only where they lower the peak, with leads only where no other mode applies, and
+        # without them; keep the smallest arena (the later variant on a tie).
+        variants = [
+            (modes, _leads_where_needed(graph, first[1], inplace_table(graph, modes, alignment),
+                                        alignment)),
+            (modes, inplace_table(graph, modes, alignment, lead_last=True)),
+            (modes - {SLIDING_MODE}, inplace_table(graph, modes - {SLIDING_MODE}, alignment)),
+        ]
+        for variant, options in variants:  # the fusions hardly depend on the leads
+            candidate = _plan_variant(graph, variant, options, fusions=first[1].fusions,
+                                      **settings)
+            if candidate[0] <= chosen[0]:
+                chosen = candidate
     _, problem, offsets = chosen
     result = _assemble(graph, problem, offsets, strategy=strategy, alignment=alignment,
                        inplace=inplace, reorder=reorder)
     result.check()
     return result
+
+
+def _plan_variant(graph: Graph, modes: frozenset[str], options, *, alignment: int,
+                  reorder: bool, strategy: str,
+                  fusions: dict[int, FusedConvAdd] | None = None
+                  ) -> tuple[int, Problem, list[int]]:
+    """(arena, problem, offsets) with these modes and in-place options per op (and these
+    fusions, or the ones `choose_fusions` picks)."""
+    if fusions is None:
+        fusions = (choose_fusions(graph, alignment=alignment, inplace=modes, reorder=reorder,
+                                  options=options)
+                   if CONV_ADD_MODE in modes else {})
+    problem = _problem_for(graph, fusions, alignment=alignment, inplace=modes, reorder=reorder,
+                           options=options)
+    offsets = place(problem.blocks, strategy, problem.lower_bound)
+    return arena_of(problem.blocks, offsets), problem, offsets
+
+
+def _leads_where_needed(graph: Graph, problem: Problem, options, alignment: int):
+    """``options`` without the lead modes at every op where dropping them does not raise the
+    peak of ``problem`` (same schedule and fusions): leads only where they pay at the peak."""
+    options = [list(o) for o in options]
+    bound = problem.lower_bound
+    for name, alias in sorted(problem.aliases.items(), key=lambda item: item[1].step):
+        if not alias.lead:
+            continue
+        index = problem.schedule[alias.step]
+        trial = list(options)
+        trial[index] = [(m, n) for m, n in options[index]
+                        if not inplace_lead(graph.ops[index], graph, m, alignment)]
+        attempt = build_problem(graph, problem.schedule, alignment=alignment, inplace=True,
+                                fusions=problem.fusions, options=trial)
+        if attempt.lower_bound <= bound:
+            options = trial
+    return options
 
 
 def _problem_for(graph: Graph, fusions: dict[int, FusedConvAdd], *, alignment: int,
