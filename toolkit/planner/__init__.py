@@ -76,10 +76,11 @@ code generator must implement each mode exactly as follows:
   its end (the block grows to the output's size); the peak is max(in, out) instead of in + out.
   Scratch as ``pointwise_inplace``. Both order conditions are exact: where one is false, that
   order reads a clobbered byte (tests/test_planner_pointwise.py simulates it byte by byte).
-- ``conv_sliding`` (CONV_2D, any filter size, stride, dilation and padding; batch 1, int8): the
+- ``conv_sliding`` (CONV_2D or DEPTHWISE_CONV_2D, any filter size, stride, dilation and padding;
+  batch 1, int8): the
   output starts ``lead`` bytes BEFORE its input (``buffers[out].offset <= buffers[in].offset -
   lead``; `inplace.sliding_lead_bytes` gives the smallest lead, the plan rounds it up to the
-  alignment) and the PLAIN convolution kernel runs over it: output pixels in increasing
+  alignment) and the PLAIN (depthwise) convolution kernel runs over it: output pixels in increasing
   row-major order (one or two at a time), pixel p's C_out outputs stored at ``out + p*C_out``,
   its window read from the input in any order, also after storing some of its channels; no
   ``restrict`` on input/output. Exact because with m(p) = the lowest input pixel any pixel
@@ -88,8 +89,8 @@ code generator must implement each mode exactly as follows:
   lead minimal against a byte simulation). No scratch. It lets the first convolution of a
   network overwrite the camera frame as it goes (vww: frame + 104 bytes instead of frame + a
   48x48x8 output). Leads shift the rest of an in-place chain, which is placed as one block, so
-  `plan` also plans with leads only where no other mode applies, and without them, and keeps
-  the smallest arena.
+  `plan` also plans with leads only where they lower the peak, only where no other mode
+  applies, and without them, and keeps the smallest arena.
 - ``conv_add_skip`` (a CONV_2D fused with the residual ADD that reads it; `edgekit.planner.fusion`):
   ``plan.fusions[conv_index]`` is a `FusedConvAdd` (``conv``, ``add`` op indices,
   ``intermediate`` = the conv's output, ``skip`` = the ADD's other input, ``output`` = the
