@@ -214,6 +214,151 @@ static int32_t conv_acc1_dsp(const ek_conv2d_params *p, const int8_t *input,
 }
 #endif
 
+#if EK_USE_DSP
+/* --- Two output pixels at a time, for short windows ------------------------------------------
+ * Layers whose whole window is short (len = k_h*k_w*in_c <= EK_PAIR_MAX_LEN: the first
+ * convolution with 1-3 input channels, 1x1 convolutions with few input channels) spend most of
+ * their instructions per output pixel rather than per MAC: requantisation, loop control, the
+ * border checks. This path gathers the windows of two output pixels into a small buffer (padding
+ * taps filled with the input zero point, so the effective bias is exact for every pixel), then
+ * runs 2 output channels x 2 pixels per inner loop (each filter word is loaded and widened once
+ * for both pixels) and requantises each channel's two results with one setup.
+ *
+ * Buffer layout: pixel A's window at [0, EK_PAIR_MAX_LEN), pixel B's at EK_PAIR_MAX_LEN. A window
+ * of len bytes is read as len/4 whole words, then, when len % 4 = t != 0, one word holding
+ * 4 - t zero bytes followed by the last t window bytes, paired with the filter word that ENDS at
+ * the channel's last byte (filter + len - 4): the zero bytes meet the previous filter bytes and
+ * contribute nothing, and no filter byte outside the channel is ever read.
+ *
+ * The windows are copied before any output of the pair is stored, which keeps the in-place
+ * modes exact (pointwise_inplace, conv_sliding: see edgekit.planner). */
+#define EK_PAIR_MAX_LEN 64
+
+/* n bytes from src to dst (short runs: words, then bytes; any alignment). */
+static inline void copy_short(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (; n >= 4; n -= 4, src += 4, dst += 4) {
+        const uint32_t v = ek_read_u32(src);
+        memcpy(dst, &v, 4);
+    }
+    for (; n > 0; --n) {
+        *dst++ = *src++;
+    }
+}
+
+static inline void fill_short(int8_t *dst, int8_t value, int32_t n)
+{
+    for (; n > 0; --n) {
+        *dst++ = value;
+    }
+}
+
+/* The window of the output pixel whose taps start at (iy0, ix0), len = k_h*k_w*in_c bytes in
+ * OHWI tap order (dilation_w == 1), taps outside the input set to the input zero point; then
+ * the tail word moved into place (see the layout above). */
+static void gather_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
+                          int32_t ix0, int8_t *dst)
+{
+    const int32_t c_in = p->in_c, row = p->k_w * c_in, len = p->k_h * row;
+    const int8_t zero_point = (int8_t)(-p->input_offset);
+    int32_t kx0, kx1;
+    int8_t *d = dst;
+    ek_conv_valid_taps(ix0, p->in_w, p->k_w, 1, &kx0, &kx1);
+    for (int32_t ky = 0; ky < p->k_h; ++ky, d += row) {
+        const int32_t iy = iy0 + ky * p->dilation_h;
+        if (iy < 0 || iy >= p->in_h || kx1 <= kx0) {
+            fill_short(d, zero_point, row);
+            continue;
+        }
+        fill_short(d, zero_point, kx0 * c_in);
+        copy_short(d + kx0 * c_in, input + (iy * p->in_w + ix0 + kx0) * c_in, (kx1 - kx0) * c_in);
+        fill_short(d + kx1 * c_in, zero_point, (p->k_w - kx1) * c_in);
+    }
+    if (len & 3) {
+        const int32_t t = len & 3, at = len & ~3;
+        for (int32_t i = t - 1; i >= 0; --i) { /* backwards: the ranges overlap */
+            dst[at + 4 - t + i] = dst[at + i];
+        }
+        fill_short(dst + at, 0, 4 - t);
+    }
+}
+
+/* The requantisation constants of one output channel (ek_mbqm_nonneg with the shift split
+ * once): shared by the pair's two pixels. */
+typedef struct {
+    int32_t multiplier, left, right, mask, half;
+} rq_channel;
+
+static inline rq_channel rq_channel_of(int32_t multiplier, int32_t shift)
+{
+    rq_channel r;
+    r.multiplier = multiplier;
+    r.left = shift > 0 ? shift : 0;
+    r.right = r.left - shift;
+    r.mask = (int32_t)((UINT32_C(1) << r.right) - 1u);
+    r.half = r.mask >> 1;
+    return r;
+}
+
+/* Exactly ek_conv_requantize(acc, multiplier, shift, ...): the same operations as
+ * ek_mbqm_nonneg, with the per-channel part precomputed. */
+static inline int32_t rq_apply(const rq_channel *r, int32_t acc, int32_t output_offset,
+                               int32_t act_min, int32_t act_max)
+{
+    const int32_t shifted = (int32_t)((uint32_t)acc << r->left);
+    const int64_t product = (int64_t)shifted * r->multiplier + (INT64_C(1) << 30);
+    const int32_t high = (int32_t)(uint32_t)((uint64_t)product >> 31);
+    const int32_t threshold = r->half + (int32_t)((uint32_t)high >> 31);
+    const int32_t y = (high >> r->right) + ((high & r->mask) > threshold ? 1 : 0) + output_offset;
+    return ek_clamp(y, act_min, act_max);
+}
+
+/* One window word of pixels A and B against one word of filter rows 0 and 1. */
+#define EK_STEP2X2(xa, xb, wv0, wv1)                                                  \
+    do {                                                                                \
+        const uint32_t xa02_ = ek_sxtb16(xa), xa13_ = ek_sxtb16_ror8(xa);               \
+        const uint32_t xb02_ = ek_sxtb16(xb), xb13_ = ek_sxtb16_ror8(xb);               \
+        uint32_t wl_ = ek_sxtb16(wv0), wh_ = ek_sxtb16_ror8(wv0);                       \
+        a0 = ek_smlad(wl_, xa02_, a0);                                                  \
+        a0 = ek_smlad(wh_, xa13_, a0);                                                  \
+        b0 = ek_smlad(wl_, xb02_, b0);                                                  \
+        b0 = ek_smlad(wh_, xb13_, b0);                                                  \
+        wl_ = ek_sxtb16(wv1);                                                           \
+        wh_ = ek_sxtb16_ror8(wv1);                                                      \
+        a1 = ek_smlad(wl_, xa02_, a1);                                                  \
+        a1 = ek_smlad(wh_, xa13_, a1);                                                  \
+        b1 = ek_smlad(wl_, xb02_, b1);                                                  \
+        b1 = ek_smlad(wh_, xb13_, b1);                                                  \
+    } while (0)
+
+/* acc = {(A, ch0), (A, ch1), (B, ch0), (B, ch1)} += the windows (A at x, B at x +
+ * EK_PAIR_MAX_LEN) against filter rows w and w + w1_offset (len, or 0 to repeat row 0 for an
+ * odd last channel); see the layout for the tail word. */
+static inline void dot2x2(const int8_t *x, const int8_t *w, int32_t len, int32_t w1_offset,
+                          int32_t acc[4])
+{
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    const int8_t *const end = x + (len & ~3);
+    while (x != end) {
+        const uint32_t xa = ek_read_u32(x), xb = ek_read_u32(x + EK_PAIR_MAX_LEN);
+        const uint32_t wv0 = ek_read_u32(w), wv1 = ek_read_u32(w + w1_offset);
+        EK_STEP2X2(xa, xb, wv0, wv1);
+        x += 4;
+        w += 4;
+    }
+    if (len & 3) {
+        const int8_t *wt = w - (4 - (len & 3)); /* the word ending at the row's last byte */
+        const uint32_t xa = ek_read_u32(x), xb = ek_read_u32(x + EK_PAIR_MAX_LEN);
+        const uint32_t wv0 = ek_read_u32(wt), wv1 = ek_read_u32(wt + w1_offset);
+        EK_STEP2X2(xa, xb, wv0, wv1);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+#endif /* EK_USE_DSP */
+
 /* The residual ADD fused after the convolution (planner mode conv_add_skip), or none. */
 typedef struct {
     const ek_add_params *add; /* 0: plain convolution */
@@ -235,6 +380,86 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
     }
 }
 
+#if EK_USE_DSP
+/* Whether the two-pixel path takes the layer: DSP arithmetic (filter offset 0), an effective
+ * bias (padding taps become zero-point bytes, exact for every pixel), rows of taps contiguous,
+ * and a window that fits the buffer. */
+static inline int conv_pairs_apply(const ek_conv2d_params *p)
+{
+    return p->filter_offset == 0 && p->effective_bias != 0 && p->dilation_w == 1
+           && p->k_h * p->k_w * p->in_c <= EK_PAIR_MAX_LEN;
+}
+
+/* All output channels of the pair of pixels whose windows are in buf, stored at base_a and
+ * base_b; with_b == 0 (a constant): a lone last pixel, B's results are not stored (under the
+ * fused ADD a second store would add the skip twice). */
+EK_CONV_FORCE_INLINE void conv_pair_channels(const ek_conv2d_params *p, const int8_t *filter,
+                                             const int8_t *buf, int8_t *output,
+                                             const conv_epilogue *e, int32_t base_a,
+                                             int32_t base_b, int with_b)
+{
+    const int32_t c_out = p->out_c, len = p->k_h * p->k_w * p->in_c;
+    const int32_t *const eb = p->effective_bias;
+    for (int32_t oc = 0; oc < c_out; oc += 2) {
+        /* an odd last channel runs its filter row twice and stores one of the results */
+        const int two = oc + 1 < c_out;
+        int32_t acc[4];
+        rq_channel r;
+        acc[0] = acc[2] = eb[oc];
+        acc[1] = acc[3] = eb[two ? oc + 1 : oc];
+        dot2x2(buf, filter + oc * len, len, two ? len : 0, acc);
+        r = rq_channel_of(p->multipliers[oc], p->shifts[oc]);
+        conv_store(e, output, base_a + oc,
+                   rq_apply(&r, acc[0], p->output_offset, p->act_min, p->act_max));
+        if (with_b) {
+            conv_store(e, output, base_b + oc,
+                       rq_apply(&r, acc[2], p->output_offset, p->act_min, p->act_max));
+        }
+        if (two) {
+            r = rq_channel_of(p->multipliers[oc + 1], p->shifts[oc + 1]);
+            conv_store(e, output, base_a + oc + 1,
+                       rq_apply(&r, acc[1], p->output_offset, p->act_min, p->act_max));
+            if (with_b) {
+                conv_store(e, output, base_b + oc + 1,
+                           rq_apply(&r, acc[3], p->output_offset, p->act_min, p->act_max));
+            }
+        }
+    }
+}
+
+/* Every output pixel of the layer, two at a time (conv_pairs_apply holds); buf: 2 *
+ * EK_PAIR_MAX_LEN bytes, 4-byte aligned. Pixels in increasing order, each pair's windows
+ * gathered before any of its outputs is stored. */
+EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *input,
+                                       const int8_t *filter, int8_t *output,
+                                       const conv_epilogue *e, int8_t *buf)
+{
+    const int32_t c_out = p->out_c, pixels = p->out_h * p->out_w;
+    int32_t oy = 0, ox = 0, pixel = 0;
+    for (; pixel + 2 <= pixels; pixel += 2) {
+        gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                      buf);
+        if (++ox == p->out_w) {
+            ox = 0;
+            ++oy;
+        }
+        gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                      buf + EK_PAIR_MAX_LEN);
+        if (++ox == p->out_w) {
+            ox = 0;
+            ++oy;
+        }
+        conv_pair_channels(p, filter, buf, output, e, pixel * c_out, (pixel + 1) * c_out, 1);
+    }
+    if (pixel < pixels) { /* a lone last pixel: window A in both slots */
+        gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                      buf);
+        copy_short(buf + EK_PAIR_MAX_LEN, buf, (p->k_h * p->k_w * p->in_c + 3) & ~3);
+        conv_pair_channels(p, filter, buf, output, e, pixel * c_out, pixel * c_out, 0);
+    }
+}
+#endif
+
 /* The convolution; e == 0 for the plain kernel (a constant after inlining). */
 EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_t *input,
                                      const int8_t *filter, const int32_t *bias, int8_t *output,
@@ -248,6 +473,11 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
 #if EK_USE_DSP
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
+    if (conv_pairs_apply(p)) {
+        int32_t buf[2 * EK_PAIR_MAX_LEN / 4]; /* two windows, word aligned */
+        conv2d_pairs(p, input, filter, output, e, (int8_t *)buf);
+        return;
+    }
 #endif
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
