@@ -1,17 +1,20 @@
 """The table of in-place modes: when an op may write its output over one of its inputs.
 
 An in-place mode lets the output of an op share the arena bytes of one input (the output starts at
-the input's offset). The planner only uses a mode at a step where that input *dies* (no later op
-reads it and it is not a graph output) -- that part depends on the schedule and is checked by the
-planner. Each mode here states the *static* conditions (kinds, shapes, dtypes, attributes) under
-which the mode is exact, the scratch memory its kernel needs, and what the kernel must do so that
-it is safe. The full semantics live in the `edgekit.planner` module docstring; the code generator
-implements exactly these contracts.
+the input's offset, or ``lead_bytes`` before it). The planner only uses a mode at a step where
+that input *dies* (no later op reads it and it is not a graph output) -- that part depends on the
+schedule and is checked by the planner. Each mode here states the *static* conditions (kinds,
+shapes, dtypes, attributes) under which the mode is exact, the scratch memory its kernel needs,
+and what the kernel must do so that it is safe. The full semantics live in the `edgekit.planner`
+module docstring; the code generator implements exactly these contracts.
 
-New modes (in-place pointwise convolution with an output no wider than its input, a convolution
-fused with a residual add writing into the skip tensor's buffer, ...) are one more `InplaceMode`
-in `INPLACE_MODES`: a name, the op kinds, a function returning the input positions the output may
-overwrite, and a scratch-size function.
+Modes: ``reshape_view``, ``elementwise``, ``depthwise_channelwise``, ``pointwise_inplace`` and
+``pointwise_inplace_backward`` (1x1 convolutions, pixel by pixel through a small scratch),
+``conv_sliding`` (any convolution or depthwise convolution, plain kernel, output a small lead
+before its input). The conv fused with its residual ADD (``conv_add_skip``) spans two ops and
+lives in `edgekit.planner.fusion`. A new mode is one more `InplaceMode` in `INPLACE_MODES`: a
+name, the op kinds, a function returning the input positions the output may overwrite, a
+scratch-size function, and optionally a lead.
 """
 
 from __future__ import annotations
