@@ -4,10 +4,16 @@
  * c*M + m (M = depth multiplier) sums input channel c against filter channel c*M + m over the
  * taps inside the input; int32 accumulator (wrapping), per-channel requantisation, clamp.
  *
- * In-place use: ek_depthwise_conv2d_s8_inplace implements the planner's
- * `depthwise_channelwise` mode (edgekit.planner): channel by channel, the input channel is copied
- * to a one-plane scratch, then the output channel is computed from the scratch only and written
- * over the input's slots of that channel. ek_depthwise_conv2d_s8 needs disjoint buffers.
+ * In-place use:
+ *   - ek_depthwise_conv2d_s8_inplace implements the planner's `depthwise_channelwise` mode
+ *     (edgekit.planner): channel by channel, output channel c is written only over the input's
+ *     slots of channel c, after the input values it needs are saved (the row ring below, in the
+ *     scratch plane; or the whole plane copy for the layers the ring does not take).
+ *   - ek_depthwise_conv2d_s8 is what the planner's `conv_sliding` mode runs over its own input
+ *     (output `lead` bytes before it): output pixels in increasing row-major order, pixel p's
+ *     outputs stored only at output + p*out_c .. + out_c, its input read only inside pixel p's
+ *     window, nothing cached across pixels, no `restrict`. Keep these properties if the loops
+ *     change. Otherwise it needs disjoint buffers.
  *
  * DSP path (depth multiplier 1, filter offset 0): four channels per word. Channels are adjacent
  * bytes in both input and filter, so one load and two SXTB16 give lanes {c, c+2} and
