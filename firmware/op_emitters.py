@@ -129,12 +129,12 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
                                                      "pointwise_inplace_backward"):
         kernel = INPLACE_MODE_KERNELS[ctx.inplace_mode]
         args = [ctx.ptr(out), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out), f"(int8_t *){ctx.scratch}"]
-    elif op.kind == "CONV_2D":
+    elif op.kind == "CONV_2D":  # out of place, or conv_sliding (output just before the input)
         kernel, args = "ek_conv2d_s8", [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     elif ctx.inplace_mode == "depthwise_channelwise":
         kernel = "ek_depthwise_conv2d_s8_inplace"
         args = [ctx.ptr(out), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out), f"(int8_t *){ctx.scratch}"]
-    else:
+    else:  # out of place, or conv_sliding
         kernel = "ek_depthwise_conv2d_s8"
         args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     params_type = "ek_conv2d_params" if op.kind == "CONV_2D" else "ek_depthwise_conv2d_params"
@@ -382,6 +382,10 @@ INPLACE_MODE_KERNELS = {
     "pointwise_inplace": "ek_conv2d_s8_pointwise_inplace",
     "pointwise_inplace_backward": "ek_conv2d_s8_pointwise_inplace_backward",
     "conv_add_skip": "ek_conv2d_add_s8",
+    # the plain kernel over a dying input, its output starting `lead` bytes before it: exact
+    # because ek_conv2d_s8 / ek_depthwise_conv2d_s8 store output pixels in increasing row-major
+    # order (the planner's contract, edgekit.planner docstring)
+    "conv_sliding": "ek_conv2d_s8",
 }
 
 
@@ -394,6 +398,7 @@ INPLACE_MODE_OPS = {
     "depthwise_channelwise": frozenset({"DEPTHWISE_CONV_2D"}),
     "pointwise_inplace": frozenset({"CONV_2D"}),
     "pointwise_inplace_backward": frozenset({"CONV_2D"}),
+    "conv_sliding": frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"}),
 }
 
 
