@@ -82,7 +82,7 @@ def _pointwise_inplace(arena, p, index, prepared, args, noise, group: int = 2,
             taken = arena[x_offset + src * in_c:x_offset + (src + 1) * in_c].copy()
             assert taken.tobytes() == x_before.reshape(-1)[src * in_c:(src + 1) * in_c].tobytes(), (
                 f"op {index}: input pixel {src} was clobbered before output pixel {pixel} read it")
-            scratch[slot * 2 * in_c:slot * 2 * in_c + in_c] = taken  # int16 slots: 2 bytes each
+            scratch[slot * in_c:(slot + 1) * in_c] = taken
         for pixel in members:
             arena[y_offset + pixel * out_c:y_offset + (pixel + 1) * out_c] = (
                 expected[pixel * out_c:(pixel + 1) * out_c].view(np.uint8))

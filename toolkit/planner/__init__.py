@@ -59,10 +59,10 @@ code generator must implement each mode exactly as follows:
   ``src(p) = (p // OW)*stride_h*W + (p % OW)*stride_w`` the input pixel that p reads,
   ``p*C_out <= src(p)*C_in`` for every p >= 1 (`inplace.pointwise_fits_in_place`). True for any
   output no wider than its input (C_out <= C_in, any stride), and for strided convolutions that
-  widen within the stride (resnet's 1x1 stride-2 16->32). Scratch: ``4*C_in`` bytes, 4-byte
-  aligned (two pixels widened to int16). Kernel: output pixels in increasing order, in groups
-  of one or two consecutive pixels; for each group first read all its input pixels src(p) into
-  the scratch (as int8 or int16), then compute and write all C_out outputs of each pixel of the
+  widen within the stride (resnet's 1x1 stride-2 16->32). Scratch: ``2*C_in`` bytes, 4-byte
+  aligned (two pixels as int8). Kernel: output pixels in increasing order, in groups of one or
+  two consecutive pixels; for each group first copy all its input pixels src(p) into the
+  scratch (as int8), then compute and write all C_out outputs of each pixel of the
   group at ``out + p*C_out``; never read the input buffer for pixels of a group already
   written. Why exact: the outputs of pixels 0..p end at ``(p+1)*C_out <= src(p+1)*C_in``, the
   first byte of the next input pixel to read, and later pixels read later input pixels.
