@@ -283,6 +283,58 @@ def test_pointwise_inplace(libs, c_in, c_out, stride, hw):
     check_graph(libs, graph, rng, inplace=True)
 
 
+@pytest.mark.parametrize("in_shape, c_out, kernel, stride, padding", [
+    ((1, 13, 11, 3), 8, (3, 3), (2, 2), "SAME"),   # vww/resnet first conv: len 27 (tail word)
+    ((1, 14, 10, 1), 9, (10, 4), (2, 2), "SAME"),  # kws first conv: len 40, odd c_out
+    ((1, 9, 7, 2), 5, (3, 3), (1, 1), "SAME"),     # len 18, odd pixel count
+    ((1, 7, 9, 8), 16, (1, 1), (1, 1), "VALID"),   # vww 1x1 8->16, odd pixel count
+    ((1, 6, 6, 16), 3, (1, 1), (2, 2), "VALID"),   # 1x1 strided, odd c_out
+    ((1, 5, 5, 64), 7, (1, 1), (1, 1), "VALID"),   # the largest window the path takes
+    ((1, 5, 5, 13), 6, (1, 1), (1, 1), "VALID"),   # 1x1 with len % 4 == 1
+    ((1, 8, 6, 3), 4, (5, 3), (1, 2), "SAME"),     # wide padding on every side
+])
+def test_two_pixel_path(libs, in_shape, c_out, kernel, stride, padding):
+    """The DSP path's two-pixel loop (windows of at most 64 bytes with an effective bias):
+    gathered windows with zero-point padding, the tail word, a lone last pixel, an odd last
+    channel; check_graph runs it with and without the effective bias."""
+    rng = np.random.default_rng(sum(in_shape) + c_out)
+    graph = gb.conv2d(rng, in_shape=in_shape, out_channels=c_out, kernel=kernel, stride=stride,
+                      padding=padding, activation="RELU6" if c_out % 2 else "NONE")
+    check_graph(libs, graph, rng, inputs=3)
+
+
+@pytest.mark.parametrize("in_shape, c_out, kernel, stride", [
+    ((1, 12, 12, 3), 8, (3, 3), (2, 2)), ((1, 7, 9, 8), 16, (1, 1), (1, 1)),
+    ((1, 9, 9, 4), 12, (3, 3), (1, 1)), ((1, 6, 6, 32), 16, (1, 1), (1, 1))])
+def test_plain_conv_sliding_in_place(libs, in_shape, c_out, kernel, stride):
+    """The planner's conv_sliding mode: the plain ek_conv2d_s8 with its output starting the
+    planner's lead before its own input, in one buffer (edgekit.planner.inplace)."""
+    from edgekit.planner.inplace import sliding_lead_bytes
+
+    rng = np.random.default_rng(in_shape[1] * c_out)
+    graph = gb.conv2d(rng, in_shape=in_shape, out_channels=c_out, kernel=kernel, stride=stride)
+    op = graph.ops[0]
+    lead = sliding_lead_bytes(op, graph)
+    assert lead is not None
+    prepared = reference.prepare(op, graph)
+    w, bias = graph["w"].data, graph["bias"].data
+    x = gb.random_values(rng, graph["x"].shape, graph["x"].dtype)
+    expected = reference.run_op(prepared, [x, w, bias])
+    for variant, lib, with_eb in variants(libs, "CONV_2D"):
+        eb = effective_bias(prepared, w, bias) if with_eb else None
+        params, keep = conv_params(prepared, x.shape, w.shape, eb)
+        size = max(lead + x.size, expected.size)
+        buf = np.zeros(size, np.int8)
+        buf[lead:lead + x.size] = x.reshape(-1)
+        b = _i32(bias)
+        base = buf.ctypes.data
+        lib.ek_conv2d_s8(ctypes.byref(params), ctypes.cast(base + lead, I8P),
+                         _ptr(np.ascontiguousarray(w), ctypes.c_int8), _ptr(b, ctypes.c_int32),
+                         ctypes.cast(base, I8P))
+        got = buf[:expected.size]
+        assert got.tobytes() == expected.reshape(-1).tobytes(), f"{variant} eb={with_eb} lead {lead}"
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_fully_connected_random(libs, seed):
     rng = np.random.default_rng(4000 + seed)

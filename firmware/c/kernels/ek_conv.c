@@ -17,6 +17,12 @@
 #include "ek_conv_dot.h"
 #include "ek_elementwise.h"
 
+#if defined(__GNUC__)
+#define EK_CONV_NOINLINE __attribute__((noinline))
+#else
+#define EK_CONV_NOINLINE
+#endif
+
 static int32_t bias_of(const int32_t *bias, int32_t c)
 {
     return bias != 0 ? bias[c] : 0;
@@ -78,9 +84,11 @@ static void conv_acc4_dsp(const ek_conv2d_params *p, const int8_t *input, const 
 /* acc[r] += sum_i x[i] * w[r*stride + i], r = 0..3, raw int8 x (the input offset is in the
  * effective bias). Without the offset register the loop's state fits the 13 free registers
  * (4 accumulators, x, end, two row pointers w0/w2 with rows 1/3 at +stride, stride, 4
- * temporaries), so nothing is spilled to the stack. */
-static inline void dot4_raw(const int8_t *x, const int8_t *w, int32_t stride, int32_t len,
-                            int32_t acc[4])
+ * temporaries), so nothing is spilled to the stack. Out of line: inlined into a loop nest,
+ * the asm's 13 registers plus the caller's live values cannot be allocated (gcc 12 with
+ * -mfpu=fpv4-sp-d16: "asm operand has impossible constraints"). */
+static EK_CONV_NOINLINE void dot4_raw(const int8_t *x, const int8_t *w, int32_t stride,
+                                      int32_t len, int32_t acc[4])
 {
     const int8_t *w0 = w, *w2 = w + 2 * stride;
     const int8_t *const end = x + (len & ~3);
@@ -460,6 +468,25 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
 }
 #endif
 
+#if EK_USE_DSP
+/* The two-pixel path out of line, once per epilogue: its registers and its window buffer stay
+ * out of conv2d_run's frame (the hand-allocated SMLAD asm there needs 13 free registers). */
+static EK_CONV_NOINLINE void conv2d_pairs_plain(const ek_conv2d_params *p, const int8_t *input,
+                                                const int8_t *filter, int8_t *output)
+{
+    int32_t buf[2 * EK_PAIR_MAX_LEN / 4]; /* two windows, word aligned */
+    conv2d_pairs(p, input, filter, output, 0, (int8_t *)buf);
+}
+
+static EK_CONV_NOINLINE void conv2d_pairs_fused(const ek_conv2d_params *p, const int8_t *input,
+                                                const int8_t *filter, int8_t *output,
+                                                const conv_epilogue *e)
+{
+    int32_t buf[2 * EK_PAIR_MAX_LEN / 4];
+    conv2d_pairs(p, input, filter, output, e, (int8_t *)buf);
+}
+#endif
+
 /* The convolution; e == 0 for the plain kernel (a constant after inlining). */
 EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_t *input,
                                      const int8_t *filter, const int32_t *bias, int8_t *output,
@@ -474,8 +501,11 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
     if (conv_pairs_apply(p)) {
-        int32_t buf[2 * EK_PAIR_MAX_LEN / 4]; /* two windows, word aligned */
-        conv2d_pairs(p, input, filter, output, e, (int8_t *)buf);
+        if (e == 0) {
+            conv2d_pairs_plain(p, input, filter, output);
+        } else {
+            conv2d_pairs_fused(p, input, filter, output, e);
+        }
         return;
     }
 #endif
