@@ -99,3 +99,12 @@ def test_unknown_strategy_is_a_usage_error():
     with pytest.raises(SystemExit) as exc:
         main(["plan", "x.tflite", "--strategy", "magic"])
     assert exc.value.code == 2
+
+
+def test_text_output_shows_how_each_op_runs_in_place(capsys):
+    assert main(["plan", str(mlperf_path("resnet"))]) == 0
+    out = capsys.readouterr().out
+    assert "conv_add_skip: with ADD op 3" in out and "conv_add_skip: in conv op 2" in out
+    assert "pointwise_inplace" in out
+    obj = _json(capsys, ["plan", str(mlperf_path("resnet")), "--json"])
+    assert [(f["conv"], f["add"]) for f in obj["fusions"]] == [(2, 3), (5, 7), (9, 11)]

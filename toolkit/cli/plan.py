@@ -71,6 +71,20 @@ def _summary(result: MemoryPlan) -> dict:
     }
 
 
+def _inplace_by_op(p: dict) -> dict[int, str]:
+    """Op index -> how it runs in place (its mode; fused conv+ADD pairs name each other)."""
+    by_output = {b["tensor"]: b for b in p["buffers"]}
+    how: dict[int, str] = {}
+    for row in p["profile"]:
+        buf = by_output.get(row["name"])
+        if buf is not None and buf["inplace_mode"]:
+            how[row["op"]] = buf["inplace_mode"]
+    for f in p.get("fusions", []):
+        how[f["conv"]] = f"conv_add_skip: with ADD op {f['add']}"
+        how[f["add"]] = f"conv_add_skip: in conv op {f['conv']}"
+    return how
+
+
 def _fit(board_id: str, arena_bytes: int) -> dict:
     from edgekit.boards import load_board
 
@@ -105,12 +119,13 @@ def _render(p: dict) -> str:
                      f" ({b['arena_region_bytes']:,} B), margin {b['margin_bytes']:,} B"
                      " before stack and static data")
     lines.append("")
-    lines.append(f"{'step':>4} {'op':>4}  {'kind':<18} {'live B':>9} {'scratch':>8}")
+    lines.append(f"{'step':>4} {'op':>4}  {'kind':<18} {'live B':>9} {'scratch':>8}  in place")
     peak = p["lower_bound_bytes"]
+    how = _inplace_by_op(p)
     for row in p["profile"]:
         mark = "  <- peak" if row["live_bytes"] == peak else ""
         lines.append(f"{row['step']:>4} {row['op']:>4}  {row['kind']:<18} {row['live_bytes']:>9,}"
-                     f" {row['scratch_bytes']:>8,}{mark}")
+                     f" {row['scratch_bytes']:>8,}  {how.get(row['op'], ''):<29}{mark}".rstrip())
     if "plot" in p:
         lines.append(f"\nplot written to {p['plot']}")
     return "\n".join(lines)
