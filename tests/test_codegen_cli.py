@@ -93,3 +93,18 @@ def test_platformio_builds_offline_and_its_elf_is_bit_exact(ad01_build, tmp_path
     made = resolve_firmware(out, None)
     measured = measure(Firmware(elf=elf, manifest=made.manifest, target=made.target), "unicorn")
     assert measured["bit_exact"] is True
+
+
+def test_platformio_ini_names_the_official_platform_for_real_boards():
+    from edgekit.boards import target_for
+    from edgekit.firmware.build import cpu_flags
+    from edgekit.firmware.platformio import platformio_ini
+
+    real = target_for("rpi-pico", emulated=False)
+    text = platformio_ini(real, cpu_flags(real.cpu, real.fpu))
+    assert "platform = raspberrypi" in text and "board = pico" in text
+    assert "board_build.ldscript = board.ld" in text
+    emulated = target_for("nucleo-l4r5zi")
+    text = platformio_ini(emulated, cpu_flags(emulated.cpu, emulated.fpu))
+    assert "platform = file://platformio/edgekit-platform" in text
+    assert "custom_cpu_flags = -mcpu=cortex-m4" in text
