@@ -11,7 +11,7 @@ from edgekit.planner.fusion import CONV_ADD_MODE, FusedConvAdd, fusion_candidate
 from edgekit.planner.inplace import MODES_BY_NAME, SLIDING_MODE, inplace_candidates
 from edgekit.planner.offsets import STRATEGIES, arena_of, place
 from edgekit.planner.problem import (
-    InplaceSetting, Problem, activation_names, alias_root, build_problem, check_schedule,
+    InplaceSetting, Problem, activation_names, build_problem, check_schedule,
     enabled_modes, inplace_lead, inplace_table, lifetimes_for, scratch_extent, tensor_alignment,
     tensor_bytes,
 )
