@@ -163,11 +163,7 @@ def build_selftest(board_id: str, out_dir: str | Path, *, emulated: bool = True,
     (tests use it to provoke a too-big firmware).
     """
     target = target_for(board_id, emulated=emulated)
-    driver = CONSOLE_DRIVERS.get(target.console.kind)
-    if driver is None:
-        raise BuildError(f"board {board_id}: console kind {target.console.kind!r} has no BSP driver "
-                         f"yet (drivers: {', '.join(sorted(CONSOLE_DRIVERS))}); build for its "
-                         f"emulated stand-in instead")
+    driver = console_driver(target)
     if extra_arena_bytes < 0:
         raise BuildError(f"extra_arena_bytes must be >= 0, got {extra_arena_bytes}")
     _require_tools()
@@ -181,21 +177,56 @@ def build_selftest(board_id: str, out_dir: str | Path, *, emulated: bool = True,
     if extra_arena_bytes:
         header = header.replace("#endif\n", f"#define ST_EXTRA_ARENA ({extra_arena_bytes})\n#endif\n")
     (src_dir / "selftest_data.h").write_text(header)
-    (src_dir / "edgekit_config.h").write_text(_config_header(target))
-    (directory / "board.ld").write_text(linker_script(target, stack_bytes=stack_bytes))
-    (directory / "Makefile").write_text(makefile_text(target, sources))
-    # a rebuild must never report an old ELF
-    (directory / ELF_NAME).unlink(missing_ok=True)
-    _run_make(directory, board_id)
-    elf_path = directory / ELF_NAME
+    elf_path = link_firmware(directory, target, sources, stack_bytes)
     figures = elf.sizes(elf_path)
     expected = selftest.expected_output(case)
     manifest = {
+        **target_manifest(target, payload="selftest", stack_bytes=stack_bytes, figures=figures,
+                          expected_outputs=[expected]),
+        "workload": {
+            "kind": "conv2d_int8_per_channel_relu", "seed": case.seed,
+            "input_shape": [1, case.in_h, case.in_w, case.in_c],
+            "filter_shape": [case.out_c, case.kernel, case.kernel, case.in_c],
+            "output_shape": [1, case.out_h, case.out_w, case.out_c],
+            "stride": case.stride, "pad": case.pad,
+            "input_zero_point": case.input_zero_point, "output_zero_point": case.output_zero_point,
+        },
+    }
+    return BuildResult(directory, elf_path, write_manifest(directory, manifest), manifest)
+
+
+def console_driver(target: Target) -> str:
+    """The BSP console driver source for `target`; BuildError when there is none yet."""
+    driver = CONSOLE_DRIVERS.get(target.console.kind)
+    if driver is None:
+        raise BuildError(f"board {target.board.id}: console kind {target.console.kind!r} has no"
+                         f" BSP driver yet (drivers: {', '.join(sorted(CONSOLE_DRIVERS))}); build"
+                         f" for its emulated stand-in instead")
+    return driver
+
+
+def link_firmware(directory: Path, target: Target, sources: list[str], stack_bytes: int) -> Path:
+    """Write the config header, linker script and Makefile for the sources already in
+    ``directory/src``, run make, and return the ELF's path."""
+    (directory / "src" / "edgekit_config.h").write_text(_config_header(target))
+    (directory / "board.ld").write_text(linker_script(target, stack_bytes=stack_bytes))
+    (directory / "Makefile").write_text(makefile_text(target, sources))
+    # a failed rebuild must never leave an old ELF to be measured
+    (directory / ELF_NAME).unlink(missing_ok=True)
+    _run_make(directory, target.board.id)
+    return directory / ELF_NAME
+
+
+def target_manifest(target: Target, *, payload: str, stack_bytes: int, figures: elf.ElfSizes,
+                    expected_outputs: list[bytes]) -> dict:
+    """The manifest fields every build shares: where it runs, its memory, its sizes, and the
+    output bytes a correct run prints (what `edgekit measure` checks)."""
+    return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "board": target.board.id,
         "host_board": target.host.id,
         "emulated": target.emulated,
-        "payload": "selftest",
+        "payload": payload,
         "elf": ELF_NAME,
         "cpu_flags": cpu_flags(target.cpu, target.fpu),
         "qemu_machine": target.host.emulation.qemu_machine if target.emulated else None,
@@ -210,17 +241,12 @@ def build_selftest(board_id: str, out_dir: str | Path, *, emulated: bool = True,
         "arena_bytes": figures.arena_bytes,
         "flash_bytes": figures.flash_bytes,
         "static_ram_bytes": figures.static_ram_bytes,
-        "expected_outputs": [expected.hex()],
-        "expected_output_crc32s": [f"{zlib.crc32(expected):08x}"],
-        "workload": {
-            "kind": "conv2d_int8_per_channel_relu", "seed": case.seed,
-            "input_shape": [1, case.in_h, case.in_w, case.in_c],
-            "filter_shape": [case.out_c, case.kernel, case.kernel, case.in_c],
-            "output_shape": [1, case.out_h, case.out_w, case.out_c],
-            "stride": case.stride, "pad": case.pad,
-            "input_zero_point": case.input_zero_point, "output_zero_point": case.output_zero_point,
-        },
+        "expected_outputs": [o.hex() for o in expected_outputs],
+        "expected_output_crc32s": [f"{zlib.crc32(o):08x}" for o in expected_outputs],
     }
-    manifest_path = directory / MANIFEST_NAME
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return BuildResult(directory, elf_path, manifest_path, manifest)
+
+
+def write_manifest(directory: Path, manifest: dict) -> Path:
+    path = directory / MANIFEST_NAME
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path

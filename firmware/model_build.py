@@ -13,21 +13,17 @@ estimate's error.
 
 from __future__ import annotations
 
-import json
-import zlib
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 from edgekit import planner
 from edgekit.boards import target_for
-from edgekit.boards.linker import linker_script
 from edgekit.errors import BuildError
 from edgekit.firmware import elf
 from edgekit.firmware import platformio
-from edgekit.firmware.build import (_BSP_COMMON, _HARNESS, CONSOLE_DRIVERS, ELF_NAME,
-                                    MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, _config_header,
-                                    _require_tools, _run_make, cpu_flags, makefile_text)
+from edgekit.firmware.build import (_BSP_COMMON, _HARNESS, _require_tools, console_driver,
+                                    cpu_flags, link_firmware, target_manifest, write_manifest)
 from edgekit.firmware.codegen import GeneratedModel, generate
 from edgekit.firmware.estimate import MemoryEstimate, estimate_before_build, estimate_from_elf
 from edgekit.ir import Graph
@@ -82,10 +78,7 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     """
     graph = load_graph(model)
     target = target_for(board_id, emulated=emulated)
-    driver = CONSOLE_DRIVERS.get(target.console.kind)
-    if driver is None:
-        raise BuildError(f"board {board_id}: console kind {target.console.kind!r} has no BSP"
-                         f" driver yet; build for its emulated stand-in instead")
+    driver = console_driver(target)
     gen = generated or generate(graph, plan, seed=seed)
     before = estimate_before_build(gen, target)
     if progress is not None:
@@ -99,51 +92,25 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     for name, text in gen.files.items():
         (src_dir / name).write_text(text)
     sources = sorted(set(sources) | set(gen.sources))
-    (src_dir / "edgekit_config.h").write_text(_config_header(target))
-    (directory / "board.ld").write_text(linker_script(target, stack_bytes=stack_bytes))
-    (directory / "Makefile").write_text(makefile_text(target, sources))
     platformio.write_project(directory, target, cpu_flags(target.cpu, target.fpu))
-    (directory / ELF_NAME).unlink(missing_ok=True)  # a failed build must not leave an old ELF
-    _run_make(directory, board_id)
-
-    elf_path = directory / ELF_NAME
+    elf_path = link_firmware(directory, target, sources, stack_bytes)
     figures = elf.sizes(elf_path)
     if figures.arena_bytes < gen.plan.arena_bytes:
         raise BuildError(f"{elf_path}: the linked arena is {figures.arena_bytes} B, the plan"
                          f" needs {gen.plan.arena_bytes} B")
     after = estimate_from_elf(elf_path, gen, before)
     manifest = {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "board": target.board.id,
-        "host_board": target.host.id,
-        "emulated": target.emulated,
-        "payload": "model",
+        **target_manifest(target, payload="model", stack_bytes=stack_bytes, figures=figures,
+                          expected_outputs=gen.expected_outputs),
         "model": graph.name,
-        "elf": ELF_NAME,
-        "cpu_flags": cpu_flags(target.cpu, target.fpu),
-        "qemu_machine": target.host.emulation.qemu_machine if target.emulated else None,
-        "unicorn": target.host.emulation.unicorn if target.emulated else None,
-        "console": {"kind": target.console.kind, "base": target.console.base},
-        "memory": {
-            "flash": {"origin": target.flash.origin, "size": target.flash.size},
-            "sram": [{"name": r.name, "origin": r.origin, "size": r.size, "holds": list(r.holds)}
-                     for r in target.sram],
-        },
-        "stack_size_bytes": stack_bytes,
-        "arena_bytes": figures.arena_bytes,
         "plan_arena_bytes": gen.plan.arena_bytes,
-        "flash_bytes": figures.flash_bytes,
-        "static_ram_bytes": figures.static_ram_bytes,
         "estimate_before_build": asdict(before),
         "estimate": asdict(after),
-        "expected_outputs": [o.hex() for o in gen.expected_outputs],
-        "expected_output_crc32s": [f"{zlib.crc32(o):08x}" for o in gen.expected_outputs],
         "test_input_seed": seed,
         "schedule": gen.plan.schedule,
         "kernels": gen.kernels,
         "ops": len(graph.ops),
         "weights_bytes": graph.weights_bytes,
     }
-    manifest_path = directory / MANIFEST_NAME
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest_path = write_manifest(directory, manifest)
     return ModelBuildResult(directory, elf_path, manifest_path, manifest, gen, after)
