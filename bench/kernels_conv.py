@@ -39,7 +39,6 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 from unicorn import arm_const
 
-from edgekit import reference
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.interpreter import Interpreter
 from edgekit.ir import Graph, Op

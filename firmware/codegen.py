@@ -30,7 +30,7 @@ import numpy as np
 
 from edgekit import interpreter, planner
 from edgekit.errors import UnsupportedError
-from edgekit.firmware.c_source import (C_TYPES, CArray, array_definition, comment_text,
+from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
                                        identifier, initializer, shape_text)
 from edgekit.firmware.op_emitters import (EMITTERS, INPLACE_MODE_KERNELS, EmitContext, OpCall,
                                           check_inplace_mode, emit_conv_add)
