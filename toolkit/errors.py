@@ -52,6 +52,10 @@ class InterpreterError(EdgekitError):
     """The reference interpreter was given inputs it cannot run (wrong shape or dtype, ...)."""
 
 
+class CalibrationError(EdgekitError):
+    """Calibration data that does not fit the model (wrong shape, dtype, empty, not finite)."""
+
+
 class PlanError(EdgekitError):
     """The memory planner cannot produce a valid plan."""
 

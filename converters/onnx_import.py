@@ -1,0 +1,456 @@
+"""ONNX float graph -> float Graph IR (NHWC), ready for `edgekit.converters.quantize`.
+
+Supported nodes: Conv (group 1 or depthwise), Gemm, MatMul (+ Add of a constant: the bias),
+BatchNormalization (folded into the conv/linear before it), Relu, Clip(0, 6), HardSwish, Add,
+AveragePool, MaxPool, GlobalAveragePool, Flatten, Reshape, Softmax, Concat, and Identity /
+Dropout (dropped). Anything else raises `UnsupportedError` naming the node.
+
+Layout: 4-D activations are NCHW in ONNX and NHWC in the IR; conv weights become OHWI
+(depthwise ``1HWO``). Flattening a NHWC tensor with H*W > 1 orders elements (h, w, c) instead
+of ONNX's (c, h, w); rather than inserting a transpose the importer remembers that permutation
+and applies it to the columns of the next linear layer's weights, which is where it matters.
+ReLU/ReLU6 directly after a conv, linear, add or pool with no other reader become that op's
+fused activation, as TFLite fuses them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import ModelFormatError, UnsupportedError
+from edgekit.ir import DType, Graph, Op, Tensor
+
+#: ops that can take a fused activation (ReLU/ReLU6 folded into them)
+FUSABLE = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD",
+                     "AVERAGE_POOL_2D", "MAX_POOL_2D"})
+#: NCHW axis -> NHWC axis
+_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
+
+
+def load_onnx(path: str | os.PathLike) -> Graph:
+    """Read an ``.onnx`` file (never executes anything from it) and import it."""
+    import onnx
+
+    path = Path(path)
+    try:
+        model = onnx.load_model_from_string(path.read_bytes())
+    except OSError as err:
+        raise ModelFormatError(f"{path}: cannot read: {err.strerror or err}") from None
+    except Exception as err:  # protobuf DecodeError and friends: corrupt file
+        raise ModelFormatError(f"{path}: not a valid ONNX model ({type(err).__name__}: {err})") from None
+    return import_onnx(model, source=str(path), name=path.stem)
+
+
+def import_onnx(model, source: str = "<onnx>", name: str = "model") -> Graph:
+    """Import an `onnx.ModelProto` (float32) into a float Graph IR."""
+    return _Importer(model, source, name).run()
+
+
+@dataclass
+class _State:
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    ops: list[Op] = field(default_factory=list)
+    producer: dict[str, Op] = field(default_factory=dict)
+    alias: dict[str, str] = field(default_factory=dict)  # onnx name -> IR name
+    nhwc: set[str] = field(default_factory=set)  # IR names whose layout is NHWC for an NCHW value
+    flatten_perm: dict[str, np.ndarray] = field(default_factory=dict)  # IR name -> ONNX index order
+
+
+class _Importer:
+    def __init__(self, model, source: str, name: str):
+        import onnx
+        from onnx import numpy_helper, shape_inference
+
+        self.source, self.name = source, name
+        try:
+            model = shape_inference.infer_shapes(model, strict_mode=True)
+        except Exception as err:
+            raise ModelFormatError(f"{source}: ONNX shape inference failed: {err}") from None
+        self.graph = model.graph
+        self.numpy_helper = numpy_helper
+        self.onnx = onnx
+        self.consts: dict[str, np.ndarray] = {
+            init.name: numpy_helper.to_array(init) for init in self.graph.initializer}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        for vi in [*self.graph.input, *self.graph.value_info, *self.graph.output]:
+            self.shapes[vi.name] = self._static_shape(vi)
+        self.readers: dict[str, int] = {}
+        for node in self.graph.node:
+            for i in node.input:
+                self.readers[i] = self.readers.get(i, 0) + 1
+        self.graph_outputs = {o.name for o in self.graph.output}
+        self.s = _State()
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _static_shape(self, vi) -> tuple[int, ...] | None:
+        t = vi.type.tensor_type
+        if not t.HasField("shape"):
+            return None
+        dims = []
+        for d in t.shape.dim:
+            if not d.HasField("dim_value") or d.dim_value <= 0:
+                return None
+            dims.append(int(d.dim_value))
+        return tuple(dims)
+
+    def _shape(self, onnx_name: str, node=None) -> tuple[int, ...]:
+        shape = self.shapes.get(onnx_name)
+        if shape is None:
+            where = f" (node {node.name or node.op_type!r})" if node is not None else ""
+            raise UnsupportedError(f"{self.source}: tensor {onnx_name!r}{where} has a dynamic or"
+                                   " unknown shape; export the model with fixed input shapes")
+        return shape
+
+    def _where(self, node) -> str:
+        return f"{self.source}: node {node.name or '?'!r} ({node.op_type})"
+
+    def _attrs(self, node) -> dict:
+        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+    def _in(self, onnx_name: str) -> str:
+        return self.s.alias.get(onnx_name, onnx_name)
+
+    def _const(self, node, index: int) -> np.ndarray:
+        if index >= len(node.input) or not node.input[index]:
+            return None
+        value = self.consts.get(node.input[index])
+        if value is None:
+            raise UnsupportedError(f"{self._where(node)}: input {index} ({node.input[index]!r})"
+                                   " must be a constant")
+        return value
+
+    def _new_activation(self, onnx_name: str, node) -> str:
+        shape = self._shape(onnx_name, node)
+        if len(shape) == 4:
+            shape = (shape[0], shape[2], shape[3], shape[1])
+            self.s.nhwc.add(onnx_name)
+        self.s.tensors[onnx_name] = Tensor(onnx_name, shape, DType.FLOAT32)
+        return onnx_name
+
+    def _new_const(self, name: str, data: np.ndarray) -> str:
+        base, i = name, 0
+        while name in self.s.tensors or name in self.shapes:
+            i += 1
+            name = f"{base}_{i}"
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        self.s.tensors[name] = Tensor(name, data.shape, DType.FLOAT32, data=data)
+        return name
+
+    def _emit(self, node, kind: str, inputs: list, attrs: dict) -> Op:
+        self._check_no_perm(node, inputs[:1] if kind == "FULLY_CONNECTED" else inputs)
+        out = self._new_activation(node.output[0], node)
+        op = Op(kind, inputs, [out], attrs, name=node.name or node.output[0])
+        self.s.ops.append(op)
+        self.s.producer[out] = op
+        return op
+
+    def _check_no_perm(self, node, inputs) -> None:
+        if node.op_type in ("Gemm", "MatMul"):
+            return
+        for name in inputs:
+            if name in self.s.flatten_perm:
+                raise UnsupportedError(
+                    f"{self._where(node)}: reads {name!r}, a flattened H x W x C feature map;"
+                    " only a linear layer (Gemm/MatMul) may follow such a flatten")
+
+    def _fusable_producer(self, onnx_in: str) -> Op | None:
+        """The op that writes ``onnx_in`` if its output may be rewritten (one reader, not an
+        output of the graph)."""
+        name = self._in(onnx_in)
+        op = self.s.producer.get(name)
+        if op is None or self.readers.get(onnx_in, 0) != 1 or onnx_in in self.graph_outputs:
+            return None
+        return op
+
+    def _rename_output(self, op: Op, onnx_out: str, node) -> None:
+        old = op.outputs[0]
+        del self.s.tensors[old]
+        self.s.producer.pop(old)
+        self.s.nhwc.discard(old)
+        out = self._new_activation(onnx_out, node)
+        op.outputs[0] = out
+        self.s.producer[out] = op
+
+    # --- the walk --------------------------------------------------------------------------------
+
+    def run(self) -> Graph:
+        inputs = []
+        for vi in self.graph.input:
+            if vi.name in self.consts:
+                continue
+            elem = vi.type.tensor_type.elem_type
+            if elem != self.onnx.TensorProto.FLOAT:
+                raise UnsupportedError(f"{self.source}: input {vi.name!r} has element type"
+                                       f" {self.onnx.TensorProto.DataType.Name(elem)}; float32 only")
+            self._shape(vi.name)
+            inputs.append(self._new_activation(vi.name, None))
+        if not inputs:
+            raise ModelFormatError(f"{self.source}: the graph has no non-constant input")
+        for node in self.graph.node:
+            handler = getattr(self, f"_op_{node.op_type}", None)
+            if handler is None or node.domain not in ("", "ai.onnx"):
+                raise UnsupportedError(f"{self._where(node)}: op {node.op_type!r} is not supported"
+                                       " by the ONNX importer")
+            handler(node, self._attrs(node))
+        outputs = [self._in(o.name) for o in self.graph.output]
+        for name in outputs:
+            if name in self.s.flatten_perm:
+                raise UnsupportedError(f"{self.source}: graph output {name!r} is a flattened"
+                                       " H x W x C feature map (channel order differs from ONNX)")
+        used = {n for op in self.s.ops for n in op.present_inputs()} | set(outputs) | set(inputs)
+        tensors = [t for t in self.s.tensors.values() if t.name in used or
+                   any(t.name in op.outputs for op in self.s.ops)]
+        return Graph(tensors, self.s.ops, inputs, outputs, name=self.name)
+
+    # --- op handlers -----------------------------------------------------------------------------
+
+    def _op_Constant(self, node, attrs) -> None:
+        if "value" not in attrs:
+            raise UnsupportedError(f"{self._where(node)}: only tensor-valued Constant is supported")
+        self.consts[node.output[0]] = self.numpy_helper.to_array(attrs["value"])
+
+    def _op_Identity(self, node, attrs) -> None:
+        if node.input[0] in self.consts:
+            self.consts[node.output[0]] = self.consts[node.input[0]]
+        else:
+            self.s.alias[node.output[0]] = self._in(node.input[0])
+
+    def _op_Dropout(self, node, attrs) -> None:
+        self._op_Identity(node, attrs)
+
+    def _pads(self, node, attrs, kernel) -> tuple[int, int, int, int]:
+        auto = attrs.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto not in ("NOTSET", "VALID"):
+            raise UnsupportedError(f"{self._where(node)}: auto_pad={auto} is not supported;"
+                                   " export with explicit pads")
+        p = list(attrs.get("pads", [0, 0, 0, 0]))
+        if len(p) != 4:
+            raise UnsupportedError(f"{self._where(node)}: only 2-D spatial ops are supported")
+        return (int(p[0]), int(p[2]), int(p[1]), int(p[3]))
+
+    def _op_Conv(self, node, attrs) -> None:
+        x = self._in(node.input[0])
+        w, b = self._const(node, 1), self._const(node, 2)
+        if w.ndim != 4:
+            raise UnsupportedError(f"{self._where(node)}: only 2-D convolution is supported"
+                                   f" (weight shape {w.shape})")
+        group = int(attrs.get("group", 1))
+        c_in = self.s.tensors[x].shape[3]
+        o = w.shape[0]
+        common = dict(stride=tuple(attrs.get("strides", (1, 1))),
+                      dilation=tuple(attrs.get("dilations", (1, 1))),
+                      pad=self._pads(node, attrs, w.shape[2:]), activation="NONE")
+        bias = self._new_const(f"{node.output[0]}/bias",
+                               b if b is not None else np.zeros(o, np.float32))
+        x = self._explicit_pad(node, x, w.shape[2:], common)
+        if group == 1:
+            wname = self._new_const(f"{node.output[0]}/weights", w.transpose(0, 2, 3, 1))
+            self._emit(node, "CONV_2D", [x, wname, bias], common)
+        elif group == c_in and w.shape[1] == 1 and o % c_in == 0:
+            wname = self._new_const(f"{node.output[0]}/weights", w[:, 0].transpose(1, 2, 0)[None])
+            self._emit(node, "DEPTHWISE_CONV_2D", [x, wname, bias],
+                       {**common, "depth_multiplier": o // c_in})
+        else:
+            raise UnsupportedError(f"{self._where(node)}: grouped convolution with group={group}"
+                                   f" over {c_in} channels (only 1 or depthwise) is not supported")
+
+    def _tflite_padding_ok(self, x: str, op_attrs: dict, filter_hw) -> bool:
+        from edgekit.converters.tflite_writer import padding_mode
+
+        try:
+            padding_mode(Op("CONV_2D", [x], [x], op_attrs), self.s.tensors[x], tuple(filter_hw))
+        except UnsupportedError:
+            return False
+        return True
+
+    def _explicit_pad(self, node, x: str, filter_hw, attrs: dict) -> str:
+        """TFLite only knows SAME and VALID padding: other pads become a PAD op before the
+        convolution (padding with zeros, which int8 represents exactly by the zero point)."""
+        if self._tflite_padding_ok(x, attrs, filter_hw):
+            return x
+        top, bottom, left, right = attrs["pad"]
+        n, h, w, c = self.s.tensors[x].shape
+        name = f"{node.output[0]}/pad"
+        self.s.tensors[name] = Tensor(name, (n, h + top + bottom, w + left + right, c), DType.FLOAT32)
+        op = Op("PAD", [x], [name], {"paddings": ((0, 0), (top, bottom), (left, right), (0, 0))},
+                name=name)
+        self.s.ops.append(op)
+        self.s.producer[name] = op
+        attrs["pad"] = (0, 0, 0, 0)
+        return name
+
+    def _linear(self, node, x: str, w_nk: np.ndarray, bias: np.ndarray | None) -> None:
+        perm = self.s.flatten_perm.get(x)
+        if perm is not None:
+            w_nk = w_nk[:, perm]
+        k = int(np.prod(self.s.tensors[x].shape[1:]))
+        if w_nk.shape[1] != k or len(self.s.tensors[x].shape) != 2:
+            raise UnsupportedError(f"{self._where(node)}: linear layer over input of shape"
+                                   f" {self.s.tensors[x].shape} with weights {w_nk.shape}")
+        wname = self._new_const(f"{node.output[0]}/weights", w_nk)
+        bname = self._new_const(f"{node.output[0]}/bias",
+                                bias if bias is not None else np.zeros(w_nk.shape[0], np.float32))
+        self._emit(node, "FULLY_CONNECTED", [x, wname, bname],
+                   {"activation": "NONE", "keep_num_dims": False})
+
+    def _op_Gemm(self, node, attrs) -> None:
+        if attrs.get("transA", 0):
+            raise UnsupportedError(f"{self._where(node)}: Gemm with transA=1 is not supported")
+        b = self._const(node, 1).astype(np.float32)
+        w = b if attrs.get("transB", 0) else b.T
+        w = w * float(attrs.get("alpha", 1.0))
+        c = self._const(node, 2)
+        if c is not None:
+            c = np.broadcast_to(c.astype(np.float32) * float(attrs.get("beta", 1.0)),
+                                (w.shape[0],)).copy()
+        self._linear(node, self._in(node.input[0]), w, c)
+
+    def _op_MatMul(self, node, attrs) -> None:
+        self._linear(node, self._in(node.input[0]), self._const(node, 1).astype(np.float32).T, None)
+
+    def _op_Add(self, node, attrs) -> None:
+        consts = [n in self.consts for n in node.input]
+        if consts == [False, False]:
+            self._emit(node, "ADD", [self._in(node.input[0]), self._in(node.input[1])],
+                       {"activation": "NONE"})
+            return
+        value = self.consts[node.input[1] if consts[1] else node.input[0]]
+        other = node.input[0] if consts[1] else node.input[1]
+        op = self._fusable_producer(other)
+        if op is not None and op.kind == "FULLY_CONNECTED":
+            bias = self.s.tensors[op.inputs[2]]
+            if value.size in (1, bias.size):
+                bias.data = (bias.data + value.reshape(-1).astype(np.float32)).astype(np.float32)
+                self._rename_output(op, node.output[0], node)
+                return
+        raise UnsupportedError(f"{self._where(node)}: Add of a constant is only supported as the"
+                               " bias of a MatMul")
+
+    def _op_BatchNormalization(self, node, attrs) -> None:
+        gamma, beta, mean, var = (self._const(node, i).astype(np.float64) for i in range(1, 5))
+        scale = gamma / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
+        op = self._fusable_producer(node.input[0])
+        if op is None or op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") \
+                or op.attrs.get("activation", "NONE") != "NONE":
+            raise UnsupportedError(f"{self._where(node)}: BatchNormalization must follow a"
+                                   " convolution or linear layer whose output nothing else reads")
+        w, b = self.s.tensors[op.inputs[1]], self.s.tensors[op.inputs[2]]
+        axis = 3 if op.kind == "DEPTHWISE_CONV_2D" else 0
+        shape = [1] * w.data.ndim
+        shape[axis] = -1
+        w.data = (w.data * scale.reshape(shape)).astype(np.float32)
+        b.data = ((b.data - mean) * scale + beta).astype(np.float32)
+        self._rename_output(op, node.output[0], node)
+
+    def _activation(self, node, act: str, standalone: str) -> None:
+        op = self._fusable_producer(node.input[0])
+        if op is not None and op.kind in FUSABLE and op.attrs.get("activation", "NONE") == "NONE":
+            op.attrs["activation"] = act
+            self._rename_output(op, node.output[0], node)
+            return
+        self._emit(node, standalone, [self._in(node.input[0])], {})
+
+    def _op_Relu(self, node, attrs) -> None:
+        self._activation(node, "RELU", "RELU")
+
+    def _op_Clip(self, node, attrs) -> None:
+        lo = attrs.get("min", None)
+        hi = attrs.get("max", None)
+        if len(node.input) > 1 and node.input[1]:
+            lo = float(self._const(node, 1))
+        if len(node.input) > 2 and node.input[2]:
+            hi = float(self._const(node, 2))
+        if lo == 0.0 and hi == 6.0:
+            self._activation(node, "RELU6", "RELU6")
+        elif lo == 0.0 and hi is None:
+            self._activation(node, "RELU", "RELU")
+        else:
+            raise UnsupportedError(f"{self._where(node)}: Clip({lo}, {hi}) is not supported;"
+                                   " only Clip(0, 6) (ReLU6) and Clip(0) (ReLU)")
+
+    def _op_HardSwish(self, node, attrs) -> None:
+        self._emit(node, "HARD_SWISH", [self._in(node.input[0])], {})
+
+    def _pool(self, node, attrs, kind: str) -> None:
+        if attrs.get("ceil_mode", 0):
+            raise UnsupportedError(f"{self._where(node)}: ceil_mode=1 is not supported")
+        kernel = tuple(attrs["kernel_shape"])
+        pad = self._pads(node, attrs, kernel)
+        if kind == "AVERAGE_POOL_2D" and any(pad) and attrs.get("count_include_pad", 0):
+            raise UnsupportedError(f"{self._where(node)}: AveragePool with count_include_pad=1"
+                                   " and padding (TFLite never counts padding)")
+        if any(d != 1 for d in attrs.get("dilations", (1, 1))):
+            raise UnsupportedError(f"{self._where(node)}: dilated pooling is not supported")
+        strides = tuple(attrs.get("strides", (1, 1)))
+        if not self._tflite_padding_ok(self._in(node.input[0]), {"stride": strides, "pad": pad},
+                                       kernel):
+            raise UnsupportedError(f"{self._where(node)}: pads {pad} are neither SAME nor VALID"
+                                   " padding, which TFLite pooling needs")
+        self._emit(node, kind, [self._in(node.input[0])],
+                   {"filter": kernel, "stride": tuple(attrs.get("strides", (1, 1))), "pad": pad,
+                    "activation": "NONE"})
+
+    def _op_AveragePool(self, node, attrs) -> None:
+        self._pool(node, attrs, "AVERAGE_POOL_2D")
+
+    def _op_MaxPool(self, node, attrs) -> None:
+        if len(node.output) > 1 and node.output[1]:
+            raise UnsupportedError(f"{self._where(node)}: MaxPool indices output is not supported")
+        self._pool(node, attrs, "MAX_POOL_2D")
+
+    def _op_GlobalAveragePool(self, node, attrs) -> None:
+        self._emit(node, "MEAN", [self._in(node.input[0])], {"axes": (1, 2), "keep_dims": True})
+
+    def _flatten_to(self, node, x: str, out_shape: tuple[int, ...]) -> None:
+        xt = self.s.tensors[x]
+        if x in self.s.flatten_perm:
+            raise UnsupportedError(f"{self._where(node)}: reshaping a flattened feature map again")
+        perm = None
+        if x in self.s.nhwc:
+            n, h, w, c = xt.shape
+            if len(out_shape) != 2 or out_shape[0] != n:
+                raise UnsupportedError(f"{self._where(node)}: reshape of a 4-D feature map"
+                                       f" {xt.shape} to {out_shape}; only flattening to (N, -1)")
+            if h * w > 1:
+                # IR element (h, w, c) sits at ONNX flat index c*H*W + h*W + w
+                perm = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+        out = self._new_activation(node.output[0], node)
+        op = Op("RESHAPE", [x], [out], {}, name=node.name or out)
+        self.s.ops.append(op)
+        self.s.producer[out] = op
+        if perm is not None:
+            self.s.flatten_perm[out] = perm
+
+    def _op_Flatten(self, node, attrs) -> None:
+        if int(attrs.get("axis", 1)) != 1:
+            raise UnsupportedError(f"{self._where(node)}: Flatten axis={attrs.get('axis')}; only 1")
+        self._flatten_to(node, self._in(node.input[0]), self._shape(node.output[0], node))
+
+    def _op_Reshape(self, node, attrs) -> None:
+        self._flatten_to(node, self._in(node.input[0]), self._shape(node.output[0], node))
+
+    def _op_Softmax(self, node, attrs) -> None:
+        x = self._in(node.input[0])
+        rank = len(self.s.tensors[x].shape)
+        axis = int(attrs.get("axis", -1))
+        axis = axis + rank if axis < 0 else axis
+        last = 3 if x in self.s.nhwc else rank - 1
+        if (x in self.s.nhwc and _NHWC_AXIS[axis] != 3) or (x not in self.s.nhwc and axis != last):
+            raise UnsupportedError(f"{self._where(node)}: Softmax over axis {axis}; only the"
+                                   " channel / last axis")
+        self._emit(node, "SOFTMAX", [x], {"beta": 1.0})
+
+    def _op_Concat(self, node, attrs) -> None:
+        xs = [self._in(n) for n in node.input]
+        axis = int(attrs["axis"])
+        rank = len(self._shape(node.output[0], node))
+        axis = axis + rank if axis < 0 else axis
+        if xs[0] in self.s.nhwc:
+            axis = _NHWC_AXIS[axis]
+        self._emit(node, "CONCATENATION", xs, {"axis": axis, "activation": "NONE"})

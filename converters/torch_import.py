@@ -1,0 +1,107 @@
+"""PyTorch -> float Graph IR, through ONNX (one importer, one set of semantics).
+
+`import_torch(module, example)` exports an ``nn.Module`` with TorchScript-based
+``torch.onnx.export`` (the torch.export-based exporter needs onnxscript, which the core install
+does not carry) and imports the ONNX graph. `load_pt2(path)` reads a ``.pt2`` file with
+``torch.export.load`` (no pickle of arbitrary objects: the archive holds a serialized graph and
+tensors) and imports the program it holds with the input shapes recorded in it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.converters.onnx_import import import_onnx
+from edgekit.errors import ModelFormatError, UnsupportedError
+from edgekit.ir import Graph
+
+#: ONNX opset the exporter targets (HardSwish needs >= 14)
+OPSET = 17
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is in the convert extra
+        raise UnsupportedError("PyTorch import needs torch (pip install torch)") from None
+    return torch
+
+
+def export_onnx_bytes(module, example) -> bytes:
+    """Export ``module`` (eval mode) called on ``example`` to ONNX bytes with static shapes."""
+    torch = _torch()
+    args = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+    args = tuple(torch.as_tensor(np.asarray(a, dtype=np.float32)) if not isinstance(a, torch.Tensor)
+                 else a for a in args)
+    if isinstance(module, torch.nn.Module) and not isinstance(module, torch.fx.GraphModule):
+        module = module.eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET,
+                              do_constant_folding=True)
+        except Exception as err:  # the exporter's own errors name the unsupported op
+            raise UnsupportedError(f"torch.onnx.export failed for {type(module).__name__}:"
+                                   f" {type(err).__name__}: {str(err).splitlines()[0]}") from None
+    return buffer.getvalue()
+
+
+def import_torch(module, example, name: str | None = None) -> Graph:
+    """A float Graph IR of ``module`` for inputs shaped like ``example`` (NCHW for images)."""
+    import onnx
+
+    data = export_onnx_bytes(module, example)
+    return import_onnx(onnx.load_model_from_string(data), source=type(module).__name__,
+                       name=name or type(module).__name__)
+
+
+def _frozen_class():
+    torch = _torch()
+
+    class Frozen(torch.nn.Module):
+        """Holds an exported program's module outside the module tree: the TorchScript exporter
+        switches modules to eval/train mode, which exported programs refuse; its weights are
+        traced as constants instead."""
+
+        def __init__(self, inner):
+            super().__init__()
+            for param in inner.parameters():
+                param.requires_grad_(False)
+            object.__setattr__(self, "_inner", inner)
+
+        def forward(self, *args):
+            return self._inner(*args)
+
+    return Frozen
+
+
+def _Frozen(inner):
+    return _frozen_class()(inner)
+
+
+def load_pt2(path: str | os.PathLike) -> Graph:
+    """Import a ``torch.export`` archive (``.pt2``) saved with ``torch.export.save``."""
+    torch = _torch()
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: no such file")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as err:
+        raise ModelFormatError(f"{path}: not a torch.export archive ({type(err).__name__}:"
+                               f" {str(err).splitlines()[0] if str(err) else ''})") from None
+    args, kwargs = program.example_inputs or ((), {})
+    if kwargs or not args:
+        raise UnsupportedError(f"{path}: the exported program must take positional tensor"
+                               " inputs recorded as example inputs")
+    example = tuple(torch.zeros_like(a) for a in args)
+    import onnx
+
+    data = export_onnx_bytes(_Frozen(program.module()), example)
+    return import_onnx(onnx.load_model_from_string(data), source=str(path), name=path.stem)

@@ -1,0 +1,182 @@
+"""ONNX / PyTorch import: float graphs equal onnxruntime / torch, and errors name the node."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from edgekit.converters.float_exec import run_float  # noqa: E402
+from edgekit.converters.onnx_import import import_onnx, load_onnx  # noqa: E402
+from edgekit.errors import ModelFormatError, UnsupportedError  # noqa: E402
+
+
+def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+def ort_run(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+
+
+def make_model(nodes, inputs, outputs, inits=()) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs,
+                              [numpy_helper.from_array(v, k) for k, v in inits])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def vinfo(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def test_handmade_onnx_matmul_add_bn_pool_concat_matches_onnxruntime():
+    rng = np.random.default_rng(0)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    inits = [("w1", f(6, 3, 3, 3)), ("b1", f(6)), ("g", f(6) + 2), ("be", f(6)),
+             ("mu", f(6)), ("var", np.abs(f(6)) + 0.5), ("w2", f(6, 1, 3, 3)),
+             ("mm", f(12 * 4 * 4, 5)), ("bias", f(5)), ("lo", np.float32(0)), ("hi", np.float32(6))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "g", "be", "mu", "var"], ["bn"]),
+        helper.make_node("Clip", ["bn", "lo", "hi"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["dw"], group=6, pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["dw"], ["r2"]),
+        helper.make_node("Add", ["r1", "r2"], ["sum"]),
+        helper.make_node("MaxPool", ["sum"], ["mp"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("AveragePool", ["sum"], ["ap"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Concat", ["mp", "ap"], ["cat"], axis=1),
+        helper.make_node("Flatten", ["cat"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "mm"], ["lin"]),
+        helper.make_node("Add", ["lin", "bias"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=-1),
+    ]
+    model = make_model(nodes, [vinfo("x", [1, 3, 8, 8])], [vinfo("y", [1, 5])], inits)
+    g = import_onnx(model)
+    kinds = [(op.kind, op.attrs.get("activation")) for op in g.ops]
+    assert kinds == [("CONV_2D", "RELU6"), ("DEPTHWISE_CONV_2D", "RELU"), ("ADD", "NONE"),
+                     ("MAX_POOL_2D", "NONE"), ("AVERAGE_POOL_2D", "NONE"),
+                     ("CONCATENATION", "NONE"), ("RESHAPE", None), ("FULLY_CONNECTED", "NONE"),
+                     ("SOFTMAX", None)]
+    assert g[g.ops[0].inputs[1]].shape == (6, 3, 3, 3)  # OHWI
+    assert g[g.ops[1].inputs[1]].shape == (1, 3, 3, 6)  # 1HWO
+    x = f(5, 3, 8, 8)
+    want = ort_run(model.SerializeToString(), x)
+    got = run_float(g, [nchw_to_nhwc(x)])[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_unsupported_node_is_named():
+    model = make_model([helper.make_node("Tanh", ["x"], ["y"], name="my_tanh")],
+                       [vinfo("x", [1, 4])], [vinfo("y", [1, 4])])
+    with pytest.raises(UnsupportedError, match="my_tanh.*Tanh"):
+        import_onnx(model)
+
+
+def test_grouped_conv_that_is_not_depthwise_is_refused():
+    w = np.zeros((4, 2, 1, 1), np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], group=2, name="gconv")],
+                       [vinfo("x", [1, 4, 3, 3])], [vinfo("y", [1, 4, 3, 3])], [("w", w)])
+    with pytest.raises(UnsupportedError, match="gconv.*group=2"):
+        import_onnx(model)
+
+
+def test_dynamic_shape_is_refused():
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])],
+                       [vinfo("x", ["batch", 4])], [vinfo("y", ["batch", 4])])
+    with pytest.raises(UnsupportedError, match="'x'.*dynamic"):
+        import_onnx(model)
+
+
+def test_corrupt_onnx_file(tmp_path):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"\x08\x07garbage that is not protobuf\xff\xff\xff")
+    with pytest.raises(ModelFormatError, match="bad.onnx"):
+        load_onnx(path)
+
+
+def test_conv_pads_that_tflite_cannot_express_become_a_pad_op():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1],
+                                         strides=[2, 2])],
+                       [vinfo("x", [1, 2, 8, 8])], [vinfo("y", [1, 4, 4, 4])], [("w", w)])
+    g = import_onnx(model)
+    assert [op.kind for op in g.ops] == ["PAD", "CONV_2D"]
+    x = rng.standard_normal((2, 2, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(run_float(g, [nchw_to_nhwc(x)])[0],
+                               nchw_to_nhwc(ort_run(model.SerializeToString(), x)),
+                               rtol=1e-4, atol=1e-5)
+
+
+# --- PyTorch --------------------------------------------------------------------------------------
+
+def small_torch_cnn():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 8, 3, padding=1)
+            self.bn = nn.BatchNorm2d(8)
+            self.dw = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8)
+            self.pw = nn.Conv2d(8, 8, 1)
+            self.hs = nn.Hardswish()
+            self.fc = nn.Linear(8 * 4 * 4, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.bn(self.conv(x)))
+            y = nn.functional.relu6(self.dw(x))
+            y = self.hs(self.pw(y)) + y
+            return self.fc(torch.flatten(nn.functional.max_pool2d(y, 1), 1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    net.bn.running_mean.uniform_(-1, 1)
+    net.bn.running_var.uniform_(0.5, 2)
+    return net
+
+
+def test_torch_module_matches_torch():
+    torch = pytest.importorskip("torch")
+    from edgekit.converters.torch_import import import_torch
+
+    net = small_torch_cnn()
+    x = torch.randn(3, 1, 8, 8)
+    g = import_torch(net, x[:1])
+    assert "HARD_SWISH" in [op.kind for op in g.ops]
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(run_float(g, [nchw_to_nhwc(x.numpy())])[0], want,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_pt2_archive_matches_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    from edgekit.converters.torch_import import load_pt2
+
+    net = small_torch_cnn()
+    x = torch.randn(2, 1, 8, 8)
+    torch.export.save(torch.export.export(net, (x[:1],)), tmp_path / "net.pt2")
+    g = load_pt2(tmp_path / "net.pt2")
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(run_float(g, [nchw_to_nhwc(x.numpy())])[0], want,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_pt2_corrupt_archive(tmp_path):
+    pytest.importorskip("torch")
+    from edgekit.converters.torch_import import load_pt2
+
+    path = tmp_path / "junk.pt2"
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelFormatError, match="junk.pt2"):
+        load_pt2(path)
