@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "flash",
     "measure",
     "demo",
+    "convert",
 
 ]
 
