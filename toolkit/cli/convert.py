@@ -2,7 +2,7 @@
 
     edgekit convert model.onnx --calib calib.npy --bits 8 -o model.tflite
     edgekit convert model.pt2 --calib calib.npy --bits 4 --recover -o model.tflite --eval test.npz
-    edgekit convert model.onnx --calib calib.npy --bits mixed:8,4,4,8 -o model.tflite --json
+    edgekit convert model.onnx --calib calib.npy --bits mixed:default=4,#0=8 -o model.tflite --json
 
 Inputs are read without running anything from the file: ``.onnx`` is parsed as protobuf,
 ``.pt2`` goes through ``torch.export.load`` (a graph, not a pickle), and a pickled ``.pt`` /
@@ -46,14 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", type=Path, required=True, metavar="DATA.npy",
                         help="calibration inputs, float32 (N, ...) in the model's layout (NCHW)")
     parser.add_argument("--bits", default="8", metavar="8|4|mixed:SPEC",
-                        help="weight bits: 8, 4 (int4, W4A8), or mixed:SPEC per layer"
-                        " (default 8)")
+                        help="weight bits: 8, 4 (int4, W4A8), or mixed:SPEC per layer, SPEC a"
+                        " comma list of KEY=4|8 with KEY an op name, a glob, #i (i-th weighted"
+                        " layer) or default, e.g. mixed:default=4,#0=8 (default 8)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.tflite",
                         help="where to write the quantized .tflite")
     parser.add_argument("--calibration", dest="method", default="minmax",
-                        help="activation range estimator: minmax (default) or percentile")
+                        choices=("minmax", "percentile"), help="activation range estimator: minmax (default) or percentile")
     parser.add_argument("--recover", action="store_true",
-                        help="int4 accuracy recovery (error-compensating rounding of the weights)")
+                        help="int4 accuracy recovery: per-channel clipping chosen by weight MSE,"
+                        " then bias correction from the calibration data (int4 layers only)")
     parser.add_argument("--eval", dest="eval_data", type=Path, default=None, metavar="DATA.npz",
                         help="labelled data (x, y) for float-vs-quantized top-1")
 
