@@ -42,7 +42,7 @@ def run_float(graph: Graph, inputs: Sequence[np.ndarray], *,
             observe(name, x)
     for op in graph.ops:
         args = [None if n is None else values[n] for n in op.inputs]
-        kernel = _KERNELS.get(op.kind)
+        kernel = KERNELS.get(op.kind)
         if kernel is None:
             raise UnsupportedError(f"float executor: op {op.name or op.kind!r} of kind {op.kind}"
                                    " is not supported")
@@ -64,7 +64,7 @@ def _activation(kind: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _windows(x: np.ndarray, kernel, stride, dilation, pad, out_hw, fill: float) -> np.ndarray:
+def windows(x: np.ndarray, kernel, stride, dilation, pad, out_hw, fill: float) -> np.ndarray:
     """[N, OH, OW, KH, KW, C] windows of an NHWC input (explicit top/left padding)."""
     n, h, w, c = x.shape
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
@@ -86,7 +86,7 @@ def _out_hw(op: Op, graph: Graph) -> tuple[int, int]:
 
 def _conv(op: Op, args, graph: Graph) -> np.ndarray:
     x, w, b = args[0], args[1], args[2] if len(args) > 2 else None
-    win = _windows(x, w.shape[1:3], op.attrs.get("stride", (1, 1)),
+    win = windows(x, w.shape[1:3], op.attrs.get("stride", (1, 1)),
                    op.attrs.get("dilation", (1, 1)), op.attrs.get("pad", (0, 0, 0, 0)),
                    _out_hw(op, graph), 0.0)
     out = np.tensordot(win, w, axes=([3, 4, 5], [1, 2, 3]))
@@ -96,7 +96,7 @@ def _conv(op: Op, args, graph: Graph) -> np.ndarray:
 def _depthwise(op: Op, args, graph: Graph) -> np.ndarray:
     x, w, b = args[0], args[1], args[2] if len(args) > 2 else None
     m = int(op.attrs.get("depth_multiplier", 1))
-    win = _windows(x, w.shape[1:3], op.attrs.get("stride", (1, 1)),
+    win = windows(x, w.shape[1:3], op.attrs.get("stride", (1, 1)),
                    op.attrs.get("dilation", (1, 1)), op.attrs.get("pad", (0, 0, 0, 0)),
                    _out_hw(op, graph), 0.0)
     if m != 1:
@@ -115,7 +115,7 @@ def _pool(op: Op, args, graph: Graph) -> np.ndarray:
     x = args[0]
     is_max = op.kind == "MAX_POOL_2D"
     fill = -np.inf if is_max else np.nan
-    win = _windows(x, op.attrs["filter"], op.attrs.get("stride", (1, 1)), (1, 1),
+    win = windows(x, op.attrs["filter"], op.attrs.get("stride", (1, 1)), (1, 1),
                    op.attrs.get("pad", (0, 0, 0, 0)), _out_hw(op, graph), fill)
     return win.max(axis=(3, 4)) if is_max else np.nanmean(win, axis=(3, 4))
 
@@ -139,7 +139,7 @@ def _concat(op: Op, args, graph: Graph) -> np.ndarray:
     return np.concatenate([a for a in args if a is not None], axis=int(op.attrs.get("axis", 0)))
 
 
-_KERNELS = {
+KERNELS = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
     "FULLY_CONNECTED": _fully_connected,

@@ -420,6 +420,10 @@ class _Importer:
             if h * w > 1:
                 # IR element (h, w, c) sits at ONNX flat index c*H*W + h*W + w
                 perm = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+        elif len(out_shape) == 4 and out_shape[2] * out_shape[3] > 1:
+            # NCHW -> NHWC would reorder the elements: not a plain reshape any more
+            raise UnsupportedError(f"{self._where(node)}: reshape of {xt.shape} to a 4-D feature"
+                                   f" map {out_shape} with H*W > 1")
         out = self._new_activation(node.output[0], node)
         op = Op("RESHAPE", [x], [out], {}, name=node.name or out)
         self.s.ops.append(op)

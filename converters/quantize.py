@@ -15,10 +15,13 @@ Bit widths: ``bits=8``, ``bits=4`` (every CONV_2D/DEPTHWISE_CONV_2D/FULLY_CONNEC
 glob over op names, ``#i`` (the i-th weighted layer, from 0) or ``default``: ``mixed:default=4,
 #0=8,fc*=8``. Later entries win.
 
-Accuracy recovery for int4 (``recover=True``): per-channel weight clipping that minimises the
-rounding MSE (a grid search over the clip ratio) and empirical bias correction (Nagel et al.,
-"Data-Free Quantization", section 4.2, with calibration data): the mean output shift that
-rounding the weights causes on the calibration inputs is subtracted from the bias.
+Accuracy recovery for int4 (``recover=True``), on int4 layers only: per-channel weight clipping
+that minimises the rounding MSE (a grid search over the clip ratio), GPTQ rounding of CONV_2D
+and FULLY_CONNECTED weights (`edgekit.converters.gptq`: each input column's rounding error is
+fed forward to the columns not yet rounded, weighted by the calibration inputs' inverse
+Hessian), then empirical bias correction (Nagel et al., "Data-Free Quantization", section 4.2,
+with calibration data): the mean output shift that the rounded weights cause on the
+calibration inputs is subtracted from the bias.
 """
 
 from __future__ import annotations
@@ -30,11 +33,14 @@ from typing import Callable
 import numpy as np
 
 from edgekit.converters.calibrate import batches, collect_ranges, to_ir_layout
-from edgekit.converters.float_exec import _KERNELS, is_float_graph, run_float
+from edgekit.converters.float_exec import KERNELS, windows, is_float_graph, run_float
+from edgekit.converters.gptq import HessianAccumulator, gptq_round
 from edgekit.errors import UnsupportedError, UsageError
 from edgekit.ir import DType, Graph, Op, Quantization, Tensor
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+#: layers whose int4 rounding GPTQ chooses under ``recover`` (depthwise mixes no inputs)
+GPTQ_KINDS = ("CONV_2D", "FULLY_CONNECTED")
 #: ops whose output must carry the input's quantization (TFLite Micro does not rescale)
 _SAME_QUANT = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "CONCATENATION", "PAD")
 _FIXED_OUTPUT = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128)}
@@ -206,12 +212,17 @@ def quantize(graph: Graph, calib, *, bits: int | str = 8, method: str = "minmax"
                                   for name in groups}
     float_biases = {}
     qweights = {}
+    hessians = _collect_hessians(graph, calib, [i for i, width in widths.items()
+                                                if width == 4 and graph.ops[i].kind in GPTQ_KINDS]
+                                 ) if recover else {}
     for i, op in enumerate(graph.ops):
         if op.kind not in WEIGHTED:
             continue
         w = graph[op.inputs[1]]
         width = widths[i]
         q, wscale = quantize_weights(w.data, op.kind, width, clip_search=recover and width == 4)
+        if i in hessians:
+            q = _gptq_weights(op, w.data, wscale, hessians[i].h)
         qweights[i] = (q, wscale)
         b = graph[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] else None
         float_biases[i] = np.zeros(q.shape[_weight_axis(op.kind)], np.float64) if b is None \
@@ -250,6 +261,38 @@ def quantize(graph: Graph, calib, *, bits: int | str = 8, method: str = "minmax"
     return Graph(tensors.values(), ops, graph.inputs, graph.outputs, name=graph.name)
 
 
+def _collect_hessians(graph: Graph, calib, layers: list[int]) -> dict[int, HessianAccumulator]:
+    """``X^T X`` of each layer's float input rows (im2col windows for convolutions)."""
+    acc: dict[int, HessianAccumulator] = {}
+    by_input: dict[str, list[int]] = {}
+    for i in layers:
+        w = graph[graph.ops[i].inputs[1]]
+        acc[i] = HessianAccumulator(int(np.prod(w.shape[1:])))
+        by_input.setdefault(graph.ops[i].inputs[0], []).append(i)
+
+    def observe(name: str, value: np.ndarray) -> None:
+        for i in by_input.get(name, ()):
+            op = graph.ops[i]
+            if op.kind == "CONV_2D":
+                kh, kw = graph[op.inputs[1]].shape[1:3]
+                out = graph[op.outputs[0]].shape
+                value = windows(value, (kh, kw), op.attrs.get("stride", (1, 1)),
+                                 op.attrs.get("dilation", (1, 1)), op.attrs.get("pad", (0, 0, 0, 0)),
+                                 (out[1], out[2]), 0.0)
+            acc[i].add(np.ascontiguousarray(value))
+
+    if layers:
+        for batch in batches(calib):
+            run_float(graph, [to_ir_layout(graph, batch)], observe=observe)
+    return acc
+
+
+def _gptq_weights(op: Op, w: np.ndarray, scale: np.ndarray, hessian: np.ndarray) -> np.ndarray:
+    """GPTQ rounding of a CONV_2D ([O, KH, KW, C]) or FULLY_CONNECTED ([N, K]) int4 weight."""
+    q = gptq_round(w.reshape(w.shape[0], -1), scale, hessian, -8, 7)
+    return q.reshape(w.shape)
+
+
 def _correct_biases(graph: Graph, calib, widths: dict[int, int], qweights, float_biases) -> None:
     """Empirical bias correction: subtract the mean output change caused by weight rounding,
     measured on the float inputs each layer sees over the calibration data."""
@@ -269,7 +312,7 @@ def _correct_biases(graph: Graph, calib, widths: dict[int, int], qweights, float
                 shape[axis] = -1
             delta_w = (q * scale.reshape(shape) - graph[op.inputs[1]].data).astype(np.float32)
             probe = Op(op.kind, [op.inputs[0], "dw"], op.outputs, {**op.attrs, "activation": "NONE"})
-            shift = _KERNELS[op.kind](probe, [value, delta_w], graph)
+            shift = KERNELS[op.kind](probe, [value, delta_w], graph)
             per_channel = shift.reshape(-1, shift.shape[-1])
             sums[i] = sums.get(i, 0) + per_channel.sum(axis=0, dtype=np.float64)
             counts[i] = counts.get(i, 0) + per_channel.shape[0]

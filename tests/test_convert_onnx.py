@@ -180,3 +180,11 @@ def test_pt2_corrupt_archive(tmp_path):
     path.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ModelFormatError, match="junk.pt2"):
         load_pt2(path)
+
+
+def test_reshape_into_a_spatial_feature_map_is_refused():
+    shape = np.array([1, 2, 2, 2], np.int64)
+    model = make_model([helper.make_node("Reshape", ["x", "s"], ["y"], name="unflatten")],
+                       [vinfo("x", [1, 8])], [vinfo("y", [1, 2, 2, 2])], [("s", shape)])
+    with pytest.raises(UnsupportedError, match="unflatten.*H\\*W > 1"):
+        import_onnx(model)
