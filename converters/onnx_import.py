@@ -2,8 +2,9 @@
 
 Supported nodes: Conv (group 1 or depthwise), Gemm, MatMul (+ Add of a constant: the bias),
 BatchNormalization (folded into the conv/linear before it), Relu, Clip(0, 6), HardSwish, Add,
-AveragePool, MaxPool, GlobalAveragePool, Flatten, Reshape, Softmax, Concat, and Identity /
-Dropout (dropped). Anything else raises `UnsupportedError` naming the node.
+AveragePool, MaxPool, GlobalAveragePool, ReduceMean (spatial), Flatten, Reshape, Softmax,
+Concat, and Identity / Dropout (dropped). Explicit conv pads that are neither SAME nor VALID
+become a PAD op (TFLite has no other padding). Anything else raises `UnsupportedError` naming the node.
 
 Layout: 4-D activations are NCHW in ONNX and NHWC in the IR; conv weights become OHWI
 (depthwise ``1HWO``). Flattening a NHWC tensor with H*W > 1 orders elements (h, w, c) instead
@@ -406,6 +407,25 @@ class _Importer:
 
     def _op_GlobalAveragePool(self, node, attrs) -> None:
         self._emit(node, "MEAN", [self._in(node.input[0])], {"axes": (1, 2), "keep_dims": True})
+
+    def _op_ReduceMean(self, node, attrs) -> None:
+        x = self._in(node.input[0])
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = self._const(node, 1).reshape(-1).tolist()
+        rank = len(self.s.tensors[x].shape)
+        if axes is None:
+            axes = list(range(rank))
+        axes = sorted(a + rank if a < 0 else a for a in axes)
+        keep = bool(attrs.get("keepdims", 1))
+        if x in self.s.nhwc and axes == [2, 3]:
+            ir_axes = (1, 2)
+        elif x not in self.s.nhwc and x not in self.s.flatten_perm and axes == [rank - 1]:
+            ir_axes = (rank - 1,)
+        else:
+            raise UnsupportedError(f"{self._where(node)}: ReduceMean over axes {axes}; only the"
+                                   " spatial axes (2, 3) of a feature map or the last axis")
+        self._emit(node, "MEAN", [x], {"axes": ir_axes, "keep_dims": keep})
 
     def _flatten_to(self, node, x: str, out_shape: tuple[int, ...]) -> None:
         xt = self.s.tensors[x]

@@ -272,3 +272,34 @@ def test_gptq_rounding_lowers_the_layer_output_error():
     assert q_gptq.min() >= -8 and q_gptq.max() <= 7
     err = lambda q: np.linalg.norm(x @ (w - q * scale[:, None]).T)  # noqa: E731
     assert err(q_gptq) < 0.8 * err(q_rtn), (err(q_gptq), err(q_rtn))
+
+
+def test_torch_view_and_spatial_mean_int8_bit_exact_in_tflm():
+    """x.view(N, -1) (exported as Reshape of a constant shape) and x.mean((2, 3))."""
+    torch = pytest.importorskip("torch")
+    from edgekit.converters.torch_import import import_torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 4, 3)
+            self.fc = torch.nn.Linear(4 * 4 * 4, 3)
+            self.head = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x))
+            return self.fc(y.view(y.size(0), -1)) + self.head(y.mean((2, 3)))
+
+    torch.manual_seed(3)
+    net = Net().eval()
+    calib = torch.randn(16, 2, 6, 6)
+    g = import_torch(net, calib[:1])
+    assert "MEAN" in [op.kind for op in g.ops]
+    with torch.no_grad():
+        want = net(calib).numpy()
+    np.testing.assert_allclose(run_float(g, [to_ir_layout(g, calib.numpy())])[0], want,
+                               rtol=1e-4, atol=1e-5)
+    q = quantize(g, calib.numpy(), bits=8)
+    xs = [quantize_input(q, calib[i:i + 1].numpy()) for i in range(4)]
+    for x, t in zip(xs, tflm_outputs(to_bytes(q), xs)):
+        assert np.array_equal(run(q, [x])[0], t)
