@@ -169,6 +169,36 @@ def _tie_groups(graph: Graph) -> dict[str, str]:
     return {name: find(name) for name in (t.name for t in graph.activations())}
 
 
+def _activation_quants(graph: Graph, ranges: dict[str, tuple[float, float]]
+                       ) -> dict[str, Quantization]:
+    """One int8 quantization per activation: tied tensors (pools, reshape, concatenation, pad)
+    share the union of their ranges; softmax/logistic outputs get TFLite's fixed one."""
+    groups = _tie_groups(graph)
+    span: dict[str, tuple[float, float]] = {}
+    for name, root in groups.items():
+        lo, hi = ranges.get(name, (0.0, 0.0))
+        a, b = span.get(root, (np.inf, -np.inf))
+        span[root] = (min(a, lo), max(b, hi))
+    fixed = {op.outputs[0]: _FIXED_OUTPUT[op.kind] for op in graph.ops if op.kind in _FIXED_OUTPUT}
+    fixed_roots: dict[str, tuple[float, int]] = {}
+    for name, value in fixed.items():
+        root = groups[name]
+        lo, hi = span[root]
+        if root in fixed_roots or lo < 0.0 or hi > 1.0:
+            raise UnsupportedError(f"tensor {name!r}: a softmax/logistic output (fixed scale 1/256)"
+                                   " shares its quantization, through a pool, reshape, pad or"
+                                   f" concatenation, with values in [{lo:.3g}, {hi:.3g}]")
+        fixed_roots[root] = value
+    aq: dict[str, Quantization] = {}
+    for name, root in groups.items():
+        if root in fixed_roots:
+            scale, zp = fixed_roots[root]
+            aq[name] = Quantization(np.array([scale]), np.array([zp]))
+        else:
+            aq[name] = activation_quant(*span[root])
+    return aq
+
+
 def quantize(graph: Graph, calib, *, bits: int | str = 8, method: str = "minmax",
              percentile: float = 99.99, recover: bool = False,
              on_batch: Callable[[int], None] | None = None) -> Graph:
@@ -187,29 +217,11 @@ def quantize(graph: Graph, calib, *, bits: int | str = 8, method: str = "minmax"
     ranges, _ = collect_ranges(graph, calib, method=method, percentile=percentile,
                                on_batch=on_batch)
 
-    # activations: group ranges, then one quantization per group
-    groups = _tie_groups(graph)
-    span: dict[str, tuple[float, float]] = {}
-    for name, root in groups.items():
-        lo, hi = ranges.get(name, (0.0, 0.0))
-        a, b = span.get(root, (np.inf, -np.inf))
-        span[root] = (min(a, lo), max(b, hi))
-    fixed = {op.outputs[0]: _FIXED_OUTPUT[op.kind] for op in graph.ops if op.kind in _FIXED_OUTPUT}
-    aq: dict[str, Quantization] = {}
-    for name, root in groups.items():
-        if name in fixed:
-            scale, zp = fixed[name]
-            aq[name] = Quantization(np.array([scale]), np.array([zp]))
-        else:
-            aq[name] = activation_quant(*span[root])
-    for name in fixed:
-        if any(groups[other] == groups[name] and other != name for other in groups):
-            raise UnsupportedError(f"tensor {name!r}: a softmax/logistic output cannot share its"
-                                   " quantization with a pool, reshape or concatenation")
+    aq = _activation_quants(graph, ranges)
 
     # weights and biases
-    tensors: dict[str, Tensor] = {name: Tensor(name, graph[name].shape, DType.INT8, aq[name])
-                                  for name in groups}
+    tensors: dict[str, Tensor] = {name: Tensor(name, graph[name].shape, DType.INT8, q)
+                                  for name, q in aq.items()}
     float_biases = {}
     qweights = {}
     hessians = _collect_hessians(graph, calib, [i for i, width in widths.items()

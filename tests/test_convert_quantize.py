@@ -303,3 +303,22 @@ def test_torch_view_and_spatial_mean_int8_bit_exact_in_tflm():
     xs = [quantize_input(q, calib[i:i + 1].numpy()) for i in range(4)]
     for x, t in zip(xs, tflm_outputs(to_bytes(q), xs)):
         assert np.array_equal(run(q, [x])[0], t)
+
+
+def test_softmax_then_reshape_shares_the_fixed_quantization():
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["l"], transB=1),
+             helper.make_node("Softmax", ["l"], ["p"], axis=1),
+             helper.make_node("Reshape", ["p", "s"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(rng.standard_normal((4, 6)).astype(np.float32), "w"),
+         numpy_helper.from_array(np.array([1, 4], np.int64), "s")])
+    g = import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                      ir_version=8))
+    q = quantize(g, rng.standard_normal((8, 6)).astype(np.float32), bits=8)
+    assert q["y"].quant == q["p"].quant
+    assert q["y"].quant.scale[0] == 1 / 256 and q["y"].quant.zero_point[0] == -128
+    x = quantize_input(q, rng.standard_normal((1, 6)).astype(np.float32))
+    assert np.array_equal(run(q, [x])[0], tflm_outputs(to_bytes(q), [x])[0])
