@@ -74,8 +74,16 @@ class _Importer:
         self.graph = model.graph
         self.numpy_helper = numpy_helper
         self.onnx = onnx
-        self.consts: dict[str, np.ndarray] = {
-            init.name: numpy_helper.to_array(init) for init in self.graph.initializer}
+        self.consts: dict[str, np.ndarray] = {}
+        for init in self.graph.initializer:
+            if init.data_location == onnx.TensorProto.EXTERNAL:
+                raise UnsupportedError(f"{source}: initializer {init.name!r} keeps its data in an"
+                                       " external file; save the model with the weights inside")
+            try:
+                self.consts[init.name] = numpy_helper.to_array(init)
+            except Exception as err:
+                raise ModelFormatError(f"{source}: initializer {init.name!r} is unreadable:"
+                                       f" {err}") from None
         self.shapes: dict[str, tuple[int, ...]] = {}
         for vi in [*self.graph.input, *self.graph.value_info, *self.graph.output]:
             self.shapes[vi.name] = self._static_shape(vi)

@@ -188,3 +188,16 @@ def test_reshape_into_a_spatial_feature_map_is_refused():
                        [vinfo("x", [1, 8])], [vinfo("y", [1, 2, 2, 2])], [("s", shape)])
     with pytest.raises(UnsupportedError, match="unflatten.*H\\*W > 1"):
         import_onnx(model)
+
+
+def test_external_weights_are_refused():
+    w = numpy_helper.from_array(np.zeros((2, 4), np.float32), "w")
+    w.data_location = TensorProto.EXTERNAL
+    w.ClearField("raw_data")
+    entry = w.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "g",
+                              [vinfo("x", [1, 4])], [vinfo("y", [1, 2])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    with pytest.raises((UnsupportedError, ModelFormatError), match="external"):
+        import_onnx(model)
