@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from edgekit.converters.float_exec import run_float
-from edgekit.errors import CalibrationError, UsageError
+from edgekit.errors import CalibrationError, UnsupportedError, UsageError
 from edgekit.ir import Graph
 
 METHODS = ("minmax", "percentile")
@@ -99,6 +99,9 @@ def collect_ranges(graph: Graph, calib, *, method: str = "minmax", percentile: f
         raise UsageError(f"unknown calibration method {method!r}; choose one of {METHODS}")
     if not 50.0 < percentile <= 100.0:
         raise UsageError(f"percentile must be in (50, 100], got {percentile}")
+    if len(graph.inputs) != 1:
+        raise UnsupportedError(f"graph {graph.name!r} has {len(graph.inputs)} inputs; calibration"
+                               " supports single-input models")
     observer = _Observer(method, np.random.default_rng(seed))
     seen = 0
     for batch in batches(calib):
