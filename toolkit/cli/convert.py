@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", dest="method", default="minmax",
                         choices=("minmax", "percentile"), help="activation range estimator: minmax (default) or percentile")
     parser.add_argument("--recover", action="store_true",
-                        help="int4 accuracy recovery: per-channel clipping chosen by weight MSE,"
-                        " then bias correction from the calibration data (int4 layers only)")
+                        help="int4 accuracy recovery: clipping chosen by weight MSE, GPTQ rounding of"
+                        " conv/linear weights and bias correction from the calibration data"
+                        " (int4 layers only)")
     parser.add_argument("--eval", dest="eval_data", type=Path, default=None, metavar="DATA.npz",
                         help="labelled data (x, y) for float-vs-quantized top-1")
 
