@@ -2,9 +2,10 @@
 
 `import_torch(module, example)` exports an ``nn.Module`` with TorchScript-based
 ``torch.onnx.export`` (the torch.export-based exporter needs onnxscript, which the core install
-does not carry) and imports the ONNX graph. `load_pt2(path)` reads a ``.pt2`` file with
-``torch.export.load`` (no pickle of arbitrary objects: the archive holds a serialized graph and
-tensors) and imports the program it holds with the input shapes recorded in it.
+does not carry) and imports the ONNX graph. `load_pt2(path)` checks a ``.pt2`` archive with
+`edgekit.converters.pt2_guard.check_pt2` (every pickled member must load with
+``weights_only=True``; ``torch.export.load`` alone would fall back to a full unpickler), reads it
+with ``torch.export.load`` and imports the program with the input shapes recorded in it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.converters.onnx_import import import_onnx
+from edgekit.converters.pt2_guard import check_pt2
 from edgekit.errors import ModelFormatError, UnsupportedError
 from edgekit.ir import Graph
 
@@ -91,6 +93,9 @@ def load_pt2(path: str | os.PathLike) -> Graph:
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"{path}: no such file")
+    # torch.export.load alone would unpickle parts of an untrusted archive with a full
+    # unpickler; check_pt2 refuses anything that needs more than weights_only loading
+    check_pt2(path)
     try:
         program = torch.export.load(str(path))
     except Exception as err:

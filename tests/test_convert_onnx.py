@@ -201,3 +201,37 @@ def test_external_weights_are_refused():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     with pytest.raises((UnsupportedError, ModelFormatError), match="external"):
         import_onnx(model)
+
+
+class _Trap:
+    """Unpickling this creates ``marker``: proof that code from the file ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_load_pt2_refuses_a_trapped_archive_without_running_it(tmp_path):
+    """The API path, not only the CLI: load_pt2 checks the archive before torch.export.load."""
+    torch = pytest.importorskip("torch")
+    import zipfile
+
+    from edgekit.converters.torch_import import load_pt2
+
+    clean, bad, marker = tmp_path / "clean.pt2", tmp_path / "bad.pt2", tmp_path / "pwned"
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)).eval()
+    torch.export.save(torch.export.export(net, (torch.randn(1, 1, 6, 6),)), str(clean))
+    trap = io.BytesIO()
+    torch.save(((_Trap(marker),), {}), trap)
+    with zipfile.ZipFile(clean) as zin, zipfile.ZipFile(bad, "w") as zout:
+        names = [i.filename for i in zin.infolist()]
+        assert any(n.endswith("sample_inputs/model.pt") for n in names)
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info, trap.getvalue() if info.filename.endswith(
+                "sample_inputs/model.pt") else data)
+    with pytest.raises(ModelFormatError, match="bad.pt2"):
+        load_pt2(bad)
+    assert not marker.exists()
