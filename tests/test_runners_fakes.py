@@ -274,3 +274,46 @@ def test_real_qemu_times_out_on_a_program_that_never_ends(tmp_path: Path) -> Non
     with pytest.raises(RunnerTimeoutError) as info:
         QemuRunner("mps2-an386").run(elf, timeout_s=2)
     assert info.value.console == "hello\n"
+
+
+def test_emulator_console_keeps_bytes_sent_before_open_returns() -> None:
+    """An emulator with wait=on starts the guest as soon as it accepts: bytes it sends while
+    pyserial is still opening must not be flushed away (they were, under load, with plain
+    ``serial_for_url``)."""
+    import socket
+    import threading
+
+    from edgekit.boards.runners.base import open_emulator_console
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    sent = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.sendall(b"early bytes\n")
+        conn.close()
+        sent.set()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    original_open = socket.create_connection
+
+    def connect_then_wait(*args, **kwargs):
+        sock = original_open(*args, **kwargs)
+        assert sent.wait(5)  # the peer has sent and closed before open() goes on
+        return sock
+
+    try:
+        socket.create_connection = connect_then_wait
+        link = open_emulator_console("127.0.0.1", server.getsockname()[1])
+    finally:
+        socket.create_connection = original_open
+    try:
+        assert read_until_report(link, 2, what="fake emulator", still_running=lambda: False) \
+            == "early bytes\n"
+    finally:
+        link.close()
+        thread.join()
+        server.close()

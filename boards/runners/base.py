@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 import serial
+from serial.urlhandler.protocol_socket import Serial as SerialSocket
 
 from edgekit.boards.report import BEGIN_MARKER, END_MARKER, FAULT_MARKER
 from edgekit.errors import RunnerError, RunnerTimeoutError
@@ -136,3 +137,34 @@ def read_available(port: ConsolePort, chunk: int) -> bytes:
         if not data:
             time.sleep(0.05)
     return bytes(data)
+
+
+class _EmulatorSocket(SerialSocket):
+    """pyserial's ``socket://`` port without the input flush at the end of ``open()``.
+
+    pyserial clears the input buffer once connected, but an emulator with ``wait=on`` starts the
+    guest the moment it accepts us: a short firmware can print (and exit) before ``open()``
+    returns, and that flush would throw its first bytes -- or its whole report -- away.
+    """
+
+    _opening = False
+
+    def open(self) -> None:
+        self._opening = True
+        try:
+            super().open()
+        finally:
+            self._opening = False
+
+    def reset_input_buffer(self) -> None:
+        if not self._opening:
+            super().reset_input_buffer()
+
+
+def open_emulator_console(host: str, port: int, timeout: float = 0.1) -> serial.SerialBase:
+    """Connect to an emulator's TCP serial server, keeping every byte it sent from the start.
+    Raises `serial.SerialException` while nothing listens yet (callers retry)."""
+    link = _EmulatorSocket(None, timeout=timeout)
+    link.port = f"socket://{host}:{port}"
+    link.open()
+    return link

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import serial
 
-from edgekit.boards.runners.base import (RunResult, Runner, check_elf, read_available,
+from edgekit.boards.runners.base import (RunResult, Runner, check_elf, open_emulator_console,
+                                         read_available,
                                          decode_console, read_until_report, report_finished)
 from edgekit.errors import RunnerError, RunnerTimeoutError, RunnerUnavailableError
 
@@ -97,7 +98,7 @@ class QemuRunner(Runner):
             if proc.poll() is not None:
                 return None
             try:
-                return serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.1)
+                return open_emulator_console("127.0.0.1", port)
             except serial.SerialException:
                 if time.monotonic() > deadline:
                     raise RunnerError(f"could not connect to QEMU's serial port 127.0.0.1:{port} "

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import serial
 
-from edgekit.boards.runners.base import RunResult, Runner, check_elf, read_until_report
+from edgekit.boards.runners.base import (RunResult, Runner, check_elf, open_emulator_console,
+                                         read_until_report)
 from edgekit.boards.runners.qemu import free_tcp_port
 from edgekit.errors import RunnerError, RunnerUnavailableError
 
@@ -112,7 +113,7 @@ class RenodeRunner(Runner):
                 raise RunnerError(f"Renode exited with status {proc.returncode} before serving "
                                   f"the console: {log.read().decode('utf-8', 'replace')[-2000:]}")
             try:
-                return serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.1)
+                return open_emulator_console("127.0.0.1", port)
             except serial.SerialException:
                 if time.monotonic() > deadline:
                     raise RunnerError(f"Renode did not open its console socket on port {port} "
