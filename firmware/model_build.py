@@ -13,7 +13,7 @@ estimate's error.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from edgekit.firmware.build import (_BSP_COMMON, _HARNESS, _require_tools, conso
                                     cpu_flags, link_firmware, target_manifest, write_manifest)
 from edgekit.firmware.codegen import GeneratedModel, generate
 from edgekit.firmware.estimate import MemoryEstimate, estimate_before_build, estimate_from_elf
-from edgekit.ir import Graph
+from edgekit.ir import DType, Graph
 
 #: a model build's stack reservation: generous, since the measured high-water mark is reported
 MODEL_STACK_BYTES = 4 * 1024
@@ -42,6 +42,21 @@ class ModelBuildResult:
     manifest: dict
     model: GeneratedModel
     estimate: MemoryEstimate
+
+
+def widen_int4_weights(graph: Graph) -> Graph:
+    """The same graph with every int4 constant stored as int8 (same values, same quantization).
+
+    The firmware kernels take int8 weights; TFLite Micro also unpacks int4 filters to int8 before
+    its int8 kernels run, so the arithmetic -- and every output byte -- is unchanged. The cost
+    is flash: one byte per weight instead of half a byte (reported as ``int4_widened_bytes``).
+    Packed int4 kernels are future work.
+    """
+    if not any(t.dtype == DType.INT4 for t in graph.constants()):
+        return graph
+    tensors = [replace(t, dtype=DType.INT8) if t.is_constant and t.dtype == DType.INT4 else t
+               for t in graph.tensors.values()]
+    return Graph(tensors, graph.ops, graph.inputs, graph.outputs, name=graph.name)
 
 
 def load_graph(model: str | Path | Graph) -> Graph:
@@ -76,7 +91,8 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     ``progress(stage, payload)`` (optional) is called with ``"estimate"`` before the compiler
     runs, so a CLI can print the estimate first. ``generated`` reuses sources already generated.
     """
-    graph = load_graph(model)
+    source_graph = load_graph(model)
+    graph = widen_int4_weights(source_graph)
     target = target_for(board_id, emulated=emulated)
     driver = console_driver(target)
     gen = generated or generate(graph, plan, seed=seed)
@@ -110,7 +126,8 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         "schedule": gen.plan.schedule,
         "kernels": gen.kernels,
         "ops": len(graph.ops),
-        "weights_bytes": graph.weights_bytes,
+        "weights_bytes": source_graph.weights_bytes,
+        "int4_widened_bytes": graph.weights_bytes - source_graph.weights_bytes,
     }
     manifest_path = write_manifest(directory, manifest)
     return ModelBuildResult(directory, elf_path, manifest_path, manifest, gen, after)
