@@ -122,13 +122,14 @@ def test_converted_model_is_bit_exact_in_tflm_and_edgekit_run(sources, capsys, s
 @pytest.mark.hil
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
                     reason="arm-none-eabi-gcc or qemu-system-arm is not installed")
-@pytest.mark.parametrize("source,bits", [("model.onnx", "8"), ("model.pt2", "4")])
+@pytest.mark.parametrize("bits", ["8", "4"])
+@pytest.mark.parametrize("source", ["model.onnx", "model.pt2"])
 def test_conversion_builds_and_measures_bit_exact_on_emulated_m4(sources, capsys, source, bits):
     tmp, _ = sources
     out, args = _convert(tmp, source, bits)
     assert main(args) == 0
     capsys.readouterr()
-    fw = tmp / f"fw{bits}"
+    fw = tmp / f"fw-{Path(source).stem}-{bits}"
     assert main(["build", str(out), "--board", "mps2-an386", "-o", str(fw), "--json"]) == 0
     capsys.readouterr()
     manifest = json.loads((fw / "edgekit-build.json").read_text())
