@@ -72,3 +72,17 @@ class MCUNet(nn.Module):
 def to_torch(spec: MCUNetSpec) -> nn.Module:
     """A freshly initialised float model of ``spec`` (input (N, C, R, R))."""
     return MCUNet(spec)
+
+
+def recalibrate_bn(module: nn.Module, batch) -> nn.Module:
+    """Reset every BatchNorm's running statistics to those of ``batch`` (N, C, H, W): an
+    untrained model's activations then stay spread out through all its layers, instead of
+    dying (an all-zero ReLU6 layer has no int8 scale TFLite Micro accepts)."""
+    for mod in module.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.reset_running_stats()
+            mod.momentum = None  # cumulative average: one batch sets the statistics
+    module.train()
+    with torch.no_grad():
+        module(torch.as_tensor(batch))
+    return module.eval()
