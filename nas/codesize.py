@@ -1,0 +1,69 @@
+"""Flash of a candidate before building it: its constants plus a code-size model.
+
+``flash = constants + input + fixed + sum over op kinds of per_op[kind] * count``, where
+``constants`` are exactly what the generated C stores in flash (int8 weights, int32 biases and
+two int32 requantisation words per output channel of every conv/depthwise/FC op, as
+`edgekit.firmware.estimate` counts them) and ``input`` the test input the harness embeds.
+``fixed`` (runtime, harness, kernels, BSP) and ``per_op`` (one generated function and its call
+per op) are fitted by least squares against real builds by bench/nas_calibrate_codesize.py,
+which writes them to codesize.json next to this file (with the builds it fitted and their
+residuals). Fitted on one board's core (see the file); other Cortex-M4/M7 cores compile the
+same Thumb-2 code.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from edgekit.errors import UsageError
+from edgekit.nas.mcunet import MCUNetSpec
+
+CODESIZE_FILE = Path(__file__).with_name("codesize.json")
+#: the op kinds the model counts separately (MEAN, RESHAPE and FULLY_CONNECTED occur once in
+#: every candidate: they are part of ``fixed``)
+COUNTED_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
+
+
+def _weighted(out_ch: int, per_channel_weights: int) -> int:
+    return out_ch * per_channel_weights + 4 * out_ch + 8 * out_ch
+
+
+def features(spec: MCUNetSpec) -> dict[str, int]:
+    """What flash depends on, from the spec alone: constants bytes, input bytes, op counts."""
+    const = _weighted(spec.stem_out, 9 * spec.in_channels)
+    counts = dict.fromkeys(COUNTED_KINDS, 0)
+    counts["CONV_2D"] = 2  # stem and head
+    for b in spec.blocks():
+        if b.expansion != 1:
+            const += _weighted(b.hidden, b.in_channels)
+            counts["CONV_2D"] += 1
+        const += _weighted(b.hidden, b.kernel * b.kernel)
+        const += _weighted(b.out_channels, b.hidden)
+        counts["DEPTHWISE_CONV_2D"] += 1
+        counts["CONV_2D"] += 1
+        counts["ADD"] += int(b.residual)
+    last_in = spec.blocks()[-1].out_channels
+    const += _weighted(spec.last_channels, last_in)
+    const += _weighted(spec.num_classes, spec.last_channels)
+    return {"constants": const, "input": spec.resolution ** 2 * spec.in_channels, **counts}
+
+
+@lru_cache(maxsize=1)
+def load_model(path: Path = CODESIZE_FILE) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+        return {"fixed": float(data["fixed"]), "per_op": {k: float(data["per_op"][k])
+                                                          for k in COUNTED_KINDS}}
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise UsageError(f"code-size model {str(path)!r} cannot be read ({err}); rerun"
+                         " bench/nas_calibrate_codesize.py") from None
+
+
+def flash_estimate(spec: MCUNetSpec, model: dict | None = None) -> int:
+    """Predicted ``flash_bytes`` (.text + .rodata + .data) of ``spec``'s firmware."""
+    model = model or load_model()
+    f = features(spec)
+    code = model["fixed"] + sum(model["per_op"][k] * f[k] for k in COUNTED_KINDS)
+    return int(round(f["constants"] + f["input"] + code))
