@@ -60,6 +60,10 @@ class PlanError(EdgekitError):
     """The memory planner cannot produce a valid plan."""
 
 
+class PatchError(PlanError):
+    """A patch schedule that does not apply to the graph (split tensor, tile count, op kind)."""
+
+
 # --- firmware build -----------------------------------------------------------------------------
 
 class BuildError(EdgekitError):
@@ -114,3 +118,10 @@ class DeviceFaultError(ReportError):
     def __init__(self, message: str, console: str = "", registers: dict | None = None):
         super().__init__(message, console)
         self.registers = registers or {}
+
+
+# --- architecture search ------------------------------------------------------------------------
+
+class SearchError(EdgekitError):
+    """A search that cannot run or finish: an existing study without --resume, no candidate
+    that fits the board, a storage URL Optuna cannot open."""
