@@ -35,7 +35,7 @@ DEPTHS = (1, 2, 3)
 PATCH_NS = (2, 3, 4)
 #: MCUNet's stage layout (base channels, stride) after the fixed first block (16, t=1)
 MCUNET_STAGES = ((24, 2), (40, 2), (80, 2), (96, 1), (160, 2))
-#: patch splits are searched among the blocks of the first this-many strided stages
+#: the patched stage may end with the fixed first block or one of this many strided stages
 PATCH_STAGES = 2
 
 
@@ -200,18 +200,18 @@ def sample(source, space: SearchSpace = SearchSpace()) -> MCUNetSpec:
             if j < depth:
                 kernels.append(k)
                 expansions.append(e)
-    # the patched stage ends at a block of the first PATCH_STAGES strided stages (0 = none)
-    candidates = sum(depths[:1 + PATCH_STAGES])
-    split = choose("patch_split", range(candidates + 1))
+    # the patched stage ends with one of the first 1 + PATCH_STAGES stages (a fixed choice set:
+    # Optuna's categorical distributions cannot change between trials); 0 = layer by layer
+    stage = choose("patch_stage", range(PATCH_STAGES + 2))
     n = choose("patch_n", space.patch_ns)
+    split = sum(depths[:stage]) if stage else 0
     return MCUNetSpec(resolution=resolution, in_channels=space.in_channels,
                       num_classes=space.num_classes, width=width,
                       stage_channels=(16,) + tuple(c for c, _ in space.stages),
                       stage_strides=(1,) + tuple(s for _, s in space.stages),
                       depths=tuple(depths), kernels=tuple(kernels), expansions=tuple(expansions),
                       stem_channels=32, last_channels=make_divisible(640 * width),
-                      patch_split=None if split == 0 else split - 1,
-                      patch_n=1 if split == 0 else n)
+                      patch_split=split - 1 if stage else None, patch_n=n if stage else 1)
 
 
 def to_torch(spec: MCUNetSpec):

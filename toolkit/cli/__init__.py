@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "measure",
     "demo",
     "convert",
+    "search",
 
 ]
 

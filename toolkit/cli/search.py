@@ -1,0 +1,80 @@
+"""`edgekit search`: MCUNet-style architecture search under a board's SRAM and flash budgets,
+then the final training of the chosen model, quantized to an int8 .tflite in DIR/best/."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgekit.cli.output import emit, progress
+from edgekit.errors import UsageError
+
+NAME = "search"
+HELP = "search an MCUNet-style model that fits a board (Optuna), train it, write DIR/best/"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", default="mcunet", help="search space (only mcunet)")
+    parser.add_argument("--board", required=True, help="board id (see `edgekit boards`)")
+    parser.add_argument("--dataset", required=True, metavar="fashion-mnist|digits|mnist5k|PATH",
+                        help="a bundled dataset, an .npz (arrays x, y [, x_test, y_test]) or an"
+                        " image folder with one subfolder per class")
+    parser.add_argument("--trials", type=int, default=20, help="trials to run now (default 20)")
+    parser.add_argument("--time-budget", type=float, metavar="S",
+                        help="stop starting trials after S seconds")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the search stored in DIR/search.db (or --storage)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna RDB storage URL (default sqlite:///DIR/search.db)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--proxy-steps", type=int, default=200,
+                        help="training batches per candidate during the search (default 200)")
+    parser.add_argument("--train-limit", type=int, default=6000,
+                        help="training images used (default 6000)")
+    parser.add_argument("--final-epochs", type=int, default=3,
+                        help="epochs of the chosen model's final training (default 3)")
+    parser.add_argument("--test-limit", type=int, default=500,
+                        help="test images for the final float/int8 accuracy (default 500)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR")
+
+
+def _render(p: dict) -> str:
+    best = p["best"]
+    patch = best["patch"]
+    patch_text = "layer by layer" if patch["split"] is None else f"{patch['split']} in {patch['n']}x{patch['n']} patches"
+    return "\n".join([
+        f"search on {p['dataset']} for {p['board']}: {p['trials_run']} trials run,"
+        f" {p['trials_total']} in the study, {len(p['pareto'])} on the Pareto front",
+        f"  best (trial {best['trial']}): proxy accuracy {best['proxy_accuracy']:.3f}",
+        f"  final training: {best['train_steps']} steps; top-1 on {best['test_images']} test"
+        f" images: float {best['float_accuracy']:.3f}, int8 {best['int8_accuracy']:.3f}",
+        f"  peak SRAM (arena, input included): {best['peak_sram']} B"
+        + (f" ({best['peak_sram_without_input']} B without the input)"
+           if "peak_sram_without_input" in best else "")
+        + f"; layer by layer {best['peak_sram_layer_by_layer']} B",
+        f"  flash (estimate): {best['flash_estimate']} B; fits {p['board']}:"
+        f" {'yes' if best['fits'] else 'no'}",
+        f"  patch schedule: {patch_text}",
+        f"  model: {p['files']['model']}"
+        + (f" (build it with --patch {patch['split']}:{patch['n']}x{patch['n']})"
+           if patch["split"] is not None else ""),
+        f"  Pareto front: {p['files']['pareto_json']}, {p['files']['pareto_png']}",
+    ])
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.space != "mcunet":
+        raise UsageError(f"unknown search space {args.space!r}; known: mcunet")
+    from edgekit.nas.search import SearchConfig, run_search
+
+    config = SearchConfig(board=args.board, dataset=args.dataset, out_dir=args.output,
+                          trials=args.trials, time_budget=args.time_budget, seed=args.seed,
+                          storage=args.storage, resume=args.resume, proxy_steps=args.proxy_steps,
+                          train_limit=args.train_limit, final_epochs=args.final_epochs,
+                          test_limit=args.test_limit)
+    result = run_search(config, progress=lambda total: progress(total=total, desc="trials",
+                                                                 args=args))
+    payload = {"board": args.board, "dataset": args.dataset, "trials_run": result.trials_run,
+               "trials_total": result.trials_total, "pareto": result.pareto,
+               "best": result.best, "best_dir": result.best_dir, "files": result.files}
+    emit(args, NAME, payload, _render)
+    return 0
