@@ -25,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 from plan_vs_tflm import MODELS, tflm_arena  # noqa: E402
 
+from edgekit.costs import graph_macs  # noqa: E402
+
 DEFAULT_MODELS_DIR = REPO_ROOT.parent / "shared" / "models" / "mlperf_tiny"
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "firmware_mlperf.json"
 DEFAULT_BOARDS = ("nucleo-l4r5zi", "disco-f746ng")
@@ -42,22 +44,6 @@ TFLM_PEER = {
 }
 
 
-def model_macs(graph) -> int:
-    """Multiply-accumulates of the conv, depthwise and fully-connected ops (one per weight tap
-    per output element; padding taps counted, as the peer table does)."""
-    total = 0
-    for op in graph.ops:
-        out = graph[op.outputs[0]]
-        w = graph[op.inputs[1]] if len(op.inputs) > 1 and op.inputs[1] else None
-        if op.kind == "CONV_2D":
-            total += out.size * w.shape[1] * w.shape[2] * w.shape[3]
-        elif op.kind == "DEPTHWISE_CONV_2D":
-            total += out.size * w.shape[1] * w.shape[2]
-        elif op.kind == "FULLY_CONNECTED":
-            total += out.size * w.shape[1]
-    return total
-
-
 def run_one(model_path: Path, board: str, work: Path) -> dict:
     from edgekit.boards.runners.measure import measure, resolve_firmware
     from edgekit.firmware.model_build import build_model
@@ -65,7 +51,7 @@ def run_one(model_path: Path, board: str, work: Path) -> dict:
     started = time.time()
     result = build_model(model_path, board, work / f"{model_path.stem}-{board}")
     measured = measure(resolve_firmware(result.directory, None), "unicorn", timeout_s=600)
-    macs = model_macs(result.model.graph)
+    macs = graph_macs(result.model.graph)
     return {
         "board": board,
         "host_board": measured["host_board"],

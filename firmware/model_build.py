@@ -24,7 +24,8 @@ from edgekit.firmware import elf
 from edgekit.firmware import platformio
 from edgekit.firmware.build import (_BSP_COMMON, _HARNESS, _require_tools, console_driver,
                                     cpu_flags, link_firmware, target_manifest, write_manifest)
-from edgekit.firmware.codegen import GeneratedModel, generate
+from edgekit.firmware.codegen import (GeneratedModel, available_inplace_modes, firmware_plan,
+                                      generate)
 from edgekit.firmware.estimate import MemoryEstimate, estimate_before_build, estimate_from_elf
 from edgekit.ir import DType, Graph
 
@@ -59,13 +60,45 @@ def widen_int4_weights(graph: Graph) -> Graph:
     return Graph(tensors, graph.ops, graph.inputs, graph.outputs, name=graph.name)
 
 
+#: files of a model directory (what `edgekit search` writes as DIR/best)
+MODEL_DIR_FILE = "model.tflite"
+PATCH_DIR_FILE = "patch.json"
+
+
+def model_file(model: str | Path) -> tuple[Path, str | None]:
+    """The ``.tflite`` a MODEL argument names and the patch schedule that comes with it: a
+    file is itself (no schedule); a directory holds ``model.tflite`` and maybe ``patch.json``
+    (``{"split": tensor or null, "n": N}``), as `edgekit search` writes them."""
+    path = Path(model)
+    if not path.is_dir():
+        return path, None
+    tflite = path / MODEL_DIR_FILE
+    if not tflite.is_file():
+        raise BuildError(f"model directory {str(path)!r} has no {MODEL_DIR_FILE}")
+    patch_file = path / PATCH_DIR_FILE
+    if not patch_file.is_file():
+        return tflite, None
+    import json
+
+    try:
+        data = json.loads(patch_file.read_text())
+        split, n = data.get("split"), data.get("n")
+    except (OSError, ValueError, AttributeError) as err:
+        raise BuildError(f"{str(patch_file)!r}: not a patch schedule ({err})") from None
+    if split is None:
+        return tflite, None
+    if not isinstance(split, str) or not isinstance(n, int):
+        raise BuildError(f"{str(patch_file)!r}: 'split' must be a tensor name and 'n' an int")
+    return tflite, f"{split}:{n}x{n}"
+
+
 def load_graph(model: str | Path | Graph) -> Graph:
-    """A Graph from a ``.tflite`` path (or the Graph itself)."""
+    """A Graph from a ``.tflite`` path or a model directory (or the Graph itself)."""
     if isinstance(model, Graph):
         return model
     from edgekit.converters.tflite_reader import load_tflite
 
-    return load_tflite(model)
+    return load_tflite(model_file(model)[0])
 
 
 def _copy_runtime(src_dir: Path, console_driver: str) -> list[str]:
@@ -85,16 +118,30 @@ def _copy_runtime(src_dir: Path, console_driver: str) -> list[str]:
 def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *,
                 emulated: bool = True, stack_bytes: int = MODEL_STACK_BYTES, seed: int = 0,
                 plan: planner.MemoryPlan | None = None, generated: GeneratedModel | None = None,
-                progress=None) -> ModelBuildResult:
+                progress=None, patch=None) -> ModelBuildResult:
     """Generate, estimate and build the firmware of `model` for `board_id` into `out_dir`.
 
     ``progress(stage, payload)`` (optional) is called with ``"estimate"`` before the compiler
     runs, so a CLI can print the estimate first. ``generated`` reuses sources already generated.
+    ``patch`` is a ``--patch`` value (``auto``, ``none``, ``SPLIT:NxN`` or a
+    `edgekit.patching.PatchSchedule`; default: the model directory's ``patch.json``, else
+    none): the firmware then runs the patched graph (`edgekit.patching`).
     """
+    if patch is None and not isinstance(model, Graph):
+        patch = model_file(model)[1]
     source_graph = load_graph(model)
     graph = widen_int4_weights(source_graph)
     target = target_for(board_id, emulated=emulated)
     driver = console_driver(target)
+    patch_info = None
+    if generated is None and plan is None and patch is not None:
+        from edgekit.patching import patch_summary, resolve_patch
+
+        resolved = resolve_patch(graph, patch, planner=firmware_plan,
+                                 inplace=available_inplace_modes())
+        patch_info = patch_summary(resolved)
+        if resolved.best is not None:
+            graph, plan = resolved.best.graph, resolved.best.plan
     gen = generated or generate(graph, plan, seed=seed)
     before = estimate_before_build(gen, target)
     if progress is not None:
@@ -128,6 +175,7 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         "ops": len(graph.ops),
         "weights_bytes": source_graph.weights_bytes,
         "int4_widened_bytes": graph.weights_bytes - source_graph.weights_bytes,
+        "patch": patch_info,
     }
     manifest_path = write_manifest(directory, manifest)
     return ModelBuildResult(directory, elf_path, manifest_path, manifest, gen, after)

@@ -352,6 +352,61 @@ def emit_concatenation(ctx: EmitContext, p) -> OpCall:
     return call
 
 
+def box_copy(whole_shape, box_shape, corner, itemsize: int) -> dict:
+    """``ek_copy_rows`` fields for the box at ``corner`` of a batch-1 NHWC tensor: one run of
+    whole pixels per row of the box. None when the box does not cover every channel (not one
+    run per row)."""
+    if (len(whole_shape) != 4 or len(box_shape) != 4 or whole_shape[0] != 1
+            or box_shape[3] != whole_shape[3] or corner[3] != 0):
+        return None
+    _, _, width, channels = whole_shape
+    _, rows, cols, _ = box_shape
+    pixel = channels * itemsize
+    return {"rows": rows, "row_bytes": cols * pixel,
+            "offset": (corner[1] * width + corner[2]) * pixel, "stride": width * pixel}
+
+
+def _box_fields(op: Op, graph: Graph, whole: str, box: str, corner) -> dict:
+    t = graph[whole]
+    fields = box_copy(t.shape, graph[box].shape, corner, t.dtype.numpy.itemsize)
+    if fields is None:
+        raise UnsupportedError(f"{where(op)}: the firmware copies boxes of whole pixels of a"
+                               f" batch-1 NHWC tensor only ({box!r} {graph[box].shape} of"
+                               f" {whole!r} {t.shape})")
+    return fields
+
+
+def emit_slice(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    box = _box_fields(op, graph, x, out, p.corner)
+    fields = {"rows": box["rows"], "row_bytes": box["row_bytes"], "src_offset": box["offset"],
+              "src_stride": box["stride"], "dst_offset": 0, "dst_stride": box["row_bytes"]}
+    return OpCall("ek_copy_rows", "ek_copy_rows_params", fields, [], [ctx.ptr(x), ctx.ptr(out)])
+
+
+def emit_insert_tile(ctx: EmitContext, p) -> OpCall:
+    """The tile's rows into the box at ``origin``; the rest of the output is the base (in place
+    under ``tile_insert``, else copied first) or, for the first tile, the zero point."""
+    op, graph = ctx.op, ctx.graph
+    base, tile, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    box = _box_fields(op, graph, out, tile, p.corner)
+    fields = {"rows": box["rows"], "row_bytes": box["row_bytes"], "src_offset": 0,
+              "src_stride": box["row_bytes"], "dst_offset": box["offset"],
+              "dst_stride": box["stride"]}
+    nbytes = graph[out].nbytes
+    if base is None:
+        before = f"memset({ctx.ptr(out)}, {p.fill}, {nbytes});\n    "
+    elif ctx.inplace_mode == "tile_insert":
+        before = ""
+    else:
+        before = f"memmove({ctx.ptr(out)}, {ctx.ptr(base)}, {nbytes});\n    "
+    call = OpCall("ek_copy_rows", "ek_copy_rows_params", fields, [], [ctx.ptr(tile), ctx.ptr(out)])
+    call.statement = (f"{before}ek_copy_rows(&{ctx.array('params').name}, {ctx.ptr(tile)},"
+                      f" {ctx.ptr(out)});")
+    return call
+
+
 EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
     "RELU": emit_unary,
     "RELU6": emit_unary,
@@ -371,6 +426,8 @@ EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
     "MAX_POOL_2D": emit_pool,
     "SOFTMAX": emit_softmax,
     "RESHAPE": emit_reshape,
+    "SLICE": emit_slice,
+    "INSERT_TILE": emit_insert_tile,
 }
 
 
@@ -386,6 +443,7 @@ INPLACE_MODE_KERNELS = {
     # because ek_conv2d_s8 / ek_depthwise_conv2d_s8 store output pixels in increasing row-major
     # order (the planner's contract, edgekit.planner docstring)
     "conv_sliding": "ek_conv2d_s8",
+    "tile_insert": None,
 }
 
 
@@ -399,6 +457,7 @@ INPLACE_MODE_OPS = {
     "pointwise_inplace": frozenset({"CONV_2D"}),
     "pointwise_inplace_backward": frozenset({"CONV_2D"}),
     "conv_sliding": frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"}),
+    "tile_insert": frozenset({"INSERT_TILE"}),
 }
 
 

@@ -273,6 +273,31 @@ def concatenation(rng: np.random.Generator, *, shapes=((1, 4, 4, 3), (1, 4, 4, 5
     return _single([*xs, y], op, [x.name for x in xs], "concatenation")
 
 
+def slice_box(rng: np.random.Generator, *, in_shape=(1, 7, 6, 3), begin=(0, 2, 1, 0),
+              size=(1, 4, 3, 3), dtype: DType = DType.INT8) -> Graph:
+    """SLICE of a box (patch schedules cut regions of whole pixels)."""
+    x = activation_tensor(rng, "x", in_shape, dtype)
+    y = Tensor("y", tuple(size), dtype, x.quant)
+    return _single([x, y], Op("SLICE", ["x"], ["y"], {"begin": tuple(begin)}, name="y"), ["x"],
+                   "slice")
+
+
+def insert_tile(rng: np.random.Generator, *, out_shape=(1, 6, 7, 4), tile_shape=(1, 3, 2, 4),
+                origin=(0, 2, 4, 0), base: bool = True, dtype: DType = DType.INT8) -> Graph:
+    """INSERT_TILE: a tile written into a feature map (with a base tensor, or into a fresh
+    output filled with the zero point)."""
+    quant = act_quant(rng, dtype)
+    tile = activation_tensor(rng, "tile", tile_shape, dtype, quant)
+    y = Tensor("y", tuple(out_shape), dtype, quant)
+    tensors, inputs = [tile, y], ["tile"]
+    if base:
+        tensors.append(activation_tensor(rng, "base", out_shape, dtype, quant))
+        inputs = ["base", "tile"]
+    op = Op("INSERT_TILE", ["base" if base else None, "tile"], ["y"], {"origin": tuple(origin)},
+            name="y")
+    return _single(tensors, op, inputs, "insert_tile")
+
+
 #: one default graph per IR op kind, for tests that sweep every kind
 BUILDERS: dict[str, Callable[[np.random.Generator], Graph]] = {
     "CONV_2D": conv2d, "DEPTHWISE_CONV_2D": depthwise_conv2d,

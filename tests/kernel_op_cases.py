@@ -71,8 +71,11 @@ PAD = struct_type("ek_pad_params", [
 CONCAT = struct_type("ek_concatenation_params", [
     (n, "int32_t") for n in ("outer", "in_block", "out_block", "out_offset")])
 RESHAPE = struct_type("ek_reshape_params", [("nbytes", "int32_t")])
+COPY_ROWS = struct_type("ek_copy_rows_params", [
+    (n, "int32_t") for n in ("rows", "row_bytes", "src_offset", "src_stride", "dst_offset",
+                             "dst_stride")])
 
-ALL_STRUCTS = [BROADCAST, ADD, MUL, REQUANTIZE, CLAMP, HARD_SWISH, AFFINE_QUANTIZE, DEQUANTIZE,
+ALL_STRUCTS = [COPY_ROWS, BROADCAST, ADD, MUL, REQUANTIZE, CLAMP, HARD_SWISH, AFFINE_QUANTIZE, DEQUANTIZE,
                POOL, MEAN, SOFTMAX, LOGISTIC, PAD, CONCAT, RESHAPE]
 
 
@@ -187,6 +190,24 @@ def kernel_calls(graph: Graph) -> list[tuple[str, ctypes.Structure, list[str], s
         return calls
     if kind == "RESHAPE":
         return [("ek_reshape", fill_struct(RESHAPE, {"nbytes": y.nbytes}), ["x"], None)]
+    if kind == "SLICE":
+        item = y.dtype.numpy.itemsize
+        _, _, w, c = x.shape
+        row = y.shape[2] * c * item
+        fields = {"rows": y.shape[1], "row_bytes": row,
+                  "src_offset": (p.corner[1] * w + p.corner[2]) * c * item,
+                  "src_stride": w * c * item, "dst_offset": 0, "dst_stride": row}
+        return [("ek_copy_rows", fill_struct(COPY_ROWS, fields), ["x"], None)]
+    if kind == "INSERT_TILE":  # the emitted sequence: the base copied whole, then the tile
+        tile = graph["tile"]
+        item = y.dtype.numpy.itemsize
+        _, _, w, c = y.shape
+        row = tile.shape[2] * c * item
+        fields = {"rows": tile.shape[1], "row_bytes": row, "src_offset": 0, "src_stride": row,
+                  "dst_offset": (p.corner[1] * w + p.corner[2]) * c * item,
+                  "dst_stride": w * c * item}
+        return [("ek_reshape", fill_struct(RESHAPE, {"nbytes": y.nbytes}), ["base"], None),
+                ("ek_copy_rows", fill_struct(COPY_ROWS, fields), ["tile"], None)]
     raise AssertionError(f"no C kernel mapping for {kind}")
 
 
@@ -368,7 +389,24 @@ def concat_case(rng):
     return _as_int16(g) if rng.random() < 0.2 else g
 
 
+def slice_case(rng):
+    _, h, w, c = (1, *(int(v) for v in rng.integers(1, 9, size=3)))
+    rows, cols = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+    begin = (0, int(rng.integers(0, h - rows + 1)), int(rng.integers(0, w - cols + 1)), 0)
+    g = gb.slice_box(rng, in_shape=(1, h, w, c), begin=begin, size=(1, rows, cols, c))
+    return _as_int16(g) if rng.random() < 0.2 else g
+
+
+def insert_tile_case(rng):
+    _, h, w, c = (1, *(int(v) for v in rng.integers(1, 9, size=3)))
+    rows, cols = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+    origin = (0, int(rng.integers(0, h - rows + 1)), int(rng.integers(0, w - cols + 1)), 0)
+    g = gb.insert_tile(rng, out_shape=(1, h, w, c), tile_shape=(1, rows, cols, c), origin=origin)
+    return _as_int16(g) if rng.random() < 0.2 else g
+
+
 CASE_BUILDERS = {
+    "SLICE": slice_case, "INSERT_TILE": insert_tile_case,
     "ADD": add_case, "MUL": mul_case, "AVERAGE_POOL_2D": pool_case("AVERAGE_POOL_2D"),
     "MAX_POOL_2D": pool_case("MAX_POOL_2D"), "MEAN": mean_case, "SOFTMAX": softmax_case,
     "LOGISTIC": logistic_case, "HARD_SWISH": hard_swish_case, "RELU": relu_case("RELU"),

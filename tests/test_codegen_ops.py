@@ -51,6 +51,9 @@ CASES = [
     ("reshape", gb.reshape, {}),
     ("pad", gb.pad, {}),
     ("concatenation", gb.concatenation, {}),
+    ("slice", gb.slice_box, {}),
+    ("insert_tile", gb.insert_tile, {}),
+    ("insert_first_tile", gb.insert_tile, {"base": False}),
 ]
 SEEDS = (0, 1, 2)
 CONV_KINDS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}

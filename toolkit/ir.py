@@ -25,6 +25,9 @@ SOFTMAX            x                              beta
 LOGISTIC, HARD_SWISH, RELU, RELU6, QUANTIZE, DEQUANTIZE   x     (none)
 PAD                x                              paddings=((before, after), ...) per axis
 CONCATENATION      x0, x1, ...                    axis, activation
+SLICE              x                              begin=tuple[int] per axis (size: the output's shape)
+INSERT_TILE        base|None, tile                origin=tuple[int] per axis: out = base (zeros if
+                                                  None) with tile written at origin (patch schedules)
 ================== ============================== =====================================================
 
 ``activation`` is one of `ACTIVATIONS`; for quantized tensors the fused activation is a clamp
@@ -85,7 +88,7 @@ ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 OP_KINDS = frozenset({
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
     "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6",
-    "PAD", "CONCATENATION", "QUANTIZE", "DEQUANTIZE",
+    "PAD", "CONCATENATION", "QUANTIZE", "DEQUANTIZE", "SLICE", "INSERT_TILE",
 })
 
 

@@ -16,7 +16,9 @@ HELP = "generate and build a model's firmware (or the self-test) for a board wit
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", metavar="MODEL",
-                        help="the .tflite model to generate firmware for (omit with --selftest)")
+                        help="the .tflite model to generate firmware for, or a model directory"
+                        " (model.tflite and patch.json, as `edgekit search` writes DIR/best);"
+                        " omit with --selftest")
     parser.add_argument("--selftest", action="store_true",
                         help="build the self-test payload (an int8 convolution with a known answer)")
     parser.add_argument("--board", required=True, help="board id (see `edgekit boards`)")
@@ -27,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack-bytes", type=int, default=None,
                         help=f"stack reservation in bytes (default {DEFAULT_STACK_BYTES} for the "
                              "self-test, 4096 for a model)")
+    parser.add_argument("--patch", default=None, metavar="auto|none|SPLIT:NxN",
+                        help="patch-based inference of the first stage, as for `edgekit plan`"
+                        " (default: the model directory's patch.json, else none)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random test input embedded in a model firmware (default 0)")
 
@@ -58,12 +63,24 @@ def _render_model(payload: dict) -> str:
         f"  flash:       {payload['flash_bytes']} bytes (weights {payload['weights_bytes']})",
         f"  static RAM:  {payload['static_ram_bytes']} bytes (arena {payload['plan_arena_bytes']} "
         f"as planned)",
+        *_patch_lines(payload.get("patch")),
         f"  estimate:    peak SRAM {est['peak_sram_bytes']} bytes = static {est['static_ram_bytes']}"
         f" + stack bound {est['stack_bytes']} ({' > '.join(est['stack_path'])})",
         f"  manifest:    {payload['manifest_path']}",
         f"  measure:     edgekit measure {payload['directory']}",
         f"  rebuild:     make -C {payload['directory']}   (or: pio run -d {payload['directory']})",
     ])
+
+
+def _patch_lines(patch: dict | None) -> list[str]:
+    if not patch:
+        return []
+    if patch["schedule"] is None:
+        return [f"  patches:     none (layer by layer {patch['layer_by_layer_arena_bytes']} B is"
+                " the smallest)"]
+    return [f"  patches:     {patch['n']}x{patch['n']} tiles up to op output {patch['split']!r}:"
+            f" arena {patch['arena_bytes']} B vs {patch['layer_by_layer_arena_bytes']} B layer by"
+            f" layer ({patch['reduction']:.2f}x), +{100 * patch['mac_overhead']:.1f}% MACs"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = build_model(args.model, args.board, args.output, emulated=not args.hardware,
                          stack_bytes=args.stack_bytes or MODEL_STACK_BYTES, seed=args.seed,
-                         progress=progress)
+                         progress=progress, patch=args.patch)
     payload = {**result.manifest, "directory": result.directory, "elf_path": result.elf_path,
                "manifest_path": result.manifest_path}
     emit(args, NAME, payload, _render_model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgekit.cli.output import emit
+from edgekit.cli.output import emit, progress
 from edgekit.planner import DEFAULT_ALIGNMENT, DEFAULT_STRATEGY, STRATEGIES, MemoryPlan, plan
 
 NAME = "plan"
@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="never let an output overwrite an input")
     parser.add_argument("--no-reorder", dest="reorder", action="store_false",
                         help="run the ops in the model's order")
+    parser.add_argument("--patch", default="none", metavar="auto|none|SPLIT:NxN",
+                        help="patch-based inference of the first stage (MCUNetV2): auto searches"
+                        " the split and the tile count, SPLIT:NxN runs the ops up to op index (or"
+                        " tensor) SPLIT in NxN tiles; reports the peak with and without the input"
+                        " and the MACs recomputed (default none: layer by layer)")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="write the per-op live-memory bar chart to this file")
 
@@ -30,10 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from edgekit.converters.tflite_reader import load_tflite
 
+    from edgekit.patching import patch_summary, resolve_patch
+
     graph = load_tflite(args.model)
-    result = plan(graph, strategy=args.strategy, alignment=args.alignment,
-                  inplace=args.inplace, reorder=args.reorder)
-    payload = {"model": str(args.model), **_summary(result)}
+    options = dict(strategy=args.strategy, alignment=args.alignment, inplace=args.inplace)
+    patched = resolve_patch(graph, args.patch, reorder=args.reorder, **options,
+                            progress=lambda items, total: progress(
+                                items, total=total, desc="patch schedules", args=args))
+    result = patched.best.plan if patched.best else patched.layer_by_layer
+    payload = {"model": str(args.model), **_summary(result), "patch": patch_summary(patched)}
     sram = None
     if args.board:
         payload["board"] = _fit(args.board, result.arena_bytes)
@@ -101,6 +111,22 @@ def _fit(board_id: str, arena_bytes: int) -> dict:
     }
 
 
+def _render_patch(patch: dict) -> list[str]:
+    base = (f"{patch['layer_by_layer_arena_bytes']:,} B layer by layer"
+            f" ({patch['layer_by_layer_peak_bytes_without_input']:,} B without the input)")
+    if patch["schedule"] is None:
+        tried = f", best of {patch['tried']} patch schedules tried" if patch["tried"] else ""
+        return [f"patches        none: {base}{tried}"]
+    return [
+        f"patches        {patch['n']}x{patch['n']} tiles up to {patch['split']!r}",
+        f"               peak {patch['arena_bytes']:,} B ({patch['peak_bytes_without_input']:,} B"
+        f" without the input) vs {base}: {patch['reduction']:.2f}x"
+        f" ({patch['reduction_without_input']:.2f}x without the input)",
+        f"               MACs {patch['macs']:,} vs {patch['base_macs']:,}"
+        f" (+{100 * patch['mac_overhead']:.1f}% recomputed halos), {patch['ops']} ops",
+    ]
+
+
 def _render(p: dict) -> str:
     lines = [
         f"model          {p['model']}",
@@ -118,6 +144,7 @@ def _render(p: dict) -> str:
         lines.append(f"board          {b['id']}: {verdict} in {b['arena_region']}"
                      f" ({b['arena_region_bytes']:,} B), margin {b['margin_bytes']:,} B"
                      " before stack and static data")
+    lines += _render_patch(p["patch"])
     lines.append("")
     lines.append(f"{'step':>4} {'op':>4}  {'kind':<18} {'live B':>9} {'scratch':>8}  in place")
     peak = p["lower_bound_bytes"]

@@ -110,6 +110,10 @@ code generator must implement each mode exactly as follows:
   live at the conv's step). The planner picks, for each ADD, which input's conv to fuse (or
   none) by the lowest peak, then the lowest total of live bytes over the steps.
 
+- ``tile_insert`` (INSERT_TILE of a patch schedule, `edgekit.patching`): the output takes the
+  base feature map's bytes; the kernel copies the tile's rows into the box at ``origin`` and
+  touches nothing else. Exact because every other element of the output is the base's.
+
 ``inplace`` in `plan` is True (all modes above), False (none), or a collection of mode names.
 Adding a mode is one more entry in the table in `edgekit.planner.inplace`: its static
 conditions, its scratch size, and its kernel contract here.

@@ -11,7 +11,8 @@ module docstring; the code generator implements exactly these contracts.
 Modes: ``reshape_view``, ``elementwise``, ``depthwise_channelwise``, ``pointwise_inplace`` and
 ``pointwise_inplace_backward`` (1x1 convolutions, pixel by pixel through a small scratch),
 ``conv_sliding`` (any convolution or depthwise convolution, plain kernel, output a small lead
-before its input). The conv fused with its residual ADD (``conv_add_skip``) spans two ops and
+before its input), ``tile_insert`` (a patch schedule's INSERT_TILE writes its tile into the
+feature map it extends). The conv fused with its residual ADD (``conv_add_skip``) spans two ops and
 lives in `edgekit.planner.fusion`. A new mode is one more `InplaceMode` in `INPLACE_MODES`: a
 name, the op kinds, a function returning the input positions the output may overwrite, a
 scratch-size function, and optionally a lead.
@@ -260,6 +261,15 @@ def _sliding_inputs(op: Op, graph: Graph) -> list[int]:
     return [0]
 
 
+def _tile_insert_inputs(op: Op, graph: Graph) -> list[int]:
+    # The base feature map becomes the output: the tile's bytes are copied into its box and
+    # nothing else moves. Only when the base exists (the first tile of a schedule has none).
+    base = op.inputs[0]
+    if base is None or graph[base].is_constant or graph[base].nbytes != graph[op.outputs[0]].nbytes:
+        return []
+    return [0]
+
+
 def _sliding_lead(op: Op, graph: Graph) -> int:
     lead = sliding_lead_bytes(op, graph)
     return 0 if lead is None else lead
@@ -320,6 +330,14 @@ INPLACE_MODES: tuple[InplaceMode, ...] = (
                    "each pixel's outputs written at out + p*C_out after (or while) reading its "
                    "window; the output starts `lead` bytes before the input."),
         lead_bytes=_sliding_lead,
+    ),
+    InplaceMode(
+        name="tile_insert",
+        kinds=frozenset({"INSERT_TILE"}),
+        inputs=_tile_insert_inputs,
+        scratch_bytes=_no_scratch,
+        semantics=("The output is the base feature map: copy the tile's rows into the box at "
+                   "`origin` and leave every other byte as it is."),
     ),
 )
 

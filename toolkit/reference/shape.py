@@ -1,9 +1,13 @@
-"""Data-movement ops: RESHAPE, PAD, CONCATENATION. No arithmetic, only layout.
+"""Data-movement ops: RESHAPE, PAD, CONCATENATION, SLICE, INSERT_TILE. No arithmetic, only layout.
 
 - RESHAPE copies the bytes into the output shape.
 - PAD fills with the output zero point (TFLite's default pad value for quantized tensors).
 - CONCATENATION copies the inputs along the axis. TFLite Micro does not rescale: every input
   must already have the output's quantization (checked here instead of silently differing).
+- SLICE copies the box ``[begin, begin + out.shape)`` of its input (TFLite's SLICE).
+- INSERT_TILE (patch-based schedules, `edgekit.patching`) returns its base with the tile copied
+  into the box at ``origin``; without a base the rest of the output is the zero point (the
+  schedule's later tiles overwrite it). Tile, base and output share one dtype and quantization.
 """
 
 from __future__ import annotations
@@ -31,6 +35,61 @@ class PadParams(Prepared):
 @dataclass(frozen=True, eq=False)
 class ConcatParams(Prepared):
     axis: int
+
+
+@dataclass(frozen=True, eq=False)
+class BoxParams(Prepared):
+    """SLICE's ``begin`` or INSERT_TILE's ``origin``: the box's first index on every axis."""
+
+    corner: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    fill: int = 0
+
+
+def _box(op: Op, corner, box_shape, whole_shape) -> tuple[int, ...]:
+    corner = tuple(int(c) for c in corner)
+    if (len(corner) != len(whole_shape) or len(box_shape) != len(whole_shape)
+            or any(c < 0 or c + b > w for c, b, w in zip(corner, box_shape, whole_shape))):
+        raise UnsupportedError(f"{where(op)}: box at {corner} of shape {tuple(box_shape)} does"
+                               f" not fit in {tuple(whole_shape)}")
+    return corner
+
+
+def prepare_slice(op: Op, graph: Graph) -> BoxParams:
+    x, out = graph[op.inputs[0]], graph[op.outputs[0]]
+    if x.dtype != out.dtype or x.quant != out.quant:
+        raise UnsupportedError(f"{where(op)}: SLICE output {out.name!r} must keep the input's"
+                               " dtype and quantization")
+    corner = _box(op, op.attrs.get("begin", ()), out.shape, x.shape)
+    return BoxParams(kind=op.kind, out_dtype=out.dtype, corner=corner, out_shape=out.shape)
+
+
+def slice_box(p: BoxParams, inputs: list) -> np.ndarray:
+    index = tuple(slice(c, c + s) for c, s in zip(p.corner, p.out_shape))
+    return inputs[0][index].copy()
+
+
+def prepare_insert_tile(op: Op, graph: Graph) -> BoxParams:
+    base_name, tile_name = op.inputs[0], op.inputs[1]
+    tile, out = graph[tile_name], graph[op.outputs[0]]
+    for t in (tile, *(() if base_name is None else (graph[base_name],))):
+        if t.dtype != out.dtype or t.quant != out.quant:
+            raise UnsupportedError(f"{where(op)}: {t.name!r} and output {out.name!r} must share"
+                                   " one dtype and quantization")
+    if base_name is not None and graph[base_name].shape != out.shape:
+        raise UnsupportedError(f"{where(op)}: base {base_name!r} has shape"
+                               f" {graph[base_name].shape}, output {out.shape}")
+    corner = _box(op, op.attrs.get("origin", ()), tile.shape, out.shape)
+    return BoxParams(kind=op.kind, out_dtype=out.dtype, corner=corner, out_shape=out.shape,
+                     fill=zero_point(out))
+
+
+def insert_tile(p: BoxParams, inputs: list) -> np.ndarray:
+    base, tile = inputs
+    out = (np.full(p.out_shape, p.fill, dtype=p.out_dtype.numpy) if base is None
+           else base.copy())
+    out[tuple(slice(c, c + s) for c, s in zip(p.corner, tile.shape))] = tile
+    return out
 
 
 def prepare_reshape(op: Op, graph: Graph) -> ReshapeParams:
@@ -81,5 +140,7 @@ def concatenation(p: ConcatParams, inputs: list) -> np.ndarray:
 
 
 PREPARE = {"RESHAPE": prepare_reshape, "PAD": prepare_pad,
-           "CONCATENATION": prepare_concatenation}
-KERNELS = {"RESHAPE": reshape, "PAD": pad, "CONCATENATION": concatenation}
+           "CONCATENATION": prepare_concatenation, "SLICE": prepare_slice,
+           "INSERT_TILE": prepare_insert_tile}
+KERNELS = {"RESHAPE": reshape, "PAD": pad, "CONCATENATION": concatenation,
+           "SLICE": slice_box, "INSERT_TILE": insert_tile}

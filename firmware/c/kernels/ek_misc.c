@@ -1,4 +1,4 @@
-/* PAD, CONCATENATION and RESHAPE (see ek_misc.h). */
+/* PAD, CONCATENATION, RESHAPE and the box copy of SLICE / INSERT_TILE (see ek_misc.h). */
 #include "ek_misc.h"
 
 #include <string.h>
@@ -59,5 +59,16 @@ void ek_reshape(const ek_reshape_params *p, const void *in, void *out)
 {
     if (in != out) {
         memmove(out, in, (size_t)p->nbytes);
+    }
+}
+
+void ek_copy_rows(const ek_copy_rows_params *p, const void *src, void *dst)
+{
+    const uint8_t *from = (const uint8_t *)src + p->src_offset;
+    uint8_t *to = (uint8_t *)dst + p->dst_offset;
+    for (int32_t r = 0; r < p->rows; ++r) {
+        memcpy(to, from, (size_t)p->row_bytes);
+        from += p->src_stride;
+        to += p->dst_stride;
     }
 }

@@ -1,4 +1,5 @@
-/* Data-movement kernels: PAD, CONCATENATION, RESHAPE. No arithmetic, only layout.
+/* Data-movement kernels: PAD, CONCATENATION, RESHAPE, SLICE, INSERT_TILE. No arithmetic, only
+ * layout.
  *
  * Semantics: edgekit.reference.shape: PAD fills with the output zero point (TFLite's default
  * for quantized tensors); CONCATENATION copies without rescaling (the generator has checked
@@ -7,6 +8,12 @@
  * In place: RESHAPE may run with out == in (nothing to do) or any overlap (memmove); under the
  * planner's reshape_view mode the generator emits no call at all. PAD and CONCATENATION
  * outputs must not alias their inputs.
+ *
+ * SLICE and INSERT_TILE (patch schedules) are one box copy, ek_copy_rows: `rows` runs of
+ * `row_bytes` contiguous bytes, each `src_stride` apart in the source and `dst_stride` apart in
+ * the destination (a box of whole pixels of an NHWC tensor is one run per image row). Under
+ * the planner's tile_insert mode the destination is the base feature map itself; the source
+ * never overlaps it.
  */
 #ifndef EK_MISC_H
 #define EK_MISC_H
@@ -36,9 +43,19 @@ typedef struct {
     int32_t nbytes;
 } ek_reshape_params;
 
+typedef struct {
+    int32_t rows;
+    int32_t row_bytes;
+    int32_t src_offset;   /* bytes from the source pointer to the first run */
+    int32_t src_stride;
+    int32_t dst_offset;   /* bytes from the destination pointer to the first run */
+    int32_t dst_stride;
+} ek_copy_rows_params;
+
 void ek_pad_s8(const ek_pad_params *p, const int8_t *in, int8_t *out);
 void ek_pad_s16(const ek_pad_params *p, const int16_t *in, int16_t *out);
 void ek_concatenation_copy(const ek_concatenation_params *p, const void *in, void *out);
 void ek_reshape(const ek_reshape_params *p, const void *in, void *out);
+void ek_copy_rows(const ek_copy_rows_params *p, const void *src, void *dst);
 
 #endif
