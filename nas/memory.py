@@ -1,28 +1,40 @@
-"""Peak SRAM of a candidate: the real planner's arena, and a fast evaluator that agrees with it.
+"""Peak SRAM of a candidate: the planner's arena, and a fast evaluator that agrees with it.
 
-`peak_sram(spec)` is ``edgekit.planner.plan(graph_from_spec(spec)).arena_bytes`` (inputs and
-outputs included), the figure the firmware will have; with a patch schedule it plans the
-rewritten graph of `edgekit.patching` where that module exists. It takes a few hundred ms.
+Two real figures, both from `edgekit.planner` on `graph_from_spec(spec)` (the converter's
+layout; inputs and outputs counted, they live in SRAM):
 
-`peak_sram_fast(spec)` gives the same number for layer-by-layer candidates thousands of times
-faster. Why it can: the network is a chain (residual blocks read only their own input again),
-so every step of the schedule touches the tensors of one *segment* only (the stem, one block,
-or the head): the live bytes of a step, the in-place mode each op takes (a static table plus
-"does the input die here", which is local) and the conv+ADD fusion of a block depend on that
-segment's shapes alone. The arena of these chains equals the planner's lower bound (the most
-bytes live at one step: the test checks it), so the arena is the largest segment peak.
-Each segment's peak comes from the real planner run on that segment alone, memoised by its
-shape key (resolution, channels, kernel, stride, expansion): a search space has a few thousand
-distinct segments, and a candidate is then ~15 dictionary look-ups. The agreement is exact and
-tested on random specs (tests/test_nas_memory.py); bench/nas_memory_throughput.py measures
-the rate, cold cache included.
+- `planner_arena(spec)`: ``plan(graph).arena_bytes`` with every in-place mode;
+- `peak_sram(spec)`: what the firmware will have, ``firmware_plan(graph)``: the same planner
+  restricted to the in-place modes the code generator implements today (it lacks
+  ``pointwise_inplace_backward``, so this can be larger; the two agree once it has them all),
+  and with a patch schedule the plan of `edgekit.patching`'s rewritten graph. It takes a few
+  hundred ms; the search computes it for every candidate it trains, and its constraint uses it.
+
+`peak_sram_fast(spec)` equals `planner_arena(spec)` exactly for layer-by-layer candidates,
+thousands of times faster. Why it can: the network is a chain (a residual block reads only its
+own input again), so every step of the schedule touches the tensors of one *segment* (the
+stem, one block, or the head): the live bytes of a step, the in-place mode each op takes (a
+static table plus "does the input die here", which is local) and the conv+ADD fusion of a
+block depend on that segment's shapes alone, and with every mode on these chains' arena equals
+the planner's lower bound (the most bytes live at one step). So the arena is the largest
+segment peak. Each segment's peak comes from the real planner run on that segment alone,
+memoised by its shape key (resolution, channels, kernel, stride, expansion): a search space
+has about a thousand distinct segments, and a candidate is then ~15 dictionary look-ups.
+tests/test_nas_memory.py checks the equality on random specs and MobileNetV2;
+bench/nas_memory_throughput.py measures the rate, cold cache included. With only the
+firmware's modes the decomposition does not hold (chains placed with conv_sliding leads drift,
+and the arena exceeds the bound), which is why the firmware figure is planned for real.
+
+The search prunes with the fast figure: on every spec the tests and the benchmark drew,
+``peak_sram_fast <= peak_sram`` (fewer in-place modes never planned smaller), so a candidate
+whose fast figure is over the board's budget is dropped untrained. That relation is measured,
+not proven; no candidate is ever *accepted* on the fast figure.
 
 Patch schedules: the patched arena is not decomposable that way (the tiles of the stage share
-the arena with the whole split tensor and the input), so `peak_sram_fast` stays exact only
-without a patch. `peak_sram_bound` is what the search prunes with: exact without a patch, and
-for a patched spec a lower bound (the unchanged segments after the split, and the input and
-the split tensor, both live at the last tile); a candidate whose bound exceeds the board is
-dropped untrained, every other patched candidate is planned for real with `peak_sram`.
+the arena with the whole split tensor and the input), so `peak_sram_bound` is what the search
+prunes patched candidates with: for a patched spec a lower bound (the unchanged segments after
+the split, and the input and the split tensor, both live at the last tile). Every patched
+candidate that passes is planned for real with `peak_sram`.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from functools import lru_cache
 from edgekit.ir import Graph
 from edgekit.nas.graph import _Builder, add_block, add_head, add_stem, block_outputs, graph_from_spec
 from edgekit.nas.mcunet import Block, MCUNetSpec
+from edgekit.firmware.codegen import available_inplace_modes, firmware_plan
 from edgekit.planner import plan
 
 
@@ -70,12 +83,18 @@ class _StemSpec:
 
 @lru_cache(maxsize=None)
 def segment_peak(key: tuple) -> int:
-    """The planner's peak over the steps of one segment (memoised)."""
+    """The planner's peak (every in-place mode) over the steps of one segment, memoised."""
     return plan(segment_graph(key), reorder=False).lower_bound_bytes
 
 
+@lru_cache(maxsize=1)
+def firmware_modes() -> frozenset[str]:
+    """The in-place modes the code generator implements (read once per process)."""
+    return available_inplace_modes()
+
+
 def peak_sram_fast(spec: MCUNetSpec) -> int:
-    """The layer-by-layer arena of ``spec`` in bytes (== `peak_sram` without a patch)."""
+    """The layer-by-layer arena of ``spec`` in bytes (== `planner_arena`)."""
     return max(segment_peak(key) for key in segment_keys(spec))
 
 
@@ -118,12 +137,19 @@ def patching_available() -> bool:
     return True
 
 
+def planner_arena(spec: MCUNetSpec, graph: Graph | None = None) -> int:
+    """``plan(graph).arena_bytes`` (every in-place mode, layer by layer)."""
+    return plan(graph_from_spec(spec) if graph is None else graph).arena_bytes
+
+
 def peak_sram(spec: MCUNetSpec, graph: Graph | None = None) -> int:
-    """The real arena (bytes) of ``spec`` from the planner, patch schedule included when
-    ``edgekit.patching`` is there; ``graph`` defaults to `graph_from_spec(spec)`."""
+    """The firmware's arena (bytes) of ``spec``: the planner with the code generator's in-place
+    modes, patch schedule included when ``edgekit.patching`` is there; ``graph`` defaults to
+    `graph_from_spec(spec)` (or pass the converted graph)."""
     graph = graph_from_spec(spec) if graph is None else graph
     if spec.patch_split is not None and patching_available():
         from edgekit.patching import plan_patched
 
-        return plan_patched(graph, patch_schedule(spec, graph)).plan.arena_bytes
-    return plan(graph).arena_bytes
+        return plan_patched(graph, patch_schedule(spec, graph),
+                            inplace=firmware_modes()).plan.arena_bytes
+    return firmware_plan(graph, inplace=firmware_modes()).arena_bytes

@@ -192,16 +192,17 @@ def _plot(path: Path, rows: list[dict], pareto: list[dict], sram: int) -> None:
 def _final_memory(spec: MCUNetSpec, graph) -> dict:
     """The converted graph's arena layer by layer and with the spec's patch schedule, with the
     input counted (it lives in SRAM) and without it (as MCUNetV2's papers count)."""
+    from edgekit.firmware.codegen import available_inplace_modes, firmware_plan
     from edgekit.nas.memory import patch_schedule
-    from edgekit.planner import plan
 
-    whole = plan(graph)
+    whole = firmware_plan(graph)
     memory = {"peak_sram_layer_by_layer": whole.arena_bytes}
     chosen = whole
     if spec.patch_split is not None:
         from edgekit.patching import plan_patched
 
-        chosen = plan_patched(graph, patch_schedule(spec, graph)).plan
+        chosen = plan_patched(graph, patch_schedule(spec, graph),
+                              inplace=available_inplace_modes()).plan
     try:
         from edgekit.patching import peak_without_inputs
 
