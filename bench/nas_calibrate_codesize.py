@@ -1,12 +1,12 @@
 """Fit the code-size model of `edgekit.nas.codesize` against real firmware builds.
 
 Builds ``--count`` random MCUNet candidates (graph_from_spec: the converter's layout, random
-int8 weights) with `edgekit.firmware.model_build.build_model` for ``--board`` (arm-none-eabi-gcc),
-reads each ELF's ``flash_bytes``, and fits ``flash - constants - input = fixed + sum per_op[kind]
-* count[kind]`` by least squares. Writes the constants, the builds and the residuals to
+int8 weights; every other one with a patch schedule, built patched) with `edgekit.firmware.model_build.build_model` for ``--board`` (arm-none-eabi-gcc),
+reads each ELF's ``flash_bytes``, and fits ``flash - constants - input = fixed + sum per_op[group]
+* count[group]`` by least squares. Writes the constants, the builds and the residuals to
 nas/codesize.json (the model reads it) and a copy to bench/results/.
 
-    .venv/bin/python bench/nas_calibrate_codesize.py [--count 10] [--board mps2-an386]
+    .venv/bin/python bench/nas_calibrate_codesize.py [--count 14] [--board mps2-an386]
 """
 
 from __future__ import annotations
@@ -27,15 +27,17 @@ RESULTS = REPO_ROOT / "bench" / "results" / "nas_calibrate_codesize.json"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--count", type=int, default=14)
     parser.add_argument("--board", default="mps2-an386")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
     from edgekit.firmware.model_build import build_model
-    from edgekit.nas.codesize import CODESIZE_FILE, COUNTED_KINDS, features
+    from edgekit.nas.codesize import CODESIZE_FILE, GROUPS, graph_features, group_count
     from edgekit.nas.graph import graph_from_spec
     from edgekit.nas.mcunet import SearchSpace, sample
+    from edgekit.nas.memory import patch_schedule
+    from edgekit.patching import apply_patches
 
     rng = random.Random(args.seed)
     # small resolutions keep the embedded test input and the builds quick; the code size does
@@ -44,12 +46,21 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.count):
-            spec = dataclasses.replace(sample(rng, space), patch_split=None, patch_n=1)
-            result = build_model(graph_from_spec(spec), args.board, Path(tmp) / str(i))
-            rows.append({"spec": spec.to_dict(), "features": features(spec),
-                         "flash_bytes": int(result.manifest["flash_bytes"])})
+            spec = sample(rng, space)
+            if i % 2 == 0:  # half of the builds layer by layer, half patched
+                spec = dataclasses.replace(spec, patch_split=None, patch_n=1)
+            elif spec.patch_split is None:
+                spec = dataclasses.replace(spec, patch_split=sum(spec.depths[:2]) - 1, patch_n=2)
+            graph = graph_from_spec(spec)
+            schedule = patch_schedule(spec)
+            built = apply_patches(graph, schedule) if schedule else graph
+            result = build_model(graph, args.board, Path(tmp) / str(i),
+                                 patch=schedule if schedule else "none")
+            rows.append({"spec": spec.to_dict(), "features": graph_features(built),
+                         "flash_bytes": int(result.manifest["flash_bytes"]),
+                         "constants_bytes": int(result.estimate.constants_bytes)})
             print(f"build {i}: flash {rows[-1]['flash_bytes']} B", flush=True)
-    design = np.array([[1.0] + [r["features"][k] for k in COUNTED_KINDS] for r in rows])
+    design = np.array([[1.0] + [group_count(r["features"], g) for g in GROUPS] for r in rows])
     target = np.array([r["flash_bytes"] - r["features"]["constants"] - r["features"]["input"]
                        for r in rows], dtype=np.float64)
     coef, *_ = np.linalg.lstsq(design, target, rcond=None)
@@ -63,7 +74,7 @@ def main() -> None:
         "board": args.board,
         "compiler": gcc.stdout.splitlines()[0] if gcc.stdout else "",
         "fixed": round(float(coef[0]), 1),
-        "per_op": {k: round(float(c), 1) for k, c in zip(COUNTED_KINDS, coef[1:])},
+        "per_op": {g: round(float(c), 1) for g, c in zip(GROUPS, coef[1:])},
         "max_abs_error": max(abs(r["error"]) for r in rows),
         "builds": rows,
     }

@@ -1,11 +1,12 @@
 """Flash of a candidate before building it: its constants plus a code-size model.
 
-``flash = constants + input + fixed + sum over op kinds of per_op[kind] * count``, where
+``flash = constants + input + fixed + sum over op groups of per_op[group] * count``, where
 ``constants`` are exactly what the generated C stores in flash (int8 weights, int32 biases and
 two int32 requantisation words per output channel of every conv/depthwise/FC op, as
 `edgekit.firmware.estimate` counts them) and ``input`` the test input the harness embeds.
 ``fixed`` (runtime, harness, kernels, BSP) and ``per_op`` (one generated function and its call
-per op) are fitted by least squares against real builds by bench/nas_calibrate_codesize.py,
+per op, SLICE and INSERT_TILE included for patched graphs) are fitted by least squares
+against real builds, layer by layer and patched, by bench/nas_calibrate_codesize.py,
 which writes them to codesize.json next to this file (with the builds it fitted and their
 residuals). Fitted on one board's core (see the file); other Cortex-M4/M7 cores compile the
 same Thumb-2 code.
@@ -23,7 +24,13 @@ from edgekit.nas.mcunet import MCUNetSpec
 CODESIZE_FILE = Path(__file__).with_name("codesize.json")
 #: the op kinds the model counts separately (MEAN, RESHAPE and FULLY_CONNECTED occur once in
 #: every candidate: they are part of ``fixed``)
-COUNTED_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
+COUNTED_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SLICE", "INSERT_TILE")
+#: the model's per-op terms: op kinds whose generated code is alike share one constant (every
+#: block has one depthwise and one or two 1x1 convs, so separate conv/depthwise constants are
+#: not identifiable from builds)
+GROUPS = {"conv": ("CONV_2D", "DEPTHWISE_CONV_2D"), "add": ("ADD",),
+          "tile": ("SLICE", "INSERT_TILE")}
+WEIGHTED_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
 def _weighted(out_ch: int, per_channel_weights: int) -> int:
@@ -50,20 +57,36 @@ def features(spec: MCUNetSpec) -> dict[str, int]:
     return {"constants": const, "input": spec.resolution ** 2 * spec.in_channels, **counts}
 
 
+def graph_features(graph) -> dict[str, int]:
+    """`features` of any int8 graph, e.g. a patched one (`edgekit.patching.apply_patches`):
+    its tile copies of the stage's ops each carry their own requantisation words and code."""
+    used = {n for op in graph.ops for n in op.present_inputs() if graph[n].is_constant}
+    const = sum(graph[n].nbytes for n in used) + sum(
+        8 * graph[op.outputs[0]].shape[-1] for op in graph.ops if op.kind in WEIGHTED_KINDS)
+    counts = {k: sum(op.kind == k for op in graph.ops) for k in COUNTED_KINDS}
+    return {"constants": const, "input": sum(graph[n].nbytes for n in graph.inputs), **counts}
+
+
+def group_count(f: dict[str, int], group: str) -> int:
+    return sum(f[k] for k in GROUPS[group])
+
+
 @lru_cache(maxsize=1)
 def load_model(path: Path = CODESIZE_FILE) -> dict:
     try:
         data = json.loads(Path(path).read_text())
         return {"fixed": float(data["fixed"]), "per_op": {k: float(data["per_op"][k])
-                                                          for k in COUNTED_KINDS}}
+                                                          for k in GROUPS}}
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise UsageError(f"code-size model {str(path)!r} cannot be read ({err}); rerun"
                          " bench/nas_calibrate_codesize.py") from None
 
 
-def flash_estimate(spec: MCUNetSpec, model: dict | None = None) -> int:
-    """Predicted ``flash_bytes`` (.text + .rodata + .data) of ``spec``'s firmware."""
+def flash_estimate(spec: MCUNetSpec, model: dict | None = None, *, graph=None) -> int:
+    """Predicted ``flash_bytes`` (.text + .rodata + .data) of ``spec``'s firmware, from the
+    spec alone (layer by layer), or from ``graph`` (the patched graph of a patched spec, whose
+    extra ops cost flash; the spec-only figure is then a lower bound)."""
     model = model or load_model()
-    f = features(spec)
-    code = model["fixed"] + sum(model["per_op"][k] * f[k] for k in COUNTED_KINDS)
+    f = features(spec) if graph is None else graph_features(graph)
+    code = model["fixed"] + sum(model["per_op"][g] * group_count(f, g) for g in GROUPS)
     return int(round(f["constants"] + f["input"] + code))

@@ -142,14 +142,20 @@ def planner_arena(spec: MCUNetSpec, graph: Graph | None = None) -> int:
     return plan(graph_from_spec(spec) if graph is None else graph).arena_bytes
 
 
-def peak_sram(spec: MCUNetSpec, graph: Graph | None = None) -> int:
-    """The firmware's arena (bytes) of ``spec``: the planner with the code generator's in-place
-    modes, patch schedule included when ``edgekit.patching`` is there; ``graph`` defaults to
-    `graph_from_spec(spec)` (or pass the converted graph)."""
+def firmware_memory(spec: MCUNetSpec, graph: Graph | None = None) -> tuple[int, Graph]:
+    """(the firmware's arena in bytes, the graph the firmware runs): the planner with the code
+    generator's in-place modes, on the patched graph when ``spec`` has a patch schedule (and
+    ``edgekit.patching`` is there). ``graph`` defaults to `graph_from_spec(spec)` (or pass the
+    converted graph)."""
     graph = graph_from_spec(spec) if graph is None else graph
     if spec.patch_split is not None and patching_available():
         from edgekit.patching import plan_patched
 
-        return plan_patched(graph, patch_schedule(spec, graph),
-                            inplace=firmware_modes()).plan.arena_bytes
-    return firmware_plan(graph, inplace=firmware_modes()).arena_bytes
+        patched = plan_patched(graph, patch_schedule(spec, graph), inplace=firmware_modes())
+        return patched.plan.arena_bytes, patched.graph
+    return firmware_plan(graph, inplace=firmware_modes()).arena_bytes, graph
+
+
+def peak_sram(spec: MCUNetSpec, graph: Graph | None = None) -> int:
+    """The firmware's arena (bytes) of ``spec`` (`firmware_memory`)."""
+    return firmware_memory(spec, graph)[0]

@@ -33,7 +33,7 @@ from edgekit.errors import SearchError, UsageError
 from edgekit.nas.codesize import flash_estimate
 from edgekit.nas.datasets import Dataset, Split, load_dataset
 from edgekit.nas.mcunet import MCUNetSpec, SearchSpace, sample
-from edgekit.nas.memory import peak_sram, peak_sram_bound
+from edgekit.nas.memory import firmware_memory, peak_sram_bound
 
 STUDY_NAME = "edgekit-mcunet"
 #: SRAM the firmware needs besides the arena: its stack reservation and a little static data
@@ -126,7 +126,11 @@ class Objective:
         peak = peak_sram_bound(spec)
         exact = spec.patch_split is None
         if peak <= self.sram and flash <= self.board.flash_bytes:
-            peak, exact = peak_sram(spec), True  # the real planner for what gets trained
+            # the real planner (and the patched graph's flash) for what gets trained
+            peak, graph = firmware_memory(spec)
+            exact = True
+            if spec.patch_split is not None:
+                flash = flash_estimate(spec, graph=graph)
         trial.set_user_attr("peak_sram", peak)
         trial.set_user_attr("peak_exact", exact)
         trial.set_user_attr("flash", flash)
@@ -197,19 +201,20 @@ def _final_memory(spec: MCUNetSpec, graph) -> dict:
 
     whole = firmware_plan(graph)
     memory = {"peak_sram_layer_by_layer": whole.arena_bytes}
-    chosen = whole
+    chosen, runs = whole, graph
     if spec.patch_split is not None:
         from edgekit.patching import plan_patched
 
-        chosen = plan_patched(graph, patch_schedule(spec, graph),
-                              inplace=available_inplace_modes()).plan
+        patched = plan_patched(graph, patch_schedule(spec, graph), inplace=available_inplace_modes())
+        chosen, runs = patched.plan, patched.graph
     try:
         from edgekit.patching import peak_without_inputs
 
         memory["peak_sram_without_input"] = peak_without_inputs(chosen)
     except ImportError:
         pass
-    return {"peak_sram": chosen.arena_bytes, **memory}
+    return {"peak_sram": chosen.arena_bytes, **memory,
+            "flash_estimate": flash_estimate(spec, graph=runs)}
 
 
 def _final(config: SearchConfig, spec: MCUNetSpec, data: Dataset, train_split: Split,
@@ -234,9 +239,9 @@ def _final(config: SearchConfig, spec: MCUNetSpec, data: Dataset, train_split: S
               "train_seconds": round(time.monotonic() - start, 1),
               "float_accuracy": float_accuracy(model, spec, test),
               "int8_accuracy": int8_accuracy(graph, spec, test), "test_images": len(test),
-              **memory, "flash_estimate": flash_estimate(spec),
+              **memory,
               "weights_bytes": graph.weights_bytes, "board": board.id,
-              "fits": peak <= sram_budget(board) and flash_estimate(spec) <= board.flash_bytes,
+              "fits": peak <= sram_budget(board) and memory["flash_estimate"] <= board.flash_bytes,
               "patch": schedule.to_dict() if schedule else {"split": None, "n": 1}}
     tmp = Path(tempfile.mkdtemp(prefix=".best-", dir=out_dir))
     try:

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from edgekit.nas.codesize import CODESIZE_FILE, features, flash_estimate
+from edgekit.nas.codesize import CODESIZE_FILE, features, flash_estimate, graph_features
 from edgekit.nas.graph import graph_from_spec
 from edgekit.nas.mcunet import SearchSpace, sample
 
@@ -21,16 +21,27 @@ def test_codesize_file_names_the_script_that_fitted_it():
 
 
 @pytest.mark.slow
-def test_flash_estimate_is_within_ten_percent_of_a_real_build(tmp_path):
+@pytest.mark.parametrize("patched", [False, True])
+def test_flash_estimate_is_within_ten_percent_of_a_real_build(tmp_path, patched):
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc is not installed")
     from edgekit.firmware.model_build import build_model
+    from edgekit.nas.memory import patch_schedule
+    from edgekit.patching import apply_patches
 
-    spec = dataclasses.replace(sample(777, SearchSpace(resolutions=(48,))), patch_split=None)
+    spec = sample(777, SearchSpace(resolutions=(48,)))
+    spec = dataclasses.replace(spec, patch_split=sum(spec.depths[:2]) - 1, patch_n=3) if patched \
+        else dataclasses.replace(spec, patch_split=None, patch_n=1)
     fitted = {json.dumps(b["spec"], sort_keys=True)
               for b in json.loads(CODESIZE_FILE.read_text())["builds"]}
     assert json.dumps(spec.to_dict(), sort_keys=True) not in fitted
-    result = build_model(graph_from_spec(spec), "mps2-an386", tmp_path / "fw")
-    assert features(spec)["constants"] == result.estimate.constants_bytes
+    graph = graph_from_spec(spec)
+    schedule = patch_schedule(spec)
+    result = build_model(graph, "mps2-an386", tmp_path / "fw", patch=schedule or "none")
+    built = apply_patches(graph, schedule) if schedule else graph
+    assert graph_features(built)["constants"] == result.estimate.constants_bytes
+    if not patched:
+        assert features(spec) == graph_features(graph)
     real = result.manifest["flash_bytes"]
-    assert abs(flash_estimate(spec) - real) <= 0.10 * real, (flash_estimate(spec), real)
+    estimate = flash_estimate(spec, graph=built)
+    assert abs(estimate - real) <= 0.10 * real, (estimate, real)
