@@ -142,9 +142,11 @@ def planner_arena(spec: MCUNetSpec, graph: Graph | None = None) -> int:
     return plan(graph_from_spec(spec) if graph is None else graph).arena_bytes
 
 
-def firmware_memory(spec: MCUNetSpec, graph: Graph | None = None) -> tuple[int, Graph]:
-    """(the firmware's arena in bytes, the graph the firmware runs): the planner with the code
-    generator's in-place modes, on the patched graph when ``spec`` has a patch schedule (and
+def firmware_memory(spec: MCUNetSpec, graph: Graph | None = None
+                    ) -> tuple[int, Graph, float]:
+    """(the firmware's arena in bytes, the graph the firmware runs, the MACs the patches
+    recompute as a fraction of the layer-by-layer MACs): the planner with the code generator's
+    in-place modes, on the patched graph when ``spec`` has a patch schedule (and
     ``edgekit.patching`` is there). ``graph`` defaults to `graph_from_spec(spec)` (or pass the
     converted graph)."""
     graph = graph_from_spec(spec) if graph is None else graph
@@ -152,8 +154,8 @@ def firmware_memory(spec: MCUNetSpec, graph: Graph | None = None) -> tuple[int, 
         from edgekit.patching import plan_patched
 
         patched = plan_patched(graph, patch_schedule(spec, graph), inplace=firmware_modes())
-        return patched.plan.arena_bytes, patched.graph
-    return firmware_plan(graph, inplace=firmware_modes()).arena_bytes, graph
+        return patched.plan.arena_bytes, patched.graph, patched.mac_overhead
+    return firmware_plan(graph, inplace=firmware_modes()).arena_bytes, graph, 0.0
 
 
 def peak_sram(spec: MCUNetSpec, graph: Graph | None = None) -> int:

@@ -3,7 +3,8 @@
 Objectives: maximise the proxy accuracy (short training, `edgekit.nas.train`) and minimise the
 peak SRAM (the planner's arena, patch schedule included). Constraints (``Trial.set_constraint``,
 feasible when <= 0): arena + the firmware's stack and static data <= the board's SRAM, and
-predicted flash (`edgekit.nas.codesize`) <= the board's flash. A candidate whose fast memory
+predicted flash (`edgekit.nas.codesize`) <= the board's flash, and a patch schedule's
+recomputed MACs <= ``max_mac_overhead`` of the layer-by-layer MACs. A candidate whose fast memory
 figure (`peak_sram_bound`: exact without a patch, a lower bound with one) or flash already
 breaks a budget is recorded with accuracy 0 and never trained; every other candidate is
 planned by the real planner (`peak_sram`) before it is trained, so every peak SRAM in the
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgekit.boards import load_board
-from edgekit.errors import SearchError, UsageError
+from edgekit.errors import EdgekitError, SearchError, UsageError
 from edgekit.nas.codesize import flash_estimate
 from edgekit.nas.datasets import Dataset, Split, load_dataset
 from edgekit.nas.mcunet import MCUNetSpec, SearchSpace, sample
@@ -61,6 +62,9 @@ class SearchConfig:
     test_limit: int = 500
     batch_size: int = 64
     threads: int = 2
+    #: patch schedules may recompute at most this fraction of the layer-by-layer MACs (the
+    #: halos); `edgekit.patching.auto_patch` uses the same default
+    max_mac_overhead: float = 1.0
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
@@ -70,6 +74,8 @@ class SearchConfig:
                 raise UsageError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.final_epochs < 0:
             raise UsageError(f"final-epochs must be >= 0, got {self.final_epochs}")
+        if not self.max_mac_overhead >= 0:
+            raise UsageError(f"max-mac-overhead must be >= 0, got {self.max_mac_overhead}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise UsageError(f"time-budget must be > 0 seconds, got {self.time_budget}")
 
@@ -124,20 +130,23 @@ class Objective:
         trial.set_user_attr("spec", spec.to_dict())
         flash = flash_estimate(spec)
         peak = peak_sram_bound(spec)
-        exact = spec.patch_split is None
+        planned, overhead = False, 0.0
         if peak <= self.sram and flash <= self.board.flash_bytes:
-            # the real planner (and the patched graph's flash) for what gets trained
-            peak, graph = firmware_memory(spec)
-            exact = True
+            # the firmware's plan (and the patched graph's flash) for what gets trained
+            peak, graph, overhead = firmware_memory(spec)
+            planned = True
             if spec.patch_split is not None:
                 flash = flash_estimate(spec, graph=graph)
         trial.set_user_attr("peak_sram", peak)
-        trial.set_user_attr("peak_exact", exact)
+        # False: ``peak_sram`` is the pruning figure (`peak_sram_bound`), already over budget
+        trial.set_user_attr("peak_planned", planned)
         trial.set_user_attr("flash", flash)
-        constraints = [float(peak - self.sram), float(flash - self.board.flash_bytes)]
+        trial.set_user_attr("mac_overhead", round(overhead, 4))
+        constraints = [float(peak - self.sram), float(flash - self.board.flash_bytes),
+                       overhead - self.config.max_mac_overhead]
         trial.set_user_attr("constraints", constraints)
-        trial.set_constraint("sram", constraints[0])
-        trial.set_constraint("flash", constraints[1])
+        for name, value in zip(("sram", "flash", "mac_overhead"), constraints):
+            trial.set_constraint(name, value)
         if max(constraints) > 0:
             trial.set_user_attr("trained", False)
             return 0.0, float(peak)
@@ -154,7 +163,8 @@ class Objective:
 def _row(trial) -> dict:
     a = trial.user_attrs
     return {"trial": trial.number, "accuracy": trial.values[0], "peak_sram": a["peak_sram"],
-            "flash": a["flash"], "feasible": max(a["constraints"]) <= 0,
+            "flash": a["flash"], "mac_overhead": a.get("mac_overhead", 0.0),
+            "feasible": max(a["constraints"]) <= 0,
             "patch": {"split": a["spec"]["patch_split"], "n": a["spec"]["patch_n"]},
             "spec": a["spec"]}
 
@@ -207,6 +217,7 @@ def _final_memory(spec: MCUNetSpec, graph) -> dict:
 
         patched = plan_patched(graph, patch_schedule(spec, graph), inplace=available_inplace_modes())
         chosen, runs = patched.plan, patched.graph
+        memory["mac_overhead"] = round(patched.mac_overhead, 4)
     try:
         from edgekit.patching import peak_without_inputs
 
@@ -295,8 +306,10 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     bar = progress(total=config.trials) if progress else None
     callbacks = [lambda study, trial: bar.update(1)] if bar else []
     try:
+        # a candidate edgekit cannot plan or convert (a patch split it refuses, ...) is a
+        # failed trial, recorded as such; the search goes on
         study.optimize(objective, n_trials=config.trials, timeout=config.time_budget,
-                       callbacks=callbacks, catch=())
+                       callbacks=callbacks, catch=(EdgekitError,))
     finally:
         if bar:
             bar.close()

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " image folder with one subfolder per class")
     parser.add_argument("--trials", type=int, default=20, help="trials to run now (default 20)")
     parser.add_argument("--time-budget", type=float, metavar="S",
-                        help="stop starting trials after S seconds")
+                        help="start no trial after S seconds (the final training of the chosen model"
+                        " comes after)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the search stored in DIR/search.db (or --storage)")
     parser.add_argument("--storage", metavar="URL",
@@ -34,13 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs of the chosen model's final training (default 3)")
     parser.add_argument("--test-limit", type=int, default=500,
                         help="test images for the final float/int8 accuracy (default 500)")
+    parser.add_argument("--max-mac-overhead", type=float, default=1.0, metavar="F",
+                        help="patch schedules may recompute at most F times the layer-by-layer"
+                        " MACs (default 1.0)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
 def _render(p: dict) -> str:
     best = p["best"]
     patch = best["patch"]
-    patch_text = "layer by layer" if patch["split"] is None else f"{patch['split']} in {patch['n']}x{patch['n']} patches"
+    patch_text = "layer by layer" if patch["split"] is None else (
+        f"{patch['split']} in {patch['n']}x{patch['n']} patches"
+        f" (+{100 * best.get('mac_overhead', 0):.0f}% MACs recomputed)")
     return "\n".join([
         f"search on {p['dataset']} for {p['board']}: {p['trials_run']} trials run,"
         f" {p['trials_total']} in the study, {len(p['pareto'])} on the Pareto front",
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                           trials=args.trials, time_budget=args.time_budget, seed=args.seed,
                           storage=args.storage, resume=args.resume, proxy_steps=args.proxy_steps,
                           train_limit=args.train_limit, final_epochs=args.final_epochs,
-                          test_limit=args.test_limit)
+                          test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead)
     result = run_search(config, progress=lambda total: progress(total=total, desc="trials",
                                                                  args=args))
     payload = {"board": args.board, "dataset": args.dataset, "trials_run": result.trials_run,
