@@ -108,6 +108,8 @@ class MCUNetSpec:
                              f" and expansions ({len(self.expansions)})")
         if any(k not in (1, 3, 5, 7) for k in self.kernels):
             raise UsageError(f"spec: kernel sizes {self.kernels} must be 3, 5 or 7")
+        if any(e < 1 for e in self.expansions):
+            raise UsageError(f"spec: expansions {self.expansions} must be >= 1")
         if any(d < 1 for d in self.depths) or self.resolution < 8 or self.width <= 0:
             raise UsageError(f"spec: bad depths {self.depths}, resolution {self.resolution} or"
                              f" width {self.width}")
