@@ -110,11 +110,17 @@ def _f32(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32).astype(np.float64)
 
 
+#: the narrowest activation range quantized: a dead activation (all zeros in calibration) gets
+#: this span, so its scale stays >= ~4e-8 and TFLite's fused-activation bounds (6 / scale for
+#: RELU6) still fit in int32 (TFLite Micro refuses the model otherwise)
+MIN_ACTIVATION_RANGE = 1e-5
+
+
 def activation_quant(lo: float, hi: float) -> Quantization:
     """Asymmetric int8 quantization of [lo, hi] widened to hold 0 (scale float32-exact)."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    if hi - lo < 1e-8:
-        hi = lo + 1e-8
+    if hi - lo < MIN_ACTIVATION_RANGE:
+        hi = lo + MIN_ACTIVATION_RANGE
     scale = float(_f32((hi - lo) / 255.0)[()])
     zp = int(np.clip(np.round(-128.0 - lo / scale), -128, 127))
     return Quantization(np.array([scale]), np.array([zp]))

@@ -40,6 +40,7 @@ from edgekit.reference.common import where
 
 ARENA_SYMBOL = "ek_arena"
 _DECLARATION = re.compile(r"\b(ek_\w+)\s*\(")
+_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
 
 
 def declared_kernels() -> frozenset[str]:
@@ -165,6 +166,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     names = _Names(graph)
 
     used_constants: list[str] = []
+    shared_arrays = _SharedArrays()
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
@@ -176,7 +178,8 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
             kernels.append("")
             continue
         section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step, prepared,
-                                                   used_constants, fusions.get(index))
+                                                   used_constants, shared_arrays,
+                                                   fusions.get(index))
         op_sections.append(section)
         calls.append(call)
         kernels.append(kernel)
@@ -197,9 +200,37 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced)
 
 
+class _SharedArrays:
+    """Per-op parameter arrays (multipliers, shifts, effective biases) and params structs,
+    emitted once per distinct content: a patch schedule runs copies of the same op on every
+    tile, and each copy's would otherwise take flash again. A repeat becomes a macro naming the
+    first definition; struct initializers are compared with the arrays they name resolved to
+    their first definitions."""
+
+    def __init__(self):
+        self._first: dict[tuple, str] = {}
+        self._canonical: dict[str, str] = {}  # every name defined -> the first with its content
+
+    def _alias(self, key: tuple, name: str) -> str | None:
+        first = self._first.setdefault(key, name)
+        self._canonical[name] = first
+        return None if first == name else f"#define {name} {first} /* same values */\n"
+
+    def define(self, ctype: str, name: str, values: np.ndarray) -> str:
+        values = np.asarray(values)
+        alias = self._alias((ctype, values.shape, values.tobytes()), name)
+        return alias or array_definition(ctype, name, values)
+
+    def define_struct(self, ctype: str, name: str, initializer_text: str) -> str:
+        resolved = _IDENTIFIER.sub(lambda m: self._canonical.get(m.group(0), m.group(0)),
+                                   initializer_text)
+        alias = self._alias((ctype, resolved), name)
+        return alias or f"static const {ctype} {name} = {initializer_text};\n"
+
+
 def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
              prepared: interpreter.Interpreter, used_constants: list[str],
-             fusion=None) -> tuple[str, str, str, str]:
+             shared_arrays: "_SharedArrays", fusion=None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -229,13 +260,14 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,
                                  None, fused_into=index))
     for ctype, suffix, values in call.arrays:
-        lines.append(array_definition(ctype, f"{fn}_{suffix}", values))
+        lines.append(shared_arrays.define(ctype, f"{fn}_{suffix}", values))
     params = []
     if call.params_type is not None:
-        lines.append(f"static const {call.params_type} {fn}_params = {initializer(call.fields)};\n")
+        lines.append(shared_arrays.define_struct(call.params_type, f"{fn}_params",
+                                                 initializer(call.fields)))
         params.append(f"&{fn}_params")
     for ptype, suffix, fields in call.extra_params:
-        lines.append(f"static const {ptype} {fn}_{suffix} = {initializer(fields)};\n")
+        lines.append(shared_arrays.define_struct(ptype, f"{fn}_{suffix}", initializer(fields)))
         params.append(f"&{fn}_{suffix}")
     if call.statement is None:
         body = f"    {call.kernel}({', '.join(params + call.args)});"

@@ -118,14 +118,15 @@ def _copy_runtime(src_dir: Path, console_driver: str) -> list[str]:
 def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *,
                 emulated: bool = True, stack_bytes: int = MODEL_STACK_BYTES, seed: int = 0,
                 plan: planner.MemoryPlan | None = None, generated: GeneratedModel | None = None,
-                progress=None, patch=None) -> ModelBuildResult:
+                progress=None, patch=None, patch_objective: str = "peak") -> ModelBuildResult:
     """Generate, estimate and build the firmware of `model` for `board_id` into `out_dir`.
 
     ``progress(stage, payload)`` (optional) is called with ``"estimate"`` before the compiler
     runs, so a CLI can print the estimate first. ``generated`` reuses sources already generated.
     ``patch`` is a ``--patch`` value (``auto``, ``none``, ``SPLIT:NxN`` or a
     `edgekit.patching.PatchSchedule`; default: the model directory's ``patch.json``, else
-    none): the firmware then runs the patched graph (`edgekit.patching`).
+    none): the firmware then runs the patched graph (`edgekit.patching`); ``patch_objective``
+    is what ``auto`` minimises.
     """
     if patch is None and not isinstance(model, Graph):
         patch = model_file(model)[1]
@@ -137,7 +138,7 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     if generated is None and plan is None and patch is not None:
         from edgekit.patching import patch_summary, resolve_patch
 
-        resolved = resolve_patch(graph, patch, planner=firmware_plan,
+        resolved = resolve_patch(graph, patch, planner=firmware_plan, objective=patch_objective,
                                  inplace=available_inplace_modes())
         patch_info = patch_summary(resolved)
         if resolved.best is not None:

@@ -1,5 +1,7 @@
 """Patch-based firmware on the emulated Cortex-M4 (stand-in of nucleo-l4r5zi): the MLPerf Tiny
-VWW model with its first stage in 4x4 tiles, built through the CLI, run on QEMU and Unicorn.
+VWW model with its first stage in 6x6 tiles, built through the CLI, run on QEMU and Unicorn.
+(With the box copies done by newlib's memcpy this very build gave wrong bytes on Unicorn only:
+see ek_copy_rows.)
 
 The device's output bytes must equal the *unpatched* model's reference output (the patched
 graph is a rewrite: same answer, less memory), and the measured peak SRAM must be the estimate
@@ -27,7 +29,7 @@ if shutil.which("arm-none-eabi-gcc") is None:
 def patched_build(tmp_path_factory):
     directory = tmp_path_factory.mktemp("vww-patched")
     assert main(["build", str(mlperf_path("vww")), "--board", "nucleo-l4r5zi", "-o",
-                 str(directory), "--patch", "7:4x4", "--seed", "5"]) == 0
+                 str(directory), "--patch", "7:6x6", "--seed", "0"]) == 0
     return directory, json.loads((directory / "edgekit-build.json").read_text())
 
 
@@ -43,10 +45,10 @@ def test_patched_vww_is_bit_exact_with_the_unpatched_model(patched_build, runner
     assert main(["measure", str(directory), "--runner", runner, "--json"]) == 0
     measured = json.loads(capsys.readouterr().out)
     patch = manifest["patch"]
-    assert patch["n"] == 4 and manifest["ops"] > 100
+    assert patch["n"] == 6 and manifest["ops"] > 300
     assert manifest["plan_arena_bytes"] == patch["arena_bytes"] < patch["layer_by_layer_arena_bytes"]
     graph = load_tflite(mlperf_path("vww"))
-    unpatched = interpreter.run(graph, random_test_inputs(graph, 5))[0].tobytes()
+    unpatched = interpreter.run(graph, random_test_inputs(graph, 0))[0].tobytes()
     assert bytes.fromhex(measured["outputs"][0]) == unpatched
     assert measured["bit_exact"] is True
     estimate = manifest["estimate"]["peak_sram_bytes"]

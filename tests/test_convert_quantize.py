@@ -322,3 +322,14 @@ def test_softmax_then_reshape_shares_the_fixed_quantization():
     assert q["y"].quant.scale[0] == 1 / 256 and q["y"].quant.zero_point[0] == -128
     x = quantize_input(q, rng.standard_normal((1, 6)).astype(np.float32))
     assert np.array_equal(run(q, [x])[0], tflm_outputs(to_bytes(q), [x])[0])
+
+
+def test_a_dead_activation_keeps_a_scale_tflite_micro_accepts():
+    """An activation that is 0 on all calibration data (a dead ReLU6 in an untrained net) gets
+    the minimum span: RELU6's upper bound 6 / scale must fit in int32 for TFLite Micro."""
+    from edgekit.converters.quantize import MIN_ACTIVATION_RANGE, activation_quant
+
+    q = activation_quant(0.0, 0.0)
+    assert q.scale[0] == pytest.approx(MIN_ACTIVATION_RANGE / 255, rel=1e-6)
+    assert 6.0 / q.scale[0] < 2**31 - 1
+    assert int(q.zero_point[0]) == -128

@@ -136,14 +136,18 @@ def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.nda
     eb = effective_bias(prepared, w, bias) if with_effective_bias else None
     params, keep = conv_params(prepared, x.shape, w.shape, eb)
     if prepared.kind == "CONV_2D" and inplace:
-        guard = 16
-        buf = np.full(x.size + 2 * guard, 0x5A, np.int8)
+        # one buffer from the input's offset, as long as the larger of input and output
+        # ("backward": outputs wider than the input run past its end)
+        guard, size = 16, max(x.size, out.size)
+        buf = np.full(size + 2 * guard, 0x5A, np.int8)
         buf[guard:guard + x.size] = x.reshape(-1)
         scratch = np.full(4 * x.shape[3] + 2 * guard, 0x5A, np.int8)
         data = _ptr(buf[guard:], ctypes.c_int8)
-        lib.ek_conv2d_s8_pointwise_inplace(ctypes.byref(params), data, _ptr(w, ctypes.c_int8),
-                                           b_ptr, data, _ptr(scratch[guard:], ctypes.c_int8))
-        assert (buf[:guard] == 0x5A).all() and (buf[guard + x.size:] == 0x5A).all()
+        kernel = (lib.ek_conv2d_s8_pointwise_inplace_backward if inplace == "backward"
+                  else lib.ek_conv2d_s8_pointwise_inplace)
+        kernel(ctypes.byref(params), data, _ptr(w, ctypes.c_int8), b_ptr, data,
+               _ptr(scratch[guard:], ctypes.c_int8))
+        assert (buf[:guard] == 0x5A).all() and (buf[guard + size:] == 0x5A).all()
         assert (scratch[:guard] == 0x5A).all() and (scratch[-guard:] == 0x5A).all()
         return buf[guard:guard + out.size].reshape(prepared.out_shape)
     if prepared.kind == "CONV_2D":
@@ -178,7 +182,7 @@ def variants(libs, kind: str):
 
 
 def check_graph(libs, graph: Graph, rng: np.random.Generator, inputs: int = 2,
-                inplace: bool = False) -> None:
+                inplace: bool | str = False) -> None:
     """The single op of ``graph`` on random inputs: every C variant equals the reference."""
     op = graph.ops[0]
     prepared = reference.prepare(op, graph)
@@ -281,6 +285,22 @@ def test_pointwise_inplace(libs, c_in, c_out, stride, hw):
         if pixel * c_out > src * c_in:
             pytest.skip("the mode's static condition does not hold for this shape")
     check_graph(libs, graph, rng, inplace=True)
+
+
+@pytest.mark.parametrize("c_in, c_out, stride, hw", [
+    (8, 48, 1, (9, 7)), (16, 96, 1, (6, 6)), (3, 5, 1, (5, 4)), (8, 8, 1, (4, 5)),
+    (13, 40, 1, (3, 7)), (24, 144, 2, (6, 6))])
+def test_pointwise_inplace_backward(libs, c_in, c_out, stride, hw):
+    """pointwise_inplace_backward (MobileNet's expanding 1x1 over its own input, pixels in
+    decreasing order), where the planner's backward condition holds (checked first)."""
+    from edgekit.planner.inplace import pointwise_fits_in_place
+
+    rng = np.random.default_rng(31 + c_in * c_out)
+    graph = gb.conv2d(rng, in_shape=(1, *hw, c_in), out_channels=c_out, kernel=(1, 1),
+                      stride=(stride, stride), padding="VALID")
+    _, oh, ow, _ = graph["y"].shape
+    assert pointwise_fits_in_place(oh, ow, c_out, hw[1], c_in, stride, stride, backward=True)
+    check_graph(libs, graph, rng, inplace="backward")
 
 
 @pytest.mark.parametrize("in_shape, c_out, kernel, stride, padding", [

@@ -397,24 +397,42 @@ class AutoPatch:
 AUTO_FINALISTS = 3
 
 
-def quick_peak(graph: Graph, *, alignment: int = DEFAULT_ALIGNMENT, inplace=True, **_) -> int:
+#: what `auto_patch` minimises: the peak with the graph inputs in SRAM (a camera frame is), or
+#: without them (MCUNetV2's figure)
+OBJECTIVES = ("peak", "peak-without-input")
+
+
+def quick_peak(graph: Graph, *, alignment: int = DEFAULT_ALIGNMENT, inplace=True,
+               without_inputs: bool = False, **_) -> int:
     """The most bytes live at any step of ``graph`` run in its own order with the in-place
-    modes but no conv+ADD fusion: a cheap (tens of milliseconds) ranking figure for schedules,
-    never below the planned arena's lower bound by more than the fusions save."""
+    modes but no conv+ADD fusion (``without_inputs``: not counting the graph inputs' bytes
+    while they are live): a cheap (tens of milliseconds) ranking figure for schedules."""
     modes = enabled_modes(inplace) - {CONV_ADD_MODE}
-    return build_problem(graph, list(range(len(graph.ops))), alignment=alignment,
-                         inplace=modes).lower_bound
+    problem = build_problem(graph, list(range(len(graph.ops))), alignment=alignment,
+                            inplace=modes)
+    if not without_inputs:
+        return problem.lower_bound
+    spans = [problem.lifetimes[n] for n in graph.inputs if n in problem.lifetimes]
+    return max((live - sum(problem.sizes[n] for n, (first, last)
+                           in zip(graph.inputs, spans) if first <= step <= last)
+                for step, live in enumerate(problem.profile)), default=0)
 
 
 def auto_patch(graph: Graph, *, tile_counts=AUTO_TILE_COUNTS, max_mac_overhead: float = 1.0,
                planner=plan, progress=None, finalists: int = AUTO_FINALISTS,
-               **plan_options) -> AutoPatch:
-    """Search the split tensor and the tile count for the smallest arena, against the
-    layer-by-layer plan: every schedule that recomputes at most ``max_mac_overhead`` (a fraction
-    of the MACs) is ranked by `quick_peak`, the best ``finalists`` are planned in full, and the
-    smallest arena wins (ties: fewer MACs). ``planner`` plans the unpatched graph
+               objective: str = "peak", **plan_options) -> AutoPatch:
+    """Search the split tensor and the tile count for the smallest peak (``objective``, one of
+    `OBJECTIVES`), against the layer-by-layer plan: every schedule that recomputes at most
+    ``max_mac_overhead`` (a fraction of the MACs) is ranked by `quick_peak`, the best
+    ``finalists`` are planned in full, and the smallest figure wins (ties: the smaller arena,
+    then fewer MACs); a schedule is kept only if its arena is smaller than the layer-by-layer
+    one. ``planner`` plans the unpatched graph
     (`edgekit.firmware.codegen.firmware_plan` for a build); ``progress(iterable, total)``
     wraps the loop over the schedules (a progress bar)."""
+    if objective not in OBJECTIVES:
+        raise PatchError(f"unknown patch objective {objective!r}; choose one of"
+                         f" {', '.join(OBJECTIVES)}")
+    without = objective == "peak-without-input"
     baseline = planner(graph, **plan_options)
     base_macs = graph_macs(graph)
     schedules = [PatchSchedule(split, n) for split in split_candidates(graph) for n in tile_counts
@@ -428,24 +446,30 @@ def auto_patch(graph: Graph, *, tile_counts=AUTO_TILE_COUNTS, max_mac_overhead: 
         macs = graph_macs(patched)
         if base_macs and macs / base_macs - 1.0 > max_mac_overhead:
             continue
-        ranked.append((quick_peak(patched, **plan_options), macs, len(ranked), schedule))
+        ranked.append((quick_peak(patched, without_inputs=without, **plan_options), macs,
+                       len(ranked), schedule))
     ranked.sort()
     tried = [plan_patched(graph, schedule, **plan_options)
              for *_, schedule in ranked[:finalists]]
-    best = min(tried, key=lambda c: (c.plan.arena_bytes, c.macs), default=None)
+
+    def figure(c: PatchPlan):
+        return peak_without_inputs(c.plan) if without else c.plan.arena_bytes
+
+    best = min(tried, key=lambda c: (figure(c), c.plan.arena_bytes, c.macs), default=None)
     if best is not None and best.plan.arena_bytes >= baseline.arena_bytes:
         best = None
     return AutoPatch(best.schedule if best else None, best, baseline, tried)
 
 
 def resolve_patch(graph: Graph, option: str | PatchSchedule | None, *, planner=plan,
-                  progress=None, **plan_options) -> AutoPatch:
+                  progress=None, objective: str = "peak", **plan_options) -> AutoPatch:
     """What a ``--patch`` option asks for, planned: ``auto`` searches (`auto_patch`), ``none`` or
     None plans layer by layer, ``SPLIT:NxN`` (or a `PatchSchedule`) plans that schedule even
     where it is worse than layer by layer (the user asked for it). The layer-by-layer plan
     always comes along, for the comparison."""
     if isinstance(option, str) and option.strip().lower() == "auto":
-        return auto_patch(graph, planner=planner, progress=progress, **plan_options)
+        return auto_patch(graph, planner=planner, progress=progress, objective=objective,
+                          **plan_options)
     schedule = (option if isinstance(option, PatchSchedule) or option is None
                 else parse_patch(option, graph))
     baseline = planner(graph, **plan_options)

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch", default=None, metavar="auto|none|SPLIT:NxN",
                         help="patch-based inference of the first stage, as for `edgekit plan`"
                         " (default: the model directory's patch.json, else none)")
+    parser.add_argument("--patch-objective", choices=("peak", "peak-without-input"),
+                        default="peak", help="what --patch auto minimises (as for `edgekit plan`)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random test input embedded in a model firmware (default 0)")
 
@@ -106,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = build_model(args.model, args.board, args.output, emulated=not args.hardware,
                          stack_bytes=args.stack_bytes or MODEL_STACK_BYTES, seed=args.seed,
-                         progress=progress, patch=args.patch)
+                         progress=progress, patch=args.patch,
+                         patch_objective=args.patch_objective)
     payload = {**result.manifest, "directory": result.directory, "elf_path": result.elf_path,
                "manifest_path": result.manifest_path}
     emit(args, NAME, payload, _render_model)

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " the split and the tile count, SPLIT:NxN runs the ops up to op index (or"
                         " tensor) SPLIT in NxN tiles; reports the peak with and without the input"
                         " and the MACs recomputed (default none: layer by layer)")
+    parser.add_argument("--patch-objective", choices=("peak", "peak-without-input"),
+                        default="peak", help="what --patch auto minimises: the peak with the"
+                        " input in SRAM (default) or without it (MCUNetV2's figure)")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="write the per-op live-memory bar chart to this file")
 
@@ -40,6 +43,7 @@ def run(args) -> int:
     graph = load_tflite(args.model)
     options = dict(strategy=args.strategy, alignment=args.alignment, inplace=args.inplace)
     patched = resolve_patch(graph, args.patch, reorder=args.reorder, **options,
+                            objective=args.patch_objective,
                             progress=lambda items, total: progress(
                                 items, total=total, desc="patch schedules", args=args))
     result = patched.best.plan if patched.best else patched.layer_by_layer

@@ -586,55 +586,74 @@ void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_p
     conv2d_run(params, input, filter, bias, output, &fused);
 }
 
+/* One output pixel of a 1x1 unpadded convolution over its own input (the pointwise in-place
+ * modes): its input pixel src(p) is saved to the scratch before any output is written. */
+static void pointwise_pixel(const ek_conv2d_params *p, const int8_t *input, const int8_t *filter,
+                            const int32_t *bias, int8_t *output, int8_t *scratch, int32_t pixel)
+{
+    const int32_t c_in = p->in_c, c_out = p->out_c;
+    /* src(p): the input pixel this output pixel reads (1x1 window, no padding) */
+    const int32_t oy = pixel / p->out_w, ox = pixel % p->out_w;
+    const int32_t src = oy * p->stride_h * p->in_w + ox * p->stride_w;
+    int8_t *out = output + pixel * c_out;
+    int32_t oc = 0;
+    /* Save the input pixel first: the outputs below may overwrite it. */
+    memcpy(scratch, input + src * c_in, (size_t)c_in);
+#if EK_USE_DSP
+    if (p->filter_offset == 0) {
+        for (; oc + 4 <= c_out; oc += 4) {
+            int32_t acc[4];
+            if (p->effective_bias != 0) { /* 1x1, no padding: every pixel is interior */
+                acc[0] = p->effective_bias[oc];
+                acc[1] = p->effective_bias[oc + 1];
+                acc[2] = p->effective_bias[oc + 2];
+                acc[3] = p->effective_bias[oc + 3];
+                dot4_raw(scratch, filter + oc * c_in, c_in, c_in, acc);
+            } else {
+                acc[0] = bias_of(bias, oc);
+                acc[1] = bias_of(bias, oc + 1);
+                acc[2] = bias_of(bias, oc + 2);
+                acc[3] = bias_of(bias, oc + 3);
+                ek_dot4_s8(scratch, filter + oc * c_in, c_in, c_in, p->input_offset, acc);
+            }
+            for (int32_t r = 0; r < 4; ++r) {
+                out[oc + r] = ek_conv_requantize(acc[r], p->multipliers[oc + r],
+                                                 p->shifts[oc + r], p->output_offset,
+                                                 p->act_min, p->act_max);
+            }
+        }
+    }
+#endif
+    for (; oc < c_out; ++oc) {
+        const int8_t *w = filter + oc * c_in;
+        uint32_t acc = (uint32_t)bias_of(bias, oc);
+        for (int32_t i = 0; i < c_in; ++i) {
+            acc += (uint32_t)((scratch[i] + p->input_offset) * (w[i] + p->filter_offset));
+        }
+        out[oc] = ek_conv_requantize((int32_t)acc, p->multipliers[oc], p->shifts[oc],
+                                     p->output_offset, p->act_min, p->act_max);
+    }
+}
+
 void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *input,
                                     const int8_t *filter, const int32_t *bias, int8_t *output,
                                     int8_t *scratch)
 {
     const ek_conv2d_params local = *params; /* see ek_conv2d_s8 */
-    const ek_conv2d_params *p = &local;
-    const int32_t c_in = p->in_c, c_out = p->out_c;
-    for (int32_t pixel = 0; pixel < p->out_h * p->out_w; ++pixel) {
-        /* src(p): the input pixel this output pixel reads (1x1 window, no padding) */
-        const int32_t oy = pixel / p->out_w, ox = pixel % p->out_w;
-        const int32_t src = oy * p->stride_h * p->in_w + ox * p->stride_w;
-        int8_t *out = output + pixel * c_out;
-        int32_t oc = 0;
-        /* Save the input pixel first: the outputs below may overwrite it. */
-        memcpy(scratch, input + src * c_in, (size_t)c_in);
-#if EK_USE_DSP
-        if (p->filter_offset == 0) {
-            for (; oc + 4 <= c_out; oc += 4) {
-                int32_t acc[4];
-                if (p->effective_bias != 0) { /* 1x1, no padding: every pixel is interior */
-                    acc[0] = p->effective_bias[oc];
-                    acc[1] = p->effective_bias[oc + 1];
-                    acc[2] = p->effective_bias[oc + 2];
-                    acc[3] = p->effective_bias[oc + 3];
-                    dot4_raw(scratch, filter + oc * c_in, c_in, c_in, acc);
-                } else {
-                    acc[0] = bias_of(bias, oc);
-                    acc[1] = bias_of(bias, oc + 1);
-                    acc[2] = bias_of(bias, oc + 2);
-                    acc[3] = bias_of(bias, oc + 3);
-                    ek_dot4_s8(scratch, filter + oc * c_in, c_in, c_in, p->input_offset, acc);
-                }
-                for (int32_t r = 0; r < 4; ++r) {
-                    out[oc + r] = ek_conv_requantize(acc[r], p->multipliers[oc + r],
-                                                     p->shifts[oc + r], p->output_offset,
-                                                     p->act_min, p->act_max);
-                }
-            }
-        }
-#endif
-        for (; oc < c_out; ++oc) {
-            const int8_t *w = filter + oc * c_in;
-            uint32_t acc = (uint32_t)bias_of(bias, oc);
-            for (int32_t i = 0; i < c_in; ++i) {
-                acc += (uint32_t)((scratch[i] + p->input_offset) * (w[i] + p->filter_offset));
-            }
-            out[oc] = ek_conv_requantize((int32_t)acc, p->multipliers[oc], p->shifts[oc],
-                                         p->output_offset, p->act_min, p->act_max);
-        }
+    for (int32_t pixel = 0; pixel < local.out_h * local.out_w; ++pixel) {
+        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel);
+    }
+}
+
+/* pointwise_inplace_backward: the same pixels in decreasing order, so an output wider than its
+ * input (an expanding 1x1) writes its tail where no input pixel still to be read lies. */
+void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int8_t *input,
+                                             const int8_t *filter, const int32_t *bias,
+                                             int8_t *output, int8_t *scratch)
+{
+    const ek_conv2d_params local = *params;
+    for (int32_t pixel = local.out_h * local.out_w - 1; pixel >= 0; --pixel) {
+        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel);
     }
 }
 

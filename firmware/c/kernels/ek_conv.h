@@ -88,6 +88,12 @@ void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *p, int8_t *input,
                                     const int8_t *filter, const int32_t *bias, int8_t *output,
                                     int8_t *scratch);
 
+/* The planner's `pointwise_inplace_backward` mode: as above with the pixels in DECREASING order;
+ * the output starts at the input and may run past its end (outputs wider than the input). */
+void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *p, int8_t *input,
+                                             const int8_t *filter, const int32_t *bias,
+                                             int8_t *output, int8_t *scratch);
+
 void ek_depthwise_conv2d_s8(const ek_depthwise_conv2d_params *p, const int8_t *input,
                             const int8_t *filter, const int32_t *bias, int8_t *output);
 

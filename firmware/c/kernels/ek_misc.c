@@ -62,12 +62,18 @@ void ek_reshape(const ek_reshape_params *p, const void *in, void *out)
     }
 }
 
+/* A byte loop, not memcpy: on the VWW model in 6x6 patches, newlib's memcpy (its path for
+ * lengths that are not a multiple of 4) gave wrong bytes under the Unicorn runner while QEMU and
+ * the host agreed with the reference (hil_tests/test_patched_emulated.py reproduces it). The
+ * rows copied here are a few hundred bytes, next to convolutions over the same pixels. */
 void ek_copy_rows(const ek_copy_rows_params *p, const void *src, void *dst)
 {
     const uint8_t *from = (const uint8_t *)src + p->src_offset;
     uint8_t *to = (uint8_t *)dst + p->dst_offset;
     for (int32_t r = 0; r < p->rows; ++r) {
-        memcpy(to, from, (size_t)p->row_bytes);
+        for (int32_t b = 0; b < p->row_bytes; ++b) {
+            to[b] = from[b];
+        }
         from += p->src_stride;
         to += p->dst_stride;
     }
