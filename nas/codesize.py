@@ -8,8 +8,7 @@ two int32 requantisation words per output channel of every conv/depthwise/FC op,
 per op, SLICE and INSERT_TILE included for patched graphs) are fitted by least squares
 against real builds, layer by layer and patched, by bench/nas_calibrate_codesize.py,
 which writes them to codesize.json next to this file (with the builds it fitted and their
-residuals). Fitted on one board's core (see the file); other Cortex-M4/M7 cores compile the
-same Thumb-2 code.
+residuals), one set of constants per Cortex-M core (code size differs by core).
 """
 
 from __future__ import annotations
@@ -71,22 +70,30 @@ def group_count(f: dict[str, int], group: str) -> int:
     return sum(f[k] for k in GROUPS[group])
 
 
-@lru_cache(maxsize=1)
-def load_model(path: Path = CODESIZE_FILE) -> dict:
+@lru_cache(maxsize=None)
+def load_model(cpu: str = "cortex-m4", path: Path = CODESIZE_FILE) -> dict:
+    """The fitted constants for ``cpu`` (code size differs by core: the M3 has no DSP
+    instructions, the M0+ only Thumb-1). A core that was not calibrated gets the constants
+    of the calibrated core with the largest code (a pessimistic flash estimate)."""
     try:
-        data = json.loads(Path(path).read_text())
-        return {"fixed": float(data["fixed"]), "per_op": {k: float(data["per_op"][k])
-                                                          for k in GROUPS}}
+        data = json.loads(Path(path).read_text())["by_cpu"]
+        models = {c: {"fixed": float(d["fixed"]),
+                      "per_op": {g: float(d["per_op"][g]) for g in GROUPS}}
+                  for c, d in data.items()}
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise UsageError(f"code-size model {str(path)!r} cannot be read ({err}); rerun"
                          " bench/nas_calibrate_codesize.py") from None
+    if not models:
+        raise UsageError(f"code-size model {str(path)!r} holds no core")
+    return models.get(cpu) or max(models.values(), key=lambda m: m["fixed"])
 
 
-def flash_estimate(spec: MCUNetSpec, model: dict | None = None, *, graph=None) -> int:
-    """Predicted ``flash_bytes`` (.text + .rodata + .data) of ``spec``'s firmware, from the
-    spec alone (layer by layer), or from ``graph`` (the patched graph of a patched spec, whose
-    extra ops cost flash; the spec-only figure is then a lower bound)."""
-    model = model or load_model()
+def flash_estimate(spec: MCUNetSpec, model: dict | None = None, *, graph=None,
+                   cpu: str = "cortex-m4") -> int:
+    """Predicted ``flash_bytes`` (.text + .rodata + .data) of ``spec``'s firmware for ``cpu``,
+    from the spec alone (layer by layer), or from ``graph`` (the patched graph of a patched
+    spec, whose extra ops cost flash; the spec-only figure is then a lower bound)."""
+    model = model or load_model(cpu)
     f = features(spec) if graph is None else graph_features(graph)
     code = model["fixed"] + sum(model["per_op"][g] * group_count(f, g) for g in GROUPS)
     return int(round(f["constants"] + f["input"] + code))

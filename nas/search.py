@@ -128,7 +128,8 @@ class Objective:
 
         spec = sample(trial, self.space)
         trial.set_user_attr("spec", spec.to_dict())
-        flash = flash_estimate(spec)
+        cpu = self.board.cpu
+        flash = flash_estimate(spec, cpu=cpu)
         peak = peak_sram_bound(spec)
         planned, overhead = False, 0.0
         if peak <= self.sram and flash <= self.board.flash_bytes:
@@ -136,7 +137,7 @@ class Objective:
             peak, graph, overhead = firmware_memory(spec)
             planned = True
             if spec.patch_split is not None:
-                flash = flash_estimate(spec, graph=graph)
+                flash = flash_estimate(spec, graph=graph, cpu=cpu)
         trial.set_user_attr("peak_sram", peak)
         # False: ``peak_sram`` is the pruning figure (`peak_sram_bound`), already over budget
         trial.set_user_attr("peak_planned", planned)
@@ -203,7 +204,7 @@ def _plot(path: Path, rows: list[dict], pareto: list[dict], sram: int) -> None:
     os.replace(tmp, path)
 
 
-def _final_memory(spec: MCUNetSpec, graph) -> dict:
+def _final_memory(spec: MCUNetSpec, graph, cpu: str) -> dict:
     """The converted graph's arena layer by layer and with the spec's patch schedule, with the
     input counted (it lives in SRAM) and without it (as MCUNetV2's papers count)."""
     from edgekit.firmware.codegen import available_inplace_modes, firmware_plan
@@ -225,7 +226,7 @@ def _final_memory(spec: MCUNetSpec, graph) -> dict:
     except ImportError:
         pass
     return {"peak_sram": chosen.arena_bytes, **memory,
-            "flash_estimate": flash_estimate(spec, graph=runs)}
+            "flash_estimate": flash_estimate(spec, graph=runs, cpu=cpu)}
 
 
 def _final(config: SearchConfig, spec: MCUNetSpec, data: Dataset, train_split: Split,
@@ -244,7 +245,7 @@ def _final(config: SearchConfig, spec: MCUNetSpec, data: Dataset, train_split: S
     graph = int8_graph(model, calibration_batch(train_split, spec, seed=config.seed))
     test = Split(data.test.images[:config.test_limit], data.test.labels[:config.test_limit])
     schedule = patch_schedule(spec, graph)
-    memory = _final_memory(spec, graph)
+    memory = _final_memory(spec, graph, board.cpu)
     peak = memory["peak_sram"]
     report = {"spec": spec.to_dict(), "train_steps": steps,
               "train_seconds": round(time.monotonic() - start, 1),
