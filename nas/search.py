@@ -65,6 +65,9 @@ class SearchConfig:
     #: patch schedules may recompute at most this fraction of the layer-by-layer MACs (the
     #: halos); `edgekit.patching.auto_patch` uses the same default
     max_mac_overhead: float = 1.0
+    #: bounds of the space (None: `edgekit.nas.mcunet`'s defaults)
+    resolutions: tuple[int, ...] | None = None
+    widths: tuple[float, ...] | None = None
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
@@ -74,6 +77,11 @@ class SearchConfig:
                 raise UsageError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.final_epochs < 0:
             raise UsageError(f"final-epochs must be >= 0, got {self.final_epochs}")
+        if self.resolutions is not None and (not self.resolutions
+                                             or any(r < 8 for r in self.resolutions)):
+            raise UsageError(f"resolutions must be integers >= 8, got {self.resolutions}")
+        if self.widths is not None and (not self.widths or any(not w > 0 for w in self.widths)):
+            raise UsageError(f"widths must be > 0, got {self.widths}")
         if not self.max_mac_overhead >= 0:
             raise UsageError(f"max-mac-overhead must be >= 0, got {self.max_mac_overhead}")
         if self.time_budget is not None and not self.time_budget > 0:
@@ -289,7 +297,9 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     if STUDY_NAME in names and not config.resume:
         raise SearchError(f"storage {storage!r} already holds a search; pass --resume to"
                           " continue it, or choose another -o DIR / --storage")
-    space = SearchSpace(in_channels=data.image_shape[-1], num_classes=data.num_classes)
+    bounds = {k: tuple(v) for k, v in (("resolutions", config.resolutions),
+                                        ("widths", config.widths)) if v is not None}
+    space = SearchSpace(in_channels=data.image_shape[-1], num_classes=data.num_classes, **bounds)
     study = optuna.create_study(
         storage=storage, study_name=STUDY_NAME, load_if_exists=True,
         directions=["maximize", "minimize"])

@@ -38,7 +38,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-mac-overhead", type=float, default=1.0, metavar="F",
                         help="patch schedules may recompute at most F times the layer-by-layer"
                         " MACs (default 1.0)")
+    parser.add_argument("--resolutions", type=_numbers(int), metavar="R,R,...",
+                        help="input resolutions to search (default 32,40,48,56,64)")
+    parser.add_argument("--widths", type=_numbers(float), metavar="W,W,...",
+                        help="width multipliers to search (default 0.25,0.35,0.5,0.75)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR")
+
+
+def _numbers(kind):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a comma-separated list of {kind.__name__}:"
+                                             f" {text!r}") from None
+    return parse
 
 
 def _render(p: dict) -> str:
@@ -76,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                           trials=args.trials, time_budget=args.time_budget, seed=args.seed,
                           storage=args.storage, resume=args.resume, proxy_steps=args.proxy_steps,
                           train_limit=args.train_limit, final_epochs=args.final_epochs,
-                          test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead)
+                          test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead,
+                          resolutions=args.resolutions, widths=args.widths)
     result = run_search(config, progress=lambda total: progress(total=total, desc="trials",
                                                                  args=args))
     payload = {"board": args.board, "dataset": args.dataset, "trials_run": result.trials_run,
