@@ -147,14 +147,3 @@ def test_flash_cli_checks_an_emulated_board(builds, capsys) -> None:
     assert "unicorn" in out["runners_ready"]
     assert out["flash_bytes"] <= out["board_flash_bytes"]
 
-
-def test_demo_cli(capsys) -> None:
-    if shutil.which("qemu-system-arm") is None:
-        pytest.skip("qemu-system-arm is not installed")
-    assert main(["demo", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["ok"] is True
-    assert [m["runner"] for m in out["runs"]] == ["qemu", "unicorn"]
-    qemu, unicorn = out["runs"]
-    assert qemu["stack_peak_bytes"] == unicorn["stack_peak_bytes"] == unicorn["stack_peak_hooked_bytes"]
-    assert qemu["outputs"] == unicorn["outputs"]

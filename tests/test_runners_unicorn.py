@@ -10,7 +10,8 @@ from edgekit.boards.runners.semihosting import Semihosting
 from edgekit.boards.runners.uart_models import uart_model
 from edgekit.boards.runners.unicorn_runner import Region, UnicornRunner
 from edgekit.errors import DeviceFaultError, RunnerError, RunnerTimeoutError
-from tiny_firmware import EXPECTED_INSTRUCTIONS, EXPECTED_STACK_PEAK, build_tiny
+from tiny_firmware import (EXPECTED_INSTRUCTIONS, EXPECTED_STACK_PEAK,
+                           LINKER_STACK_LOADED_IN_FLASH, build_tiny)
 
 MPS2_REGIONS = [Region("flash", 0x0, 0x400000), Region("ram", 0x2000_0000, 0x400000)]
 
@@ -60,6 +61,18 @@ def test_segment_outside_memory_map_is_refused(tmp_path: Path) -> None:
                           0x4000_4000, vector_table=0)
     with pytest.raises(RunnerError, match="outside the board's memory map"):
         small.run(build_tiny(tmp_path, "exit"), timeout_s=5)
+
+
+def test_zero_filled_segments_are_not_loaded_at_their_load_address(tmp_path: Path) -> None:
+    """The stack segment (no file bytes) has a load address just past .text in flash; with
+    flash only one page long, loading its 4 KiB of zeros there would fall off the map (as a
+    model filling a board's flash did). Only file bytes are loaded; the program runs."""
+    tight = UnicornRunner("cortex-m4", [Region("flash", 0x0, 0x1000),
+                                        Region("ram", 0x2000_0000, 0x10000)],
+                          "cmsdk_uart", 0x4000_4000, vector_table=0)
+    elf = build_tiny(tmp_path, "exit", LINKER_STACK_LOADED_IN_FLASH)
+    result = tight.run(elf, timeout_s=10)
+    assert result.console == "hello\n" and result.exit_code == 0
 
 
 def test_unknown_cpu_model() -> None:

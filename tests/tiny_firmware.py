@@ -136,14 +136,19 @@ SECTIONS {
 """
 
 
-def build_tiny(directory: Path, variant: str) -> Path:
+#: as `_LINKER`, with the stack's load address in flash right after .text (as the board linker
+#: scripts place .bss after .data's flash image)
+LINKER_STACK_LOADED_IN_FLASH = _LINKER.replace("} > RAM", "} > RAM AT > FLASH")
+
+
+def build_tiny(directory: Path, variant: str, linker: str = _LINKER) -> Path:
     """Assemble and link program `variant` into `directory`; skips when the toolchain is absent."""
     if shutil.which(GCC) is None:
         pytest.skip(f"{GCC} is not installed")
     source = directory / f"{variant}.S"
     source.write_text(_PRELUDE + _BODIES[variant] + _DATA)
     script = directory / "tiny.ld"
-    script.write_text(_LINKER)
+    script.write_text(linker)
     elf = directory / f"{variant}.elf"
     subprocess.run([GCC, "-mcpu=cortex-m4", "-mthumb", "-nostdlib", "-T", str(script),
                     str(source), "-o", str(elf)], check=True, capture_output=True)

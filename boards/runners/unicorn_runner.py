@@ -97,19 +97,22 @@ class Region:
 class ElfImage:
     """What the runner needs from the ELF: loadable bytes and the edgekit symbols."""
 
-    segments: tuple[tuple[int, bytes, int], ...]  # (load address, file bytes, memory size)
+    segments: tuple[tuple[int, bytes], ...]  # (load address, file bytes)
     symbols: dict[str, int]
 
 
 def read_elf(path: Path) -> ElfImage:
-    """Load segments (at their load address, as QEMU's -kernel does) and the edgekit symbols."""
+    """Load segments (their file bytes at their load address, as QEMU's -kernel does) and the
+    edgekit symbols. A segment's zero-filled tail (.bss, .stack: no file bytes) is not loaded:
+    it lives at its run address, which the startup code clears, and its load address is only
+    where the linker's location counter stood (past the end of a full flash, maybe)."""
     wanted = set(MARK_SYMBOLS) | set(REGION_SYMBOLS)
     with path.open("rb") as handle:
         elf = ELFFile(handle)
         if elf["e_machine"] != "EM_ARM":
             raise RunnerError(f"{path} is a {elf['e_machine']} ELF, not an Arm one")
-        segments = tuple((seg["p_paddr"], seg.data(), seg["p_memsz"]) for seg in elf.iter_segments()
-                         if seg["p_type"] == "PT_LOAD" and seg["p_memsz"] > 0)
+        segments = tuple((seg["p_paddr"], seg.data()) for seg in elf.iter_segments()
+                         if seg["p_type"] == "PT_LOAD" and seg["p_filesz"] > 0)
         symbols: dict[str, int] = {}
         for section in elf.iter_sections():
             if isinstance(section, SymbolTableSection):
@@ -247,14 +250,14 @@ class _Session:
         self.mapped = mapped
 
     def _load(self) -> tuple[int, int]:
-        for address, data, memsz in self.image.segments:
-            if not any(a <= address and address + memsz <= b for a, b in self.mapped):
-                raise RunnerError(f"{self.path}: segment at {address:#010x} ({memsz} bytes) lies "
-                                  "outside the board's memory map")
+        for address, data in self.image.segments:
+            if not any(a <= address and address + len(data) <= b for a, b in self.mapped):
+                raise RunnerError(f"{self.path}: segment at {address:#010x} ({len(data)} bytes)"
+                                  " lies outside the board's memory map")
             self.uc.mem_write(address, data)
         table = self.runner.vector_table
         if table is None:
-            table = min(address for address, _, _ in self.image.segments)
+            table = min(address for address, _ in self.image.segments)
         sp = int.from_bytes(self._read(table, 4), "little")
         reset = int.from_bytes(self._read(table + 4, 4), "little")
         if not reset & 1:
