@@ -9,6 +9,7 @@ import sys
 from edgekit.boards.linker import DEFAULT_STACK_BYTES
 from edgekit.cli.output import emit
 from edgekit.errors import UsageError
+from edgekit.patching import OBJECTIVES
 
 NAME = "build"
 HELP = "generate and build a model's firmware (or the self-test) for a board with arm-none-eabi-gcc"
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch", default=None, metavar="auto|none|SPLIT:NxN",
                         help="patch-based inference of the first stage, as for `edgekit plan`"
                         " (default: the model directory's patch.json, else none)")
-    parser.add_argument("--patch-objective", choices=("peak", "peak-without-input"),
+    parser.add_argument("--patch-objective", choices=OBJECTIVES,
                         default="peak", help="what --patch auto minimises (as for `edgekit plan`)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random test input embedded in a model firmware (default 0)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from edgekit.cli.output import emit, progress
+from edgekit.patching import OBJECTIVES
 from edgekit.planner import DEFAULT_ALIGNMENT, DEFAULT_STRATEGY, STRATEGIES, MemoryPlan, plan
 
 NAME = "plan"
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " the split and the tile count, SPLIT:NxN runs the ops up to op index (or"
                         " tensor) SPLIT in NxN tiles; reports the peak with and without the input"
                         " and the MACs recomputed (default none: layer by layer)")
-    parser.add_argument("--patch-objective", choices=("peak", "peak-without-input"),
+    parser.add_argument("--patch-objective", choices=OBJECTIVES,
                         default="peak", help="what --patch auto minimises: the peak with the"
                         " input in SRAM (default) or without it (MCUNetV2's figure)")
     parser.add_argument("--plot", metavar="FILE.png",
