@@ -32,8 +32,9 @@ from edgekit import interpreter, planner
 from edgekit.errors import UnsupportedError
 from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
                                        identifier, initializer, shape_text)
-from edgekit.firmware.op_emitters import (EMITTERS, INPLACE_MODE_KERNELS, EmitContext, OpCall,
-                                          check_inplace_mode, emit_conv_add)
+from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
+                                          EmitContext, OpCall, check_inplace_mode,
+                                          emit_conv_add, pairs_path_applies)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
@@ -78,6 +79,9 @@ class GeneratedModel:
     kernels: list[str] = field(default_factory=list)  # kernel per schedule step ("" for none)
     #: (schedule step, tensor) of every EDGEKIT_TRACE_OP: the tensor complete after that step
     traced: list[tuple[int, str]] = field(default_factory=list)
+    #: conv kernels with at least one call that takes the DSP two-pixel path
+    #: (`edgekit.firmware.op_emitters.pairs_path_applies`)
+    pair_kernels: set[str] = field(default_factory=set)
 
     @property
     def sources(self) -> list[str]:
@@ -167,6 +171,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
 
     used_constants: list[str] = []
     shared_arrays = _SharedArrays()
+    pair_kernels: set[str] = set()
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
@@ -179,7 +184,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
             continue
         section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step, prepared,
                                                    used_constants, shared_arrays,
-                                                   fusions.get(index))
+                                                   fusions.get(index), pair_kernels)
         op_sections.append(section)
         calls.append(call)
         kernels.append(kernel)
@@ -197,7 +202,8 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model.c": _model_source(graph, plan, names, op_sections, calls),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
-    return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced)
+    return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
+                          pair_kernels)
 
 
 class _SharedArrays:
@@ -230,7 +236,8 @@ class _SharedArrays:
 
 def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
              prepared: interpreter.Interpreter, used_constants: list[str],
-             shared_arrays: "_SharedArrays", fusion=None) -> tuple[str, str, str, str]:
+             shared_arrays: "_SharedArrays", fusion=None,
+             pair_kernels: set[str] | None = None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -255,6 +262,9 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         call = emit_conv_add(ctx, prepared.prepared[index], add_op, prepared.prepared[fusion.add],
                              fusion)
 
+    if (pair_kernels is not None and call.kernel in DSP_PAIR_HELPERS
+            and pairs_path_applies(call.fields)):
+        pair_kernels.add(call.kernel)
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

@@ -141,6 +141,22 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
     return OpCall(kernel, params_type, fields, arrays, args)
 
 
+#: ek_conv.c's EK_PAIR_MAX_LEN: the longest window (k_h * k_w * in_c bytes) of the two-pixel path
+PAIR_MAX_LEN = 64
+#: kernel -> the out-of-line two-pixel helper it calls on DSP cores when `pairs_path_applies`
+DSP_PAIR_HELPERS = {"ek_conv2d_s8": "conv2d_pairs_plain", "ek_conv2d_add_s8": "conv2d_pairs_fused"}
+
+
+def pairs_path_applies(fields: dict) -> bool:
+    """Whether a CONV_2D with these ``ek_conv2d_params`` fields takes the DSP two-pixel path
+    (ek_conv.c's ``conv_pairs_apply``): the stack bound leaves the path's helper out for a
+    model where no call takes it, since its window buffer is the deepest frame of the kernels
+    and would otherwise be counted for a path never run."""
+    return (fields["filter_offset"] == 0 and "effective_bias" in fields
+            and fields["dilation_w"] == 1
+            and fields["k_h"] * fields["k_w"] * fields["in_c"] <= PAIR_MAX_LEN)
+
+
 def effective_bias(weights: np.ndarray, bias: np.ndarray | None, input_offset: int) -> np.ndarray:
     """``bias[c] + input_offset * sum(weights[c])`` wrapped to int32, as the conv kernels'
     interior path accumulates (ek_conv.h ``effective_bias``)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Collection
 
 from capstone import CS_ARCH_ARM, CS_MODE_MCLASS, CS_MODE_THUMB, Cs
 from capstone import arm as cs_arm
@@ -181,8 +182,11 @@ def analyse(elf_path: str | Path) -> dict[int, FunctionFrame]:
     return frames
 
 
-def stack_bound(elf_path: str | Path, entry: str = "Reset_Handler") -> StackBound:
-    """The worst-case stack depth reached from the function `entry`."""
+def stack_bound(elf_path: str | Path, entry: str = "Reset_Handler",
+                never_called: Collection[str] = ()) -> StackBound:
+    """The worst-case stack depth reached from the function `entry`. Calls to the functions
+    named in ``never_called`` are left out: the caller knows from the data that those branches
+    are never taken (`edgekit.firmware.estimate`)."""
     frames = analyse(elf_path)
     by_name = {f.name: addr for addr, f in frames.items()}
     if entry not in by_name:
@@ -202,6 +206,9 @@ def stack_bound(elf_path: str | Path, entry: str = "Reset_Handler") -> StackBoun
             raise StackAnalysisError(f"{elf_path}: recursion through {frame.name}")
         best = (frame.frame_bytes, (frame.name,))
         for at, target in frame.calls:
+            callee = frames.get(target)
+            if callee is not None and callee.name in never_called:
+                continue
             below, path = depth(target, active + (address,))
             if at + below > best[0]:
                 best = (at + below, (frame.name,) + path)
