@@ -67,6 +67,10 @@ def test_optional_datasets_load_or_say_what_is_missing(name, module):
     else:
         ds = load_dataset(name)
         assert ds.num_classes == 10 and len(ds.train) > len(ds.test) > 0
+        side, total = {"digits": (8, 1797), "mnist5k": (28, 5000)}[name]
+        assert ds.image_shape == (side, side, 1) and len(ds.train) + len(ds.test) == total
+        assert 0.0 <= ds.train.images.min() and ds.train.images.max() <= 1.0
+        assert set(np.unique(ds.train.labels)) == set(range(10))
 
 
 def test_training_inputs_are_resized_to_the_resolution():
