@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         host = target.host
         image = read_elf(firmware.elf)
         regions = [host.flash, *host.sram]
-        for address, _, size in image.segments:
+        for address, data in image.segments:
+            size = len(data)
             if not any(r.origin <= address and address + size <= r.end for r in regions):
                 raise MemoryOverflowError(f"{firmware.elf}: segment at {address:#010x} ({size} B) lies "
                                           f"outside {host.id}'s memory map", "map", size)
