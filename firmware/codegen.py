@@ -170,7 +170,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     names = _Names(graph)
 
     used_constants: list[str] = []
-    shared_arrays = _SharedArrays()
+    shared_constants = _SharedConstants()
     pair_kernels: set[str] = set()
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
@@ -183,7 +183,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
             kernels.append("")
             continue
         section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step, prepared,
-                                                   used_constants, shared_arrays,
+                                                   used_constants, shared_constants,
                                                    fusions.get(index), pair_kernels)
         op_sections.append(section)
         calls.append(call)
@@ -206,7 +206,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
                           pair_kernels)
 
 
-class _SharedArrays:
+class _SharedConstants:
     """Per-op parameter arrays (multipliers, shifts, effective biases) and params structs,
     emitted once per distinct content: a patch schedule runs copies of the same op on every
     tile, and each copy's would otherwise take flash again. A repeat becomes a macro naming the
@@ -236,7 +236,7 @@ class _SharedArrays:
 
 def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
              prepared: interpreter.Interpreter, used_constants: list[str],
-             shared_arrays: "_SharedArrays", fusion=None,
+             shared_constants: "_SharedConstants", fusion=None,
              pair_kernels: set[str] | None = None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
@@ -270,14 +270,14 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,
                                  None, fused_into=index))
     for ctype, suffix, values in call.arrays:
-        lines.append(shared_arrays.define(ctype, f"{fn}_{suffix}", values))
+        lines.append(shared_constants.define(ctype, f"{fn}_{suffix}", values))
     params = []
     if call.params_type is not None:
-        lines.append(shared_arrays.define_struct(call.params_type, f"{fn}_params",
+        lines.append(shared_constants.define_struct(call.params_type, f"{fn}_params",
                                                  initializer(call.fields)))
         params.append(f"&{fn}_params")
     for ptype, suffix, fields in call.extra_params:
-        lines.append(shared_arrays.define_struct(ptype, f"{fn}_{suffix}", initializer(fields)))
+        lines.append(shared_constants.define_struct(ptype, f"{fn}_{suffix}", initializer(fields)))
         params.append(f"&{fn}_{suffix}")
     if call.statement is None:
         body = f"    {call.kernel}({', '.join(params + call.args)});"

@@ -128,8 +128,9 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     none): the firmware then runs the patched graph (`edgekit.patching`); ``patch_objective``
     is what ``auto`` minimises.
     """
-    if patch is None and not isinstance(model, Graph):
-        patch = model_file(model)[1]
+    if not isinstance(model, Graph):
+        model, directory_patch = model_file(model)
+        patch = directory_patch if patch is None else patch
     source_graph = load_graph(model)
     graph = widen_int4_weights(source_graph)
     target = target_for(board_id, emulated=emulated)

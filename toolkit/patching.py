@@ -475,8 +475,7 @@ def resolve_patch(graph: Graph, option: str | PatchSchedule | None, *, planner=p
     baseline = planner(graph, **plan_options)
     if schedule is None:
         return AutoPatch(None, None, baseline)
-    stage_ops(graph, schedule.split)
-    best = plan_patched(graph, schedule, **plan_options)
+    best = plan_patched(graph, schedule, **plan_options)  # apply_patches checks the stage
     return AutoPatch(schedule, best, baseline, [best])
 
 
