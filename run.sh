@@ -17,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$ROOT/.venv"
 # gcc + libc6-dev: the tests compile the C kernels and generated models for the host too
-APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make gcc libc6-dev dataset-fashion-mnist)
+APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make gcc libc6-dev dataset-fashion-mnist fortunes)
 
 log() { printf '[edgekit setup] %s\n' "$*" >&2; }
 

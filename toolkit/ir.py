@@ -28,7 +28,22 @@ CONCATENATION      x0, x1, ...                    axis, activation
 SLICE              x                              begin=tuple[int] per axis (size: the output's shape)
 INSERT_TILE        base|None, tile                origin=tuple[int] per axis: out = base (zeros if
                                                   None) with tile written at origin (patch schedules)
+BATCH_MATMUL       a[..., M, K], b[..., K, N]     adj_x, adj_y (bool: a is [..., K, M] / b is [..., N, K]
+                                                  transposed, as TFLite's); batch dims broadcast
+TRANSPOSE          x                              perm=tuple[int] (out.shape[i] = x.shape[perm[i]])
+GATHER             params[V, ...] (const), idx    axis=0: out = params[idx] (idx int32, any shape)
+GELU               x                              approximate (bool): TFLite's int8 lookup table
+SILU               x                              (none) int8 lookup table of x * sigmoid(x) (edgekit op)
+LAYER_NORM         x[..., C], gamma[C], beta[C]   epsilon: normalise over the last axis (edgekit op)
+RMS_NORM           x[..., C], gamma[C]            epsilon: x / rms(x) * gamma over the last axis
+                                                  (edgekit op)
 ================== ============================== =====================================================
+
+Causal depthwise 1-D convolution over tokens is DEPTHWISE_CONV_2D on ``[1, 1, T, C]`` with
+``pad=(0, 0, k - 1, 0)``; fully-connected over tokens is FULLY_CONNECTED on ``x[1, T, K]`` with
+``keep_num_dims``. "edgekit op": TFLite has no builtin for it; the ``.tflite`` export writes it
+as a custom op (``EDGEKIT_<KIND>``), our reference interpreter defines its int8 semantics and
+the C kernels match it bit for bit.
 
 ``activation`` is one of `ACTIVATIONS`; for quantized tensors the fused activation is a clamp
 derived from the output's quantization, as TFLite does. ``pad`` holds explicit amounts (TFLite's
@@ -89,6 +104,8 @@ OP_KINDS = frozenset({
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
     "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6",
     "PAD", "CONCATENATION", "QUANTIZE", "DEQUANTIZE", "SLICE", "INSERT_TILE",
+    # transformer ops (MCUFormer, EmbBERT-Q)
+    "BATCH_MATMUL", "TRANSPOSE", "GATHER", "GELU", "SILU", "LAYER_NORM", "RMS_NORM",
 })
 
 
