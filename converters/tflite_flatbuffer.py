@@ -64,6 +64,9 @@ _OPTION_FIELDS: dict[int, tuple[type, list[tuple[str, str]]]] = {
     BuiltinOptions.GatherOptions: (tflite.GatherOptions, [("axis", "Axis"),
                                                           ("batch_dims", "BatchDims")]),
     BuiltinOptions.SqueezeOptions: (tflite.SqueezeOptions, []),
+    BuiltinOptions.BatchMatMulOptions: (tflite.BatchMatMulOptions, [("adj_x", "AdjX"),
+                                                                    ("adj_y", "AdjY")]),
+    BuiltinOptions.GeluOptions: (tflite.GeluOptions, [("approximate", "Approximate")]),
     BuiltinOptions.ShapeOptions: (tflite.ShapeOptions, [("out_type", "OutType")]),
 }
 

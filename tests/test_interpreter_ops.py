@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import graph_builders as gb
+import transformer_builders as tb
 from oracle_runners import LiteRTRunner, TflmRunner
 from edgekit import fixedpoint as fp
 from edgekit.converters.tflite_writer import to_bytes
@@ -207,11 +208,12 @@ CASES = {
     "SOFTMAX": softmax_case, "LOGISTIC": logistic_case, "HARD_SWISH": hard_swish_case,
     "RELU": relu_case("RELU"), "RELU6": relu_case("RELU6"), "PAD": pad_case,
     "CONCATENATION": concat_case, "QUANTIZE": quantize_case, "DEQUANTIZE": dequantize_case,
+    **tb.CASES,
 }
 
 
 def _random_inputs(rng, graph: Graph) -> list[np.ndarray]:
-    return [gb.random_input(rng, graph[name]) for name in graph.inputs]
+    return tb.graph_inputs(rng, graph)
 
 
 def test_every_ir_op_kind_has_cases():
@@ -230,7 +232,8 @@ def test_op_bit_exact_with_tflite_micro(kind):
     compared = 0
     for case in range(CASES_PER_OP):
         graph = CASES[kind](rng)
-        oracle = TflmRunner(to_bytes(graph), len(graph.outputs))
+        oracle = (LiteRTRunner(to_bytes(graph)) if kind in tb.LITERT_ORACLE
+                  else TflmRunner(to_bytes(graph), len(graph.outputs)))
         ours = Interpreter(graph)
         for _ in range(INPUTS_PER_CASE):
             inputs = _random_inputs(rng, graph)
