@@ -139,6 +139,17 @@ def _concat(op: Op, args, graph: Graph) -> np.ndarray:
     return np.concatenate([a for a in args if a is not None], axis=int(op.attrs.get("axis", 0)))
 
 
+def _norm(op: Op, args, graph: Graph) -> np.ndarray:
+    """LAYER_NORM (beta given) and RMS_NORM over the last axis, in float64; a constant row
+    with epsilon 0 normalises to 0 (as the int8 kernel defines it), not 0/0."""
+    x, eps = args[0].astype(np.float64), float(op.attrs.get("epsilon", 1e-5))
+    if op.kind == "LAYER_NORM":
+        x = x - x.mean(axis=-1, keepdims=True)
+    den = np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
+    y = np.divide(x, den, out=np.zeros_like(x), where=den > 0) * args[1]
+    return y + args[2] if op.kind == "LAYER_NORM" else y
+
+
 KERNELS = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
@@ -156,6 +167,7 @@ KERNELS = {
     "RELU6": lambda op, a, g: np.clip(a[0], 0, 6),
     "HARD_SWISH": lambda op, a, g: a[0] * np.clip(a[0] + 3, 0, 6) / 6,
     "LOGISTIC": lambda op, a, g: 1 / (1 + np.exp(-a[0])),
+    "LAYER_NORM": _norm, "RMS_NORM": _norm, "SILU": lambda op, a, g: a[0] * (0.5 + 0.5 * np.tanh(a[0] / 2)),
 }
 
 
