@@ -163,6 +163,17 @@ def _gelu(op: Op, args, graph: Graph) -> np.ndarray:
     return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
 
 
+def _norm(op: Op, args, graph: Graph) -> np.ndarray:
+    """LAYER_NORM (beta given) and RMS_NORM over the last axis, in float64; a constant row
+    with epsilon 0 normalises to 0 (as the int8 kernel defines it), not 0/0."""
+    x, eps = args[0].astype(np.float64), float(op.attrs.get("epsilon", 1e-5))
+    if op.kind == "LAYER_NORM":
+        x = x - x.mean(axis=-1, keepdims=True)
+    den = np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
+    y = np.divide(x, den, out=np.zeros_like(x), where=den > 0) * args[1]
+    return y + args[2] if op.kind == "LAYER_NORM" else y
+
+
 KERNELS = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
@@ -184,6 +195,7 @@ KERNELS = {
     "TRANSPOSE": lambda op, a, g: np.transpose(a[0], tuple(op.attrs["perm"])),
     "GATHER": lambda op, a, g: np.take(a[0], a[1].astype(np.int64), axis=int(op.attrs.get("axis", 0))),
     "GELU": _gelu,
+    "LAYER_NORM": _norm, "RMS_NORM": _norm, "SILU": lambda op, a, g: a[0] * (0.5 + 0.5 * np.tanh(a[0] / 2)),
 }
 
 

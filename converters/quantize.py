@@ -47,6 +47,8 @@ _SAME_QUANT = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "CONCATENATION", "PA
 #: added to the tokens, a fixed matrix): it is quantized int8 per tensor from its own values
 _CONSTANT_OPERAND_OPS = ("ADD", "MUL", "BATCH_MATMUL")
 _FIXED_OUTPUT = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128)}
+#: ops whose constant inputs stay float32 (gamma, beta: their kernels derive the integers)
+_FLOAT_CONSTANT_INPUTS = ("LAYER_NORM", "RMS_NORM")
 _CLIP_RATIOS = np.linspace(0.5, 1.0, 26)
 
 
@@ -286,6 +288,9 @@ def quantize(graph: Graph, calib, *, bits: int | str = 8, method: str = "minmax"
             inputs = inputs[:2] + [inputs[2] if len(inputs) > 2 and inputs[2]
                                    else f"{op.outputs[0]}/bias"]
         ops.append(Op(op.kind, inputs, list(op.outputs), dict(op.attrs), name=op.name))
+    for op in ops:
+        if op.kind in _FLOAT_CONSTANT_INPUTS:
+            tensors.update({n: graph[n] for n in op.inputs[1:] if n and graph[n].is_constant})
     for t in graph.constants():
         if t.name not in tensors and any(t.name in op.inputs for op in ops):
             raise UnsupportedError(f"constant {t.name!r} read by a non-weighted op cannot be"

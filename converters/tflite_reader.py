@@ -30,6 +30,7 @@ import numpy as np
 from tflite.TensorType import TensorType
 
 from edgekit.converters.fold import FoldError, fold_op
+from edgekit.converters.tflite_custom import CUSTOM_ARITY, CUSTOM_KINDS, decode_options
 from edgekit.converters.tflite_flatbuffer import RawModel, RawOp, RawTensor, decode
 from edgekit.errors import GraphError, ModelFormatError, UnsupportedError
 from edgekit.ir import DType, Graph, Op, Quantization, Tensor
@@ -60,6 +61,7 @@ _KIND = {
     "PAD": "PAD", "CONCATENATION": "CONCATENATION", "QUANTIZE": "QUANTIZE",
     "DEQUANTIZE": "DEQUANTIZE", "BATCH_MATMUL": "BATCH_MATMUL", "TRANSPOSE": "TRANSPOSE",
     "GATHER": "GATHER", "GELU": "GELU",
+    "DEQUANTIZE": "DEQUANTIZE", **CUSTOM_KINDS,
 }
 
 
@@ -516,6 +518,21 @@ class _Importer:
         self._expect_shape(op, [d + b + a for d, (b, a) in zip(x, paddings)])
         return {"_inputs": self._names(inputs[:1]), "paddings": paddings}
 
+    def _edgekit_custom(self, op: RawOp) -> dict:
+        """LAYER_NORM / RMS_NORM / SILU (`tflite_custom`): x, then the per-channel constants."""
+        kind = CUSTOM_KINDS[op.op_name]
+        n = CUSTOM_ARITY[kind]
+        inputs = self._inputs(op, n, n)
+        x = self._shape_of(inputs[0], op)
+        for i in inputs[1:]:
+            if not x or self._shape_of(i, op) != (x[-1],):
+                raise self._format_error(op, f"{self.names[i]!r} has shape"
+                                             f" {list(self._shape_of(i, op))}, expected"
+                                             f" [{x[-1] if x else '?'}] (input {list(x)})")
+        self._expect_shape(op, x)
+        return {"_inputs": self._names(inputs),
+                **decode_options(kind, op.custom_options, self._where(op))}
+
     def _concatenation(self, op: RawOp) -> dict:
         inputs = self._inputs(op, 1, 1 << 16)
         shapes = [self._shape_of(i, op) for i in inputs]
@@ -592,6 +609,7 @@ _CONVERTERS = {
     "QUANTIZE": _Importer._unary, "DEQUANTIZE": _Importer._unary,
     "BATCH_MATMUL": _Importer._batch_matmul, "TRANSPOSE": _Importer._transpose,
     "GATHER": _Importer._gather, "GELU": _Importer._gelu,
+    **{kind: _Importer._edgekit_custom for kind in CUSTOM_ARITY},
 }
 
 

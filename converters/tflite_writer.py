@@ -14,7 +14,9 @@ for the explicit pads below, which come back as an equivalent PAD + VALID pair):
   its axes, PAD its paddings: these operands are attrs in the IR and are dropped again on import;
 - scales are stored as float32 (TFLite's type): build graphs with float32-representable scales
   when a round trip must be exact;
-- INT4 constants are packed two per byte, low nibble first.
+- INT4 constants are packed two per byte, low nibble first;
+- LAYER_NORM, RMS_NORM and SILU become custom ops ``EDGEKIT_<KIND>`` (`tflite_custom`), which
+  only edgekit runs (TFLite Micro and LiteRT refuse them as unresolved custom ops).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tflite.BuiltinOperator import BuiltinOperator
 from tflite.BuiltinOptions import BuiltinOptions
 from tflite.TensorType import TensorType
 
+from edgekit.converters.tflite_custom import CUSTOM_CODES, encode_options
 from edgekit.converters.tflite_reader import pad_amounts
 from edgekit.errors import UnsupportedError
 from edgekit.ir import DType, Graph, Op, Tensor
@@ -197,6 +200,10 @@ class _Writer:
         return self.opcodes[kind]
 
     def _op(self, op: Op) -> None:
+        if op.kind in CUSTOM_CODES:
+            self.ops.append((self._opcode(op.kind), self._ids(op.inputs), self._ids(op.outputs),
+                             BuiltinOptions.NONE, ("custom", encode_options(op))))
+            return
         if op.kind not in _OPCODES:
             raise UnsupportedError(f"op {op.kind} {op.name!r}: no TFLite export for this kind")
         inputs = self._ids(op.inputs)
@@ -404,11 +411,15 @@ class _Writer:
         b = self.b
         ins = self._int_vector(inputs)
         outs = self._int_vector(outputs)
-        opts = self._options(options)
+        custom = options[1] if options and options[0] == "custom" else None
+        opts = 0 if custom is not None else self._options(options)
+        custom_vec = self._bytes_vector(custom) if custom else 0
         tflite.OperatorStart(b)
         tflite.OperatorAddOpcodeIndex(b, opcode)
         tflite.OperatorAddInputs(b, ins)
         tflite.OperatorAddOutputs(b, outs)
+        if custom_vec:
+            tflite.OperatorAddCustomOptions(b, custom_vec)  # format 0: FLEXBUFFERS
         if opts:
             tflite.OperatorAddBuiltinOptionsType(b, options_type)
             tflite.OperatorAddBuiltinOptions(b, opts)
@@ -435,8 +446,11 @@ class _Writer:
 
         codes = []
         for kind in self.opcodes:  # insertion order == opcode index
-            code, version = _OPCODES[kind]
+            custom = b.CreateString(CUSTOM_CODES[kind]) if kind in CUSTOM_CODES else 0
+            code, version = (BuiltinOperator.CUSTOM, 1) if custom else _OPCODES[kind]
             tflite.OperatorCodeStart(b)
+            if custom:
+                tflite.OperatorCodeAddCustomCode(b, custom)
             tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
             tflite.OperatorCodeAddBuiltinCode(b, code)
             tflite.OperatorCodeAddVersion(b, version)
