@@ -167,3 +167,36 @@ def test_token_mlp_in_place_is_bit_exact(kernel_objects, tmp_path):
     assert p.buffers["m"].inplace_mode == "pointwise_inplace"
     gen = _check_on_host(g, rng, kernel_objects, tmp_path, "token mlp")
     assert "ek_conv2d_s8_pointwise_inplace" in gen.kernels
+
+
+def test_token_mlp_runs_bit_exact_inside_its_arena():
+    """The plan of the token MLP executed in one byte arena, FC2 writing token by token over h
+    (checking each token of h is intact when read), equals the reference."""
+    from test_planner_arena import run_in_arena
+
+    rng = np.random.default_rng(3)
+    g = token_mlp_graph(rng, 12, 8)
+    p = plan(g, alignment=4)
+    assert p.buffers["m"].inplace_mode == "pointwise_inplace"
+    x = [gb.random_input(rng, g["x"])]
+    expected, values = Interpreter(g).run(x, intermediates=True)
+    assert run_in_arena(p, x, values)[0].tobytes() == expected[0].tobytes()
+
+
+def test_one_row_fc_is_not_in_place():
+    # a classifier head [1, K] -> [1, N]: its 2*K scratch never pays for the bytes it shares
+    g = token_fc_graph(np.random.default_rng(0), 1, 16, 8)
+    assert inplace_candidates(g.ops[0], g) == []
+
+
+@needs_gcc
+def test_softmax_rows_in_place_are_bit_exact(kernel_objects, tmp_path):
+    """SOFTMAX over attention scores [1, H, T, T], in place (elementwise mode, row contract):
+    ek_softmax_s8 reads a row's maximum and sum of exps before writing it."""
+    rng = np.random.default_rng(11)
+    g = gb.softmax(rng, shape=(1, 2, 7, 7))
+    p = firmware_plan(g)
+    assert p.buffers["y"].alias_of == "x" and p.buffers["y"].inplace_mode == "elementwise"
+    for seed in range(3):
+        _check_on_host(g, np.random.default_rng(seed), kernel_objects, tmp_path / f"{seed}",
+                       "softmax in place")

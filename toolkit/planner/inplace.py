@@ -164,7 +164,7 @@ def _token_fc_shape(op: Op, graph: Graph) -> tuple[int, ...] | None:
     """A FULLY_CONNECTED as a 1x1 convolution over its rows (tokens): x [..., K] is T = size/K
     "pixels" of K channels, the output T pixels of N channels, in the same row-major order
     whatever the shapes (keep_num_dims or not), and w [N, K] is the OHWI filter [N, 1, 1, K].
-    int8 activations and weights, int32 bias or none (the pointwise kernels' types)."""
+    int8 activations and weights, int32 bias or none (the pointwise kernels' types), T >= 2."""
     x_name = op.inputs[0]
     w_name = op.inputs[1] if len(op.inputs) > 1 else None
     if x_name is None or w_name is None:
@@ -180,10 +180,12 @@ def _token_fc_shape(op: Op, graph: Graph) -> tuple[int, ...] | None:
     if depth == 0 or x.size % depth or out.size != (x.size // depth) * units:
         return None
     tokens = x.size // depth
+    if tokens < 2:  # one row never pays: its 2*K scratch exceeds the min(K, N) bytes shared
+        return None
     return 1, tokens, units, tokens, depth, 1, 1
 
 
-def _pointwise_shape(op: Op, graph: Graph) -> tuple[int, ...] | None:
+def pointwise_shape(op: Op, graph: Graph) -> tuple[int, ...] | None:
     """(out_h, out_w, out_c, in_w, in_c, stride_h, stride_w) of a 1x1, unpadded, batch-1 int8
     CONV_2D whose input is an activation, or of a FULLY_CONNECTED over tokens
     (`_token_fc_shape`); None for any other op."""
@@ -213,7 +215,7 @@ def _pointwise_inputs(op: Op, graph: Graph) -> list[int]:
     # its outputs, is exact when the outputs written so far never reach an input pixel still
     # to be read (`pointwise_fits_in_place`): always true when the output is no wider than the
     # input, and for many strided convolutions that widen it (resnet's 1x1 stride-2 16->32).
-    shape = _pointwise_shape(op, graph)
+    shape = pointwise_shape(op, graph)
     return [0] if shape and pointwise_fits_in_place(*shape) else []
 
 
@@ -222,7 +224,7 @@ def _pointwise_backward_inputs(op: Op, graph: Graph) -> list[int]:
     # the output starts at the input's offset and runs past its end; pixels go in decreasing
     # order, so the output's tail is written where no input is, and each write lands at or
     # beyond the end of every input pixel still to be read. The block grows to the output's size.
-    shape = _pointwise_shape(op, graph)
+    shape = pointwise_shape(op, graph)
     return [0] if shape and pointwise_fits_in_place(*shape, backward=True) else []
 
 
