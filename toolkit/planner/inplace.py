@@ -9,7 +9,8 @@ and what the kernel must do so that it is safe. The full semantics live in the `
 module docstring; the code generator implements exactly these contracts.
 
 Modes: ``reshape_view``, ``elementwise``, ``depthwise_channelwise``, ``pointwise_inplace`` and
-``pointwise_inplace_backward`` (1x1 convolutions, pixel by pixel through a small scratch),
+``pointwise_inplace_backward`` (1x1 convolutions and fully-connected layers over tokens, pixel
+by pixel through a small scratch),
 ``conv_sliding`` (any convolution or depthwise convolution, plain kernel, output a small lead
 before its input), ``tile_insert`` (a patch schedule's INSERT_TILE writes its tile into the
 feature map it extends). The conv fused with its residual ADD (``conv_add_skip``) spans two ops and
