@@ -414,7 +414,9 @@ CASE_BUILDERS = {
     "QUANTIZE": quantize_case, "DEQUANTIZE": dequantize_case, "RESHAPE": reshape_case,
 }
 ELEMENTWISE_IN_PLACE = {"ADD", "MUL", "RELU", "RELU6", "HARD_SWISH", "LOGISTIC", "QUANTIZE",
-                        "DEQUANTIZE", "RESHAPE"}
+                        "DEQUANTIZE", "RESHAPE",
+                        # the planner's elementwise mode: row ops and lookup tables
+                        "SOFTMAX", "GELU", "SILU", "LAYER_NORM", "RMS_NORM"}
 
 
 def case_inputs(rng, graph: Graph, variant: int) -> dict[str, np.ndarray]:
