@@ -98,6 +98,10 @@ def _bias(op: Op, graph: Graph) -> str | None:
     return bias
 
 
+#: the planner's in-place 1x1 modes (CONV_2D, and FULLY_CONNECTED over tokens)
+POINTWISE_MODES = ("pointwise_inplace", "pointwise_inplace_backward")
+
+
 def emit_conv(ctx: EmitContext, p) -> OpCall:
     op, graph = ctx.op, ctx.graph
     x, w = op.inputs[0], op.inputs[1]
@@ -125,8 +129,7 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
         arrays.append(("int32_t", "effective_bias", effective_bias(
             graph[w].data, None if bias is None else graph[bias].data, p.input_offset)))
         fields["effective_bias"] = ctx.array("effective_bias")
-    if op.kind == "CONV_2D" and ctx.inplace_mode in ("pointwise_inplace",
-                                                     "pointwise_inplace_backward"):
+    if op.kind == "CONV_2D" and ctx.inplace_mode in POINTWISE_MODES:
         kernel = INPLACE_MODE_KERNELS[ctx.inplace_mode]
         args = [ctx.ptr(out), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out), f"(int8_t *){ctx.scratch}"]
     elif op.kind == "CONV_2D":  # out of place, or conv_sliding (output just before the input)
@@ -196,8 +199,37 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
     }
     if p.rounding != "double":
         raise UnsupportedError(f"{where(op)}: only TFLite Micro's double rounding is generated")
+    if ctx.inplace_mode in POINTWISE_MODES:
+        return _fully_connected_pointwise(ctx, p, fields)
     args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     return OpCall("ek_fully_connected_s8", "ek_fully_connected_params", fields, _per_channel(p), args)
+
+
+def _fully_connected_pointwise(ctx: EmitContext, p, fc_fields: dict) -> OpCall:
+    """A FULLY_CONNECTED over tokens in place (the planner's pointwise modes): the 1x1 CONV_2D
+    it is, rows as pixels [1, 1, rows, K] -> [1, 1, rows, N], w [N, K] read as OHWI [N, 1, 1, K],
+    through the in-place pointwise kernel. Bit-exact with the FC: the same accumulator (bias +
+    sum((x + input_offset) * (w + filter_offset)), int32 wrapping), the same per-channel
+    requantisation (the FC's multipliers are already one per unit) and clamp."""
+    op, graph = ctx.op, ctx.graph
+    w, out = op.inputs[1], op.outputs[0]
+    bias = _bias(op, graph)
+    rows, depth, units = fc_fields["rows"], fc_fields["depth"], fc_fields["units"]
+    fields = {
+        "in_h": 1, "in_w": rows, "in_c": depth, "out_h": 1, "out_w": rows, "out_c": units,
+        "k_h": 1, "k_w": 1, "stride_h": 1, "stride_w": 1, "dilation_h": 1, "dilation_w": 1,
+        "pad_top": 0, "pad_left": 0, "depth_multiplier": 1,
+        **{k: fc_fields[k] for k in ("input_offset", "filter_offset", "output_offset",
+                                      "act_min", "act_max", "multipliers", "shifts")},
+    }
+    arrays = _per_channel(p)
+    if p.filter_offset == 0:  # the DSP path's raw-byte dot products, as emit_conv
+        arrays.append(("int32_t", "effective_bias", effective_bias(
+            graph[w].data, None if bias is None else graph[bias].data, p.input_offset)))
+        fields["effective_bias"] = ctx.array("effective_bias")
+    args = [ctx.ptr(out), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out), f"(int8_t *){ctx.scratch}"]
+    return OpCall(INPLACE_MODE_KERNELS[ctx.inplace_mode], "ek_conv2d_params", fields, arrays,
+                  args)
 
 
 def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...], out: tuple[int, ...]) -> dict:
@@ -543,11 +575,16 @@ INPLACE_MODE_KERNELS = {
 #: mode the generator does not know must never be compiled as an out-of-place call)
 INPLACE_MODE_OPS = {
     "reshape_view": frozenset({"RESHAPE"}),
+    # SOFTMAX and the transformer kinds: their kernels read element i (a row's statistics,
+    # for the row ops) before writing it (edgekit.planner docstring); a kind listed here
+    # without an emitter is refused earlier by codegen.check_supported
     "elementwise": frozenset({"ADD", "MUL", "RELU", "RELU6", "HARD_SWISH", "LOGISTIC",
-                              "QUANTIZE", "DEQUANTIZE"}),
+                              "QUANTIZE", "DEQUANTIZE", "SOFTMAX",
+                              "GELU", "SILU", "LAYER_NORM", "RMS_NORM"}),
     "depthwise_channelwise": frozenset({"DEPTHWISE_CONV_2D"}),
-    "pointwise_inplace": frozenset({"CONV_2D"}),
-    "pointwise_inplace_backward": frozenset({"CONV_2D"}),
+    # a FULLY_CONNECTED in place runs through the pointwise conv kernel (its rows as pixels)
+    "pointwise_inplace": frozenset({"CONV_2D", "FULLY_CONNECTED"}),
+    "pointwise_inplace_backward": frozenset({"CONV_2D", "FULLY_CONNECTED"}),
     "conv_sliding": frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"}),
     "tile_insert": frozenset({"INSERT_TILE"}),
 }

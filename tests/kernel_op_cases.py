@@ -441,7 +441,9 @@ CASE_BUILDERS = {
     **tb.CASES,
 }
 ELEMENTWISE_IN_PLACE = {"ADD", "MUL", "RELU", "RELU6", "HARD_SWISH", "LOGISTIC", "QUANTIZE",
-                        "DEQUANTIZE", "RESHAPE", "GELU"}
+                        "DEQUANTIZE", "RESHAPE",
+                        # the planner's elementwise mode: row ops and lookup tables
+                        "SOFTMAX", "GELU", "SILU", "LAYER_NORM", "RMS_NORM"}
 
 
 def case_inputs(rng, graph: Graph, variant: int) -> dict[str, np.ndarray]:
