@@ -153,11 +153,14 @@ def int8_graph(module, spec: MCUFormerSpec, calib: np.ndarray, name: str = "mcuf
 #: the int8 output quantization of kinds with a fixed one (TFLite's softmax)
 _FIXED = {"SOFTMAX": (1.0 / 256.0, -128)}
 _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+#: kinds whose parameters the quantizer keeps float32 (the norms' gamma and beta)
+_FLOAT_PARAMS = ("LAYER_NORM", "RMS_NORM")
 
 
 def placeholder_int8(graph: Graph) -> Graph:
-    """``graph`` with int8 activations and weights, int32 biases, placeholder quantization and
-    zero data: what the planner and the flash count read (shapes, dtypes, attributes)."""
+    """``graph`` with int8 activations and weights, int32 biases, float32 norm parameters (as
+    `edgekit.converters.quantize` leaves them), placeholder quantization and zero data: what
+    the planner and the flash count read (shapes, dtypes, attributes)."""
     q = Quantization.per_tensor(0.05, 0)
     role: dict[str, str] = {}
     for op in graph.ops:
@@ -165,10 +168,15 @@ def placeholder_int8(graph: Graph) -> Graph:
             role[op.inputs[1]] = "weights"
             if len(op.inputs) > 2 and op.inputs[2] is not None:
                 role[op.inputs[2]] = "bias"
+    for op in graph.ops:
+        if op.kind in _FLOAT_PARAMS:
+            role.update({name: "float" for name in op.inputs[1:] if name is not None})
     fixed = {op.outputs[0]: _FIXED[op.kind] for op in graph.ops if op.kind in _FIXED}
     tensors = []
     for t in graph.tensors.values():
-        if not t.is_constant:
+        if role.get(t.name) == "float":
+            tensors.append(t)
+        elif not t.is_constant:
             s, zp = fixed.get(t.name, (0.05, 0))
             tensors.append(Tensor(t.name, t.shape, DType.INT8, Quantization.per_tensor(s, zp)))
         elif role.get(t.name) == "bias":
