@@ -155,6 +155,17 @@ def test_int8_accuracy_is_close_to_float_on_a_small_trained_model():
     f, q = float_accuracy(model, spec, test), int8_accuracy(graph, spec, test)
     assert f > 0.5, f  # it learnt something (10 classes: chance is 0.1)
     assert abs(f - q) <= 0.05, (f, q)
+    # the search's placeholder graph plans what the calibrated graph plans
+    from edgekit.firmware.codegen import firmware_plan
+
+    board = load_board("disco-f746ng")
+    assert family.memory(spec, board)["peak_sram"] == firmware_plan(graph).arena_bytes
+
+
+def test_registry_names_the_spaces():
+    assert get_family("mcuformer").name == "mcuformer" and get_family("mcunet").name == "mcunet"
+    with pytest.raises(UsageError, match="'vit'.*mcuformer"):
+        get_family("vit")
 
 
 @pytest.fixture(scope="module")
