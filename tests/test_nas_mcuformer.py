@@ -208,3 +208,27 @@ def test_two_trial_search_writes_a_best_model_the_interpreter_runs(tmp_path, npz
     with pytest.raises(SearchError, match="mcuformer"):
         run_search(SearchConfig(board="disco-f746ng", dataset=str(npz), out_dir=out,
                                 resume=True, trials=1))
+
+
+@pytest.mark.slow
+def test_search_on_fashion_mnist_builds_for_disco_f746ng(tmp_path, capsys):
+    import shutil
+
+    from edgekit.cli import main
+
+    _fashion(1, 1)
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc is not installed")
+    out = tmp_path / "search"
+    argv = ["search", "--space", "mcuformer", "--board", "disco-f746ng", "--dataset",
+            "fashion-mnist", "--trials", "2", "--proxy-steps", "20", "--train-limit", "1000",
+            "--final-epochs", "1", "--test-limit", "50", "--resolutions", "28", "-o", str(out),
+            "--json"]
+    assert main(argv) == 0
+    best = json.loads(capsys.readouterr().out)["best"]
+    assert best["fits"] and 0 <= best["int8_accuracy"] <= 1
+    assert main(["build", str(out / "best"), "--board", "disco-f746ng", "-o",
+                 str(tmp_path / "fw"), "--json"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["plan_arena_bytes"] == best["peak_sram"]
+    assert abs(built["flash_bytes"] - best["flash_estimate"]) <= 0.1 * built["flash_bytes"]
