@@ -170,15 +170,19 @@ def analyse(elf_path: str | Path) -> dict[int, FunctionFrame]:
                     nxt = marks[i + 1][0] if i + 1 < len(marks) else hi
                     data_ranges.append((address, nxt))
             content = section.data()
+            # libgcc's assembly helpers (__aeabi_uldivmod, which 64-bit division calls) carry
+            # no .size: such a function runs up to the next function symbol
+            starts = sorted({sym["st_value"] & ~1 for sym in symbols
+                             if sym["st_info"]["type"] == "STT_FUNC"} | {hi})
             for sym in symbols:
-                if sym["st_info"]["type"] != "STT_FUNC" or not sym["st_size"]:
+                if sym["st_info"]["type"] != "STT_FUNC":
                     continue
                 start = sym["st_value"] & ~1
                 if not lo <= start < hi or start in frames:
                     continue
-                code = content[start - lo:start - lo + sym["st_size"]]
-                frames[start] = _walk(cs, sym.name, start, code, data_ranges,
-                                      (start, start + sym["st_size"]))
+                size = sym["st_size"] or min(a for a in starts if a > start) - start
+                code = content[start - lo:start - lo + size]
+                frames[start] = _walk(cs, sym.name, start, code, data_ranges, (start, start + size))
     return frames
 
 

@@ -46,6 +46,17 @@ def test_deepest_path_adds_the_frames(tmp_path):
     assert frames["leaf16"] < frames["leaf256"]
 
 
+def test_a_function_without_a_size_runs_to_the_next_symbol(tmp_path):
+    # as libgcc's assembly helpers (__aeabi_uldivmod) are: a FUNC symbol of size 0
+    elf = _elf(tmp_path, "__asm__(\".text\\n.thumb\\n.global sizeless\\n.type sizeless, %function\\n"
+                         ".thumb_func\\nsizeless:\\npush {r4, r5, r6, lr}\\npop {r4, r5, r6, pc}\\n\");\n"
+                         "void sizeless(void);\n"
+                         "void Reset_Handler(void) { sizeless(); middle(0); for (;;) {} }")
+    frames = {f.name: f.frame_bytes for f in analyse(elf).values()}
+    assert frames["sizeless"] == 16
+    assert stack_bound(elf).bytes >= frames["Reset_Handler"] + 16
+
+
 def test_recursion_is_refused(tmp_path):
     # two recursive calls: gcc cannot turn both into a loop
     elf = _elf(tmp_path, "NOINLINE int fib(int n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }\n"
