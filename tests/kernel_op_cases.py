@@ -18,12 +18,13 @@ import ctypes
 import numpy as np
 
 import graph_builders as gb
+import norm_cases
 from c_kernels import fill_struct, struct_type
 from edgekit import reference
 from edgekit.ir import DType, Graph, Quantization, Tensor
 
-SOURCES = ["ek_elementwise.c", "ek_pool.c", "ek_softmax.c", "ek_misc.c"]
-HEADERS = ["ek_elementwise.h", "ek_pool.h", "ek_softmax.h", "ek_misc.h"]
+SOURCES = ["ek_elementwise.c", "ek_pool.c", "ek_softmax.c", "ek_misc.c", "ek_norm.c"]
+HEADERS = ["ek_elementwise.h", "ek_pool.h", "ek_softmax.h", "ek_misc.h", "ek_norm.h"]
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 # --- ctypes mirrors of the C params structs (declaration order of the headers) ------------------
@@ -76,7 +77,8 @@ COPY_ROWS = struct_type("ek_copy_rows_params", [
                              "dst_stride")])
 
 ALL_STRUCTS = [COPY_ROWS, BROADCAST, ADD, MUL, REQUANTIZE, CLAMP, HARD_SWISH, AFFINE_QUANTIZE, DEQUANTIZE,
-               POOL, MEAN, SOFTMAX, LOGISTIC, PAD, CONCAT, RESHAPE]
+               POOL, MEAN, SOFTMAX, LOGISTIC, PAD, CONCAT, RESHAPE, norm_cases.NORM,
+               norm_cases.SILU]
 
 
 SUFFIX = {DType.INT8: "s8", DType.INT16: "s16", DType.FLOAT32: "f32"}
@@ -118,6 +120,8 @@ def kernel_calls(graph: Graph) -> list[tuple[str, ctypes.Structure, list[str], s
     x = graph[op.inputs[0]]
     y = graph[op.outputs[0]]
     kind = op.kind
+    if kind in norm_cases.C_KINDS:
+        return norm_cases.kernel_calls(graph, p, fill_struct)
     if kind in ("ADD", "MUL"):
         fields = prepared_fields(p)
         fields["shape"] = broadcast_fields(graph["a"].shape, graph["b"].shape, y.shape)
@@ -214,7 +218,8 @@ def kernel_calls(graph: Graph) -> list[tuple[str, ctypes.Structure, list[str], s
 def reference_output(graph: Graph, inputs: dict[str, np.ndarray]) -> np.ndarray:
     op = graph.ops[0]
     p = reference.prepare(op, graph)
-    return reference.run_op(p, [inputs[name] if name else None for name in op.inputs])
+    return reference.run_op(p, [None if name is None else inputs.get(name, graph[name].data)
+                                for name in op.inputs])
 
 
 # --- random cases ---------------------------------------------------------------------------------
@@ -412,9 +417,10 @@ CASE_BUILDERS = {
     "LOGISTIC": logistic_case, "HARD_SWISH": hard_swish_case, "RELU": relu_case("RELU"),
     "RELU6": relu_case("RELU6"), "PAD": pad_case, "CONCATENATION": concat_case,
     "QUANTIZE": quantize_case, "DEQUANTIZE": dequantize_case, "RESHAPE": reshape_case,
+    **{kind: norm_cases.random_norm_case(kind) for kind in norm_cases.C_KINDS},
 }
 ELEMENTWISE_IN_PLACE = {"ADD", "MUL", "RELU", "RELU6", "HARD_SWISH", "LOGISTIC", "QUANTIZE",
-                        "DEQUANTIZE", "RESHAPE"}
+                        "DEQUANTIZE", "RESHAPE", *norm_cases.C_KINDS}
 
 
 def case_inputs(rng, graph: Graph, variant: int) -> dict[str, np.ndarray]:
@@ -450,4 +456,4 @@ def equal_bytes(a: np.ndarray, b: np.ndarray) -> bool:
 UNARY_EXHAUSTIVE = {"LOGISTIC": logistic_case, "HARD_SWISH": hard_swish_case,
                     "RELU": relu_case("RELU"), "RELU6": relu_case("RELU6"),
                     "QUANTIZE": quantize_case, "DEQUANTIZE": dequantize_case,
-                    "SOFTMAX": softmax_case}
+                    "SOFTMAX": softmax_case, "SILU": norm_cases.random_norm_case("SILU")}

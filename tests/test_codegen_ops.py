@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import graph_builders as gb
+import norm_cases as nc
 from edgekit.firmware.codegen import generate
 from edgekit.firmware.host_run import compile_kernels, run_on_host
 from edgekit.firmware.op_emitters import supported_kinds
@@ -54,6 +55,9 @@ CASES = [
     ("slice", gb.slice_box, {}),
     ("insert_tile", gb.insert_tile, {}),
     ("insert_first_tile", gb.insert_tile, {"base": False}),
+    ("layer_norm", nc.norm_graph, {"kind": "LAYER_NORM", "shape": (1, 12, 64)}),
+    ("rms_norm", nc.norm_graph, {"kind": "RMS_NORM", "shape": (1, 5, 48)}),
+    ("silu", nc.norm_graph, {"kind": "SILU", "shape": (1, 4, 4, 8)}),
 ]
 SEEDS = (0, 1, 2)
 CONV_KINDS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
