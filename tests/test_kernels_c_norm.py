@@ -107,3 +107,21 @@ def test_silu_on_every_input_value(lib):
         p = reference.prepare(graph.ops[0], graph)
         for in_place in (False, True):
             assert _run(lib, graph, p, x, in_place).tobytes() == p.table.tobytes()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_flash_estimate_counts_the_emitted_arrays(kind):
+    """The estimate's constants (firmware and NAS code-size model) are the arrays the generator
+    emits for these ops, not the float gamma/beta, which stay in the graph only."""
+    from edgekit.firmware.codegen import generate
+    from edgekit.firmware.estimate import _constants_bytes
+    from edgekit.firmware.op_emitters import EMITTERS, EmitContext
+    from edgekit.nas.codesize import graph_features
+    graph = nc.norm_graph(np.random.default_rng(4), kind, (1, 3, 40))
+    gen = generate(graph, test_inputs=[np.zeros((1, 3, 40), np.int8)])
+    ctx = EmitContext(graph, graph.ops[0], lambda n: n, lambda s: s, None, None)
+    call = EMITTERS[kind](ctx, reference.prepare(graph.ops[0], graph))
+    sizes = {"int8_t": 1, "int32_t": 4, "int64_t": 8}
+    emitted = sum(sizes[ctype] * np.asarray(v).size for ctype, _, v in call.arrays)
+    assert _constants_bytes(gen) == emitted == graph_features(graph)["constants"]
+    assert "const float" not in gen.files["model.c"]
