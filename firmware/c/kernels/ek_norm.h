@@ -5,9 +5,10 @@
  *
  * Per row of `channels` values: the int32 sums of d = x - input_zero_point and d^2, one 64-bit
  * integer square root and one 64-bit division (the row's reciprocal square root), then per
- * element a 64-bit multiply and rounding shift (the Q.24 normalised value), one
+ * element a 32x32->64 multiply and rounding shift (the Q.24 normalised value), one
  * SaturatingRoundingDoublingHighMul by the channel's multiplier, the int64 offset added and one
- * rounding right shift. No floating point.
+ * rounding right shift. No floating point. Cortex-M4 (Unicorn): about 80 instructions per
+ * element at C = 256 (88 at C = 64); SILU 11.
  *
  * In place: all three may alias output and input. The norms read a whole row for its
  * statistics before writing any of it, then write each element after reading it; SILU reads
