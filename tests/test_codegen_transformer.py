@@ -92,3 +92,4 @@ def test_int32_token_ids_input_end_to_end(gelu, kernel_objects, tmp_path):
     assert "#define EK_MODEL_INPUT0_BYTES 32u" in gen.files["model.h"]  # 8 ids * 4 bytes
     ids = gen.test_inputs[0]
     assert ids.dtype == np.int32 and ids.min() >= 0 and ids.max() < 40 and np.unique(ids).size > 3
+

@@ -192,3 +192,12 @@ def test_quantized_float_attention_model_matches_tflm():
     assert qg["p"].quant == Quantization.per_tensor(1 / 256, -128)
     back = _compare_with_tflm(qg, rng, vocab=40)
     assert [op.kind for op in back.ops] == [op.kind for op in qg.ops]
+
+
+def test_batch_matmul_macs():
+    from edgekit.costs import graph_macs
+    g = tb.attention(np.random.default_rng(0), heads=2, tokens=6, head_dim=8)
+    assert graph_macs(g) == 2 * (2 * 6 * 6 * 8)  # q k^T and p v: H * T * T * dh each
+    adj = tb.batch_matmul(np.random.default_rng(0), a_shape=(1, 8, 5), b_shape=(1, 8, 6),
+                          adj_x=True)
+    assert graph_macs(adj) == 5 * 6 * 8
