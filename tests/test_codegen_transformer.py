@@ -93,3 +93,13 @@ def test_int32_token_ids_input_end_to_end(gelu, kernel_objects, tmp_path):
     ids = gen.test_inputs[0]
     assert ids.dtype == np.int32 and ids.min() >= 0 and ids.max() < 40 and np.unique(ids).size > 3
 
+
+def test_constant_add_and_mul_operands_in_c(kernel_objects, tmp_path):
+    """The int8 constants quantize gives ADD's and MUL's constant operands are read from flash."""
+    rng = np.random.default_rng(21)
+    qg = quantize(tb.float_constant_operands(rng),
+                  rng.normal(0, 1, size=(32, 6, 8)).astype(np.float32))
+    gen = _check_on_host(qg, kernel_objects, tmp_path, seed=2)
+    weights = gen.files["model_weights.c"]
+    assert "gain" in weights and "pos" in weights
+

@@ -201,3 +201,19 @@ def test_batch_matmul_macs():
     adj = tb.batch_matmul(np.random.default_rng(0), a_shape=(1, 8, 5), b_shape=(1, 8, 6),
                           adj_x=True)
     assert graph_macs(adj) == 5 * 6 * 8
+
+
+def test_quantized_constant_add_and_mul_operands_match_tflm():
+    """Before: quantize refused a constant read by ADD/MUL. Now the constant is int8 per
+    tensor over its own range, and the model runs in TFLite Micro byte for byte like us."""
+    rng = np.random.default_rng(21)
+    fg = tb.float_constant_operands(rng)
+    qg = quantize(fg, rng.normal(0, 1, size=(32, 6, 8)).astype(np.float32))
+    for name in ("gain", "pos"):
+        t, real = qg[name], fg[name].data
+        assert t.dtype == DType.INT8 and t.is_constant and not t.quant.per_channel
+        scale = float(t.quant.scale[0])
+        back = scale * (t.data.astype(np.float64) - t.quant.zero_point[0])
+        assert np.abs(back - real).max() <= scale / 2 + 1e-7  # every value on the int8 grid
+        assert scale <= (max(real.max(), 0) - min(real.min(), 0)) / 255 * 1.0001  # from its range
+    _compare_with_tflm(qg, rng)

@@ -168,6 +168,19 @@ def float_attention_model(rng, vocab=40, tokens=8, dim=16, heads=2, gelu: bool =
     return Graph(t, ops, ["ids"], ["y"], name="tiny_attention")
 
 
+def float_constant_operands(rng) -> Graph:
+    """x * scale_table + pos_table: MUL and ADD each with a float constant operand."""
+    shape = (1, 6, 8)
+    t = [Tensor("x", shape, DType.FLOAT32),
+         Tensor("gain", (1, 1, 8), DType.FLOAT32,
+                data=rng.uniform(0.2, 2.0, size=(1, 1, 8)).astype(np.float32)),
+         Tensor("pos", shape, DType.FLOAT32, data=rng.normal(0, 1, size=shape).astype(np.float32)),
+         Tensor("m", shape, DType.FLOAT32), Tensor("y", shape, DType.FLOAT32)]
+    ops = [Op("MUL", ["x", "gain"], ["m"], {"activation": "NONE"}, name="m"),
+           Op("ADD", ["pos", "m"], ["y"], {"activation": "NONE"}, name="y")]
+    return Graph(t, ops, ["x"], ["y"], name="constant_operands")
+
+
 # --- random cases for the per-op coverage tables ------------------------------------------------
 
 def batch_matmul_case(rng: np.random.Generator) -> Graph:
