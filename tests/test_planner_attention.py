@@ -41,10 +41,11 @@ def attention_block(seed: int = 0) -> Graph:
     TRANSPOSE [1,T,H,dh] -> RESHAPE [1,T,D] -> FC proj -> ADD(x, proj)."""
     rng = np.random.default_rng(seed)
     x = gb.activation_tensor(rng, "x", (1, T, D))
-    gamma = Tensor("ln_gamma", (D,), DType.INT8, Quantization.per_tensor(0.01),
-                   gb.random_values(rng, (D,), DType.INT8))
-    beta = Tensor("ln_beta", (D,), DType.INT32, Quantization.per_tensor(0.0001),
-                  rng.integers(-100, 100, size=D).astype(np.int32))
+    # gamma and beta stay float32 constants, as the quantizer leaves them (flash, not planned)
+    gamma = Tensor("ln_gamma", (D,), DType.FLOAT32, None,
+                   rng.uniform(0.5, 1.5, size=D).astype(np.float32))
+    beta = Tensor("ln_beta", (D,), DType.FLOAT32, None,
+                  rng.uniform(-0.1, 0.1, size=D).astype(np.float32))
     tensors, ops = [x, gamma, beta], []
     ln = _act(rng, tensors, "ln", (1, T, D))
     ops.append(Op("LAYER_NORM", ["x", "ln_gamma", "ln_beta"], ["ln"], {"epsilon": 1e-5},
@@ -163,12 +164,10 @@ def test_row_and_lut_ops_run_in_place_over_a_dying_input(kind):
     y = gb.activation_tensor(rng, "y", (1, T, D))
     tensors, inputs = [x, h, y], ["h"]
     if kind in ("LAYER_NORM", "RMS_NORM"):
-        tensors.append(Tensor("gamma", (D,), DType.INT8, Quantization.per_tensor(0.01),
-                              np.ones(D, np.int8)))
+        tensors.append(Tensor("gamma", (D,), DType.FLOAT32, None, np.ones(D, np.float32)))
         inputs.append("gamma")
     if kind == "LAYER_NORM":
-        tensors.append(Tensor("beta", (D,), DType.INT32, Quantization.per_tensor(1e-4),
-                              np.zeros(D, np.int32)))
+        tensors.append(Tensor("beta", (D,), DType.FLOAT32, None, np.zeros(D, np.float32)))
         inputs.append("beta")
     ops = [Op("RELU", ["x"], ["h"], {}, name="h"), Op(kind, inputs, ["y"], {}, name="y")]
     g = Graph(tensors, ops, ["x"], ["y"], name=kind.lower())
