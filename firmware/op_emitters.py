@@ -455,6 +455,78 @@ def emit_insert_tile(ctx: EmitContext, p) -> OpCall:
     return call
 
 
+# --- transformer builtins (ek_transformer.h) ---------------------------------------------------
+
+#: ek_transformer.h's EK_BMM_BATCH_DIMS and EK_TRANSPOSE_DIMS
+BMM_BATCH_DIMS = 3
+TRANSPOSE_DIMS = 6
+
+
+def _batch_strides(batch: tuple[int, ...], out_batch: list[int], matrix: int) -> list[int]:
+    """Element strides of an operand's batch dimensions right-aligned to the output's, 0 where
+    the operand broadcasts (size 1)."""
+    dims = _right_aligned(batch, len(out_batch), 1)
+    strides, step = [0] * len(dims), matrix
+    for d in reversed(range(len(dims))):
+        strides[d] = 0 if dims[d] == 1 else step
+        step *= dims[d]
+    return strides
+
+
+def emit_batch_matmul(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    a, b, out = (graph[n] for n in (*op.inputs[:2], op.outputs[0]))
+    _require_int8(op, graph, a.name, b.name, out.name)
+    m, n = out.shape[-2:]
+    k = a.shape[-2] if p.adj_x else a.shape[-1]
+    out_batch = _right_aligned(out.shape[:-2], BMM_BATCH_DIMS, 1)
+    fields = {"lhs_offset": p.lhs_offset, "rhs_offset": p.rhs_offset,
+              "output_offset": p.output_offset, "multiplier": p.multiplier, "shift": p.shift,
+              "adj_x": int(p.adj_x), "adj_y": int(p.adj_y), "rows": m, "cols": n, "depth": k,
+              "out_batch": out_batch,
+              "lhs_batch_strides": _batch_strides(a.shape[:-2], out_batch, m * k),
+              "rhs_batch_strides": _batch_strides(b.shape[:-2], out_batch, k * n)}
+    return OpCall("ek_batch_matmul_s8", "ek_batch_matmul_params", fields, [],
+                  [ctx.ptr(a.name), ctx.ptr(b.name), ctx.ptr(out.name)])
+
+
+def emit_transpose(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, out = graph[op.inputs[0]], graph[op.outputs[0]]
+    if len(x.shape) > TRANSPOSE_DIMS or x.dtype.numpy.itemsize not in (1, 2, 4):
+        raise UnsupportedError(f"{where(op)}: TRANSPOSE of a {len(x.shape)}-D {x.dtype.value}"
+                               f" tensor (the kernel takes up to {TRANSPOSE_DIMS}-D, 1/2/4-byte"
+                               " elements)")
+    in_strides = [int(np.prod(x.shape[d + 1:], dtype=np.int64)) for d in range(len(x.shape))]
+    fields = {"out_shape": _right_aligned(out.shape, TRANSPOSE_DIMS, 1),
+              "in_strides": _right_aligned([in_strides[d] for d in p.perm], TRANSPOSE_DIMS, 0),
+              "size": out.size, "elem_bytes": x.dtype.numpy.itemsize}
+    return OpCall("ek_transpose", "ek_transpose_params", fields, [],
+                  [ctx.ptr(x.name), ctx.ptr(out.name)])
+
+
+def emit_gather(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    table, idx, out = graph[op.inputs[0]], graph[op.inputs[1]], graph[op.outputs[0]]
+    if idx.dtype != DType.INT32:
+        raise UnsupportedError(f"{where(op)}: indices {idx.name!r} must be int32")
+    shape = table.shape
+    fields = {"outer": int(np.prod(shape[:p.axis], dtype=np.int64)), "axis_size": p.axis_size,
+              "inner_bytes": int(np.prod(shape[p.axis + 1:], dtype=np.int64))
+              * table.dtype.numpy.itemsize,
+              "num_indices": idx.size, "fill": p.fill if table.dtype == DType.INT8 else 0}
+    return OpCall("ek_gather", "ek_gather_params", fields, [],
+                  [ctx.ptr(table.name), ctx.ptr(idx.name), ctx.ptr(out.name)])
+
+
+def emit_lut(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    _require_int8(op, graph, x, out)
+    fields = {"size": graph[out].size, "lut": [int(v) for v in p.lut]}
+    return OpCall("ek_lut_s8", "ek_lut_params", fields, [], [ctx.ptr(x), ctx.ptr(out)])
+
+
 EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
     "RELU": emit_unary,
     "RELU6": emit_unary,
@@ -476,6 +548,10 @@ EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
     "RESHAPE": emit_reshape,
     "SLICE": emit_slice,
     "INSERT_TILE": emit_insert_tile,
+    "BATCH_MATMUL": emit_batch_matmul,
+    "TRANSPOSE": emit_transpose,
+    "GATHER": emit_gather,
+    "GELU": emit_lut,
 }
 
 

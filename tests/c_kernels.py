@@ -137,7 +137,8 @@ def carray(array: np.ndarray) -> ctypes.c_void_p:
     return ctypes.c_void_p(array.ctypes.data)
 
 
-_CTYPES = {"int32_t": ctypes.c_int32, "float": ctypes.c_float, "double": ctypes.c_double}
+_CTYPES = {"int32_t": ctypes.c_int32, "float": ctypes.c_float, "double": ctypes.c_double,
+           "int8_t": ctypes.c_int8}
 
 
 def struct_type(name: str, fields: Sequence[tuple[str, str]]) -> type[ctypes.Structure]:

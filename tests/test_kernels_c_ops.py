@@ -57,7 +57,8 @@ def run_c(lib, graph: Graph, inputs: dict[str, np.ndarray], *, in_place: str | N
     """Run the op's kernel calls; ``in_place`` names the input whose buffer is also the
     output (the planner's "elementwise" mode)."""
     y = graph["y"]
-    arrays = {name: np.ascontiguousarray(value.copy()) for name, value in inputs.items()}
+    arrays = {t.name: t.data for t in graph.constants()}  # tables (GATHER) are read in place
+    arrays.update({name: np.ascontiguousarray(value.copy()) for name, value in inputs.items()})
     if in_place is not None:
         out = arrays[in_place]
     else:

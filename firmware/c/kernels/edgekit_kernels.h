@@ -34,5 +34,7 @@
 #include "ek_misc.h"
 /* CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED (engineer F2). */
 #include "ek_conv.h"
+/* BATCH_MATMUL, TRANSPOSE, GATHER, GELU (lookup table). */
+#include "ek_transformer.h"
 
 #endif
