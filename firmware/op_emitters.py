@@ -337,6 +337,32 @@ def emit_unary(ctx: EmitContext, p) -> OpCall:
     return OpCall(kernel, params, fields, [], [ctx.ptr(x), ctx.ptr(out)])
 
 
+def emit_norm(ctx: EmitContext, p) -> OpCall:
+    """LAYER_NORM / RMS_NORM (ek_norm.h): prepare's per-channel integers as flash arrays."""
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    _require_int8(op, graph, x, out)
+    arrays = [("int32_t", "multipliers", np.asarray(p.multipliers, dtype=np.int64)),
+              ("int32_t", "shifts", np.asarray(p.shifts, dtype=np.int64)),
+              ("int64_t", "offsets", np.asarray(p.offsets, dtype=np.int64))]
+    fields = {"rows": graph[out].size // p.channels, "channels": p.channels,
+              "input_zero_point": p.input_zero_point, "subtract_mean": int(p.subtract_mean),
+              "eps_term": p.eps_term, **{suffix: ctx.array(suffix) for _, suffix, _ in arrays}}
+    return OpCall(f"ek_{op.kind.lower()}_s8", "ek_norm_params", fields, arrays,
+                  [ctx.ptr(x), ctx.ptr(out)])
+
+
+def emit_silu(ctx: EmitContext, p) -> OpCall:
+    """SILU (ek_norm.h): a lookup in prepare's 256-entry table."""
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    _require_int8(op, graph, x, out)
+    return OpCall("ek_silu_s8", "ek_silu_params",
+                  {"size": graph[out].size, "table": ctx.array("table")},
+                  [("int8_t", "table", np.asarray(p.table, dtype=np.int64))],
+                  [ctx.ptr(x), ctx.ptr(out)])
+
+
 def _right_aligned(shape, dims: int, fill: int) -> list[int]:
     return [fill] * (dims - len(shape)) + list(shape)
 
@@ -552,6 +578,7 @@ EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
     "TRANSPOSE": emit_transpose,
     "GATHER": emit_gather,
     "GELU": emit_lut,
+    "LAYER_NORM": emit_norm, "RMS_NORM": emit_norm, "SILU": emit_silu,
 }
 
 

@@ -19,12 +19,15 @@ import numpy as np
 
 import graph_builders as gb
 import transformer_builders as tb
+import norm_cases
 from c_kernels import fill_struct, struct_type
 from edgekit import reference
 from edgekit.ir import DType, Graph, Quantization, Tensor
 
-SOURCES = ["ek_elementwise.c", "ek_pool.c", "ek_softmax.c", "ek_misc.c", "ek_transformer.c"]
-HEADERS = ["ek_elementwise.h", "ek_pool.h", "ek_softmax.h", "ek_misc.h", "ek_transformer.h"]
+SOURCES = ["ek_elementwise.c", "ek_pool.c", "ek_softmax.c", "ek_misc.c", "ek_transformer.c",
+           "ek_norm.c"]
+HEADERS = ["ek_elementwise.h", "ek_pool.h", "ek_softmax.h", "ek_misc.h", "ek_transformer.h",
+           "ek_norm.h"]
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 # --- ctypes mirrors of the C params structs (declaration order of the headers) ------------------
@@ -95,7 +98,7 @@ TRANSFORMER = {"BATCH_MATMUL": (BATCH_MATMUL, "ek_batch_matmul_s8"),
 
 ALL_STRUCTS = [COPY_ROWS, BROADCAST, ADD, MUL, REQUANTIZE, CLAMP, HARD_SWISH, AFFINE_QUANTIZE, DEQUANTIZE,
                POOL, MEAN, SOFTMAX, LOGISTIC, PAD, CONCAT, RESHAPE, BATCH_MATMUL, TRANSPOSE, GATHER,
-               LUT]
+               LUT, norm_cases.NORM, norm_cases.SILU]
 
 
 SUFFIX = {DType.INT8: "s8", DType.INT16: "s16", DType.FLOAT32: "f32"}
@@ -143,6 +146,8 @@ def kernel_calls(graph: Graph) -> list[tuple[str, ctypes.Structure, list[str], s
         struct, function = TRANSFORMER[kind]
         assert call.kernel == function and not call.arrays
         return [(function, fill_struct(struct, call.fields), op.present_inputs(), None)]
+    if kind in norm_cases.C_KINDS:
+        return norm_cases.kernel_calls(graph, p, fill_struct)
     if kind in ("ADD", "MUL"):
         fields = prepared_fields(p)
         fields["shape"] = broadcast_fields(graph["a"].shape, graph["b"].shape, y.shape)
@@ -439,6 +444,7 @@ CASE_BUILDERS = {
     "RELU6": relu_case("RELU6"), "PAD": pad_case, "CONCATENATION": concat_case,
     "QUANTIZE": quantize_case, "DEQUANTIZE": dequantize_case, "RESHAPE": reshape_case,
     **tb.CASES,
+    **{kind: norm_cases.random_norm_case(kind) for kind in norm_cases.C_KINDS},
 }
 ELEMENTWISE_IN_PLACE = {"ADD", "MUL", "RELU", "RELU6", "HARD_SWISH", "LOGISTIC", "QUANTIZE",
                         "DEQUANTIZE", "RESHAPE",
@@ -486,4 +492,4 @@ def equal_bytes(a: np.ndarray, b: np.ndarray) -> bool:
 UNARY_EXHAUSTIVE = {"GELU": tb.gelu_case, "LOGISTIC": logistic_case, "HARD_SWISH": hard_swish_case,
                     "RELU": relu_case("RELU"), "RELU6": relu_case("RELU6"),
                     "QUANTIZE": quantize_case, "DEQUANTIZE": dequantize_case,
-                    "SOFTMAX": softmax_case}
+                    "SOFTMAX": softmax_case, "SILU": norm_cases.random_norm_case("SILU")}

@@ -92,3 +92,56 @@ def float_reference(graph: Graph, x: np.ndarray) -> np.ndarray:
 def dequantize(graph: Graph, q: np.ndarray) -> np.ndarray:
     xq = graph["x"].quant
     return (q.astype(np.float64) - xq.zero_point[0]) * float(np.float32(xq.scale[0]))
+
+
+# --- the C kernels (firmware/c/kernels/ek_norm.c): params as the code generator fills them ---
+
+from c_kernels import struct_type  # noqa: E402
+
+NORM = struct_type("ek_norm_params", [
+    ("rows", "int32_t"), ("channels", "int32_t"), ("input_zero_point", "int32_t"),
+    ("subtract_mean", "int32_t"), ("eps_term", "int64_t"), ("multipliers", "void*"),
+    ("shifts", "void*"), ("offsets", "void*")])
+SILU = struct_type("ek_silu_params", [("size", "int32_t"), ("table", "void*")])
+C_KINDS = ("LAYER_NORM", "RMS_NORM", "SILU")
+#: pointer field -> (C element type, numpy dtype), as the generator declares the arrays
+ARRAY_TYPES = {"multipliers": ("int32_t", np.int32), "shifts": ("int32_t", np.int32),
+               "offsets": ("int64_t", np.int64), "table": ("int8_t", np.int8)}
+
+
+def c_fields(graph: Graph, p) -> dict:
+    """The params struct fields of the graph's one op; pointer fields as numpy arrays."""
+    y = graph[graph.ops[0].outputs[0]]
+    if p.kind == "SILU":
+        return {"size": y.size, "table": np.ascontiguousarray(p.table, dtype=np.int8)}
+    return {"rows": y.size // p.channels, "channels": p.channels,
+            "input_zero_point": p.input_zero_point, "subtract_mean": int(p.subtract_mean),
+            "eps_term": p.eps_term,
+            **{name: np.ascontiguousarray(getattr(p, name), dtype=ARRAY_TYPES[name][1])
+               for name in ("multipliers", "shifts", "offsets")}}
+
+
+def kernel_calls(graph: Graph, p, fill_struct) -> list:
+    """kernel_op_cases.kernel_calls for these kinds: one call, input x, no scratch."""
+    struct = SILU if p.kind == "SILU" else NORM
+    return [(f"ek_{p.kind.lower()}_s8", fill_struct(struct, c_fields(graph, p)), ["x"], None)]
+
+
+def check_emitted(call, graph: Graph, p) -> None:
+    """The generator's OpCall names the tested kernel and struct, fills the scalar fields with
+    the tested values and the pointer fields with arrays of the tested contents and C types,
+    and passes (x, y)."""
+    want = c_fields(graph, p)
+    assert call.kernel == f"ek_{p.kind.lower()}_s8"
+    assert call.params_type == ("ek_silu_params" if p.kind == "SILU" else "ek_norm_params")
+    arrays = {suffix: (ctype, values) for ctype, suffix, values in call.arrays}
+    assert set(call.fields) == set(want), (call.fields, want)
+    for name, value in want.items():
+        if isinstance(value, np.ndarray):
+            ctype, values = arrays[name]
+            assert call.fields[name].name == f"A_{name}" and ctype == ARRAY_TYPES[name][0]
+            assert np.array_equal(np.asarray(values).astype(value.dtype), value)
+            assert np.array_equal(np.asarray(values).astype(np.float64), value)  # no wrap
+        else:
+            assert int(call.fields[name]) == int(value), name
+    assert call.args == ["T_x", "T_y"], call.args

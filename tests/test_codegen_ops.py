@@ -11,6 +11,7 @@ import pytest
 
 import graph_builders as gb
 import transformer_builders as tb
+import norm_cases as nc
 from edgekit.firmware.codegen import generate
 from edgekit.firmware.host_run import compile_kernels, run_on_host
 from edgekit.firmware.op_emitters import supported_kinds
@@ -66,6 +67,9 @@ CASES = [
     ("gather_axis1", tb.gather, {"params_shape": (1, 20, 3), "idx_shape": (4,), "axis": 1}),
     ("gelu", tb.gelu, {}),
     ("gelu_approximate", tb.gelu, {"approximate": True}),
+    ("layer_norm", nc.norm_graph, {"kind": "LAYER_NORM", "shape": (1, 12, 64)}),
+    ("rms_norm", nc.norm_graph, {"kind": "RMS_NORM", "shape": (1, 5, 48)}),
+    ("silu", nc.norm_graph, {"kind": "SILU", "shape": (1, 4, 4, 8)}),
 ]
 SEEDS = (0, 1, 2)
 CONV_KINDS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}

@@ -24,6 +24,7 @@ from kernel_op_cases import (ADD, ALL_STRUCTS, CASE_BUILDERS, ELEMENTWISE_IN_PLA
                              REQUANTIZE, SOURCES, SUFFIX, UNARY_EXHAUSTIVE, broadcast_fields,
                              case_inputs, equal_bytes, kernel_calls, prepared_fields,
                              reference_output)
+import norm_cases
 from edgekit import reference
 from edgekit.ir import DType, Graph, Tensor
 
@@ -277,6 +278,10 @@ def test_code_generator_emits_the_tested_calls():
                               None, "SCRATCH")
             call = EMITTERS[kind](ctx, reference.prepare(op, graph))
             expected = kernel_calls(graph)
+            if kind in norm_cases.C_KINDS:  # pointer fields: arrays compared by content
+                norm_cases.check_emitted(call, graph, reference.prepare(op, graph))
+                checked += 1
+                continue
             if kind == "RESHAPE":  # the generator copies with memmove (or emits nothing in place)
                 assert call.statement is not None and str(graph["y"].nbytes) in call.statement
                 checked += 1

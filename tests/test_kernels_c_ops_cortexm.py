@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from c_kernels import build_arm_kernels, fill_struct
+from c_kernels import arm_struct, build_arm_kernels, fill_struct
 from kernel_op_cases import (ADD, CASE_BUILDERS, ELEMENTWISE_IN_PLACE, POOL, SOFTMAX, SOURCES,
                              broadcast_fields, case_inputs, equal_bytes, kernel_calls,
                              reference_output)
@@ -38,7 +38,8 @@ def run_arm(arm, graph: Graph, inputs: dict[str, np.ndarray], *, in_place: str |
     output."""
     arm.reset_heap()
     y = graph["y"]
-    addresses = {name: arm.put(np.ascontiguousarray(value)) for name, value in inputs.items()}
+    values = {**{t.name: t.data for t in graph.constants()}, **inputs}  # GATHER tables too
+    addresses = {name: arm.put(np.ascontiguousarray(value)) for name, value in values.items()}
     like = np.zeros(y.shape, dtype=y.dtype.numpy)
     if in_place is not None:
         out = addresses[in_place]
@@ -46,7 +47,7 @@ def run_arm(arm, graph: Graph, inputs: dict[str, np.ndarray], *, in_place: str |
         poison = np.full(y.shape, 0x5A if y.dtype != DType.FLOAT32 else np.nan, y.dtype.numpy)
         out = arm.put(poison)
     for function, params, names, scratch_bytes in kernel_calls(graph):
-        args = [arm.put(params), *(addresses[n] for n in names), out]
+        args = [arm.put(arm_struct(arm, params)), *(addresses[n] for n in names), out]
         if scratch_bytes is not None:
             args.append(arm.put(np.full(max(scratch_bytes // 4, 1), 0x12345678, np.int32)))
         arm.call(function, *args)

@@ -180,5 +180,17 @@ def lookup(p: LutParams, inputs: list) -> np.ndarray:
     return p.table[inputs[0].astype(np.int64) + 128]
 
 
+def flash_bytes(op: Op, graph: Graph) -> int:
+    """Flash the generated C spends on one op's constants: the prepared integers (int32
+    multiplier, int32 shift, int64 offset per channel; SILU's 256-byte table). gamma and beta
+    themselves are never emitted."""
+    if op.kind == "SILU":
+        return 256
+    return 16 * graph[op.inputs[0]].shape[-1]
+
+
+#: kinds whose constant inputs stay in the graph but not in flash (`flash_bytes` instead)
+PREPARED_CONSTANT_KINDS = frozenset({"LAYER_NORM", "RMS_NORM", "SILU"})
+
 PREPARE = {"LAYER_NORM": prepare_norm, "RMS_NORM": prepare_norm, "SILU": prepare_silu}
 KERNELS = {"LAYER_NORM": norm, "RMS_NORM": norm, "SILU": lookup}
