@@ -1,5 +1,5 @@
 """A token MLP (FC D->4D, FC 4D->D over its own input, residual ADD), a multi-row SOFTMAX and
-an attention block (tests/test_planner_attention.py, without its LAYER_NORM), in place, built for the emulated Cortex-M4 stand-in and run on QEMU and Unicorn: bit-exact, and
+an attention block (tests/test_planner_attention.py), in place, built for the emulated Cortex-M4 stand-in and run on QEMU and Unicorn: bit-exact, and
 the measured peak SRAM within 1% of the estimate (the planner's arena with its in-place FC and
 its scratch is what the firmware uses)."""
 
@@ -29,8 +29,7 @@ BOARD = "nucleo-l4r5zi"
 def _graphs():
     return {"token_mlp": token_mlp_graph(np.random.default_rng(5), 24, 16),
             "softmax_rows": gb.softmax(np.random.default_rng(6), shape=(1, 2, 12, 12)),
-            # no LAYER_NORM: it has no emitter in every tree yet
-            "attention": attention_block(seed=5, norm=False)}
+            "attention": attention_block(seed=5)}
 
 
 @pytest.mark.parametrize("runner", ["qemu", "unicorn"])

@@ -204,24 +204,28 @@ def test_attention_block_runs_bit_exact_inside_its_arena():
 
 @pytest.mark.skipif(__import__("shutil").which("gcc") is None, reason="no host gcc")
 def test_attention_block_generated_in_place_is_bit_exact(tmp_path):
-    """The block without its LAYER_NORM (which has no emitter in every tree yet), generated
-    with the firmware's plan (proj FC, SOFTMAX and ADD in place) and run on the host, portable
-    and DSP paths, equals the reference interpreter byte for byte."""
+    """The whole block generated with the firmware's plan (FC v over the LAYER_NORM output,
+    proj FC, SOFTMAX and ADD in place) and run on the host, portable and DSP paths, equals the
+    reference interpreter byte for byte; so does the block without its LAYER_NORM."""
     from edgekit.firmware.codegen import firmware_plan, generate
     from edgekit.firmware.host_run import run_on_host
     from edgekit.interpreter import Interpreter
 
-    g = attention_block(seed=5, norm=False)
-    p = firmware_plan(g)
-    assert (p.buffers["proj"].alias_of, p.buffers["proj"].inplace_mode) == (
-        "o2", "pointwise_inplace")
-    assert (p.buffers["p"].alias_of, p.buffers["p"].inplace_mode) == ("s", "elementwise")
-    rng = np.random.default_rng(5)
-    x = [gb.random_input(rng, g["x"])]
-    gen = generate(g, test_inputs=x)
-    expected = [np.ascontiguousarray(o).tobytes() for o in Interpreter(g).run(x)]
-    assert gen.expected_outputs == expected
-    assert "ek_conv2d_s8_pointwise_inplace" in gen.kernels
-    for path in ("EDGEKIT_PORTABLE_KERNELS", "EDGEKIT_EMULATE_DSP"):
-        run = run_on_host(gen, tmp_path / path, defines=(path,))
-        assert run.outputs == expected, path
+    for norm in (True, False):
+        g = attention_block(seed=5, norm=norm)
+        p = firmware_plan(g)
+        assert (p.buffers["proj"].alias_of, p.buffers["proj"].inplace_mode) == (
+            "o2", "pointwise_inplace")
+        assert (p.buffers["p"].alias_of, p.buffers["p"].inplace_mode) == ("s", "elementwise")
+        if norm:  # the last of q, k, v to run overwrites the LAYER_NORM output
+            assert [b.name for b in p.buffers.values() if b.alias_of == "ln"] in (
+                ["q"], ["k"], ["v"])
+        rng = np.random.default_rng(5)
+        x = [gb.random_input(rng, g["x"])]
+        gen = generate(g, test_inputs=x)
+        expected = [np.ascontiguousarray(o).tobytes() for o in Interpreter(g).run(x)]
+        assert gen.expected_outputs == expected
+        assert "ek_conv2d_s8_pointwise_inplace" in gen.kernels
+        for path in ("EDGEKIT_PORTABLE_KERNELS", "EDGEKIT_EMULATE_DSP"):
+            run = run_on_host(gen, tmp_path / f"{norm}-{path}", defines=(path,))
+            assert run.outputs == expected, f"norm={norm} {path}"
