@@ -72,6 +72,14 @@ def _writes_sp_register(insn) -> bool:
     return bool(ops) and ops[0].type == cs_arm.ARM_OP_REG and ops[0].reg == cs_arm.ARM_REG_SP
 
 
+def _sp_memory(insn):
+    """The memory operand of ``insn`` when its base register is the stack pointer."""
+    for op in insn.operands:
+        if op.type == cs_arm.ARM_OP_MEM and op.mem.base == cs_arm.ARM_REG_SP:
+            return op.mem
+    return None
+
+
 def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[int, int]],
           func_range: tuple[int, int]) -> FunctionFrame:
     frame = FunctionFrame(name)
@@ -111,6 +119,23 @@ def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[in
                 if not releasing:
                     body_depth, releasing = depth, True
                 depth -= _imm(insn)
+            elif insn.writeback and _sp_memory(insn) is not None:
+                # str rX, [sp, #-n]! (a one-register push, as libgcc's and newlib's assembly
+                # writes it) deepens; ldr rX, [sp], #n releases
+                mem = _sp_memory(insn)
+                step = _imm(insn) if insn.post_index else mem.disp
+                if mnemonic.startswith("st") and step < 0:
+                    depth -= step
+                    releasing = False
+                elif mnemonic.startswith("ld") and step > 0:
+                    if not releasing:
+                        body_depth, releasing = depth, True
+                    depth -= step
+                    if cs_arm.ARM_REG_PC in regs:
+                        depth, releasing = body_depth, False
+                else:
+                    frame.unbounded = f"{name}: stack pointer moved by {insn.mnemonic} {insn.op_str}"
+                    break
             elif mnemonic == "mov" and _writes_sp_register(insn):
                 if depth == 0 and frame.frame_bytes == 0 and not frame.calls:
                     continue  # the reset handler loading the initial stack pointer
@@ -170,15 +195,21 @@ def analyse(elf_path: str | Path) -> dict[int, FunctionFrame]:
                     nxt = marks[i + 1][0] if i + 1 < len(marks) else hi
                     data_ranges.append((address, nxt))
             content = section.data()
+            starts = sorted({s["st_value"] & ~1 for s in symbols
+                             if s["st_info"]["type"] == "STT_FUNC" and lo <= s["st_value"] < hi})
             for sym in symbols:
-                if sym["st_info"]["type"] != "STT_FUNC" or not sym["st_size"]:
+                if sym["st_info"]["type"] != "STT_FUNC":
                     continue
                 start = sym["st_value"] & ~1
                 if not lo <= start < hi or start in frames:
                     continue
-                code = content[start - lo:start - lo + sym["st_size"]]
+                size = sym["st_size"]
+                if not size:  # an assembly function without .size (libgcc's __aeabi_uldivmod)
+                    later = [a for a in starts if a > start]
+                    size = (later[0] if later else hi) - start
+                code = content[start - lo:start - lo + size]
                 frames[start] = _walk(cs, sym.name, start, code, data_ranges,
-                                      (start, start + sym["st_size"]))
+                                      (start, start + size))
     return frames
 
 
