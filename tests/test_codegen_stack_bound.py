@@ -65,3 +65,25 @@ def test_missing_entry_is_refused(tmp_path):
     elf = _elf(tmp_path, "void Reset_Handler(void) { for (;;) {} }")
     with pytest.raises(StackAnalysisError, match="no function 'nope'"):
         stack_bound(elf, entry="nope")
+
+
+# libgcc's 64-bit division (LAYER_NORM's reciprocal square root calls it) is assembly: its symbol
+# has no size, and it makes its frame with a pre-indexed store, not a push
+SIZELESS = r"""
+__asm__(".text\n.balign 4\n.global wb_push\n.type wb_push, %function\n.thumb_func\nwb_push:\n"
+        "  strd ip, lr, [sp, #-16]!\n  bl leaf256\n  ldr lr, [sp, #4]\n  add sp, #16\n  bx lr\n"
+        ".global wb_one\n.type wb_one, %function\n.thumb_func\nwb_one:\n"
+        "  str lr, [sp, #-8]!\n  bl wb_push\n  ldr pc, [sp], #8\n");
+void wb_one(void);
+void Reset_Handler(void) { wb_one(); for (;;) {} }
+"""
+
+
+def test_sizeless_assembly_and_writeback_stores_are_counted(tmp_path):
+    elf = _elf(tmp_path, SIZELESS)
+    frames = {f.name: f for f in analyse(elf).values()}
+    assert frames["wb_push"].frame_bytes == 16 and frames["wb_one"].frame_bytes == 8
+    bound = stack_bound(elf)
+    assert bound.path == ("Reset_Handler", "wb_one", "wb_push", "leaf256")
+    assert bound.bytes == (frames["Reset_Handler"].frame_bytes + 8 + 16
+                           + frames["leaf256"].frame_bytes)
