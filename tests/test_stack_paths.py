@@ -73,3 +73,21 @@ def test_codegen_records_the_broadcast_walk_only_for_broadcasting_calls():
     assert _kernel_helpers(row) == {"ek_mul_s8_broadcast"}
     assert "ek_mul_s8_broadcast" not in never_called({"ek_mul_s8_broadcast"})
     assert "ek_add_s8_broadcast" in never_called({"ek_mul_s8_broadcast"})
+
+
+def test_gather_fills_an_index_outside_the_table_without_memset():
+    # the fill is a loop so that this path (ids are runtime data) is no deeper than the copy
+    import ctypes
+
+    from c_kernels import build_library, carray, fill_struct
+    from kernel_op_cases import GATHER
+
+    lib = build_library(["ek_transformer.c"])
+    table = np.arange(5 * 3, dtype=np.int8).reshape(5, 3)
+    idx = np.array([4, -1, 0, 5, 2], dtype=np.int32)
+    out = np.full((5, 3), 0x5A, np.int8)
+    params = fill_struct(GATHER, {"outer": 1, "axis_size": 5, "inner_bytes": 3,
+                                  "num_indices": 5, "fill": -7})
+    lib.ek_gather(ctypes.byref(params), carray(table), carray(idx), carray(out))
+    want = np.stack([table[4], [-7] * 3, table[0], [-7] * 3, table[2]]).astype(np.int8)
+    assert np.array_equal(out, want)
