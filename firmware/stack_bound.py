@@ -5,7 +5,7 @@ Every function symbol is disassembled (capstone), skipping the literal pools tha
 mapping symbols mark. Walking a function linearly, pushes, ``vpush`` and ``sub sp, #n`` deepen
 the frame, pops and ``add sp, #n`` release it; after a return (``pop {.., pc}``, ``bx lr``) the
 walk goes back to the depth the body had, since code after an epilogue is reached from the
-body. A direct call (``bl``) or tail call (``b`` out of the function) adds the callee's depth at
+body. A direct call (``bl``) or tail call (a branch, conditional or not, out of the function) adds the callee's depth at
 the current frame depth. A function's depth is the largest of its own frame and its calls'.
 
 What the analysis cannot bound -- an indirect call (``blx rN``), a stack pointer set from a
@@ -15,6 +15,7 @@ number that might be low.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Collection
@@ -39,6 +40,7 @@ class FunctionFrame:
     frame_bytes: int = 0  # deepest own frame
     calls: list[tuple[int, int]] = field(default_factory=list)  # (frame depth at call, target)
     unbounded: str | None = None  # why its depth cannot be bounded
+    size: int = 0  # bytes of code from its start
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,13 @@ def _imm(insn) -> int | None:
 def _writes_sp_register(insn) -> bool:
     ops = insn.operands
     return bool(ops) and ops[0].type == cs_arm.ARM_OP_REG and ops[0].reg == cs_arm.ARM_REG_SP
+
+
+#: direct branches, conditional ones included (``bne.w`` out of the function is a tail call too)
+_BRANCHES = frozenset({"b", "cbz", "cbnz"} | {f"b{cc}" for cc in (
+    "eq", "ne", "cs", "hs", "cc", "lo", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt",
+    "le", "al")})
+_ALWAYS = (cs_arm.ARM_CC_AL, cs_arm.ARM_CC_INVALID)
 
 
 def _sp_memory(insn):
@@ -151,10 +160,14 @@ def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[in
                     frame.unbounded = f"{name}: indirect call ({insn.mnemonic} {insn.op_str})"
                     break
                 frame.calls.append((depth, target))
-            elif mnemonic == "b" and insn.op_str.startswith("#"):
+            elif mnemonic in _BRANCHES and _imm(insn) is not None:
                 target = _imm(insn)
-                if target is not None and not func_range[0] <= target < func_range[1]:
-                    frame.calls.append((depth, target))  # a tail call
+                if not func_range[0] <= target < func_range[1]:
+                    frame.calls.append((depth, target))  # a tail call (maybe conditional)
+                    if mnemonic == "b" and insn.cc in _ALWAYS:
+                        # like a return: the code after it is reached from the body, whose
+                        # frame the epilogue before this branch released
+                        depth, releasing = (body_depth if releasing else depth), False
             frame.frame_bytes = max(frame.frame_bytes, depth)
         if frame.unbounded:
             break
@@ -210,6 +223,7 @@ def analyse(elf_path: str | Path) -> dict[int, FunctionFrame]:
                 code = content[start - lo:start - lo + size]
                 frames[start] = _walk(cs, sym.name, start, code, data_ranges,
                                       (start, start + size))
+                frames[start].size = size
     return frames
 
 
@@ -223,8 +237,19 @@ def stack_bound(elf_path: str | Path, entry: str = "Reset_Handler",
     if entry not in by_name:
         raise StackAnalysisError(f"{elf_path}: no function {entry!r}")
     memo: dict[int, tuple[int, tuple[str, ...]]] = {}
+    starts = sorted(frames)
+
+    def containing(address: int) -> int:
+        # a branch into the middle of a function (libgcc's __aeabi_idivmod shares the
+        # division-by-zero tail of __divsi3): counted as a call of the whole function, whose
+        # depth bounds that of any of its points
+        i = bisect.bisect_right(starts, address) - 1
+        if i >= 0 and address < starts[i] + frames[starts[i]].size:
+            return starts[i]
+        return address
 
     def depth(address: int, active: tuple[int, ...]) -> tuple[int, tuple[str, ...]]:
+        address = containing(address)
         if address in memo:
             return memo[address]
         frame = frames.get(address)
@@ -237,7 +262,7 @@ def stack_bound(elf_path: str | Path, entry: str = "Reset_Handler",
             raise StackAnalysisError(f"{elf_path}: recursion through {frame.name}")
         best = (frame.frame_bytes, (frame.name,))
         for at, target in frame.calls:
-            callee = frames.get(target)
+            callee = frames.get(containing(target))
             if callee is not None and callee.name in never_called:
                 continue
             below, path = depth(target, active + (address,))
