@@ -87,3 +87,32 @@ def test_sizeless_assembly_and_writeback_stores_are_counted(tmp_path):
     assert bound.path == ("Reset_Handler", "wb_one", "wb_push", "leaf256")
     assert bound.bytes == (frames["Reset_Handler"].frame_bytes + 8 + 16
                            + frames["leaf256"].frame_bytes)
+
+
+# gcc restores the callee-saved registers and then branches to a tail call (`ldm sp!, {.., lr};
+# b.w f`) in the middle of a function whose body goes on at the full depth; libgcc branches
+# conditionally into the middle of another function (__aeabi_idivmod into __divsi3)
+BRANCHES = r"""
+__asm__(".text\n.syntax unified\n.balign 4\n"
+        ".global tail_after_epilogue\n.type tail_after_epilogue, %function\n.thumb_func\n"
+        "tail_after_epilogue:\n  push {r4, lr}\n  cmp r0, #0\n  beq 1f\n  pop {r4, lr}\n"
+        "  b.w leaf16\n1:\n  bl leaf256\n  pop {r4, pc}\n"
+        ".size tail_after_epilogue, .-tail_after_epilogue\n"
+        ".global shared\n.type shared, %function\n.thumb_func\n"
+        "shared:\n  movs r0, #0\n.Lshared_tail:\n  push {r0, lr}\n  bl leaf256\n  pop {r0, pc}\n"
+        ".size shared, .-shared\n"
+        ".global into_middle\n.type into_middle, %function\n.thumb_func\n"
+        "into_middle:\n  cmp r0, #0\n  beq.w .Lshared_tail\n  bx lr\n"
+        ".size into_middle, .-into_middle\n");
+void tail_after_epilogue(int), into_middle(int);
+void Reset_Handler(void) { tail_after_epilogue(sink); into_middle(sink); for (;;) {} }
+"""
+
+
+def test_tail_calls_after_an_epilogue_and_branches_into_a_function(tmp_path):
+    elf = _elf(tmp_path, BRANCHES)
+    leaf = {f.name: f for f in analyse(elf).values()}["leaf256"].frame_bytes
+    tail = stack_bound(elf, entry="tail_after_epilogue")
+    assert tail.bytes == 8 + leaf and tail.path == ("tail_after_epilogue", "leaf256")
+    middle = stack_bound(elf, entry="into_middle")
+    assert middle.bytes == 8 + leaf and middle.path == ("into_middle", "shared", "leaf256")
