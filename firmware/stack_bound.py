@@ -41,6 +41,9 @@ class FunctionFrame:
     calls: list[tuple[int, int]] = field(default_factory=list)  # (frame depth at call, target)
     unbounded: str | None = None  # why its depth cannot be bounded
     size: int = 0  # bytes of code from its start
+    #: deepest own stack word written (what painting sees): frame_bytes less the reserved words
+    #: no instruction writes (alignment padding); frame_bytes where sp escapes to a register
+    written_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,12 +98,14 @@ def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[in
     depth = 0
     body_depth = 0  # depth before the current run of releases (an epilogue in progress)
     releasing = False
+    written, escaped = 0, False
     pieces = _code_pieces(start, len(code), data_ranges)
     for piece_start, piece_end in pieces:
         blob = code[piece_start - start:piece_end - start]
         for insn in cs.disasm(blob, piece_start):
             mnemonic = insn.mnemonic.split(".")[0]
             regs = {op.reg for op in insn.operands if op.type == cs_arm.ARM_OP_REG}
+            before = depth
             if mnemonic in ("push", "vpush") or (mnemonic in ("stmdb", "stmfd") and insn.writeback
                                                  and cs_arm.ARM_REG_SP in regs):
                 size = 8 if mnemonic == "vpush" and insn.op_str.startswith("{d") else 4
@@ -169,9 +174,36 @@ def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[in
                         # frame the epilogue before this branch released
                         depth, releasing = (body_depth if releasing else depth), False
             frame.frame_bytes = max(frame.frame_bytes, depth)
+            reach = _written_depth(insn, mnemonic, regs, before, depth)
+            if reach is None:
+                escaped = True
+            else:
+                written = max(written, reach)
         if frame.unbounded:
             break
+    frame.written_bytes = frame.frame_bytes if escaped else min(written, frame.frame_bytes)
     return frame
+
+
+def _written_depth(insn, mnemonic: str, regs: set, before: int, after: int) -> int | None:
+    """How deep into the frame ``insn`` writes (0: not at all); None when it copies the stack
+    pointer into another register, through which any word of the frame may be written."""
+    sp = cs_arm.ARM_REG_SP
+    ops = insn.operands
+    if mnemonic in ("push", "vpush") or (mnemonic.startswith("stm") and insn.writeback
+                                         and ops and ops[0].reg == sp):
+        return after
+    mem = _sp_memory(insn)
+    if mem is not None:
+        if not mnemonic.startswith(("st", "vst")):
+            return 0  # a load
+        return max(before, after) if insn.writeback else before - mem.disp
+    if sp in regs:
+        if mnemonic.startswith(("stm", "st", "vst")) or (ops and ops[0].reg != sp):
+            if mnemonic.startswith("stm") and ops[0].reg == sp:
+                return before  # stm sp, {..}: from the stack pointer up
+            return None
+    return 0
 
 
 def _code_pieces(start: int, size: int, data_ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -260,7 +292,7 @@ def stack_bound(elf_path: str | Path, entry: str = "Reset_Handler",
             raise StackAnalysisError(frame.unbounded)
         if address in active:
             raise StackAnalysisError(f"{elf_path}: recursion through {frame.name}")
-        best = (frame.frame_bytes, (frame.name,))
+        best = (frame.written_bytes, (frame.name,))
         for at, target in frame.calls:
             callee = frames.get(containing(target))
             if callee is not None and callee.name in never_called:

@@ -72,23 +72,25 @@ static inline int32_t ek_clamp64(int64_t v, int32_t lo, int32_t hi)
 
 EK_DEFINE_BINARY(ek_add_s16, ek_add_params, int16_t, ek_add_element)
 
-/* The broadcast walk, out of line: its nested loops keep many values live, and inlined into
- * ek_add_s8 they would grow the stack frame of the flat loop that every MLPerf ADD takes. */
-static EK_NOINLINE void ek_add_s8_broadcast(const ek_broadcast_shape *shape,
-                                            const ek_add_s8_consts *k, const int8_t *in1,
+/* As EK_DEFINE_BINARY, with the int8 ADD's prepared constants. The helper takes the params
+ * and prepares its own constants: four arguments, all in registers, so the flat path's frame
+ * holds neither an outgoing stack argument nor the constants in memory for the call. */
+static EK_NOINLINE void ek_add_s8_broadcast(const ek_add_params *p, const int8_t *in1,
                                             const int8_t *in2, int8_t *out)
 {
-    EK_BROADCAST_WALK(shape, out[o] = ek_add_s8_output(k, in1[i1], in2[i2]));
+    const ek_add_s8_consts k = ek_add_s8_prepare(p);
+    EK_BROADCAST_WALK(&p->shape, out[o] = ek_add_s8_output(&k, in1[i1], in2[i2]));
 }
 
 void ek_add_s8(const ek_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
-    /* Only the scalars are copied into locals (see the note above EK_DEFINE_BINARY). */
-    const ek_add_s8_consts k = ek_add_s8_prepare(p);
     if (p->shape.broadcast) {
-        ek_add_s8_broadcast(&p->shape, &k, in1, in2, out);
+        ek_add_s8_broadcast(p, in1, in2, out);
         return;
     }
+    /* the scalars only, in locals: int8 stores to out may alias the params, and reloading
+     * them after every element would cost more than the registers */
+    const ek_add_s8_consts k = ek_add_s8_prepare(p);
     const int32_t size = p->shape.size;
     for (int32_t i = 0; i < size; ++i) {
         out[i] = ek_add_s8_output(&k, in1[i], in2[i]);
