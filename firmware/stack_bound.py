@@ -2,11 +2,20 @@
 running it.
 
 Every function symbol is disassembled (capstone), skipping the literal pools that the ``$d``
-mapping symbols mark. Walking a function linearly, pushes, ``vpush`` and ``sub sp, #n`` deepen
-the frame, pops and ``add sp, #n`` release it; after a return (``pop {.., pc}``, ``bx lr``) the
-walk goes back to the depth the body had, since code after an epilogue is reached from the
-body. A direct call (``bl``) or tail call (a branch, conditional or not, out of the function) adds the callee's depth at
-the current frame depth. A function's depth is the largest of its own frame and its calls'.
+mapping symbols mark; an assembly function without ``.size`` (libgcc's ``__aeabi_uldivmod``)
+extends to the next function. Walking a function linearly, pushes, ``vpush``, ``sub sp, #n``
+and pre-indexed stores (``str rX, [sp, #-n]!``) deepen the frame, pops, ``add sp, #n`` and
+post-indexed loads release it; after a return (``pop {.., pc}``, ``bx lr``) or an unconditional
+tail branch the walk goes back to the depth the body had, since code after an epilogue is
+reached from the body. A direct call (``bl``) or tail call (a branch, conditional or not, out of
+the function; into another function's middle counts that whole function) adds the callee's
+depth at the current frame depth.
+
+A function's depth is the largest of its own written frame and its calls'. The own frame counts
+down to the deepest word an instruction writes, which is what the firmware's painted stack
+high-water mark measures (design.md): words reserved but never written (the padding that keeps
+the stack 8-byte aligned) are left out, unless the stack pointer is copied to a register,
+through which any word may be written.
 
 What the analysis cannot bound -- an indirect call (``blx rN``), a stack pointer set from a
 register, recursion -- raises `StackAnalysisError` naming the function, rather than giving a

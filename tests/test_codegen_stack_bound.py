@@ -116,3 +116,28 @@ def test_tail_calls_after_an_epilogue_and_branches_into_a_function(tmp_path):
     assert tail.bytes == 8 + leaf and tail.path == ("tail_after_epilogue", "leaf256")
     middle = stack_bound(elf, entry="into_middle")
     assert middle.bytes == 8 + leaf and middle.path == ("into_middle", "shared", "leaf256")
+
+
+# a frame's alignment padding is reserved but never written: painting cannot see it, so the bound
+# (compared with the painted high-water mark) leaves it out; a stack address in a register may
+# be written through, so it keeps the whole frame
+PADDING = r"""
+__asm__(".text\n.syntax unified\n.balign 4\n"
+        ".global padded\n.type padded, %function\n.thumb_func\n"
+        "padded:\n  sub sp, #16\n  str r0, [sp, #8]\n  ldr r0, [sp, #8]\n  add sp, #16\n  bx lr\n"
+        ".size padded, .-padded\n"
+        ".global escaping\n.type escaping, %function\n.thumb_func\n"
+        "escaping:\n  sub sp, #16\n  str r0, [sp, #8]\n  add r1, sp, #4\n  add sp, #16\n  bx lr\n"
+        ".size escaping, .-escaping\n");
+void padded(int), escaping(int);
+void Reset_Handler(void) { padded(sink); escaping(sink); for (;;) {} }
+"""
+
+
+def test_never_written_padding_is_left_out_unless_sp_escapes(tmp_path):
+    elf = _elf(tmp_path, PADDING)
+    frames = {f.name: f for f in analyse(elf).values()}
+    assert frames["padded"].frame_bytes == frames["escaping"].frame_bytes == 16
+    assert frames["padded"].written_bytes == 8 and frames["escaping"].written_bytes == 16
+    assert stack_bound(elf, entry="padded").bytes == 8
+    assert stack_bound(elf, entry="escaping").bytes == 16
