@@ -1,5 +1,6 @@
-"""Quantized transformer blocks built for the Cortex-M4 stand-in (nucleo-l4r5zi) and run on
-Unicorn and QEMU: the device's outputs equal the reference interpreter's bytes, and the peak
+"""Quantized transformer blocks built for the Cortex-M4 stand-in (nucleo-l4r5zi, run on Unicorn
+and QEMU) and for the M0+, M3 and M7 boards (Unicorn): the device's outputs equal the reference
+interpreter's bytes, and the peak
 SRAM estimated before any run (static RAM + the static stack bound) is within 1% of the
 measured figure, as for the MLPerf models (design.md, "What we measure").
 
@@ -36,7 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import transformer_builders as tb  # noqa: E402
 
 MODELS = ("attention", "conv_block", "constant_operands")
-RUNNERS = ("unicorn", "qemu")
+#: (board, runner): the M4 on both emulators; the other cores' code (ARMv6-M's libgcc helpers,
+#: M3/M7 tail calls after an epilogue) on Unicorn
+TARGETS = [("nucleo-l4r5zi", "unicorn"), ("nucleo-l4r5zi", "qemu"), ("rpi-pico", "unicorn"),
+           ("lm3s6965evb", "unicorn"), ("disco-f746ng", "unicorn")]
 
 
 def _quantized(model: str):
@@ -61,22 +65,22 @@ def builds(tmp_path_factory):
 
     cache = {}
 
-    def get(model: str):
-        if model not in cache:
-            cache[model] = build_model(_quantized(model), "nucleo-l4r5zi",
-                                       tmp_path_factory.mktemp(model), seed=3)
-        return cache[model]
+    def get(model: str, board: str):
+        if (model, board) not in cache:
+            cache[model, board] = build_model(_quantized(model), board,
+                                              tmp_path_factory.mktemp(model), seed=3)
+        return cache[model, board]
     return get
 
 
-@pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.parametrize("board,runner", TARGETS)
 @pytest.mark.parametrize("model", MODELS)
-def test_transformer_block_is_bit_exact_and_the_estimate_holds(builds, model, runner):
+def test_transformer_block_is_bit_exact_and_the_estimate_holds(builds, model, board, runner):
     if runner == "qemu" and shutil.which("qemu-system-arm") is None:
         pytest.skip("qemu-system-arm is not installed")
     from edgekit.boards.runners.measure import measure, resolve_firmware
 
-    build = builds(model)
+    build = builds(model, board)
     kinds = {op.kind for op in build.model.graph.ops}
     if model == "attention":
         testdata = (Path(build.directory) / "src" / "model_testdata.c").read_text()
@@ -85,11 +89,12 @@ def test_transformer_block_is_bit_exact_and_the_estimate_holds(builds, model, ru
     if model == "conv_block":
         assert {"LAYER_NORM", "SILU", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD"} <= kinds
     measured = measure(resolve_firmware(build.directory, None), runner, timeout_s=120)
-    assert measured["bit_exact"] is True, f"{model}/{runner}: outputs differ"
+    assert measured["bit_exact"] is True, f"{model} on {board}/{runner}: outputs differ"
     assert measured["outputs"] == build.manifest["expected_outputs"]
     estimate = build.manifest["estimate"]["peak_sram_bytes"]
     peak = measured["peak_sram_bytes"]
-    assert peak <= estimate, f"{model}/{runner}: measured {peak} B above the bound {estimate} B"
+    assert peak <= estimate, (
+        f"{model} on {board}/{runner}: measured {peak} B above the bound {estimate} B")
     assert estimate - peak <= 0.01 * estimate, (
-        f"{model}/{runner}: measured {peak} B vs estimate {estimate} B"
+        f"{model} on {board}/{runner}: measured {peak} B vs estimate {estimate} B"
         f" (stack path {' > '.join(build.manifest['estimate']['stack_path'])})")
