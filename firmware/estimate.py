@@ -7,7 +7,9 @@ Two stages:
   multipliers and shifts): the parts that depend on the model;
 - after linking, before any run (`estimate_from_elf`): ``peak_sram_bytes = static RAM of the
   ELF (.data + .bss, arena included) + the static worst-case stack depth`` from the call graph
-  (`edgekit.firmware.stack_bound`). Nothing is measured on a device: the stack figure is what
+  (`edgekit.firmware.stack_bound`: the deepest stack word the code can write, as the painted
+  high-water mark counts), leaving out the kernel helpers of paths no call of the model takes
+  (`edgekit.firmware.stack_paths`). Nothing is measured on a device: the stack figure is what
   the code can reach, and the device's painted high-water mark is compared against it.
 """
 
