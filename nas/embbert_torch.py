@@ -55,9 +55,13 @@ class Block(nn.Module):
 
 
 class EmbBERT(nn.Module):
-    def __init__(self, spec: EmbBERTSpec):
+    """``dropout`` (training only; identity in eval mode, so the IR has no op for it) on the
+    embeddings and on each block's update: the text datasets are small."""
+
+    def __init__(self, spec: EmbBERTSpec, dropout: float = 0.1):
         super().__init__()
         self.spec = spec
+        self.drop = nn.Dropout(dropout)
         self.embed = nn.Embedding(spec.vocab_size, spec.embed_dim)
         self.project = nn.Linear(spec.embed_dim, spec.hidden)
         self.position = nn.Parameter(torch.randn(spec.seq_len, spec.hidden) * 0.02)
@@ -66,25 +70,25 @@ class EmbBERT(nn.Module):
         self.head = nn.Linear(spec.hidden, spec.num_classes)
 
     def forward(self, ids):
-        x = self.project(self.embed(ids)) + self.position
+        x = self.drop(self.project(self.embed(ids)) + self.position)
         for block in self.blocks:
-            x = block(x)
+            x = x + self.drop(block(x) - x)
         return self.head(self.norm(x).mean(dim=1))
 
 
-def to_torch(spec: EmbBERTSpec) -> EmbBERT:
-    return EmbBERT(spec)
+def to_torch(spec: EmbBERTSpec, dropout: float = 0.1) -> EmbBERT:
+    return EmbBERT(spec, dropout)
 
 
 def train(spec: EmbBERTSpec, ids: np.ndarray, labels: np.ndarray, *, steps: int,
           batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.01, seed: int = 0,
-          threads: int = 2, model: EmbBERT | None = None) -> EmbBERT:
+          threads: int = 2, dropout: float = 0.1, model: EmbBERT | None = None) -> EmbBERT:
     """AdamW with linear warm-up (5% of the steps) and cosine decay, cross entropy, batches
     drawn with replacement; ``ids`` are already the spec's (`EmbBERTFamily.inputs`)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = to_torch(spec) if model is None else model
+    model = to_torch(spec, dropout) if model is None else model
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     x_all = torch.from_numpy(np.asarray(ids, dtype=np.int64))
