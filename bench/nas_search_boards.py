@@ -1,6 +1,7 @@
-"""Benchmark: `edgekit search` on Fashion-MNIST for a board, then build and measure the result.
+"""Benchmark: `edgekit search` for a board, then build and measure the result.
 
-For each ``--boards`` entry: runs the search CLI (``--trials``, ``--time-budget`` and the
+For each ``--boards`` entry: runs the search CLI over ``--space`` (mcunet, mcuformer, embbert)
+and ``--dataset`` (fashion-mnist for the image families, fortunes for embbert) (``--trials``, ``--time-budget`` and the
 training sizes below) into a temporary directory, builds ``DIR/best`` (model.tflite with its
 patch.json) with `edgekit build`, runs it with `edgekit measure --runner unicorn`, and records
 the wall time of the search, the float/int8 accuracy, the planner's peak SRAM (input counted,
@@ -8,7 +9,12 @@ and without it), the measured peak SRAM, flash, whether it fits, and bit-exactne
 JSON file.
 
     .venv/bin/python bench/nas_search_boards.py [--boards lm3s6965evb disco-f746ng]
+        [--space mcunet] [--dataset fashion-mnist]
         [--trials 20] [--time-budget 1500] [--out bench/results/nas_search_boards.json]
+    .venv/bin/python bench/nas_search_boards.py --space mcuformer --boards disco-f746ng \
+        --out bench/results/nas_search_mcuformer.json
+    .venv/bin/python bench/nas_search_boards.py --space embbert --dataset fortunes \
+        --boards nucleo-h743zi --out bench/results/nas_search_embbert.json
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ def _cli(argv: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boards", nargs="+", default=["lm3s6965evb", "disco-f746ng"])
+    parser.add_argument("--space", default="mcunet")
+    parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--time-budget", type=float, default=1500)
     parser.add_argument("--proxy-steps", type=int, default=150)
@@ -50,7 +58,8 @@ def main() -> None:
     for board in args.boards:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.monotonic()
-            search = _cli(["search", "--board", board, "--dataset", "fashion-mnist",
+            search = _cli(["search", "--board", board, "--space", args.space,
+                           "--dataset", args.dataset,
                            "--trials", str(args.trials), "--time-budget", str(args.time_budget),
                            "--proxy-steps", str(args.proxy_steps), "--train-limit",
                            str(args.train_limit), "--final-epochs", str(args.final_epochs),
@@ -63,11 +72,11 @@ def main() -> None:
             "board": board, "search_seconds": round(search_s, 1),
             "trials_run": search["trials_run"], "pareto_size": len(search["pareto"]),
             "float_accuracy": best["float_accuracy"], "int8_accuracy": best["int8_accuracy"],
-            "test_images": best["test_images"], "patch": best["patch"],
-            "planned_peak_sram": best["peak_sram"],
+            "test_images": best.get("test_images", best.get("test_examples")),
+            "patch": best.get("patch"), "planned_peak_sram": best["peak_sram"],
             "planned_peak_sram_without_input": best.get("peak_sram_without_input"),
-            "planned_peak_sram_layer_by_layer": best["peak_sram_layer_by_layer"],
-            "flash_estimate": best["flash_estimate"],
+            "planned_peak_sram_layer_by_layer": best.get("peak_sram_layer_by_layer"),
+            "flash_estimate": best["flash_estimate"], "weights_bytes": best.get("weights_bytes"),
             "build_arena_bytes": build.get("plan_arena_bytes"),
             "measured": {k: measure.get(k) for k in (
                 "flash_bytes", "static_ram_bytes", "stack_peak_bytes", "peak_sram_bytes",
@@ -76,7 +85,8 @@ def main() -> None:
         })
         print(json.dumps(results[-1], indent=2), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "nas_search_boards", "dataset": "fashion-mnist",
+    args.out.write_text(json.dumps({"benchmark": "nas_search_boards", "space": args.space,
+                                    "dataset": args.dataset,
                                     "settings": {k: v for k, v in vars(args).items()
                                                  if k not in ("out", "boards")},
                                     "results": results}, indent=2) + "\n")

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgekit.converters.float_exec import run_float
 from edgekit.errors import CalibrationError, UnsupportedError, UsageError
-from edgekit.ir import Graph
+from edgekit.ir import DType, Graph
 
 METHODS = ("minmax", "percentile")
 #: values kept per tensor for the percentile estimator
@@ -32,6 +32,8 @@ def to_ir_layout(graph: Graph, batch: np.ndarray, input_index: int = 0) -> np.nd
     name = graph.inputs[input_index]
     expected = graph[name].shape
     x = np.asarray(batch)
+    if graph[name].dtype == DType.INT32:
+        return _token_ids(name, expected, x)
     if x.dtype.kind != "f":
         raise CalibrationError(f"calibration data for input {name!r}: dtype {x.dtype.name}, expected"
                                " float32 (values as the float model takes them)")
@@ -54,6 +56,21 @@ def to_ir_layout(graph: Graph, batch: np.ndarray, input_index: int = 0) -> np.nd
     if not np.all(np.isfinite(x)):
         raise CalibrationError(f"calibration data for input {name!r} holds NaN or infinity")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _token_ids(name: str, expected: tuple[int, ...], x: np.ndarray) -> np.ndarray:
+    """An int32 graph input (token ids feeding GATHER): integers, shape (N, ...) or one sample."""
+    if x.dtype.kind not in "iu":
+        raise CalibrationError(f"calibration data for int32 input {name!r}: dtype {x.dtype.name},"
+                               " expected integers (token ids)")
+    if x.shape == expected[1:]:
+        x = x[None]
+    if x.shape[1:] != expected[1:] or x.shape[0] == 0:
+        raise CalibrationError(f"calibration data for input {name!r}: shape {x.shape},"
+                               f" expected (N, {', '.join(map(str, expected[1:]))})")
+    if x.min() < np.iinfo(np.int32).min or x.max() > np.iinfo(np.int32).max:
+        raise CalibrationError(f"calibration data for input {name!r}: ids outside int32")
+    return np.ascontiguousarray(x, dtype=np.int32)
 
 
 def batches(calib, batch_size: int = 32) -> Iterable[np.ndarray]:

@@ -9,6 +9,7 @@ of rounded weights without building a second graph.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -32,7 +33,8 @@ def run_float(graph: Graph, inputs: Sequence[np.ndarray], *,
     if weights:
         values.update(weights)
     for name, x in zip(graph.inputs, inputs):
-        x = np.asarray(x, dtype=np.float32)
+        # token ids (GATHER indices) stay integers; everything else is float32
+        x = np.asarray(x, dtype=np.int32 if graph[name].dtype == DType.INT32 else np.float32)
         expected = graph[name].shape
         if x.shape[1:] != expected[1:]:
             raise InterpreterError(f"input tensor {name!r}: expected shape (N, {expected[1:]}),"
@@ -47,7 +49,8 @@ def run_float(graph: Graph, inputs: Sequence[np.ndarray], *,
             raise UnsupportedError(f"float executor: op {op.name or op.kind!r} of kind {op.kind}"
                                    " is not supported")
         out = kernel(op, args, graph)
-        out = _activation(op.attrs.get("activation", "NONE"), out).astype(np.float32)
+        out = _activation(op.attrs.get("activation", "NONE"), out)
+        out = out.astype(np.int32 if graph[op.outputs[0]].dtype == DType.INT32 else np.float32)
         values[op.outputs[0]] = out
         if observe:
             observe(op.outputs[0], out)
@@ -108,6 +111,8 @@ def _depthwise(op: Op, args, graph: Graph) -> np.ndarray:
 def _fully_connected(op: Op, args, graph: Graph) -> np.ndarray:
     x, w, b = args[0], args[1], args[2] if len(args) > 2 else None
     out = x.reshape(-1, w.shape[1]) @ w.T
+    if op.attrs.get("keep_num_dims", False):  # tokens: [N, T, K] -> [N, T, units]
+        out = out.reshape(x.shape[:-1] + (w.shape[0],))
     return out if b is None else out + b
 
 
@@ -139,6 +144,36 @@ def _concat(op: Op, args, graph: Graph) -> np.ndarray:
     return np.concatenate([a for a in args if a is not None], axis=int(op.attrs.get("axis", 0)))
 
 
+def _batch_matmul(op: Op, args, graph: Graph) -> np.ndarray:
+    a, b = args[0], args[1]
+    if op.attrs.get("adj_x", False):
+        a = np.swapaxes(a, -1, -2)
+    if op.attrs.get("adj_y", False):
+        b = np.swapaxes(b, -1, -2)
+    return np.matmul(a, b)
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _gelu(op: Op, args, graph: Graph) -> np.ndarray:
+    x = args[0].astype(np.float64)
+    if op.attrs.get("approximate", False):
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+def _norm(op: Op, args, graph: Graph) -> np.ndarray:
+    """LAYER_NORM (beta given) and RMS_NORM over the last axis, in float64; a constant row
+    with epsilon 0 normalises to 0 (as the int8 kernel defines it), not 0/0."""
+    x, eps = args[0].astype(np.float64), float(op.attrs.get("epsilon", 1e-5))
+    if op.kind == "LAYER_NORM":
+        x = x - x.mean(axis=-1, keepdims=True)
+    den = np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
+    y = np.divide(x, den, out=np.zeros_like(x), where=den > 0) * args[1]
+    return y + args[2] if op.kind == "LAYER_NORM" else y
+
+
 KERNELS = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
@@ -156,9 +191,16 @@ KERNELS = {
     "RELU6": lambda op, a, g: np.clip(a[0], 0, 6),
     "HARD_SWISH": lambda op, a, g: a[0] * np.clip(a[0] + 3, 0, 6) / 6,
     "LOGISTIC": lambda op, a, g: 1 / (1 + np.exp(-a[0])),
+    "BATCH_MATMUL": _batch_matmul,
+    "TRANSPOSE": lambda op, a, g: np.transpose(a[0], tuple(op.attrs["perm"])),
+    "GATHER": lambda op, a, g: np.take(a[0], a[1].astype(np.int64), axis=int(op.attrs.get("axis", 0))),
+    "GELU": _gelu,
+    "LAYER_NORM": _norm, "RMS_NORM": _norm, "SILU": lambda op, a, g: a[0] * (0.5 + 0.5 * np.tanh(a[0] / 2)),
 }
 
 
 def is_float_graph(graph: Graph) -> bool:
-    """True when every activation is FLOAT32 (what the importers produce)."""
-    return all(t.dtype == DType.FLOAT32 for t in graph.activations())
+    """True when every activation is FLOAT32 (what the importers produce), int32 token ids
+    (GATHER indices) aside."""
+    return all(t.dtype == DType.FLOAT32 or (t.dtype == DType.INT32 and t.quant is None)
+               for t in graph.activations())

@@ -42,8 +42,13 @@ WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 #: layers whose int4 rounding GPTQ chooses under ``recover`` (depthwise mixes no inputs)
 GPTQ_KINDS = ("CONV_2D", "FULLY_CONNECTED")
 #: ops whose output must carry the input's quantization (TFLite Micro does not rescale)
-_SAME_QUANT = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "CONCATENATION", "PAD")
+_SAME_QUANT = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "CONCATENATION", "PAD", "TRANSPOSE")
+#: ops that may read a constant as an activation-like operand (a positional-embedding table
+#: added to the tokens, a fixed matrix): it is quantized int8 per tensor from its own values
+_CONSTANT_OPERAND_OPS = ("ADD", "MUL", "BATCH_MATMUL")
 _FIXED_OUTPUT = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128)}
+#: ops whose constant inputs stay float32 (gamma, beta: their kernels derive the integers)
+_FLOAT_CONSTANT_INPUTS = ("LAYER_NORM", "RMS_NORM")
 _CLIP_RATIOS = np.linspace(0.5, 1.0, 26)
 
 
@@ -195,6 +200,15 @@ def _activation_quants(graph: Graph, ranges: dict[str, tuple[float, float]]
                                    " shares its quantization, through a pool, reshape, pad or"
                                    f" concatenation, with values in [{lo:.3g}, {hi:.3g}]")
         fixed_roots[root] = value
+    for op in graph.ops:
+        if op.kind == "GATHER":
+            root = groups[op.outputs[0]]
+            if root in fixed_roots:
+                raise UnsupportedError(f"tensor {op.outputs[0]!r}: a GATHER output shares its"
+                                       " quantization with a softmax/logistic output")
+            table = graph[op.inputs[0]].data
+            lo, hi = span[root]
+            span[root] = (min(lo, float(table.min())), max(hi, float(table.max())))
     aq: dict[str, Quantization] = {}
     for name, root in groups.items():
         if root in fixed_roots:
@@ -228,6 +242,8 @@ def quantize(graph: Graph, calib, *, bits: int | str = 8, method: str = "minmax"
     # weights and biases
     tensors: dict[str, Tensor] = {name: Tensor(name, graph[name].shape, DType.INT8, q)
                                   for name, q in aq.items()}
+    tensors.update(_integer_activations(graph))
+    tensors.update(_activation_like_constants(graph, aq))
     float_biases = {}
     qweights = {}
     hessians = _collect_hessians(graph, calib, [i for i, width in widths.items()
@@ -272,11 +288,46 @@ def quantize(graph: Graph, calib, *, bits: int | str = 8, method: str = "minmax"
             inputs = inputs[:2] + [inputs[2] if len(inputs) > 2 and inputs[2]
                                    else f"{op.outputs[0]}/bias"]
         ops.append(Op(op.kind, inputs, list(op.outputs), dict(op.attrs), name=op.name))
+    for op in ops:
+        if op.kind in _FLOAT_CONSTANT_INPUTS:
+            tensors.update({n: graph[n] for n in op.inputs[1:] if n and graph[n].is_constant})
     for t in graph.constants():
         if t.name not in tensors and any(t.name in op.inputs for op in ops):
             raise UnsupportedError(f"constant {t.name!r} read by a non-weighted op cannot be"
                                    " quantized")
     return Graph(tensors.values(), ops, graph.inputs, graph.outputs, name=graph.name)
+
+
+def _integer_activations(graph: Graph) -> dict[str, Tensor]:
+    """int32 activations (token ids and what only moves them) stay int32, unquantized."""
+    return {t.name: Tensor(t.name, t.shape, DType.INT32) for t in graph.activations()
+            if t.dtype == DType.INT32}
+
+
+def _activation_like_constants(graph: Graph, aq: dict[str, Quantization]) -> dict[str, Tensor]:
+    """GATHER tables take their output's quantization; a constant operand of ADD, MUL or
+    BATCH_MATMUL is quantized int8 per tensor over its own value range (zero included)."""
+    out: dict[str, Tensor] = {}
+    for op in graph.ops:
+        if op.kind == "GATHER":
+            names = [(op.inputs[0], aq[op.outputs[0]])]
+        elif op.kind in _CONSTANT_OPERAND_OPS:
+            names = [(n, None) for n in op.present_inputs() if graph[n].is_constant]
+        else:
+            continue
+        for name, q in names:
+            t = graph[name]
+            if not t.is_constant or t.dtype != DType.FLOAT32:
+                raise UnsupportedError(f"op {op.kind} {op.name!r}: operand {name!r} must be a"
+                                       " float32 constant to be quantized")
+            q = q or activation_quant(float(t.data.min()), float(t.data.max()))
+            if name in out and out[name].quant != q:
+                raise UnsupportedError(f"constant {name!r} is read by ops that need different"
+                                       " quantizations")
+            values = np.round(t.data.astype(np.float64) / q.scale[0]) + q.zero_point[0]
+            out[name] = Tensor(name, t.shape, DType.INT8, q,
+                               np.clip(values, -128, 127).astype(np.int8))
+    return out
 
 
 def _collect_hessians(graph: Graph, calib, layers: list[int]) -> dict[int, HessianAccumulator]:
@@ -347,6 +398,8 @@ def quantize_input(graph: Graph, x: np.ndarray, input_index: int = 0) -> np.ndar
     name = graph.inputs[input_index]
     q = graph[name].quant
     xs = to_ir_layout(graph, x, input_index)
+    if graph[name].dtype == DType.INT32:
+        return xs
     return np.clip(np.round(xs / q.scale[0]) + q.zero_point[0], -128, 127).astype(np.int8)
 
 

@@ -64,6 +64,9 @@ _OPTION_FIELDS: dict[int, tuple[type, list[tuple[str, str]]]] = {
     BuiltinOptions.GatherOptions: (tflite.GatherOptions, [("axis", "Axis"),
                                                           ("batch_dims", "BatchDims")]),
     BuiltinOptions.SqueezeOptions: (tflite.SqueezeOptions, []),
+    BuiltinOptions.BatchMatMulOptions: (tflite.BatchMatMulOptions, [("adj_x", "AdjX"),
+                                                                    ("adj_y", "AdjY")]),
+    BuiltinOptions.GeluOptions: (tflite.GeluOptions, [("approximate", "Approximate")]),
     BuiltinOptions.ShapeOptions: (tflite.ShapeOptions, [("out_type", "OutType")]),
 }
 
@@ -98,6 +101,7 @@ class RawOp:
     options_type: int = 0
     squeeze_dims: list[int] = field(default_factory=list)
     reshape_new_shape: list[int] | None = None
+    custom_options: bytes = b""
 
 
 @dataclass
@@ -232,6 +236,8 @@ class _Decoder:
                    inputs=self._ints(o, "Inputs", 4, f"op {index} inputs"),
                    outputs=self._ints(o, "Outputs", 4, f"op {index} outputs"),
                    options_type=int(o.BuiltinOptionsType()))
+        if self._length(o.CustomOptionsLength(), 1, f"op {index} custom options"):
+            op.custom_options = o.CustomOptionsAsNumpy().tobytes()
         spec = _OPTION_FIELDS.get(op.options_type)
         table = o.BuiltinOptions() if spec else None
         if spec and table is not None:

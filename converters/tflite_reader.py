@@ -30,6 +30,7 @@ import numpy as np
 from tflite.TensorType import TensorType
 
 from edgekit.converters.fold import FoldError, fold_op
+from edgekit.converters.tflite_custom import CUSTOM_ARITY, CUSTOM_KINDS, decode_options
 from edgekit.converters.tflite_flatbuffer import RawModel, RawOp, RawTensor, decode
 from edgekit.errors import GraphError, ModelFormatError, UnsupportedError
 from edgekit.ir import DType, Graph, Op, Quantization, Tensor
@@ -58,7 +59,9 @@ _KIND = {
     "RESHAPE": "RESHAPE", "SQUEEZE": "RESHAPE", "EXPAND_DIMS": "RESHAPE", "SOFTMAX": "SOFTMAX",
     "LOGISTIC": "LOGISTIC", "HARD_SWISH": "HARD_SWISH", "RELU": "RELU", "RELU6": "RELU6",
     "PAD": "PAD", "CONCATENATION": "CONCATENATION", "QUANTIZE": "QUANTIZE",
-    "DEQUANTIZE": "DEQUANTIZE",
+    "DEQUANTIZE": "DEQUANTIZE", "BATCH_MATMUL": "BATCH_MATMUL", "TRANSPOSE": "TRANSPOSE",
+    "GATHER": "GATHER", "GELU": "GELU",
+    "DEQUANTIZE": "DEQUANTIZE", **CUSTOM_KINDS,
 }
 
 
@@ -515,6 +518,21 @@ class _Importer:
         self._expect_shape(op, [d + b + a for d, (b, a) in zip(x, paddings)])
         return {"_inputs": self._names(inputs[:1]), "paddings": paddings}
 
+    def _edgekit_custom(self, op: RawOp) -> dict:
+        """LAYER_NORM / RMS_NORM / SILU (`tflite_custom`): x, then the per-channel constants."""
+        kind = CUSTOM_KINDS[op.op_name]
+        n = CUSTOM_ARITY[kind]
+        inputs = self._inputs(op, n, n)
+        x = self._shape_of(inputs[0], op)
+        for i in inputs[1:]:
+            if not x or self._shape_of(i, op) != (x[-1],):
+                raise self._format_error(op, f"{self.names[i]!r} has shape"
+                                             f" {list(self._shape_of(i, op))}, expected"
+                                             f" [{x[-1] if x else '?'}] (input {list(x)})")
+        self._expect_shape(op, x)
+        return {"_inputs": self._names(inputs),
+                **decode_options(kind, op.custom_options, self._where(op))}
+
     def _concatenation(self, op: RawOp) -> dict:
         inputs = self._inputs(op, 1, 1 << 16)
         shapes = [self._shape_of(i, op) for i in inputs]
@@ -533,6 +551,52 @@ class _Importer:
         self._expect_shape(op, expected)
         return {"_inputs": self._names(inputs), "axis": axis, "activation": self._activation(op)}
 
+    def _batch_matmul(self, op: RawOp) -> dict:
+        inputs = self._inputs(op, 2, 2)
+        a, b = self._shape_of(inputs[0], op), self._shape_of(inputs[1], op)
+        adj_x, adj_y = bool(op.options.get("adj_x", 0)), bool(op.options.get("adj_y", 0))
+        if len(a) < 2 or len(b) < 2:
+            raise self._format_error(op, f"inputs {list(a)} and {list(b)} must have rank >= 2")
+        m, k = (a[-1], a[-2]) if adj_x else (a[-2], a[-1])
+        k2, n = (b[-1], b[-2]) if adj_y else (b[-2], b[-1])
+        try:
+            batch = np.broadcast_shapes(a[:-2], b[:-2])
+        except ValueError:
+            batch = None
+        if k != k2 or batch is None:
+            raise self._format_error(op, f"inputs {list(a)} (adj_x={adj_x}) and {list(b)}"
+                                         f" (adj_y={adj_y}) do not multiply")
+        self._expect_shape(op, (*batch, m, n))
+        return {"_inputs": self._names(inputs), "adj_x": adj_x, "adj_y": adj_y}
+
+    def _transpose(self, op: RawOp) -> dict:
+        inputs = self._inputs(op, 2, 2)
+        x = self._shape_of(inputs[0], op)
+        perm = [int(p) for p in self._constant_ints(op, inputs[1], "perm").ravel()]
+        perm = [p + len(x) if p < 0 else p for p in perm]
+        if sorted(perm) != list(range(len(x))):
+            raise self._format_error(op, f"perm {perm} is not a permutation of {len(x)} axes")
+        self._expect_shape(op, [x[p] for p in perm])
+        return {"_inputs": self._names(inputs[:1]), "perm": tuple(perm)}
+
+    def _gather(self, op: RawOp) -> dict:
+        inputs = self._inputs(op, 2, 2)
+        params, idx = self._shape_of(inputs[0], op), self._shape_of(inputs[1], op)
+        axis = int(op.options.get("axis", 0))
+        if op.options.get("batch_dims", 0):
+            raise UnsupportedError(f"{self._where(op)}: GATHER batch_dims"
+                                   f" {op.options['batch_dims']} is not supported")
+        if not -len(params) <= axis < len(params):
+            raise self._format_error(op, f"axis {axis} is out of range for {list(params)}")
+        axis %= len(params)
+        self._expect_shape(op, (*params[:axis], *idx, *params[axis + 1:]))
+        return {"_inputs": self._names(inputs), "axis": axis}
+
+    def _gelu(self, op: RawOp) -> dict:
+        attrs = self._unary(op)
+        attrs["approximate"] = bool(op.options.get("approximate", 0))
+        return attrs
+
 
 _CONVERTERS = {
     "CONV_2D": _Importer._conv, "DEPTHWISE_CONV_2D": _Importer._depthwise,
@@ -543,6 +607,9 @@ _CONVERTERS = {
     "HARD_SWISH": _Importer._unary, "RELU": _Importer._unary, "RELU6": _Importer._unary,
     "PAD": _Importer._pad, "CONCATENATION": _Importer._concatenation,
     "QUANTIZE": _Importer._unary, "DEQUANTIZE": _Importer._unary,
+    "BATCH_MATMUL": _Importer._batch_matmul, "TRANSPOSE": _Importer._transpose,
+    "GATHER": _Importer._gather, "GELU": _Importer._gelu,
+    **{kind: _Importer._edgekit_custom for kind in CUSTOM_ARITY},
 }
 
 

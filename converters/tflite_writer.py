@@ -4,15 +4,19 @@
 generated builder functions; `save_tflite(graph, path)` writes it atomically (temp file in the
 same folder + rename, so a reader never sees half a model).
 
-The mapping is the importer's (`tflite_reader`) in reverse, so ``load(save(g)) == g``:
+The mapping is the importer's (`tflite_reader`) in reverse, so ``load(save(g)) == g`` (except
+for the explicit pads below, which come back as an equivalent PAD + VALID pair):
 
 - explicit ``pad`` is written as SAME or VALID, whichever reproduces it (TFLite has no explicit
-  padding); a pad that neither gives raises `UnsupportedError` (a PAD op would be needed);
+  padding); a pad that neither gives (the causal 1-D convolution's ``(0, 0, k - 1, 0)``) is
+  written as a PAD op and a VALID convolution, which the reader gives back as those two ops;
 - RESHAPE gets its new shape as an int32 constant second input (and in ReshapeOptions), MEAN
   its axes, PAD its paddings: these operands are attrs in the IR and are dropped again on import;
 - scales are stored as float32 (TFLite's type): build graphs with float32-representable scales
   when a round trip must be exact;
-- INT4 constants are packed two per byte, low nibble first.
+- INT4 constants are packed two per byte, low nibble first;
+- LAYER_NORM, RMS_NORM and SILU become custom ops ``EDGEKIT_<KIND>`` (`tflite_custom`), which
+  only edgekit runs (TFLite Micro and LiteRT refuse them as unresolved custom ops).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tflite.BuiltinOperator import BuiltinOperator
 from tflite.BuiltinOptions import BuiltinOptions
 from tflite.TensorType import TensorType
 
+from edgekit.converters.tflite_custom import CUSTOM_CODES, encode_options
 from edgekit.converters.tflite_reader import pad_amounts
 from edgekit.errors import UnsupportedError
 from edgekit.ir import DType, Graph, Op, Tensor
@@ -55,6 +60,9 @@ _OPCODES = {
     "RELU6": (BuiltinOperator.RELU6, 2), "PAD": (BuiltinOperator.PAD, 2),
     "CONCATENATION": (BuiltinOperator.CONCATENATION, 2),
     "QUANTIZE": (BuiltinOperator.QUANTIZE, 2), "DEQUANTIZE": (BuiltinOperator.DEQUANTIZE, 2),
+    "BATCH_MATMUL": (BuiltinOperator.BATCH_MATMUL, 2),
+    "TRANSPOSE": (BuiltinOperator.TRANSPOSE, 2), "GATHER": (BuiltinOperator.GATHER, 2),
+    "GELU": (BuiltinOperator.GELU, 2),
 }
 
 #: alignment of constant buffers in the file (TFLite's writer uses 16)
@@ -104,6 +112,47 @@ def padding_mode(op: Op, x: Tensor, filter_hw: tuple[int, int]) -> int:
                            " nor VALID, and TFLite has no explicit padding (insert a PAD op)")
 
 
+#: transformer builtins: IR op -> (BuiltinOptions member, (builder kind, fields))
+_TRANSFORMER_OPTIONS = {
+    "BATCH_MATMUL": lambda op: (BuiltinOptions.BatchMatMulOptions, ("bmm", dict(
+        adj_x=bool(op.attrs.get("adj_x", False)), adj_y=bool(op.attrs.get("adj_y", False))))),
+    "TRANSPOSE": lambda op: (BuiltinOptions.TransposeOptions, ("transpose", {})),
+    "GATHER": lambda op: (BuiltinOptions.GatherOptions, ("gather", dict(
+        axis=int(op.attrs.get("axis", 0)), batch_dims=int(op.attrs.get("batch_dims", 0))))),
+    "GELU": lambda op: (BuiltinOptions.GeluOptions, ("gelu", dict(
+        approximate=bool(op.attrs.get("approximate", False))))),
+}
+
+
+def _bmm_options(b, f) -> int:
+    tflite.BatchMatMulOptionsStart(b)
+    tflite.BatchMatMulOptionsAddAdjX(b, f["adj_x"])
+    tflite.BatchMatMulOptionsAddAdjY(b, f["adj_y"])
+    return tflite.BatchMatMulOptionsEnd(b)
+
+
+def _gather_options(b, f) -> int:
+    tflite.GatherOptionsStart(b)
+    tflite.GatherOptionsAddAxis(b, f["axis"])
+    tflite.GatherOptionsAddBatchDims(b, f["batch_dims"])
+    return tflite.GatherOptionsEnd(b)
+
+
+def _gelu_options(b, f) -> int:
+    tflite.GeluOptionsStart(b)
+    tflite.GeluOptionsAddApproximate(b, f["approximate"])
+    return tflite.GeluOptionsEnd(b)
+
+
+def _transpose_options(b, f) -> int:
+    tflite.TransposeOptionsStart(b)
+    return tflite.TransposeOptionsEnd(b)
+
+
+_TRANSFORMER_BUILDERS = {"bmm": _bmm_options, "gather": _gather_options, "gelu": _gelu_options,
+                         "transpose": _transpose_options}
+
+
 class _Writer:
     def __init__(self, graph: Graph):
         self.graph = graph
@@ -151,6 +200,10 @@ class _Writer:
         return self.opcodes[kind]
 
     def _op(self, op: Op) -> None:
+        if op.kind in CUSTOM_CODES:
+            self.ops.append((self._opcode(op.kind), self._ids(op.inputs), self._ids(op.outputs),
+                             BuiltinOptions.NONE, ("custom", encode_options(op))))
+            return
         if op.kind not in _OPCODES:
             raise UnsupportedError(f"op {op.kind} {op.name!r}: no TFLite export for this kind")
         inputs = self._ids(op.inputs)
@@ -160,7 +213,11 @@ class _Writer:
         a = op.attrs
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             w = g[op.inputs[1]]
-            padding = padding_mode(op, g[op.inputs[0]], (w.shape[1], w.shape[2]))
+            try:
+                padding = padding_mode(op, g[op.inputs[0]], (w.shape[1], w.shape[2]))
+            except UnsupportedError:
+                inputs[0] = self._explicit_pad(op, (w.shape[1], w.shape[2]))
+                padding = tflite.Padding.VALID
             fields = dict(padding=padding, stride_h=a["stride"][0], stride_w=a["stride"][1],
                           dilation_h=a["dilation"][0], dilation_w=a["dilation"][1], act=act)
             if op.kind == "CONV_2D":
@@ -200,8 +257,44 @@ class _Writer:
         elif op.kind == "CONCATENATION":
             options_type = BuiltinOptions.ConcatenationOptions
             options = ("concat", dict(axis=int(a["axis"]), act=act))
+        elif op.kind in _TRANSFORMER_OPTIONS:
+            options_type, options = _TRANSFORMER_OPTIONS[op.kind](op)
+            if op.kind == "TRANSPOSE":
+                inputs = inputs[:1] + [self._constant_operand(op, "perm", list(a["perm"]))]
         self.ops.append((self._opcode(op.kind), inputs, self._ids(op.outputs), options_type,
                          options))
+
+    def _explicit_pad(self, op: Op, filter_hw: tuple[int, int]) -> int:
+        """A PAD op in front of a VALID convolution for a pad neither SAME nor VALID gives (the
+        causal 1-D convolution's ``(0, 0, k - 1, 0)``): PAD fills with the input zero point,
+        which is what a convolution's padding means. Returns the padded tensor's index."""
+        x, out = self.graph[op.inputs[0]], self.graph[op.outputs[0]]
+        top, _, left, _ = op.attrs.get("pad", (0, 0, 0, 0))
+        stride = op.attrs.get("stride", (1, 1))
+        dilation = op.attrs.get("dilation", (1, 1))
+        extents = []
+        for axis, before in ((1, top), (2, left)):
+            # the padded extent VALID needs for the IR's output size (rows past it are unused)
+            need = (out.shape[axis] - 1) * stride[axis - 1] + (filter_hw[axis - 1] - 1) * dilation[axis - 1] + 1
+            extents.append((before, max(need - x.shape[axis] - before, 0)))
+        padded_shape = (x.shape[0], x.shape[1] + sum(extents[0]), x.shape[2] + sum(extents[1]),
+                        x.shape[3])
+        for axis, (before, after) in ((1, extents[0]), (2, extents[1])):
+            size = x.shape[axis] + before + after
+            eff = (filter_hw[axis - 1] - 1) * dilation[axis - 1] + 1
+            if (size - eff) // stride[axis - 1] + 1 != out.shape[axis]:
+                raise UnsupportedError(f"op {op.kind} {op.name!r}: padding {op.attrs.get('pad')}"
+                                       f" and output {out.shape} do not agree for input {x.shape}")
+        name = f"{x.name}/padded"
+        while name in self.tensor_index:
+            name += "_"
+        padded = self._add_tensor(Tensor(name, padded_shape, x.dtype, x.quant))
+        paddings = [(0, 0), extents[0], extents[1], (0, 0)]
+        pad_op = Op("PAD", [x.name], [name], {}, name=name)
+        operand = self._constant_operand(pad_op, "paddings", np.asarray(paddings, np.int32))
+        self.ops.append((self._opcode("PAD"), [self.tensor_index[x.name], operand], [padded],
+                         BuiltinOptions.PadOptions, ("pad", {})))
+        return padded
 
     # --- flatbuffer building ---------------------------------------------------------------------
 
@@ -282,6 +375,8 @@ class _Writer:
             tflite.ConcatenationOptionsAddAxis(b, f["axis"])
             tflite.ConcatenationOptionsAddFusedActivationFunction(b, f["act"])
             return tflite.ConcatenationOptionsEnd(b)
+        if kind in _TRANSFORMER_BUILDERS:
+            return _TRANSFORMER_BUILDERS[kind](b, f)
         raise AssertionError(f"unhandled options kind {kind}")  # a bug in this module
 
     def _quantization(self, t: Tensor) -> int:
@@ -316,11 +411,15 @@ class _Writer:
         b = self.b
         ins = self._int_vector(inputs)
         outs = self._int_vector(outputs)
-        opts = self._options(options)
+        custom = options[1] if options and options[0] == "custom" else None
+        opts = 0 if custom is not None else self._options(options)
+        custom_vec = self._bytes_vector(custom) if custom else 0
         tflite.OperatorStart(b)
         tflite.OperatorAddOpcodeIndex(b, opcode)
         tflite.OperatorAddInputs(b, ins)
         tflite.OperatorAddOutputs(b, outs)
+        if custom_vec:
+            tflite.OperatorAddCustomOptions(b, custom_vec)  # format 0: FLEXBUFFERS
         if opts:
             tflite.OperatorAddBuiltinOptionsType(b, options_type)
             tflite.OperatorAddBuiltinOptions(b, opts)
@@ -347,8 +446,11 @@ class _Writer:
 
         codes = []
         for kind in self.opcodes:  # insertion order == opcode index
-            code, version = _OPCODES[kind]
+            custom = b.CreateString(CUSTOM_CODES[kind]) if kind in CUSTOM_CODES else 0
+            code, version = (BuiltinOperator.CUSTOM, 1) if custom else _OPCODES[kind]
             tflite.OperatorCodeStart(b)
+            if custom:
+                tflite.OperatorCodeAddCustomCode(b, custom)
             tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
             tflite.OperatorCodeAddBuiltinCode(b, code)
             tflite.OperatorCodeAddVersion(b, version)

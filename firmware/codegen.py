@@ -123,13 +123,21 @@ def check_supported(graph: Graph) -> None:
 
 
 def random_test_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
-    """One deterministic random input per graph input: the full integer range, or N(0, 1) for
-    float inputs."""
+    """One deterministic random input per graph input: the full integer range, N(0, 1) for
+    float inputs, or valid rows for int32 ids that feed a GATHER (an id outside the table is
+    an error, not a test)."""
     rng = np.random.default_rng(seed)
+    rows = {}
+    for op in graph.ops:
+        if op.kind == "GATHER":
+            size = graph[op.inputs[0]].shape[int(op.attrs.get("axis", 0))]
+            rows[op.inputs[1]] = min(rows.get(op.inputs[1], size), size)
     values = []
     for name in graph.inputs:
         t = graph[name]
-        if t.dtype == DType.FLOAT32:
+        if name in rows:
+            values.append(rng.integers(0, rows[name], size=t.shape).astype(np.int32))
+        elif t.dtype == DType.FLOAT32:
             values.append(rng.standard_normal(t.shape).astype(np.float32))
         else:
             values.append(rng.integers(t.dtype.min, t.dtype.max + 1, size=t.shape)

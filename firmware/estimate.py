@@ -21,6 +21,7 @@ from edgekit.firmware import elf
 from edgekit.firmware.codegen import GeneratedModel
 from edgekit.firmware.op_emitters import DSP_PAIR_HELPERS
 from edgekit.firmware.stack_bound import stack_bound
+from edgekit.reference import norm
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,10 @@ class MemoryEstimate:
 
 def _constants_bytes(model: GeneratedModel) -> int:
     graph = model.graph
-    used = {name for op in graph.ops for name in op.present_inputs() if graph[name].is_constant}
-    weights = sum(graph[name].nbytes for name in used)
+    used = {name for op in graph.ops for name in op.present_inputs() if graph[name].is_constant
+            and op.kind not in norm.PREPARED_CONSTANT_KINDS}
+    weights = sum(graph[name].nbytes for name in used) + sum(
+        norm.flash_bytes(op, graph) for op in graph.ops if op.kind in norm.PREPARED_CONSTANT_KINDS)
     # every conv/depthwise/FC op carries two int32 per output channel
     requant = sum(8 * graph[op.outputs[0]].shape[-1] for op in graph.ops
                   if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"))

@@ -98,6 +98,10 @@ def _bias(op: Op, graph: Graph) -> str | None:
     return bias
 
 
+#: the planner's in-place 1x1 modes (CONV_2D, and FULLY_CONNECTED over tokens)
+POINTWISE_MODES = ("pointwise_inplace", "pointwise_inplace_backward")
+
+
 def emit_conv(ctx: EmitContext, p) -> OpCall:
     op, graph = ctx.op, ctx.graph
     x, w = op.inputs[0], op.inputs[1]
@@ -125,8 +129,7 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
         arrays.append(("int32_t", "effective_bias", effective_bias(
             graph[w].data, None if bias is None else graph[bias].data, p.input_offset)))
         fields["effective_bias"] = ctx.array("effective_bias")
-    if op.kind == "CONV_2D" and ctx.inplace_mode in ("pointwise_inplace",
-                                                     "pointwise_inplace_backward"):
+    if op.kind == "CONV_2D" and ctx.inplace_mode in POINTWISE_MODES:
         kernel = INPLACE_MODE_KERNELS[ctx.inplace_mode]
         args = [ctx.ptr(out), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out), f"(int8_t *){ctx.scratch}"]
     elif op.kind == "CONV_2D":  # out of place, or conv_sliding (output just before the input)
@@ -196,8 +199,37 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
     }
     if p.rounding != "double":
         raise UnsupportedError(f"{where(op)}: only TFLite Micro's double rounding is generated")
+    if ctx.inplace_mode in POINTWISE_MODES:
+        return _fully_connected_pointwise(ctx, p, fields)
     args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     return OpCall("ek_fully_connected_s8", "ek_fully_connected_params", fields, _per_channel(p), args)
+
+
+def _fully_connected_pointwise(ctx: EmitContext, p, fc_fields: dict) -> OpCall:
+    """A FULLY_CONNECTED over tokens in place (the planner's pointwise modes): the 1x1 CONV_2D
+    it is, rows as pixels [1, 1, rows, K] -> [1, 1, rows, N], w [N, K] read as OHWI [N, 1, 1, K],
+    through the in-place pointwise kernel. Bit-exact with the FC: the same accumulator (bias +
+    sum((x + input_offset) * (w + filter_offset)), int32 wrapping), the same per-channel
+    requantisation (the FC's multipliers are already one per unit) and clamp."""
+    op, graph = ctx.op, ctx.graph
+    w, out = op.inputs[1], op.outputs[0]
+    bias = _bias(op, graph)
+    rows, depth, units = fc_fields["rows"], fc_fields["depth"], fc_fields["units"]
+    fields = {
+        "in_h": 1, "in_w": rows, "in_c": depth, "out_h": 1, "out_w": rows, "out_c": units,
+        "k_h": 1, "k_w": 1, "stride_h": 1, "stride_w": 1, "dilation_h": 1, "dilation_w": 1,
+        "pad_top": 0, "pad_left": 0, "depth_multiplier": 1,
+        **{k: fc_fields[k] for k in ("input_offset", "filter_offset", "output_offset",
+                                      "act_min", "act_max", "multipliers", "shifts")},
+    }
+    arrays = _per_channel(p)
+    if p.filter_offset == 0:  # the DSP path's raw-byte dot products, as emit_conv
+        arrays.append(("int32_t", "effective_bias", effective_bias(
+            graph[w].data, None if bias is None else graph[bias].data, p.input_offset)))
+        fields["effective_bias"] = ctx.array("effective_bias")
+    args = [ctx.ptr(out), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out), f"(int8_t *){ctx.scratch}"]
+    return OpCall(INPLACE_MODE_KERNELS[ctx.inplace_mode], "ek_conv2d_params", fields, arrays,
+                  args)
 
 
 def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...], out: tuple[int, ...]) -> dict:
@@ -303,6 +335,32 @@ def emit_unary(ctx: EmitContext, p) -> OpCall:
         stem, params = _UNARY[op.kind]
         kernel = f"{stem}_{dst}"
     return OpCall(kernel, params, fields, [], [ctx.ptr(x), ctx.ptr(out)])
+
+
+def emit_norm(ctx: EmitContext, p) -> OpCall:
+    """LAYER_NORM / RMS_NORM (ek_norm.h): prepare's per-channel integers as flash arrays."""
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    _require_int8(op, graph, x, out)
+    arrays = [("int32_t", "multipliers", np.asarray(p.multipliers, dtype=np.int64)),
+              ("int32_t", "shifts", np.asarray(p.shifts, dtype=np.int64)),
+              ("int64_t", "offsets", np.asarray(p.offsets, dtype=np.int64))]
+    fields = {"rows": graph[out].size // p.channels, "channels": p.channels,
+              "input_zero_point": p.input_zero_point, "subtract_mean": int(p.subtract_mean),
+              "eps_term": p.eps_term, **{suffix: ctx.array(suffix) for _, suffix, _ in arrays}}
+    return OpCall(f"ek_{op.kind.lower()}_s8", "ek_norm_params", fields, arrays,
+                  [ctx.ptr(x), ctx.ptr(out)])
+
+
+def emit_silu(ctx: EmitContext, p) -> OpCall:
+    """SILU (ek_norm.h): a lookup in prepare's 256-entry table."""
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    _require_int8(op, graph, x, out)
+    return OpCall("ek_silu_s8", "ek_silu_params",
+                  {"size": graph[out].size, "table": ctx.array("table")},
+                  [("int8_t", "table", np.asarray(p.table, dtype=np.int64))],
+                  [ctx.ptr(x), ctx.ptr(out)])
 
 
 def _right_aligned(shape, dims: int, fill: int) -> list[int]:
@@ -423,6 +481,78 @@ def emit_insert_tile(ctx: EmitContext, p) -> OpCall:
     return call
 
 
+# --- transformer builtins (ek_transformer.h) ---------------------------------------------------
+
+#: ek_transformer.h's EK_BMM_BATCH_DIMS and EK_TRANSPOSE_DIMS
+BMM_BATCH_DIMS = 3
+TRANSPOSE_DIMS = 6
+
+
+def _batch_strides(batch: tuple[int, ...], out_batch: list[int], matrix: int) -> list[int]:
+    """Element strides of an operand's batch dimensions right-aligned to the output's, 0 where
+    the operand broadcasts (size 1)."""
+    dims = _right_aligned(batch, len(out_batch), 1)
+    strides, step = [0] * len(dims), matrix
+    for d in reversed(range(len(dims))):
+        strides[d] = 0 if dims[d] == 1 else step
+        step *= dims[d]
+    return strides
+
+
+def emit_batch_matmul(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    a, b, out = (graph[n] for n in (*op.inputs[:2], op.outputs[0]))
+    _require_int8(op, graph, a.name, b.name, out.name)
+    m, n = out.shape[-2:]
+    k = a.shape[-2] if p.adj_x else a.shape[-1]
+    out_batch = _right_aligned(out.shape[:-2], BMM_BATCH_DIMS, 1)
+    fields = {"lhs_offset": p.lhs_offset, "rhs_offset": p.rhs_offset,
+              "output_offset": p.output_offset, "multiplier": p.multiplier, "shift": p.shift,
+              "adj_x": int(p.adj_x), "adj_y": int(p.adj_y), "rows": m, "cols": n, "depth": k,
+              "out_batch": out_batch,
+              "lhs_batch_strides": _batch_strides(a.shape[:-2], out_batch, m * k),
+              "rhs_batch_strides": _batch_strides(b.shape[:-2], out_batch, k * n)}
+    return OpCall("ek_batch_matmul_s8", "ek_batch_matmul_params", fields, [],
+                  [ctx.ptr(a.name), ctx.ptr(b.name), ctx.ptr(out.name)])
+
+
+def emit_transpose(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, out = graph[op.inputs[0]], graph[op.outputs[0]]
+    if len(x.shape) > TRANSPOSE_DIMS or x.dtype.numpy.itemsize not in (1, 2, 4):
+        raise UnsupportedError(f"{where(op)}: TRANSPOSE of a {len(x.shape)}-D {x.dtype.value}"
+                               f" tensor (the kernel takes up to {TRANSPOSE_DIMS}-D, 1/2/4-byte"
+                               " elements)")
+    in_strides = [int(np.prod(x.shape[d + 1:], dtype=np.int64)) for d in range(len(x.shape))]
+    fields = {"out_shape": _right_aligned(out.shape, TRANSPOSE_DIMS, 1),
+              "in_strides": _right_aligned([in_strides[d] for d in p.perm], TRANSPOSE_DIMS, 0),
+              "size": out.size, "elem_bytes": x.dtype.numpy.itemsize}
+    return OpCall("ek_transpose", "ek_transpose_params", fields, [],
+                  [ctx.ptr(x.name), ctx.ptr(out.name)])
+
+
+def emit_gather(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    table, idx, out = graph[op.inputs[0]], graph[op.inputs[1]], graph[op.outputs[0]]
+    if idx.dtype != DType.INT32:
+        raise UnsupportedError(f"{where(op)}: indices {idx.name!r} must be int32")
+    shape = table.shape
+    fields = {"outer": int(np.prod(shape[:p.axis], dtype=np.int64)), "axis_size": p.axis_size,
+              "inner_bytes": int(np.prod(shape[p.axis + 1:], dtype=np.int64))
+              * table.dtype.numpy.itemsize,
+              "num_indices": idx.size, "fill": p.fill if table.dtype == DType.INT8 else 0}
+    return OpCall("ek_gather", "ek_gather_params", fields, [],
+                  [ctx.ptr(table.name), ctx.ptr(idx.name), ctx.ptr(out.name)])
+
+
+def emit_lut(ctx: EmitContext, p) -> OpCall:
+    op, graph = ctx.op, ctx.graph
+    x, out = op.inputs[0], op.outputs[0]
+    _require_int8(op, graph, x, out)
+    fields = {"size": graph[out].size, "lut": [int(v) for v in p.lut]}
+    return OpCall("ek_lut_s8", "ek_lut_params", fields, [], [ctx.ptr(x), ctx.ptr(out)])
+
+
 EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
     "RELU": emit_unary,
     "RELU6": emit_unary,
@@ -444,6 +574,11 @@ EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
     "RESHAPE": emit_reshape,
     "SLICE": emit_slice,
     "INSERT_TILE": emit_insert_tile,
+    "BATCH_MATMUL": emit_batch_matmul,
+    "TRANSPOSE": emit_transpose,
+    "GATHER": emit_gather,
+    "GELU": emit_lut,
+    "LAYER_NORM": emit_norm, "RMS_NORM": emit_norm, "SILU": emit_silu,
 }
 
 
@@ -467,11 +602,16 @@ INPLACE_MODE_KERNELS = {
 #: mode the generator does not know must never be compiled as an out-of-place call)
 INPLACE_MODE_OPS = {
     "reshape_view": frozenset({"RESHAPE"}),
+    # SOFTMAX and the transformer kinds: their kernels read element i (a row's statistics,
+    # for the row ops) before writing it (edgekit.planner docstring); a kind listed here
+    # without an emitter is refused earlier by codegen.check_supported
     "elementwise": frozenset({"ADD", "MUL", "RELU", "RELU6", "HARD_SWISH", "LOGISTIC",
-                              "QUANTIZE", "DEQUANTIZE"}),
+                              "QUANTIZE", "DEQUANTIZE", "SOFTMAX",
+                              "GELU", "SILU", "LAYER_NORM", "RMS_NORM"}),
     "depthwise_channelwise": frozenset({"DEPTHWISE_CONV_2D"}),
-    "pointwise_inplace": frozenset({"CONV_2D"}),
-    "pointwise_inplace_backward": frozenset({"CONV_2D"}),
+    # a FULLY_CONNECTED in place runs through the pointwise conv kernel (its rows as pixels)
+    "pointwise_inplace": frozenset({"CONV_2D", "FULLY_CONNECTED"}),
+    "pointwise_inplace_backward": frozenset({"CONV_2D", "FULLY_CONNECTED"}),
     "conv_sliding": frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"}),
     "tile_insert": frozenset({"INSERT_TILE"}),
 }

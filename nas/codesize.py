@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edgekit.errors import UsageError
 from edgekit.nas.mcunet import MCUNetSpec
+from edgekit.reference import norm
 
 CODESIZE_FILE = Path(__file__).with_name("codesize.json")
 #: the op kinds the model counts separately (MEAN, RESHAPE and FULLY_CONNECTED occur once in
@@ -62,8 +63,11 @@ def graph_features(graph) -> dict[str, int]:
     per copy too, although the generator emits identical arrays once: a patched graph's
     estimate is high by 8 B per output channel per extra copy (lm3s6965evb's searched model:
     235,975 B estimated, 232,204 B measured)."""
-    used = {n for op in graph.ops for n in op.present_inputs() if graph[n].is_constant}
+    used = {n for op in graph.ops for n in op.present_inputs() if graph[n].is_constant
+            and op.kind not in norm.PREPARED_CONSTANT_KINDS}
     const = sum(graph[n].nbytes for n in used) + sum(
+        norm.flash_bytes(op, graph) for op in graph.ops
+        if op.kind in norm.PREPARED_CONSTANT_KINDS) + sum(
         8 * graph[op.outputs[0]].shape[-1] for op in graph.ops if op.kind in WEIGHTED_KINDS)
     counts = {k: sum(op.kind == k for op in graph.ops) for k in COUNTED_KINDS}
     return {"constants": const, "input": sum(graph[n].nbytes for n in graph.inputs), **counts}

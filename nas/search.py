@@ -1,20 +1,25 @@
-"""The search driver: Optuna multi-objective search of the MCUNet space under a board's budgets.
+"""The search driver: Optuna multi-objective search of one model family under a board's budgets.
 
-Objectives: maximise the proxy accuracy (short training, `edgekit.nas.train`) and minimise the
-peak SRAM (the planner's arena, patch schedule included). Constraints (``Trial.set_constraint``,
-feasible when <= 0): arena + the firmware's stack and static data <= the board's SRAM, and
-predicted flash (`edgekit.nas.codesize`) <= the board's flash, and a patch schedule's
-recomputed MACs <= ``max_mac_overhead`` of the layer-by-layer MACs. A candidate whose fast memory
-figure (`peak_sram_bound`: exact without a patch, a lower bound with one) or flash already
-breaks a budget is recorded with accuracy 0 and never trained; every other candidate is
-planned by the real planner (`peak_sram`) before it is trained, so every peak SRAM in the
-study and in the Pareto front of trained candidates is the planner's.
+``SearchConfig.space`` names the family (`edgekit.nas.family`: ``mcunet``, the default,
+``mcuformer``, ``embbert``); the driver only talks to it through the `Family` interface.
+Objectives: maximise the proxy accuracy (short training) and minimise the peak SRAM (the
+planner's arena, patch schedule included). Constraints (``Trial.set_constraint``, feasible
+when <= 0): arena + the firmware's stack and static data <= the board's SRAM
+(`sram_budget`), and predicted flash <= the board's flash, and a patch schedule's recomputed
+MACs <= ``max_mac_overhead`` of the layer-by-layer MACs (0 for families without patches). A
+candidate whose memory figures break a budget is recorded with accuracy 0 and never trained.
+For mcunet, a candidate whose fast memory figure (`peak_sram_bound`: exact without a patch, a
+lower bound with one) or flash already breaks a budget is not even planned; every candidate
+that is trained was planned by the real planner first, so every peak SRAM in the Pareto front
+of trained candidates is the planner's.
 
 Storage: ``sqlite:///DIR/search.db`` by default (any Optuna RDB URL with ``storage``); each
 finished trial is committed as it ends, so a killed search resumes with ``resume=True`` and
 loses no finished trial. Outputs (each written to a temporary name, then renamed):
 ``DIR/pareto.json``, ``DIR/pareto.png``, and ``DIR/best/`` with ``model.tflite`` (int8, the
-chosen model after its final training), ``spec.json``, ``patch.json`` and ``report.json``.
+chosen model after its final training), ``spec.json``, ``patch.json`` (the patch schedule;
+``{"split": null, "n": 1}``, layer by layer, for families without one) and ``report.json``,
+so `edgekit build DIR/best` builds the model of any family.
 """
 
 from __future__ import annotations
@@ -30,13 +35,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgekit.boards import load_board
-from edgekit.errors import EdgekitError, SearchError, UsageError
-from edgekit.nas.codesize import flash_estimate
-from edgekit.nas.datasets import Dataset, Split, load_dataset
-from edgekit.nas.mcunet import MCUNetSpec, SearchSpace, sample
-from edgekit.nas.memory import firmware_memory, peak_sram_bound
+import numpy as np
 
+from edgekit.errors import EdgekitError, SearchError, UsageError
+from edgekit.nas.datasets import Dataset, Split, load_dataset
+from edgekit.nas.family import Family, check_space, get_family
+
+#: the study of the mcunet space (a family's study is ``edgekit-<space>``)
 STUDY_NAME = "edgekit-mcunet"
+#: training images the quantizer calibrates on
+CALIBRATION_COUNT = 64
 #: SRAM the firmware needs besides the arena: its stack reservation and a little static data
 FIRMWARE_STACK_BYTES = 4 * 1024
 FIRMWARE_DATA_BYTES = 64
@@ -65,12 +73,15 @@ class SearchConfig:
     #: patch schedules may recompute at most this fraction of the layer-by-layer MACs (the
     #: halos); `edgekit.patching.auto_patch` uses the same default
     max_mac_overhead: float = 1.0
-    #: bounds of the space (None: `edgekit.nas.mcunet`'s defaults)
+    #: bounds of the space (None: the family's defaults); ``widths`` is mcunet's
     resolutions: tuple[int, ...] | None = None
     widths: tuple[float, ...] | None = None
+    #: the model family (`edgekit.nas.family.MODULES`)
+    space: str = "mcunet"
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
+        check_space(self.space)
         for name in ("trials", "proxy_steps", "train_limit", "val_limit", "test_limit",
                      "batch_size", "threads"):
             if int(getattr(self, name)) < 1:
@@ -108,6 +119,10 @@ def _optuna():
     return optuna
 
 
+def study_name(space: str) -> str:
+    return f"edgekit-{space}"
+
+
 def _split_data(data: Dataset, config: SearchConfig) -> tuple[Split, Split]:
     """Training subset and the held-out validation images that rank candidates (the test
     split is kept for the final figure)."""
@@ -126,26 +141,18 @@ def sram_budget(board) -> int:
 class Objective:
     """One trial: sample, check the budgets, plan, train the proxy, report."""
 
-    def __init__(self, config: SearchConfig, space: SearchSpace, board, train: Split, val: Split):
-        self.config, self.space, self.board = config, space, board
+    def __init__(self, config: SearchConfig, family: Family, space, board, train: Split,
+                 val: Split):
+        self.config, self.family, self.space, self.board = config, family, space, board
         self.train, self.val = train, val
         self.sram = sram_budget(board)
 
     def __call__(self, trial) -> tuple[float, float]:
-        from edgekit.nas.train import float_accuracy, train
-
-        spec = sample(trial, self.space)
+        spec = self.family.sample(trial, self.space)
         trial.set_user_attr("spec", spec.to_dict())
-        cpu = self.board.cpu
-        flash = flash_estimate(spec, cpu=cpu)
-        peak = peak_sram_bound(spec)
-        planned, overhead = False, 0.0
-        if peak <= self.sram and flash <= self.board.flash_bytes:
-            # the firmware's plan (and the patched graph's flash) for what gets trained
-            peak, graph, overhead = firmware_memory(spec)
-            planned = True
-            if spec.patch_split is not None:
-                flash = flash_estimate(spec, graph=graph, cpu=cpu)
+        memory = self.family.memory(spec, self.board)
+        peak, flash = int(memory["peak_sram"]), int(memory["flash"])
+        planned, overhead = bool(memory["planned"]), float(memory.get("mac_overhead", 0.0))
         trial.set_user_attr("peak_sram", peak)
         # False: ``peak_sram`` is the pruning figure (`peak_sram_bound`), already over budget
         trial.set_user_attr("peak_planned", planned)
@@ -160,10 +167,10 @@ class Objective:
             trial.set_user_attr("trained", False)
             return 0.0, float(peak)
         start = time.monotonic()
-        model = train(spec, self.train, steps=self.config.proxy_steps,
-                      batch_size=self.config.batch_size, seed=self.config.seed + trial.number,
-                      threads=self.config.threads)
-        accuracy = float_accuracy(model, spec, self.val)
+        model = self.family.train(spec, self.train, steps=self.config.proxy_steps,
+                                  batch_size=self.config.batch_size,
+                                  seed=self.config.seed + trial.number, threads=self.config.threads)
+        accuracy = self.family.float_accuracy(model, spec, self.val)
         trial.set_user_attr("trained", True)
         trial.set_user_attr("train_seconds", round(time.monotonic() - start, 2))
         return accuracy, float(peak)
@@ -174,7 +181,7 @@ def _row(trial) -> dict:
     return {"trial": trial.number, "accuracy": trial.values[0], "peak_sram": a["peak_sram"],
             "flash": a["flash"], "mac_overhead": a.get("mac_overhead", 0.0),
             "feasible": max(a["constraints"]) <= 0,
-            "patch": {"split": a["spec"]["patch_split"], "n": a["spec"]["patch_n"]},
+            "patch": {"split": a["spec"].get("patch_split"), "n": a["spec"].get("patch_n", 1)},
             "spec": a["spec"]}
 
 
@@ -212,57 +219,54 @@ def _plot(path: Path, rows: list[dict], pareto: list[dict], sram: int) -> None:
     os.replace(tmp, path)
 
 
-def _final_memory(spec: MCUNetSpec, graph, cpu: str) -> dict:
-    """The converted graph's arena layer by layer and with the spec's patch schedule, with the
-    input counted (it lives in SRAM) and without it (as MCUNetV2's papers count)."""
-    from edgekit.firmware.codegen import available_inplace_modes, firmware_plan
-    from edgekit.nas.memory import patch_schedule
+def _final_memory(family: Family, spec, graph, board) -> dict:
+    """The final graph's memory figures: the family's (`Family.final_memory`), else the
+    firmware's plan of the graph, layer by layer, and the family's flash figure."""
+    if hasattr(family, "final_memory"):
+        return dict(family.final_memory(spec, graph, board))
+    from edgekit.firmware.codegen import firmware_plan
 
-    whole = firmware_plan(graph)
-    memory = {"peak_sram_layer_by_layer": whole.arena_bytes}
-    chosen, runs = whole, graph
-    if spec.patch_split is not None:
-        from edgekit.patching import plan_patched
-
-        patched = plan_patched(graph, patch_schedule(spec, graph), inplace=available_inplace_modes())
-        chosen, runs = patched.plan, patched.graph
-        memory["mac_overhead"] = round(patched.mac_overhead, 4)
+    plan = firmware_plan(graph)
+    memory = {"peak_sram": plan.arena_bytes, "peak_sram_layer_by_layer": plan.arena_bytes}
     try:
         from edgekit.patching import peak_without_inputs
 
-        memory["peak_sram_without_input"] = peak_without_inputs(chosen)
+        memory["peak_sram_without_input"] = peak_without_inputs(plan)
     except ImportError:
         pass
-    return {"peak_sram": chosen.arena_bytes, **memory,
-            "flash_estimate": flash_estimate(spec, graph=runs, cpu=cpu)}
+    return {**memory, "flash_estimate": int(family.memory(spec, board)["flash"]),
+            "patch": {"split": None, "n": 1}}
 
 
-def _final(config: SearchConfig, spec: MCUNetSpec, data: Dataset, train_split: Split,
+def calibration_inputs(split: Split, count: int = CALIBRATION_COUNT, seed: int = 0) -> np.ndarray:
+    """``count`` training inputs (raw, as the dataset holds them) for the quantizer."""
+    idx = np.random.default_rng(seed).permutation(len(split))[:count]
+    return split.images[idx]
+
+
+def _final(config: SearchConfig, family: Family, spec, data: Dataset, train_split: Split,
            board, out_dir: Path) -> dict:
     """Train the chosen spec longer, quantize it, check it on the real planner, write best/."""
     from edgekit.converters.tflite_writer import save_tflite
-    from edgekit.nas.convert import int8_graph
-    from edgekit.nas.memory import patch_schedule
-    from edgekit.nas.train import calibration_batch, float_accuracy, int8_accuracy, train
 
     steps = max(config.proxy_steps,
                 math.ceil(config.final_epochs * len(train_split) / config.batch_size))
     start = time.monotonic()
-    model = train(spec, train_split, steps=steps, batch_size=config.batch_size,
-                  seed=config.seed, threads=config.threads)
-    graph = int8_graph(model, calibration_batch(train_split, spec, seed=config.seed))
+    model = family.train(spec, train_split, steps=steps, batch_size=config.batch_size,
+                         seed=config.seed, threads=config.threads)
+    graph = family.int8_graph(model, spec, calibration_inputs(train_split, seed=config.seed))
     test = Split(data.test.images[:config.test_limit], data.test.labels[:config.test_limit])
-    schedule = patch_schedule(spec, graph)
-    memory = _final_memory(spec, graph, board.cpu)
+    memory = _final_memory(family, spec, graph, board)
+    patch = memory.pop("patch", None) or {"split": None, "n": 1}
     peak = memory["peak_sram"]
-    report = {"spec": spec.to_dict(), "train_steps": steps,
+    report = {"space": family.name, "spec": spec.to_dict(), "train_steps": steps,
               "train_seconds": round(time.monotonic() - start, 1),
-              "float_accuracy": float_accuracy(model, spec, test),
-              "int8_accuracy": int8_accuracy(graph, spec, test), "test_images": len(test),
+              "float_accuracy": family.float_accuracy(model, spec, test),
+              "int8_accuracy": family.int8_accuracy(graph, spec, test), "test_images": len(test),
               **memory,
               "weights_bytes": graph.weights_bytes, "board": board.id,
               "fits": peak <= sram_budget(board) and memory["flash_estimate"] <= board.flash_bytes,
-              "patch": schedule.to_dict() if schedule else {"split": None, "n": 1}}
+              "patch": patch}
     tmp = Path(tempfile.mkdtemp(prefix=".best-", dir=out_dir))
     try:
         save_tflite(graph, tmp / "model.tflite")
@@ -294,14 +298,18 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     except Exception as err:  # optuna/sqlalchemy errors for a bad URL vary by backend
         raise SearchError(f"storage {storage!r} cannot be opened: {type(err).__name__}:"
                           f" {str(err).splitlines()[0]}") from None
-    if STUDY_NAME in names and not config.resume:
+    name = study_name(config.space)
+    others = sorted(n[len("edgekit-"):] for n in names if n.startswith("edgekit-") and n != name)
+    if (name in names or others) and not config.resume:
         raise SearchError(f"storage {storage!r} already holds a search; pass --resume to"
                           " continue it, or choose another -o DIR / --storage")
-    bounds = {k: tuple(v) for k, v in (("resolutions", config.resolutions),
-                                        ("widths", config.widths)) if v is not None}
-    space = SearchSpace(in_channels=data.image_shape[-1], num_classes=data.num_classes, **bounds)
+    if others and name not in names:
+        raise SearchError(f"storage {storage!r} holds a search of space {others[0]!r}, not"
+                          f" {config.space!r}; choose another -o DIR / --storage")
+    family = get_family(config.space)
+    space = family.space(data, config)
     study = optuna.create_study(
-        storage=storage, study_name=STUDY_NAME, load_if_exists=True,
+        storage=storage, study_name=name, load_if_exists=True,
         directions=["maximize", "minimize"])
     done_before = len(study.get_trials(deepcopy=False))
     complete_before = len(study.get_trials(deepcopy=False,
@@ -311,9 +319,10 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     study.sampler = sampler
     study.set_user_attr("board", board.id)
     study.set_user_attr("dataset", config.dataset)
+    study.set_user_attr("space", config.space)
 
     train_split, val_split = _split_data(data, config)
-    objective = Objective(config, space, board, train_split, val_split)
+    objective = Objective(config, family, space, board, train_split, val_split)
     bar = progress(total=config.trials) if progress else None
     callbacks = [lambda study, trial: bar.update(1)] if bar else []
     try:
@@ -337,11 +346,12 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     pareto = pareto or [max(trained, key=lambda r: r["accuracy"])]
     chosen = max(pareto, key=lambda r: (r["accuracy"], -r["peak_sram"]))
     _atomic_write(out_dir / "pareto.json", json.dumps(
-        {"board": board.id, "dataset": config.dataset, "sram_budget": sram_budget(board),
+        {"board": board.id, "dataset": config.dataset, "space": config.space,
+         "sram_budget": sram_budget(board),
          "flash_budget": board.flash_bytes, "trials": len(rows), "pareto": pareto}, indent=2) + "\n")
     _plot(out_dir / "pareto.png", rows, pareto, sram_budget(board))
-    spec = MCUNetSpec.from_dict(chosen["spec"])
-    report = _final(config, spec, data, train_split, board, out_dir)
+    spec = family.spec_from_dict(chosen["spec"])
+    report = _final(config, family, spec, data, train_split, board, out_dir)
     report["proxy_accuracy"] = chosen["accuracy"]
     report["trial"] = chosen["trial"]
     return SearchResult(trials_run=len(complete) - complete_before,

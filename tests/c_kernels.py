@@ -137,12 +137,14 @@ def carray(array: np.ndarray) -> ctypes.c_void_p:
     return ctypes.c_void_p(array.ctypes.data)
 
 
-_CTYPES = {"int32_t": ctypes.c_int32, "float": ctypes.c_float, "double": ctypes.c_double}
+_CTYPES = {"int32_t": ctypes.c_int32, "float": ctypes.c_float, "double": ctypes.c_double,
+           "int8_t": ctypes.c_int8, "int64_t": ctypes.c_int64, "void*": ctypes.c_void_p}
 
 
 def struct_type(name: str, fields: Sequence[tuple[str, str]]) -> type[ctypes.Structure]:
     """A ctypes Structure mirroring a C struct. ``fields`` in declaration order as (name, type):
-    type is ``int32_t``, ``float``, ``double``, ``int32_t[N]`` or another struct type made
+    type is ``int32_t``, ``int64_t``, ``float``, ``double``, ``void*`` (filled from a numpy
+    array, kept alive in the instance's ``arrays``), ``int32_t[N]`` or another struct type made
     here (pass the class's ``__name__`` registered through `register_struct`)."""
     members = []
     for field_name, ctype in fields:
@@ -173,7 +175,10 @@ def fill_struct(cls: type[ctypes.Structure], values: dict) -> ctypes.Structure:
     instance = cls()
     for field_name, field_type in cls._fields_:
         value = values[field_name]
-        if isinstance(value, dict):
+        if field_type is ctypes.c_void_p:  # a pointer field: a C-contiguous array, kept alive
+            instance.__dict__.setdefault("arrays", {})[field_name] = value
+            value = value.ctypes.data
+        elif isinstance(value, dict):
             value = fill_struct(field_type, value)
         elif isinstance(value, (list, tuple, np.ndarray)):
             value = field_type(*[int(v) for v in value])
@@ -183,6 +188,21 @@ def fill_struct(cls: type[ctypes.Structure], values: dict) -> ctypes.Structure:
             value = float(value)
         setattr(instance, field_name, value)
     return instance
+
+
+def arm_struct(arm, struct: ctypes.Structure) -> ctypes.Structure:
+    """``struct`` laid out for the 32-bit target: each pointer field (``void*``, see
+    `fill_struct`) re-pointed at a copy of its array in the target's RAM (``arm.put``). The
+    other fields keep their host layout, which is the AAPCS one (int64 8-aligned on both)."""
+    arrays = struct.__dict__.get("arrays")
+    if not arrays:
+        return struct
+    fields = [(n, ctypes.c_uint32 if t is ctypes.c_void_p else t) for n, t in struct._fields_]
+    target = type(f"{type(struct).__name__}_arm", (ctypes.Structure,), {"_fields_": fields})()
+    for name, ctype in struct._fields_:
+        setattr(target, name, arm.put(arrays[name]) if ctype is ctypes.c_void_p
+                else getattr(struct, name))
+    return target
 
 
 def sizeof_shim(struct_names: Sequence[str], headers: Sequence[str]) -> str:

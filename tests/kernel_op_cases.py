@@ -18,12 +18,16 @@ import ctypes
 import numpy as np
 
 import graph_builders as gb
+import transformer_builders as tb
+import norm_cases
 from c_kernels import fill_struct, struct_type
 from edgekit import reference
 from edgekit.ir import DType, Graph, Quantization, Tensor
 
-SOURCES = ["ek_elementwise.c", "ek_pool.c", "ek_softmax.c", "ek_misc.c"]
-HEADERS = ["ek_elementwise.h", "ek_pool.h", "ek_softmax.h", "ek_misc.h"]
+SOURCES = ["ek_elementwise.c", "ek_pool.c", "ek_softmax.c", "ek_misc.c", "ek_transformer.c",
+           "ek_norm.c"]
+HEADERS = ["ek_elementwise.h", "ek_pool.h", "ek_softmax.h", "ek_misc.h", "ek_transformer.h",
+           "ek_norm.h"]
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 # --- ctypes mirrors of the C params structs (declaration order of the headers) ------------------
@@ -75,8 +79,26 @@ COPY_ROWS = struct_type("ek_copy_rows_params", [
     (n, "int32_t") for n in ("rows", "row_bytes", "src_offset", "src_stride", "dst_offset",
                              "dst_stride")])
 
+BATCH_MATMUL = struct_type("ek_batch_matmul_params", [
+    *[(n, "int32_t") for n in ("lhs_offset", "rhs_offset", "output_offset", "multiplier", "shift",
+                               "adj_x", "adj_y", "rows", "cols", "depth")],
+    ("out_batch", "int32_t[3]"), ("lhs_batch_strides", "int32_t[3]"),
+    ("rhs_batch_strides", "int32_t[3]")])
+TRANSPOSE = struct_type("ek_transpose_params", [
+    ("out_shape", "int32_t[6]"), ("in_strides", "int32_t[6]"), ("size", "int32_t"),
+    ("elem_bytes", "int32_t")])
+GATHER = struct_type("ek_gather_params", [
+    (n, "int32_t") for n in ("outer", "axis_size", "inner_bytes", "num_indices", "fill")])
+LUT = struct_type("ek_lut_params", [("size", "int32_t"), ("lut", "int8_t[256]")])
+#: kind -> (params mirror, kernel): these cases take their fields from the code generator's own
+#: emitter (edgekit.firmware.op_emitters), so the test covers what the firmware compiles
+TRANSFORMER = {"BATCH_MATMUL": (BATCH_MATMUL, "ek_batch_matmul_s8"),
+               "TRANSPOSE": (TRANSPOSE, "ek_transpose"), "GATHER": (GATHER, "ek_gather"),
+               "GELU": (LUT, "ek_lut_s8")}
+
 ALL_STRUCTS = [COPY_ROWS, BROADCAST, ADD, MUL, REQUANTIZE, CLAMP, HARD_SWISH, AFFINE_QUANTIZE, DEQUANTIZE,
-               POOL, MEAN, SOFTMAX, LOGISTIC, PAD, CONCAT, RESHAPE]
+               POOL, MEAN, SOFTMAX, LOGISTIC, PAD, CONCAT, RESHAPE, BATCH_MATMUL, TRANSPOSE, GATHER,
+               LUT, norm_cases.NORM, norm_cases.SILU]
 
 
 SUFFIX = {DType.INT8: "s8", DType.INT16: "s16", DType.FLOAT32: "f32"}
@@ -118,6 +140,14 @@ def kernel_calls(graph: Graph) -> list[tuple[str, ctypes.Structure, list[str], s
     x = graph[op.inputs[0]]
     y = graph[op.outputs[0]]
     kind = op.kind
+    if kind in TRANSFORMER:
+        from edgekit.firmware.op_emitters import EMITTERS, EmitContext
+        call = EMITTERS[kind](EmitContext(graph, op, lambda n: n, lambda s: s, None, None), p)
+        struct, function = TRANSFORMER[kind]
+        assert call.kernel == function and not call.arrays
+        return [(function, fill_struct(struct, call.fields), op.present_inputs(), None)]
+    if kind in norm_cases.C_KINDS:
+        return norm_cases.kernel_calls(graph, p, fill_struct)
     if kind in ("ADD", "MUL"):
         fields = prepared_fields(p)
         fields["shape"] = broadcast_fields(graph["a"].shape, graph["b"].shape, y.shape)
@@ -214,7 +244,8 @@ def kernel_calls(graph: Graph) -> list[tuple[str, ctypes.Structure, list[str], s
 def reference_output(graph: Graph, inputs: dict[str, np.ndarray]) -> np.ndarray:
     op = graph.ops[0]
     p = reference.prepare(op, graph)
-    return reference.run_op(p, [inputs[name] if name else None for name in op.inputs])
+    values = {**{t.name: t.data for t in graph.constants()}, **inputs}
+    return reference.run_op(p, [values[name] if name else None for name in op.inputs])
 
 
 # --- random cases ---------------------------------------------------------------------------------
@@ -412,17 +443,28 @@ CASE_BUILDERS = {
     "LOGISTIC": logistic_case, "HARD_SWISH": hard_swish_case, "RELU": relu_case("RELU"),
     "RELU6": relu_case("RELU6"), "PAD": pad_case, "CONCATENATION": concat_case,
     "QUANTIZE": quantize_case, "DEQUANTIZE": dequantize_case, "RESHAPE": reshape_case,
+    **tb.CASES,
+    **{kind: norm_cases.random_norm_case(kind) for kind in norm_cases.C_KINDS},
 }
 ELEMENTWISE_IN_PLACE = {"ADD", "MUL", "RELU", "RELU6", "HARD_SWISH", "LOGISTIC", "QUANTIZE",
-                        "DEQUANTIZE", "RESHAPE"}
+                        "DEQUANTIZE", "RESHAPE",
+                        # the planner's elementwise mode: row ops and lookup tables
+                        "SOFTMAX", "GELU", "SILU", "LAYER_NORM", "RMS_NORM"}
 
 
 def case_inputs(rng, graph: Graph, variant: int) -> dict[str, np.ndarray]:
     """Variant 0: uniform random; 1: every element the type's minimum; 2: its maximum;
     3: random with a few extremes (floats: huge, tiny, exact .5 ties)."""
     result = {}
+    ids = {op.inputs[1]: graph[op.inputs[0]].shape[int(op.attrs.get("axis", 0))]
+           for op in graph.ops if op.kind == "GATHER"}
     for name in graph.inputs:
         t = graph[name]
+        if name in ids:  # token ids: inside the table (0 and the last row for the edge cases)
+            vocab = ids[name]
+            result[name] = (tb.random_indices(rng, t, vocab) if variant in (0, 3) else
+                            np.full(t.shape, 0 if variant == 1 else vocab - 1, np.int32))
+            continue
         value = gb.random_input(rng, t)
         if t.dtype == DType.FLOAT32:
             scale = float(graph["y"].quant.scale[0])
@@ -447,7 +489,7 @@ def equal_bytes(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 #: unary kinds whose tests also run every input value at once
-UNARY_EXHAUSTIVE = {"LOGISTIC": logistic_case, "HARD_SWISH": hard_swish_case,
+UNARY_EXHAUSTIVE = {"GELU": tb.gelu_case, "LOGISTIC": logistic_case, "HARD_SWISH": hard_swish_case,
                     "RELU": relu_case("RELU"), "RELU6": relu_case("RELU6"),
                     "QUANTIZE": quantize_case, "DEQUANTIZE": dequantize_case,
-                    "SOFTMAX": softmax_case}
+                    "SOFTMAX": softmax_case, "SILU": norm_cases.random_norm_case("SILU")}

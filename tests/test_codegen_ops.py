@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import graph_builders as gb
+import transformer_builders as tb
+import norm_cases as nc
 from edgekit.firmware.codegen import generate
 from edgekit.firmware.host_run import compile_kernels, run_on_host
 from edgekit.firmware.op_emitters import supported_kinds
@@ -54,6 +56,20 @@ CASES = [
     ("slice", gb.slice_box, {}),
     ("insert_tile", gb.insert_tile, {}),
     ("insert_first_tile", gb.insert_tile, {"base": False}),
+    ("batch_matmul", tb.batch_matmul, {}),
+    ("batch_matmul_adj_x_broadcast", tb.batch_matmul, {"a_shape": (1, 3, 8, 5),
+                                                       "b_shape": (1, 8, 6), "adj_x": True}),
+    ("batch_matmul_adj_y_rank5", tb.batch_matmul, {"a_shape": (1, 2, 1, 4, 6),
+                                                   "b_shape": (1, 2, 3, 5, 6), "adj_y": True}),
+    ("transpose", tb.transpose, {}),
+    ("transpose_rank5", tb.transpose, {"shape": (1, 3, 2, 4, 5), "perm": (0, 4, 2, 1, 3)}),
+    ("gather", tb.gather, {"params_shape": (30, 12), "idx_shape": (1, 9)}),
+    ("gather_axis1", tb.gather, {"params_shape": (1, 20, 3), "idx_shape": (4,), "axis": 1}),
+    ("gelu", tb.gelu, {}),
+    ("gelu_approximate", tb.gelu, {"approximate": True}),
+    ("layer_norm", nc.norm_graph, {"kind": "LAYER_NORM", "shape": (1, 12, 64)}),
+    ("rms_norm", nc.norm_graph, {"kind": "RMS_NORM", "shape": (1, 5, 48)}),
+    ("silu", nc.norm_graph, {"kind": "SILU", "shape": (1, 4, 4, 8)}),
 ]
 SEEDS = (0, 1, 2)
 CONV_KINDS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
@@ -80,7 +96,7 @@ def test_single_op_graph_is_bit_exact_on_the_host(case, kernel_objects, tmp_path
     for seed in SEEDS:
         rng = np.random.default_rng([seed, len(case)])
         graph = builder(rng, **options)
-        inputs = [gb.random_input(rng, graph[name]) for name in graph.inputs]
+        inputs = tb.graph_inputs(rng, graph)
         gen = generate(graph, test_inputs=inputs)
         expected = [np.ascontiguousarray(o).tobytes() for o in Interpreter(graph).run(inputs)]
         assert gen.expected_outputs == expected

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 import graph_builders as gb
+import transformer_builders as tb
+from norm_cases import random_norm_case
 from oracle_runners import LiteRTRunner, TflmRunner
 from edgekit import fixedpoint as fp
 from edgekit.converters.tflite_writer import to_bytes
@@ -207,11 +209,16 @@ CASES = {
     "SOFTMAX": softmax_case, "LOGISTIC": logistic_case, "HARD_SWISH": hard_swish_case,
     "RELU": relu_case("RELU"), "RELU6": relu_case("RELU6"), "PAD": pad_case,
     "CONCATENATION": concat_case, "QUANTIZE": quantize_case, "DEQUANTIZE": dequantize_case,
+    **tb.CASES,
+    **{kind: random_norm_case(kind) for kind in ("SILU", "LAYER_NORM", "RMS_NORM")},
 }
+#: edgekit's own ops: TFLite Micro has no kernel for them; their semantics are checked against
+#: float math in tests/test_norm_ops.py, and here through the .tflite round trip
+EDGEKIT_OPS = {"SILU", "LAYER_NORM", "RMS_NORM"}
 
 
 def _random_inputs(rng, graph: Graph) -> list[np.ndarray]:
-    return [gb.random_input(rng, graph[name]) for name in graph.inputs]
+    return tb.graph_inputs(rng, graph)
 
 
 def test_every_ir_op_kind_has_cases():
@@ -224,13 +231,27 @@ def test_every_ir_op_kind_has_cases():
     assert set(CASES) | patch_kinds == set(OP_KINDS) == set(reference.supported_kinds())
 
 
-@pytest.mark.parametrize("kind", sorted(CASES))
+@pytest.mark.parametrize("kind", sorted(EDGEKIT_OPS))
+def test_edgekit_op_survives_the_tflite_round_trip(kind):
+    from edgekit.converters.tflite_reader import load_tflite_bytes
+    rng = np.random.default_rng(sum(map(ord, kind)))
+    for _ in range(CASES_PER_OP):
+        graph = CASES[kind](rng)
+        back = Interpreter(load_tflite_bytes(to_bytes(graph)))
+        ours = Interpreter(graph)
+        for _ in range(INPUTS_PER_CASE):
+            inputs = _random_inputs(rng, graph)
+            assert ours.run(inputs)[0].tobytes() == back.run(inputs)[0].tobytes(), kind
+
+
+@pytest.mark.parametrize("kind", sorted(set(CASES) - EDGEKIT_OPS))
 def test_op_bit_exact_with_tflite_micro(kind):
     rng = np.random.default_rng(sum(map(ord, kind)))
     compared = 0
     for case in range(CASES_PER_OP):
         graph = CASES[kind](rng)
-        oracle = TflmRunner(to_bytes(graph), len(graph.outputs))
+        oracle = (LiteRTRunner(to_bytes(graph)) if kind in tb.LITERT_ORACLE
+                  else TflmRunner(to_bytes(graph), len(graph.outputs)))
         ours = Interpreter(graph)
         for _ in range(INPUTS_PER_CASE):
             inputs = _random_inputs(rng, graph)

@@ -20,6 +20,7 @@ from edgekit import reference
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.interpreter import Interpreter
 from edgekit.planner import MemoryPlan, plan
+from edgekit.planner.inplace import pointwise_shape
 
 from conftest import mlperf_path
 from planner_graphs import act, graph, op
@@ -63,9 +64,8 @@ def _pointwise_inplace(arena, p, index, prepared, args, noise, group: int = 2,
     x_name, y_name = o.inputs[0], o.outputs[0]
     x_before = _view(arena, p, x_name).copy()
     expected = reference.run_op(prepared, args).reshape(-1)  # pixel p depends on src(p) only
-    _, _, in_w, in_c = x_before.shape
-    _, out_h, out_w, out_c = p.graph[y_name].shape
-    stride_h, stride_w = o.attrs["stride"]
+    # a FULLY_CONNECTED over tokens is a 1x1 convolution over its rows
+    out_h, out_w, out_c, in_w, in_c, stride_h, stride_w = pointwise_shape(o, p.graph)
     s = p.scratch[index]
     scratch = arena[s.offset:s.offset + s.size]
     scratch[:] = noise[:s.size]

@@ -105,10 +105,24 @@ def test_single_op_graphs_export_load_and_run(case):
             assert np.unique(out).size > 1 or out.size == 1, "output collapsed to one value"
 
 
-def test_explicit_padding_that_tflite_cannot_express():
-    g = gb.conv2d(np.random.default_rng(0))
+def test_explicit_padding_that_tflite_cannot_express_becomes_pad_then_valid():
+    rng = np.random.default_rng(0)
+    g = gb.conv2d(rng)
     g.ops[0].attrs["pad"] = (2, 0, 0, 2)
-    with pytest.raises(UnsupportedError, match=r"CONV_2D 'y': explicit padding \(2, 0, 0, 2\)"):
+    back = load_tflite_bytes(to_bytes(g))
+    assert [op.kind for op in back.ops] == ["PAD", "CONV_2D"]
+    assert back.ops[0].attrs["paddings"] == ((0, 0), (2, 0), (0, 2), (0, 0))
+    assert back.ops[1].attrs["pad"] == (0, 0, 0, 0)
+    from edgekit.interpreter import run
+    x = gb.random_input(rng, g["x"])
+    assert np.array_equal(run(back, [x])[0], run(g, [x])[0])
+    assert np.array_equal(tflm_run(to_bytes(g), [x]), run(g, [x])[0])
+
+
+def test_explicit_padding_that_disagrees_with_the_output_shape():
+    g = gb.conv2d(np.random.default_rng(0))
+    g.ops[0].attrs["pad"] = (5, 0, 0, 2)  # 5 rows on top: 9 + 5 - 2 = 12 rows out, not 9
+    with pytest.raises(UnsupportedError, match=r"CONV_2D 'y': padding \(5, 0, 0, 2\)"):
         to_bytes(g)
 
 
@@ -116,7 +130,7 @@ def test_save_is_atomic_on_failure(tmp_path):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"old")
     g = gb.conv2d(np.random.default_rng(0))
-    g.ops[0].attrs["pad"] = (2, 0, 0, 2)
+    g.ops[0].attrs["pad"] = (5, 0, 0, 2)
     with pytest.raises(UnsupportedError):
         save_tflite(g, path)
     assert path.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1

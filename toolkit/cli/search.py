@@ -1,19 +1,23 @@
-"""`edgekit search`: MCUNet-style architecture search under a board's SRAM and flash budgets,
-then the final training of the chosen model, quantized to an int8 .tflite in DIR/best/."""
+"""`edgekit search`: architecture search of one model family (MCUNetV2 CNNs, MCUFormer vision
+transformers, EmbBERT-Q text models) under a board's SRAM and flash budgets, then the final
+training of the chosen model, quantized to an int8 .tflite in DIR/best/."""
 
 from __future__ import annotations
 
 import argparse
 
 from edgekit.cli.output import emit, progress
-from edgekit.errors import UsageError
 
 NAME = "search"
-HELP = "search an MCUNet-style model that fits a board (Optuna), train it, write DIR/best/"
+HELP = ("search a model (MCUNetV2, MCUFormer or EmbBERT-Q) that fits a board (Optuna), train"
+        " it, write DIR/best/")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", default="mcunet", help="search space (only mcunet)")
+    parser.add_argument("--space", default="mcunet", metavar="mcunet|mcuformer|embbert",
+                        help="model family: mcunet (inverted-residual CNNs with patch-based"
+                        " inference, the default), mcuformer (vision transformers with low-rank"
+                        " MLPs) or embbert (tiny text models; token-id datasets)")
     parser.add_argument("--board", required=True, help="board id (see `edgekit boards`)")
     parser.add_argument("--dataset", required=True, metavar="fashion-mnist|digits|mnist5k|PATH",
                         help="a bundled dataset, an .npz (arrays x, y [, x_test, y_test]) or an"
@@ -39,9 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="patch schedules may recompute at most F times the layer-by-layer"
                         " MACs (default 1.0)")
     parser.add_argument("--resolutions", type=_numbers(int), metavar="R,R,...",
-                        help="input resolutions to search (default 32,40,48,56,64)")
+                        help="input resolutions to search (mcunet default 32,40,48,56,64;"
+                        " mcuformer 28,32,48)")
     parser.add_argument("--widths", type=_numbers(float), metavar="W,W,...",
-                        help="width multipliers to search (default 0.25,0.35,0.5,0.75)")
+                        help="width multipliers to search, mcunet only (default"
+                        " 0.25,0.35,0.5,0.75)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
@@ -62,7 +68,7 @@ def _render(p: dict) -> str:
         f"{patch['split']} in {patch['n']}x{patch['n']} patches"
         f" (+{100 * best.get('mac_overhead', 0):.0f}% MACs recomputed)")
     return "\n".join([
-        f"search on {p['dataset']} for {p['board']}: {p['trials_run']} trials run,"
+        f"{p['space']} search on {p['dataset']} for {p['board']}: {p['trials_run']} trials run,"
         f" {p['trials_total']} in the study, {len(p['pareto'])} on the Pareto front",
         f"  best (trial {best['trial']}): proxy accuracy {best['proxy_accuracy']:.3f}",
         f"  final training: {best['train_steps']} steps; top-1 on {best['test_images']} test"
@@ -82,19 +88,21 @@ def _render(p: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.space != "mcunet":
-        raise UsageError(f"unknown search space {args.space!r}; known: mcunet")
+    from edgekit.nas.family import check_space
     from edgekit.nas.search import SearchConfig, run_search
+
+    check_space(args.space)
 
     config = SearchConfig(board=args.board, dataset=args.dataset, out_dir=args.output,
                           trials=args.trials, time_budget=args.time_budget, seed=args.seed,
                           storage=args.storage, resume=args.resume, proxy_steps=args.proxy_steps,
                           train_limit=args.train_limit, final_epochs=args.final_epochs,
                           test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead,
-                          resolutions=args.resolutions, widths=args.widths)
+                          resolutions=args.resolutions, widths=args.widths, space=args.space)
     result = run_search(config, progress=lambda total: progress(total=total, desc="trials",
                                                                  args=args))
-    payload = {"board": args.board, "dataset": args.dataset, "trials_run": result.trials_run,
+    payload = {"board": args.board, "dataset": args.dataset, "space": args.space,
+               "trials_run": result.trials_run,
                "trials_total": result.trials_total, "pareto": result.pareto,
                "best": result.best, "best_dir": result.best_dir, "files": result.files}
     emit(args, NAME, payload, _render)

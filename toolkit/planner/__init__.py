@@ -36,14 +36,20 @@ code generator must implement each mode exactly as follows:
 
 - ``reshape_view`` (RESHAPE): the output is the input's bytes; the kernel does nothing.
   Exact for any reshape (same ``nbytes``).
-- ``elementwise`` (ADD, MUL, RELU, RELU6, LOGISTIC, HARD_SWISH, QUANTIZE, DEQUANTIZE): the
+- ``elementwise`` (ADD, MUL, RELU, RELU6, LOGISTIC, HARD_SWISH, QUANTIZE, DEQUANTIZE; the
+  lookup-table ops GELU, SILU; the row ops SOFTMAX, LAYER_NORM, RMS_NORM): the
   aliased input has the output's shape (it is not broadcast) and the same element size (int8 ->
   int8 requantize, not int8 -> float32; never int4, whose elements share bytes), so output
   element i occupies exactly the bytes of input element i. The kernel must read element i of
   every input (and any broadcast operand) before writing output element i, and never read an
   aliased input element after writing the output element with that index. Processing in
   increasing or decreasing index order, or in SIMD blocks that are loaded before they are
-  stored, all satisfy this.
+  stored, all satisfy this. The row ops (output row r, over the last axis, depends on the whole
+  input row r: SOFTMAX's maximum and sum of exps, LAYER_NORM's mean and variance, RMS_NORM's
+  mean square) must in addition finish every statistics pass over row r before writing any
+  element of row r; the writing pass then reads x[i] before writing y[i]. Rows are disjoint
+  and at the same offsets in input and output, so any row order is exact. Their constant
+  operands (gamma, beta) are never aliased.
 - ``depthwise_channelwise`` (DEPTHWISE_CONV_2D, as TinyEngine does): batch 1, depth multiplier 1,
   equal input/output element size, and an output plane no larger than the input plane
   (``OH*OW <= H*W``; any stride, dilation and padding otherwise). Scratch: one input channel
@@ -54,8 +60,8 @@ code generator must implement each mode exactly as follows:
   H*W``, a slot of input channel c, which is already saved; channels other than c are never
   written, so channels after c are still intact when their turn comes.
 
-- ``pointwise_inplace`` (CONV_2D): a 1x1 filter, all pads 0, batch 1, int8 input and output,
-  filter depth == C_in, and, numbering output pixels p = 0..P-1 row-major (P = OH*OW) with
+- ``pointwise_inplace`` (CONV_2D, and FULLY_CONNECTED over tokens): a 1x1 filter, all pads 0,
+  batch 1, int8 input and output, filter depth == C_in, and, numbering output pixels p = 0..P-1 row-major (P = OH*OW) with
   ``src(p) = (p // OW)*stride_h*W + (p % OW)*stride_w`` the input pixel that p reads,
   ``p*C_out <= src(p)*C_in`` for every p >= 1 (`inplace.pointwise_fits_in_place`). True for any
   output no wider than its input (C_out <= C_in, any stride), and for strided convolutions that
@@ -76,6 +82,19 @@ code generator must implement each mode exactly as follows:
   its end (the block grows to the output's size); the peak is max(in, out) instead of in + out.
   Scratch as ``pointwise_inplace``. Both order conditions are exact: where one is false, that
   order reads a clobbered byte (tests/test_planner_pointwise.py simulates it byte by byte).
+- Both pointwise modes take a FULLY_CONNECTED over tokens (MCUFormer's token overwriting,
+  `inplace.pointwise_shape`): x[..., K] with T = x.size / K >= 2 rows (``x[1, T, K]`` with
+  ``keep_num_dims``, or any shape: only the row-major layout matters), output T rows of N, int8
+  activations, int8 weights ``w[N, K]`` (per-tensor or per-channel), int32 bias or none. It is
+  the 1x1 convolution ``[1, 1, T, K] -> [1, 1, T, N]``, stride 1, with the OHWI filter
+  ``[N, 1, 1, K]`` (the same bytes), so the conditions read P = T, ``src(p) = p``: forward exact
+  for N <= K, backward for N >= K. Scratch ``2*K`` bytes, so a single row (T = 1, a classifier
+  head) never pays and is excluded. The code generator runs it through the in-place pointwise
+  conv kernel with ``in_w = out_w = T``, ``in_c = K``, ``out_c = N`` and the FC's own offsets,
+  clamp and per-unit multipliers/shifts (a per-tensor layer repeats its one multiplier): the
+  same accumulator ``bias[n] + sum((x + input_offset) * (w + filter_offset))`` (int32,
+  wrapping) and the same TFLite Micro requantisation, so the bytes equal the FC's
+  (tests/test_token_inplace.py, portable and DSP paths).
 - ``conv_sliding`` (CONV_2D or DEPTHWISE_CONV_2D, any filter size, stride, dilation and padding;
   batch 1, int8): the
   output starts ``lead`` bytes BEFORE its input (``buffers[out].offset <= buffers[in].offset -
@@ -114,12 +133,26 @@ code generator must implement each mode exactly as follows:
   base feature map's bytes; the kernel copies the tile's rows into the box at ``origin`` and
   touches nothing else. Exact because every other element of the output is the base's.
 
+Never in place: TRANSPOSE (output element i is input element perm(i), not i, so no order of a
+plain loop is exact; an in-place permutation follows its cycles with a bitmap or an O(n^2)
+search, and a scratch the size of the tensor saves nothing), BATCH_MATMUL (each output element
+reads a whole row of ``a`` and a whole column of ``b``, so a written output can clobber operand
+bytes that later outputs read; a row-at-a-time scheme like ``pointwise_inplace`` would be exact
+for ``p @ v`` over ``p`` when N <= K and adj_x is false, but is not a mode yet), GATHER (its
+output is computed from a flash table; its int32 index input is smaller), PAD, CONCATENATION,
+SLICE, MEAN, pools. In an attention block the in-place savings come from the FCs over dying
+inputs, the RESHAPE views, SOFTMAX over the scores, and the residual ADD.
+
 ``inplace`` in `plan` is True (all modes above), False (none), or a collection of mode names.
 Adding a mode is one more entry in the table in `edgekit.planner.inplace`: its static
 conditions, its scratch size, and its kernel contract here.
 
 Scratch (`edgekit.planner.scratch.scratch_bytes(op, graph, inplace_mode)`) is the one definition
-of per-op temporary memory that the code generator also uses.
+of per-op temporary memory that the code generator also uses. Out of place, only MEAN needs
+any (an int32 accumulator per output element). The transformer kinds need none: BATCH_MATMUL
+with ``adj_y`` (``q @ k^T``) strides over ``b``'s rows instead of transposing a copy, SOFTMAX
+and the norms work row by row in registers, the LUT ops and TRANSPOSE read their input
+directly.
 
 Offsets (`edgekit.planner.offsets.STRATEGIES`): ``greedy`` is TFLite Micro's greedy-by-size
 (the baseline); ``multi`` tries first and best fit over several orderings; ``search``/``best``

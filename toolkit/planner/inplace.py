@@ -9,7 +9,8 @@ and what the kernel must do so that it is safe. The full semantics live in the `
 module docstring; the code generator implements exactly these contracts.
 
 Modes: ``reshape_view``, ``elementwise``, ``depthwise_channelwise``, ``pointwise_inplace`` and
-``pointwise_inplace_backward`` (1x1 convolutions, pixel by pixel through a small scratch),
+``pointwise_inplace_backward`` (1x1 convolutions and fully-connected layers over tokens, pixel
+by pixel through a small scratch),
 ``conv_sliding`` (any convolution or depthwise convolution, plain kernel, output a small lead
 before its input), ``tile_insert`` (a patch schedule's INSERT_TILE writes its tile into the
 feature map it extends). The conv fused with its residual ADD (``conv_add_skip``) spans two ops and
@@ -32,6 +33,18 @@ from edgekit.ir import Graph, Op
 ELEMENTWISE_KINDS = frozenset({
     "ADD", "MUL", "RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "QUANTIZE", "DEQUANTIZE",
 })
+
+#: element-wise lookup-table ops of the transformers (their kernels read x[i] before writing
+#: y[i]); kept out of ELEMENTWISE_KINDS, which patch schedules also use
+LUT_KINDS = frozenset({"GELU", "SILU"})
+
+#: ops whose output row (last axis) depends on the whole input row at the same index: exact in
+#: place when the kernel finishes every statistics pass over a row (max, sums, mean, variance)
+#: before it writes any element of that row, and its writing pass reads x[i] before y[i]
+ROWWISE_KINDS = frozenset({"SOFTMAX", "LAYER_NORM", "RMS_NORM"})
+
+#: the kinds of the ``elementwise`` in-place mode
+ELEMENTWISE_INPLACE_KINDS = ELEMENTWISE_KINDS | LUT_KINDS | ROWWISE_KINDS
 
 
 @dataclass(frozen=True)
@@ -148,9 +161,37 @@ def pointwise_fits_in_place(out_h: int, out_w: int, out_c: int, in_w: int, in_c:
     return bool(not np.any(pending & (starts < pixels * out_c)))
 
 
-def _pointwise_shape(op: Op, graph: Graph) -> tuple[int, ...] | None:
+def _token_fc_shape(op: Op, graph: Graph) -> tuple[int, ...] | None:
+    """A FULLY_CONNECTED as a 1x1 convolution over its rows (tokens): x [..., K] is T = size/K
+    "pixels" of K channels, the output T pixels of N channels, in the same row-major order
+    whatever the shapes (keep_num_dims or not), and w [N, K] is the OHWI filter [N, 1, 1, K].
+    int8 activations and weights, int32 bias or none (the pointwise kernels' types), T >= 2."""
+    x_name = op.inputs[0]
+    w_name = op.inputs[1] if len(op.inputs) > 1 else None
+    if x_name is None or w_name is None:
+        return None
+    x, w, out = graph[x_name], graph[w_name], graph[op.outputs[0]]
+    bias = op.inputs[2] if len(op.inputs) > 2 else None
+    if x.is_constant or len(w.shape) != 2 or w.dtype.bits != 8 or x.dtype.bits != 8:
+        return None
+    if (out.dtype.bits != 8 or _itemsize(graph, x_name) != 1 or out.dtype.numpy.itemsize != 1
+            or (bias is not None and graph[bias].dtype.bits != 32)):
+        return None
+    units, depth = w.shape
+    if depth == 0 or x.size % depth or out.size != (x.size // depth) * units:
+        return None
+    tokens = x.size // depth
+    if tokens < 2:  # one row never pays: its 2*K scratch exceeds the min(K, N) bytes shared
+        return None
+    return 1, tokens, units, tokens, depth, 1, 1
+
+
+def pointwise_shape(op: Op, graph: Graph) -> tuple[int, ...] | None:
     """(out_h, out_w, out_c, in_w, in_c, stride_h, stride_w) of a 1x1, unpadded, batch-1 int8
-    CONV_2D whose input is an activation; None for any other op."""
+    CONV_2D whose input is an activation, or of a FULLY_CONNECTED over tokens
+    (`_token_fc_shape`); None for any other op."""
+    if op.kind == "FULLY_CONNECTED":
+        return _token_fc_shape(op, graph)
     x_name = op.inputs[0]
     w_name = op.inputs[1] if len(op.inputs) > 1 else None
     if x_name is None or w_name is None:
@@ -175,7 +216,7 @@ def _pointwise_inputs(op: Op, graph: Graph) -> list[int]:
     # its outputs, is exact when the outputs written so far never reach an input pixel still
     # to be read (`pointwise_fits_in_place`): always true when the output is no wider than the
     # input, and for many strided convolutions that widen it (resnet's 1x1 stride-2 16->32).
-    shape = _pointwise_shape(op, graph)
+    shape = pointwise_shape(op, graph)
     return [0] if shape and pointwise_fits_in_place(*shape) else []
 
 
@@ -184,15 +225,20 @@ def _pointwise_backward_inputs(op: Op, graph: Graph) -> list[int]:
     # the output starts at the input's offset and runs past its end; pixels go in decreasing
     # order, so the output's tail is written where no input is, and each write lands at or
     # beyond the end of every input pixel still to be read. The block grows to the output's size.
-    shape = _pointwise_shape(op, graph)
+    shape = pointwise_shape(op, graph)
     return [0] if shape and pointwise_fits_in_place(*shape, backward=True) else []
 
 
 def _pointwise_scratch(op: Op, graph: Graph) -> int:
     # Two input pixels as int8 (a kernel may do two pixels per pass); the kernels today copy
-    # one. Widening to int16 would double it: the kernels widen in registers instead.
-    return 2 * graph[op.inputs[0]].shape[3]
+    # one. Widening to int16 would double it: the kernels widen in registers instead. A pixel
+    # is the filter's depth: C_in of a CONV_2D, K of a FULLY_CONNECTED.
+    return 2 * graph[op.inputs[1]].shape[-1]
 
+
+#: kinds the pointwise modes take: 1x1 convolutions, and fully-connected layers over tokens
+#: (MCUFormer's token overwriting: a 1x1 convolution over T "pixels")
+POINTWISE_KINDS = frozenset({"CONV_2D", "FULLY_CONNECTED"})
 
 #: the in-place mode whose output starts before its input (see `sliding_lead_bytes`)
 SLIDING_MODE = "conv_sliding"
@@ -285,12 +331,14 @@ INPLACE_MODES: tuple[InplaceMode, ...] = (
     ),
     InplaceMode(
         name="elementwise",
-        kinds=ELEMENTWISE_KINDS,
+        kinds=ELEMENTWISE_INPLACE_KINDS,
         inputs=_elementwise_inputs,
         scratch_bytes=_no_scratch,
         semantics=("For every element i the kernel reads element i of every input (and any "
                    "broadcast operand) before it writes output element i, and never reads an "
-                   "element of the aliased input after writing the output element at that index."),
+                   "element of the aliased input after writing the output element at that index. "
+                   "Row ops (SOFTMAX, LAYER_NORM, RMS_NORM): every statistics pass over a row "
+                   "ends before any element of that row is written."),
     ),
     InplaceMode(
         name="depthwise_channelwise",
@@ -303,7 +351,7 @@ INPLACE_MODES: tuple[InplaceMode, ...] = (
     ),
     InplaceMode(
         name="pointwise_inplace",
-        kinds=frozenset({"CONV_2D"}),
+        kinds=POINTWISE_KINDS,
         inputs=_pointwise_inputs,
         scratch_bytes=_pointwise_scratch,
         semantics=("Output pixels in increasing order, in groups of one or two consecutive "
@@ -313,7 +361,7 @@ INPLACE_MODES: tuple[InplaceMode, ...] = (
     ),
     InplaceMode(
         name="pointwise_inplace_backward",
-        kinds=frozenset({"CONV_2D"}),
+        kinds=POINTWISE_KINDS,
         inputs=_pointwise_backward_inputs,
         scratch_bytes=_pointwise_scratch,
         semantics=("As pointwise_inplace with output pixels in DECREASING order (groups of one "

@@ -32,7 +32,11 @@
 #include "ek_softmax.h"
 /* PAD, CONCATENATION, RESHAPE (copy). */
 #include "ek_misc.h"
+/* LAYER_NORM, RMS_NORM, SILU (edgekit's own ops). */
+#include "ek_norm.h"
 /* CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED (engineer F2). */
 #include "ek_conv.h"
+/* BATCH_MATMUL, TRANSPOSE, GATHER, GELU (lookup table). */
+#include "ek_transformer.h"
 
 #endif

@@ -6,8 +6,9 @@
  * input radius, output at scale 1/256, zero point -128).
  *
  * In place: LOGISTIC is element-wise (reads element i before writing it) and may alias its
- * input. SOFTMAX reads a whole row twice (the maximum, then the exps), so its output must NOT
- * alias its input.
+ * input. SOFTMAX reads a whole row twice (the maximum, then the exps) before writing any element
+ * of it, then writes element i right after reading it: out may be in (the planner's elementwise
+ * mode, row contract), but must not overlap it any other way.
  */
 #ifndef EK_SOFTMAX_H
 #define EK_SOFTMAX_H

@@ -1,0 +1,106 @@
+"""The MCUNetV2 space (`edgekit.nas.mcunet`) as the search driver's ``mcunet`` family.
+
+Memory per trial as the search always did it: the fast figure (`peak_sram_bound`) and the
+spec's flash estimate prune; a candidate that passes both is planned for real
+(`firmware_memory`, the patch schedule included), and a patched one gets the patched graph's
+flash. The final model's figures (`final_memory`) carry its patch schedule, which the driver
+writes as best/patch.json for `edgekit build`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgekit.errors import UsageError
+from edgekit.nas.family import register
+
+
+class MCUNetFamily:
+    name = "mcunet"
+
+    def space(self, data, config):
+        from edgekit.nas.mcunet import SearchSpace
+
+        if len(data.image_shape) != 3:
+            raise UsageError(f"search space mcunet takes images (N, H, W, C); dataset"
+                             f" {data.name!r} holds inputs of shape {data.image_shape}")
+        bounds = {k: tuple(v) for k, v in (("resolutions", config.resolutions),
+                                            ("widths", config.widths)) if v is not None}
+        return SearchSpace(in_channels=data.image_shape[-1], num_classes=data.num_classes,
+                           **bounds)
+
+    def sample(self, trial, space):
+        from edgekit.nas.mcunet import sample
+
+        return sample(trial, space)
+
+    def spec_from_dict(self, d: dict):
+        from edgekit.nas.mcunet import MCUNetSpec
+
+        return MCUNetSpec.from_dict(d)
+
+    def memory(self, spec, board) -> dict:
+        from edgekit.nas.codesize import flash_estimate
+        from edgekit.nas.memory import firmware_memory, peak_sram_bound
+        from edgekit.nas.search import sram_budget
+
+        flash = flash_estimate(spec, cpu=board.cpu)
+        peak = peak_sram_bound(spec)
+        planned, overhead = False, 0.0
+        if peak <= sram_budget(board) and flash <= board.flash_bytes:
+            peak, graph, overhead = firmware_memory(spec)
+            planned = True
+            if spec.patch_split is not None:
+                flash = flash_estimate(spec, graph=graph, cpu=board.cpu)
+        return {"peak_sram": peak, "flash": flash, "planned": planned, "mac_overhead": overhead}
+
+    def train(self, spec, split, *, steps: int, batch_size: int, seed: int, threads: int):
+        from edgekit.nas.train import train
+
+        return train(spec, split, steps=steps, batch_size=batch_size, seed=seed, threads=threads)
+
+    def float_accuracy(self, module, spec, split) -> float:
+        from edgekit.nas.train import float_accuracy
+
+        return float_accuracy(module, spec, split)
+
+    def int8_graph(self, module, spec, calib: np.ndarray):
+        from edgekit.nas.convert import int8_graph
+        from edgekit.nas.train import to_input
+
+        return int8_graph(module, to_input(calib, spec.resolution).numpy())
+
+    def int8_accuracy(self, graph, spec, split) -> float:
+        from edgekit.nas.train import int8_accuracy
+
+        return int8_accuracy(graph, spec, split)
+
+    def final_memory(self, spec, graph, board) -> dict:
+        """The converted graph's arena layer by layer and with the spec's patch schedule, with
+        the input counted (it lives in SRAM) and without it (as MCUNetV2's papers count)."""
+        from edgekit.firmware.codegen import available_inplace_modes, firmware_plan
+        from edgekit.nas.codesize import flash_estimate
+        from edgekit.nas.memory import patch_schedule
+
+        schedule = patch_schedule(spec, graph)
+        whole = firmware_plan(graph)
+        memory = {"peak_sram_layer_by_layer": whole.arena_bytes}
+        chosen, runs = whole, graph
+        if schedule is not None:
+            from edgekit.patching import plan_patched
+
+            patched = plan_patched(graph, schedule, inplace=available_inplace_modes())
+            chosen, runs = patched.plan, patched.graph
+            memory["mac_overhead"] = round(patched.mac_overhead, 4)
+        try:
+            from edgekit.patching import peak_without_inputs
+
+            memory["peak_sram_without_input"] = peak_without_inputs(chosen)
+        except ImportError:
+            pass
+        return {"peak_sram": chosen.arena_bytes, **memory,
+                "flash_estimate": flash_estimate(spec, graph=runs, cpu=board.cpu),
+                "patch": schedule.to_dict() if schedule else {"split": None, "n": 1}}
+
+
+FAMILY = register(MCUNetFamily())
