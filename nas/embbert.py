@@ -131,14 +131,6 @@ def sample(source, space: EmbBERTSpace) -> EmbBERTSpec:
 
 # --- the family the search driver uses -----------------------------------------------------------
 
-#: flash the firmware needs besides its constants (runtime, harness, kernels, BSP) and per op
-#: (one generated function and its call). Not fitted to builds as `edgekit.nas.codesize` is for
-#: CNNs: the fixed part is codesize.json's Cortex-M4 figure, the per-op figure a pessimistic
-#: allowance for the transformer kernels (LAYER_NORM, SOFTMAX, BATCH_MATMUL, SILU's table).
-CODE_FIXED_BYTES = 40 * 1024
-CODE_PER_OP_BYTES = 512
-
-
 class EmbBERTFamily:
     """`edgekit.nas.family.Family` of EmbBERT-Q. Inputs are the dataset tokenizer's ids
     (``Split.images``, int32 [N, T]); `inputs` turns them into a spec's (its vocabulary through
@@ -191,10 +183,15 @@ class EmbBERTFamily:
     def memory(self, spec: EmbBERTSpec, board=None) -> dict:
         """The firmware's plan of the int8 graph of ``spec`` (untrained weights, calibrated on
         random ids: the planner sees only shapes and op attributes). ``peak_sram`` is the arena
-        (inputs and outputs in it); ``flash`` the constants plus `CODE_FIXED_BYTES` and
-        `CODE_PER_OP_BYTES` per op; ``total_bytes`` the paper's "weights + activations"
+        (inputs and outputs in it); ``flash`` MCUFormer's estimate (constants plus a code
+        allowance per op and for the transformer kernels, `edgekit.nas.mcuformer_ir`: the two
+        families run the same kernels); ``total_bytes`` the paper's "weights + activations"
         (``weights_bytes`` + the arena)."""
-        return dict(_memory(spec))
+        return dict(_memory(spec, getattr(board, "cpu", "cortex-m4")))
+
+    def final_memory(self, spec, graph, board) -> dict:
+        """`memory`'s figures for the final (calibrated) graph, for report.json."""
+        return {**_graph_memory(graph, board.cpu), "patch": {"split": None, "n": 1}}
 
     def train(self, spec, split, *, steps: int, batch_size: int = 64, seed: int = 0,
               threads: int = 2):
@@ -251,18 +248,20 @@ def placeholder_graph(spec: EmbBERTSpec, seed: int = 0):
     return int8_graph(to_torch(spec).eval(), calib.astype(np.int32), spec)
 
 
-@lru_cache(maxsize=256)
-def _memory(spec: EmbBERTSpec) -> tuple:
+def _graph_memory(graph, cpu: str) -> dict:
     from edgekit.firmware.codegen import firmware_plan
-    from edgekit.nas.codesize import graph_features
+    from edgekit.nas.mcuformer_ir import flash_estimate
 
-    graph = placeholder_graph(spec)
-    arena = firmware_plan(graph).arena_bytes
-    weights = graph.weights_bytes
-    flash = graph_features(graph)["constants"] + CODE_FIXED_BYTES + CODE_PER_OP_BYTES * len(graph.ops)
-    return (("peak_sram", arena), ("arena_bytes", arena), ("flash", int(flash)),
-            ("planned", True), ("weights_bytes", weights), ("activations_bytes", arena),
-            ("total_bytes", weights + arena), ("ops", len(graph.ops)))
+    arena, weights = firmware_plan(graph).arena_bytes, graph.weights_bytes
+    flash = flash_estimate(graph, cpu)
+    return {"peak_sram": arena, "peak_sram_layer_by_layer": arena, "arena_bytes": arena,
+            "flash": flash, "flash_estimate": flash, "planned": True, "weights_bytes": weights,
+            "activations_bytes": arena, "total_bytes": weights + arena}
+
+
+@lru_cache(maxsize=256)
+def _memory(spec: EmbBERTSpec, cpu: str) -> tuple:
+    return tuple(_graph_memory(placeholder_graph(spec), cpu).items())
 
 
 EMBBERT = register(EmbBERTFamily())

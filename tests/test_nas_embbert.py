@@ -165,3 +165,21 @@ def test_family_inputs_and_tokenizer_artifact():
         from edgekit.nas.datasets import Dataset, Split
         z = Split(np.zeros((2, 4, 4, 1), np.float32), np.zeros(2, np.int64))
         EMBBERT.space(Dataset("images", z, z, 2), None)
+
+
+def test_search_writes_the_tokenizer_into_best(tmp_path):
+    from edgekit.nas.search import SearchConfig, run_search
+
+    data = _tiny_text_task()
+    config = SearchConfig(board="nucleo-h743zi", dataset="tiny", out_dir=tmp_path, trials=2,
+                          proxy_steps=10, final_epochs=1, batch_size=32, threads=1,
+                          space="embbert")
+    result = run_search(config, data=data)
+    best = tmp_path / "best"
+    spec = EMBBERT.spec_from_dict(__import__("json").loads((best / "spec.json").read_text()))
+    tok = Tokenizer.load(best / "tokenizer.json")
+    assert tok.vocab_size == spec.vocab_size and (best / "model.tflite").stat().st_size > 0
+    np.testing.assert_array_equal(tok.encode_batch(data.test.texts, spec.seq_len),
+                                  EMBBERT.inputs(spec, data.test))
+    assert result.best["total_bytes"] == result.best["weights_bytes"] + result.best["peak_sram"]
+    assert result.best["fits"] and 0 <= result.best["int8_accuracy"] <= 1
