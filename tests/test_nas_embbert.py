@@ -183,3 +183,14 @@ def test_search_writes_the_tokenizer_into_best(tmp_path):
                                   EMBBERT.inputs(spec, data.test))
     assert result.best["total_bytes"] == result.best["weights_bytes"] + result.best["peak_sram"]
     assert result.best["fits"] and 0 <= result.best["int8_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("norm, combine", [("layer", "add"), ("rms", "mul")])
+def test_generated_c_matches_the_reference_interpreter(tmp_path, norm, combine):
+    from edgekit.firmware.codegen import generate
+    from edgekit.firmware.host_run import run_on_host
+
+    m = _module(norm=norm, combine=combine)
+    model = generate(int8_graph(m, _ids(16, m.spec)), seed=1)
+    assert model.test_inputs[0].max() < m.spec.vocab_size
+    assert run_on_host(model, tmp_path).outputs == model.expected_outputs
