@@ -182,7 +182,7 @@ class EmbBERTFamily:
 
     def memory(self, spec: EmbBERTSpec, board=None) -> dict:
         """The firmware's plan of the int8 graph of ``spec`` (untrained weights, calibrated on
-        random ids: the planner sees only shapes and op attributes). ``peak_sram`` is the arena
+        random ids: the planner sees only shapes and op attributes), as `deployed_graph`. ``peak_sram`` is the arena
         (inputs and outputs in it); ``flash`` MCUFormer's estimate (constants plus a code
         allowance per op and for the transformer kernels, `edgekit.nas.mcuformer_ir`: the two
         families run the same kernels); ``total_bytes`` the paper's "weights + activations"
@@ -248,10 +248,23 @@ def placeholder_graph(spec: EmbBERTSpec, seed: int = 0):
     return int8_graph(to_torch(spec).eval(), calib.astype(np.int32), spec)
 
 
+def deployed_graph(graph):
+    """``graph`` as the firmware gets it, read back from its ``.tflite``: TFLite has no
+    explicit padding, so the causal convolution's ``(0, 0, k - 1, 0)`` is written (and read
+    back) as a PAD op and a VALID convolution (`edgekit.converters.tflite_writer`). The same
+    integers, but the PAD's output is one more [1, 1, T + k - 1, H] buffer: the memory figures
+    plan this graph, so they are what ``edgekit build DIR/best`` plans."""
+    from edgekit.converters.tflite_reader import load_tflite_bytes
+    from edgekit.converters.tflite_writer import to_bytes
+
+    return load_tflite_bytes(to_bytes(graph), name=graph.name)
+
+
 def _graph_memory(graph, cpu: str) -> dict:
     from edgekit.firmware.codegen import firmware_plan
     from edgekit.nas.mcuformer_ir import flash_estimate
 
+    graph = deployed_graph(graph)
     arena, weights = firmware_plan(graph).arena_bytes, graph.weights_bytes
     flash = flash_estimate(graph, cpu)
     return {"peak_sram": arena, "peak_sram_layer_by_layer": arena, "arena_bytes": arena,

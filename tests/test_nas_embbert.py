@@ -194,3 +194,21 @@ def test_generated_c_matches_the_reference_interpreter(tmp_path, norm, combine):
     model = generate(int8_graph(m, _ids(16, m.spec)), seed=1)
     assert model.test_inputs[0].max() < m.spec.vocab_size
     assert run_on_host(model, tmp_path).outputs == model.expected_outputs
+
+
+def test_memory_plans_the_graph_the_firmware_gets():
+    """The .tflite holds the causal pad as PAD + VALID conv: same integers, one more buffer,
+    and that is what `edgekit build` plans."""
+    from edgekit.firmware.codegen import firmware_plan
+    from edgekit.interpreter import Interpreter
+    from edgekit.nas.embbert import deployed_graph, placeholder_graph
+
+    spec = EmbBERTSpec(**SMALL)
+    graph = placeholder_graph(spec)
+    deployed = deployed_graph(graph)
+    assert [op.kind for op in deployed.ops].count("PAD") == spec.layers
+    ids = _ids(8, spec)
+    a, b = Interpreter(graph), Interpreter(deployed)
+    for i in range(8):
+        np.testing.assert_array_equal(a.run([ids[i:i + 1]])[0], b.run([ids[i:i + 1]])[0])
+    assert EMBBERT.memory(spec, None)["peak_sram"] == firmware_plan(deployed).arena_bytes
