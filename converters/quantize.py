@@ -3,8 +3,14 @@
 Following the TFLite quantization spec:
 
 - activations: int8, asymmetric per tensor, the range widened to hold 0 so that zero is exact;
-  ops that cannot rescale (pools, reshape, concatenation) share one quantization between their
-  inputs and output; SOFTMAX/LOGISTIC outputs are fixed at scale 1/256, zero point -128;
+  ops that cannot rescale (pools, reshape, concatenation, transpose) share one quantization
+  between their inputs and output; SOFTMAX/LOGISTIC outputs are fixed at scale 1/256, zero
+  point -128; BATCH_MATMUL and GELU outputs are calibrated like any other;
+- GATHER: the (constant) table is int8 per tensor over its values and its output's calibrated
+  range, and the output carries exactly that quantization; the int32 indices (token ids, a
+  graph input) stay int32 and unquantized (calibration data for them are integer ids);
+- a constant operand of ADD, MUL or BATCH_MATMUL (a positional-embedding table) is int8 per
+  tensor, asymmetric, over its own values (zero included), like an activation;
 - weights: symmetric (zero point 0), per output channel for CONV_2D and DEPTHWISE_CONV_2D,
   per tensor for FULLY_CONNECTED (what TFLite Micro accepts for int4 and LiteRT everywhere);
   int8 in [-127, 127], int4 in [-7, 7] (stored unpacked in the IR, packed by the writer);

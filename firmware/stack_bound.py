@@ -72,6 +72,16 @@ def _writes_sp_register(insn) -> bool:
     return bool(ops) and ops[0].type == cs_arm.ARM_OP_REG and ops[0].reg == cs_arm.ARM_REG_SP
 
 
+def _sp_writeback(insn) -> int | None:
+    """How much a load/store with writeback adds to sp (None: its base is not sp)."""
+    ops = insn.operands
+    for i, op in enumerate(ops):
+        if op.type == cs_arm.ARM_OP_MEM and op.mem.base == cs_arm.ARM_REG_SP:
+            post = [o.imm for o in ops[i + 1:] if o.type == cs_arm.ARM_OP_IMM]
+            return post[0] if post else op.mem.disp
+    return None
+
+
 def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[int, int]],
           func_range: tuple[int, int]) -> FunctionFrame:
     frame = FunctionFrame(name)
@@ -111,6 +121,17 @@ def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[in
                 if not releasing:
                     body_depth, releasing = depth, True
                 depth -= _imm(insn)
+            elif insn.writeback and _sp_writeback(insn) is not None:
+                # a store or load that moves sp itself (``strd ip, lr, [sp, #-16]!`` in
+                # libgcc's division helpers, ``ldr r0, [sp], #4``)
+                lowered = -_sp_writeback(insn)
+                if lowered > 0:
+                    depth += lowered
+                    releasing = False
+                else:
+                    if not releasing:
+                        body_depth, releasing = depth, True
+                    depth += lowered
             elif mnemonic == "mov" and _writes_sp_register(insn):
                 if depth == 0 and frame.frame_bytes == 0 and not frame.calls:
                     continue  # the reset handler loading the initial stack pointer
@@ -170,15 +191,19 @@ def analyse(elf_path: str | Path) -> dict[int, FunctionFrame]:
                     nxt = marks[i + 1][0] if i + 1 < len(marks) else hi
                     data_ranges.append((address, nxt))
             content = section.data()
-            for sym in symbols:
-                if sym["st_info"]["type"] != "STT_FUNC" or not sym["st_size"]:
-                    continue
+            functions = [s for s in symbols if s["st_info"]["type"] == "STT_FUNC"
+                         and lo <= (s["st_value"] & ~1) < hi]
+            starts = sorted({s["st_value"] & ~1 for s in functions} | {hi})
+            for sym in functions:
                 start = sym["st_value"] & ~1
-                if not lo <= start < hi or start in frames:
+                if start in frames:
                     continue
-                code = content[start - lo:start - lo + sym["st_size"]]
+                # libgcc's assembly helpers (__aeabi_uldivmod, ...) have no size: they run
+                # up to the next function
+                size = sym["st_size"] or next(a for a in starts if a > start) - start
+                code = content[start - lo:start - lo + size]
                 frames[start] = _walk(cs, sym.name, start, code, data_ranges,
-                                      (start, start + sym["st_size"]))
+                                      (start, start + size))
     return frames
 
 

@@ -25,13 +25,13 @@ NOINLINE void middle(int deep) { volatile uint8_t b[64]; b[0] = 3; if (deep) lea
 """
 
 
-def _elf(tmp_path, body: str):
+def _elf(tmp_path, body: str, libs: tuple[str, ...] = ()):
     source = tmp_path / "prog.c"
     source.write_text(COMMON + body)
     elf = tmp_path / "prog.elf"
     subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-O2", "-nostdlib",
                     "-nostartfiles", "-Wl,-e,Reset_Handler", "-Wl,-Ttext=0x0", str(source),
-                    "-o", str(elf)], check=True, capture_output=True)
+                    *libs, "-o", str(elf)], check=True, capture_output=True)
     return elf
 
 
@@ -65,3 +65,16 @@ def test_missing_entry_is_refused(tmp_path):
     elf = _elf(tmp_path, "void Reset_Handler(void) { for (;;) {} }")
     with pytest.raises(StackAnalysisError, match="no function 'nope'"):
         stack_bound(elf, entry="nope")
+
+
+def test_libgcc_helpers_without_a_size_are_followed(tmp_path):
+    # 64-bit division calls libgcc's __aeabi_uldivmod, an assembly symbol of size 0 that
+    # pushes a frame and calls __udivmoddi4 (the LAYER_NORM kernel divides 64-bit values)
+    elf = _elf(tmp_path, "volatile uint64_t num = 1ull << 61; volatile uint32_t den = 3;\n"
+                         "void Reset_Handler(void) { sink = (uint8_t)(num / den); for (;;) {} }",
+               libs=("-lgcc",))
+    bound = stack_bound(elf)
+    frames = {f.name: f.frame_bytes for f in analyse(elf).values()}
+    assert bound.path[:3] == ("Reset_Handler", "__aeabi_uldivmod", "__udivmoddi4")
+    assert frames["__aeabi_uldivmod"] > 0
+    assert bound.bytes == sum(frames[name] for name in bound.path)

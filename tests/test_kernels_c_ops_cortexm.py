@@ -38,7 +38,8 @@ def run_arm(arm, graph: Graph, inputs: dict[str, np.ndarray], *, in_place: str |
     output."""
     arm.reset_heap()
     y = graph["y"]
-    addresses = {name: arm.put(np.ascontiguousarray(value)) for name, value in inputs.items()}
+    values = {**{t.name: t.data for t in graph.constants()}, **inputs}  # GATHER tables too
+    addresses = {name: arm.put(np.ascontiguousarray(value)) for name, value in values.items()}
     like = np.zeros(y.shape, dtype=y.dtype.numpy)
     if in_place is not None:
         out = addresses[in_place]

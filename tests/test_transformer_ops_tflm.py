@@ -178,50 +178,11 @@ def test_tflm_has_no_gelu_kernel():
         TflmRunner(to_bytes(g))
 
 
-def _float_embedding_model(rng, vocab=40, tokens=8, dim=16, heads=2) -> Graph:
-    """ids -> GATHER(table) + positional table -> FC per token -> q, k, v -> attention ->
-    TRANSPOSE back -> FC: the float graph a converter hands to `quantize`."""
-    f = lambda *s: rng.normal(0, 0.5, size=s).astype(np.float32)  # noqa: E731
-    dh = dim // heads
-    t = [Tensor("ids", (1, tokens), DType.INT32),
-         Tensor("table", (vocab, dim), DType.FLOAT32, data=f(vocab, dim)),
-         Tensor("pos", (1, tokens, dim), DType.FLOAT32, data=f(1, tokens, dim)),
-         Tensor("emb", (1, tokens, dim), DType.FLOAT32),
-         Tensor("h", (1, tokens, dim), DType.FLOAT32)]
-    ops = [Op("GATHER", ["table", "ids"], ["emb"], {"axis": 0}, name="emb"),
-           Op("ADD", ["emb", "pos"], ["h"], {"activation": "NONE"}, name="h")]
-    for n in ("q", "k", "v"):
-        t += [Tensor(f"w{n}", (dim, dim), DType.FLOAT32, data=f(dim, dim) / 4),
-              Tensor(f"b{n}", (dim,), DType.FLOAT32, data=f(dim) / 4),
-              Tensor(n, (1, tokens, dim), DType.FLOAT32),
-              Tensor(f"{n}4", (1, tokens, heads, dh), DType.FLOAT32),
-              Tensor(f"{n}h", (1, heads, tokens, dh), DType.FLOAT32)]
-        ops += [Op("FULLY_CONNECTED", ["h", f"w{n}", f"b{n}"], [n],
-                   {"activation": "NONE", "keep_num_dims": True}, name=n),
-                Op("RESHAPE", [n], [f"{n}4"], {}, name=f"{n}4"),
-                Op("TRANSPOSE", [f"{n}4"], [f"{n}h"], {"perm": (0, 2, 1, 3)}, name=f"{n}h")]
-    t += [Tensor("s", (1, heads, tokens, tokens), DType.FLOAT32),
-          Tensor("p", (1, heads, tokens, tokens), DType.FLOAT32),
-          Tensor("o", (1, heads, tokens, dh), DType.FLOAT32),
-          Tensor("ot", (1, tokens, heads, dh), DType.FLOAT32),
-          Tensor("o3", (1, tokens, dim), DType.FLOAT32),
-          Tensor("wo", (4, dim), DType.FLOAT32, data=f(4, dim) / 4),
-          Tensor("y", (1, tokens, 4), DType.FLOAT32)]
-    ops += [Op("BATCH_MATMUL", ["qh", "kh"], ["s"], {"adj_x": False, "adj_y": True}, name="s"),
-            Op("SOFTMAX", ["s"], ["p"], {"beta": 1.0}, name="p"),
-            Op("BATCH_MATMUL", ["p", "vh"], ["o"], {"adj_x": False, "adj_y": False}, name="o"),
-            Op("TRANSPOSE", ["o"], ["ot"], {"perm": (0, 2, 1, 3)}, name="ot"),
-            Op("RESHAPE", ["ot"], ["o3"], {}, name="o3"),
-            Op("FULLY_CONNECTED", ["o3", "wo", None], ["y"],
-               {"activation": "NONE", "keep_num_dims": True}, name="y")]
-    return Graph(t, ops, ["ids"], ["y"], name="tiny_attention")
-
-
 def test_quantized_float_attention_model_matches_tflm():
     """PTQ of a float graph with GATHER (int32 ids), a constant ADD operand, TRANSPOSE,
     BATCH_MATMUL and SOFTMAX gives a model TFLite Micro runs byte for byte like us."""
     rng = np.random.default_rng(5)
-    fg = _float_embedding_model(rng)
+    fg = tb.float_attention_model(rng)
     calib = rng.integers(0, 40, size=(16, 8)).astype(np.int32)
     qg = quantize(fg, calib)
     assert qg["ids"].dtype == DType.INT32 and qg["ids"].quant is None
@@ -231,3 +192,28 @@ def test_quantized_float_attention_model_matches_tflm():
     assert qg["p"].quant == Quantization.per_tensor(1 / 256, -128)
     back = _compare_with_tflm(qg, rng, vocab=40)
     assert [op.kind for op in back.ops] == [op.kind for op in qg.ops]
+
+
+def test_batch_matmul_macs():
+    from edgekit.costs import graph_macs
+    g = tb.attention(np.random.default_rng(0), heads=2, tokens=6, head_dim=8)
+    assert graph_macs(g) == 2 * (2 * 6 * 6 * 8)  # q k^T and p v: H * T * T * dh each
+    adj = tb.batch_matmul(np.random.default_rng(0), a_shape=(1, 8, 5), b_shape=(1, 8, 6),
+                          adj_x=True)
+    assert graph_macs(adj) == 5 * 6 * 8
+
+
+def test_quantized_constant_add_and_mul_operands_match_tflm():
+    """Before: quantize refused a constant read by ADD/MUL. Now the constant is int8 per
+    tensor over its own range, and the model runs in TFLite Micro byte for byte like us."""
+    rng = np.random.default_rng(21)
+    fg = tb.float_constant_operands(rng)
+    qg = quantize(fg, rng.normal(0, 1, size=(32, 6, 8)).astype(np.float32))
+    for name in ("gain", "pos"):
+        t, real = qg[name], fg[name].data
+        assert t.dtype == DType.INT8 and t.is_constant and not t.quant.per_channel
+        scale = float(t.quant.scale[0])
+        back = scale * (t.data.astype(np.float64) - t.quant.zero_point[0])
+        assert np.abs(back - real).max() <= scale / 2 + 1e-7  # every value on the int8 grid
+        assert scale <= (max(real.max(), 0) - min(real.min(), 0)) / 255 * 1.0001  # from its range
+    _compare_with_tflm(qg, rng)

@@ -125,6 +125,62 @@ def graph_inputs(rng: np.random.Generator, g: Graph) -> list[np.ndarray]:
             for n in g.inputs]
 
 
+def float_attention_model(rng, vocab=40, tokens=8, dim=16, heads=2, gelu: bool = False) -> Graph:
+    """ids -> GATHER(table) + positional table -> FC per token -> q, k, v -> attention ->
+    TRANSPOSE back -> FC: the float graph a converter hands to `quantize`."""
+    f = lambda *s: rng.normal(0, 0.5, size=s).astype(np.float32)  # noqa: E731
+    dh = dim // heads
+    t = [Tensor("ids", (1, tokens), DType.INT32),
+         Tensor("table", (vocab, dim), DType.FLOAT32, data=f(vocab, dim)),
+         Tensor("pos", (1, tokens, dim), DType.FLOAT32, data=f(1, tokens, dim)),
+         Tensor("emb", (1, tokens, dim), DType.FLOAT32),
+         Tensor("h", (1, tokens, dim), DType.FLOAT32)]
+    ops = [Op("GATHER", ["table", "ids"], ["emb"], {"axis": 0}, name="emb"),
+           Op("ADD", ["emb", "pos"], ["h"], {"activation": "NONE"}, name="h")]
+    for n in ("q", "k", "v"):
+        t += [Tensor(f"w{n}", (dim, dim), DType.FLOAT32, data=f(dim, dim) / 4),
+              Tensor(f"b{n}", (dim,), DType.FLOAT32, data=f(dim) / 4),
+              Tensor(n, (1, tokens, dim), DType.FLOAT32),
+              Tensor(f"{n}4", (1, tokens, heads, dh), DType.FLOAT32),
+              Tensor(f"{n}h", (1, heads, tokens, dh), DType.FLOAT32)]
+        ops += [Op("FULLY_CONNECTED", ["h", f"w{n}", f"b{n}"], [n],
+                   {"activation": "NONE", "keep_num_dims": True}, name=n),
+                Op("RESHAPE", [n], [f"{n}4"], {}, name=f"{n}4"),
+                Op("TRANSPOSE", [f"{n}4"], [f"{n}h"], {"perm": (0, 2, 1, 3)}, name=f"{n}h")]
+    t += [Tensor("s", (1, heads, tokens, tokens), DType.FLOAT32),
+          Tensor("p", (1, heads, tokens, tokens), DType.FLOAT32),
+          Tensor("o", (1, heads, tokens, dh), DType.FLOAT32),
+          Tensor("ot", (1, tokens, heads, dh), DType.FLOAT32),
+          Tensor("o3", (1, tokens, dim), DType.FLOAT32),
+          Tensor("wo", (4, dim), DType.FLOAT32, data=f(4, dim) / 4),
+          Tensor("y", (1, tokens, 4), DType.FLOAT32)]
+    ops += [Op("BATCH_MATMUL", ["qh", "kh"], ["s"], {"adj_x": False, "adj_y": True}, name="s"),
+            Op("SOFTMAX", ["s"], ["p"], {"beta": 1.0}, name="p"),
+            Op("BATCH_MATMUL", ["p", "vh"], ["o"], {"adj_x": False, "adj_y": False}, name="o"),
+            Op("TRANSPOSE", ["o"], ["ot"], {"perm": (0, 2, 1, 3)}, name="ot"),
+            Op("RESHAPE", ["ot"], ["o3"], {}, name="o3"),
+            Op("FULLY_CONNECTED", ["o3", "wo", None], ["y"],
+               {"activation": "NONE", "keep_num_dims": True}, name="y")]
+    if gelu:  # TFLite Micro has no GELU: only for our interpreter and the generated C
+        t.append(Tensor("g", (1, tokens, dim), DType.FLOAT32))
+        ops.insert(-1, Op("GELU", ["o3"], ["g"], {"approximate": False}, name="g"))
+        ops[-1].inputs[0] = "g"
+    return Graph(t, ops, ["ids"], ["y"], name="tiny_attention")
+
+
+def float_constant_operands(rng) -> Graph:
+    """x * scale_table + pos_table: MUL and ADD each with a float constant operand."""
+    shape = (1, 6, 8)
+    t = [Tensor("x", shape, DType.FLOAT32),
+         Tensor("gain", (1, 1, 8), DType.FLOAT32,
+                data=rng.uniform(0.2, 2.0, size=(1, 1, 8)).astype(np.float32)),
+         Tensor("pos", shape, DType.FLOAT32, data=rng.normal(0, 1, size=shape).astype(np.float32)),
+         Tensor("m", shape, DType.FLOAT32), Tensor("y", shape, DType.FLOAT32)]
+    ops = [Op("MUL", ["x", "gain"], ["m"], {"activation": "NONE"}, name="m"),
+           Op("ADD", ["pos", "m"], ["y"], {"activation": "NONE"}, name="y")]
+    return Graph(t, ops, ["x"], ["y"], name="constant_operands")
+
+
 # --- random cases for the per-op coverage tables ------------------------------------------------
 
 def batch_matmul_case(rng: np.random.Generator) -> Graph:

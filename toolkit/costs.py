@@ -9,7 +9,11 @@ from edgekit.ir import Graph, Op
 def op_macs(op: Op, graph: Graph) -> int:
     """Multiply-accumulates of one conv, depthwise or fully-connected op: one per weight tap per
     output element, padding taps included (as TFLite Micro's and CMSIS-NN's tables count);
-    0 for every other kind."""
+    BATCH_MATMUL: one per inner-dimension step per output element; 0 for every other kind."""
+    if op.kind == "BATCH_MATMUL":
+        a = graph[op.inputs[0]].shape
+        depth = a[-2] if op.attrs.get("adj_x", False) else a[-1]
+        return graph[op.outputs[0]].size * depth
     if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
         return 0
     out, w = graph[op.outputs[0]], graph[op.inputs[1]]
