@@ -212,3 +212,17 @@ def test_memory_plans_the_graph_the_firmware_gets():
     for i in range(8):
         np.testing.assert_array_equal(a.run([ids[i:i + 1]])[0], b.run([ids[i:i + 1]])[0])
     assert EMBBERT.memory(spec, None)["peak_sram"] == firmware_plan(deployed).arena_bytes
+
+
+@pytest.mark.skipif(__import__("shutil").which("arm-none-eabi-gcc") is None,
+                    reason="arm-none-eabi-gcc not installed")
+def test_memory_figures_match_a_real_build(tmp_path):
+    """The search's figures against the ELF: the arena exactly, flash a little high."""
+    from edgekit.firmware.model_build import build_model
+    from edgekit.nas.embbert import deployed_graph, placeholder_graph
+
+    spec = EmbBERTSpec(**{**SMALL, "norm": "rms", "combine": "mul"})
+    memory = EMBBERT.memory(spec, None)
+    built = build_model(deployed_graph(placeholder_graph(spec)), "nucleo-h743zi", tmp_path)
+    assert built.estimate.arena_bytes == memory["peak_sram"]
+    assert built.estimate.flash_bytes <= memory["flash"] <= 1.1 * built.estimate.flash_bytes
