@@ -190,11 +190,11 @@ class EmbBERTFamily:
         return out
 
     def memory(self, spec: EmbBERTSpec, board=None) -> dict:
-        """The firmware's plan of the int8 graph of ``spec`` (untrained weights, calibrated on
-        random ids: the planner sees only shapes and op attributes), as `deployed_graph`. ``peak_sram`` is the arena
-        (inputs and outputs in it); ``flash`` the constants and the test input plus
-        `CODE_FIXED_BYTES` and `CODE_PER_OP_BYTES` per op (the same for the M4 and M7 builds measured); ``total_bytes`` the paper's "weights + activations"
-        (``weights_bytes`` + the arena)."""
+        """The firmware's plan of the int8 graph of ``spec`` as `deployed_graph` gives it
+        (untrained weights calibrated on random ids: the planner sees only shapes and op
+        attributes). ``peak_sram``: the arena (input and output in it); ``flash``: constants
+        and test input plus `CODE_FIXED_BYTES` and `CODE_PER_OP_BYTES` per op; ``total_bytes``:
+        the paper's "weights + activations" (``weights_bytes`` + the arena)."""
         return dict(_memory(spec))
 
     def final_memory(self, spec, graph, board) -> dict:

@@ -1,4 +1,5 @@
-"""Labelled short texts for the EmbBERT-Q family, tokenized by our own BPE (`edgekit.nas.tokenizer`).
+"""Labelled short texts for the EmbBERT-Q family, tokenized by our own BPE
+(`edgekit.nas.tokenizer`).
 
 - ``fortunes``: Debian's ``fortunes`` corpora (``/usr/share/games/fortunes/<category>``, entries
   separated by lines holding a single ``%``), a topic task over `FORTUNE_CATEGORIES`: entries of

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import torch
 from edgekit.errors import UsageError
 from edgekit.nas.embbert import EMBBERT, EmbBERTSpace, EmbBERTSpec, sample
 from edgekit.nas.embbert_graph import float_graph, int8_graph
-from edgekit.nas.embbert_torch import predict, to_torch, train
+from edgekit.nas.embbert_torch import predict, to_torch
 from edgekit.nas.family import FAMILIES
 from edgekit.nas.text import text_dataset
 from edgekit.nas.tokenizer import Tokenizer
@@ -26,13 +28,14 @@ def _module(seed=0, **kw):
 
 
 def _ids(n, spec, seed=0):
-    return np.random.default_rng(seed).integers(0, spec.vocab_size, (n, spec.seq_len)).astype(np.int32)
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, spec.vocab_size, (n, spec.seq_len)).astype(np.int32)
 
 
 def test_spec_round_trip_and_errors():
     spec = EmbBERTSpec(**SMALL, norm="rms", combine="mul")
     assert EmbBERTSpec.from_dict(spec.to_dict()) == spec
-    assert EMBBERT.spec_from_dict(__import__("json").loads(spec.to_json())) == spec
+    assert EMBBERT.spec_from_dict(json.loads(spec.to_json())) == spec
     with pytest.raises(UsageError, match="norm"):
         EmbBERTSpec(**SMALL, norm="batch")
     with pytest.raises(UsageError, match="hidden"):
@@ -64,7 +67,7 @@ def test_convolution_branch_is_causal():
     block = m.blocks[0]
     x = torch.randn(1, 12, 16)
     y = x.clone()
-    y[0, 7:] += torch.randn(5, 16)  # change only tokens 7.. : the conv branch of tokens 0..6 must not see it
+    y[0, 7:] += torch.randn(5, 16)  # only tokens 7..: the branch at tokens 0..6 must not see it
     h = lambda v: torch.nn.functional.silu(block.conv(torch.nn.functional.pad(
         block.norm(v).transpose(1, 2), (2, 0))).transpose(1, 2))
     with torch.no_grad():
@@ -95,8 +98,8 @@ def test_float_ir_equals_torch(norm, combine):
 def _tiny_text_task():
     """Three topics with their own words: a short training separates them."""
     rng = np.random.default_rng(0)
-    words = [["cpu", "disk", "kernel", "compiler", "byte"], ["vote", "senate", "law", "party", "tax"],
-             ["atom", "cell", "orbit", "gene", "lab"]]
+    words = [["cpu", "disk", "kernel", "compiler", "byte"],
+             ["vote", "senate", "law", "party", "tax"], ["atom", "cell", "orbit", "gene", "lab"]]
     filler = ["the", "a", "of", "and", "is", "to", "in"]
     rows = [(" ".join(rng.choice(words[c] + filler, 8)), c) for c in range(3) for _ in range(40)]
     order = rng.permutation(len(rows))
@@ -158,7 +161,7 @@ def test_family_inputs_and_tokenizer_artifact():
     ids = EMBBERT.inputs(spec, data.test)
     assert ids.shape == (len(data.test), 10) and ids.max() < spec.vocab_size
     np.testing.assert_array_equal(EMBBERT.inputs(spec, ids), ids)  # idempotent
-    tok = Tokenizer.from_dict(__import__("json").loads(EMBBERT.artifacts(spec)["tokenizer.json"]))
+    tok = Tokenizer.from_dict(json.loads(EMBBERT.artifacts(spec)["tokenizer.json"]))
     assert tok.vocab_size == spec.vocab_size
     np.testing.assert_array_equal(tok.encode_batch(data.test.texts, 10), ids)
     with pytest.raises(UsageError, match="texts"):
@@ -176,7 +179,7 @@ def test_search_writes_the_tokenizer_into_best(tmp_path):
                           space="embbert")
     result = run_search(config, data=data)
     best = tmp_path / "best"
-    spec = EMBBERT.spec_from_dict(__import__("json").loads((best / "spec.json").read_text()))
+    spec = EMBBERT.spec_from_dict(json.loads((best / "spec.json").read_text()))
     tok = Tokenizer.load(best / "tokenizer.json")
     assert tok.vocab_size == spec.vocab_size and (best / "model.tflite").stat().st_size > 0
     np.testing.assert_array_equal(tok.encode_batch(data.test.texts, spec.seq_len),
@@ -214,7 +217,7 @@ def test_memory_plans_the_graph_the_firmware_gets():
     assert EMBBERT.memory(spec, None)["peak_sram"] == firmware_plan(deployed).arena_bytes
 
 
-@pytest.mark.skipif(__import__("shutil").which("arm-none-eabi-gcc") is None,
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                     reason="arm-none-eabi-gcc not installed")
 def test_memory_figures_match_a_real_build(tmp_path):
     """The search's figures against the ELF: the arena exactly, flash a little high."""
