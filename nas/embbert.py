@@ -135,7 +135,7 @@ def sample(source, space: EmbBERTSpace) -> EmbBERTSpec:
 #: one generated function and call per op. Measured on eight builds (1-3 layers, hidden 32-128,
 #: both norms and combines; nucleo-h743zi's M7 stand-in and mps2-an386's M4): code was
 #: 20.5-24.2 kB, ~42 B more per op and more for wider models; 23 kB + 64 B per op errs high by
-#: 0.9-3.7 kB (MCUFormer's allowance, made before these kernels existed, by ~40 kB).
+#: 0.9-3.7 kB.
 CODE_FIXED_BYTES = 23_000
 CODE_PER_OP_BYTES = 64
 
