@@ -6,7 +6,9 @@
 `edgekit.ir`, and validate everything they build:
 
 - SAME/VALID padding becomes explicit ``pad=(top, bottom, left, right)`` computed as TFLite's
-  ``ComputePaddingHeightWidth`` does (the odd pixel goes to the bottom/right);
+  ``ComputePaddingHeightWidth`` does (the odd pixel goes to the bottom/right); a PAD feeding
+  one convolution is folded back into its pad (`edgekit.converters.pad_fold`: how our writer
+  stores a pad that is neither SAME nor VALID);
 - per-channel quantization keeps its axis (TFLite's ``quantized_dimension``);
 - tensor names are made unique deterministically (``name``, ``name_1``, ... in tensor order;
   unnamed tensors become ``tensor<index>``);
@@ -30,6 +32,7 @@ import numpy as np
 from tflite.TensorType import TensorType
 
 from edgekit.converters.fold import FoldError, fold_op
+from edgekit.converters.pad_fold import fold_pads_into_convolutions
 from edgekit.converters.tflite_custom import CUSTOM_ARITY, CUSTOM_KINDS, decode_options
 from edgekit.converters.tflite_flatbuffer import RawModel, RawOp, RawTensor, decode
 from edgekit.errors import GraphError, ModelFormatError, UnsupportedError
@@ -60,8 +63,7 @@ _KIND = {
     "LOGISTIC": "LOGISTIC", "HARD_SWISH": "HARD_SWISH", "RELU": "RELU", "RELU6": "RELU6",
     "PAD": "PAD", "CONCATENATION": "CONCATENATION", "QUANTIZE": "QUANTIZE",
     "DEQUANTIZE": "DEQUANTIZE", "BATCH_MATMUL": "BATCH_MATMUL", "TRANSPOSE": "TRANSPOSE",
-    "GATHER": "GATHER", "GELU": "GELU",
-    "DEQUANTIZE": "DEQUANTIZE", **CUSTOM_KINDS,
+    "GATHER": "GATHER", "GELU": "GELU", **CUSTOM_KINDS,
 }
 
 
@@ -243,8 +245,9 @@ class _Importer:
                 raise ModelFormatError(f"{self.source}: graph input {self.names[index]!r} is a"
                                        " constant")
         try:
-            return Graph(tensors, self.ir_ops, [self.names[i] for i in raw.inputs],
-                         [self.names[i] for i in raw.outputs], name=name)
+            graph = Graph(tensors, self.ir_ops, [self.names[i] for i in raw.inputs],
+                          [self.names[i] for i in raw.outputs], name=name)
+            return fold_pads_into_convolutions(graph)
         except GraphError as err:
             raise ModelFormatError(f"{self.source}: {err}") from None
 

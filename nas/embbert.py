@@ -257,11 +257,11 @@ def placeholder_graph(spec: EmbBERTSpec, seed: int = 0):
 
 
 def deployed_graph(graph):
-    """``graph`` as the firmware gets it, read back from its ``.tflite``: TFLite has no
-    explicit padding, so the causal convolution's ``(0, 0, k - 1, 0)`` is written (and read
-    back) as a PAD op and a VALID convolution (`edgekit.converters.tflite_writer`). The same
-    integers, but the PAD's output is one more [1, 1, T + k - 1, H] buffer: the memory figures
-    plan this graph, so they are what ``edgekit build DIR/best`` plans."""
+    """``graph`` as the firmware gets it, read back from its ``.tflite``. TFLite has no
+    explicit padding: the causal convolution's ``(0, 0, k - 1, 0)`` is written as a PAD op and
+    a VALID convolution, which the reader folds back (`edgekit.converters.pad_fold`); planning
+    the read-back graph keeps the memory figures true to ``edgekit build DIR/best`` should
+    the file ever say something the in-memory graph does not."""
     from edgekit.converters.tflite_reader import load_tflite_bytes
     from edgekit.converters.tflite_writer import to_bytes
 

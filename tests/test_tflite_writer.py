@@ -109,14 +109,46 @@ def test_explicit_padding_that_tflite_cannot_express_becomes_pad_then_valid():
     rng = np.random.default_rng(0)
     g = gb.conv2d(rng)
     g.ops[0].attrs["pad"] = (2, 0, 0, 2)
-    back = load_tflite_bytes(to_bytes(g))
-    assert [op.kind for op in back.ops] == ["PAD", "CONV_2D"]
-    assert back.ops[0].attrs["paddings"] == ((0, 0), (2, 0), (0, 2), (0, 0))
-    assert back.ops[1].attrs["pad"] == (0, 0, 0, 0)
+    data = to_bytes(g)
+    from edgekit.converters.tflite_flatbuffer import decode
+    assert [op.op_name for op in decode(data, "test").ops] == ["PAD", "CONV_2D"]
+    # the reader folds the pair back into one convolution with the explicit pad
+    back = load_tflite_bytes(data)
+    assert [op.kind for op in back.ops] == ["CONV_2D"]
+    assert back.ops[0].attrs["pad"] == (2, 0, 0, 2)
     from edgekit.interpreter import run
     x = gb.random_input(rng, g["x"])
     assert np.array_equal(run(back, [x])[0], run(g, [x])[0])
     assert np.array_equal(tflm_run(to_bytes(g), [x]), run(g, [x])[0])
+
+
+def _pad_then_valid(g, outputs):
+    """``g`` (one conv) as PAD (2 rows on top, 2 columns on the right) + VALID convolution."""
+    from edgekit.ir import Graph, Op, Tensor
+
+    x, conv = g["x"], g.ops[0]
+    padded = Tensor("xp", (1, x.shape[1] + 2, x.shape[2] + 2, x.shape[3]), x.dtype, x.quant)
+    return Graph([*g.tensors.values(), padded],
+                 [Op("PAD", ["x"], ["xp"], {"paddings": ((0, 0), (2, 0), (0, 2), (0, 0))}, "xp"),
+                  Op(conv.kind, ["xp", *conv.inputs[1:]], conv.outputs,
+                     {**conv.attrs, "pad": (0, 0, 0, 0)}, conv.name)],
+                 g.inputs, outputs, name="padded")
+
+
+def test_pad_folding_keeps_a_pad_something_else_reads():
+    from edgekit.converters.pad_fold import fold_pads_into_convolutions
+    from edgekit.interpreter import run
+
+    rng = np.random.default_rng(1)
+    g = gb.conv2d(rng)
+    g.ops[0].attrs["pad"] = (2, 0, 0, 2)
+    x = gb.random_input(rng, g["x"])
+    folded = fold_pads_into_convolutions(_pad_then_valid(g, ["y"]))
+    assert [(op.kind, op.attrs["pad"]) for op in folded.ops] == [("CONV_2D", (2, 0, 0, 2))]
+    assert np.array_equal(run(folded, [x])[0], run(g, [x])[0])
+    kept = fold_pads_into_convolutions(_pad_then_valid(g, ["y", "xp"]))  # xp is an output
+    assert [op.kind for op in kept.ops] == ["PAD", "CONV_2D"]
+    assert np.array_equal(run(kept, [x])[0], run(g, [x])[0])
 
 
 def test_explicit_padding_that_disagrees_with_the_output_shape():
