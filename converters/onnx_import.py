@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.converters.onnx_prepass import DOMAIN, fold_constants, fuse_patterns
+from edgekit.converters.onnx_tokens import TokenOps
 from edgekit.errors import ModelFormatError, UnsupportedError
 from edgekit.ir import DType, Graph, Op, Tensor
 
@@ -59,16 +61,19 @@ class _State:
     alias: dict[str, str] = field(default_factory=dict)  # onnx name -> IR name
     nhwc: set[str] = field(default_factory=set)  # IR names whose layout is NHWC for an NCHW value
     flatten_perm: dict[str, np.ndarray] = field(default_factory=dict)  # IR name -> ONNX index order
+    swapped: dict[str, str] = field(default_factory=dict)  # ONNX [N, C, L] name -> IR [N, L, C]
+    materialized: dict[str, str] = field(default_factory=dict)  # swapped IR name -> its TRANSPOSE
 
 
-class _Importer:
+class _Importer(TokenOps):
     def __init__(self, model, source: str, name: str):
         import onnx
         from onnx import numpy_helper, shape_inference
 
         self.source, self.name = source, name
+        model = fold_constants(model, source)
         try:
-            model = shape_inference.infer_shapes(model, strict_mode=True)
+            model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
         except Exception as err:
             raise ModelFormatError(f"{source}: ONNX shape inference failed: {err}") from None
         self.graph = model.graph
@@ -87,11 +92,12 @@ class _Importer:
         self.shapes: dict[str, tuple[int, ...]] = {}
         for vi in [*self.graph.input, *self.graph.value_info, *self.graph.output]:
             self.shapes[vi.name] = self._static_shape(vi)
+        self.graph_outputs = {o.name for o in self.graph.output}
+        self.nodes = fuse_patterns(self.graph.node, self.consts, self.graph_outputs)
         self.readers: dict[str, int] = {}
-        for node in self.graph.node:
+        for node in self.nodes:
             for i in node.input:
                 self.readers[i] = self.readers.get(i, 0) + 1
-        self.graph_outputs = {o.name for o in self.graph.output}
         self.s = _State()
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -122,6 +128,13 @@ class _Importer:
         return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
 
     def _in(self, onnx_name: str) -> str:
+        """The IR tensor holding ``onnx_name`` in the importer's layout (NHWC for feature maps,
+        ONNX's otherwise); a swapped token tensor gets its TRANSPOSE here, once."""
+        if onnx_name in self.s.swapped:
+            return self._materialize(self.s.swapped[onnx_name])
+        return self._raw(onnx_name)
+
+    def _raw(self, onnx_name: str) -> str:
         return self.s.alias.get(onnx_name, onnx_name)
 
     def _const(self, node, index: int) -> np.ndarray:
@@ -133,9 +146,11 @@ class _Importer:
                                    " must be a constant")
         return value
 
-    def _new_activation(self, onnx_name: str, node) -> str:
+    def _new_activation(self, onnx_name: str, node, nhwc: bool | None = None) -> str:
         shape = self._shape(onnx_name, node)
-        if len(shape) == 4:
+        if nhwc is None:
+            nhwc = len(shape) == 4 and self._feature_map_node(node)
+        if nhwc:
             shape = (shape[0], shape[2], shape[3], shape[1])
             self.s.nhwc.add(onnx_name)
         self.s.tensors[onnx_name] = Tensor(onnx_name, shape, DType.FLOAT32)
@@ -193,6 +208,9 @@ class _Importer:
             if vi.name in self.consts:
                 continue
             elem = vi.type.tensor_type.elem_type
+            if elem in (self.onnx.TensorProto.INT64, self.onnx.TensorProto.INT32):
+                inputs.append(self._token_id_input(vi))
+                continue
             if elem != self.onnx.TensorProto.FLOAT:
                 raise UnsupportedError(f"{self.source}: input {vi.name!r} has element type"
                                        f" {self.onnx.TensorProto.DataType.Name(elem)}; float32 only")
@@ -200,9 +218,9 @@ class _Importer:
             inputs.append(self._new_activation(vi.name, None))
         if not inputs:
             raise ModelFormatError(f"{self.source}: the graph has no non-constant input")
-        for node in self.graph.node:
+        for node in self.nodes:
             handler = getattr(self, f"_op_{node.op_type}", None)
-            if handler is None or node.domain not in ("", "ai.onnx"):
+            if handler is None or node.domain not in ("", "ai.onnx", DOMAIN):
                 raise UnsupportedError(f"{self._where(node)}: op {node.op_type!r} is not supported"
                                        " by the ONNX importer")
             handler(node, self._attrs(node))
@@ -244,8 +262,14 @@ class _Importer:
         return (int(p[0]), int(p[2]), int(p[1]), int(p[3]))
 
     def _op_Conv(self, node, attrs) -> None:
-        x = self._in(node.input[0])
         w, b = self._const(node, 1), self._const(node, 2)
+        if w.ndim == 3:
+            self._conv1d(node, attrs, w, b)
+            return
+        x = self._in(node.input[0])
+        if x not in self.s.nhwc:
+            raise UnsupportedError(f"{self._where(node)}: 2-D convolution of {x!r}, which is not"
+                                   " an NCHW feature map (a token tensor reshaped to 4-D)")
         if w.ndim != 4:
             raise UnsupportedError(f"{self._where(node)}: only 2-D convolution is supported"
                                    f" (weight shape {w.shape})")
@@ -321,6 +345,8 @@ class _Importer:
         self._linear(node, self._in(node.input[0]), w, c)
 
     def _op_MatMul(self, node, attrs) -> None:
+        if self._token_matmul(node):
+            return
         self._linear(node, self._in(node.input[0]), self._const(node, 1).astype(np.float32).T, None)
 
     def _op_Add(self, node, attrs) -> None:
@@ -334,12 +360,11 @@ class _Importer:
         op = self._fusable_producer(other)
         if op is not None and op.kind == "FULLY_CONNECTED":
             bias = self.s.tensors[op.inputs[2]]
-            if value.size in (1, bias.size):
+            if value.size == 1 or (value.size == bias.size and value.shape[-1] == bias.size):
                 bias.data = (bias.data + value.reshape(-1).astype(np.float32)).astype(np.float32)
                 self._rename_output(op, node.output[0], node)
                 return
-        raise UnsupportedError(f"{self._where(node)}: Add of a constant is only supported as the"
-                               " bias of a MatMul")
+        self._const_operand(node, "ADD", other, value)
 
     def _op_BatchNormalization(self, node, attrs) -> None:
         gamma, beta, mean, var = (self._const(node, i).astype(np.float64) for i in range(1, 5))
@@ -430,9 +455,12 @@ class _Importer:
             ir_axes = (1, 2)
         elif x not in self.s.nhwc and x not in self.s.flatten_perm and axes == [rank - 1]:
             ir_axes = (rank - 1,)
+        elif x not in self.s.nhwc and x not in self.s.flatten_perm and rank == 3 and axes == [1]:
+            ir_axes = (1,)  # the mean over tokens [N, T, D]
         else:
             raise UnsupportedError(f"{self._where(node)}: ReduceMean over axes {axes}; only the"
-                                   " spatial axes (2, 3) of a feature map or the last axis")
+                                   " spatial axes (2, 3) of a feature map, the last axis or the"
+                                   " token axis 1 of [N, T, D]")
         self._emit(node, "MEAN", [x], {"axes": ir_axes, "keep_dims": keep})
 
     def _flatten_to(self, node, x: str, out_shape: tuple[int, ...]) -> None:
@@ -448,7 +476,7 @@ class _Importer:
             if h * w > 1:
                 # IR element (h, w, c) sits at ONNX flat index c*H*W + h*W + w
                 perm = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
-        elif len(out_shape) == 4 and out_shape[2] * out_shape[3] > 1:
+        elif len(out_shape) == 4 and out_shape[2] * out_shape[3] > 1 and len(xt.shape) <= 2:
             # NCHW -> NHWC would reorder the elements: not a plain reshape any more
             raise UnsupportedError(f"{self._where(node)}: reshape of {xt.shape} to a 4-D feature"
                                    f" map {out_shape} with H*W > 1")
@@ -465,6 +493,8 @@ class _Importer:
         self._flatten_to(node, self._in(node.input[0]), self._shape(node.output[0], node))
 
     def _op_Reshape(self, node, attrs) -> None:
+        if self._token_reshape(node):
+            return
         self._flatten_to(node, self._in(node.input[0]), self._shape(node.output[0], node))
 
     def _op_Softmax(self, node, attrs) -> None:
