@@ -195,8 +195,9 @@ class _Importer(TokenOps):
         old = op.outputs[0]
         del self.s.tensors[old]
         self.s.producer.pop(old)
+        nhwc = old in self.s.nhwc
         self.s.nhwc.discard(old)
-        out = self._new_activation(onnx_out, node)
+        out = self._new_activation(onnx_out, node, nhwc=nhwc)
         op.outputs[0] = out
         self.s.producer[out] = op
 
