@@ -1,13 +1,42 @@
 """ONNX float graph -> float Graph IR (NHWC), ready for `edgekit.converters.quantize`.
 
-Supported nodes: Conv (group 1 or depthwise), Gemm, MatMul (+ Add of a constant: the bias),
-BatchNormalization (folded into the conv/linear before it), Relu, Clip(0, 6), HardSwish, Add,
-AveragePool, MaxPool, GlobalAveragePool, ReduceMean (spatial), Flatten, Reshape, Softmax,
-Concat, and Identity / Dropout (dropped). Explicit conv pads that are neither SAME nor VALID
-become a PAD op (TFLite has no other padding). Anything else raises `UnsupportedError` naming the node.
+Before the walk, `edgekit.converters.onnx_prepass` folds the exporter's run-time shape
+arithmetic (Shape, Slice, Concat, ConstantOfShape, ... on constants) so every shape is static,
+and fuses elementwise chains into GELU, SiLU and RMSNorm (see that module).
 
-Layout: 4-D activations are NCHW in ONNX and NHWC in the IR; conv weights become OHWI
-(depthwise ``1HWO``). Flattening a NHWC tensor with H*W > 1 orders elements (h, w, c) instead
+Supported nodes (anything else raises `UnsupportedError` naming the node):
+
+- CNN: Conv (2-D, group 1 or depthwise), Gemm, MatMul by a constant (+ Add of a constant: the
+  bias), BatchNormalization (folded into the conv/linear before it), Relu, Clip(0, 6),
+  HardSwish, Sigmoid (LOGISTIC), Add, AveragePool, MaxPool, GlobalAveragePool, ReduceMean
+  (spatial), Flatten, Reshape, Softmax, Concat, Pad (zeros), Identity / Dropout (dropped).
+  Explicit conv pads that are neither SAME nor VALID become a PAD op (TFLite has no other
+  padding).
+- transformer (MCUFormer, EmbBERT-Q and models built from the same layers; ``converters/
+  onnx_tokens.py``): MatMul of two activations -> BATCH_MATMUL (a Transpose that swaps the last
+  two axes of an operand, ``k.transpose(-1, -2)``, becomes ``adj_x`` / ``adj_y``); MatMul of
+  a rank >= 3 activation by a constant -> FULLY_CONNECTED with ``keep_num_dims`` (+ the bias
+  Add); Transpose -> TRANSPOSE; Softmax on the last axis; LayerNormalization (opset 17, last
+  axis) -> LAYER_NORM; the RMSNorm pattern -> RMS_NORM; the Erf and tanh GELU patterns -> GELU
+  (``approximate``); ``x * sigmoid(x)`` -> SILU; Gather on axis 0 of a constant table by the
+  model's int64/int32 input -> GATHER (that input becomes int32 token ids, and may feed
+  nothing else); Conv 1-D over ``[N, C, L]`` (depthwise or group 1) -> DEPTHWISE_CONV_2D /
+  CONV_2D on ``[N, 1, L, C]``, a zero Pad of L before it folded into ``pad=(0, 0, left,
+  right)`` (causal: ``(0, 0, k - 1, 0)``); ReduceMean over the token axis 1 of ``[N, T, D]`` or
+  the last axis -> MEAN; Add / Mul / Sub / Div with a constant operand (positional embeddings,
+  scales) -> ADD / MUL with a constant, a scalar Mul/Div folded into the FULLY_CONNECTED that
+  produces its input where nothing else reads the chain (attention's ``1/sqrt(dh)`` lands in
+  the query weights, through Reshape, Transpose and the first operand of a MatMul);
+  ``x + (y - x)`` -> ``y``; Reshape / Flatten of token tensors.
+
+Layout: 4-D activations written by convolutions, pools and the image input are NCHW in ONNX and
+NHWC in the IR; conv weights become OHWI (depthwise ``1HWO``). Token tensors (``[N, T, D]``,
+heads ``[N, H, T, dh]``) keep ONNX's layout. A Reshape of a conv's NHWC output to ONNX
+``[N, C, H*W]`` (torch's ``flatten(2)``) is a RESHAPE to ``[N, H*W, C]`` held as a lazy
+transposed view: tokens in row-major ``(h, w)`` patch order, which is exactly what the
+``transpose(1, 2)`` after it asks for, so that Transpose costs no op (MCUFormer's patch
+embedding); any other reader of the ``[N, C, H*W]`` value gets a TRANSPOSE.
+Flattening a NHWC tensor with H*W > 1 to ``(N, -1)`` orders elements (h, w, c) instead
 of ONNX's (c, h, w); rather than inserting a transpose the importer remembers that permutation
 and applies it to the columns of the next linear layer's weights, which is where it matters.
 ReLU/ReLU6 directly after a conv, linear, add or pool with no other reader become that op's

@@ -68,6 +68,7 @@ def fold_constants(model, source: str):
                 out = [np.array(dims[start:end], np.int64)]
             elif node.input and all(not n or n in values or n in folded for n in node.input):
                 feeds = {n: folded.get(n, values.get(n)) for n in node.input if n}
+                _check_size(node, feeds, source)
                 try:
                     out = ReferenceEvaluator(node).run(None, feeds)
                 except Exception:
@@ -86,6 +87,25 @@ def fold_constants(model, source: str):
         if outputs & set(folded):
             raise ModelFormatError(f"{source}: a graph output is a constant")
     return model
+
+
+#: elements a folded constant may have (a hostile ConstantOfShape must not exhaust memory)
+MAX_FOLDED_ELEMENTS = 1 << 24
+
+
+def _check_size(node, feeds: dict, source: str) -> None:
+    ins = [feeds.get(n) for n in node.input]
+    count = None
+    if node.op_type in ("ConstantOfShape", "Expand") and ins[-1 if node.op_type == "Expand" else 0] is not None:
+        count = float(np.prod(np.asarray(ins[-1 if node.op_type == "Expand" else 0], np.float64)))
+    elif node.op_type == "Tile" and len(ins) > 1:
+        count = float(np.asarray(ins[0]).size * np.prod(np.asarray(ins[1], np.float64)))
+    elif node.op_type == "Range" and len(ins) == 3:
+        start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in ins)
+        count = abs((limit - start) / delta) if delta else float("inf")
+    if count is not None and count > MAX_FOLDED_ELEMENTS:
+        raise ModelFormatError(f"{source}: node {node.name or node.op_type!r} ({node.op_type})"
+                               f" would make a constant of {count:.0f} elements")
 
 
 def _constant_value(node, numpy_helper, helper):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from edgekit.converters.onnx_import import import_onnx  # noqa: E402
 from edgekit.converters.quantize import quantize  # noqa: E402
 from edgekit.converters.tflite_reader import load_tflite  # noqa: E402
 from edgekit.converters.torch_import import OPSET, export_onnx_bytes  # noqa: E402
-from edgekit.errors import UnsupportedError  # noqa: E402
+from edgekit.errors import ModelFormatError, UnsupportedError  # noqa: E402
 from edgekit.interpreter import Interpreter  # noqa: E402
 from edgekit.ir import DType  # noqa: E402
 from edgekit.nas.mcuformer import MCUFormerSpec  # noqa: E402
@@ -35,7 +36,8 @@ def _export(module, example) -> bytes:
     """ONNX bytes of ``module``; integer examples (token ids) keep their dtype."""
     if example.dtype in (torch.int64, torch.int32):
         buf = io.BytesIO()
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
             torch.onnx.export(module.eval(), (example,), buf, dynamo=False, opset_version=OPSET)
         return buf.getvalue()
     return export_onnx_bytes(module, example)
@@ -127,8 +129,8 @@ def test_mcuformer_converts_to_int8_tflite(mcuformer, tmp_path, capsys):
     loaded, real = _convert_and_run(tmp_path, capsys, data, graph, calib, sample)
     assert {"LAYER_NORM", "BATCH_MATMUL", "GELU", "SOFTMAX"} <= {op.kind for op in loaded.ops}
     ref = _torch_out(model, sample)
-    # int8 W8A8 through two attention blocks: within 10% of the logits' spread
-    assert np.abs(real - ref).max() <= 0.1 * np.ptp(ref) + 0.02
+    # int8 W8A8 through two attention blocks: within 3% of the logits' spread (measured 0.7%)
+    assert np.abs(real - ref).max() <= 0.03 * np.ptp(ref)
 
 
 # --- layers ----------------------------------------------------------------------------------------
@@ -178,3 +180,80 @@ def test_unsupported_token_node_is_named():
 
     with pytest.raises(UnsupportedError, match="Tanh"):
         _import(Odd(), torch.rand(1, 4, 8))
+
+
+
+def test_constant_folding_refuses_a_huge_constant():
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ConstantOfShape", ["s"], ["big"], name="huge"),
+             helper.make_node("Add", ["x", "big"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.array([1 << 20, 1 << 20], np.int64), "s")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ModelFormatError, match="'huge'.*1099511627776 elements"):
+        import_onnx(model)
+
+
+# --- EmbBERT-Q -------------------------------------------------------------------------------------
+
+def _embbert(norm: str, combine: str):
+    from edgekit.nas.embbert import EmbBERTSpec
+    from edgekit.nas.embbert_torch import to_torch
+
+    spec = EmbBERTSpec(vocab_size=40, embed_dim=8, hidden=16, layers=2, kernel=3, seq_len=10,
+                       num_classes=3, norm=norm, combine=combine)
+    torch.manual_seed(0)
+    model = to_torch(spec).eval()
+    data, graph = _import(model, torch.zeros(1, spec.seq_len, dtype=torch.int64))
+    return spec, model, data, graph
+
+
+@pytest.mark.parametrize("norm, combine", [("layer", "add"), ("rms", "mul")])
+def test_embbert_float_ir_equals_torch(norm, combine):
+    spec, model, _, graph = _embbert(norm, combine)
+    assert graph[graph.inputs[0]].dtype == DType.INT32
+    ids = torch.randint(0, spec.vocab_size, (4, spec.seq_len), generator=torch.Generator().manual_seed(4))
+    np.testing.assert_allclose(run_float(graph, [ids.numpy()])[0], _torch_out(model, ids),
+                               atol=TOL, rtol=0)
+    kinds = [op.kind for op in graph.ops]
+    want = {"GATHER", "DEPTHWISE_CONV_2D", "SILU", "BATCH_MATMUL", "SOFTMAX",
+            "LAYER_NORM" if norm == "layer" else "RMS_NORM"}
+    assert want <= set(kinds)
+    assert not {"PAD", "TRANSPOSE", "LOGISTIC"} & set(kinds)
+    assert kinds.count("MUL") == (spec.layers if combine == "mul" else 0)  # scale folded
+    for conv in (op for op in graph.ops if op.kind == "DEPTHWISE_CONV_2D"):
+        assert conv.attrs["pad"] == (0, 0, spec.kernel - 1, 0)
+        assert graph[conv.inputs[0]].shape == (1, 1, spec.seq_len, spec.hidden)
+    bmm = [op for op in graph.ops if op.kind == "BATCH_MATMUL"]
+    for scores, attend in zip(bmm[::2], bmm[1::2]):
+        # single head with K = V = x: both matmuls read the block's normalised tokens
+        assert scores.attrs["adj_y"] and not attend.attrs["adj_y"]
+        assert scores.inputs[1] == attend.inputs[1]
+
+
+def test_embbert_converts_with_integer_ids(tmp_path, capsys):
+    spec, model, data, graph = _embbert("rms", "add")
+    rng = np.random.default_rng(5)
+    calib = rng.integers(0, spec.vocab_size, (24, spec.seq_len)).astype(np.int64)
+    sample = torch.from_numpy(calib[:1])
+    loaded, real = _convert_and_run(tmp_path, capsys, data, graph, calib, sample)
+    assert {"GATHER", "RMS_NORM", "SILU", "BATCH_MATMUL", "DEPTHWISE_CONV_2D"} \
+        <= {op.kind for op in loaded.ops}
+    ref = _torch_out(model, sample)
+    # measured 1.1% of the logits' spread
+    assert np.abs(real - ref).max() <= 0.03 * np.ptp(ref)
+
+
+def test_embbert_calibration_must_be_ids(tmp_path, capsys):
+    spec, _, data, _ = _embbert("layer", "add")
+    model, calib = tmp_path / "m.onnx", tmp_path / "c.npy"
+    model.write_bytes(data)
+    for bad, words in ((np.zeros((4, spec.seq_len), np.float32), ("integer token ids", "float32")),
+                       (np.full((4, spec.seq_len), spec.vocab_size), ("token id 40", "[0, 40)"))):
+        np.save(calib, bad)
+        code = main(["convert", str(model), "--calib", str(calib), "-o", str(tmp_path / "q.tflite")])
+        err = capsys.readouterr().err
+        assert code != 0 and all(w in err for w in words), err
+        assert not (tmp_path / "q.tflite").exists()
