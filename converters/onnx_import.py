@@ -255,6 +255,7 @@ class _Importer(TokenOps):
                                        " by the ONNX importer")
             handler(node, self._attrs(node))
         outputs = [self._in(o.name) for o in self.graph.output]
+        self._collapse_reshapes(set(outputs))
         for name in outputs:
             if name in self.s.flatten_perm:
                 raise UnsupportedError(f"{self.source}: graph output {name!r} is a flattened"
@@ -413,6 +414,9 @@ class _Importer(TokenOps):
         self._rename_output(op, node.output[0], node)
 
     def _activation(self, node, act: str, standalone: str) -> None:
+        if node.input[0] in self.s.swapped:
+            self._unary(node, standalone, {})
+            return
         op = self._fusable_producer(node.input[0])
         if op is not None and op.kind in FUSABLE and op.attrs.get("activation", "NONE") == "NONE":
             op.attrs["activation"] = act
@@ -439,7 +443,7 @@ class _Importer(TokenOps):
                                    " only Clip(0, 6) (ReLU6) and Clip(0) (ReLU)")
 
     def _op_HardSwish(self, node, attrs) -> None:
-        self._emit(node, "HARD_SWISH", [self._in(node.input[0])], {})
+        self._unary(node, "HARD_SWISH", {})
 
     def _pool(self, node, attrs, kind: str) -> None:
         if attrs.get("ceil_mode", 0):

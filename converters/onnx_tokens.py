@@ -82,7 +82,11 @@ class TokenOps:
             perm = _compose((0, 3, 1, 2), perm)  # IR NHWC -> ONNX NCHW first
         elif onnx_x in self.s.swapped:
             perm = _compose((0, 2, 1), perm)
-        if perm == tuple(range(rank)):
+        if perm == tuple(range(rank)) and x in self.s.nhwc:
+            # NCHW -> NHWC in ONNX is the IR's bytes already, but no longer a feature map
+            out = self._new_activation(node.output[0], node, nhwc=False)
+            self._add_op("RESHAPE", [x], out, self.s.tensors[out].shape, {}, name=node.name or out)
+        elif perm == tuple(range(rank)):
             self.s.alias[node.output[0]] = x
         elif rank == 3 and perm == (0, 2, 1):
             self.s.swapped[node.output[0]] = x  # a view; an op only if a reader needs it
@@ -284,15 +288,26 @@ class TokenOps:
         g = self._new_const(f"{node.output[0]}/gamma", gamma)
         self._emit(node, "RMS_NORM", [x, g], {"epsilon": float(attrs["epsilon"])})
 
+    def _unary(self, node, kind: str, attrs: dict) -> None:
+        """An elementwise op; on a swapped view it runs on the IR tensor and stays swapped
+        (a 1-D conv -> activation -> 1-D conv chain needs no TRANSPOSE)."""
+        onnx_x = node.input[0]
+        if onnx_x not in self.s.swapped:
+            self._emit(node, kind, [self._in(onnx_x)], attrs)
+            return
+        x = self.s.swapped[onnx_x]
+        name = f"{node.output[0]}/nlc"
+        self._add_op(kind, [x], name, self.s.tensors[x].shape, attrs, name=node.name or name)
+        self.s.swapped[node.output[0]] = name
+
     def _op_EdgekitGelu(self, node, attrs) -> None:
-        self._emit(node, "GELU", [self._in(node.input[0])],
-                   {"approximate": bool(attrs.get("approximate", 0))})
+        self._unary(node, "GELU", {"approximate": bool(attrs.get("approximate", 0))})
 
     def _op_EdgekitSilu(self, node, attrs) -> None:
-        self._emit(node, "SILU", [self._in(node.input[0])], {})
+        self._unary(node, "SILU", {})
 
     def _op_Sigmoid(self, node, attrs) -> None:
-        self._emit(node, "LOGISTIC", [self._in(node.input[0])], {})
+        self._unary(node, "LOGISTIC", {})
 
     def _op_Gather(self, node, attrs) -> None:
         if node.input[0] not in self.consts or int(attrs.get("axis", 0)) != 0:
@@ -374,3 +389,62 @@ class TokenOps:
         y = self._add_op(kind, [x4, wname, bias], f"{out}/nhwc", (n, 1, l_out, o), common,
                          name=node.name or out)
         self.s.swapped[out] = self._add_op("RESHAPE", [y], f"{out}/nlc", (n, l_out, o), {})
+
+    def _op_Slice(self, node, attrs) -> None:
+        """Only the crop after a padded 1-D convolution (``conv(x, padding=k-1)[..., :-(k-1)]``,
+        a causal convolution): it shrinks that convolution's pad instead."""
+        onnx_x = node.input[0]
+        consts = [self._const(node, i) for i in range(1, 5)]
+        starts, ends, axes, steps = (None if c is None else c.reshape(-1).tolist() for c in consts)
+        conv = self._conv1d_writer(onnx_x)
+        shape = self._shape(onnx_x, node)
+        if conv is None or axes not in (None, [2], [-1]) or len(starts) != 1 \
+                or (steps is not None and steps != [1]) or len(shape) != 3:
+            raise UnsupportedError(f"{self._where(node)}: Slice of an activation is only supported"
+                                   " as the crop of a padded 1-D convolution's output (causal)")
+        length = shape[2]
+        begin = max(0, min(length, starts[0] + length if starts[0] < 0 else starts[0]))
+        end = max(0, min(length, ends[0] + length if ends[0] < 0 else ends[0]))
+        conv_op, reshape_op = conv
+        top, bottom, left, right = conv_op.attrs["pad"]
+        if begin > left or length - end > right or end <= begin:
+            raise UnsupportedError(f"{self._where(node)}: Slice [{begin}:{end}] crops more than"
+                                   f" the convolution's padding ({left}, {right})")
+        conv_op.attrs["pad"] = (top, bottom, left - begin, right - (length - end))
+        for name in (conv_op.outputs[0], reshape_op.outputs[0]):
+            t = self.s.tensors[name]
+            dims = list(t.shape)
+            dims[-2] = end - begin
+            self.s.tensors[name] = Tensor(name, tuple(dims), DType.FLOAT32)
+        self.s.swapped[node.output[0]] = reshape_op.outputs[0]
+
+    def _conv1d_writer(self, onnx_x: str):
+        """(conv op, its RESHAPE to [N, L, C]) when ``onnx_x`` is a 1-D convolution's output
+        that only this node reads, else None."""
+        name = self.s.swapped.get(onnx_x)
+        reshape_op = self.s.producer.get(name) if name else None
+        if reshape_op is None or reshape_op.kind != "RESHAPE" or not self._single_reader(onnx_x) \
+                or self._ir_readers(name):
+            return None
+        conv_op = self.s.producer.get(reshape_op.inputs[0])
+        if conv_op is None or conv_op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D") \
+                or tuple(conv_op.attrs["stride"]) != (1, 1) or self._ir_readers(conv_op.outputs[0]) != 1:
+            return None
+        return conv_op, reshape_op
+
+    def _collapse_reshapes(self, outputs) -> None:
+        """RESHAPE of a RESHAPE whose result nothing else reads is one RESHAPE (the token
+        layouts chain them: NHWC -> tokens -> [N, 1, L, C])."""
+        readers: dict[str, int] = {}
+        for op in self.s.ops:
+            for name in op.present_inputs():
+                readers[name] = readers.get(name, 0) + 1
+        for op in list(self.s.ops):
+            if op.kind != "RESHAPE":
+                continue
+            first = self.s.producer.get(op.inputs[0])
+            mid = op.inputs[0]
+            if first is not None and first.kind == "RESHAPE" and readers.get(mid) == 1 \
+                    and mid not in outputs:
+                op.inputs[0] = first.inputs[0]
+                self._drop_op(first)

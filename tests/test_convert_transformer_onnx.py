@@ -257,3 +257,37 @@ def test_embbert_calibration_must_be_ids(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code != 0 and all(w in err for w in words), err
         assert not (tmp_path / "q.tflite").exists()
+
+
+class _ConvTokens(nn.Module):
+    """A conv stem permuted to NHWC and reshaped to tokens (the ViT way), then a stack of
+    causal 1-D convolutions with ReLU between them, written with padding + cropping."""
+
+    def __init__(self, c=8, k=3):
+        super().__init__()
+        self.stem = nn.Conv2d(1, c, 2, stride=2)
+        self.c1, self.c2 = nn.Conv1d(c, c, k, padding=k - 1), nn.Conv1d(c, c, k, groups=c)
+        self.k, self.fc = k, nn.Linear(c, 4)
+
+    def forward(self, x):
+        n = x.shape[0]
+        t = self.stem(x).permute(0, 2, 3, 1).reshape(n, -1, self.stem.out_channels)
+        h = torch.relu(self.c1(t.transpose(1, 2))[..., :-(self.k - 1)])
+        h = self.c2(F.pad(h, (self.k - 1, 0)))
+        return self.fc(h.transpose(1, 2)).mean(dim=1)
+
+
+def test_conv_stem_tokens_and_1d_conv_stack():
+    torch.manual_seed(1)
+    model = _ConvTokens()
+    _, graph = _import(model, torch.rand(1, 1, 8, 8))
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    np.testing.assert_allclose(run_float(graph, [_ir_input(x)])[0], _torch_out(model, x),
+                               atol=TOL, rtol=0)
+    assert [op.kind for op in graph.ops] == [
+        "CONV_2D", "RESHAPE", "CONV_2D", "RESHAPE", "RELU", "RESHAPE", "DEPTHWISE_CONV_2D",
+        "RESHAPE", "FULLY_CONNECTED", "MEAN"]
+    # both convolutions causal: the crop of padding=k-1 and the left F.pad became pad=(0,0,2,0)
+    assert [op.attrs["pad"] for op in graph.ops if "CONV" in op.kind] == [(0, 0, 0, 0), (0, 0, 2, 0),
+                                                                         (0, 0, 2, 0)]
+    assert graph[graph.ops[1].outputs[0]].shape == (1, 1, 16, 8)  # tokens (h, w) row-major
