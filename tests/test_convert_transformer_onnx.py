@@ -5,9 +5,7 @@ in-process quantized graph."""
 
 from __future__ import annotations
 
-import io
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -22,7 +20,7 @@ from edgekit.converters.float_exec import run_float  # noqa: E402
 from edgekit.converters.onnx_import import import_onnx  # noqa: E402
 from edgekit.converters.quantize import quantize  # noqa: E402
 from edgekit.converters.tflite_reader import load_tflite  # noqa: E402
-from edgekit.converters.torch_import import OPSET, export_onnx_bytes  # noqa: E402
+from edgekit.converters.torch_import import export_onnx_bytes  # noqa: E402
 from edgekit.errors import ModelFormatError, UnsupportedError  # noqa: E402
 from edgekit.interpreter import Interpreter  # noqa: E402
 from edgekit.ir import DType  # noqa: E402
@@ -32,19 +30,8 @@ from edgekit.nas.mcuformer_torch import to_torch as mcuformer_torch  # noqa: E40
 TOL = 1e-4
 
 
-def _export(module, example) -> bytes:
-    """ONNX bytes of ``module``; integer examples (token ids) keep their dtype."""
-    if example.dtype in (torch.int64, torch.int32):
-        buf = io.BytesIO()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
-            torch.onnx.export(module.eval(), (example,), buf, dynamo=False, opset_version=OPSET)
-        return buf.getvalue()
-    return export_onnx_bytes(module, example)
-
-
 def _import(module, example):
-    data = _export(module, example)
+    data = export_onnx_bytes(module, example)  # int64 token ids stay int64
     return data, import_onnx(onnx.load_model_from_string(data))
 
 
@@ -291,3 +278,18 @@ def test_conv_stem_tokens_and_1d_conv_stack():
     assert [op.attrs["pad"] for op in graph.ops if "CONV" in op.kind] == [(0, 0, 0, 0), (0, 0, 2, 0),
                                                                          (0, 0, 2, 0)]
     assert graph[graph.ops[1].outputs[0]].shape == (1, 1, 16, 8)  # tokens (h, w) row-major
+
+
+def test_embbert_pt2_converts_through_the_cli(tmp_path, capsys):
+    spec, model, _, graph = _embbert("layer", "mul")
+    ids = torch.zeros(1, spec.seq_len, dtype=torch.int64)
+    torch.export.save(torch.export.export(model, (ids,)), tmp_path / "m.pt2")
+    calib = np.random.default_rng(7).integers(0, spec.vocab_size, (8, spec.seq_len))
+    np.save(tmp_path / "c.npy", calib.astype(np.int32))
+    code = main(["convert", str(tmp_path / "m.pt2"), "--calib", str(tmp_path / "c.npy"),
+                 "-o", str(tmp_path / "m.tflite")])
+    assert code == 0, capsys.readouterr().err
+    loaded = load_tflite(tmp_path / "m.tflite")
+    assert loaded[loaded.inputs[0]].dtype == DType.INT32
+    q = Interpreter(loaded).run([calib[:1].astype(np.int32)])[0]
+    np.testing.assert_array_equal(q, Interpreter(quantize(graph, calib)).run([calib[:1].astype(np.int32)])[0])
