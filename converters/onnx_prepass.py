@@ -96,8 +96,8 @@ MAX_FOLDED_ELEMENTS = 1 << 24
 def _check_size(node, feeds: dict, source: str) -> None:
     ins = [feeds.get(n) for n in node.input]
     count = None
-    if node.op_type in ("ConstantOfShape", "Expand") and ins[-1 if node.op_type == "Expand" else 0] is not None:
-        count = float(np.prod(np.asarray(ins[-1 if node.op_type == "Expand" else 0], np.float64)))
+    if node.op_type in ("ConstantOfShape", "Expand"):  # the shape is the last input
+        count = float(np.prod(np.asarray(ins[-1], np.float64)))
     elif node.op_type == "Tile" and len(ins) > 1:
         count = float(np.asarray(ins[0]).size * np.prod(np.asarray(ins[1], np.float64)))
     elif node.op_type == "Range" and len(ins) == 3:

@@ -22,6 +22,7 @@ import numpy as np
 from edgekit.errors import UnsupportedError
 from edgekit.ir import DType, Op, Tensor
 
+
 def _compose(first, then) -> tuple[int, ...]:
     """The perm of ``x.transpose(first).transpose(then)``."""
     return tuple(int(first[i]) for i in then)
@@ -428,7 +429,8 @@ class TokenOps:
             return None
         conv_op = self.s.producer.get(reshape_op.inputs[0])
         if conv_op is None or conv_op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D") \
-                or tuple(conv_op.attrs["stride"]) != (1, 1) or self._ir_readers(conv_op.outputs[0]) != 1:
+                or tuple(conv_op.attrs["stride"]) != (1, 1) \
+                or self._ir_readers(conv_op.outputs[0]) != 1:
             return None
         return conv_op, reshape_op
 
