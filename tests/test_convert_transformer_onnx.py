@@ -160,14 +160,25 @@ def test_token_layers_map_to_the_ir_kinds():
     assert [op.attrs["adj_y"] for op in bmm] == [True, False]
 
 
-def test_unsupported_token_node_is_named():
-    class Odd(nn.Module):
-        def forward(self, x):
-            return torch.tanh(x) * 2
+class _Lambda(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
 
-    with pytest.raises(UnsupportedError, match="Tanh"):
-        _import(Odd(), torch.rand(1, 4, 8))
+    def forward(self, x):
+        return self.fn(x)
 
+
+@pytest.mark.parametrize("fn, example, words", [
+    (lambda x: torch.tanh(x) * 2, torch.rand(1, 4, 8), ("Tanh", "not supported")),
+    (lambda x: x[:, 1:] * 2, torch.rand(1, 4, 8), ("Slice", "crop of a padded 1-D convolution")),
+    (lambda ids: ids.float() * 2, torch.zeros(1, 4, dtype=torch.int64),
+     ("integer input", "indices of Gather")),
+])
+def test_unsupported_token_node_is_named(fn, example, words):
+    with pytest.raises(UnsupportedError) as err:
+        _import(_Lambda(fn), example)
+    assert all(w in str(err.value) for w in words), err.value
 
 
 def test_constant_folding_refuses_a_huge_constant():
