@@ -32,6 +32,7 @@ from edgekit import interpreter, planner
 from edgekit.errors import UnsupportedError
 from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
                                        identifier, initializer, shape_text)
+from edgekit.firmware import stack_paths
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
                                           EmitContext, OpCall, check_inplace_mode,
                                           emit_conv_add, pairs_path_applies)
@@ -82,6 +83,9 @@ class GeneratedModel:
     #: conv kernels with at least one call that takes the DSP two-pixel path
     #: (`edgekit.firmware.op_emitters.pairs_path_applies`)
     pair_kernels: set[str] = field(default_factory=set)
+    #: kernel helpers some call takes (`edgekit.firmware.stack_paths.taken_helpers`): the
+    #: estimate's stack bound leaves the others out
+    path_helpers: set[str] = field(default_factory=set)
 
     @property
     def sources(self) -> list[str]:
@@ -180,6 +184,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     used_constants: list[str] = []
     shared_constants = _SharedConstants()
     pair_kernels: set[str] = set()
+    path_helpers: set[str] = set()
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
@@ -192,7 +197,8 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
             continue
         section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step, prepared,
                                                    used_constants, shared_constants,
-                                                   fusions.get(index), pair_kernels)
+                                                   fusions.get(index), pair_kernels,
+                                                   path_helpers)
         op_sections.append(section)
         calls.append(call)
         kernels.append(kernel)
@@ -211,7 +217,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
-                          pair_kernels)
+                          pair_kernels, path_helpers)
 
 
 class _SharedConstants:
@@ -245,7 +251,8 @@ class _SharedConstants:
 def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
              prepared: interpreter.Interpreter, used_constants: list[str],
              shared_constants: "_SharedConstants", fusion=None,
-             pair_kernels: set[str] | None = None) -> tuple[str, str, str, str]:
+             pair_kernels: set[str] | None = None,
+             path_helpers: set[str] | None = None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -273,6 +280,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
     if (pair_kernels is not None and call.kernel in DSP_PAIR_HELPERS
             and pairs_path_applies(call.fields)):
         pair_kernels.add(call.kernel)
+    if path_helpers is not None:
+        path_helpers |= stack_paths.taken_helpers(call.kernel, call.fields)
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

@@ -7,7 +7,9 @@ Two stages:
   multipliers and shifts): the parts that depend on the model;
 - after linking, before any run (`estimate_from_elf`): ``peak_sram_bytes = static RAM of the
   ELF (.data + .bss, arena included) + the static worst-case stack depth`` from the call graph
-  (`edgekit.firmware.stack_bound`). Nothing is measured on a device: the stack figure is what
+  (`edgekit.firmware.stack_bound`: the deepest stack word the code can write, as the painted
+  high-water mark counts), leaving out the kernel helpers of paths no call of the model takes
+  (`edgekit.firmware.stack_paths`). Nothing is measured on a device: the stack figure is what
   the code can reach, and the device's painted high-water mark is compared against it.
 """
 
@@ -19,8 +21,8 @@ from pathlib import Path
 from edgekit.boards import Target
 from edgekit.firmware import elf
 from edgekit.firmware.codegen import GeneratedModel
-from edgekit.firmware.op_emitters import DSP_PAIR_HELPERS
 from edgekit.firmware.stack_bound import stack_bound
+from edgekit.firmware.stack_paths import never_called
 from edgekit.reference import norm
 
 
@@ -60,11 +62,10 @@ def estimate_from_elf(elf_path: str | Path, model: GeneratedModel,
                       before: MemoryEstimate | None = None) -> MemoryEstimate:
     """Peak SRAM and flash from the linked ELF and its static stack bound (no run)."""
     sizes = elf.sizes(elf_path)
-    # the DSP two-pixel helpers hold the kernels' deepest frame: leave out the ones no call of
-    # this model takes, so the bound is the stack the model's data can reach
-    never = [helper for kernel, helper in DSP_PAIR_HELPERS.items()
-             if kernel not in model.pair_kernels]
-    bound = stack_bound(elf_path, never_called=never)
+    # the helpers of rare kernel paths (the DSP two-pixel conv, the ADD/MUL broadcast walk)
+    # can hold the deepest frame: leave out the ones no call of this model takes, so the bound
+    # is the stack the model's data can reach
+    bound = stack_bound(elf_path, never_called=never_called(model.path_helpers))
     return MemoryEstimate(
         stage="elf", arena_bytes=model.plan.arena_bytes,
         constants_bytes=before.constants_bytes if before else _constants_bytes(model),

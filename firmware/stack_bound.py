@@ -2,11 +2,20 @@
 running it.
 
 Every function symbol is disassembled (capstone), skipping the literal pools that the ``$d``
-mapping symbols mark. Walking a function linearly, pushes, ``vpush`` and ``sub sp, #n`` deepen
-the frame, pops and ``add sp, #n`` release it; after a return (``pop {.., pc}``, ``bx lr``) the
-walk goes back to the depth the body had, since code after an epilogue is reached from the
-body. A direct call (``bl``) or tail call (``b`` out of the function) adds the callee's depth at
-the current frame depth. A function's depth is the largest of its own frame and its calls'.
+mapping symbols mark; an assembly function without ``.size`` (libgcc's ``__aeabi_uldivmod``)
+extends to the next function. Walking a function linearly, pushes, ``vpush``, ``sub sp, #n``
+and pre-indexed stores (``str rX, [sp, #-n]!``) deepen the frame, pops, ``add sp, #n`` and
+post-indexed loads release it; after a return (``pop {.., pc}``, ``bx lr``) or an unconditional
+tail branch the walk goes back to the depth the body had, since code after an epilogue is
+reached from the body. A direct call (``bl``) or tail call (a branch, conditional or not, out of
+the function; into another function's middle counts that whole function) adds the callee's
+depth at the current frame depth.
+
+A function's depth is the largest of its own written frame and its calls'. The own frame counts
+down to the deepest word an instruction writes, which is what the firmware's painted stack
+high-water mark measures (design.md): words reserved but never written (the padding that keeps
+the stack 8-byte aligned) are left out, unless the stack pointer is copied to a register,
+through which any word may be written.
 
 What the analysis cannot bound -- an indirect call (``blx rN``), a stack pointer set from a
 register, recursion -- raises `StackAnalysisError` naming the function, rather than giving a
@@ -15,6 +24,7 @@ number that might be low.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Collection
@@ -39,6 +49,10 @@ class FunctionFrame:
     frame_bytes: int = 0  # deepest own frame
     calls: list[tuple[int, int]] = field(default_factory=list)  # (frame depth at call, target)
     unbounded: str | None = None  # why its depth cannot be bounded
+    size: int = 0  # bytes of code from its start
+    #: deepest own stack word written (what painting sees): frame_bytes less the reserved words
+    #: no instruction writes (alignment padding); frame_bytes where sp escapes to a register
+    written_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,18 +86,35 @@ def _writes_sp_register(insn) -> bool:
     return bool(ops) and ops[0].type == cs_arm.ARM_OP_REG and ops[0].reg == cs_arm.ARM_REG_SP
 
 
+#: direct branches, conditional ones included (``bne.w`` out of the function is a tail call too)
+_BRANCHES = frozenset({"b", "cbz", "cbnz"} | {f"b{cc}" for cc in (
+    "eq", "ne", "cs", "hs", "cc", "lo", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt",
+    "le", "al")})
+_ALWAYS = (cs_arm.ARM_CC_AL, cs_arm.ARM_CC_INVALID)
+
+
+def _sp_memory(insn):
+    """The memory operand of ``insn`` when its base register is the stack pointer."""
+    for op in insn.operands:
+        if op.type == cs_arm.ARM_OP_MEM and op.mem.base == cs_arm.ARM_REG_SP:
+            return op.mem
+    return None
+
+
 def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[int, int]],
           func_range: tuple[int, int]) -> FunctionFrame:
     frame = FunctionFrame(name)
     depth = 0
     body_depth = 0  # depth before the current run of releases (an epilogue in progress)
     releasing = False
+    written, escaped = 0, False
     pieces = _code_pieces(start, len(code), data_ranges)
     for piece_start, piece_end in pieces:
         blob = code[piece_start - start:piece_end - start]
         for insn in cs.disasm(blob, piece_start):
             mnemonic = insn.mnemonic.split(".")[0]
             regs = {op.reg for op in insn.operands if op.type == cs_arm.ARM_OP_REG}
+            before = depth
             if mnemonic in ("push", "vpush") or (mnemonic in ("stmdb", "stmfd") and insn.writeback
                                                  and cs_arm.ARM_REG_SP in regs):
                 size = 8 if mnemonic == "vpush" and insn.op_str.startswith("{d") else 4
@@ -111,6 +142,23 @@ def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[in
                 if not releasing:
                     body_depth, releasing = depth, True
                 depth -= _imm(insn)
+            elif insn.writeback and _sp_memory(insn) is not None:
+                # str rX, [sp, #-n]! (a one-register push, as libgcc's and newlib's assembly
+                # writes it) deepens; ldr rX, [sp], #n releases
+                mem = _sp_memory(insn)
+                step = _imm(insn) if insn.post_index else mem.disp
+                if mnemonic.startswith("st") and step < 0:
+                    depth -= step
+                    releasing = False
+                elif mnemonic.startswith("ld") and step > 0:
+                    if not releasing:
+                        body_depth, releasing = depth, True
+                    depth -= step
+                    if cs_arm.ARM_REG_PC in regs:
+                        depth, releasing = body_depth, False
+                else:
+                    frame.unbounded = f"{name}: stack pointer moved by {insn.mnemonic} {insn.op_str}"
+                    break
             elif mnemonic == "mov" and _writes_sp_register(insn):
                 if depth == 0 and frame.frame_bytes == 0 and not frame.calls:
                     continue  # the reset handler loading the initial stack pointer
@@ -126,14 +174,45 @@ def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[in
                     frame.unbounded = f"{name}: indirect call ({insn.mnemonic} {insn.op_str})"
                     break
                 frame.calls.append((depth, target))
-            elif mnemonic == "b" and insn.op_str.startswith("#"):
+            elif mnemonic in _BRANCHES and _imm(insn) is not None:
                 target = _imm(insn)
-                if target is not None and not func_range[0] <= target < func_range[1]:
-                    frame.calls.append((depth, target))  # a tail call
+                if not func_range[0] <= target < func_range[1]:
+                    frame.calls.append((depth, target))  # a tail call (maybe conditional)
+                    if mnemonic == "b" and insn.cc in _ALWAYS:
+                        # like a return: the code after it is reached from the body, whose
+                        # frame the epilogue before this branch released
+                        depth, releasing = (body_depth if releasing else depth), False
             frame.frame_bytes = max(frame.frame_bytes, depth)
+            reach = _written_depth(insn, mnemonic, regs, before, depth)
+            if reach is None:
+                escaped = True
+            else:
+                written = max(written, reach)
         if frame.unbounded:
             break
+    frame.written_bytes = frame.frame_bytes if escaped else min(written, frame.frame_bytes)
     return frame
+
+
+def _written_depth(insn, mnemonic: str, regs: set, before: int, after: int) -> int | None:
+    """How deep into the frame ``insn`` writes (0: not at all); None when it copies the stack
+    pointer into another register, through which any word of the frame may be written."""
+    sp = cs_arm.ARM_REG_SP
+    ops = insn.operands
+    if mnemonic in ("push", "vpush") or (mnemonic.startswith("stm") and insn.writeback
+                                         and ops and ops[0].reg == sp):
+        return after
+    mem = _sp_memory(insn)
+    if mem is not None:
+        if not mnemonic.startswith(("st", "vst")):
+            return 0  # a load
+        return max(before, after) if insn.writeback else before - mem.disp
+    if sp in regs:
+        if mnemonic.startswith(("stm", "st", "vst")) or (ops and ops[0].reg != sp):
+            if mnemonic.startswith("stm") and ops[0].reg == sp:
+                return before  # stm sp, {..}: from the stack pointer up
+            return None
+    return 0
 
 
 def _code_pieces(start: int, size: int, data_ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -170,15 +249,22 @@ def analyse(elf_path: str | Path) -> dict[int, FunctionFrame]:
                     nxt = marks[i + 1][0] if i + 1 < len(marks) else hi
                     data_ranges.append((address, nxt))
             content = section.data()
+            starts = sorted({s["st_value"] & ~1 for s in symbols
+                             if s["st_info"]["type"] == "STT_FUNC" and lo <= s["st_value"] < hi})
             for sym in symbols:
-                if sym["st_info"]["type"] != "STT_FUNC" or not sym["st_size"]:
+                if sym["st_info"]["type"] != "STT_FUNC":
                     continue
                 start = sym["st_value"] & ~1
                 if not lo <= start < hi or start in frames:
                     continue
-                code = content[start - lo:start - lo + sym["st_size"]]
+                size = sym["st_size"]
+                if not size:  # an assembly function without .size (libgcc's __aeabi_uldivmod)
+                    later = [a for a in starts if a > start]
+                    size = (later[0] if later else hi) - start
+                code = content[start - lo:start - lo + size]
                 frames[start] = _walk(cs, sym.name, start, code, data_ranges,
-                                      (start, start + sym["st_size"]))
+                                      (start, start + size))
+                frames[start].size = size
     return frames
 
 
@@ -192,8 +278,19 @@ def stack_bound(elf_path: str | Path, entry: str = "Reset_Handler",
     if entry not in by_name:
         raise StackAnalysisError(f"{elf_path}: no function {entry!r}")
     memo: dict[int, tuple[int, tuple[str, ...]]] = {}
+    starts = sorted(frames)
+
+    def containing(address: int) -> int:
+        # a branch into the middle of a function (libgcc's __aeabi_idivmod shares the
+        # division-by-zero tail of __divsi3): counted as a call of the whole function, whose
+        # depth bounds that of any of its points
+        i = bisect.bisect_right(starts, address) - 1
+        if i >= 0 and address < starts[i] + frames[starts[i]].size:
+            return starts[i]
+        return address
 
     def depth(address: int, active: tuple[int, ...]) -> tuple[int, tuple[str, ...]]:
+        address = containing(address)
         if address in memo:
             return memo[address]
         frame = frames.get(address)
@@ -204,9 +301,9 @@ def stack_bound(elf_path: str | Path, entry: str = "Reset_Handler",
             raise StackAnalysisError(frame.unbounded)
         if address in active:
             raise StackAnalysisError(f"{elf_path}: recursion through {frame.name}")
-        best = (frame.frame_bytes, (frame.name,))
+        best = (frame.written_bytes, (frame.name,))
         for at, target in frame.calls:
-            callee = frames.get(target)
+            callee = frames.get(containing(target))
             if callee is not None and callee.name in never_called:
                 continue
             below, path = depth(target, active + (address,))

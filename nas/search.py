@@ -290,6 +290,9 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     optuna = _optuna()
     board = load_board(config.board)
     data = data or load_dataset(config.dataset)
+    # the family checks the data and the bounds before anything is written
+    family = get_family(config.space)
+    space = family.space(data, config)
     out_dir = config.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = config.storage or f"sqlite:///{(out_dir / 'search.db').resolve()}"
@@ -306,8 +309,6 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     if others and name not in names:
         raise SearchError(f"storage {storage!r} holds a search of space {others[0]!r}, not"
                           f" {config.space!r}; choose another -o DIR / --storage")
-    family = get_family(config.space)
-    space = family.space(data, config)
     study = optuna.create_study(
         storage=storage, study_name=name, load_if_exists=True,
         directions=["maximize", "minimize"])

@@ -108,3 +108,16 @@ def test_text_output_shows_how_each_op_runs_in_place(capsys):
     assert "pointwise_inplace" in out
     obj = _json(capsys, ["plan", str(mlperf_path("resnet")), "--json"])
     assert [(f["conv"], f["add"]) for f in obj["fusions"]] == [(2, 3), (5, 7), (9, 11)]
+
+
+def test_a_closed_pipe_ends_quietly():
+    # `edgekit plan m.tflite | head -1`: head exits before the table is written
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from edgekit.cli import main;"
+                             f" sys.exit(main(['plan', {str(mlperf_path('kws'))!r}]))"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err

@@ -204,6 +204,9 @@ def test_two_trial_search_writes_a_best_model_the_interpreter_runs(tmp_path, npz
     x = np.zeros((1, 8, 8, 1), np.int8)
     logits = Interpreter(graph).run([x])[0]
     assert logits.shape == (1, 3) and logits.dtype == np.int8
+    # a bound the family does not take is refused before anything is written
+    assert main([*argv[:-3], "--widths", "0.5", "-o", str(tmp_path / "w")]) == 2
+    assert "widths" in capsys.readouterr().err and not (tmp_path / "w").exists()
     # the storage holds an mcuformer search: another space is refused, even with --resume
     with pytest.raises(SearchError, match="mcuformer"):
         run_search(SearchConfig(board="disco-f746ng", dataset=str(npz), out_dir=out,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import graph_builders as gb
+from transformer_builders import _bmm_out_quant
 from edgekit.ir import DType, Graph, Op, Quantization, Tensor
 from edgekit.planner import plan, scratch_bytes
 
@@ -35,20 +36,25 @@ def _act(rng, tensors, name, shape, quant=None) -> Tensor:
     return t
 
 
-def attention_block(seed: int = 0) -> Graph:
+def attention_block(seed: int = 0, norm: bool = True) -> Graph:
     """x[1,T,D] -> LAYER_NORM -> FC q, k, v -> RESHAPE [1,T,H,dh] -> TRANSPOSE [1,H,T,dh] ->
     BATCH_MATMUL(q, k, adj_y) [1,H,T,T] -> SOFTMAX -> BATCH_MATMUL(p, v) [1,H,T,dh] ->
-    TRANSPOSE [1,T,H,dh] -> RESHAPE [1,T,D] -> FC proj -> ADD(x, proj)."""
+    TRANSPOSE [1,T,H,dh] -> RESHAPE [1,T,D] -> FC proj -> ADD(x, proj). ``norm=False``
+    leaves out the LAYER_NORM (the FCs read x)."""
     rng = np.random.default_rng(seed)
     x = gb.activation_tensor(rng, "x", (1, T, D))
-    gamma = Tensor("ln_gamma", (D,), DType.INT8, Quantization.per_tensor(0.01),
-                   gb.random_values(rng, (D,), DType.INT8))
-    beta = Tensor("ln_beta", (D,), DType.INT32, Quantization.per_tensor(0.0001),
-                  rng.integers(-100, 100, size=D).astype(np.int32))
-    tensors, ops = [x, gamma, beta], []
-    ln = _act(rng, tensors, "ln", (1, T, D))
-    ops.append(Op("LAYER_NORM", ["x", "ln_gamma", "ln_beta"], ["ln"], {"epsilon": 1e-5},
-                  name="ln"))
+    # gamma and beta stay float32 constants, as the quantizer leaves them (flash, not planned)
+    gamma = Tensor("ln_gamma", (D,), DType.FLOAT32, None,
+                   rng.uniform(0.5, 1.5, size=D).astype(np.float32))
+    beta = Tensor("ln_beta", (D,), DType.FLOAT32, None,
+                  rng.uniform(-0.1, 0.1, size=D).astype(np.float32))
+    tensors, ops = [x], []
+    ln = x
+    if norm:
+        tensors += [gamma, beta]
+        ln = _act(rng, tensors, "ln", (1, T, D))
+        ops.append(Op("LAYER_NORM", ["x", "ln_gamma", "ln_beta"], ["ln"], {"epsilon": 1e-5},
+                      name="ln"))
     heads = {}
     for name in ("q", "k", "v"):
         y = _fc(rng, tensors, ops, ln, name)
@@ -59,12 +65,12 @@ def attention_block(seed: int = 0) -> Graph:
         t = _act(rng, tensors, f"{name}t", (1, H, T, DH), heads[name].quant)
         ops.append(Op("TRANSPOSE", [heads[name].name], [t.name], {"perm": (0, 2, 1, 3)},
                       name=t.name))
-    _act(rng, tensors, "s", (1, H, T, T))
+    _act(rng, tensors, "s", (1, H, T, T), _bmm_out_quant(rng, tensors[-3], tensors[-2], DH))
     ops.append(Op("BATCH_MATMUL", ["qt", "kt"], ["s"], {"adj_x": False, "adj_y": True},
                   name="s"))
     _act(rng, tensors, "p", (1, H, T, T), Quantization.per_tensor(1 / 256, -128))
     ops.append(Op("SOFTMAX", ["s"], ["p"], {"beta": 1.0}, name="p"))
-    o = _act(rng, tensors, "o", (1, H, T, DH))
+    o = _act(rng, tensors, "o", (1, H, T, DH), _bmm_out_quant(rng, tensors[-1], heads["v"], T))
     ops.append(Op("BATCH_MATMUL", ["p", "vt"], ["o"], {"adj_x": False, "adj_y": False},
                   name="o"))
     _act(rng, tensors, "ot", (1, T, H, DH), o.quant)
@@ -163,12 +169,10 @@ def test_row_and_lut_ops_run_in_place_over_a_dying_input(kind):
     y = gb.activation_tensor(rng, "y", (1, T, D))
     tensors, inputs = [x, h, y], ["h"]
     if kind in ("LAYER_NORM", "RMS_NORM"):
-        tensors.append(Tensor("gamma", (D,), DType.INT8, Quantization.per_tensor(0.01),
-                              np.ones(D, np.int8)))
+        tensors.append(Tensor("gamma", (D,), DType.FLOAT32, None, np.ones(D, np.float32)))
         inputs.append("gamma")
     if kind == "LAYER_NORM":
-        tensors.append(Tensor("beta", (D,), DType.INT32, Quantization.per_tensor(1e-4),
-                              np.zeros(D, np.int32)))
+        tensors.append(Tensor("beta", (D,), DType.FLOAT32, None, np.zeros(D, np.float32)))
         inputs.append("beta")
     ops = [Op("RELU", ["x"], ["h"], {}, name="h"), Op(kind, inputs, ["y"], {}, name="y")]
     g = Graph(tensors, ops, ["x"], ["y"], name=kind.lower())
@@ -179,3 +183,49 @@ def test_row_and_lut_ops_run_in_place_over_a_dying_input(kind):
     y.dtype = DType.INT16
     p16 = plan(g, alignment=4)
     assert p16.buffers["y"].alias_of is None
+
+
+def test_attention_block_runs_bit_exact_inside_its_arena():
+    """The in-place plan executed in one byte arena (the FCs token by token over their dying
+    input, checking every token is intact when read; scratch overwritten with noise) gives the
+    reference interpreter's output: no live byte is clobbered."""
+    from edgekit.interpreter import Interpreter
+    from test_planner_arena import run_in_arena
+
+    g = attention_block(seed=4)
+    p = plan(g, alignment=4)
+    assert p.buffers["v"].inplace_mode == "pointwise_inplace"
+    rng = np.random.default_rng(4)
+    for trial in range(2):
+        x = [gb.random_input(rng, g["x"])]
+        expected, values = Interpreter(g).run(x, intermediates=True)
+        assert run_in_arena(p, x, values, seed=trial)[0].tobytes() == expected[0].tobytes()
+
+
+@pytest.mark.skipif(__import__("shutil").which("gcc") is None, reason="no host gcc")
+def test_attention_block_generated_in_place_is_bit_exact(tmp_path):
+    """The whole block generated with the firmware's plan (FC v over the LAYER_NORM output,
+    proj FC, SOFTMAX and ADD in place) and run on the host, portable and DSP paths, equals the
+    reference interpreter byte for byte; so does the block without its LAYER_NORM."""
+    from edgekit.firmware.codegen import firmware_plan, generate
+    from edgekit.firmware.host_run import run_on_host
+    from edgekit.interpreter import Interpreter
+
+    for norm in (True, False):
+        g = attention_block(seed=5, norm=norm)
+        p = firmware_plan(g)
+        assert (p.buffers["proj"].alias_of, p.buffers["proj"].inplace_mode) == (
+            "o2", "pointwise_inplace")
+        assert (p.buffers["p"].alias_of, p.buffers["p"].inplace_mode) == ("s", "elementwise")
+        if norm:  # the last of q, k, v to run overwrites the LAYER_NORM output
+            assert [b.name for b in p.buffers.values() if b.alias_of == "ln"] in (
+                ["q"], ["k"], ["v"])
+        rng = np.random.default_rng(5)
+        x = [gb.random_input(rng, g["x"])]
+        gen = generate(g, test_inputs=x)
+        expected = [np.ascontiguousarray(o).tobytes() for o in Interpreter(g).run(x)]
+        assert gen.expected_outputs == expected
+        assert "ek_conv2d_s8_pointwise_inplace" in gen.kernels
+        for path in ("EDGEKIT_PORTABLE_KERNELS", "EDGEKIT_EMULATE_DSP"):
+            run = run_on_host(gen, tmp_path / f"{norm}-{path}", defines=(path,))
+            assert run.outputs == expected, f"norm={norm} {path}"

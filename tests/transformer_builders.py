@@ -220,3 +220,36 @@ CASES = {"BATCH_MATMUL": batch_matmul_case, "TRANSPOSE": transpose_case,
          "GATHER": gather_case, "GELU": gelu_case}
 #: kinds that TFLite Micro has no kernel for: LiteRT's reference kernels are their oracle
 LITERT_ORACLE = frozenset({"GELU"})
+
+
+def float_conv_block_model(rng, tokens=8, dim=16, kernel=3) -> Graph:
+    """x -> LAYER_NORM -> FC per token -> causal depthwise conv (DEPTHWISE_CONV_2D on
+    [1, 1, T, C], pad (0, 0, k-1, 0)) -> SILU -> FC per token -> + x: EmbBERT-Q's convolutional
+    branch as the float graph a converter hands to `quantize`."""
+    f = lambda *s: rng.normal(0, 0.5, size=s).astype(np.float32)  # noqa: E731
+    seq, img = (1, tokens, dim), (1, 1, tokens, dim)
+    t = [Tensor("x", seq, DType.FLOAT32),
+         Tensor("gamma", (dim,), DType.FLOAT32, data=1 + f(dim) / 4),
+         Tensor("beta", (dim,), DType.FLOAT32, data=f(dim) / 4),
+         Tensor("wu", (dim, dim), DType.FLOAT32, data=f(dim, dim) / 4),
+         Tensor("bu", (dim,), DType.FLOAT32, data=f(dim) / 4),
+         Tensor("wc", (1, 1, kernel, dim), DType.FLOAT32, data=f(1, 1, kernel, dim)),
+         Tensor("bc", (dim,), DType.FLOAT32, data=f(dim) / 4),
+         Tensor("wd", (dim, dim), DType.FLOAT32, data=f(dim, dim) / 4),
+         Tensor("bd", (dim,), DType.FLOAT32, data=f(dim) / 4)]
+    t += [Tensor(n, shape, DType.FLOAT32) for n, shape in
+          (("n", seq), ("u", seq), ("u4", img), ("c", img), ("s", img), ("s3", seq), ("d", seq),
+           ("y", seq))]
+    ops = [Op("LAYER_NORM", ["x", "gamma", "beta"], ["n"], {"epsilon": 1e-5}, name="n"),
+           Op("FULLY_CONNECTED", ["n", "wu", "bu"], ["u"],
+              {"activation": "NONE", "keep_num_dims": True}, name="u"),
+           Op("RESHAPE", ["u"], ["u4"], {}, name="u4"),
+           Op("DEPTHWISE_CONV_2D", ["u4", "wc", "bc"], ["c"],
+              {"stride": (1, 1), "dilation": (1, 1), "pad": (0, 0, kernel - 1, 0),
+               "depth_multiplier": 1, "activation": "NONE"}, name="c"),
+           Op("SILU", ["c"], ["s"], {}, name="s"),
+           Op("RESHAPE", ["s"], ["s3"], {}, name="s3"),
+           Op("FULLY_CONNECTED", ["s3", "wd", "bd"], ["d"],
+              {"activation": "NONE", "keep_num_dims": True}, name="d"),
+           Op("ADD", ["x", "d"], ["y"], {"activation": "NONE"}, name="y")]
+    return Graph(t, ops, ["x"], ["y"], name="conv_block")

@@ -49,7 +49,9 @@ code generator must implement each mode exactly as follows:
   mean square) must in addition finish every statistics pass over row r before writing any
   element of row r; the writing pass then reads x[i] before writing y[i]. Rows are disjoint
   and at the same offsets in input and output, so any row order is exact. Their constant
-  operands (gamma, beta) are never aliased.
+  operands (gamma, beta) are never aliased. ek_softmax_s8, ek_lut_s8 (GELU) and ek_norm.h's
+  kernels (LAYER_NORM, RMS_NORM, SILU) meet this (tests/test_rowwise_inplace_c.py runs them
+  over their own input, generated and on the host).
 - ``depthwise_channelwise`` (DEPTHWISE_CONV_2D, as TinyEngine does): batch 1, depth multiplier 1,
   equal input/output element size, and an output plane no larger than the input plane
   (``OH*OW <= H*W``; any stride, dilation and padding otherwise). Scratch: one input channel
@@ -138,9 +140,9 @@ plain loop is exact; an in-place permutation follows its cycles with a bitmap or
 search, and a scratch the size of the tensor saves nothing), BATCH_MATMUL (each output element
 reads a whole row of ``a`` and a whole column of ``b``, so a written output can clobber operand
 bytes that later outputs read; a row-at-a-time scheme like ``pointwise_inplace`` would be exact
-for ``p @ v`` over ``p`` when N <= K and adj_x is false, but is not a mode yet), GATHER (its
-output is computed from a flash table; its int32 index input is smaller), PAD, CONCATENATION,
-SLICE, MEAN, pools. In an attention block the in-place savings come from the FCs over dying
+for ``p @ v`` over ``p`` when N <= K and adj_x is false, but is not a mode yet). Nor, with no
+mode today: GATHER (its output comes from a flash table; its int32 index input is smaller),
+PAD, CONCATENATION, SLICE, MEAN, the pools. In an attention block the in-place savings come from the FCs over dying
 inputs, the RESHAPE views, SOFTMAX over the scores, and the residual ADD.
 
 ``inplace`` in `plan` is True (all modes above), False (none), or a collection of mode names.

@@ -39,38 +39,58 @@ static inline int32_t ek_clamp64(int64_t v, int32_t lo, int32_t hi)
         }}}}                                                                                  \
     } while (0)
 
-#define EK_DEFINE_ADD(SUFFIX, T)                                                              \
-    void ek_add_##SUFFIX(const ek_add_params *p, const T *in1, const T *in2, T *out)          \
-    {                                                                                         \
-        const ek_add_params q = *p;                                                           \
-        EK_BROADCAST_WALK(&q.shape, out[o] = (T)ek_add_element(&q, in1[i1], in2[i2]));        \
-    }
-
-EK_DEFINE_ADD(s16, int16_t)
-
 #if defined(__GNUC__)
 #define EK_NOINLINE __attribute__((noinline))
 #else
 #define EK_NOINLINE
 #endif
 
-/* The broadcast walk, out of line: its nested loops keep many values live, and inlined into
- * ek_add_s8 they would grow the stack frame of the flat loop that every MLPerf ADD takes. */
-static EK_NOINLINE void ek_add_s8_broadcast(const ek_broadcast_shape *shape,
-                                            const ek_add_s8_consts *k, const int8_t *in1,
+/* A binary kernel runs the flat loop (both inputs of the output's shape) itself and the
+ * broadcast walk in an out-of-line helper NAME_broadcast: the walk's nested loops keep many
+ * values live, and inlined they would deepen the frame of every call, broadcasting or not. The
+ * memory estimate leaves a helper's frame out of the stack bound for a model none of whose
+ * calls broadcast (edgekit.firmware.stack_paths), so the helper's name is part of that
+ * contract. */
+#define EK_DEFINE_BINARY(NAME, PARAMS, T, ELEMENT)                                            \
+    static EK_NOINLINE void NAME##_broadcast(const PARAMS *p, const T *in1, const T *in2,     \
+                                             T *out)                                          \
+    {                                                                                         \
+        const PARAMS q = *p;                                                                  \
+        EK_BROADCAST_WALK(&q.shape, out[o] = (T)ELEMENT(&q, in1[i1], in2[i2]));               \
+    }                                                                                         \
+    void NAME(const PARAMS *p, const T *in1, const T *in2, T *out)                            \
+    {                                                                                         \
+        if (p->shape.broadcast) {                                                             \
+            NAME##_broadcast(p, in1, in2, out);                                               \
+            return;                                                                           \
+        }                                                                                     \
+        const PARAMS q = *p;                                                                  \
+        for (int32_t i = 0; i < q.shape.size; ++i) {                                          \
+            out[i] = (T)ELEMENT(&q, in1[i], in2[i]);                                          \
+        }                                                                                     \
+    }
+
+EK_DEFINE_BINARY(ek_add_s16, ek_add_params, int16_t, ek_add_element)
+
+/* As EK_DEFINE_BINARY, with the int8 ADD's prepared constants. The helper takes the params
+ * and prepares its own constants: four arguments, all in registers, so the flat path's frame
+ * holds neither an outgoing stack argument nor the constants in memory for the call. */
+static EK_NOINLINE void ek_add_s8_broadcast(const ek_add_params *p, const int8_t *in1,
                                             const int8_t *in2, int8_t *out)
 {
-    EK_BROADCAST_WALK(shape, out[o] = ek_add_s8_output(k, in1[i1], in2[i2]));
+    const ek_add_s8_consts k = ek_add_s8_prepare(p);
+    EK_BROADCAST_WALK(&p->shape, out[o] = ek_add_s8_output(&k, in1[i1], in2[i2]));
 }
 
 void ek_add_s8(const ek_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
-    /* Only the scalars are copied into locals (see the note above EK_DEFINE_ADD). */
-    const ek_add_s8_consts k = ek_add_s8_prepare(p);
     if (p->shape.broadcast) {
-        ek_add_s8_broadcast(&p->shape, &k, in1, in2, out);
+        ek_add_s8_broadcast(p, in1, in2, out);
         return;
     }
+    /* the scalars only, in locals: int8 stores to out may alias the params, and reloading
+     * them after every element would cost more than the registers */
+    const ek_add_s8_consts k = ek_add_s8_prepare(p);
     const int32_t size = p->shape.size;
     for (int32_t i = 0; i < size; ++i) {
         out[i] = ek_add_s8_output(&k, in1[i], in2[i]);
@@ -86,15 +106,8 @@ static inline int32_t ek_mul_element(const ek_mul_params *p, int32_t a, int32_t 
     return ek_clamp64(raw, p->act_min, p->act_max);
 }
 
-#define EK_DEFINE_MUL(SUFFIX, T)                                                              \
-    void ek_mul_##SUFFIX(const ek_mul_params *p, const T *in1, const T *in2, T *out)          \
-    {                                                                                         \
-        const ek_mul_params q = *p;                                                           \
-        EK_BROADCAST_WALK(&q.shape, out[o] = (T)ek_mul_element(&q, in1[i1], in2[i2]));        \
-    }
-
-EK_DEFINE_MUL(s8, int8_t)
-EK_DEFINE_MUL(s16, int16_t)
+EK_DEFINE_BINARY(ek_mul_s8, ek_mul_params, int8_t, ek_mul_element)
+EK_DEFINE_BINARY(ek_mul_s16, ek_mul_params, int16_t, ek_mul_element)
 
 /* --- requantisation: RELU and int -> int QUANTIZE ------------------------------------------- */
 

@@ -1,0 +1,43 @@
+"""Kernel helpers that only some calls run, and which calls run them.
+
+A kernel whose rare path needs a deeper frame keeps that path in an out-of-line helper (the
+DSP two-pixel conv path, the broadcast walk of ADD/MUL). The static stack bound
+(`edgekit.firmware.stack_bound`) counts every call the code contains; the memory estimate leaves
+a helper out when the generated params prove that no call of the model takes its path, so the
+bound is the stack the model's data can reach and stays within 1% of the painted stack
+(design.md, "What we measure"). A path that runtime data can take (a GATHER index outside the
+table) must never be listed here: such a kernel is written so that path is no deeper.
+
+The names are C symbols (static functions marked noinline); tests/test_codegen_stack_bound.py
+checks that each is a function of the compiled kernels called only from the kernels listed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from edgekit.firmware.op_emitters import DSP_PAIR_HELPERS, pairs_path_applies
+
+
+def _broadcasts(fields: dict) -> bool:
+    return bool(fields["shape"]["broadcast"])
+
+
+#: helper symbol -> (the kernels that call it, whether a call with these params fields takes it)
+PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
+    **{helper: (frozenset({kernel}), pairs_path_applies)
+       for kernel, helper in DSP_PAIR_HELPERS.items()},
+    **{f"{kernel}_broadcast": (frozenset({kernel}), _broadcasts)
+       for kernel in ("ek_add_s8", "ek_add_s16", "ek_mul_s8", "ek_mul_s16")},
+}
+
+
+def taken_helpers(kernel: str, fields: dict) -> set[str]:
+    """The helpers of `PATH_HELPERS` that a call of ``kernel`` with these params runs."""
+    return {helper for helper, (kernels, taken) in PATH_HELPERS.items()
+            if kernel in kernels and taken(fields)}
+
+
+def never_called(taken: set[str]) -> list[str]:
+    """The helpers no call of a model takes (``taken``: the union of `taken_helpers`)."""
+    return sorted(set(PATH_HELPERS) - set(taken))
