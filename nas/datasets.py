@@ -119,7 +119,7 @@ def load_digits() -> Split:
 # --- the search's datasets: by name or path ------------------------------------------------------
 
 #: dataset names `load_dataset` knows besides a path
-DATASET_NAMES = ("fashion-mnist", "digits", "mnist5k")
+DATASET_NAMES = ("fashion-mnist", "digits", "mnist5k", "fortunes")
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,8 @@ def load_mnist5k() -> Dataset:
 
 
 def load_dataset(name: str, *, root: Path | None = None) -> Dataset:
-    """``fashion-mnist`` | ``digits`` | ``mnist5k`` | a path to an ``.npz`` or an image folder.
+    """``fashion-mnist`` | ``digits`` | ``mnist5k`` | ``fortunes`` | a path to an ``.npz``, an
+    image folder or a ``.csv`` of texts (columns text,label).
     `DatasetUnavailableError` when the data is not installed here, `UsageError` for a name
     that is none of these."""
     from edgekit.errors import UsageError
@@ -244,10 +245,14 @@ def load_dataset(name: str, *, root: Path | None = None) -> Dataset:
         return Dataset(name, *_holdout(load_digits().images, load_digits().labels), 10)
     if name == "mnist5k":
         return load_mnist5k()
+    if name == "fortunes" or name.endswith(".csv"):  # texts: `edgekit.nas.text`
+        from edgekit.nas.text import load_fortunes, load_text_csv
+
+        return load_fortunes(root) if name == "fortunes" else load_text_csv(Path(name))
     path = Path(name)
     if path.is_dir():
         return load_image_folder(path)
     if path.is_file() and path.suffix == ".npz":
         return load_npz(path)
     raise UsageError(f"unknown dataset {name!r}: give one of {', '.join(DATASET_NAMES)}, an .npz"
-                     " file or an image folder with one subfolder per class")
+                     " file, a .csv of texts or an image folder with one subfolder per class")

@@ -64,6 +64,8 @@ class Family(Protocol):
     #     ``peak_sram_layer_by_layer``, ``flash_estimate``, ``patch`` (``{"split": tensor or
     #     None, "n": N}``, written as best/patch.json), optionally ``mac_overhead`` and
     #     ``peak_sram_without_input``."""
+    # def artifacts(self, spec) -> dict[str, str]:
+    #     """Files for ``best/`` besides the model (name -> text): embbert's tokenizer.json."""
 
 
 #: search space name -> the module that registers it

@@ -273,6 +273,9 @@ def _final(config: SearchConfig, family: Family, spec, data: Dataset, train_spli
         (tmp / "spec.json").write_text(spec.to_json() + "\n")
         (tmp / "patch.json").write_text(json.dumps(report["patch"]) + "\n")
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        # what else reproduces the model's inputs (embbert: tokenizer.json)
+        for name, text in getattr(family, "artifacts", lambda _: {})(spec).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         best = out_dir / "best"
         if best.exists():
             shutil.rmtree(best)

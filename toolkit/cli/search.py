@@ -19,9 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " inference, the default), mcuformer (vision transformers with low-rank"
                         " MLPs) or embbert (tiny text models; token-id datasets)")
     parser.add_argument("--board", required=True, help="board id (see `edgekit boards`)")
-    parser.add_argument("--dataset", required=True, metavar="fashion-mnist|digits|mnist5k|PATH",
-                        help="a bundled dataset, an .npz (arrays x, y [, x_test, y_test]) or an"
-                        " image folder with one subfolder per class")
+    parser.add_argument("--dataset", required=True, metavar="fashion-mnist|digits|mnist5k|fortunes|PATH",
+                        help="a bundled dataset, an .npz (arrays x, y [, x_test, y_test]), an"
+                        " image folder with one subfolder per class, or (embbert) a .csv with"
+                        " columns text,label")
     parser.add_argument("--trials", type=int, default=20, help="trials to run now (default 20)")
     parser.add_argument("--time-budget", type=float, metavar="S",
                         help="start no trial after S seconds (the final training of the chosen model"
