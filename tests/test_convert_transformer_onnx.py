@@ -197,8 +197,6 @@ def test_constant_folding_refuses_a_huge_constant():
 # --- EmbBERT-Q -------------------------------------------------------------------------------------
 
 def _embbert(norm: str, combine: str):
-    # TEMPORARY: the family lands from helper h5's branch; skip only until it is merged
-    pytest.importorskip("edgekit.nas.embbert_torch")
     from edgekit.nas.embbert import EmbBERTSpec
     from edgekit.nas.embbert_torch import to_torch
 
