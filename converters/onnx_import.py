@@ -1,13 +1,42 @@
 """ONNX float graph -> float Graph IR (NHWC), ready for `edgekit.converters.quantize`.
 
-Supported nodes: Conv (group 1 or depthwise), Gemm, MatMul (+ Add of a constant: the bias),
-BatchNormalization (folded into the conv/linear before it), Relu, Clip(0, 6), HardSwish, Add,
-AveragePool, MaxPool, GlobalAveragePool, ReduceMean (spatial), Flatten, Reshape, Softmax,
-Concat, and Identity / Dropout (dropped). Explicit conv pads that are neither SAME nor VALID
-become a PAD op (TFLite has no other padding). Anything else raises `UnsupportedError` naming the node.
+Before the walk, `edgekit.converters.onnx_prepass` folds the exporter's run-time shape
+arithmetic (Shape, Slice, Concat, ConstantOfShape, ... on constants) so every shape is static,
+and fuses elementwise chains into GELU, SiLU and RMSNorm (see that module).
 
-Layout: 4-D activations are NCHW in ONNX and NHWC in the IR; conv weights become OHWI
-(depthwise ``1HWO``). Flattening a NHWC tensor with H*W > 1 orders elements (h, w, c) instead
+Supported nodes (anything else raises `UnsupportedError` naming the node):
+
+- CNN: Conv (2-D, group 1 or depthwise), Gemm, MatMul by a constant (+ Add of a constant: the
+  bias), BatchNormalization (folded into the conv/linear before it), Relu, Clip(0, 6),
+  HardSwish, Sigmoid (LOGISTIC), Add, AveragePool, MaxPool, GlobalAveragePool, ReduceMean
+  (spatial), Flatten, Reshape, Softmax, Concat, Pad (zeros), Identity / Dropout (dropped).
+  Explicit conv pads that are neither SAME nor VALID become a PAD op (TFLite has no other
+  padding).
+- transformer (MCUFormer, EmbBERT-Q and models built from the same layers; ``converters/
+  onnx_tokens.py``): MatMul of two activations -> BATCH_MATMUL (a Transpose that swaps the last
+  two axes of an operand, ``k.transpose(-1, -2)``, becomes ``adj_x`` / ``adj_y``); MatMul of
+  a rank >= 3 activation by a constant -> FULLY_CONNECTED with ``keep_num_dims`` (+ the bias
+  Add); Transpose -> TRANSPOSE; Softmax on the last axis; LayerNormalization (opset 17, last
+  axis) -> LAYER_NORM; the RMSNorm pattern -> RMS_NORM; the Erf and tanh GELU patterns -> GELU
+  (``approximate``); ``x * sigmoid(x)`` -> SILU; Gather on axis 0 of a constant table by the
+  model's int64/int32 input -> GATHER (that input becomes int32 token ids, and may feed
+  nothing else); Conv 1-D over ``[N, C, L]`` (depthwise or group 1) -> DEPTHWISE_CONV_2D /
+  CONV_2D on ``[N, 1, L, C]``, a zero Pad of L before it folded into ``pad=(0, 0, left,
+  right)`` (causal: ``(0, 0, k - 1, 0)``); ReduceMean over the token axis 1 of ``[N, T, D]`` or
+  the last axis -> MEAN; Add / Mul / Sub / Div with a constant operand (positional embeddings,
+  scales) -> ADD / MUL with a constant, a scalar Mul/Div folded into the FULLY_CONNECTED that
+  produces its input where nothing else reads the chain (attention's ``1/sqrt(dh)`` lands in
+  the query weights, through Reshape, Transpose and the first operand of a MatMul);
+  ``x + (y - x)`` -> ``y``; Reshape / Flatten of token tensors.
+
+Layout: 4-D activations written by convolutions, pools and the image input are NCHW in ONNX and
+NHWC in the IR; conv weights become OHWI (depthwise ``1HWO``). Token tensors (``[N, T, D]``,
+heads ``[N, H, T, dh]``) keep ONNX's layout. A Reshape of a conv's NHWC output to ONNX
+``[N, C, H*W]`` (torch's ``flatten(2)``) is a RESHAPE to ``[N, H*W, C]`` held as a lazy
+transposed view: tokens in row-major ``(h, w)`` patch order, which is exactly what the
+``transpose(1, 2)`` after it asks for, so that Transpose costs no op (MCUFormer's patch
+embedding); any other reader of the ``[N, C, H*W]`` value gets a TRANSPOSE.
+Flattening a NHWC tensor with H*W > 1 to ``(N, -1)`` orders elements (h, w, c) instead
 of ONNX's (c, h, w); rather than inserting a transpose the importer remembers that permutation
 and applies it to the columns of the next linear layer's weights, which is where it matters.
 ReLU/ReLU6 directly after a conv, linear, add or pool with no other reader become that op's
@@ -22,6 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.converters.onnx_prepass import DOMAIN, fold_constants, fuse_patterns
+from edgekit.converters.onnx_tokens import TokenOps
 from edgekit.errors import ModelFormatError, UnsupportedError
 from edgekit.ir import DType, Graph, Op, Tensor
 
@@ -59,16 +90,19 @@ class _State:
     alias: dict[str, str] = field(default_factory=dict)  # onnx name -> IR name
     nhwc: set[str] = field(default_factory=set)  # IR names whose layout is NHWC for an NCHW value
     flatten_perm: dict[str, np.ndarray] = field(default_factory=dict)  # IR name -> ONNX index order
+    swapped: dict[str, str] = field(default_factory=dict)  # ONNX [N, C, L] name -> IR [N, L, C]
+    materialized: dict[str, str] = field(default_factory=dict)  # swapped IR name -> its TRANSPOSE
 
 
-class _Importer:
+class _Importer(TokenOps):
     def __init__(self, model, source: str, name: str):
         import onnx
         from onnx import numpy_helper, shape_inference
 
         self.source, self.name = source, name
+        model = fold_constants(model, source)
         try:
-            model = shape_inference.infer_shapes(model, strict_mode=True)
+            model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
         except Exception as err:
             raise ModelFormatError(f"{source}: ONNX shape inference failed: {err}") from None
         self.graph = model.graph
@@ -87,11 +121,12 @@ class _Importer:
         self.shapes: dict[str, tuple[int, ...]] = {}
         for vi in [*self.graph.input, *self.graph.value_info, *self.graph.output]:
             self.shapes[vi.name] = self._static_shape(vi)
+        self.graph_outputs = {o.name for o in self.graph.output}
+        self.nodes = fuse_patterns(self.graph.node, self.consts, self.graph_outputs)
         self.readers: dict[str, int] = {}
-        for node in self.graph.node:
+        for node in self.nodes:
             for i in node.input:
                 self.readers[i] = self.readers.get(i, 0) + 1
-        self.graph_outputs = {o.name for o in self.graph.output}
         self.s = _State()
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -122,6 +157,13 @@ class _Importer:
         return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
 
     def _in(self, onnx_name: str) -> str:
+        """The IR tensor holding ``onnx_name`` in the importer's layout (NHWC for feature maps,
+        ONNX's otherwise); a swapped token tensor gets its TRANSPOSE here, once."""
+        if onnx_name in self.s.swapped:
+            return self._materialize(self.s.swapped[onnx_name])
+        return self._raw(onnx_name)
+
+    def _raw(self, onnx_name: str) -> str:
         return self.s.alias.get(onnx_name, onnx_name)
 
     def _const(self, node, index: int) -> np.ndarray:
@@ -133,9 +175,11 @@ class _Importer:
                                    " must be a constant")
         return value
 
-    def _new_activation(self, onnx_name: str, node) -> str:
+    def _new_activation(self, onnx_name: str, node, nhwc: bool | None = None) -> str:
         shape = self._shape(onnx_name, node)
-        if len(shape) == 4:
+        if nhwc is None:
+            nhwc = len(shape) == 4 and self._feature_map_node(node)
+        if nhwc:
             shape = (shape[0], shape[2], shape[3], shape[1])
             self.s.nhwc.add(onnx_name)
         self.s.tensors[onnx_name] = Tensor(onnx_name, shape, DType.FLOAT32)
@@ -180,8 +224,9 @@ class _Importer:
         old = op.outputs[0]
         del self.s.tensors[old]
         self.s.producer.pop(old)
+        nhwc = old in self.s.nhwc
         self.s.nhwc.discard(old)
-        out = self._new_activation(onnx_out, node)
+        out = self._new_activation(onnx_out, node, nhwc=nhwc)
         op.outputs[0] = out
         self.s.producer[out] = op
 
@@ -193,6 +238,9 @@ class _Importer:
             if vi.name in self.consts:
                 continue
             elem = vi.type.tensor_type.elem_type
+            if elem in (self.onnx.TensorProto.INT64, self.onnx.TensorProto.INT32):
+                inputs.append(self._token_id_input(vi))
+                continue
             if elem != self.onnx.TensorProto.FLOAT:
                 raise UnsupportedError(f"{self.source}: input {vi.name!r} has element type"
                                        f" {self.onnx.TensorProto.DataType.Name(elem)}; float32 only")
@@ -200,13 +248,14 @@ class _Importer:
             inputs.append(self._new_activation(vi.name, None))
         if not inputs:
             raise ModelFormatError(f"{self.source}: the graph has no non-constant input")
-        for node in self.graph.node:
+        for node in self.nodes:
             handler = getattr(self, f"_op_{node.op_type}", None)
-            if handler is None or node.domain not in ("", "ai.onnx"):
+            if handler is None or node.domain not in ("", "ai.onnx", DOMAIN):
                 raise UnsupportedError(f"{self._where(node)}: op {node.op_type!r} is not supported"
                                        " by the ONNX importer")
             handler(node, self._attrs(node))
         outputs = [self._in(o.name) for o in self.graph.output]
+        self._collapse_reshapes(set(outputs))
         for name in outputs:
             if name in self.s.flatten_perm:
                 raise UnsupportedError(f"{self.source}: graph output {name!r} is a flattened"
@@ -244,8 +293,14 @@ class _Importer:
         return (int(p[0]), int(p[2]), int(p[1]), int(p[3]))
 
     def _op_Conv(self, node, attrs) -> None:
-        x = self._in(node.input[0])
         w, b = self._const(node, 1), self._const(node, 2)
+        if w.ndim == 3:
+            self._conv1d(node, attrs, w, b)
+            return
+        x = self._in(node.input[0])
+        if x not in self.s.nhwc:
+            raise UnsupportedError(f"{self._where(node)}: 2-D convolution of {x!r}, which is not"
+                                   " an NCHW feature map (a token tensor reshaped to 4-D)")
         if w.ndim != 4:
             raise UnsupportedError(f"{self._where(node)}: only 2-D convolution is supported"
                                    f" (weight shape {w.shape})")
@@ -321,6 +376,8 @@ class _Importer:
         self._linear(node, self._in(node.input[0]), w, c)
 
     def _op_MatMul(self, node, attrs) -> None:
+        if self._token_matmul(node):
+            return
         self._linear(node, self._in(node.input[0]), self._const(node, 1).astype(np.float32).T, None)
 
     def _op_Add(self, node, attrs) -> None:
@@ -334,12 +391,11 @@ class _Importer:
         op = self._fusable_producer(other)
         if op is not None and op.kind == "FULLY_CONNECTED":
             bias = self.s.tensors[op.inputs[2]]
-            if value.size in (1, bias.size):
+            if value.size == 1 or (value.size == bias.size and value.shape[-1] == bias.size):
                 bias.data = (bias.data + value.reshape(-1).astype(np.float32)).astype(np.float32)
                 self._rename_output(op, node.output[0], node)
                 return
-        raise UnsupportedError(f"{self._where(node)}: Add of a constant is only supported as the"
-                               " bias of a MatMul")
+        self._const_operand(node, "ADD", other, value)
 
     def _op_BatchNormalization(self, node, attrs) -> None:
         gamma, beta, mean, var = (self._const(node, i).astype(np.float64) for i in range(1, 5))
@@ -358,6 +414,9 @@ class _Importer:
         self._rename_output(op, node.output[0], node)
 
     def _activation(self, node, act: str, standalone: str) -> None:
+        if node.input[0] in self.s.swapped:
+            self._unary(node, standalone, {})
+            return
         op = self._fusable_producer(node.input[0])
         if op is not None and op.kind in FUSABLE and op.attrs.get("activation", "NONE") == "NONE":
             op.attrs["activation"] = act
@@ -384,7 +443,7 @@ class _Importer:
                                    " only Clip(0, 6) (ReLU6) and Clip(0) (ReLU)")
 
     def _op_HardSwish(self, node, attrs) -> None:
-        self._emit(node, "HARD_SWISH", [self._in(node.input[0])], {})
+        self._unary(node, "HARD_SWISH", {})
 
     def _pool(self, node, attrs, kind: str) -> None:
         if attrs.get("ceil_mode", 0):
@@ -430,9 +489,12 @@ class _Importer:
             ir_axes = (1, 2)
         elif x not in self.s.nhwc and x not in self.s.flatten_perm and axes == [rank - 1]:
             ir_axes = (rank - 1,)
+        elif x not in self.s.nhwc and x not in self.s.flatten_perm and rank == 3 and axes == [1]:
+            ir_axes = (1,)  # the mean over tokens [N, T, D]
         else:
             raise UnsupportedError(f"{self._where(node)}: ReduceMean over axes {axes}; only the"
-                                   " spatial axes (2, 3) of a feature map or the last axis")
+                                   " spatial axes (2, 3) of a feature map, the last axis or the"
+                                   " token axis 1 of [N, T, D]")
         self._emit(node, "MEAN", [x], {"axes": ir_axes, "keep_dims": keep})
 
     def _flatten_to(self, node, x: str, out_shape: tuple[int, ...]) -> None:
@@ -448,7 +510,7 @@ class _Importer:
             if h * w > 1:
                 # IR element (h, w, c) sits at ONNX flat index c*H*W + h*W + w
                 perm = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
-        elif len(out_shape) == 4 and out_shape[2] * out_shape[3] > 1:
+        elif len(out_shape) == 4 and out_shape[2] * out_shape[3] > 1 and len(xt.shape) <= 2:
             # NCHW -> NHWC would reorder the elements: not a plain reshape any more
             raise UnsupportedError(f"{self._where(node)}: reshape of {xt.shape} to a 4-D feature"
                                    f" map {out_shape} with H*W > 1")
@@ -465,6 +527,8 @@ class _Importer:
         self._flatten_to(node, self._in(node.input[0]), self._shape(node.output[0], node))
 
     def _op_Reshape(self, node, attrs) -> None:
+        if self._token_reshape(node):
+            return
         self._flatten_to(node, self._in(node.input[0]), self._shape(node.output[0], node))
 
     def _op_Softmax(self, node, attrs) -> None:

@@ -10,7 +10,9 @@ Inputs are read without running anything from the file: ``.onnx`` is parsed as p
 holds (a pickle of code is refused, a state dict has no graph to convert).
 
 Data files are ``.npy`` / ``.npz`` read with ``allow_pickle=False``, in the source model's layout
-(NCHW for images). ``--calib`` holds one float array (N, ...); ``--eval`` is an ``.npz`` with
+(NCHW for images). ``--calib`` holds one float array (N, ...), or integer token ids (N, T) for
+a model whose input is ids into an embedding table (an int64/int32 ONNX input feeding Gather;
+ids are checked against the table's rows); ``--eval`` is an ``.npz`` with
 ``x`` (inputs) and ``y`` (integer labels) and adds float-vs-quantized top-1 to the report.
 
 The output is written to a temporary file beside ``-o`` and renamed, so a failed conversion never
@@ -44,7 +46,8 @@ PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".bin"})
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="float model: .onnx, or .pt2 (torch.export.save)")
     parser.add_argument("--calib", type=Path, required=True, metavar="DATA.npy",
-                        help="calibration inputs, float32 (N, ...) in the model's layout (NCHW)")
+                        help="calibration inputs, float32 (N, ...) in the model's layout (NCHW),"
+                        " or integer token ids (N, T) for a model that takes ids")
     parser.add_argument("--bits", default="8", metavar="8|4|mixed:SPEC",
                         help="weight bits: 8, 4 (int4, W4A8), or mixed:SPEC per layer, SPEC a"
                         " comma list of KEY=4|8 with KEY an op name, a glob, #i (i-th weighted"
@@ -119,8 +122,9 @@ def load_array(path: Path, what: str):
         raise ModelFormatError(f"{what} file {str(path)!r} is not a readable .npy/.npz: {err}") from None
 
 
-def load_calibration(path: Path) -> np.ndarray:
-    """The ``--calib`` array: one float array, or the single array of an ``.npz``."""
+def load_calibration(path: Path, graph: Graph | None = None) -> np.ndarray:
+    """The ``--calib`` array: one float array, or the single array of an ``.npz``; integer
+    token ids when ``graph``'s input is int32 (ids into a GATHER table)."""
     data = load_array(path, "calibration")
     if isinstance(data, np.lib.npyio.NpzFile):
         with data:
@@ -128,9 +132,29 @@ def load_calibration(path: Path) -> np.ndarray:
                 raise CalibrationError(f"calibration file {str(path)!r} holds {len(data.files)}"
                                        f" arrays {data.files}; give one array (N, ...)")
             data = data[data.files[0]]
+    if graph is not None and graph[graph.inputs[0]].dtype == DType.INT32:
+        return _token_ids(path, data, graph)
     if data.dtype.kind != "f":
         raise CalibrationError(f"calibration file {str(path)!r}: dtype {data.dtype.name},"
                                " expected float32 (the values the float model takes)")
+    return data
+
+
+def _token_ids(path: Path, data: np.ndarray, graph: Graph) -> np.ndarray:
+    """Integer calibration ids, each a row of every GATHER table the input indexes."""
+    name = graph.inputs[0]
+    if data.dtype.kind not in "iu":
+        raise CalibrationError(f"calibration file {str(path)!r}: dtype {data.dtype.name}, but"
+                               f" model input {name!r} takes integer token ids; save the ids as"
+                               " an integer array (N, T), e.g. np.save(path, ids.astype(np.int32))")
+    for op in graph.ops:
+        if op.kind == "GATHER" and op.inputs[1] == name and data.size:
+            rows = graph[op.inputs[0]].shape[0]
+            lo, hi = int(data.min()), int(data.max())
+            if lo < 0 or hi >= rows:
+                bad = lo if lo < 0 else hi
+                raise CalibrationError(f"calibration file {str(path)!r}: token id {bad} outside"
+                                       f" [0, {rows}) of the embedding table of op {op.name!r}")
     return data
 
 
@@ -175,9 +199,12 @@ def quantized_top1(graph: Graph, x_ir: np.ndarray, labels: np.ndarray) -> float:
 
     interp = Interpreter(graph)
     t_in = interp.input_tensors[0]
-    s_in, z_in = float(t_in.quant.scale[0]), int(t_in.quant.zero_point[0])
-    q_all = np.clip(np.round(x_ir / s_in) + z_in, t_in.dtype.min, t_in.dtype.max)
-    q_all = q_all.astype(t_in.dtype.numpy)
+    if t_in.quant is None:  # int32 token ids go in as they are
+        q_all = np.asarray(x_ir, dtype=t_in.dtype.numpy)
+    else:
+        s_in, z_in = float(t_in.quant.scale[0]), int(t_in.quant.zero_point[0])
+        q_all = np.clip(np.round(x_ir / s_in) + z_in, t_in.dtype.min, t_in.dtype.max)
+        q_all = q_all.astype(t_in.dtype.numpy)
     correct = 0
     for sample, label in zip(q_all, labels):
         out = interp.run([sample[None]])[0]
@@ -225,7 +252,7 @@ def run(args) -> int:
         raise UsageError(f"output directory {str(args.output.parent)!r} does not exist")
     # Everything the user gave is read and checked before the (slow) quantization starts.
     float_graph = load_float_model(args.model)
-    calib = load_calibration(args.calib)
+    calib = load_calibration(args.calib, float_graph)
     to_ir_layout(float_graph, calib[:1])  # shape/dtype/NaN check, naming the input tensor
     evaluation = load_eval(args.eval_data) if args.eval_data else None
     if evaluation is not None:
