@@ -80,7 +80,8 @@ def main() -> None:
             "build_arena_bytes": build.get("plan_arena_bytes"),
             "measured": {k: measure.get(k) for k in (
                 "flash_bytes", "static_ram_bytes", "stack_peak_bytes", "peak_sram_bytes",
-                "arena_used_bytes", "instructions", "bit_exact", "fits")},
+                "arena_used_bytes", "instructions", "bit_exact", "fits",
+                "estimate_peak_sram_bytes", "estimate_error")},
             "spec": best["spec"],
         })
         print(json.dumps(results[-1], indent=2), flush=True)
