@@ -203,19 +203,10 @@ class MCUFormerFamily:
 
     def final_memory(self, spec, graph, board) -> dict:
         """The firmware's plan and the flash estimate of the final (calibrated) int8 graph."""
-        from edgekit.firmware.codegen import firmware_plan
         from edgekit.nas.mcuformer_ir import flash_estimate
+        from edgekit.nas.search import layer_by_layer_memory
 
-        plan = firmware_plan(graph)
-        memory = {"peak_sram": plan.arena_bytes, "peak_sram_layer_by_layer": plan.arena_bytes}
-        try:
-            from edgekit.patching import peak_without_inputs
-
-            memory["peak_sram_without_input"] = peak_without_inputs(plan)
-        except ImportError:
-            pass
-        return {**memory, "flash_estimate": flash_estimate(graph, board.cpu),
-                "patch": {"split": None, "n": 1}}
+        return layer_by_layer_memory(graph, flash_estimate(graph, board.cpu))
 
 
 def _register():

@@ -224,6 +224,12 @@ def _final_memory(family: Family, spec, graph, board) -> dict:
     firmware's plan of the graph, layer by layer, and the family's flash figure."""
     if hasattr(family, "final_memory"):
         return dict(family.final_memory(spec, graph, board))
+    return layer_by_layer_memory(graph, int(family.memory(spec, board)["flash"]))
+
+
+def layer_by_layer_memory(graph, flash_estimate: int) -> dict:
+    """Report figures of a graph run without patches: the firmware's plan of it (with and
+    without the input) and ``flash_estimate``."""
     from edgekit.firmware.codegen import firmware_plan
 
     plan = firmware_plan(graph)
@@ -234,8 +240,7 @@ def _final_memory(family: Family, spec, graph, board) -> dict:
         memory["peak_sram_without_input"] = peak_without_inputs(plan)
     except ImportError:
         pass
-    return {**memory, "flash_estimate": int(family.memory(spec, board)["flash"]),
-            "patch": {"split": None, "n": 1}}
+    return {**memory, "flash_estimate": flash_estimate, "patch": {"split": None, "n": 1}}
 
 
 def calibration_inputs(split: Split, count: int = CALIBRATION_COUNT, seed: int = 0) -> np.ndarray:

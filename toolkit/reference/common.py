@@ -91,3 +91,15 @@ class Prepared:
 
     kind: str
     out_dtype: DType
+
+
+def int8_same_shape_operands(op: Op, graph: Graph) -> tuple[Tensor, Tensor]:
+    """The input and output of a shape-preserving int8 -> int8 op (lookup tables, row norms),
+    checked: both quantized int8, one shape."""
+    x, out = graph[op.inputs[0]], graph[op.outputs[0]]
+    for t, role in ((x, "input"), (out, "output")):
+        require_dtype(op, t, (DType.INT8,), role)
+        require_quant(op, t, role)
+    if x.shape != out.shape:
+        raise UnsupportedError(f"{where(op)}: input shape {x.shape} != output shape {out.shape}")
+    return x, out

@@ -52,7 +52,8 @@ import numpy as np
 from edgekit import fixedpoint as fp
 from edgekit.errors import UnsupportedError
 from edgekit.ir import DType, Graph, Op
-from edgekit.reference.common import (Prepared, require_dtype, require_quant, scale_f32, where,
+from edgekit.reference.common import (Prepared, int8_same_shape_operands, require_dtype,
+                                      require_quant, scale_f32, where,
                                       zero_point)
 
 #: fractional bits of the normalised value n_i
@@ -92,18 +93,8 @@ def _float_constant(op: Op, graph: Graph, index: int, channels: int, role: str) 
     return data
 
 
-def _check_int8_unary(op: Op, graph: Graph):
-    x, out = graph[op.inputs[0]], graph[op.outputs[0]]
-    for t, role in ((x, "input"), (out, "output")):
-        require_dtype(op, t, (DType.INT8,), role)
-        require_quant(op, t, role)
-    if x.shape != out.shape:
-        raise UnsupportedError(f"{where(op)}: input shape {x.shape} != output shape {out.shape}")
-    return x, out
-
-
 def prepare_norm(op: Op, graph: Graph) -> NormParams:
-    x, out = _check_int8_unary(op, graph)
+    x, out = int8_same_shape_operands(op, graph)
     if not x.shape or not 1 <= x.shape[-1] <= MAX_CHANNELS:
         raise UnsupportedError(f"{where(op)}: the normalised (last) axis of {x.name!r} {x.shape}"
                                f" must have 1 to {MAX_CHANNELS} channels")
@@ -171,7 +162,7 @@ def silu_table(sx: float, zx: int, so: float, zo: int) -> np.ndarray:
 
 
 def prepare_silu(op: Op, graph: Graph) -> LutParams:
-    x, out = _check_int8_unary(op, graph)
+    x, out = int8_same_shape_operands(op, graph)
     table = silu_table(float(scale_f32(x)), zero_point(x), float(scale_f32(out)), zero_point(out))
     return LutParams(kind=op.kind, out_dtype=out.dtype, table=table)
 

@@ -26,7 +26,8 @@ import numpy as np
 from edgekit import fixedpoint as fp
 from edgekit.errors import InterpreterError, UnsupportedError
 from edgekit.ir import DType, Graph, Op
-from edgekit.reference.common import (Prepared, require_dtype, require_quant, scale_f32, where,
+from edgekit.reference.common import (Prepared, int8_same_shape_operands, require_dtype,
+                                      require_quant, scale_f32, where,
                                       zero_point)
 
 #: TFLite's BATCH_MATMUL handles rank <= 5: at most three broadcast batch dimensions
@@ -211,12 +212,7 @@ def lut_int8(in_scale: np.float32, in_zp: int, out_scale: np.float32, out_zp: in
 
 
 def prepare_gelu(op: Op, graph: Graph) -> LutParams:
-    x, out = graph[op.inputs[0]], graph[op.outputs[0]]
-    for t, role in ((x, "input"), (out, "output")):
-        require_dtype(op, t, (DType.INT8,), role)
-        require_quant(op, t, role)
-    if x.shape != out.shape:
-        raise UnsupportedError(f"{where(op)}: input shape {x.shape} != output shape {out.shape}")
+    x, out = int8_same_shape_operands(op, graph)
     approximate = bool(op.attrs.get("approximate", False))
     table = lut_int8(scale_f32(x), zero_point(x), scale_f32(out), zero_point(out),
                      lambda v: gelu_f32(v, approximate))
