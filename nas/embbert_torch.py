@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekit.nas.embbert import EmbBERTSpec
+from edgekit.nas.train import fit
 
 
 class RMSNorm(nn.Module):
@@ -96,16 +97,13 @@ def train(spec: EmbBERTSpec, ids: np.ndarray, labels: np.ndarray, *, steps: int,
     x_all = torch.from_numpy(np.asarray(ids, dtype=np.int64))
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     warm = max(1, steps // 20)
-    for step in range(steps):
+
+    def lr_at(step: int) -> float:
         frac = min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
-        for group in opt.param_groups:
-            group["lr"] = lr * max(frac, 0.02)
-        idx = torch.from_numpy(rng.integers(0, len(y_all), size=min(batch_size, len(y_all))))
-        loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+        return lr * max(frac, 0.02)
+
+    return fit(model, opt, x_all, y_all, steps=steps, batch_size=batch_size, rng=rng,
+               lr_at=lr_at)
 
 
 def predict(model: EmbBERT, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -42,9 +42,19 @@ def train(spec: MCUNetSpec, data: Split, *, steps: int, batch_size: int = 64, lr
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x_all = to_input(data.images, spec.resolution)
     y_all = torch.from_numpy(data.labels)
+    # cosine decay to 5% of lr
+    return fit(model, opt, x_all, y_all, steps=steps, batch_size=batch_size, rng=rng,
+               lr_at=lambda step: lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step
+                                                                         / max(steps, 1)))))
+
+
+def fit(model: torch.nn.Module, opt, x_all: torch.Tensor, y_all: torch.Tensor, *, steps: int,
+        batch_size: int, rng: np.random.Generator, lr_at) -> torch.nn.Module:
+    """``steps`` of cross entropy on batches drawn with replacement, the learning rate of step
+    i set to ``lr_at(i)``; returns the model in eval mode. Every family's training loop."""
     for step in range(steps):
-        for group in opt.param_groups:  # cosine decay to 5% of lr
-            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1))))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
         idx = torch.from_numpy(rng.integers(0, len(y_all), size=min(batch_size, len(y_all))))
         loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
         opt.zero_grad()
