@@ -35,6 +35,20 @@ def mlperf_path(name: str) -> Path:
     return path
 
 
+#: the host builds of the C kernels that generated models are linked against in the tests
+HOST_KERNEL_DEFINES = {"portable": ("EDGEKIT_PORTABLE_KERNELS",), "dsp": ("EDGEKIT_EMULATE_DSP",)}
+
+
+@pytest.fixture(scope="session")
+def kernel_objects(tmp_path_factory) -> dict:
+    """Every C kernel compiled for the host once per test session: path -> object files, for
+    each path of `HOST_KERNEL_DEFINES` (the portable C, and the DSP path's C emulation)."""
+    from edgekit.firmware.host_run import compile_kernels
+
+    return {path: compile_kernels(tmp_path_factory.mktemp(f"kernels-{path}"), defines=defines)
+            for path, defines in HOST_KERNEL_DEFINES.items()}
+
+
 @pytest.fixture(params=sorted(MLPERF_MODELS))
 def mlperf_model(request) -> Path:
     """Each MLPerf Tiny model in turn (parametrised by short name)."""

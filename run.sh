@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # One entry point that sets up everything edgekit needs on a fresh Debian machine, then runs:
 #
-#   ./run.sh demo        the main job: build the harness firmware and measure it on the default
-#                        emulated board, printing a readable summary
+#   ./run.sh demo        the main job in small: a short architecture search for the default
+#                        emulated board, then build the chosen model and measure it on QEMU and
+#                        Unicorn, printing a readable summary
 #   ./run.sh test [ARGS] the whole test suite (unit, hardware-in-the-loop on emulated boards,
 #                        notebooks); ARGS go to pytest
 #   ./run.sh setup       only the set-up
 #
 # Set-up is idempotent and quick when nothing is missing:
-#   - Debian packages (cross compiler, newlib, QEMU) with --no-install-recommends, via apt-get
+#   - Debian packages (cross compiler, newlib, QEMU, host gcc, the Fashion-MNIST and fortunes
+#     datasets) with --no-install-recommends, via apt-get
 #     (as root, or through sudo);
 #   - a virtual environment in .venv with the exact pins of requirements.lock (re-installed when
 #     the lock file changes) and edgekit itself, editable.

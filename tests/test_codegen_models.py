@@ -7,22 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import mlperf_path
+from conftest import HOST_KERNEL_DEFINES as PATHS, mlperf_path
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.firmware.codegen import generate
-from edgekit.firmware.host_run import compile_kernels, run_on_host
+from edgekit.firmware.host_run import run_on_host
 from edgekit.interpreter import Interpreter
 
 pytestmark = pytest.mark.skipif(__import__("shutil").which("gcc") is None, reason="no host gcc")
-
-#: kernel builds: the portable path, and the Cortex-M DSP path's C emulation
-PATHS = {"portable": ("EDGEKIT_PORTABLE_KERNELS",), "dsp_emulated": ("EDGEKIT_EMULATE_DSP",)}
-
-
-@pytest.fixture(scope="module")
-def kernel_objects(tmp_path_factory):
-    return {path: compile_kernels(tmp_path_factory.mktemp(path), defines=defines)
-            for path, defines in PATHS.items()}
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))

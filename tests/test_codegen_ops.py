@@ -13,7 +13,7 @@ import graph_builders as gb
 import transformer_builders as tb
 import norm_cases as nc
 from edgekit.firmware.codegen import generate
-from edgekit.firmware.host_run import compile_kernels, run_on_host
+from edgekit.firmware.host_run import run_on_host
 from edgekit.firmware.op_emitters import supported_kinds
 from edgekit.interpreter import Interpreter
 from edgekit.ir import DType
@@ -79,15 +79,6 @@ def test_cases_cover_every_supported_kind():
     rng = np.random.default_rng(0)
     covered = {builder(rng, **options).ops[0].kind for _, builder, options in CASES}
     assert covered == set(supported_kinds())
-
-
-@pytest.fixture(scope="module")
-def kernel_objects(tmp_path_factory):
-    return {
-        "portable": compile_kernels(tmp_path_factory.mktemp("portable"),
-                                    defines=("EDGEKIT_PORTABLE_KERNELS",)),
-        "dsp": compile_kernels(tmp_path_factory.mktemp("dsp"), defines=("EDGEKIT_EMULATE_DSP",)),
-    }
 
 
 @pytest.mark.parametrize("case", [c[0] for c in CASES])

@@ -18,23 +18,17 @@ from edgekit.converters.quantize import quantize
 from edgekit.converters.tflite_reader import load_tflite_bytes
 from edgekit.converters.tflite_writer import to_bytes
 from edgekit.firmware.codegen import generate
-from edgekit.firmware.host_run import compile_kernels, run_on_host
+from edgekit.firmware.host_run import run_on_host
 from edgekit.interpreter import Interpreter
 from edgekit.ir import DType, Graph
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")
 
 
-@pytest.fixture(scope="module")
-def kernel_objects(tmp_path_factory):
-    return compile_kernels(tmp_path_factory.mktemp("portable"),
-                           defines=("EDGEKIT_PORTABLE_KERNELS",))
-
-
 def _check_on_host(graph: Graph, kernel_objects, directory, inputs=None, seed: int = 0):
     gen = generate(graph, test_inputs=inputs, seed=seed)
     run = run_on_host(gen, directory, defines=("EDGEKIT_PORTABLE_KERNELS",),
-                      kernel_objects=kernel_objects)
+                      kernel_objects=kernel_objects["portable"])
     _, values = Interpreter(graph).run(gen.test_inputs, intermediates=True)
     assert len(run.op_outputs) == len(gen.traced) == len(graph.ops)
     for (step, name), got in zip(gen.traced, run.op_outputs):

@@ -168,14 +168,7 @@ def test_registry_names_the_spaces():
         get_family("vit")
 
 
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory):
-    """A small random 3-class dataset of 8x8 grey images."""
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "toy.npz"
-    np.savez(path, x=rng.integers(0, 256, size=(90, 8, 8), dtype=np.uint8),
-             y=rng.integers(0, 3, size=90))
-    return path
+from test_nas_search import npz  # noqa: E402,F401  (the toy 8x8 image dataset fixture)
 
 
 def test_two_trial_search_writes_a_best_model_the_interpreter_runs(tmp_path, npz, capsys):

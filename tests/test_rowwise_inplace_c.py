@@ -12,7 +12,7 @@ import pytest
 
 import graph_builders as gb
 from edgekit.firmware.codegen import firmware_plan, generate
-from edgekit.firmware.host_run import compile_kernels, run_on_host
+from edgekit.firmware.host_run import run_on_host
 from edgekit.firmware.op_emitters import supported_kinds
 from edgekit.interpreter import Interpreter
 from edgekit.ir import DType, Graph, Tensor
@@ -21,12 +21,6 @@ from kernel_op_cases import CASE_BUILDERS
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")
 
 KINDS = ("SOFTMAX", "GELU", "SILU", "LAYER_NORM", "RMS_NORM")
-
-
-@pytest.fixture(scope="module")
-def kernel_objects(tmp_path_factory):
-    return compile_kernels(tmp_path_factory.mktemp("portable"),
-                           defines=("EDGEKIT_PORTABLE_KERNELS",))
 
 
 def _batch_one(graph: Graph) -> Graph:
@@ -56,7 +50,7 @@ def test_row_and_lut_ops_in_place_are_bit_exact_on_the_host(kind, kernel_objects
         expected = [np.ascontiguousarray(o).tobytes() for o in Interpreter(graph).run(inputs)]
         assert gen.expected_outputs == expected
         run = run_on_host(gen, tmp_path / f"{case}", defines=("EDGEKIT_PORTABLE_KERNELS",),
-                          kernel_objects=kernel_objects)
+                          kernel_objects=kernel_objects["portable"])
         assert run.outputs == expected, f"{kind} case {case} in place differs"
         checked += 1
         if checked == 6:

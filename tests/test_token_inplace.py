@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import graph_builders as gb
+from conftest import HOST_KERNEL_DEFINES as DEFINES
 from edgekit.firmware.codegen import firmware_plan, generate
-from edgekit.firmware.host_run import compile_kernels, run_on_host
+from edgekit.firmware.host_run import run_on_host
 from edgekit.interpreter import Interpreter
 from edgekit.ir import DType, Graph, Op, Quantization, Tensor
 from edgekit.planner import plan, scratch_bytes
@@ -111,16 +112,6 @@ def test_token_mlp_shares_its_buffers():
 
 # --- generated C, bit-exact with the reference FC --------------------------------------------------
 
-@pytest.fixture(scope="module")
-def kernel_objects(tmp_path_factory):
-    return {
-        "portable": compile_kernels(tmp_path_factory.mktemp("portable"),
-                                    defines=("EDGEKIT_PORTABLE_KERNELS",)),
-        "dsp": compile_kernels(tmp_path_factory.mktemp("dsp"), defines=("EDGEKIT_EMULATE_DSP",)),
-    }
-
-
-DEFINES = {"portable": ("EDGEKIT_PORTABLE_KERNELS",), "dsp": ("EDGEKIT_EMULATE_DSP",)}
 
 #: (id, tokens, K, N, options, the mode the FC must take)
 FC_CASES = [
