@@ -190,8 +190,7 @@ class EmbBERTFamily:
         return out
 
     def memory(self, spec: EmbBERTSpec, board=None) -> dict:
-        """The firmware's plan of the int8 graph of ``spec`` as `deployed_graph` gives it
-        (untrained weights calibrated on random ids: the planner sees only shapes and op
+        """The firmware's plan of the int8 graph of ``spec`` (untrained weights calibrated on random ids: the planner sees only shapes and op
         attributes). ``peak_sram``: the arena (input and output in it); ``flash``: constants
         and test input plus `CODE_FIXED_BYTES` and `CODE_PER_OP_BYTES` per op; ``total_bytes``:
         the paper's "weights + activations" (``weights_bytes`` + the arena)."""
@@ -256,23 +255,10 @@ def placeholder_graph(spec: EmbBERTSpec, seed: int = 0):
     return int8_graph(to_torch(spec).eval(), calib.astype(np.int32), spec)
 
 
-def deployed_graph(graph):
-    """``graph`` as the firmware gets it, read back from its ``.tflite``. TFLite has no
-    explicit padding: the causal convolution's ``(0, 0, k - 1, 0)`` is written as a PAD op and
-    a VALID convolution, which the reader folds back (`edgekit.converters.pad_fold`); planning
-    the read-back graph keeps the memory figures true to ``edgekit build DIR/best`` should
-    the file ever say something the in-memory graph does not."""
-    from edgekit.converters.tflite_reader import load_tflite_bytes
-    from edgekit.converters.tflite_writer import to_bytes
-
-    return load_tflite_bytes(to_bytes(graph), name=graph.name)
-
-
 def _graph_memory(graph) -> dict:
     from edgekit.firmware.codegen import firmware_plan
     from edgekit.nas.codesize import graph_features
 
-    graph = deployed_graph(graph)
     arena, weights = firmware_plan(graph).arena_bytes, graph.weights_bytes
     f = graph_features(graph)
     flash = f["constants"] + f["input"] + CODE_FIXED_BYTES + CODE_PER_OP_BYTES * len(graph.ops)
