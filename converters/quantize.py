@@ -81,14 +81,19 @@ def parse_bits(bits: int | str, graph: Graph) -> dict[int, int]:
     if not isinstance(bits, str) or not bits.startswith("mixed:"):
         raise UsageError(f"--bits {bits!r}: expected 8, 4 or mixed:SPEC (e.g. mixed:default=4,#0=8)")
     chosen = {i: 8 for i, _ in weighted}
-    for entry in bits[len("mixed:"):].split(","):
-        entry = entry.strip()
-        if not entry:
-            continue
+    entries = [e.strip() for e in bits[len("mixed:"):].split(",") if e.strip()]
+    if not entries:
+        raise UsageError(f"--bits {bits!r}: the mixed spec is empty; give KEY=4|8 entries,"
+                         " e.g. mixed:default=4,#0=8")
+    seen: set[str] = set()
+    for entry in entries:
         key, sep, value = entry.partition("=")
         key = key.strip()
         if not sep or value.strip() not in ("4", "8"):
             raise UsageError(f"--bits {bits!r}: entry {entry!r} must be KEY=4 or KEY=8")
+        if key in seen:
+            raise UsageError(f"--bits {bits!r}: key {key!r} is given twice")
+        seen.add(key)
         width = int(value)
         if key == "default":
             hits = [i for i, _ in weighted]

@@ -50,6 +50,13 @@ _DTYPES = {
 }
 _TYPE_NAMES = {v: k for k, v in vars(TensorType).items() if k.isupper()}
 
+#: a scale must be a normal float32 (TFLite stores float32; a denormal scale is damage)
+_SMALLEST_SCALE = float(np.finfo(np.float32).tiny)
+#: zero points a quantized tensor of each type may have (its own value range)
+_ZERO_POINT_RANGE = {DType.INT4: (-8, 7), DType.INT8: (-128, 127), DType.INT16: (-32768, 32767),
+                     DType.INT32: (-(1 << 31), (1 << 31) - 1),
+                     DType.INT64: (-(1 << 63), (1 << 63) - 1)}
+
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 _PADDING = {0: "SAME", 1: "VALID"}
 
@@ -198,9 +205,15 @@ class _Importer:
                 raise ModelFormatError(f"{self.source}: tensor {self.names[t.index]!r} has"
                                        f" {scale.size} channel scales on axis {axis} of shape"
                                        f" {list(shape)}")
-        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        if not np.all(np.isfinite(scale)) or np.any(scale < _SMALLEST_SCALE):
             raise ModelFormatError(f"{self.source}: tensor {self.names[t.index]!r} has a"
-                                   f" non-positive or non-finite scale {scale[:4].tolist()}")
+                                   f" non-positive, denormal or non-finite scale"
+                                   f" {scale[:4].tolist()}")
+        low, high = _ZERO_POINT_RANGE.get(dtype, (0, 0))
+        if zp.size and (int(zp.min()) < low or int(zp.max()) > high):
+            bad = int(zp.min()) if int(zp.min()) < low else int(zp.max())
+            raise ModelFormatError(f"{self.source}: tensor {self.names[t.index]!r} has zero point"
+                                   f" {bad}, outside the {dtype.value} range [{low}, {high}]")
         return Quantization(scale, zp, axis)
 
     def _ir_tensor(self, index: int, op: RawOp | None = None) -> Tensor:
@@ -220,6 +233,12 @@ class _Importer:
 
     def graph(self, name: str) -> Graph:
         raw = self.raw
+        # TFLite Micro refuses these in AllocateTensors; a damaged root table often reads so
+        for count, what in ((len(raw.ops), "operators"), (len(raw.inputs), "inputs"),
+                            (len(raw.outputs), "outputs")):
+            if count == 0:
+                raise ModelFormatError(f"{self.source}: subgraph 0 has no {what}; the file is"
+                                       " damaged or holds no model")
         for index in (*raw.inputs, *raw.outputs):
             self._tensor(index, what="subgraph input/output")
         for op in raw.ops:
@@ -367,7 +386,7 @@ class _Importer:
     def _bias(self, op: RawOp, inputs: list[int], channels: int) -> None:
         if len(inputs) > 2 and inputs[2] != -1:
             shape = self._shape_of(inputs[2], op)
-            if int(np.prod(shape)) != channels:
+            if tuple(shape) != (channels,):
                 raise self._format_error(op, f"bias {self.names[inputs[2]]!r} has shape"
                                              f" {list(shape)}, expected {channels} values")
 

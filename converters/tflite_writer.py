@@ -22,7 +22,6 @@ for the explicit pads below, which come back as an equivalent PAD + VALID pair):
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +70,10 @@ _BUFFER_ALIGNMENT = 16
 
 def save_tflite(graph: Graph, path: str | os.PathLike) -> Path:
     """Write `graph` to `path` as a `.tflite` file, atomically; returns the path."""
+    from edgekit.atomic import atomic_write_bytes
+
     path = Path(path)
-    data = to_bytes(graph)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, to_bytes(graph))
     return path
 
 

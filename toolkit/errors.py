@@ -44,6 +44,21 @@ class UnsupportedError(ModelError):
     """A valid model that uses an op, dtype or option edgekit does not implement."""
 
 
+class DataFileError(ModelFormatError):
+    """An ``.npy`` / ``.npz`` data file that is damaged, too large or not plain numbers."""
+
+
+class TflmIncompatibleError(ModelError):
+    """A model TFLite Micro's Prepare would refuse (or silently mis-run): names each op/tensor.
+
+    `findings` lists one message per problem; ``--allow-tflm-incompatible`` turns it into a
+    warning."""
+
+    def __init__(self, message: str, findings: list[str] | None = None):
+        super().__init__(message)
+        self.findings = list(findings or [])
+
+
 class GraphError(ModelError):
     """An IR graph that breaks an invariant (unknown tensor, bad shape, cycle, ...)."""
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from edgekit.boards.linker import DEFAULT_STACK_BYTES
+from edgekit.atomic import atomic_directory, check_output_path
 from edgekit.cli.output import emit
+from edgekit.cli.tflm_option import add_tflm_option, check_tflm_compatible
 from edgekit.errors import UsageError
 from edgekit.patching import OBJECTIVES
 
@@ -37,6 +40,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="peak", help="what --patch auto minimises (as for `edgekit plan`)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random test input embedded in a model firmware (default 0)")
+    add_tflm_option(parser)
+
+
+def _refuse_foreign_folder(path: Path) -> None:
+    """A build replaces its folder as a whole: only an empty folder or an earlier build's."""
+    from edgekit.firmware.build import MANIFEST_NAME
+
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST_NAME).is_file():
+        raise UsageError(f"output folder {str(path)!r} is not empty and holds no {MANIFEST_NAME}"
+                         " (not an earlier build): a build replaces its folder, so give a new or"
+                         " empty one")
+
+
+def _moved(payload: dict, tmp: Path, final: Path) -> dict:
+    """The build's paths as they are after the temporary folder became `final`."""
+    def fix(value):
+        if isinstance(value, (str, Path)) and str(value).startswith(str(tmp)):
+            return str(final) + str(value)[len(str(tmp)):]
+        return value
+    return {k: fix(v) for k, v in payload.items()}
 
 
 def _render_selftest(payload: dict) -> str:
@@ -89,30 +112,37 @@ def _patch_lines(patch: dict | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if args.selftest == bool(args.model):
         raise UsageError("give a MODEL.tflite to build, or --selftest (not both)")
+    # the firmware folder is built beside the target and renamed onto it only when complete
+    final = check_output_path(args.output, directory=True).resolve()
+    _refuse_foreign_folder(final)
     if args.selftest:
         from edgekit.firmware.build import build_selftest
 
-        result = build_selftest(args.board, args.output, emulated=not args.hardware,
-                                stack_bytes=args.stack_bytes or DEFAULT_STACK_BYTES)
+        with atomic_directory(final) as tmp:
+            result = build_selftest(args.board, tmp, emulated=not args.hardware,
+                                    stack_bytes=args.stack_bytes or DEFAULT_STACK_BYTES)
         payload = {**result.manifest, "directory": result.directory, "elf_path": result.elf_path,
                    "manifest_path": result.manifest_path}
-        emit(args, NAME, payload, _render_selftest)
+        emit(args, NAME, _moved(payload, tmp, final), _render_selftest)
         return 0
 
     from dataclasses import asdict
 
-    from edgekit.firmware.model_build import MODEL_STACK_BYTES, build_model
+    from edgekit.firmware.model_build import MODEL_STACK_BYTES, build_model, load_graph
+
+    findings = check_tflm_compatible(load_graph(args.model), args, str(args.model))
 
     def progress(stage: str, estimate) -> None:
         if stage == "estimate" and not args.json:
             print(render_estimate_before(asdict(estimate)), flush=True)
 
-    result = build_model(args.model, args.board, args.output, emulated=not args.hardware,
-                         stack_bytes=args.stack_bytes or MODEL_STACK_BYTES, seed=args.seed,
-                         progress=progress, patch=args.patch,
-                         patch_objective=args.patch_objective)
+    with atomic_directory(final) as tmp:
+        result = build_model(args.model, args.board, tmp, emulated=not args.hardware,
+                             stack_bytes=args.stack_bytes or MODEL_STACK_BYTES, seed=args.seed,
+                             progress=progress, patch=args.patch,
+                             patch_objective=args.patch_objective)
     payload = {**result.manifest, "directory": result.directory, "elf_path": result.elf_path,
-               "manifest_path": result.manifest_path}
-    emit(args, NAME, payload, _render_model)
+               "manifest_path": result.manifest_path, "tflm_incompatible": findings}
+    emit(args, NAME, _moved(payload, tmp, final), _render_model)
     sys.stdout.flush()
     return 0

@@ -22,11 +22,12 @@ leaves half a file.
 from __future__ import annotations
 
 import argparse
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from edgekit.array_files import DEFAULT_MAX_ELEMENTS, read_arrays
+from edgekit.atomic import check_output_path
 from edgekit.cli.output import emit, progress
 from edgekit.errors import CalibrationError, ModelFormatError, UnsupportedError, UsageError
 from edgekit.ir import DType, Graph
@@ -108,30 +109,22 @@ def refuse_pickle(path: Path) -> Exception:
 
 
 def load_array(path: Path, what: str):
-    """Read a ``.npy`` / ``.npz`` file with pickles disabled."""
-    if not path.is_file():
-        raise UsageError(f"{what} file {str(path)!r} does not exist")
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise ModelFormatError(f"{what} file {str(path)!r} holds pickled objects, refused"
-                                   " (save plain numeric arrays)") from None
-        raise ModelFormatError(f"{what} file {str(path)!r} is not a readable .npy/.npz: {err}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ModelFormatError(f"{what} file {str(path)!r} is not a readable .npy/.npz: {err}") from None
+    """Read a ``.npy`` (an array) or ``.npz`` (a dict of arrays) with limits and no pickles."""
+    return read_arrays(path, what, DEFAULT_MAX_ELEMENTS)
 
 
 def load_calibration(path: Path, graph: Graph | None = None) -> np.ndarray:
     """The ``--calib`` array: one float array, or the single array of an ``.npz``; integer
     token ids when ``graph``'s input is int32 (ids into a GATHER table)."""
     data = load_array(path, "calibration")
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            if len(data.files) != 1:
-                raise CalibrationError(f"calibration file {str(path)!r} holds {len(data.files)}"
-                                       f" arrays {data.files}; give one array (N, ...)")
-            data = data[data.files[0]]
+    if isinstance(data, dict):
+        if len(data) != 1:
+            raise CalibrationError(f"calibration file {str(path)!r} holds {len(data)}"
+                                   f" arrays {list(data)}; give one array (N, ...)")
+        data = next(iter(data.values()))
+    if data.ndim == 0 or len(data) == 0:
+        raise CalibrationError(f"calibration file {str(path)!r}: shape {list(data.shape)}; give"
+                               " at least one sample, as an array (N, ...)")
     if graph is not None and graph[graph.inputs[0]].dtype == DType.INT32:
         return _token_ids(path, data, graph)
     if data.dtype.kind != "f":
@@ -158,21 +151,30 @@ def _token_ids(path: Path, data: np.ndarray, graph: Graph) -> np.ndarray:
     return data
 
 
-def load_eval(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The ``--eval`` pair: ``x`` inputs and ``y`` integer labels from an ``.npz``."""
+def load_eval(path: Path, classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``--eval`` pair: ``x`` inputs and ``y`` integer labels in [0, classes) from an ``.npz``."""
     data = load_array(path, "eval")
-    if not isinstance(data, np.lib.npyio.NpzFile):
+    if not isinstance(data, dict):
         raise UsageError(f"eval file {str(path)!r} must be an .npz with arrays 'x' and 'y'")
-    with data:
-        missing = [k for k in ("x", "y") if k not in data.files]
-        if missing:
-            raise UsageError(f"eval file {str(path)!r} has no array {missing[0]!r}"
-                             f" (it holds {data.files}); expected 'x' (inputs) and 'y' (labels)")
-        x, y = data["x"], data["y"]
-    if y.dtype.kind not in "iu" or y.ndim != 1 or len(y) != len(x):
+    missing = [k for k in ("x", "y") if k not in data]
+    if missing:
+        raise UsageError(f"eval file {str(path)!r} has no array {missing[0]!r}"
+                         f" (it holds {list(data)}); expected 'x' (inputs) and 'y' (labels)")
+    x, y = data["x"], data["y"]
+    if x.ndim == 0 or y.dtype.kind not in "iu" or y.ndim != 1 or len(y) != len(x) or not len(y):
         raise UsageError(f"eval file {str(path)!r}: 'y' must be integer labels of shape"
-                         f" ({len(x)},), got {y.dtype.name} {y.shape}")
+                         f" ({len(x) if x.ndim else 'N'},), got {y.dtype.name} {y.shape}")
+    if classes is not None and (int(y.min()) < 0 or int(y.max()) >= classes):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise UsageError(f"eval file {str(path)!r}: label {bad} is outside [0, {classes}), the"
+                         " model's output classes")
     return x, y
+
+
+def output_classes(graph: Graph) -> int:
+    """How many classes the float model's first output scores (its last dimension)."""
+    shape = graph[graph.outputs[0]].shape
+    return int(shape[-1]) if shape else 1
 
 
 # --- reporting ------------------------------------------------------------------------------------
@@ -246,15 +248,13 @@ def run(args) -> int:
     from edgekit.converters.quantize import quantize
     from edgekit.converters.tflite_writer import save_tflite
 
-    if args.output.suffix.lower() != ".tflite":
-        raise UsageError(f"output {str(args.output)!r} must end in .tflite")
-    if not args.output.parent.is_dir():
-        raise UsageError(f"output directory {str(args.output.parent)!r} does not exist")
+    check_output_path(args.output, suffixes=(".tflite",))
     # Everything the user gave is read and checked before the (slow) quantization starts.
     float_graph = load_float_model(args.model)
     calib = load_calibration(args.calib, float_graph)
     to_ir_layout(float_graph, calib[:1])  # shape/dtype/NaN check, naming the input tensor
-    evaluation = load_eval(args.eval_data) if args.eval_data else None
+    evaluation = (load_eval(args.eval_data, output_classes(float_graph)) if args.eval_data
+                  else None)
     if evaluation is not None:
         x_eval_ir = to_ir_layout(float_graph, evaluation[0])
 

@@ -12,6 +12,7 @@ from collections import Counter
 
 from edgekit.cli.output import emit
 from edgekit.converters.tflite_reader import load_tflite
+from edgekit.converters.tflite_validate import tflm_findings
 from edgekit.errors import UsageError
 from edgekit.ir import Graph, Tensor
 
@@ -82,6 +83,7 @@ def _renderer(show_ops: bool):
                      f" {p['activation_count']} activation)")
         lines.append(f"weights: {p['weights_bytes']} bytes; activations (sum, unplanned):"
                      f" {p['activation_bytes_total']} bytes")
+        lines += [f"not TFLite Micro compatible: {f}" for f in p["tflm_incompatible"]]
         return "\n".join(lines)
     return render
 
@@ -90,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if not str(args.model).lower().endswith(".tflite"):
         raise UsageError(f"{args.model}: inspect reads .tflite files")
     graph = load_tflite(args.model)
-    payload = {"path": str(args.model), **describe(graph)}
+    # inspect shows what a model holds, so TFLite Micro problems are reported, not fatal
+    payload = {"path": str(args.model), **describe(graph),
+               "tflm_incompatible": tflm_findings(graph)}
     emit(args, NAME, payload, _renderer(args.ops))
     return 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from edgekit.atomic import check_output_path
 from edgekit.cli.output import emit, progress
+from edgekit.cli.tflm_option import add_tflm_option, check_tflm_compatible
 from edgekit.patching import OBJECTIVES
 from edgekit.planner import DEFAULT_ALIGNMENT, DEFAULT_STRATEGY, STRATEGIES, MemoryPlan, plan
 
@@ -34,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " input in SRAM (default) or without it (MCUNetV2's figure)")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="write the per-op live-memory bar chart to this file")
+    add_tflm_option(parser)
 
 
 def run(args) -> int:
@@ -42,13 +45,17 @@ def run(args) -> int:
     from edgekit.patching import patch_summary, resolve_patch
 
     graph = load_tflite(args.model)
+    findings = check_tflm_compatible(graph, args, str(args.model))
+    if args.plot:
+        check_output_path(args.plot, suffixes=(".png", ".svg", ".pdf"), what="--plot")
     options = dict(strategy=args.strategy, alignment=args.alignment, inplace=args.inplace)
     patched = resolve_patch(graph, args.patch, reorder=args.reorder, **options,
                             objective=args.patch_objective,
                             progress=lambda items, total: progress(
                                 items, total=total, desc="patch schedules", args=args))
     result = patched.best.plan if patched.best else patched.layer_by_layer
-    payload = {"model": str(args.model), **_summary(result), "patch": patch_summary(patched)}
+    payload = {"model": str(args.model), **_summary(result), "patch": patch_summary(patched),
+               "tflm_incompatible": findings}
     sram = None
     if args.board:
         payload["board"] = _fit(args.board, result.arena_bytes)

@@ -13,16 +13,16 @@ written to a temporary file beside it and renamed, so a failed run never leaves 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from edgekit.array_files import DEFAULT_MAX_ELEMENTS, read_arrays
+from edgekit.atomic import atomic_writer, check_output_path
 from edgekit.cli.output import emit
 from edgekit.converters.tflite_reader import load_tflite
+from edgekit.cli.tflm_option import add_tflm_option, check_tflm_compatible
 from edgekit.errors import InterpreterError, UsageError
 from edgekit.interpreter import Interpreter
 
@@ -40,64 +40,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " one .npz keyed by input tensor name")
     parser.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                         help="write the outputs: .npy (single output) or .npz (any number)")
+    add_tflm_option(parser)
 
 
-def _load_array_file(path: Path):
-    if not path.is_file():
-        raise UsageError(f"input file {str(path)!r} does not exist")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise UsageError(f"input file {str(path)!r} is not a readable .npy/.npz file: {err}") from None
-
-
-def load_inputs(paths: list[Path], input_names: list[str]) -> list[np.ndarray] | dict:
-    """Read ``--input`` files: a list in graph order, or a dict by tensor name (from .npz)."""
+def load_inputs(paths: list[Path], input_names: list[str],
+                max_elements: int = DEFAULT_MAX_ELEMENTS) -> list[np.ndarray] | dict:
+    """Read ``--input`` files: a list in graph order, or a dict by tensor name (from .npz).
+    No array may hold more than `max_elements` (the model's inputs need no more)."""
     if not paths:
         raise UsageError(f"give the model's input(s) with --input FILE; it takes"
                          f" {len(input_names)}: {input_names}")
-    if any(p.suffix == ".npz" for p in paths):
-        if len(paths) != 1:
-            raise UsageError("an .npz input holds all inputs: give it alone, not with other files")
-        with _load_array_file(paths[0]) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-        if set(arrays) <= set(input_names):
-            return arrays
-        positional = [f"arr_{i}" for i in range(len(arrays))]
-        if sorted(arrays) == sorted(positional):
-            return [arrays[key] for key in positional]
-        unknown = sorted(set(arrays) - set(input_names))
-        raise UsageError(f"{str(paths[0])!r}: key {unknown[0]!r} is not an input tensor of the"
-                         f" model; its inputs are {input_names}")
+    if len(paths) > 1 and any(p.suffix == ".npz" for p in paths):
+        raise UsageError("an .npz input holds all inputs: give it alone, not with other files")
     values = []
     for path in paths:
-        value = _load_array_file(path)
-        if not isinstance(value, np.ndarray):
-            raise UsageError(f"input file {str(path)!r} does not hold one array")
+        value = read_arrays(path, "input", max_elements)
+        if isinstance(value, dict):
+            if len(paths) != 1:
+                raise UsageError(f"input file {str(path)!r} is an .npz archive; it holds all"
+                                 " inputs: give it alone, not with other files")
+            return _by_name(path, value, input_names)
         values.append(value)
     return values
 
 
+def _by_name(path: Path, arrays: dict, input_names: list[str]) -> list[np.ndarray] | dict:
+    if set(arrays) <= set(input_names):
+        return arrays
+    positional = [f"arr_{i}" for i in range(len(arrays))]
+    if sorted(arrays) == sorted(positional):
+        return [arrays[key] for key in positional]
+    unknown = sorted(set(arrays) - set(input_names))
+    raise UsageError(f"{str(path)!r}: key {unknown[0]!r} is not an input tensor of the"
+                     f" model; its inputs are {input_names}")
+
+
+def check_output(path: Path, names: list[str]) -> None:
+    """Refuse an output path we could not write, before the model runs."""
+    check_output_path(path, suffixes=(".npy", ".npz"))
+    if path.suffix == ".npy" and len(names) != 1:
+        raise UsageError(f"the model has {len(names)} outputs {names}; write them to an .npz")
+
+
 def save_outputs(path: Path, names: list[str], values: list[np.ndarray]) -> None:
     """Write ``values`` to ``path`` (.npy or .npz) atomically: temp file + rename."""
-    if path.suffix not in (".npy", ".npz"):
-        raise UsageError(f"output file {str(path)!r} must end in .npy or .npz")
-    if path.suffix == ".npy" and len(values) != 1:
-        raise UsageError(f"the model has {len(values)} outputs {names}; write them to an .npz")
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise UsageError(f"output directory {str(directory)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if path.suffix == ".npy":
-                np.save(f, values[0], allow_pickle=False)
-            else:
-                np.savez(f, **dict(zip(names, values)))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    check_output(path, names)
+    with atomic_writer(path) as f:
+        if path.suffix == ".npy":
+            np.save(f, values[0], allow_pickle=False)
+        else:
+            np.savez(f, **dict(zip(names, values)))
 
 
 def _describe(name: str, value: np.ndarray) -> dict:
@@ -109,8 +101,13 @@ def _describe(name: str, value: np.ndarray) -> dict:
 
 def run(args) -> int:
     graph = load_tflite(args.model)
+    check_tflm_compatible(graph, args, str(args.model))
+    if args.output is not None:
+        check_output(args.output, list(graph.outputs))
     interp = Interpreter(graph)
-    inputs = load_inputs(args.inputs or [], list(graph.inputs))
+    # no input array may be larger than all the model's inputs together
+    budget = sum(max(graph[name].size, 1) for name in graph.inputs)
+    inputs = load_inputs(args.inputs or [], list(graph.inputs), budget)
     start = time.perf_counter()
     try:
         outputs = interp.run(inputs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgekit.atomic import atomic_writer
 from edgekit.errors import PlanError
 from edgekit.planner.plan import MemoryPlan
 
@@ -40,7 +41,8 @@ def plot_profile(plan: MemoryPlan, path: str | Path, *, sram_bytes: int | None =
                   frameon=False)
         fig.tight_layout()
         try:
-            fig.savefig(path, dpi=120)
+            with atomic_writer(path) as f:  # never half a picture
+                fig.savefig(f, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
         except (OSError, ValueError) as err:
             raise PlanError(f"cannot write the memory plot to {path}: {err}") from None
     finally:
