@@ -13,8 +13,10 @@ parameters TFLite Micro cannot represent:
 - ADD: its output factor ``2 max(s_a, s_b) / (2^20 s_out)`` goes through
   ``QuantizeMultiplierSmallerThanOneExp``, which aborts the process unless it is below 1.
 - SOFTMAX (int8): ``beta s_in 2^26`` goes through ``QuantizeMultiplierGreaterThanOne``, which
-  aborts unless it is above 1 (an input scale under about 1.5e-8); the int8 output must have
-  scale 1/256 and zero point -128 (``TF_LITE_ENSURE``).
+  aborts unless it is above 1 (an input scale under about 1.5e-8); the int8 output of SOFTMAX
+  and LOGISTIC must have scale 1/256 and zero point -128 (``TF_LITE_ENSURE``); LOGISTIC's input
+  scale must be at least 2^-28 (below, ``CalculateInputRadius`` shifts by a negative amount).
+- AVERAGE_POOL_2D, MAX_POOL_2D: output quantization equal to the input's.
 
 On such a model "bit-exact with TFLite Micro" has no meaning, so `run`, `build`, `plan` and
 `inspect` refuse it unless ``--allow-tflm-incompatible`` is given (then they warn).
@@ -34,6 +36,8 @@ MIN_SHIFT, MAX_SHIFT = -31, 30
 ADD_LEFT_SHIFT = 20
 #: SOFTMAX's input integer bits (the 2^(31 - 5) factor of PreprocessSoftmaxScaling)
 SOFTMAX_INPUT_INTEGER_BITS = 5
+#: LOGISTIC's input integer bits (the 2^(31 - 4) factor of its input multiplier)
+LOGISTIC_INPUT_INTEGER_BITS = 4
 
 _QUANTIZED = (DType.INT8, DType.INT16)
 
@@ -59,6 +63,17 @@ def _multiplier_problem(real: np.ndarray, what: str) -> str | None:
         value = float(real[huge][0])
         return (f"{what} {value:.3g} is 2^{MAX_SHIFT} or more: TFLite Micro's QuantizeMultiplier"
                 " saturates it")
+    return None
+
+
+def _probability_output_problem(out: Tensor) -> str | None:
+    """SOFTMAX and LOGISTIC: TFLite Micro's Prepare fixes the int8 output at 1/256, -128."""
+    if out.dtype != DType.INT8:
+        return None
+    scale, zp = float(_scales(out)[0]), int(out.quant.zero_point[0])
+    if zp != -128 or abs(scale - 1 / 256) > 0.001 / 256:
+        return (f"int8 output {out.name!r} has scale {scale:.6g} and zero point {zp}; TFLite"
+                " Micro requires 1/256 and -128")
     return None
 
 
@@ -101,11 +116,20 @@ def _op_findings(op: Op, graph: Graph) -> list[str]:
             problems.append(f"beta x input scale x 2^{31 - SOFTMAX_INPUT_INTEGER_BITS} = {real:.3g}"
                             f" (input scale {s_in[0]:.3g}) is not above 1: TFLite Micro's"
                             " QuantizeMultiplierGreaterThanOne aborts on it")
-        if out.dtype == DType.INT8:
-            zp = int(out.quant.zero_point[0])
-            if zp != -128 or abs(s_out[0] - 1 / 256) > 0.001 / 256:
-                problems.append(f"int8 output {out.name!r} has scale {s_out[0]:.6g} and zero"
-                                f" point {zp}; TFLite Micro requires 1/256 and -128")
+        problems.append(_probability_output_problem(out))
+    elif op.kind == "LOGISTIC" and s_in is not None and inputs[0].dtype == DType.INT8:
+        real = s_in[0] * float(1 << (31 - LOGISTIC_INPUT_INTEGER_BITS))
+        if real < 0.5:
+            problems.append(f"input scale {s_in[0]:.3g} x 2^{31 - LOGISTIC_INPUT_INTEGER_BITS} is"
+                            " below 1/2: TFLite Micro's CalculateInputRadius would shift by a"
+                            " negative amount (undefined behaviour)")
+        problems.append(_probability_output_problem(out))
+    elif op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D") and s_in is not None:
+        zp_in, zp_out = int(inputs[0].quant.zero_point[0]), int(out.quant.zero_point[0])
+        if s_in[0] != s_out[0] or zp_in != zp_out:
+            problems.append(f"output quantization (scale {s_out[0]:.6g}, zero point {zp_out})"
+                            f" differs from the input's ({s_in[0]:.6g}, {zp_in}); TFLite Micro's"
+                            " pooling requires them equal")
     label = f"op {op.name or op.outputs[0]!r} ({op.kind})"
     return [f"{label}: {p}" for p in problems if p]
 

@@ -74,8 +74,8 @@ def _read_npy(f: IO[bytes], label: str, max_elements: int,
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:
             raise ValueError(f"unknown .npy format version {version}")
-    except (ValueError, SyntaxError, TypeError, EOFError, OverflowError, MemoryError,
-            RecursionError, UnicodeDecodeError) as err:
+    except Exception as err:  # numpy's header parser raises whatever the bytes provoke
+        # (ValueError, SyntaxError, tokenize.TokenError, ...): all mean a damaged header
         raise DataFileError(f"{label}: the .npy header is damaged ({str(err)[:200]})") from None
     if dtype.hasobject or dtype.kind not in NUMERIC_KINDS or dtype.fields is not None \
             or dtype.subdtype is not None:

@@ -36,13 +36,13 @@ def check_output_path(path: str | os.PathLike, *, directory: bool = False,
     path = Path(path)
     if not str(path) or path.name in ("", ".", ".."):
         raise UsageError(f"{what} {str(path)!r} is not a {'folder' if directory else 'file'} name")
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise UsageError(f"{what} {str(path)!r} must end in {' or '.join(suffixes)}")
     if directory:
         if path.exists() and not path.is_dir():
             raise UsageError(f"{what} {str(path)!r} exists and is not a folder")
     elif path.is_dir():
         raise UsageError(f"{what} {str(path)!r} is a folder; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UsageError(f"{what} {str(path)!r} must end in {' or '.join(suffixes)}")
     parent = path.parent
     if not parent.is_dir():
         raise UsageError(f"{what} folder {str(parent)!r} does not exist")

@@ -122,9 +122,12 @@ def load_calibration(path: Path, graph: Graph | None = None) -> np.ndarray:
             raise CalibrationError(f"calibration file {str(path)!r} holds {len(data)}"
                                    f" arrays {list(data)}; give one array (N, ...)")
         data = next(iter(data.values()))
-    if data.ndim == 0 or len(data) == 0:
-        raise CalibrationError(f"calibration file {str(path)!r}: shape {list(data.shape)}; give"
-                               " at least one sample, as an array (N, ...)")
+    if data.ndim == 0:
+        raise CalibrationError(f"calibration file {str(path)!r} holds a scalar; give an array"
+                               " of samples (N, ...)")
+    if len(data) == 0:
+        raise CalibrationError(f"calibration file {str(path)!r} is empty (shape"
+                               f" {list(data.shape)}); give at least one sample (N, ...)")
     if graph is not None and graph[graph.inputs[0]].dtype == DType.INT32:
         return _token_ids(path, data, graph)
     if data.dtype.kind != "f":

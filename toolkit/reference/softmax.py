@@ -88,6 +88,9 @@ def prepare_logistic(op: Op, graph: Graph) -> LogisticParams:
     x, out = _check_int8_probability_output(op, graph)
     real = float(scale_f32(x)) * float(1 << (31 - _LOGISTIC_INPUT_INTEGER_BITS))
     mantissa, left_shift = np.frexp(real)
+    if left_shift < 0:  # TFLite's CalculateInputRadius would shift by a negative amount
+        raise UnsupportedError(f"{where(op)}: input scale {float(scale_f32(x)):.3g} is too small"
+                               " for LOGISTIC (below 2^-28)")
     multiplier = int(fp.round_half_away(mantissa * float(1 << 31)))
     radius = fp.calculate_input_radius(_LOGISTIC_INPUT_INTEGER_BITS, int(left_shift))
     return LogisticParams(kind=op.kind, out_dtype=out.dtype, input_zero_point=zero_point(x),
