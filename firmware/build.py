@@ -96,7 +96,10 @@ def makefile_text(target: Target, sources: list[str]) -> str:
 CROSS ?= arm-none-eabi-
 CC := $(CROSS)gcc
 CPUFLAGS := {' '.join(cpu_flags(target.cpu, target.fpu))}
+# the prefix maps keep the build folder's path out of the ELF: a build made in a temporary
+# folder and renamed (as `edgekit build` does) is byte-identical to one rebuilt in place
 CFLAGS := $(CPUFLAGS) -O2 -g -std=c99 -Wall -Wextra -ffunction-sections -fdata-sections \\
+          -ffile-prefix-map=$(CURDIR)=. -Wa,--debug-prefix-map,$(CURDIR)=. \\
           -Isrc -include src/edgekit_config.h
 LDFLAGS := $(CPUFLAGS) -nostartfiles --specs=nano.specs --specs=nosys.specs \\
            -Wl,--gc-sections -Wl,-T,board.ld -Wl,-Map,firmware.map
