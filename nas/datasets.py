@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.array_files import read_arrays
 from edgekit.errors import EdgekitError, ModelFormatError
 
 #: where Debian's dataset-fashion-mnist package puts its files
@@ -171,11 +172,10 @@ def load_npz(path: Path) -> Dataset:
     """An ``.npz`` with arrays ``x`` (images) and ``y`` (labels), optionally ``x_test``/``y_test``
     (else 20% of ``x`` is held out as the test split)."""
     path = Path(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-        arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as err:
-        raise ModelFormatError(f"dataset {str(path)!r} cannot be read as .npz: {err}") from None
+    arrays = read_arrays(path, "dataset")
+    if not isinstance(arrays, dict):
+        raise ModelFormatError(f"dataset {str(path)!r} is an .npy array; give an .npz with"
+                               " arrays 'x' and 'y'")
     if "x" not in arrays or "y" not in arrays:
         raise ModelFormatError(f"dataset {str(path)!r} must hold arrays 'x' and 'y' (it has"
                                f" {sorted(arrays)})")

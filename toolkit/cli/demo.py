@@ -17,6 +17,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from edgekit.atomic import atomic_directory, check_output_path
 from edgekit.cli.output import emit, progress
 
 NAME = "demo"
@@ -90,8 +91,10 @@ def _demo(args, directory: Path) -> dict:
                           resolutions=DEMO_RESOLUTIONS, widths=DEMO_WIDTHS)
     found = run_search(config, progress=lambda total: progress(total=total, desc="trials",
                                                                 args=args))
-    build = build_model(found.best_dir, args.board, directory / "firmware")
-    firmware = resolve_firmware(build.directory, None)
+    firmware_dir = directory / "firmware"
+    with atomic_directory(firmware_dir) as tmp:  # never half a firmware folder
+        build = build_model(found.best_dir, args.board, tmp)
+    firmware = resolve_firmware(firmware_dir, None)
     host = firmware.target.host
     runs, skipped = [], []
     for runner in ("qemu", "unicorn"):
@@ -109,7 +112,7 @@ def _demo(args, directory: Path) -> dict:
     return {
         "board": args.board, "directory": str(directory),
         "search": {"dataset": args.dataset, "trials_run": found.trials_run, **found.best},
-        "build": {"directory": str(build.directory), "ops": build.manifest["ops"],
+        "build": {"directory": str(firmware_dir), "ops": build.manifest["ops"],
                   "estimate_peak_sram_bytes": build.manifest["estimate"]["peak_sram_bytes"],
                   "patch": build.manifest["patch"]},
         "runs": runs, "skipped": skipped, "ok": ok,
@@ -118,7 +121,9 @@ def _demo(args, directory: Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     if args.output:
-        payload = _demo(args, Path(args.output))
+        directory = check_output_path(args.output, directory=True)
+        directory.mkdir(exist_ok=True)
+        payload = _demo(args, directory)
     else:
         with tempfile.TemporaryDirectory(prefix="edgekit-demo-") as tmp:
             payload = _demo(args, Path(tmp))
