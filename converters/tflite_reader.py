@@ -239,6 +239,11 @@ class _Importer:
             if count == 0:
                 raise ModelFormatError(f"{self.source}: subgraph 0 has no {what}; the file is"
                                        " damaged or holds no model")
+        for t in raw.tensors:  # every reference valid, used or not (TFLite Micro reads them all)
+            if not 0 <= t.buffer < len(raw.buffers):
+                raise ModelFormatError(f"{self.source}: tensor {self.names[t.index]!r} refers to"
+                                       f" buffer {t.buffer}, but the model has"
+                                       f" {len(raw.buffers)}")
         for index in (*raw.inputs, *raw.outputs):
             self._tensor(index, what="subgraph input/output")
         for op in raw.ops:

@@ -9,7 +9,9 @@ parameters TFLite Micro cannot represent:
 - ``QuantizeMultiplier`` keeps shifts in [-31, 30]: a rescale factor below 2^-32 becomes 0 (an
   op whose factors all do outputs a constant), one of 2^30 or more is saturated. Checked for CONV_2D,
   DEPTHWISE_CONV_2D, FULLY_CONNECTED (per channel: input x filter / output), MUL (a x b /
-  output), QUANTIZE (input / output) and MEAN.
+  output), QUANTIZE, RELU and MEAN (input / output). TFLite Micro's kernels then shift int32
+  values by 31 or more bits (undefined behaviour in C): its host build and our interpreter
+  were seen to disagree on MEAN, MUL, QUANTIZE and RELU with such factors.
 - ADD: its output factor ``2 max(s_a, s_b) / (2^20 s_out)`` goes through
   ``QuantizeMultiplierSmallerThanOneExp``, which aborts the process unless it is below 1.
 - SOFTMAX (int8): ``beta s_in 2^26`` goes through ``QuantizeMultiplierGreaterThanOne``, which
@@ -99,7 +101,7 @@ def _op_findings(op: Op, graph: Graph) -> list[str]:
         if s_in is not None and s_b is not None:
             problems.append(_multiplier_problem(s_in[0] * s_b[0] / s_out[0],
                                                 "the output rescale a x b / output"))
-    elif op.kind in ("QUANTIZE", "MEAN") and s_in is not None:
+    elif op.kind in ("QUANTIZE", "MEAN", "RELU") and s_in is not None:
         problems.append(_multiplier_problem(s_in[0] / s_out[0], "the rescale input / output"))
     elif op.kind == "ADD" and len(inputs) == 2 and out.dtype == DType.INT8:
         s_b = _scales(inputs[1])

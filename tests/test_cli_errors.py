@@ -67,6 +67,19 @@ def _relu_file(tmp_path: Path, scale=0.1, zero_point=0, ops=True, outputs=True) 
     return path
 
 
+def _kws_without_operators(tmp_path: Path) -> Path:
+    """The MLPerf KWS model with four bytes changed: the operator vector's length set to 0."""
+    import tflite
+
+    data = bytearray(KWS.read_bytes())
+    subgraph = tflite.Model.GetRootAs(bytes(data), 0).Subgraphs(0)
+    start = subgraph._tab.Vector(subgraph._tab.Offset(10))  # field 3: operators
+    data[start - 4:start] = bytes(4)
+    path = tmp_path / "kws_patched.tflite"
+    path.write_bytes(bytes(data))
+    return path
+
+
 # --- one error path ------------------------------------------------------------------------------
 
 def test_usage_errors_exit_2_with_one_json_object(capsys):
@@ -125,6 +138,7 @@ def test_a_real_process_prints_no_traceback(tmp_path):
 # --- models validated before use -----------------------------------------------------------------
 
 @pytest.mark.parametrize("make, words", [
+    (_kws_without_operators, ["kws_patched.tflite", "no operators"]),
     (lambda p: _relu_file(p, ops=False), ["raw.tflite", "no operators"]),
     (lambda p: _relu_file(p, outputs=False), ["raw.tflite", "no outputs"]),
     (lambda p: _relu_file(p, zero_point=1 << 40), ["zero point 1099511627776", "[-128, 127]"]),
@@ -182,6 +196,11 @@ def _crafted_models() -> dict:
         "conv_ok": gb.conv2d(rng),
         "softmax_ok": gb.softmax(rng),
         "add_ok": gb.add(rng),
+        "mul_ok": gb.mul(rng),
+        "mean_ok": gb.mean(rng),
+        "avgpool_ok": gb.pool2d(rng),
+        "logistic_ok": gb.logistic(rng),
+        "requantize_ok": gb.quantize(rng, from_float=False),
         "softmax_input_scale_1e-8": _requant(gb.softmax(rng), "x", 1e-8),
         "softmax_output_not_1_256": _requant(gb.softmax(rng), "y", 0.1, 0),
         "logistic_output_not_1_256": _requant(gb.logistic(rng), "y", 0.1, 0),
@@ -194,60 +213,71 @@ def _crafted_models() -> dict:
         "avgpool_output_requantized": _requant(gb.pool2d(rng), "y", 0.5, 3),
         "maxpool_output_requantized": _requant(gb.pool2d(rng, kind="MAX_POOL_2D"), "y", 0.5, 3),
         "hard_swish_output_scale_1e-15": _requant(gb.hard_swish(rng), "y", 1e-15),
+        "relu_output_scale_1e-15": _requant(gb.relu(rng), "y", 1e-15),
+        "quantize_output_scale_1e-15": _requant(gb.quantize(rng, from_float=False), "y", 1e-15),
     }
 
 
-#: load the model into TFLite Micro (AllocateTensors runs every Prepare) and invoke it once;
-#: a refusal prints "refused", an abort kills the process
+#: load the model into TFLite Micro (AllocateTensors runs every Prepare), invoke it once on the
+#: given inputs and save its first output; a refusal prints "refused", an abort kills the process
 _TFLM_PROBE = """
 import sys, numpy as np
 from tflite_micro import runtime
 try:
     interp = runtime.Interpreter.from_bytes(open(sys.argv[1], "rb").read())
-    for i, shape in enumerate(eval(sys.argv[2])):
-        interp.set_input(np.zeros(shape, np.int8), i)
+    for i, path in enumerate(sys.argv[3:]):
+        interp.set_input(np.load(path), i)
     interp.invoke()
 except Exception as err:
     print("refused", err)
     sys.exit(0)
+np.save(sys.argv[2], np.array(interp.get_output(0)))
 print("ok")
 """
 
 
-def _tflm_verdict(path: Path, shapes: list) -> str:
-    proc = subprocess.run([sys.executable, "-c", _TFLM_PROBE, str(path), repr(shapes)],
-                          capture_output=True, text=True, timeout=120)
-    if proc.returncode < 0 or proc.returncode not in (0,):
+def _tflm_verdict(path: Path, output: Path, inputs: list[Path]) -> str:
+    proc = subprocess.run([sys.executable, "-c", _TFLM_PROBE, str(path), str(output),
+                           *map(str, inputs)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
         return "aborted"
     return "ok" if proc.stdout.strip().endswith("ok") else "refused"
 
 
 def test_whenever_tflite_micro_refuses_we_refuse(tmp_path, capsys):
+    """Crafted models through TFLite Micro and `edgekit run` on the same random inputs: where
+    TFLite Micro refuses or aborts, we refuse; where we accept, the outputs are equal."""
     pytest.importorskip("tflite_micro")
+    rng = np.random.default_rng(7)
     verdicts = {}
     for name, graph in _crafted_models().items():
         path = _model(tmp_path, graph, f"{name}.tflite")
-        tflm = _tflm_verdict(path, [list(graph[n].shape) for n in graph.inputs])
+        inputs = []
         for i, n in enumerate(graph.inputs):
-            np.save(tmp_path / f"{name}_{i}.npy", np.zeros(graph[n].shape, np.int8))
-        inputs = [a for i in range(len(graph.inputs)) for a in ("-i", tmp_path / f"{name}_{i}.npy")]
-        code = main(["run", str(path), *map(str, inputs), "--json"])
+            inputs.append(tmp_path / f"{name}_{i}.npy")
+            np.save(inputs[-1], rng.integers(-128, 128, graph[n].shape).astype(np.int8))
+        tflm = _tflm_verdict(path, tmp_path / f"{name}_tflm.npy", inputs)
+        argv = ["run", str(path), *[a for p in inputs for a in ("-i", str(p))]]
+        code = main([*argv, "-o", str(tmp_path / f"{name}_ours.npy"), "--json"])
         out, err = capsys.readouterr()
         assert "Traceback" not in err and code in (0, 1), (name, err)
         ours = "ok" if code == 0 else json.loads(out)["error"]["kind"]
         verdicts[name] = (tflm, ours)
         if tflm != "ok":
             assert ours != "ok", (name, tflm, err)
+        if tflm == ours == "ok":
+            assert np.array_equal(np.load(tmp_path / f"{name}_ours.npy"),
+                                  np.load(tmp_path / f"{name}_tflm.npy")), name
         if ours == "TflmIncompatibleError":
             # the flag turns the refusal into a warning (the reference interpreter may still
             # refuse what it cannot run, with its own clean error)
-            code = main(["run", str(path), *map(str, inputs), "--allow-tflm-incompatible"])
+            code = main([*argv, "--allow-tflm-incompatible"])
             warned = capsys.readouterr().err
             assert "warning" in warned and "not TFLite Micro compatible" in warned, warned
             assert code in (0, 1) and "Traceback" not in warned
     print("\n".join(f"{k:34} TFLM {t:8} edgekit {o}" for k, (t, o) in verdicts.items()))
     # the probe tells refusals apart, and the clean models pass both
-    assert {verdicts[k] for k in ("conv_ok", "softmax_ok", "add_ok")} == {("ok", "ok")}
+    assert {v for k, v in verdicts.items() if k.endswith("_ok")} == {("ok", "ok")}
     assert verdicts["softmax_input_scale_1e-8"][0] == "aborted"
     assert verdicts["softmax_output_not_1_256"][0] == "refused"
 
