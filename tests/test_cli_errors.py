@@ -93,7 +93,7 @@ def test_usage_errors_exit_2_with_one_json_object(capsys):
 
 @pytest.mark.parametrize("raised, code, kind, fields", [
     (ZeroDivisionError("division by zero"), INTERNAL_ERROR_EXIT, "InternalError", {}),
-    (PermissionError(13, "Permission denied", "/data/x.npy"), 1, "FileError",
+    (PermissionError(13, "Permission denied", "/data/x.npy"), 1, "FileAccessError",
      {"file": "/data/x.npy"}),
 ])
 def test_unexpected_exceptions_are_told_apart(monkeypatch, capsys, raised, code, kind, fields):
@@ -418,3 +418,24 @@ def test_run_writes_its_output_atomically(tmp_path, capsys):
     capsys.readouterr()
     assert np.load(tmp_path / "y.npy").shape == graph[graph.outputs[0]].shape
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_convert_bad_data_through_the_cli(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    from test_cli_convert import _conv_model
+
+    model = _conv_model(tmp_path / "tiny.onnx")  # float (N, 1, 8, 8) -> 3 classes
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 1, 8, 8)).astype(np.float32))
+    out = tmp_path / "never.tflite"
+    base = ["convert", model, "--calib", calib, "-o", out]
+    np.save(tmp_path / "scalar.npy", np.float32(1.0))
+    _fails(capsys, ["convert", model, "--calib", tmp_path / "scalar.npy", "-o", out], 1,
+           "scalar.npy' holds a scalar", kind="CalibrationError")
+    for labels, bad in (([0, 1, 1 << 40], "label 1099511627776"), ([0, -3, 1], "label -3")):
+        np.savez(tmp_path / "eval.npz", x=np.zeros((3, 1, 8, 8), np.float32), y=np.array(labels))
+        _fails(capsys, [*base, "--eval", tmp_path / "eval.npz"], 2, "eval.npz", bad,
+               "outside [0, 3)", kind="UsageError")
+    _fails(capsys, [*base, "--bits", "mixed:"], 2, "the mixed spec is empty")
+    _fails(capsys, [*base, "--bits", "mixed:default=4,default=8"], 2, "'default' is given twice")
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -144,4 +144,4 @@ def _read_npz(f: IO[bytes], label: str, max_elements: int) -> dict[str, np.ndarr
     return arrays
 
 
-__all__ = ["DataFileError", "DEFAULT_MAX_ELEMENTS", "read_arrays"]
+__all__ = ["DEFAULT_MAX_ELEMENTS", "MAX_NPZ_MEMBERS", "read_arrays"]

@@ -24,6 +24,15 @@ class UsageError(EdgekitError):
     exit_code = 2
 
 
+class FileAccessError(EdgekitError):
+    """A file or folder the user named cannot be read or written (missing, no permission, disk
+    full, ...): the CLI turns an `OSError` that reaches it into this, naming the path."""
+
+    def __init__(self, message: str, filename: str | None = None):
+        super().__init__(message)
+        self.filename = filename
+
+
 # --- boards -------------------------------------------------------------------------------------
 
 class BoardError(EdgekitError):

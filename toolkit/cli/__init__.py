@@ -6,7 +6,7 @@ and ``run(args) -> int``; list it in `COMMAND_MODULES`. Every subcommand gets ``
 stderr, exit non-zero, the traceback only with ``-v``, and with ``--json`` one object
 ``{"schema_version", "command", "error": {"kind", "message", ...}}`` on stdout. An `EdgekitError`
 exits with its ``exit_code``; usage errors with 2; an OSError (a file that cannot be read or
-written) with 1 and kind ``FileError``; anything else is a bug: kind ``InternalError``, exit 70.
+written) becomes a `FileAccessError` naming the path; anything else is a bug: kind ``InternalError``, exit 70.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import traceback
 
 from edgekit import __version__
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, FileAccessError
 
 #: subcommand modules, in the order `edgekit --help` lists them
 COMMAND_MODULES = [
@@ -140,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         # a file the user named could not be read or written (missing, permission, disk full)
         where = f"{err.filename}: " if err.filename else ""
-        wrapped = EdgekitError(f"{where}{err.strerror or err}")
-        wrapped.filename = err.filename
-        _report(command, as_json, verbose, "FileError", str(wrapped), err)
-        return EdgekitError.exit_code
+        wrapped = FileAccessError(f"{where}{err.strerror or err}", err.filename)
+        if verbose:
+            traceback.print_exception(err)
+        _report(command, as_json, False, "FileAccessError", str(wrapped), wrapped)
+        return wrapped.exit_code
     except Exception as err:  # anything else is a bug in edgekit, never the user's fault
         message = (f"internal error (a bug in edgekit; -v for the traceback):"
                    f" {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")

@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgekit.boards.linker import DEFAULT_STACK_BYTES
 from edgekit.atomic import atomic_directory, check_output_path
+from edgekit.boards.linker import DEFAULT_STACK_BYTES
 from edgekit.cli.output import emit
 from edgekit.cli.tflm_option import add_tflm_option, check_tflm_compatible
 from edgekit.errors import UsageError

@@ -175,9 +175,12 @@ def load_eval(path: Path, classes: int | None = None) -> tuple[np.ndarray, np.nd
 
 
 def output_classes(graph: Graph) -> int:
-    """How many classes the float model's first output scores (its last dimension)."""
+    """How many classes the float model's first output scores: the values per sample, as the
+    top-1 functions below take the argmax over them."""
     shape = graph[graph.outputs[0]].shape
-    return int(shape[-1]) if shape else 1
+    if len(shape) < 2:  # no batch axis: the values themselves are the scores
+        return int(np.prod(shape)) if shape else 1
+    return int(np.prod(shape[1:]))
 
 
 # --- reporting ------------------------------------------------------------------------------------

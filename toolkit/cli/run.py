@@ -21,8 +21,8 @@ import numpy as np
 from edgekit.array_files import DEFAULT_MAX_ELEMENTS, read_arrays
 from edgekit.atomic import atomic_writer, check_output_path
 from edgekit.cli.output import emit
-from edgekit.converters.tflite_reader import load_tflite
 from edgekit.cli.tflm_option import add_tflm_option, check_tflm_compatible
+from edgekit.converters.tflite_reader import load_tflite
 from edgekit.errors import InterpreterError, UsageError
 from edgekit.interpreter import Interpreter
 
@@ -101,7 +101,7 @@ def _describe(name: str, value: np.ndarray) -> dict:
 
 def run(args) -> int:
     graph = load_tflite(args.model)
-    check_tflm_compatible(graph, args, str(args.model))
+    findings = check_tflm_compatible(graph, args, str(args.model))
     if args.output is not None:
         check_output(args.output, list(graph.outputs))
     interp = Interpreter(graph)
@@ -124,6 +124,7 @@ def run(args) -> int:
         "output_file": None if args.output is None else str(args.output),
         "ops": len(graph.ops),
         "host_time_ms": round(elapsed_ms, 3),
+        "tflm_incompatible": findings,
     }
     emit(args, NAME, payload, _render)
     return 0
