@@ -91,7 +91,6 @@ def check_program(archive: Pt2Archive) -> dict:
     if program.get("range_constraints"):
         raise UnsupportedError(where("has range constraints (dynamic shapes); export with static"
                                      " shapes"))
-    _check_header(where, program)
     module = _fields(where, "graph_module", program["graph_module"],
                      {"graph", "signature", "module_call_graph", "metadata",
                       "treespec_namedtuple_fields"})
@@ -119,6 +118,7 @@ def check_program(archive: Pt2Archive) -> dict:
         _check_node(where, node, tensors)
     _check_signature(where, module.get("signature"), tensors, archive)
     module["module_call_graph"] = [_root_call(where, module.get("module_call_graph"), tensors)]
+    _check_header(where, program)
     module["metadata"] = {}
     return program
 
@@ -137,16 +137,16 @@ def program_inputs(program: dict) -> list[tuple[str, list[int], str]]:
 
 def deserialize(archive: Pt2Archive):
     """The ``ExportedProgram`` of a checked archive (see the module docstring)."""
+    program = check_program(archive)  # before torch is imported: most refusals need no torch
     from torch._export.serde import schema
     from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
 
-    program = check_program(archive)
     for node in program["graph_module"]["graph"]["nodes"]:
         node["metadata"] = {}
+    weights, constants = archive.tensors()
     try:
         serialized = _dict_to_dataclass(schema.ExportedProgram, program)
-        return ExportedProgramDeserializer().deserialize(serialized, dict(archive.weights),
-                                                         dict(archive.constants), None)
+        return ExportedProgramDeserializer().deserialize(serialized, weights, constants, None)
     except Exception as err:  # a well-formed but inconsistent program (missing tensor, ...)
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ModelFormatError(f"{archive.path}: not a loadable torch.export program"

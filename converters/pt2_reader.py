@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import zipfile
 import zlib
@@ -61,13 +62,20 @@ _STRIDED = 7
 
 @dataclass
 class Pt2Archive:
-    """What edgekit takes from a ``.pt2``: the program JSON and its tensors, by name."""
+    """What edgekit takes from a ``.pt2``: the program JSON and its checked tensor views by name
+    (`tensors` turns them into torch tensors)."""
 
     path: Path
     model_name: str
     program: dict
     weights: dict
     constants: dict
+    members: dict
+
+    def tensors(self) -> tuple[dict, dict]:
+        """(weights, constants) as torch tensors, each member's bytes one storage."""
+        return build_tensors(self.members, self.weights), build_tensors(self.members,
+                                                                         self.constants)
 
 
 def read_pt2(path) -> Pt2Archive:
@@ -103,7 +111,7 @@ def read_pt2(path) -> Pt2Archive:
     program = parse_json(path, models[0], members[models[0]])
     if not isinstance(program, dict):
         raise ModelFormatError(f"{path}: member {models[0]!r} is not a JSON object")
-    return Pt2Archive(path, model, program, weights, constants)
+    return Pt2Archive(path, model, program, weights, constants, members)
 
 
 # --- the zip ---------------------------------------------------------------------------------------
@@ -226,8 +234,7 @@ def _load_payloads(path: Path, members: dict, roles: dict, kind: str, model: str
     entries = config.get("config") if isinstance(config, dict) else None
     if not isinstance(entries, dict) or set(config) != {"config"}:
         raise ModelFormatError(f"{path}: {config_name!r} is not a {{'config': {{...}}}} object")
-    storages: dict[tuple[str, str], object] = {}
-    tensors = {}
+    views = {}
     for fqn, meta in entries.items():
         where = f"{path}: {config_name!r} entry {fqn!r}"
         check_fqn(where, fqn)
@@ -252,15 +259,26 @@ def _load_payloads(path: Path, members: dict, roles: dict, kind: str, model: str
         roles[member] = "tensor data"
         dtype, sizes, strides, offset = tensor_meta(where, meta.get("tensor_meta"),
                                                     devices=("cpu",))
+        _check_extent(where, member, len(members[member]), dtype, sizes, strides, offset)
+        views[fqn] = (where, member, dtype, sizes, strides, offset, meta.get("is_param") is True)
+    return views
+
+
+def build_tensors(members: dict, views: dict) -> dict:
+    """The checked views of `_load_payloads` as torch tensors (one storage per member)."""
+    import torch
+
+    storages, tensors = {}, {}
+    for fqn, (where, member, dtype, sizes, strides, offset, is_param) in views.items():
         key = (member, dtype)
         if key not in storages:
             storages[key] = _storage(where, member, members[member], dtype)
-        tensor = _view(where, member, storages[key], sizes, strides, offset)
-        if meta.get("is_param", False) is True:
-            import torch
-
-            tensor = torch.nn.Parameter(tensor, requires_grad=False)
-        tensors[fqn] = tensor
+        storage = storages[key]
+        if len(storage) == 0:  # torch writes fake and empty tensors as 0 bytes: zeros
+            tensor = torch.zeros(sizes, dtype=storage.dtype)
+        else:
+            tensor = torch.as_strided(storage, sizes, strides, offset)
+        tensors[fqn] = torch.nn.Parameter(tensor, requires_grad=False) if is_param else tensor
     return tensors
 
 
@@ -312,10 +330,6 @@ def _list(where: str, what: str, value) -> list:
 def _storage(where: str, member: str, data: bytes, dtype: str):
     import torch
 
-    itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
-    if len(data) % itemsize:
-        raise ModelFormatError(f"{where}: member {member!r} is {len(data)} bytes, not a multiple"
-                               f" of the element size {itemsize}")
     array = np.frombuffer(bytearray(data), dtype="<i2" if dtype == "bfloat16" else dtype)
     if dtype == "|b1" and np.frombuffer(data, np.uint8).max(initial=0) > 1:
         raise ModelFormatError(f"{where}: member {member!r} holds bool bytes other than 0 and 1")
@@ -323,17 +337,21 @@ def _storage(where: str, member: str, data: bytes, dtype: str):
     return storage.view(torch.bfloat16) if dtype == "bfloat16" else storage
 
 
-def _view(where: str, member: str, storage, sizes, strides, offset):
-    import torch
-
-    count = int(np.prod(sizes, dtype=np.float64))
-    if len(storage) == 0 and count:  # torch writes fake and empty tensors as 0 bytes: zeros
-        if count * storage.element_size() > MAX_MEMBER_BYTES:
+def _check_extent(where: str, member: str, nbytes: int, dtype: str, sizes, strides,
+                  offset) -> None:
+    """The view (sizes, strides, offset) stays inside the member's bytes."""
+    itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+    if nbytes % itemsize:
+        raise ModelFormatError(f"{where}: member {member!r} is {nbytes} bytes, not a multiple"
+                               f" of the element size {itemsize}")
+    count = math.prod(sizes)
+    if nbytes == 0:
+        if count * itemsize > MAX_MEMBER_BYTES:
             raise ModelFormatError(f"{where}: an empty member {member!r} stands for {count}"
                                    " elements, more than edgekit allocates")
-        return torch.zeros(sizes, dtype=storage.dtype)
+        return
     last = offset + sum((s - 1) * st for s, st in zip(sizes, strides)) if count else offset - 1
-    if last >= len(storage):
+    if last >= nbytes // itemsize:
         raise ModelFormatError(f"{where}: sizes {sizes}, strides {strides}, offset {offset} reach"
-                               f" element {last}, but member {member!r} holds {len(storage)}")
-    return torch.as_strided(storage, sizes, strides, offset)
+                               f" element {last}, but member {member!r} holds"
+                               f" {nbytes // itemsize}")

@@ -93,13 +93,13 @@ def _Frozen(inner):
 def load_pt2(path: str | os.PathLike, verbose: bool = False) -> Graph:
     """Import a ``torch.export`` archive (``.pt2``) saved with ``torch.export.save``; torch's own
     log messages and warnings are shown only with ``verbose``."""
-    torch = _torch()
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"{path}: no such file")
-    archive = read_pt2(path)
+    archive = read_pt2(path)  # most hostile archives are refused before torch is imported
     with _quiet_torch(verbose):
         program = deserialize(archive)
+        torch = _torch()
         example = []
         for name, shape, dtype in program_inputs(archive.program):
             count = int(np.prod(shape, dtype=np.float64)) * np.dtype(
