@@ -159,9 +159,9 @@ def _inside(source: str, where: str, folder: Path, location: str) -> Path:
                                " relative path inside the model's folder, refused")
     real = Path(os.path.realpath(folder / location))
     if real == folder or folder not in real.parents:
-        raise ModelFormatError(f"{source}: {where}: external data location {location!r} leads"
-                               f" out of the model's folder {str(folder)!r} (through a symlink),"
-                               " refused")
+        raise ModelFormatError(f"{source}: {where}: external data location {location!r} does"
+                               f" not lead to a file inside the model's folder {str(folder)!r}"
+                               " (a symlink out, or the folder itself), refused")
     return real
 
 
