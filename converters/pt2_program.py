@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import keyword
 import re
-from pathlib import Path
 
 from edgekit.converters.pt2_reader import Pt2Archive, check_fqn, static_int, tensor_meta
 from edgekit.errors import ModelFormatError, UnsupportedError

@@ -10,7 +10,6 @@ Pickled ``.pt`` / ``.pth`` files and pickled calibration arrays are refused as w
 from __future__ import annotations
 
 import collections
-import io
 import pickle
 import subprocess
 import sys
@@ -164,8 +163,6 @@ def test_onnx_external_data_inside_the_folder_loads(tmp_path, monkeypatch):
     current directory."""
     from edgekit.converters.onnx_import import load_onnx
 
-    from onnx import numpy_helper
-
     folder, elsewhere = tmp_path / "model", tmp_path / "elsewhere"
     folder.mkdir()
     elsewhere.mkdir()
@@ -182,7 +179,6 @@ def test_onnx_external_data_inside_the_folder_loads(tmp_path, monkeypatch):
               if t is not None and graph[t].data is not None]
     assert any(np.array_equal(np.asarray(d).reshape(-1), w.reshape(-1)) for d in consts)
     assert any(np.array_equal(np.asarray(d).reshape(-1), c.reshape(-1)) for d in consts)
-    assert numpy_helper  # imported above only to show onnx itself is not asked to read files
 
 
 # --- pickled PyTorch and data files ---------------------------------------------------------------
@@ -228,3 +224,21 @@ def test_pickled_calibration_array_is_refused(tmp_path):
     with pytest.raises(EdgekitError, match="pickled"):
         load_calibration(calib)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda meta: meta["tensor_meta"]["sizes"].__setitem__(0, {"as_int": 1000}), "reach element"),
+    (lambda meta: meta.update(path_name="weight_404"), "not in the archive"),
+    (lambda meta: meta["tensor_meta"].update(dtype=10), "dtype code 10"),
+    (lambda meta: meta["tensor_meta"]["strides"].__setitem__(0, {"as_int": -1}),
+     "do not describe a tensor"),
+])
+def test_weight_config_disagreeing_with_its_member_is_refused(tmp_path, edit, message):
+    clean, bad = tmp_path / "clean.pt2", tmp_path / "bad.pt2"
+    hostile.clean_pt2(clean)
+    archive = hostile._Archive(clean)
+    config = archive.json("data/weights/model_weights_config.json")
+    edit(next(iter(config["config"].values())))
+    archive.set("data/weights/model_weights_config.json", config).write(bad)
+    with pytest.raises(ModelFormatError, match=f"bad.pt2.*{message}"):
+        check_pt2(bad)
