@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.converters.onnx_data import check_tensor_data, inline_external_data
 from edgekit.converters.onnx_prepass import DOMAIN, fold_constants, fuse_patterns
 from edgekit.converters.onnx_tokens import TokenOps
 from edgekit.errors import ModelFormatError, UnsupportedError
@@ -64,7 +65,8 @@ _NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
 
 
 def load_onnx(path: str | os.PathLike) -> Graph:
-    """Read an ``.onnx`` file (never executes anything from it) and import it."""
+    """Read an ``.onnx`` file (never executes anything from it) and import it; external tensor
+    data is read by `edgekit.converters.onnx_data` from the file's own folder only."""
     import onnx
 
     path = Path(path)
@@ -74,6 +76,7 @@ def load_onnx(path: str | os.PathLike) -> Graph:
         raise ModelFormatError(f"{path}: cannot read: {err.strerror or err}") from None
     except Exception as err:  # protobuf DecodeError and friends: corrupt file
         raise ModelFormatError(f"{path}: not a valid ONNX model ({type(err).__name__}: {err})") from None
+    inline_external_data(model, path.resolve().parent, str(path))
     return import_onnx(model, source=str(path), name=path.stem)
 
 
@@ -100,6 +103,7 @@ class _Importer(TokenOps):
         from onnx import numpy_helper, shape_inference
 
         self.source, self.name = source, name
+        check_tensor_data(model, source)  # before numpy allocates or onnx looks for files
         model = fold_constants(model, source)
         try:
             model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
@@ -110,9 +114,6 @@ class _Importer(TokenOps):
         self.onnx = onnx
         self.consts: dict[str, np.ndarray] = {}
         for init in self.graph.initializer:
-            if init.data_location == onnx.TensorProto.EXTERNAL:
-                raise UnsupportedError(f"{source}: initializer {init.name!r} keeps its data in an"
-                                       " external file; save the model with the weights inside")
             try:
                 self.consts[init.name] = numpy_helper.to_array(init)
             except Exception as err:

@@ -2,15 +2,17 @@
 
 `import_torch(module, example)` exports an ``nn.Module`` with TorchScript-based
 ``torch.onnx.export`` (the torch.export-based exporter needs onnxscript, which the core install
-does not carry) and imports the ONNX graph. `load_pt2(path)` checks a ``.pt2`` archive with
-`edgekit.converters.pt2_guard.check_pt2` (every pickled member must load with
-``weights_only=True``; ``torch.export.load`` alone would fall back to a full unpickler), reads it
-with ``torch.export.load`` and imports the program with the input shapes recorded in it.
+does not carry) and imports the ONNX graph. `load_pt2(path)` reads a ``.pt2`` archive with
+`edgekit.converters.pt2_reader` (raw tensors, no unpickling; never ``torch.export.load``),
+checks and deserializes its program with `edgekit.converters.pt2_program` (aten ops only) and
+imports it with the input shapes recorded in the program's graph.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -18,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.converters.onnx_import import import_onnx
-from edgekit.converters.pt2_guard import check_pt2
+from edgekit.converters.pt2_program import deserialize, program_inputs
+from edgekit.converters.pt2_reader import MAX_MEMBER_BYTES, read_pt2
 from edgekit.errors import ModelFormatError, UnsupportedError
 from edgekit.ir import Graph
 
@@ -87,26 +90,51 @@ def _Frozen(inner):
     return _frozen_class()(inner)
 
 
-def load_pt2(path: str | os.PathLike) -> Graph:
-    """Import a ``torch.export`` archive (``.pt2``) saved with ``torch.export.save``."""
-    torch = _torch()
+def load_pt2(path: str | os.PathLike, verbose: bool = False) -> Graph:
+    """Import a ``torch.export`` archive (``.pt2``) saved with ``torch.export.save``; torch's own
+    log messages and warnings are shown only with ``verbose``."""
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"{path}: no such file")
-    # torch.export.load alone would unpickle parts of an untrusted archive with a full
-    # unpickler; check_pt2 refuses anything that needs more than weights_only loading
-    check_pt2(path)
-    try:
-        program = torch.export.load(str(path))
-    except Exception as err:
-        raise ModelFormatError(f"{path}: not a torch.export archive ({type(err).__name__}:"
-                               f" {str(err).splitlines()[0] if str(err) else ''})") from None
-    args, kwargs = program.example_inputs or ((), {})
-    if kwargs or not args:
-        raise UnsupportedError(f"{path}: the exported program must take positional tensor"
-                               " inputs recorded as example inputs")
-    example = tuple(torch.zeros_like(a) for a in args)
+    archive = read_pt2(path)  # most hostile archives are refused before torch is imported
+    with _quiet_torch(verbose):
+        program = deserialize(archive)
+        torch = _torch()
+        example = []
+        for name, shape, dtype in program_inputs(archive.program):
+            count = int(np.prod(shape, dtype=np.float64)) * np.dtype(
+                "<i2" if dtype == "bfloat16" else dtype).itemsize
+            if count > MAX_MEMBER_BYTES:
+                raise UnsupportedError(f"{path}: input {name!r} of shape {shape} is larger than"
+                                       " edgekit converts")
+            example.append(torch.zeros(shape, dtype=torch.bfloat16) if dtype == "bfloat16"
+                           else torch.from_numpy(np.zeros(shape, dtype)))
+        if not example:
+            raise UnsupportedError(f"{path}: the exported program takes no tensor inputs")
+        try:
+            module = program.module()
+        except Exception as err:
+            raise ModelFormatError(f"{path}: the exported program does not build a module"
+                                   f" ({type(err).__name__}: {str(err)[:200]})") from None
+        data = export_onnx_bytes(_Frozen(module), tuple(example))
     import onnx
 
-    data = export_onnx_bytes(_Frozen(program.module()), example)
     return import_onnx(onnx.load_model_from_string(data), source=str(path), name=path.stem)
+
+
+@contextlib.contextmanager
+def _quiet_torch(verbose: bool):
+    """torch's loggers and warnings silenced (they print tracebacks for errors edgekit reports
+    itself), unless ``verbose``."""
+    if verbose:
+        yield
+        return
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)

@@ -5,7 +5,8 @@
     edgekit convert model.onnx --calib calib.npy --bits mixed:default=4,#0=8 -o model.tflite --json
 
 Inputs are read without running anything from the file: ``.onnx`` is parsed as protobuf,
-``.pt2`` goes through ``torch.export.load`` (a graph, not a pickle), and a pickled ``.pt`` /
+``.pt2`` is read by edgekit's own archive reader (raw tensors and a checked JSON program of aten
+ops; never ``torch.export.load`` or an unpickler), and a pickled ``.pt`` /
 ``.pth`` is only ever opened with ``torch.load(weights_only=True)`` to tell the user what it
 holds (a pickle of code is refused, a state dict has no graph to convert).
 
@@ -67,8 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --- loading --------------------------------------------------------------------------------------
 
-def load_float_model(path: Path) -> Graph:
-    """Import a float model file into the float IR without running code from it."""
+def load_float_model(path: Path, verbose: bool = False) -> Graph:
+    """Import a float model file into the float IR without running code from it (torch's own
+    log output only with ``verbose``)."""
     if not path.is_file():
         raise UsageError(f"model file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
@@ -77,11 +79,9 @@ def load_float_model(path: Path) -> Graph:
 
         return load_onnx(path)
     if suffix == ".pt2":
-        from edgekit.converters.pt2_guard import check_pt2
         from edgekit.converters.torch_import import load_pt2
 
-        check_pt2(path)  # torch.export.load alone would unpickle parts of the file
-        return load_pt2(path)
+        return load_pt2(path, verbose=verbose)
     if suffix in PICKLE_SUFFIXES:
         raise refuse_pickle(path)
     raise UsageError(f"model file {str(path)!r}: unknown format {suffix or '(no suffix)'!r};"
@@ -256,7 +256,7 @@ def run(args) -> int:
 
     check_output_path(args.output, suffixes=(".tflite",))
     # Everything the user gave is read and checked before the (slow) quantization starts.
-    float_graph = load_float_model(args.model)
+    float_graph = load_float_model(args.model, verbose=getattr(args, "verbose", False))
     calib = load_calibration(args.calib, float_graph)
     to_ir_layout(float_graph, calib[:1])  # shape/dtype/NaN check, naming the input tensor
     evaluation = (load_eval(args.eval_data, output_classes(float_graph)) if args.eval_data
