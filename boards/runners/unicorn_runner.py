@@ -458,6 +458,8 @@ class _Session:
     def _result(self, console: str, wall: float) -> RunResult:
         symbols = self.image.symbols
         details: dict = {"stop_reason": self.stop_reason, "measure_windows": self.windows,
+                         "executed_instructions": self.executed,
+                         "instruction_budget": self.runner.instruction_budget,
                          "translated_blocks": len(self.block_sizes)}
         instructions = self.instructions if self.windows else None
         if self.verifier is not None:
