@@ -104,6 +104,9 @@ def _check_structure(elf: ELFFile, size: int, bad) -> ElfSummary:
         if section["sh_type"] != "SHT_NOBITS" and section["sh_offset"] + section["sh_size"] > size:
             raise bad(f"section {index} {section.name!r} ({section['sh_size']} bytes at offset "
                       f"{section['sh_offset']}) runs past the end of the file ({size} bytes)")
+        if section.name == ".symtab" and not isinstance(section, SymbolTableSection):
+            raise bad(f"section {index} is named .symtab but is of type {section['sh_type']}, "
+                      "not a symbol table")
         if isinstance(section, SymbolTableSection):
             for _symbol in section.iter_symbols():  # names and values must all parse
                 pass
