@@ -63,17 +63,23 @@ class QemuRunner(Runner):
 
     def command(self, elf: Path, port: int) -> list[str]:
         """The QEMU command line for `elf` with its first UART served on 127.0.0.1:`port`."""
-        return [self.qemu, "-M", self.machine, "-nographic", "-monitor", "none",
-                "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-                "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", *self.extra_args]
+        semihosting = ["-semihosting-config", "enable=on,target=native"]
+        if self.console == "semihosting":
+            # QEMU writes semihosting output to stderr unless given a chardev: stdout keeps it
+            # apart from QEMU's own messages
+            semihosting = ["-semihosting-config", "enable=on,target=native,chardev=semihosting",
+                           "-chardev", "stdio,id=semihosting,signal=off"]
+        return [self.qemu, "-M", self.machine, "-nographic", "-monitor", "none", *semihosting,
+                "-kernel", str(elf), "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+                *self.extra_args]
 
     def run(self, elf: Path, timeout_s: float) -> RunResult:
         elf = check_elf(elf)
         self.check_available()
         started = time.monotonic()
         deadline = started + timeout_s
-        # semihosting output is QEMU's stdout: read as a pipe, bounded like the UART; a UART
-        # firmware prints nothing there
+        # semihosting output is QEMU's stdout (see `command`): read as a pipe, bounded like the
+        # UART; a UART firmware prints nothing there
         stdout = subprocess.PIPE if self.console == "semihosting" else subprocess.DEVNULL
         with tempfile.TemporaryFile() as stderr:
             for attempt in range(PORT_ATTEMPTS):
