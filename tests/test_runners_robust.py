@@ -317,6 +317,21 @@ def test_qemu_exit_without_report_fails_at_once(tiny) -> None:
     assert err.console == "hello\n" and elapsed < 10
 
 
+@needs_qemu
+@pytest.mark.parametrize("reset", [0x8, 0x3000_0001])
+def test_qemu_refuses_an_image_that_cannot_start(reset: int, tmp_path: Path) -> None:
+    """A reset vector without the Thumb bit, or outside the image: QEMU would lock up at once
+    and wait out the timeout; it is refused before QEMU starts."""
+    from edgekit.boards.runners.qemu import QemuRunner
+
+    path = write_minimal_elf(tmp_path / "f.elf")
+    path.write_bytes(_patched(path, 84 + 4, reset.to_bytes(4, "little")))
+    validate_elf(path)  # structurally fine
+    err, elapsed = _timed(lambda: QemuRunner("mps2-an386").run(path, 60))
+    assert isinstance(err, FirmwareFormatError) and f"reset vector {reset:#010x}" in str(err), err
+    assert elapsed < 1
+
+
 @pytest.mark.parametrize("variant", ["flood", "silent", "forever", "semiflood"])
 def test_unicorn_ends_on_time(variant: str, tiny) -> None:
     from edgekit.boards.runners import make_runner

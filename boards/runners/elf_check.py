@@ -35,6 +35,23 @@ class ElfSummary:
 
     entry: int
     loads: tuple[tuple[int, int, int], ...]
+    #: the first 8 bytes loaded at the lowest load address (a Cortex-M image's initial SP and
+    #: reset vector), or b"" when that segment is shorter
+    vectors: bytes = b""
+
+    def check_reset_vector(self, path: Path) -> None:
+        """`FirmwareFormatError` unless the vector table at the image's lowest load address has a
+        Thumb reset vector inside a loadable segment: where QEMU (-kernel) starts the core. A
+        firmware that fails this would lock up at once and only end at the timeout."""
+        if len(self.vectors) < 8:
+            raise FirmwareFormatError(f"firmware file {path}: no vector table (initial SP and "
+                                      "reset vector) at its lowest load address")
+        reset = int.from_bytes(self.vectors[4:8], "little")
+        inside = any(start <= (reset & ~1) < start + memsz for start, _, memsz in self.loads)
+        if not reset & 1 or not inside:
+            raise FirmwareFormatError(
+                f"firmware file {path}: reset vector {reset:#010x} is not a Thumb address inside "
+                "the image: the core would not start (is the vector table first in flash?)")
 
 
 def validate_elf(path: str | Path) -> ElfSummary:
@@ -80,6 +97,7 @@ def _check_structure(elf: ELFFile, size: int, bad) -> ElfSummary:
             raise bad(f"the {what} ({count} entries at offset {offset}) runs past the end of "
                       f"the file ({size} bytes): truncated?")
     loads = []
+    lowest = None
     for index, segment in enumerate(elf.iter_segments()):
         if segment["p_type"] != "PT_LOAD":
             continue
@@ -95,6 +113,8 @@ def _check_structure(elf: ELFFile, size: int, bad) -> ElfSummary:
                 raise bad(f"loadable segment {index} at {address:#x} ({memsz} bytes) runs past "
                           "the 4 GiB address space")
         loads.append((segment["p_vaddr"], filesz, memsz))
+        if filesz and (lowest is None or segment["p_paddr"] < lowest[0]):
+            lowest = (segment["p_paddr"], segment)
     if not any(filesz for _, filesz, _ in loads):
         raise bad("no loadable segment with contents (PT_LOAD with file bytes): nothing to run")
     entry = header["e_entry"] & ~1  # a Thumb entry symbol carries bit 0
@@ -110,4 +130,5 @@ def _check_structure(elf: ELFFile, size: int, bad) -> ElfSummary:
         if isinstance(section, SymbolTableSection):
             for _symbol in section.iter_symbols():  # names and values must all parse
                 pass
-    return ElfSummary(entry=header["e_entry"], loads=tuple(loads))
+    vectors = lowest[1].data()[:8] if lowest is not None else b""
+    return ElfSummary(entry=header["e_entry"], loads=tuple(loads), vectors=vectors)

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import serial
 
-from edgekit.boards.runners.base import (PipeConsole, RunResult, Runner, check_elf, decode_console,
+from edgekit.boards.runners.base import (PipeConsole, RunResult, Runner, decode_console,
                                          open_emulator_console, read_available, read_until_report,
                                          report_finished, stop_process_group)
+from edgekit.boards.runners.elf_check import validate_elf
 from edgekit.errors import ReportError, RunnerError, RunnerTimeoutError, RunnerUnavailableError
 
 QEMU_BINARY = "qemu-system-arm"
@@ -74,7 +75,8 @@ class QemuRunner(Runner):
                 *self.extra_args]
 
     def run(self, elf: Path, timeout_s: float) -> RunResult:
-        elf = check_elf(elf)
+        elf = Path(elf)
+        validate_elf(elf).check_reset_vector(elf)  # else QEMU locks up and waits out the timeout
         self.check_available()
         started = time.monotonic()
         deadline = started + timeout_s
