@@ -62,6 +62,8 @@ PAGE = 0x1000
 #: (a firmware ending in `wfi` stops Unicorn by itself; one spinning in `b .` is cut off here)
 AFTER_REPORT_BLOCKS = 100_000
 WFI = 0xBF30
+#: instructions between two looks at the wall clock (a tight loop runs ~1 M per second here)
+CHECK_EVERY = 100_000
 #: QEMU exception numbers Unicorn hands to the interrupt hook
 EXCP_BKPT = 7
 SEMIHOSTING_BKPT = 0xBEAB  # `bkpt 0xab` in Thumb
@@ -215,7 +217,8 @@ class _Session:
         self.path = path
         self.console = ConsoleBuffer()
         self.executed = 0
-        self.blocks_run = 0
+        #: executed count at which `_checkpoint` next looks at the budget and the clock
+        self.next_check = 0
         self.deadline = float("inf")
         self.exit_code: int | None = None
         self.stop_reason: str | None = None
@@ -334,17 +337,7 @@ class _Session:
         if count is None:
             count = self.block_sizes[key] = self._block_instructions(address, size)
         self.executed += count
-        self.blocks_run += 1
-        if not self.blocks_run & 0xFFF and time.monotonic() > self.deadline:
-            # Unicorn's own timeout can be lost when a hook moves the PC (every semihosting
-            # call does), so the wall clock is also checked here, every 4096 blocks
-            self.stop_reason = "timeout"
-            uc.emu_stop()
-            return
-        budget = self.runner.instruction_budget
-        if budget is not None and self.executed > budget and not self.report_done:
-            self.stop_reason = "instruction budget"
-            uc.emu_stop()
+        if self.executed >= self.next_check and self._checkpoint(uc):
             return
         mark = self.marks.get(address)
         if mark is not None:
@@ -358,6 +351,23 @@ class _Session:
             self.instructions += count
         if self.verifier is not None:
             self.verifier.on_block(address, size, self.measuring)
+
+    def _checkpoint(self, uc) -> bool:
+        """Every `CHECK_EVERY` instructions (and at the budget): stop the run, returning True,
+        once it passed its instruction budget or its deadline. Unicorn's own timeout can be lost
+        when a hook moves the PC (every semihosting call does), so the clock is checked here too."""
+        budget = self.runner.instruction_budget
+        if budget is not None and self.executed > budget and not self.report_done:
+            self.stop_reason = "instruction budget"
+        elif time.monotonic() > self.deadline:
+            self.stop_reason = "timeout"
+        else:
+            self.next_check = self.executed + CHECK_EVERY
+            if budget is not None and self.executed <= budget:
+                self.next_check = min(self.next_check, budget + 1)
+            return False
+        uc.emu_stop()
+        return True
 
     def _on_mark(self, mark: str) -> None:
         if mark == "begin":
