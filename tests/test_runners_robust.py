@@ -403,13 +403,15 @@ def _cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     return done, time.monotonic() - started
 
 
-@needs_qemu
-@pytest.mark.parametrize("json_flag", [[], ["--json"]])
-def test_cli_measure_on_a_flooding_firmware_ends_cleanly(json_flag, tiny) -> None:
-    done, elapsed = _cli("measure", *json_flag, "--board", "mps2-an386", "--runner", "qemu",
+@pytest.mark.parametrize("runner,json_flag", [("qemu", []), ("qemu", ["--json"]),
+                                              ("unicorn", ["--json"])])
+def test_cli_measure_on_a_flooding_firmware_ends_cleanly(runner, json_flag, tiny) -> None:
+    if runner == "qemu" and not HAVE_QEMU:
+        pytest.skip("qemu-system-arm is not installed")
+    done, elapsed = _cli("measure", *json_flag, "--board", "mps2-an386", "--runner", runner,
                          "--timeout", "2", str(tiny["flood"]))
     assert done.returncode not in (0, None) and "Traceback" not in done.stderr + done.stdout
-    assert "did not finish its report within 2 s" in done.stderr + done.stdout
+    assert "within 2 s" in done.stderr + done.stdout
     assert elapsed < 2 + SLACK_S + 2.0  # + interpreter start-up
 
 
