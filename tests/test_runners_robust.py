@@ -524,3 +524,24 @@ def test_board_file_fuzz_only_board_errors_naming_the_file(tmp_path: Path) -> No
             outcomes["refused"] += 1
             assert str(path) in str(err) or "board " in str(err), err
     assert outcomes["refused"] > 1000 and outcomes["accepted"] > 20, outcomes
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("clock_hz", float("nan"), "field clock_hz: expected an integer"),
+    ("clock_hz", 2 ** 40, "field clock_hz: value 0x10000000000 does not fit"),
+    ("memory.flash.size", "0x" + "f" * 40, "field memory.flash.size"),
+    ("console", None, "field console: expected an object"),
+    ("memory.sram", [], "field memory.sram: expected a non-empty list"),
+])
+def test_board_file_errors_name_file_and_field(field: str, value, message: str, tmp_path: Path) -> None:
+    doc = json.loads((BOARDS_DIR / "mps2-an386.json").read_text())
+    parent = doc
+    *parents, last = field.split(".")
+    for key in parents:
+        parent = parent[key]
+    parent[last] = value
+    path = tmp_path / "mps2-an386.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(BoardError, match=message) as info:
+        load_board_file(path)
+    assert str(path) in str(info.value)
