@@ -39,8 +39,11 @@ def load_board_file(path: str | Path) -> Board:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BoardError(f"{path}: no such board file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        # ValueError: JSONDecodeError, and integers too long to convert
         raise BoardError(f"{path}: not valid JSON: {err}") from None
+    except OSError as err:
+        raise BoardError(f"{path}: cannot read the board file: {err}") from None
     return parse_board(board_id, raw, str(path))
 
 

@@ -21,7 +21,10 @@ FAULT_MARKER = "@@EDGEKIT-FAULT"
 SUPPORTED_VERSIONS = ("v1",)
 
 _RECORD_RE = re.compile(r"^([a-z0-9_]+)=([\x21-\x7e]*)$")
-_END_RE = re.compile(r"^records=(\d+) crc32=([0-9a-f]{8})$")
+_END_RE = re.compile(r"^records=([0-9]{1,9}) crc32=([0-9a-f]{8})$")
+#: a report integer: decimal ASCII digits, at most 20 of them (2^64 has 20); a longer one is
+#: garbage, not a figure (and Python refuses to convert more than 4300 digits)
+_INT_RE = re.compile(r"[0-9]{1,20}")
 _HEX_RE = re.compile(r"^(?:[0-9a-f]{2})*$")
 _CRC_RE = re.compile(r"^[0-9a-f]{8}$")
 _REGISTER_RE = re.compile(r"^([a-z0-9_]+)=0x([0-9a-fA-F]{1,8})$")
@@ -84,9 +87,16 @@ class Report:
 
 
 def _parse_int(key: str, value: str, console: str) -> int:
-    if not value.isdigit():
-        raise ReportError(f"report record '{key}={value}' is not a decimal integer", console)
+    if not _INT_RE.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise ReportError(f"report record '{key}={shown}' is not a decimal integer of at most 20 "
+                          "digits", console)
     return int(value)
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """`text` quoted for a message, cut to `limit` characters (a flood can make a line huge)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 def _split_lines(text: str) -> list[str]:
@@ -118,13 +128,13 @@ def parse_report(console_text: str) -> Report:
     header = lines[0]
     version = header[len(BEGIN_MARKER):].strip()
     if version not in SUPPORTED_VERSIONS:
-        raise ReportError(f"report version {version!r} in line {header!r} is not supported "
+        raise ReportError(f"report version {_shown(version)} in line {_shown(header)} is not supported "
                           f"(this edgekit reads {', '.join(SUPPORTED_VERSIONS)})", console_text)
 
     end_index = next((i for i, line in enumerate(lines) if line.startswith(END_MARKER)), None)
     if end_index is None:
         raise ReportError(
-            f"truncated report: no '{END_MARKER}' line after '{header}' "
+            f"truncated report: no '{END_MARKER}' line after {_shown(header)} "
             f"({len(lines) - 1} lines received)", console_text)
     end_line = lines[end_index]
     end_fields = end_line[len(END_MARKER):].strip()
@@ -132,7 +142,7 @@ def parse_report(console_text: str) -> Report:
         raise _fault_error(console_text)
     match = _END_RE.match(end_fields)
     if not match:
-        raise ReportError(f"garbled end line {end_line!r}: expected "
+        raise ReportError(f"garbled end line {_shown(end_line)}: expected "
                           f"'{END_MARKER} records=N crc32=XXXXXXXX'", console_text)
     declared_count, declared_crc = int(match.group(1)), match.group(2)
 
@@ -141,7 +151,7 @@ def parse_report(console_text: str) -> Report:
     for number, line in enumerate(record_lines, start=1):
         rec = _RECORD_RE.match(line)
         if not rec:
-            raise ReportError(f"garbled report line {number}: {line!r} is not 'key=value' "
+            raise ReportError(f"garbled report line {number}: {_shown(line)} is not 'key=value' "
                               "(key [a-z0-9_]+, value printable ASCII without spaces)", console_text)
         key, value = rec.groups()
         if key in records:

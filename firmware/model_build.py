@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edgekit import planner
 from edgekit.boards import target_for
+from edgekit.costs import graph_macs
 from edgekit.errors import BuildError
 from edgekit.firmware import elf
 from edgekit.firmware import platformio
@@ -175,6 +176,9 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         "schedule": gen.plan.schedule,
         "kernels": gen.kernels,
         "ops": len(graph.ops),
+        # what one inference costs: `edgekit measure` scales its timeout and budget from it
+        "work": {"macs": graph_macs(gen.graph),
+                 "elements": sum(gen.graph[t].size for op in gen.graph.ops for t in op.outputs)},
         "weights_bytes": source_graph.weights_bytes,
         "int4_widened_bytes": graph.weights_bytes - source_graph.weights_bytes,
         "patch": patch_info,

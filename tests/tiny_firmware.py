@@ -12,6 +12,9 @@ known by hand, which is what makes them oracles for the Unicorn runner's countin
 * ``fault``: prints, then executes ``udf`` (an undefined instruction).
 * ``semihost``: prints "semi\\n" through semihosting SYS_WRITE0 and exits with status 3 through
   SYS_EXIT_EXTENDED.
+* ``flood``: prints "hello\\n", then writes 'x' to the UART forever (a console flood).
+* ``silent``: prints nothing and spins forever.
+* ``semiflood``: prints "semi\\n" through semihosting SYS_WRITE0 forever.
 """
 
 from __future__ import annotations
@@ -106,6 +109,27 @@ reset:
     bl print_hello
     udf #0
 """,
+    "flood": """
+    .thumb_func
+reset:
+    bl print_hello
+    movs r0, #120
+8:  str r0, [r1]
+    b 8b
+""",
+    "silent": """
+    .thumb_func
+reset:
+    b reset
+""",
+    "semiflood": """
+    .thumb_func
+reset:
+    ldr r1, =semi
+    movs r0, #0x04
+    bkpt 0xab
+    b reset
+""",
     "semihost": """
     .thumb_func
 reset:
@@ -153,3 +177,20 @@ def build_tiny(directory: Path, variant: str, linker: str = _LINKER) -> Path:
     subprocess.run([GCC, "-mcpu=cortex-m4", "-mthumb", "-nostdlib", "-T", str(script),
                     str(source), "-o", str(elf)], check=True, capture_output=True)
     return elf
+
+
+def write_minimal_elf(path: Path, machine: int = 40) -> Path:
+    """A minimal, structurally valid Cortex-M ELF written without a toolchain: one PT_LOAD at 0x0
+    holding a vector table (SP 0x20001000, reset at 0x8) and a ``b .`` loop, entry 0x9, no
+    sections. `machine` is e_machine (40 = EM_ARM). For runner tests that never execute it."""
+    import struct
+
+    code = struct.pack("<II", 0x2000_1000, 0x9) + b"\xfe\xe7"  # b .
+    header_size, phdr_size = 52, 32
+    offset = header_size + phdr_size
+    ident = b"\x7fELF" + bytes([1, 1, 1]) + bytes(9)
+    header = ident + struct.pack("<HHIIIIIHHHHHH", 2, machine, 1, 0x9, header_size, 0, 0x5000000,
+                                 header_size, phdr_size, 1, 40, 0, 0)
+    phdr = struct.pack("<IIIIIIII", 1, offset, 0, 0, len(code), len(code), 5, 4)
+    path.write_bytes(header + phdr + code)
+    return path

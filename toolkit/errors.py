@@ -117,6 +117,11 @@ class RunnerUnavailableError(RunnerError):
     """The runner's tool or hardware is not present here (renode not on PATH, no probe, ...)."""
 
 
+class FirmwareFormatError(RunnerError):
+    """A firmware ELF or build manifest that is corrupt, truncated or not for an Arm core: refused
+    before any runner starts. Names the file (and the field or header entry)."""
+
+
 class RunnerTimeoutError(RunnerError):
     """The firmware did not finish within the timeout. Carries the console text so far."""
 

@@ -23,12 +23,14 @@ def default_runner_name(target) -> str:
 
 
 def make_runner(target, name: str | None = None, *, port: str | None = None,
-                flasher: str | None = None, verify_counts: bool = False) -> Runner:
+                flasher: str | None = None, verify_counts: bool = False,
+                instruction_budget: int | None = None, budget_note: str = "") -> Runner:
     """The runner `name` (default: `default_runner_name`) configured for `target`
     (an `edgekit.boards.Target`).
 
     `port` and `flasher` ('pyocd', 'openocd' or 'none') only matter for the serial runner;
-    `verify_counts` only for Unicorn (cross-checks block counts per instruction; slow).
+    `verify_counts` (cross-checks block counts per instruction; slow) and `instruction_budget`
+    (stop after that many instructions; `budget_note` says where it came from) only for Unicorn.
     """
     name = name or default_runner_name(target)
     if name not in RUNNER_NAMES:
@@ -44,7 +46,9 @@ def make_runner(target, name: str | None = None, *, port: str | None = None,
     if name == "unicorn":
         from edgekit.boards.runners.unicorn_runner import UnicornRunner
 
-        return UnicornRunner.from_target(target, verify_counts=verify_counts)
+        return UnicornRunner.from_target(target, verify_counts=verify_counts,
+                                         instruction_budget=instruction_budget,
+                                         budget_note=budget_note)
     if name == "renode":
         from edgekit.boards.runners.renode import RenodeRunner
 

@@ -8,6 +8,11 @@ so the report is read by one code path whatever ran it.
 
 from __future__ import annotations
 
+import math
+import os
+import select
+import signal
+import subprocess
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -18,7 +23,7 @@ import serial
 from serial.urlhandler.protocol_socket import Serial as SerialSocket
 
 from edgekit.boards.report import BEGIN_MARKER, END_MARKER, FAULT_MARKER
-from edgekit.errors import RunnerError, RunnerTimeoutError
+from edgekit.errors import RunnerTimeoutError, UsageError
 
 
 @dataclass
@@ -83,40 +88,116 @@ def decode_console(data: bytes) -> str:
 
 
 def check_elf(elf: Path) -> Path:
-    """The ELF path, or a `RunnerError` naming it when it is missing or not an ELF file."""
-    path = Path(elf)
-    if not path.is_file():
-        raise RunnerError(f"firmware file {path} does not exist")
-    with path.open("rb") as handle:
-        if handle.read(4) != b"\x7fELF":
-            raise RunnerError(f"firmware file {path} is not an ELF file")
-    return path
+    """The ELF path, or a `FirmwareFormatError` naming it when it is missing or not a loadable
+    Arm ELF (`elf_check.validate_elf`): refused before any emulator starts."""
+    from edgekit.boards.runners.elf_check import validate_elf
+
+    validate_elf(elf)
+    return Path(elf)
+
+
+#: longest `--timeout` accepted: a day; more is a typo, and no run should block a CI job for longer
+MAX_TIMEOUT_S = 24 * 3600.0
+
+
+def check_timeout(value, what: str = "--timeout") -> float:
+    """`value` as seconds: a `UsageError` unless it is a finite number in (0, MAX_TIMEOUT_S]."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} {value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TIMEOUT_S:
+        raise UsageError(f"{what} {value!r} must be a finite number of seconds above 0 and at most "
+                         f"{MAX_TIMEOUT_S:g} (a day)")
+    return seconds
+
+
+class ConsoleBuffer:
+    """The console of one run, bounded: the first `head_bytes` and the last `tail_bytes` are kept,
+    and what lies between is cut (and said so in `text()`), so a firmware that floods its console
+    cannot fill the host's memory. A report is a few KiB and the parser reads the last one, so
+    the tail always holds it.
+
+    `finished` turns True once a complete report or fault report arrived; it is re-checked only
+    when an end sentinel has come in and a newline follows, so a flood costs no re-parsing.
+    """
+
+    def __init__(self, head_bytes: int = 64 << 10, tail_bytes: int = 1 << 20):
+        self.head_bytes = head_bytes
+        self.tail_bytes = tail_bytes
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+        self.finished = False
+        self._end_pending = False
+        self._end = END_MARKER.encode()
+        self._recent = b""
+
+    @property
+    def cut_bytes(self) -> int:
+        return self.total - len(self.head) - min(len(self.tail), self.tail_bytes)
+
+    def append(self, data: bytes) -> None:
+        if not data:
+            return
+        window = self._recent + data  # a sentinel may straddle two reads
+        self._recent = window[-len(self._end):]
+        self.total += len(data)
+        room = self.head_bytes - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > 2 * self.tail_bytes:  # trim in large steps: amortised O(1)
+                del self.tail[:len(self.tail) - self.tail_bytes]
+        if self.finished:
+            return
+        if self._end in window:
+            self._end_pending = True
+        if self._end_pending and b"\n" in window:
+            self.finished = report_finished(self.text())
+            # an end line already closed by its newline can never complete a report later
+            self._end_pending = not self.finished and self._end in window[window.rfind(b"\n"):]
+
+    def text(self) -> str:
+        """The console as text; a cut is marked by one line naming how many bytes were left out."""
+        tail = self.tail[-self.tail_bytes:] if len(self.tail) > self.tail_bytes else self.tail
+        cut = self.cut_bytes
+        if cut <= 0:
+            return decode_console(bytes(self.head + tail))
+        marker = f"\n[edgekit: {cut} console bytes cut here; the first {len(self.head)} and " \
+                 f"the last {len(tail)} are kept]\n"
+        return decode_console(bytes(self.head)) + marker + decode_console(bytes(tail))
 
 
 def read_until_report(port: ConsolePort, timeout_s: float, *, what: str,
                       still_running=lambda: True, chunk: int = 4096,
-                      clock=time.monotonic) -> str:
+                      clock=time.monotonic, stated_timeout_s: float | None = None) -> str:
     """Read `port` until a complete report arrived, `still_running()` turns False, or the timeout.
 
-    `what` names the device in the timeout message. On timeout raises `RunnerTimeoutError`
-    carrying the console text received so far.
+    The deadline is checked after every read, so a console that never stops talking ends on
+    time too; the text kept is bounded (`ConsoleBuffer`). `what` names the device in the timeout
+    message, and `stated_timeout_s` (default `timeout_s`) the timeout it quotes (a runner that
+    spent part of it starting the emulator passes what is left). On timeout raises
+    `RunnerTimeoutError` carrying the console text received so far.
     """
     deadline = clock() + timeout_s
-    received = bytearray()
+    stated = timeout_s if stated_timeout_s is None else stated_timeout_s
+    console = ConsoleBuffer()
     while True:
         data = read_available(port, chunk)
         if data:
-            received += data
-            if report_finished(decode_console(bytes(received))):
-                return decode_console(bytes(received))
-            continue
-        if not still_running():
-            return decode_console(bytes(received))
+            console.append(data)
+            if console.finished:
+                return console.text()
+        elif not still_running():
+            return console.text()
         if clock() >= deadline:
-            console = decode_console(bytes(received))
+            flood = f", {console.cut_bytes} of them cut" if console.cut_bytes else ""
             raise RunnerTimeoutError(
-                f"{what} did not finish its report within {timeout_s:g} s "
-                f"({len(received)} console bytes received)", console)
+                f"{what} did not finish its report within {stated:g} s "
+                f"({console.total} console bytes received{flood})", console.text())
 
 
 def read_available(port: ConsolePort, chunk: int) -> bytes:
@@ -137,6 +218,51 @@ def read_available(port: ConsolePort, chunk: int) -> bytes:
         if not data:
             time.sleep(0.05)
     return bytes(data)
+
+
+class PipeConsole:
+    """A child process's output pipe read as a `ConsolePort` (QEMU's semihosting console), so
+    it goes through the same bounded, deadline-checked `read_until_report`."""
+
+    def __init__(self, stream, timeout: float = 0.1):
+        self.fd = stream.fileno()
+        self.timeout = timeout
+        self.eof = False
+
+    @property
+    def in_waiting(self) -> int:
+        if self.eof:
+            return 0
+        ready, _, _ = select.select([self.fd], [], [], 0)
+        return 1 << 16 if ready else 0
+
+    def read(self, size: int = 1) -> bytes:
+        if self.eof:
+            time.sleep(self.timeout)  # the writer is gone; the caller's poll notices the exit
+            return b""
+        ready, _, _ = select.select([self.fd], [], [], self.timeout)
+        if not ready:
+            return b""
+        data = os.read(self.fd, size)
+        self.eof = not data
+        return data
+
+    def close(self) -> None:
+        pass  # the pipe belongs to the process object
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """Kill `proc`'s process group (started with ``start_new_session=True``) if it still runs,
+    and reap it: an emulator and anything it spawned end with the run."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 class _EmulatorSocket(SerialSocket):

@@ -7,13 +7,15 @@ the device's figures with the ELF's sizes into one flat dict (see `MEASUREMENT_F
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.boards import Target, load_board, target_for
 from edgekit.boards.report import parse_report
 from edgekit.boards.runners import default_runner_name, make_runner
+from edgekit.boards.runners.base import check_elf, check_timeout
+from edgekit.boards.runners.limits import run_limits
+from edgekit.boards.runners.manifest import read_manifest
 from edgekit.errors import ReportError, UsageError
 
 MANIFEST_NAME = "edgekit-build.json"
@@ -39,13 +41,6 @@ class Firmware:
     target: Target
 
 
-def _read_manifest(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"cannot read build manifest {path}: {err}") from None
-
-
 def resolve_firmware(firmware: str | Path, board: str | None, *, hardware: bool | None = None) -> Firmware:
     """The ELF and target behind `firmware` (an ELF file, or a build directory holding
     ``firmware.elf`` and ``edgekit-build.json``). `board` defaults to the manifest's; a
@@ -60,7 +55,7 @@ def resolve_firmware(firmware: str | Path, board: str | None, *, hardware: bool 
         elf, manifest_path = path, path.parent / MANIFEST_NAME
     else:
         raise UsageError(f"firmware {path} does not exist (give an ELF or a build directory)")
-    manifest = _read_manifest(manifest_path) if manifest_path.is_file() else None
+    manifest = read_manifest(manifest_path) if manifest_path.is_file() else None
     if manifest is not None and manifest.get("elf", ELF_NAME) != elf.name:
         manifest = None  # the manifest describes another ELF in the same folder
     built_for = manifest.get("board") if manifest else None
@@ -74,7 +69,7 @@ def resolve_firmware(firmware: str | Path, board: str | None, *, hardware: bool 
     built_emulated = manifest.get("emulated", True) if manifest else True
     emulated = built_emulated if hardware is None else not hardware
     if manifest is not None and built_emulated != emulated and load_board(board).kind == "real":
-        where = "its emulated stand-in" if manifest["emulated"] else "the hardware"
+        where = "its emulated stand-in" if built_emulated else "the hardware"
         raise UsageError(f"{elf} was built for {where} of {board}; rebuild it "
                          f"{'with' if hardware else 'without'} --hardware")
     return Firmware(elf=elf, manifest=manifest, target=target_for(board, emulated=emulated))
@@ -86,18 +81,26 @@ def _expected_outputs(manifest: dict | None) -> list[bytes] | None:
     return [bytes.fromhex(h) for h in manifest["expected_outputs"]]
 
 
-def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: float = 60.0,
+def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: float | None = None,
             port: str | None = None, flasher: str | None = None) -> dict:
     """Run `firmware` on `runner_name` and return the measurement (`MEASUREMENT_FIELDS`).
 
-    A report the host cannot accept raises `ReportError` / `DeviceFaultError` with the console.
+    `timeout_s` None takes the default scaled from the manifest's work (`limits.run_limits`);
+    Unicorn also stops at the instruction budget derived from it. The ELF is checked before
+    any runner starts. A report the host cannot accept raises `ReportError` /
+    `DeviceFaultError` with the console.
     """
     from edgekit.firmware.elf import sizes
 
+    if timeout_s is not None:
+        timeout_s = check_timeout(timeout_s)
+    check_elf(firmware.elf)
     target = firmware.target
     name = runner_name or default_runner_name(target)
-    runner = make_runner(target, name, port=port, flasher=flasher)
-    result = runner.run(firmware.elf, timeout_s)
+    limits = run_limits(firmware.manifest, name, timeout_s)
+    runner = make_runner(target, name, port=port, flasher=flasher,
+                         instruction_budget=limits.instruction_budget, budget_note=limits.note)
+    result = runner.run(firmware.elf, limits.timeout_s)
     report = parse_report(result.console)
     if report.board != target.board.id:
         raise ReportError(f"the device reports board={report.board}, but {firmware.elf} was "

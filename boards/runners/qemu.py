@@ -19,10 +19,11 @@ from pathlib import Path
 
 import serial
 
-from edgekit.boards.runners.base import (RunResult, Runner, check_elf, open_emulator_console,
-                                         read_available,
-                                         decode_console, read_until_report, report_finished)
-from edgekit.errors import RunnerError, RunnerTimeoutError, RunnerUnavailableError
+from edgekit.boards.runners.base import (PipeConsole, RunResult, Runner, decode_console,
+                                         open_emulator_console, read_available, read_until_report,
+                                         report_finished, stop_process_group)
+from edgekit.boards.runners.elf_check import validate_elf
+from edgekit.errors import ReportError, RunnerError, RunnerTimeoutError, RunnerUnavailableError
 
 QEMU_BINARY = "qemu-system-arm"
 #: how long QEMU may take to open its serial server socket
@@ -63,37 +64,55 @@ class QemuRunner(Runner):
 
     def command(self, elf: Path, port: int) -> list[str]:
         """The QEMU command line for `elf` with its first UART served on 127.0.0.1:`port`."""
-        return [self.qemu, "-M", self.machine, "-nographic", "-monitor", "none",
-                "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-                "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", *self.extra_args]
+        semihosting = ["-semihosting-config", "enable=on,target=native"]
+        if self.console == "semihosting":
+            # QEMU writes semihosting output to stderr unless given a chardev: stdout keeps it
+            # apart from QEMU's own messages
+            semihosting = ["-semihosting-config", "enable=on,target=native,chardev=semihosting",
+                           "-chardev", "stdio,id=semihosting,signal=off"]
+        return [self.qemu, "-M", self.machine, "-nographic", "-monitor", "none", *semihosting,
+                "-kernel", str(elf), "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+                *self.extra_args]
 
     def run(self, elf: Path, timeout_s: float) -> RunResult:
-        elf = check_elf(elf)
+        elf = Path(elf)
+        validate_elf(elf).check_reset_vector(elf)  # else QEMU locks up and waits out the timeout
         self.check_available()
         started = time.monotonic()
-        with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        deadline = started + timeout_s
+        # semihosting output is QEMU's stdout (see `command`): read as a pipe, bounded like the
+        # UART; a UART firmware prints nothing there
+        stdout = subprocess.PIPE if self.console == "semihosting" else subprocess.DEVNULL
+        with tempfile.TemporaryFile() as stderr:
             for attempt in range(PORT_ATTEMPTS):
                 port = free_tcp_port()
                 cmd = self.command(elf, port)
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+                # its own process group: on timeout the whole group is killed, nothing lingers
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                        start_new_session=True)
                 try:
-                    link = self._connect(proc, port, stderr)
+                    link = self._connect(proc, port, stderr, deadline)
                     if link is None:  # QEMU exited before serving the port
                         if attempt + 1 < PORT_ATTEMPTS and b"bind" in _tail(stderr).encode().lower():
                             continue
                         raise RunnerError(f"QEMU exited with status {proc.returncode} before "
-                                          f"starting the firmware: {_tail(stderr)}")
-                    console = self._collect(proc, link, stdout, timeout_s - (time.monotonic() - started))
+                                          f"starting the firmware {elf}: {_tail(stderr)}")
+                    console = self._collect(proc, link, deadline - time.monotonic(), timeout_s)
                 finally:
-                    _stop(proc)
+                    stop_process_group(proc)
                 break
+            if not report_finished(console):  # the console ended early: QEMU exited by itself
+                raise ReportError(f"QEMU {self.machine} exited with status {proc.returncode} before "
+                                  f"{elf.name} finished its report"
+                                  f"{': ' + _tail(stderr) if _tail(stderr) else ''}", console)
             details = {"command": cmd, "port": port, "stderr": _tail(stderr)}
         return RunResult(runner=self.name, console=console, exit_code=proc.returncode,
                          wall_s=time.monotonic() - started, details=details)
 
-    def _connect(self, proc: subprocess.Popen, port: int, stderr) -> serial.SerialBase | None:
+    def _connect(self, proc: subprocess.Popen, port: int, stderr,
+                 run_deadline: float) -> serial.SerialBase | None:
         """Connect to QEMU's serial server, retrying while it starts; None if QEMU died first."""
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        deadline = min(time.monotonic() + CONNECT_TIMEOUT_S, run_deadline)
         while True:
             if proc.poll() is not None:
                 return None
@@ -101,60 +120,50 @@ class QemuRunner(Runner):
                 return open_emulator_console("127.0.0.1", port)
             except serial.SerialException:
                 if time.monotonic() > deadline:
+                    if deadline == run_deadline:
+                        raise RunnerTimeoutError(f"QEMU {self.machine} did not open its serial port "
+                                                 "before the timeout") from None
                     raise RunnerError(f"could not connect to QEMU's serial port 127.0.0.1:{port} "
-                                      f"within {CONNECT_TIMEOUT_S:g} s: {_tail(stderr)}")
+                                      f"within {CONNECT_TIMEOUT_S:g} s: {_tail(stderr)}") from None
                 time.sleep(0.05)
 
-    def _collect(self, proc: subprocess.Popen, link, stdout, timeout_s: float) -> str:
+    def _collect(self, proc: subprocess.Popen, link, timeout_s: float, stated_timeout_s: float) -> str:
         """Read the console until the report is complete and QEMU exited (or the timeout)."""
         what = f"QEMU {self.machine}"
         try:
-            if self.console == "uart":
-                console = read_until_report(link, max(timeout_s, 0.0), what=what,
-                                            still_running=lambda: proc.poll() is None)
-                try:
-                    proc.wait(EXIT_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    pass  # a wfi-loop firmware: the report is complete, _stop ends QEMU
-                # whatever QEMU flushed between the report's end and its exit
-                return console + decode_console(_drain(link))
-            return self._collect_semihosting(proc, stdout, timeout_s, what)
+            port = link if self.console == "uart" else PipeConsole(proc.stdout)
+            console = read_until_report(port, max(timeout_s, 0.0), what=what,
+                                        still_running=lambda: proc.poll() is None,
+                                        stated_timeout_s=stated_timeout_s)
+            try:
+                proc.wait(EXIT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass  # a wfi-loop firmware: the report is complete, stop_process_group ends QEMU
+            # whatever QEMU flushed between the report's end and its exit
+            return console + decode_console(_drain(port))
         finally:
             link.close()
 
-    def _collect_semihosting(self, proc, stdout, timeout_s: float, what: str) -> str:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            exited = proc.poll() is not None
-            stdout.seek(0)
-            console = decode_console(stdout.read())
-            if exited or report_finished(console):
-                return console
-            if time.monotonic() >= deadline:
-                raise RunnerTimeoutError(f"{what} did not finish its report within {timeout_s:g} s",
-                                         console)
-            time.sleep(0.05)
 
-
-def _drain(link) -> bytes:
-    """Whatever the port still holds (the socket closes when QEMU exits)."""
+def _drain(port, limit_bytes: int = 64 << 10, limit_s: float = 1.0) -> bytes:
+    """What the port still holds once the report is in (the socket closes when QEMU exits);
+    bounded, since a firmware may keep printing after its report."""
     data = bytearray()
-    while True:
-        chunk = read_available(link, 4096)
+    deadline = time.monotonic() + limit_s
+    while len(data) < limit_bytes and time.monotonic() < deadline:
+        chunk = read_available(port, 4096)
         if not chunk:
-            return bytes(data)
+            break
         data += chunk
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End QEMU if it still runs, and reap it."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
+    return bytes(data[:limit_bytes])
 
 
 def _tail(handle, limit: int = 2000) -> str:
     handle.flush()
-    handle.seek(0)
+    handle.seek(0, 2)
+    size = handle.tell()
+    handle.seek(max(0, size - limit))
     text = handle.read().decode("utf-8", "replace")
-    return text[-limit:].strip()
+    # QEMU's note that it waits for our connection is not news
+    return "\n".join(line for line in text.splitlines()
+                     if "waiting for connection" not in line).strip()

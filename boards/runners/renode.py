@@ -20,7 +20,7 @@ from pathlib import Path
 import serial
 
 from edgekit.boards.runners.base import (RunResult, Runner, check_elf, open_emulator_console,
-                                         read_until_report)
+                                         read_until_report, stop_process_group)
 from edgekit.boards.runners.qemu import free_tcp_port
 from edgekit.errors import RunnerError, RunnerUnavailableError
 
@@ -87,20 +87,24 @@ class RenodeRunner(Runner):
         port = free_tcp_port()
         cmd = self.command(elf, port)
         with tempfile.TemporaryFile() as log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+            # its own process group: killed whole when the run ends (mono may spawn helpers)
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
             try:
                 link = self._connect(proc, port, log)
-                proc.stdin.write(b"start\n")
-                proc.stdin.flush()
+                try:
+                    proc.stdin.write(b"start\n")
+                    proc.stdin.flush()
+                except OSError:  # BrokenPipeError: Renode died; the CLI must not read it as `| head`
+                    raise RunnerError(f"Renode exited (status {proc.poll()}) before the emulation "
+                                      "started") from None
                 try:
                     console = read_until_report(link, timeout_s, what=f"Renode ({self.script.name})",
                                                 still_running=lambda: proc.poll() is None)
                 finally:
                     link.close()
             finally:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
+                stop_process_group(proc)
         return RunResult(runner=self.name, console=console, exit_code=None,
                          wall_s=time.monotonic() - started,
                          details={"command": cmd, "port": port, "script": str(self.script)})

@@ -38,11 +38,11 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 from unicorn import arm_const
 
-from edgekit.boards.report import END_MARKER
-from edgekit.boards.runners.base import RunResult, Runner, check_elf, decode_console, report_finished
+from edgekit.boards.runners.base import ConsoleBuffer, RunResult, Runner
+from edgekit.boards.runners.elf_check import PARSE_ERRORS, validate_elf
 from edgekit.boards.runners.semihosting import Semihosting
 from edgekit.boards.runners.uart_models import WINDOW_BYTES, uart_model
-from edgekit.errors import DeviceFaultError, RunnerError, RunnerTimeoutError
+from edgekit.errors import DeviceFaultError, FirmwareFormatError, RunnerError, RunnerTimeoutError
 
 #: board `emulation.unicorn` value -> Unicorn CPU model (unicorn 2.1 has no M0+/M55 model: an
 #: M0+ board runs on the M0 model, which executes the same ARMv6-M instruction set)
@@ -62,6 +62,8 @@ PAGE = 0x1000
 #: (a firmware ending in `wfi` stops Unicorn by itself; one spinning in `b .` is cut off here)
 AFTER_REPORT_BLOCKS = 100_000
 WFI = 0xBF30
+#: instructions between two looks at the wall clock (a tight loop runs ~1 M per second here)
+CHECK_EVERY = 100_000
 #: QEMU exception numbers Unicorn hands to the interrupt hook
 EXCP_BKPT = 7
 SEMIHOSTING_BKPT = 0xBEAB  # `bkpt 0xab` in Thumb
@@ -106,6 +108,14 @@ def read_elf(path: Path) -> ElfImage:
     edgekit symbols. A segment's zero-filled tail (.bss, .stack: no file bytes) is not loaded:
     it lives at its run address, which the startup code clears, and its load address is only
     where the linker's location counter stood (past the end of a full flash, maybe)."""
+    validate_elf(path)
+    try:
+        return _read_checked_elf(Path(path))
+    except PARSE_ERRORS as err:
+        raise FirmwareFormatError(f"firmware file {path}: corrupt ELF: {err}") from None
+
+
+def _read_checked_elf(path: Path) -> ElfImage:
     wanted = set(MARK_SYMBOLS) | set(REGION_SYMBOLS)
     with path.open("rb") as handle:
         elf = ELFFile(handle)
@@ -158,7 +168,8 @@ class UnicornRunner(Runner):
 
     def __init__(self, cpu: str, regions: list[Region], console_kind: str,
                  console_base: int | None = None, *, vector_table: int | None = None,
-                 verify_counts: bool = False):
+                 verify_counts: bool = False, instruction_budget: int | None = None,
+                 budget_note: str = ""):
         if cpu not in CPU_MODELS:
             raise RunnerError(f"Unicorn has no CPU model {cpu!r} (models: {', '.join(CPU_MODELS)})")
         if console_kind != "semihosting" and console_base is None:
@@ -169,9 +180,15 @@ class UnicornRunner(Runner):
         self.console_base = console_base
         self.vector_table = vector_table
         self.verify_counts = verify_counts
+        #: instructions the whole run may execute (None: no limit but the wall clock); counted
+        #: per block, so the run stops at the same point however busy the host is
+        self.instruction_budget = instruction_budget
+        #: where the budget came from, for the error message
+        self.budget_note = budget_note
 
     @classmethod
-    def from_target(cls, target, *, verify_counts: bool = False) -> UnicornRunner:
+    def from_target(cls, target, *, verify_counts: bool = False,
+                    instruction_budget: int | None = None, budget_note: str = "") -> UnicornRunner:
         """The runner for a build target (`edgekit.boards.Target`): the host board's memory map
         and Unicorn model, the target's console."""
         host = target.host
@@ -181,11 +198,12 @@ class UnicornRunner(Runner):
         regions = [Region(host.flash.name, host.flash.origin, host.flash.size)]
         regions += [Region(r.name, r.origin, r.size) for r in host.sram]
         return cls(model, regions, target.console.kind, target.console.base,
-                   vector_table=host.flash.origin, verify_counts=verify_counts)
+                   vector_table=host.flash.origin, verify_counts=verify_counts,
+                   instruction_budget=instruction_budget, budget_note=budget_note)
 
     def run(self, elf: Path, timeout_s: float) -> RunResult:
-        path = check_elf(elf)
-        image = read_elf(path)
+        path = Path(elf)
+        image = read_elf(path)  # validates the ELF first
         session = _Session(self, image, path)
         return session.run(timeout_s)
 
@@ -197,7 +215,11 @@ class _Session:
         self.runner = runner
         self.image = image
         self.path = path
-        self.console = bytearray()
+        self.console = ConsoleBuffer()
+        self.executed = 0
+        #: executed count at which `_checkpoint` next looks at the budget and the clock
+        self.next_check = 0
+        self.deadline = float("inf")
         self.exit_code: int | None = None
         self.stop_reason: str | None = None
         self.report_done = False
@@ -286,12 +308,10 @@ class _Session:
         return bytes(self.uc.mem_read(address, size))
 
     def _emit(self, data: bytes) -> None:
-        self.console += data
+        self.console.append(data)
         # noted here, acted on in the block hook: stopping inside a peripheral write would leave
         # the PC before the store, and the run still wants the exit status that follows
-        if not self.report_done and b"\n" in data and END_MARKER.encode() in self.console[-256:] \
-                and report_finished(decode_console(bytes(self.console))):
-            self.report_done = True
+        self.report_done = self.console.finished
 
     def _uart_write(self, offset: int, size: int, value: int) -> None:
         self.uart.write(self._read, offset, size, value)
@@ -316,6 +336,9 @@ class _Session:
         count = self.block_sizes.get(key)
         if count is None:
             count = self.block_sizes[key] = self._block_instructions(address, size)
+        self.executed += count
+        if self.executed >= self.next_check and self._checkpoint(uc):
+            return
         mark = self.marks.get(address)
         if mark is not None:
             self._on_mark(mark)
@@ -328,6 +351,23 @@ class _Session:
             self.instructions += count
         if self.verifier is not None:
             self.verifier.on_block(address, size, self.measuring)
+
+    def _checkpoint(self, uc) -> bool:
+        """Every `CHECK_EVERY` instructions (and at the budget): stop the run, returning True,
+        once it passed its instruction budget or its deadline. Unicorn's own timeout can be lost
+        when a hook moves the PC (every semihosting call does), so the clock is checked here too."""
+        budget = self.runner.instruction_budget
+        if budget is not None and self.executed > budget and not self.report_done:
+            self.stop_reason = "instruction budget"
+        elif time.monotonic() > self.deadline:
+            self.stop_reason = "timeout"
+        else:
+            self.next_check = self.executed + CHECK_EVERY
+            if budget is not None and self.executed <= budget:
+                self.next_check = min(self.next_check, budget + 1)
+            return False
+        uc.emu_stop()
+        return True
 
     def _on_mark(self, mark: str) -> None:
         if mark == "begin":
@@ -392,6 +432,7 @@ class _Session:
         self._install_hooks()
         self.uc.reg_write(arm_const.UC_ARM_REG_SP, sp)
         started = time.monotonic()
+        self.deadline = started + timeout_s
         try:
             # `until` is an address no firmware executes; the run ends through a hook
             self.uc.emu_start(reset, 0xFFFF_FFFE, timeout=int(timeout_s * 1_000_000))
@@ -399,18 +440,24 @@ class _Session:
             if self.fault is None and self.stop_reason is None:
                 self.fault = f"{err} at pc={self.uc.reg_read(arm_const.UC_ARM_REG_PC):#010x}"
         except RunnerError as err:  # raised inside a hook (unknown semihosting op, ...)
-            raise RunnerError(f"{err}; console so far: {decode_console(bytes(self.console))[-500:]!r}") from None
+            raise RunnerError(f"{err}; console so far: {self.console.text()[-500:]!r}") from None
         wall = time.monotonic() - started
-        console = decode_console(bytes(self.console))
+        console = self.console.text()
+        if self.stop_reason == "instruction budget":
+            note = f" ({self.runner.budget_note})" if self.runner.budget_note else ""
+            raise RunnerTimeoutError(
+                f"Unicorn {self.runner.cpu}: {self.path.name} ran {self.executed} instructions "
+                f"without finishing, over its budget of {self.runner.instruction_budget}{note}",
+                console)
         if self.fault is not None:
             raise DeviceFaultError(f"Unicorn {self.runner.cpu}: {self.path.name} faulted: {self.fault}",
                                    console, self._registers())
         if self.stop_reason is None and self._stopped_in_wfi():
             self.stop_reason = "wfi"  # nothing will wake it: Unicorn models no interrupts
-        if self.stop_reason is None and self.report_done:
+        if self.stop_reason in (None, "timeout") and self.report_done:
             self.stop_reason = "report complete"
-        if self.stop_reason is None:
-            if wall >= timeout_s * 0.99:
+        if self.stop_reason in (None, "timeout"):
+            if self.stop_reason == "timeout" or wall >= timeout_s * 0.99:
                 raise RunnerTimeoutError(f"Unicorn {self.runner.cpu}: {self.path.name} did not finish "
                                          f"within {timeout_s:g} s", console)
             pc = self.uc.reg_read(arm_const.UC_ARM_REG_PC)
@@ -421,6 +468,8 @@ class _Session:
     def _result(self, console: str, wall: float) -> RunResult:
         symbols = self.image.symbols
         details: dict = {"stop_reason": self.stop_reason, "measure_windows": self.windows,
+                         "executed_instructions": self.executed,
+                         "instruction_budget": self.runner.instruction_budget,
                          "translated_blocks": len(self.block_sizes)}
         instructions = self.instructions if self.windows else None
         if self.verifier is not None:

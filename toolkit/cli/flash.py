@@ -41,12 +41,14 @@ def _render(payload: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgekit.boards.runners.base import check_elf
     from edgekit.boards.runners.flashers import PyOcdFlasher, flasher_for
     from edgekit.boards.runners.measure import resolve_firmware
     from edgekit.boards.runners.unicorn_runner import read_elf
     from edgekit.firmware.elf import sizes
 
     firmware = resolve_firmware(args.firmware, args.board)
+    check_elf(firmware.elf)  # a corrupt ELF is named here, not by a parser's exception
     target, board = firmware.target, firmware.target.board
     elf_sizes = sizes(firmware.elf)
     payload = {"board": board.id, "host_board": target.host.id, "elf": str(firmware.elf),

@@ -20,8 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runner", choices=RUNNER_NAMES,
                         help="qemu, unicorn (exact instruction counts), renode, or serial (a real "
                              "board); default: qemu for emulated builds, serial for hardware builds")
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                        help="seconds before the run is abandoned (default 60)")
+    parser.add_argument("--timeout", metavar="S",
+                        help="seconds before the run is abandoned (a finite number above 0, at "
+                             "most a day). Default: 60 s, or for a model build, scaled from the "
+                             "work its manifest records: 60 s plus 1 s per 10 M instructions of "
+                             "its bound (20 per MAC + 200 per output element + 50 M); 1 s per 1 M "
+                             "under Unicorn, which also stops once the run passes that bound in "
+                             "instructions, whatever the load on the machine")
     parser.add_argument("--port", help="serial port of a real board (default: $EDGEKIT_PORT)")
     parser.add_argument("--flasher", choices=("pyocd", "openocd", "none"),
                         help="how the serial runner programs the board first (default: whichever "
@@ -29,15 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgekit.boards.runners.base import check_timeout
     from edgekit.boards.runners.measure import (measure, measurement_ok, render_measurement,
                                                 resolve_firmware)
 
     # serial needs a hardware build, QEMU/Unicorn an emulated one; Renode runs either (its
     # nrf52840 platform runs the hardware build), so it and the default follow the manifest
+    # checked before anything is read or started: nan, inf, 0 and negative values never reach a runner
+    timeout_s = None if args.timeout is None else check_timeout(args.timeout)
     hardware = {"serial": True, "qemu": False, "unicorn": False}.get(args.runner)
     firmware = resolve_firmware(args.firmware, args.board, hardware=hardware)
     try:
-        measured = measure(firmware, args.runner, timeout_s=args.timeout, port=args.port,
+        measured = measure(firmware, args.runner, timeout_s=timeout_s, port=args.port,
                            flasher=args.flasher)
     except ReportError as err:
         # the message alone hides what the device said: show the end of its console
