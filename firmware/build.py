@@ -31,11 +31,14 @@ MANIFEST_SCHEMA_VERSION = 1
 CONSOLE_DRIVERS = {
     "cmsdk_uart": "console_cmsdk_uart.c",
     "stm32_usart": "console_stm32_usart.c",
+    "stm32_usart_v2": "console_stm32_usart_v2.c",
+    "nrf_uarte": "console_nrf_uarte.c",
     "stellaris_uart": "console_pl011.c",
     "pl011": "console_pl011.c",
     "semihosting": "console_semihosting.c",
 }
-_BSP_COMMON = ("edgekit_bsp.h", "startup.S", "vectors.c", "runtime.c", "report.c", "report.h")
+_BSP_COMMON = ("edgekit_bsp.h", "startup.S", "vectors.c", "runtime.c", "report.c", "report.h",
+               "cortex_m7_cache.h")
 _HARNESS = ("main.c", "edgekit_payload.h")
 
 _INSTALL_HINT = ("install the GNU Arm toolchain: `sudo apt-get install --no-install-recommends "
@@ -82,6 +85,10 @@ def _config_header(target: Target) -> str:
         # emulators (QEMU -semihosting, the Unicorn runner) give exit codes through semihosting;
         # on a real board without a debugger a bkpt would fault, so real builds end in wfi
         lines.append("#define EDGEKIT_SEMIHOSTING 1")
+    else:
+        # a hardware build: board_<bsp>.c sets clocks, caches and pins before main
+        lines.append("#define EDGEKIT_HARDWARE 1")
+        lines.append(f"#define EDGEKIT_CLOCK_HZ {target.board.clock_hz}u")
     if target.has_cycle_counter:
         lines.append("#define EDGEKIT_HAS_DWT 1")
     return "\n".join(lines) + "\n"
@@ -124,11 +131,11 @@ clean:
 """
 
 
-def _copy_sources(src_dir: Path, console_driver: str) -> list[str]:
+def _copy_sources(src_dir: Path, bsp_names: tuple[str, ...]) -> list[str]:
     """Copy BSP, harness and self-test payload sources into src_dir; returns the compiled ones."""
     bsp = resources.files("edgekit.boards") / "bsp"
     c_root = resources.files("edgekit.firmware") / "c"
-    copies = [(bsp / name, name) for name in _BSP_COMMON + (console_driver,)]
+    copies = [(bsp / name, name) for name in bsp_names]
     copies += [(c_root / "harness" / name, name) for name in _HARNESS]
     copies += [(c_root / "selftest" / "selftest_payload.c", "selftest_payload.c")]
     for source, name in copies:
@@ -163,7 +170,7 @@ def build_selftest(board_id: str, out_dir: str | Path, *, emulated: bool = True,
     (tests use it to provoke a too-big firmware).
     """
     target = target_for(board_id, emulated=emulated)
-    driver = console_driver(target)
+    bsp_names = bsp_files(target)
     if extra_arena_bytes < 0:
         raise BuildError(f"extra_arena_bytes must be >= 0, got {extra_arena_bytes}")
     _require_tools()
@@ -171,7 +178,7 @@ def build_selftest(board_id: str, out_dir: str | Path, *, emulated: bool = True,
     directory = Path(out_dir).resolve()
     src_dir = directory / "src"
     src_dir.mkdir(parents=True, exist_ok=True)
-    sources = _copy_sources(src_dir, driver)
+    sources = _copy_sources(src_dir, bsp_names)
     case = selftest.make_case(seed)
     header = selftest.c_header(case)
     if extra_arena_bytes:
@@ -203,6 +210,23 @@ def console_driver(target: Target) -> str:
                          f" BSP driver yet (drivers: {', '.join(sorted(CONSOLE_DRIVERS))}); build"
                          f" for its emulated stand-in instead")
     return driver
+
+
+def bsp_files(target: Target) -> tuple[str, ...]:
+    """The BSP sources (boards/bsp/) a build of `target` copies: the common runtime, the console
+    driver, and on the hardware the board's clock, cache and pin set-up (board_<bsp>.c)."""
+    names = _BSP_COMMON + (console_driver(target),)
+    if target.emulated:
+        return names
+    if target.board.bsp is None:
+        raise BuildError(f"board {target.board.id}: no board support (field 'bsp' in "
+                         f"{target.board.source}) for a --hardware build yet; build for its "
+                         "emulated stand-in instead")
+    board_source = f"board_{target.board.bsp}.c"
+    if not (resources.files("edgekit.boards") / "bsp" / board_source).is_file():
+        raise BuildError(f"board {target.board.id}: field 'bsp' names boards/bsp/{board_source},"
+                         " which does not exist")
+    return names + (board_source,)
 
 
 def link_firmware(directory: Path, target: Target, sources: list[str], stack_bytes: int) -> Path:

@@ -151,8 +151,8 @@ def test_missing_toolchain_says_how_to_install(monkeypatch, tmp_path):
 def test_unsupported_console_and_bad_elf(tmp_path):
     from edgekit.firmware.build import build_selftest
 
-    with pytest.raises(BuildError, match="nrf_uarte.*no BSP driver"):
-        build_selftest("nrf52840dk", tmp_path, emulated=False)
+    with pytest.raises(BuildError, match="nucleo-l4r5zi: no board support.*'bsp'"):
+        build_selftest("nucleo-l4r5zi", tmp_path, emulated=False)
     bogus = tmp_path / "not.elf"
     bogus.write_bytes(b"hello")
     with pytest.raises(BuildError, match="not.elf: not a readable ELF"):

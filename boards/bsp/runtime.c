@@ -59,6 +59,23 @@ void edgekit_cycles_start(void) {}
 uint32_t edgekit_cycles_read(void) { return 0; }
 #endif
 
+/* Emulated builds set nothing up; board_<bsp>.c replaces these on the hardware. */
+__attribute__((weak)) void edgekit_board_init(void) {}
+__attribute__((weak)) uint32_t edgekit_core_clock_hz(void) { return 0; }
+
+void edgekit_wait_bits(const volatile uint32_t *reg, uint32_t mask, uint32_t want, const char *what) {
+    /* far more polls than any clock or regulator of these chips needs (microseconds to ~2 ms) */
+    for (uint32_t polls = 0; polls < 50000000u; ++polls) {
+        if ((*reg & mask) == want) return;
+    }
+    /* the console may not be up yet: its init is harmless to repeat */
+    edgekit_console_init();
+    edgekit_console_write("\n@@EDGEKIT-FAULT kind=board_init\nwaiting_for=");
+    edgekit_console_write(what);
+    edgekit_console_write("\n@@EDGEKIT-END status=fault\n");
+    edgekit_exit(5);
+}
+
 void edgekit_console_write(const char *s) {
     while (*s) edgekit_console_putc(*s++);
 }
