@@ -53,6 +53,9 @@ CPU_MODELS = {
     "cortex-m7": arm_const.UC_CPU_ARM_CORTEX_M7,
     "cortex-m33": arm_const.UC_CPU_ARM_CORTEX_M33,
 }
+#: a board's core -> the Unicorn model that runs its hardware build
+HARDWARE_CPU_MODELS = {"cortex-m0plus": "cortex-m0", "cortex-m3": "cortex-m3",
+                       "cortex-m4": "cortex-m4", "cortex-m7": "cortex-m7", "cortex-m33": "cortex-m33"}
 #: peripheral windows mapped as plain zeroed RAM (clock, GPIO and system-control writes land
 #: there harmlessly); the console page is carved out and modelled
 PERIPHERAL_WINDOWS = ((0x4000_0000, 0x6000_0000), (0xE000_0000, 0xE010_0000))
@@ -158,7 +161,7 @@ class UnicornRunner(Runner):
 
     def __init__(self, cpu: str, regions: list[Region], console_kind: str,
                  console_base: int | None = None, *, vector_table: int | None = None,
-                 verify_counts: bool = False):
+                 verify_counts: bool = False, chip_bsp: str | None = None):
         if cpu not in CPU_MODELS:
             raise RunnerError(f"Unicorn has no CPU model {cpu!r} (models: {', '.join(CPU_MODELS)})")
         if console_kind != "semihosting" and console_base is None:
@@ -169,12 +172,17 @@ class UnicornRunner(Runner):
         self.console_base = console_base
         self.vector_table = vector_table
         self.verify_counts = verify_counts
+        #: a real board's hardware build: its peripherals are strict register models
+        #: (`chip_models`) instead of zeroed RAM
+        self.chip_bsp = chip_bsp
 
     @classmethod
     def from_target(cls, target, *, verify_counts: bool = False) -> UnicornRunner:
         """The runner for a build target (`edgekit.boards.Target`): the host board's memory map
         and Unicorn model, the target's console."""
         host = target.host
+        if not target.emulated and target.board.bsp:
+            return cls._for_hardware(target, verify_counts)
         model = host.emulation.unicorn
         if not model:
             raise RunnerError(f"board {host.id} has no Unicorn model (emulation.unicorn)")
@@ -182,6 +190,17 @@ class UnicornRunner(Runner):
         regions += [Region(r.name, r.origin, r.size) for r in host.sram]
         return cls(model, regions, target.console.kind, target.console.base,
                    vector_table=host.flash.origin, verify_counts=verify_counts)
+
+    @classmethod
+    def _for_hardware(cls, target, verify_counts: bool) -> UnicornRunner:
+        """A real board's hardware build on its own memory map, its clock, pin and console
+        registers answered by the chip's model (`chip_models`, test fixtures)."""
+        board = target.board
+        model = HARDWARE_CPU_MODELS[board.cpu]
+        regions = [Region(board.flash.name, board.flash.origin, board.flash.size)]
+        regions += [Region(r.name, r.origin, r.size) for r in board.sram]
+        return cls(model, regions, target.console.kind, target.console.base,
+                   vector_table=board.flash.origin, verify_counts=verify_counts, chip_bsp=board.bsp)
 
     def run(self, elf: Path, timeout_s: float) -> RunResult:
         path = check_elf(elf)
@@ -232,6 +251,9 @@ class _Session:
             for piece in _subtract((start, end), mapped):
                 self.uc.mem_map(piece[0], piece[1] - piece[0])
                 mapped.append(piece)
+        if runner.chip_bsp is not None:
+            self._map_chip(mapped)
+            return
         console_page = None
         if runner.console_kind != "semihosting":
             base = _align_down(runner.console_base)
@@ -247,6 +269,23 @@ class _Session:
         for window in PERIPHERAL_WINDOWS:
             for start, end in _subtract(window, mapped):
                 self.uc.mem_map(start, end - start)
+        self.mapped = mapped
+
+    def _map_chip(self, mapped: list[tuple[int, int]]) -> None:
+        """Every peripheral and system address through the chip's strict register model."""
+        from edgekit.boards.runners.chip_models import chip_model
+
+        runner = self.runner
+        self.chip = chip_model(runner.chip_bsp, uart_model(runner.console_kind, self._emit),
+                               runner.console_base)
+        for window in PERIPHERAL_WINDOWS:
+            for start, end in _subtract(window, mapped):
+                self.uc.mmio_map(start, end - start,
+                                 lambda uc, off, size, _, base=start: self.chip.read(self._read, base + off, size),
+                                 None,
+                                 lambda uc, off, size, value, _, base=start: self.chip.write(self._read, base + off, size, value),
+                                 None)
+                mapped.append((start, end))
         self.mapped = mapped
 
     def _load(self) -> tuple[int, int]:
