@@ -18,6 +18,7 @@ import pytest
 
 from edgekit.boards import list_boards, load_board, runners_for
 from edgekit.boards.runners.renode import SCRIPTS_DIR, find_renode, script_for, uart_of
+from hardware_builds import hardware_model_builds, selftest_builds  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.hil
 
@@ -54,23 +55,12 @@ def test_robot_suite_has_one_test_per_board_with_its_uart() -> None:
     assert "content=payload=selftest" in robot  # Renode reads bare name=value as a named argument
 
 
-@pytest.fixture(scope="module")
-def selftest_builds(tmp_path_factory):
-    """The self-test of every Renode board, built as Renode runs it, one folder per board."""
-    from edgekit.firmware.build import build_selftest
-
-    root = tmp_path_factory.mktemp("renode-selftest")
-    for board_id in RENODE_BOARDS:
-        build_selftest(board_id, root / board_id, emulated=load_board(board_id).kind == "emulated")
-    return root
-
-
 @needs_renode
 @pytest.mark.parametrize("board_id", RENODE_BOARDS)
 def test_selftest_on_renode(board_id: str, selftest_builds) -> None:
     from edgekit.boards.runners.measure import measure, resolve_firmware
 
-    measured = measure(resolve_firmware(selftest_builds / board_id, None), "renode", timeout_s=120)
+    measured = measure(resolve_firmware(selftest_builds(board_id), None), "renode", timeout_s=120)
     assert measured["board"] == board_id and measured["expected_ok"] is True
     assert measured["cycles"] is None and measured["latency_ms"] is None  # never from an emulator
     assert 0 < measured["stack_peak_bytes"] < 8192
@@ -80,13 +70,39 @@ def test_selftest_on_renode(board_id: str, selftest_builds) -> None:
 @needs_renode
 @pytest.mark.skipif(shutil.which("renode-test") is None, reason="renode-test is not on PATH")
 def test_robot_selftest(selftest_builds, tmp_path) -> None:
+    for board_id in RENODE_BOARDS:
+        selftest_builds(board_id)
     # renode-test runs the first python3 on PATH: this interpreter, which has robotframework
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     done = subprocess.run(
-        ["renode-test", str(SCRIPTS_DIR / "selftest.robot"), "--variable", f"BUILDS:{selftest_builds}",
+        ["renode-test", str(SCRIPTS_DIR / "selftest.robot"), "--variable", f"BUILDS:{selftest_builds(RENODE_BOARDS[0]).parent}",
          "-r", str(tmp_path)],
         capture_output=True, text=True, timeout=300, check=False, env=env)
     log = done.stdout[-3000:] + done.stderr[-3000:]
     assert done.returncode == 0, log
     for board_id in RENODE_BOARDS:
         assert f"Finished test 'selftest.{board_id}'" in done.stdout, log
+
+
+#: the real boards Renode models, each with its MLPerf Tiny hardware builds
+RENODE_REAL_BOARDS = [b for b in RENODE_BOARDS if load_board(b).kind == "real"]
+
+
+@needs_renode
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["kws", "vww"])
+@pytest.mark.parametrize("board_id", RENODE_REAL_BOARDS)
+def test_mlperf_hardware_build_on_renode_matches_unicorn(board_id: str, model: str, hardware_model_builds) -> None:
+    """The same --hardware ELF on Renode's chip model and on Unicorn with the BSP's register
+    models: both bit-exact with the reference interpreter, and the same painted peak SRAM."""
+    from edgekit.boards.runners.measure import measure, resolve_firmware
+
+    firmware = resolve_firmware(hardware_model_builds(board_id, model), None)
+    on_renode = measure(firmware, "renode", timeout_s=300)
+    on_unicorn = measure(firmware, "unicorn", timeout_s=300)
+    for measured in (on_renode, on_unicorn):
+        assert measured["bit_exact"] is True and measured["fits"] is True
+        assert measured["cycles"] is None and measured["latency_ms"] is None
+    assert on_renode["outputs"] == on_unicorn["outputs"]
+    assert abs(on_renode["peak_sram_bytes"] - on_unicorn["peak_sram_bytes"]) <= 0.01 * on_unicorn["peak_sram_bytes"]
+    assert on_unicorn["stack_peak_hooked_bytes"] == on_unicorn["stack_peak_bytes"]
