@@ -21,7 +21,7 @@ CPUS = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "c
 FPUS = ("none", "fpv4-sp-d16", "fpv5-sp-d16", "fpv5-d16")
 KINDS = ("emulated", "real")
 #: console drivers the BSP implements (boards/bsp/console_*.c)
-CONSOLE_KINDS = ("cmsdk_uart", "stm32_usart", "stm32_usart_v2", "stellaris_uart", "pl011",
+CONSOLE_KINDS = ("cmsdk_uart", "stm32_usart", "stm32_usart_v2", "stm32_lpuart", "stellaris_uart", "pl011",
                  "nrf_uarte", "semihosting")
 #: what a RAM region can hold; each role lives in exactly one region
 SRAM_ROLES = ("data", "arena", "stack")

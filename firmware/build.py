@@ -32,6 +32,7 @@ CONSOLE_DRIVERS = {
     "cmsdk_uart": "console_cmsdk_uart.c",
     "stm32_usart": "console_stm32_usart.c",
     "stm32_usart_v2": "console_stm32_usart_v2.c",
+    "stm32_lpuart": "console_stm32_usart_v2.c",
     "nrf_uarte": "console_nrf_uarte.c",
     "stellaris_uart": "console_pl011.c",
     "pl011": "console_pl011.c",
@@ -79,6 +80,8 @@ def _config_header(target: Target) -> str:
              f'#define EDGEKIT_BOARD_ID "{target.board.id}"']
     if target.console.base is not None:
         lines.append(f"#define EDGEKIT_CONSOLE_BASE {target.console.base:#010x}u")
+    if target.console.kind == "stm32_lpuart":
+        lines.append("#define EDGEKIT_CONSOLE_LPUART 1")
     if target.fpu != "none":
         lines.append("#define EDGEKIT_HAS_FPU 1")
     if target.emulated:

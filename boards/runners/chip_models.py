@@ -215,6 +215,42 @@ def stm32h743(console: UartModel, console_base: int) -> ChipModel:
                      {rcc + 0x010: check_switch}, m7_caches=True)
 
 
+def stm32l4r5(console: UartModel, console_base: int) -> ChipModel:
+    """STM32L4R5 (RM0432): RCC, PWR (range 1 boost, VDDIO2), FLASH_ACR, GPIOG, LPUART1."""
+    rcc, pwr, flash_acr, gpiog = 0x4002_1000, 0x4000_7000, 0x4002_2000, 0x4800_1800
+
+    def check_switch(model: ChipModel, cfgr: int) -> None:
+        if cfgr & 3 != 3 or cfgr >> 2 & 3 == 3:
+            return  # not a switch to the PLL
+        if model.registers[flash_acr] & 0xF < 5:
+            raise RunnerError(f"{model.name} model: SYSCLK switched to the 120 MHz PLL with "
+                              f"{model.registers[flash_acr] & 0xF} flash wait states (5 needed)")
+        if model.registers[pwr + 0x80] >> 8 & 1:
+            raise RunnerError(f"{model.name} model: SYSCLK switched to 120 MHz outside range 1 "
+                              "boost mode (PWR_CR5.R1MODE set)")
+        if cfgr >> 4 & 0xF != 8:
+            raise RunnerError(f"{model.name} model: switch above 80 MHz without the AHB /2 step")
+
+    def switch_status(model: ChipModel, value: int) -> int:
+        return (value & ~(3 << 2)) | ((value & 3) << 2)
+
+    def check_vddio2(model: ChipModel, value: int) -> None:
+        if not model.registers[pwr + 0x04] >> 9 & 1:
+            raise RunnerError(f"{model.name} model: port G configured with VDDIO2 not declared "
+                              "valid (PWR_CR2.IOSV clear): PG2..PG15 are unpowered")
+
+    registers = {rcc + 0x00: 0x0000_0063, rcc + 0x08: 0, rcc + 0x0C: 0x0000_1000,
+                 rcc + 0x4C: 0, rcc + 0x58: 0, rcc + 0x5C: 0,
+                 pwr + 0x00: 0x0000_0200, pwr + 0x04: 0, pwr + 0x14: 0, pwr + 0x80: 0x0000_0100,
+                 flash_acr: 0x0000_0600, **_gpio(gpiog, 0xFFFF_FFFF)}
+    gates = [Gate(pwr, pwr + 0x400, rcc + 0x58, 28, "PWR"),
+             Gate(gpiog, gpiog + 0x400, rcc + 0x4C, 6, "GPIOG"),
+             Gate(0x4000_8000, 0x4000_8400, rcc + 0x5C, 0, "LPUART1")]
+    readers = {rcc: _follow(((8, 10), (24, 25))), rcc + 0x08: lambda m, v: switch_status(m, v)}
+    writers = {rcc + 0x08: check_switch, gpiog: check_vddio2, gpiog + 0x24: check_vddio2}
+    return ChipModel("STM32L4R5", registers, console, console_base, gates, readers, writers)
+
+
 def nrf52840(console: UartModel, console_base: int) -> ChipModel:
     """nRF52840 (PS v1.7): CLOCK HFCLKSTART and its event, GPIO P0 OUTSET and PIN_CNF, UARTE0."""
     start, started = 0x4000_0000, 0x4000_0100
@@ -229,7 +265,8 @@ def nrf52840(console: UartModel, console_base: int) -> ChipModel:
 
 
 #: board `bsp` value -> model factory
-CHIP_MODELS = {"stm32f746": stm32f746, "stm32h743": stm32h743, "nrf52840": nrf52840}
+CHIP_MODELS = {"stm32f746": stm32f746, "stm32h743": stm32h743, "stm32l4r5": stm32l4r5,
+               "nrf52840": nrf52840}
 
 
 def chip_model(bsp: str, console: UartModel, console_base: int) -> ChipModel:

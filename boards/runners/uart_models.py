@@ -97,6 +97,7 @@ UART_MODELS: dict[str, type[UartModel]] = {
     "cmsdk_uart": CmsdkUart,
     "stm32_usart": Stm32Usart,
     "stm32_usart_v2": Stm32UsartV2,
+    "stm32_lpuart": Stm32UsartV2,
     "stellaris_uart": Pl011Uart,
     "pl011": Pl011Uart,
     "nrf_uarte": NrfUarte,
