@@ -73,3 +73,29 @@ def test_nrf_clock_task_and_uarte_dma_from_ram_only() -> None:
     chip.write(None, 0x4000_2544, 4, 0x0000_1000)  # a flash address
     with pytest.raises(RunnerError, match="EasyDMA reads only RAM"):
         chip.write(None, 0x4000_2008, 4, 1)
+
+
+def test_boot2_crc_known_answer_and_patch(tmp_path) -> None:
+    from edgekit.firmware.boot2 import crc32_mpeg2
+
+    assert crc32_mpeg2(b"123456789") == 0x0376E6E7  # CRC-32/MPEG-2 check value
+
+
+def test_rp2040_boot_rom_refuses_a_bad_boot_stage_and_ssi_order() -> None:
+    from edgekit.firmware.boot2 import crc32_mpeg2
+
+    chip, _ = _model("rp2040", 0x4003_4000, "pl011")
+    stage = bytes(range(252))
+    good = stage + crc32_mpeg2(stage).to_bytes(4, "little")
+    assert chip.boot(lambda address, size: good)[1] == 0x2004_1F01
+    with pytest.raises(RunnerError, match="CRC-32 .* does not match"):
+        chip.boot(lambda address, size: stage + b"\0\0\0\0")
+    with pytest.raises(RunnerError, match="XIP SSI configured while enabled"):
+        chip.write(None, 0x1800_0000, 4, 0)
+    chip.write(None, 0x1800_0008, 4, 0)  # SSIENR = 0: XIP off
+    with pytest.raises(RunnerError, match="before setting up XIP reads"):
+        chip.write(None, 0xE000ED08, 4, 0x1000_0100)
+    with pytest.raises(RunnerError, match="UART0 register .* held in reset"):
+        chip.write(None, 0x4003_4000, 4, ord("x"))
+    chip.write(None, 0x4000_F000, 4, 1 << 22)  # RESETS clear alias: UART0 out of reset
+    assert chip.read(None, 0x4000_C008, 4) >> 22 & 1

@@ -50,6 +50,11 @@ class Gate:
     enable: int
     bit: int
     name: str
+    #: the bit holds the block in reset (RP2040 RESETS): it must be clear, not set
+    active_low: bool = False
+
+    def closed(self, registers: dict[int, int]) -> bool:
+        return bool(registers[self.enable] >> self.bit & 1) == self.active_low
 
 
 @dataclass
@@ -67,6 +72,10 @@ class ChipModel:
     writers: dict[int, Callable[["ChipModel", int], None]] = field(default_factory=dict)
     m7_caches: bool = False
     invalidated: set = field(default_factory=set)
+    #: extra address windows (start, end) outside the usual peripheral and system ones
+    windows: tuple[tuple[int, int], ...] = ()
+    #: the boot ROM's part, for a chip whose ROM runs a boot stage: (read) -> (sp, pc, copies)
+    boot: Callable | None = None
 
     def __post_init__(self) -> None:
         self.registers = {**SCS_REGISTERS, **(M7_CACHE_REGISTERS if self.m7_caches else {}),
@@ -117,10 +126,11 @@ class ChipModel:
 
     def _check_gate(self, address: int, access: str) -> None:
         for gate in self.gates:
-            if gate.start <= address < gate.end and not self.registers[gate.enable] >> gate.bit & 1:
+            if gate.start <= address < gate.end and gate.closed(self.registers):
+                state = "held in reset" if gate.active_low else "bus clock is off"
                 raise RunnerError(f"{self.name} model: {access} of {gate.name} register "
-                                  f"{address:#010x} while its bus clock is off (bit {gate.bit} of "
-                                  f"{gate.enable:#010x} clear): the chip would ignore it")
+                                  f"{address:#010x} while its {state} (bit {gate.bit} of "
+                                  f"{gate.enable:#010x}): the chip would ignore it")
 
     def _system_write(self, address: int, value: int) -> None:
         if WRITE_ONLY[address] == "DCISW" and self.m7_caches:
@@ -264,9 +274,85 @@ def nrf52840(console: UartModel, console_base: int) -> ChipModel:
     return ChipModel("nRF52840", registers, console, console_base, writers={start: hfclk_start})
 
 
+class Rp2040Model(ChipModel):
+    """RP2040 peripherals answer at four aliases: +0x1000 XOR, +0x2000 set, +0x3000 clear."""
+
+    def write(self, memory, address: int, size: int, value: int) -> None:
+        alias = (address >> 12) & 3 if 0x4000_0000 <= address < 0x5000_0000 else 0
+        if alias == 0:
+            super().write(memory, address, size, value)
+            return
+        base = address & ~0x3000
+        current = self.read(memory, base, 4) if (base & ~3) in self.registers else 0
+        combined = {1: current ^ value, 2: current | value, 3: current & ~value}[alias]
+        super().write(memory, base, 4, combined)
+
+
+def rp2040(console: UartModel, console_base: int) -> ChipModel:
+    """RP2040 (datasheet): the boot ROM's check and copy of the boot stage, XIP SSI, VTOR,
+    RESETS, XOSC, CLOCKS, PLL_SYS, IO_BANK0, UART0."""
+    resets, xosc, clocks, pll, ssi = 0x4000_C000, 0x4002_4000, 0x4000_8000, 0x4002_8000, 0x1800_0000
+
+    def boot(read) -> tuple[int, int, list[tuple[int, bytes]]]:
+        from edgekit.firmware.boot2 import crc32_mpeg2
+
+        stage = read(0x1000_0000, 256)
+        declared = int.from_bytes(stage[252:], "little")
+        if crc32_mpeg2(stage[:252]) != declared:
+            raise RunnerError(f"RP2040 boot ROM model: the boot stage's CRC-32 {declared:#010x} "
+                              f"does not match its 252 bytes ({crc32_mpeg2(stage[:252]):#010x}): "
+                              "the chip would not boot from flash")
+        return 0x2004_2000, 0x2004_1F00 | 1, [(0x2004_1F00, stage)]
+
+    def ssi_config(model: ChipModel, value: int) -> None:
+        if model.registers[ssi + 0x08] & 1:
+            raise RunnerError(f"{model.name} model: XIP SSI configured while enabled (SSIENR=1)")
+
+    def vtor(model: ChipModel, value: int) -> None:
+        r = model.registers
+        if not (r[ssi + 0x08] & 1 and r[ssi] >> 8 & 3 == 3 and r[ssi + 0xF4] >> 24 == 0x03):
+            raise RunnerError(f"{model.name} model: the boot stage entered the firmware "
+                              "(VTOR) before setting up XIP reads (SSI on, EEPROM mode, 03h)")
+
+    def sys_switch(model: ChipModel, value: int) -> None:
+        r = model.registers
+        if value & 1 and not (r[pll] >> 31 & 1 or pll_locked(model, r[pll]) >> 31 & 1):
+            raise RunnerError(f"{model.name} model: clk_sys switched to the PLL before it locked")
+        if value & 1 and r[pll + 0x4] >> 3 & 1:
+            raise RunnerError(f"{model.name} model: clk_sys switched to the PLL with its post "
+                              "dividers powered down")
+
+    def pll_locked(model: ChipModel, value: int) -> int:
+        power = model.registers[pll + 0x4]
+        locked = not power & 0x21 and 16 <= model.registers[pll + 0x8] <= 320
+        return value | (1 << 31) if locked else value & ~(1 << 31)
+
+    registers = {
+        0xE000ED08: 0,
+        ssi + 0x00: 0x0007_0000, ssi + 0x04: 0, ssi + 0x08: 1, ssi + 0x14: 0, ssi + 0xF4: 0x0300_0000,
+        resets + 0x0: 0x01FF_FFFF, resets + 0x8: 0,
+        xosc + 0x0: 0, xosc + 0x4: 0, xosc + 0xC: 0,
+        clocks + 0x30: 0, clocks + 0x38: 0, clocks + 0x3C: 0, clocks + 0x44: 0, clocks + 0x48: 0,
+        pll + 0x0: 0, pll + 0x4: 0x2D, pll + 0x8: 0, pll + 0xC: 0x0007_7000,
+        0x4001_4004: 0x1F, 0x4001_400C: 0x1F,
+    }
+    gates = [Gate(pll, pll + 0x4000, resets, 12, "PLL_SYS", active_low=True),
+             Gate(0x4001_4000, 0x4001_8000, resets, 5, "IO_BANK0", active_low=True),
+             Gate(0x4003_4000, 0x4003_8000, resets, 22, "UART0", active_low=True)]
+    readers = {resets + 0x8: lambda m, v: ~m.registers[resets] & 0x01FF_FFFF,
+               xosc + 0x4: lambda m, v: (1 << 31) if m.registers[xosc] >> 12 == 0xFAB else 0,
+               clocks + 0x38: lambda m, v: 1 << (m.registers[clocks + 0x30] & 3),
+               clocks + 0x44: lambda m, v: 1 << (m.registers[clocks + 0x3C] & 1),
+               pll: pll_locked}
+    writers = {**{ssi + off: ssi_config for off in (0x00, 0x04, 0x14, 0xF4)}, 0xE000ED08: vtor,
+               clocks + 0x3C: sys_switch}
+    return Rp2040Model("RP2040", registers, console, console_base, gates, readers, writers,
+                       windows=((ssi, ssi + 0x1000),), boot=boot)
+
+
 #: board `bsp` value -> model factory
 CHIP_MODELS = {"stm32f746": stm32f746, "stm32h743": stm32h743, "stm32l4r5": stm32l4r5,
-               "nrf52840": nrf52840}
+               "nrf52840": nrf52840, "rp2040": rp2040}
 
 
 def chip_model(bsp: str, console: UartModel, console_base: int) -> ChipModel:

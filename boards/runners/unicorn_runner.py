@@ -278,7 +278,7 @@ class _Session:
         runner = self.runner
         self.chip = chip_model(runner.chip_bsp, uart_model(runner.console_kind, self._emit),
                                runner.console_base)
-        for window in PERIPHERAL_WINDOWS:
+        for window in PERIPHERAL_WINDOWS + self.chip.windows:
             for start, end in _subtract(window, mapped):
                 self.uc.mmio_map(start, end - start,
                                  lambda uc, off, size, _, base=start: self.chip.read(self._read, base + off, size),
@@ -294,6 +294,13 @@ class _Session:
                 raise RunnerError(f"{self.path}: segment at {address:#010x} ({len(data)} bytes)"
                                   " lies outside the board's memory map")
             self.uc.mem_write(address, data)
+        boot_rom = getattr(self, "chip", None) and self.chip.boot
+        if boot_rom:
+            # the chip's boot ROM checks and copies its boot stage, then runs it
+            sp, pc, copies = boot_rom(self._read)
+            for address, data in copies:
+                self.uc.mem_write(address, bytes(data))
+            return sp, pc
         table = self.runner.vector_table
         if table is None:
             table = min(address for address, _ in self.image.segments)
