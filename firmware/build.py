@@ -94,7 +94,9 @@ def _config_header(target: Target) -> str:
         lines.append("#define EDGEKIT_HARDWARE 1")
         lines.append(f"#define EDGEKIT_CLOCK_HZ {target.board.clock_hz}u")
     if target.has_cycle_counter:
-        lines.append("#define EDGEKIT_HAS_DWT 1")
+        # ARMv6-M has no DWT cycle counter: SysTick counts the core clock there
+        systick = target.cpu == "cortex-m0plus"
+        lines.append(f"#define EDGEKIT_HAS_{'SYSTICK' if systick else 'DWT'} 1")
     return "\n".join(lines) + "\n"
 
 

@@ -62,7 +62,8 @@ void edgekit_stack_scan(void);
  * no longer the paint byte (0 when untouched). */
 uint32_t edgekit_arena_scan(void);
 
-/* DWT cycle counter (real Cortex-M3/4/7/33/55 boards only; EDGEKIT_HAS_DWT). */
+/* Core cycles (real boards only): the DWT cycle counter on Cortex-M3/4/7/33/55
+ * (EDGEKIT_HAS_DWT), SysTick and its wrap count on the Cortex-M0+ (EDGEKIT_HAS_SYSTICK). */
 void edgekit_cycles_start(void);
 uint32_t edgekit_cycles_read(void);
 

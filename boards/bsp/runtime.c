@@ -54,6 +54,28 @@ void edgekit_cycles_start(void) {
     DWT_CTRL |= 1u;         /* CYCCNTENA */
 }
 uint32_t edgekit_cycles_read(void) { return DWT_CYCCNT; }
+#elif defined(EDGEKIT_HAS_SYSTICK)
+/* SysTick, 24 bits, counting down at the core clock; its exception counts the wraps */
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)  /* ENABLE 0, TICKINT 1, CLKSOURCE 2 */
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+static volatile uint32_t systick_wraps;
+void edgekit_systick_handler(void) { systick_wraps = systick_wraps + 1u; }
+void edgekit_cycles_start(void) {
+    SYST_CSR = 0;
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0;  /* any write clears it: the count starts from the reload value */
+    systick_wraps = 0;
+    SYST_CSR = 7u;
+}
+uint32_t edgekit_cycles_read(void) {
+    uint32_t wraps, value;
+    do {  /* a wrap between the two reads shows as a changed wrap count: read again */
+        wraps = systick_wraps;
+        value = SYST_CVR;
+    } while (wraps != systick_wraps);
+    return wraps * 0x1000000u + (0xFFFFFFu - value);
+}
 #else
 void edgekit_cycles_start(void) {}
 uint32_t edgekit_cycles_read(void) { return 0; }

@@ -328,7 +328,7 @@ def rp2040(console: UartModel, console_base: int) -> ChipModel:
         return value | (1 << 31) if locked else value & ~(1 << 31)
 
     registers = {
-        0xE000ED08: 0,
+        0xE000ED08: 0, 0xE000E010: 0, 0xE000E014: 0, 0xE000E018: 0,  # VTOR, SysTick
         ssi + 0x00: 0x0007_0000, ssi + 0x04: 0, ssi + 0x08: 1, ssi + 0x14: 0, ssi + 0xF4: 0x0300_0000,
         resets + 0x0: 0x01FF_FFFF, resets + 0x8: 0,
         xosc + 0x0: 0, xosc + 0x4: 0, xosc + 0xC: 0,
@@ -343,7 +343,9 @@ def rp2040(console: UartModel, console_base: int) -> ChipModel:
                xosc + 0x4: lambda m, v: (1 << 31) if m.registers[xosc] >> 12 == 0xFAB else 0,
                clocks + 0x38: lambda m, v: 1 << (m.registers[clocks + 0x30] & 3),
                clocks + 0x44: lambda m, v: 1 << (m.registers[clocks + 0x3C] & 1),
-               pll: pll_locked}
+               pll: pll_locked,
+               # SysTick does not count here (the runner counts instructions): CVR = reload
+               0xE000E018: lambda m, v: m.registers[0xE000E014]}
     writers = {**{ssi + off: ssi_config for off in (0x00, 0x04, 0x14, 0xF4)}, 0xE000ED08: vtor,
                clocks + 0x3C: sys_switch}
     return Rp2040Model("RP2040", registers, console, console_base, gates, readers, writers,

@@ -51,7 +51,7 @@ int main(void) {
 #ifdef EDGEKIT_HARDWARE
     edgekit_report_u32("clock_hz", edgekit_core_clock_hz());
 #endif
-#ifdef EDGEKIT_HAS_DWT
+#if defined(EDGEKIT_HAS_DWT) || defined(EDGEKIT_HAS_SYSTICK)
     edgekit_report_u32("cycles", cycles);
 #else
     (void)cycles;
