@@ -47,7 +47,9 @@ void edgekit_board_init(void) {
 
     RCC_CR |= 1u << 16;
     edgekit_wait_bits(&RCC_CR, 1u << 17, 1u << 17, "RCC_CR.HSERDY");
-    RCC_PLLCFGR = PLL_M | (PLL_N << 6) | (((PLL_P / 2u) - 1u) << 16) | (1u << 22) | (PLL_Q << 24);
+    /* PLLM 5:0, PLLN 14:6, PLLP 17:16, PLLSRC 22, PLLQ 27:24; reserved bits keep their reset value */
+    RCC_PLLCFGR = (RCC_PLLCFGR & ~0x0F437FFFu) | PLL_M | (PLL_N << 6) | (((PLL_P / 2u) - 1u) << 16) |
+                  (1u << 22) | (PLL_Q << 24);
     RCC_CR |= 1u << 24;
 
     /* over-drive on while the PLL locks (RM0385 5.1.4) */
