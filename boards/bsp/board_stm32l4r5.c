@@ -2,7 +2,7 @@
  * wait states, LPUART1 on the ST-LINK virtual COM port (PG7 TX, PG8 RX).
  *
  * Register addresses and sequences from RM0432 (STM32L4+ reference manual): range 1 boost mode
- * and the AHB /2 step when going above 80 MHz (6.2.9 / 5.1.8), flash wait states by HCLK in
+ * and the AHB /2 step when going above 80 MHz (5.1.8), flash wait states by HCLK in
  * range 1 boost (3.3.3: 5 WS up to 120 MHz), main PLL (6.4.4), PG[15:2] on the VDDIO2 supply
  * that PWR_CR2.IOSV must declare valid (5.4.2). Board facts from UM2179 (VCP on PG7/PG8, AF8). */
 #include "edgekit_bsp.h"
@@ -36,10 +36,12 @@ static void pin_alternate(uint32_t port, uint32_t pin, uint32_t af) {
 }
 
 void edgekit_board_init(void) {
+    /* range 1 normal to boost mode (RM0432 5.1.8): HCLK /2 first, then R1MODE cleared, wait
+     * states, the switch, at least 1 us, and HCLK /1 */
+    RCC_CFGR = (RCC_CFGR & ~(0xFu << 4)) | (8u << 4);
     RCC_APB1ENR1 |= 1u << 28;
     (void)RCC_APB1ENR1;
-    /* range 1 (the reset value), then boost mode for more than 80 MHz */
-    PWR_CR1 = (PWR_CR1 & ~(3u << 9)) | (1u << 9);
+    PWR_CR1 = (PWR_CR1 & ~(3u << 9)) | (1u << 9);  /* range 1 (the reset value) */
     edgekit_wait_bits(&PWR_SR2, 1u << 10, 0, "PWR_SR2.VOSF");
     PWR_CR5 &= ~(1u << 8);
 
@@ -52,8 +54,6 @@ void edgekit_board_init(void) {
     FLASH_ACR = (FLASH_ACR & ~0xFu) | 5u;
     edgekit_wait_bits(&FLASH_ACR, 0xFu, 5u, "FLASH_ACR.LATENCY");
 
-    /* above 80 MHz: switch with AHB /2, then /1 after at least 1 us (RM0432 6.2.9) */
-    RCC_CFGR = (RCC_CFGR & ~(0xFu << 4)) | (8u << 4);
     RCC_CFGR = (RCC_CFGR & ~3u) | 3u;
     edgekit_wait_bits(&RCC_CFGR, 3u << 2, 3u << 2, "RCC_CFGR.SWS=PLL");
     for (volatile uint32_t i = 0; i < 120u; ++i) {}  /* >= 1 us at 60 MHz HCLK */

@@ -7,7 +7,6 @@
 
 #define UARTE_REG(offset) (*(volatile uint32_t *)(EDGEKIT_CONSOLE_BASE + (offset)))
 #define UARTE_TASKS_STARTTX UARTE_REG(0x008)
-#define UARTE_TASKS_STOPTX UARTE_REG(0x00C)
 #define UARTE_EVENTS_ENDTX UARTE_REG(0x120)
 #define UARTE_ENABLE UARTE_REG(0x500)     /* 8: UARTE enabled */
 #define UARTE_PSEL_TXD UARTE_REG(0x50C)
@@ -47,9 +46,10 @@ void edgekit_console_flush(void) {
     UARTE_TXD_PTR = (uint32_t)(uintptr_t)tx_buffer;
     UARTE_TXD_MAXCNT = tx_count;
     UARTE_TASKS_STARTTX = 1;
+    /* ENDTX: EasyDMA has read the whole buffer, which may then be refilled; the transmitter
+     * stays started (the next STARTTX needs no TXSTOPPED handshake) */
     while (UARTE_EVENTS_ENDTX == 0) {}
     UARTE_EVENTS_ENDTX = 0;
-    UARTE_TASKS_STOPTX = 1;
     tx_count = 0;
 }
 
