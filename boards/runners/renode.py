@@ -110,6 +110,13 @@ class RenodeRunner(Runner):
                 try:
                     console = read_until_report(link, timeout_s, what=f"Renode ({self.script.name})",
                                                 still_running=lambda: proc.poll() is None)
+                except RunnerError as err:
+                    # what Renode logged (unmodelled registers, a CPU abort) says why
+                    log.seek(0)
+                    tail = log.read().decode("utf-8", "replace")[-2000:].rstrip()
+                    err.args = (f"{err.args[0]}\n--- Renode log (last {len(tail)} characters) ---\n{tail}",
+                                *err.args[1:])
+                    raise
                 finally:
                     link.close()
             finally:
