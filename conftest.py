@@ -53,3 +53,13 @@ def kernel_objects(tmp_path_factory) -> dict:
 def mlperf_model(request) -> Path:
     """Each MLPerf Tiny model in turn (parametrised by short name)."""
     return mlperf_path(request.param)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line saying how many Renode tests ran: a CI log shows whether Renode was there."""
+    counts = {outcome: sum(1 for report in terminalreporter.stats.get(outcome, [])
+                           if "test_renode.py" in getattr(report, "nodeid", ""))
+              for outcome in ("passed", "failed", "skipped")}
+    if any(counts.values()):
+        terminalreporter.write_line(f"Renode tests (hil_tests/test_renode.py): {counts['passed']} "
+                                    f"passed, {counts['failed']} failed, {counts['skipped']} skipped")

@@ -13,7 +13,9 @@
 #     datasets) with --no-install-recommends, via apt-get
 #     (as root, or through sudo);
 #   - a virtual environment in .venv with the exact pins of requirements.lock (re-installed when
-#     the lock file changes) and edgekit itself, editable.
+#     the lock file changes) and edgekit itself, editable;
+#   - Renode, where the CI machines' kit sits beside the clone (../shared/tools/renode): its
+#     setup.sh (mono), and its bin/ on PATH so the Renode and Robot tests run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,9 +65,24 @@ ensure_venv() {
   fi
 }
 
+# Renode: the kit of this project's CI machines, beside the clone (../shared/tools/renode, a
+# Renode 1.15.3 build; its setup.sh installs Debian's mono runtime). Elsewhere Renode is found
+# on PATH or as $RENODE, and its tests skip without it.
+RENODE_KIT="$ROOT/../shared/tools/renode"
+
+ensure_renode() {
+  [ -x "$RENODE_KIT/bin/renode" ] || return 0
+  sh "$RENODE_KIT/setup.sh" >/dev/null || { log "Renode kit set-up failed ($RENODE_KIT/setup.sh)"; exit 1; }
+  # renode-test runs the first python3 on PATH: the venv's, which has robotframework
+  PATH="$(cd "$RENODE_KIT/bin" && pwd):$VENV/bin:$PATH"
+  export PATH
+  log "Renode: $(command -v renode)"
+}
+
 setup() {
   ensure_apt_packages
   ensure_venv
+  ensure_renode
 }
 
 cmd="${1:-}"

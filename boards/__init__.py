@@ -82,9 +82,17 @@ def target_for(board_id: str, *, emulated: bool = True, directory: str | Path | 
     return resolve_target(board, host, emulated=emulated)
 
 
+#: Renode board scripts (one ``<board id>.resc`` per board Renode really runs)
+RENODE_SCRIPTS_DIR = BOARDS_DIR / "renode"
+
+
 def runners_for(board: Board, directory: str | Path | None = None) -> tuple[str, ...]:
-    """Runner names that can run `board`'s firmware: its own, plus its stand-in's emulators."""
-    names = list(board.runners)
+    """Runner names that really run `board`'s firmware: its own emulators, its stand-in's, and
+    Renode only where a board script ships (a platform in the board file is not enough: Renode
+    runs a real board's hardware build on its model of the chip, through that script)."""
+    names = [n for n in board.runners if n != "renode"]
+    if board.emulation.renode_platform and (RENODE_SCRIPTS_DIR / f"{board.id}.resc").is_file():
+        names.append("renode")
     if board.emulation.stand_in:
         host = load_board(board.emulation.stand_in, directory)
         names = [n for n in host.runners if n in ("qemu", "unicorn")] + names

@@ -68,6 +68,13 @@ MEMORY
 
 SECTIONS
 {{
+  /* a boot stage the boot ROM runs first (RP2040: 256 bytes, checksummed after linking, so
+   * an output section of its own); empty, and dropped, on other boards */
+  .boot2 :
+  {{
+    KEEP(*(.boot2))
+  }} > FLASH
+
   .text :
   {{
     KEEP(*(.vectors))

@@ -21,7 +21,7 @@ CPUS = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "c
 FPUS = ("none", "fpv4-sp-d16", "fpv5-sp-d16", "fpv5-d16")
 KINDS = ("emulated", "real")
 #: console drivers the BSP implements (boards/bsp/console_*.c)
-CONSOLE_KINDS = ("cmsdk_uart", "stm32_usart", "stm32_usart_v2", "stellaris_uart", "pl011",
+CONSOLE_KINDS = ("cmsdk_uart", "stm32_usart", "stm32_usart_v2", "stm32_lpuart", "stellaris_uart", "pl011",
                  "nrf_uarte", "semihosting")
 #: what a RAM region can hold; each role lives in exactly one region
 SRAM_ROLES = ("data", "arena", "stack")
@@ -98,6 +98,8 @@ class Board:
     emulation: Emulation
     flasher: Flasher | None = None
     notes: str = ""
+    #: the board support source of hardware builds, boards/bsp/board_<bsp>.c (clocks, pins)
+    bsp: str | None = None
     source: str = field(default="", compare=False)
 
     @property
@@ -226,7 +228,7 @@ def parse_board(board_id: str, raw: Any, source: str) -> Board:
     """Validate one board file's parsed JSON; `source` (the file path) goes into every error."""
     check = _Checker(source)
     raw = check.obj(raw, "", ("name", "vendor", "kind", "cpu", "fpu", "clock_hz", "memory",
-                              "console", "emulation"), ("flasher", "notes"))
+                              "console", "emulation"), ("flasher", "notes", "bsp"))
     kind = check.string(raw, "kind", "", choices=KINDS)
     cpu = check.string(raw, "cpu", "", choices=CPUS)
     fpu = check.string(raw, "fpu", "", choices=FPUS)
@@ -293,4 +295,5 @@ def parse_board(board_id: str, raw: Any, source: str) -> Board:
         kind=kind, cpu=cpu, fpu=fpu, clock_hz=clock_hz, flash=flash, sram=tuple(sram),
         console=Console(kind=console_kind, base=base), emulation=emulation, flasher=flasher,
         notes=notes, source=source,
+        bsp=check.string(raw, "bsp", "", optional=True) if kind == "real" else None,
     )

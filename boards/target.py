@@ -45,8 +45,9 @@ class Target:
 
     @property
     def has_cycle_counter(self) -> bool:
-        """DWT CYCCNT exists on v7-M/v8-M mainline; emulators do not time it, so only real runs."""
-        return not self.emulated and self.board.cpu != "cortex-m0plus"
+        """A real board counts cycles: DWT CYCCNT on v7-M/v8-M mainline, SysTick (with its
+        wraps counted) on the Cortex-M0+; emulators do not time them, so only real runs."""
+        return not self.emulated
 
     def region_for(self, role: str) -> MemoryRegion:
         """The target SRAM region that holds `role` (data, arena or stack)."""

@@ -23,7 +23,7 @@ from edgekit.costs import graph_macs
 from edgekit.errors import BuildError
 from edgekit.firmware import elf
 from edgekit.firmware import platformio
-from edgekit.firmware.build import (_BSP_COMMON, _HARNESS, _require_tools, console_driver,
+from edgekit.firmware.build import (_HARNESS, _require_tools, bsp_files,
                                     cpu_flags, link_firmware, target_manifest, write_manifest)
 from edgekit.firmware.codegen import (GeneratedModel, available_inplace_modes, firmware_plan,
                                       generate)
@@ -102,11 +102,11 @@ def load_graph(model: str | Path | Graph) -> Graph:
     return load_tflite(model_file(model)[0])
 
 
-def _copy_runtime(src_dir: Path, console_driver: str) -> list[str]:
+def _copy_runtime(src_dir: Path, bsp_names: tuple[str, ...]) -> list[str]:
     """BSP, harness and every kernel into src_dir; returns the files to compile."""
     bsp = resources.files("edgekit.boards") / "bsp"
     c_root = resources.files("edgekit.firmware") / "c"
-    copies = [(bsp / name, name) for name in _BSP_COMMON + (console_driver,)]
+    copies = [(bsp / name, name) for name in bsp_names]
     copies += [(c_root / "harness" / name, name) for name in _HARNESS]
     kernels = c_root / "kernels"
     copies += [(kernels / entry.name, entry.name) for entry in kernels.iterdir()
@@ -135,7 +135,7 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     source_graph = load_graph(model)
     graph = widen_int4_weights(source_graph)
     target = target_for(board_id, emulated=emulated)
-    driver = console_driver(target)
+    driver = bsp_files(target)
     patch_info = None
     if generated is None and plan is None and patch is not None:
         from edgekit.patching import patch_summary, resolve_patch

@@ -120,9 +120,21 @@ def _board_json(target: Target) -> dict:
     }
 
 
+#: PlatformIO extra script: the RP2040 boot stage's CRC-32, written after linking (as make does)
+_BOOT2_SCRIPT = '''"""Write the RP2040 boot stage's CRC-32 into the linked ELF (edgekit boot2.py)."""
+Import("env")  # noqa: F821 (PlatformIO's SCons environment)
+env.AddPostAction("$BUILD_DIR/${PROGNAME}.elf",  # noqa: F821
+                  env.VerboseAction('"$PYTHONEXE" boot2.py $TARGET', "Writing the boot stage CRC-32"))  # noqa: F821
+'''
+
+
 def write_project(directory: Path, target: Target, cpu_flags: list[str]) -> None:
     """Write ``platformio.ini`` (and for emulated builds the local platform and board JSON)."""
-    (directory / "platformio.ini").write_text(platformio_ini(target, cpu_flags))
+    ini = platformio_ini(target, cpu_flags)
+    if any((directory / "src").glob("boot2_*.S")):
+        ini += "extra_scripts = post:platformio_boot2.py\n"
+        (directory / "platformio_boot2.py").write_text(_BOOT2_SCRIPT)
+    (directory / "platformio.ini").write_text(ini)
     if not target.emulated:
         return
     platform = directory / PLATFORM_DIR

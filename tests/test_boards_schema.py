@@ -69,7 +69,8 @@ def test_hardware_target_and_pico_use_their_own_map():
     assert disco.flash.origin == 0x0800_0000 and disco.has_cycle_counter
     pico = target_for("rpi-pico")
     assert pico.host.id == "rpi-pico" and pico.flash.origin == 0x1000_0000
-    assert pico.console.kind == "pl011" and not pico.has_cycle_counter
+    assert pico.console.kind == "pl011" and not pico.has_cycle_counter  # an emulated run
+    assert target_for("rpi-pico", emulated=False).has_cycle_counter  # SysTick on the M0+
     assert runners_for(load_board("rpi-pico")) == ("unicorn", "serial")
     assert runners_for(load_board("nrf52840dk"))[:2] == ("qemu", "unicorn")
 

@@ -151,8 +151,17 @@ def test_missing_toolchain_says_how_to_install(monkeypatch, tmp_path):
 def test_unsupported_console_and_bad_elf(tmp_path):
     from edgekit.firmware.build import build_selftest
 
-    with pytest.raises(BuildError, match="nrf_uarte.*no BSP driver"):
-        build_selftest("nrf52840dk", tmp_path, emulated=False)
+    from dataclasses import replace
+
+    from edgekit.boards import load_board, resolve_target
+    from edgekit.firmware.build import bsp_files
+
+    unsupported = resolve_target(replace(load_board("nrf52840dk"), bsp=None), emulated=False)
+    with pytest.raises(BuildError, match="nrf52840dk: no board support.*'bsp'"):
+        bsp_files(unsupported)
+    missing = resolve_target(replace(load_board("nrf52840dk"), bsp="nosuchchip"), emulated=False)
+    with pytest.raises(BuildError, match="board_nosuchchip.c, which does not exist"):
+        bsp_files(missing)
     bogus = tmp_path / "not.elf"
     bogus.write_bytes(b"hello")
     with pytest.raises(BuildError, match="not.elf: not a readable ELF"):

@@ -19,6 +19,21 @@
 extern uint8_t __stack_bottom[], __stack_top[];
 extern uint8_t __arena_start[], __arena_end[];
 
+/* Board set-up before main (clock tree, flash wait states, caches, console pins and clocks):
+ * board_<bsp>.c on a hardware build; a weak no-op elsewhere (emulators need none). Called by the
+ * reset handler with .data and .bss ready and the FPU on. */
+void edgekit_board_init(void);
+
+/* The core clock the board set-up reached, in Hz (0 when unknown: emulated builds). */
+uint32_t edgekit_core_clock_hz(void);
+
+/* The clock of the console UART's baud generator, in Hz (hardware builds). */
+uint32_t edgekit_console_clock_hz(void);
+
+/* Busy-wait until (*reg & mask) == want; on a real chip a clock or regulator that never becomes
+ * ready is a board fault, reported as one (exit status 5) rather than a silent hang. */
+void edgekit_wait_bits(const volatile uint32_t *reg, uint32_t mask, uint32_t want, const char *what);
+
 /* Console: init once, then write bytes. */
 void edgekit_console_init(void);
 void edgekit_console_putc(char c);
@@ -47,7 +62,8 @@ void edgekit_stack_scan(void);
  * no longer the paint byte (0 when untouched). */
 uint32_t edgekit_arena_scan(void);
 
-/* DWT cycle counter (real Cortex-M3/4/7/33/55 boards only; EDGEKIT_HAS_DWT). */
+/* Core cycles (real boards only): the DWT cycle counter on Cortex-M3/4/7/33/55
+ * (EDGEKIT_HAS_DWT), SysTick and its wrap count on the Cortex-M0+ (EDGEKIT_HAS_SYSTICK). */
 void edgekit_cycles_start(void);
 uint32_t edgekit_cycles_read(void);
 

@@ -1,4 +1,5 @@
-/* Reset handler: FPU on, .data copied, .bss zeroed, stack and arena painted, then main().
+/* Reset handler: FPU on, .data copied, .bss zeroed, board set up, stack and arena painted,
+ * then main().
  *
  * Written in assembly so that nothing here uses the stack before it is painted and no
  * compiler-generated FP/MVE instruction runs before the FPU is enabled. Thumb-1 only, so the
@@ -43,7 +44,10 @@ Reset_Handler:
     str r3, [r0]
     adds r0, #4
     b 3b
-4:  /* paint the arena and then the whole stack (word-aligned, 8-byte multiples by the linker) */
+4:  /* clocks, caches and console pins (board_<bsp>.c on hardware builds; a no-op otherwise).
+     * It runs before the painting, so the stack it uses is painted over and never measured. */
+    bl edgekit_board_init
+    /* paint the arena and then the whole stack (word-aligned, 8-byte multiples by the linker) */
     ldr r3, =0xA5A5A5A5
     ldr r0, =__arena_start
     ldr r1, =__arena_end

@@ -12,6 +12,8 @@ void edgekit_fault_entry_bus(void);
 void edgekit_fault_entry_usage(void);
 
 static void default_handler(void) { edgekit_exit(4); }
+/* runtime.c defines it where SysTick counts cycles (EDGEKIT_HAS_SYSTICK) */
+void edgekit_systick_handler(void) __attribute__((weak, alias("default_handler")));
 
 typedef void (*vector_t)(void);
 
@@ -29,7 +31,7 @@ const vector_t edgekit_vectors[16 + 16] = {
     default_handler,                 /* DebugMonitor */
     0,
     default_handler,                 /* PendSV */
-    default_handler,                 /* SysTick */
+    edgekit_systick_handler,         /* SysTick */
     /* no interrupts are enabled; the first 16 IRQs point at the default handler anyway */
     default_handler, default_handler, default_handler, default_handler,
     default_handler, default_handler, default_handler, default_handler,

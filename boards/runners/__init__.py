@@ -52,7 +52,11 @@ def make_runner(target, name: str | None = None, *, port: str | None = None,
     if name == "renode":
         from edgekit.boards.runners.renode import RenodeRunner
 
-        return RenodeRunner.for_board(target.board.id if not target.emulated else host.id)
+        if target.emulated and target.board.kind == "real":
+            raise RunnerError(f"Renode runs the hardware build of {target.board.id} on its model of "
+                              f"the chip; this one was built for stand-in {host.id} (rebuild it "
+                              "with --hardware)")
+        return RenodeRunner.for_board(target.board.id)
     from edgekit.boards.runners.flashers import flasher_for
     from edgekit.boards.runners.serial_runner import SerialRunner, port_from_environment
 

@@ -26,7 +26,7 @@ MEASUREMENT_FIELDS = (
     "board", "host_board", "runner", "elf", "flash_bytes", "static_ram_bytes", "stack_peak_bytes",
     "peak_sram_bytes", "arena_bytes", "arena_used_bytes", "instructions", "cycles", "outputs",
     "crc_ok", "expected_ok", "fits", "board_flash_bytes", "board_sram_bytes", "exit_code",
-    "stack_peak_hooked_bytes", "arena_used_hooked_bytes",
+    "stack_peak_hooked_bytes", "arena_used_hooked_bytes", "emulator_cycles", "latency_ms",
     # model builds (edgekit.firmware.estimate.compare_with_measurement); None otherwise
     "bit_exact", "estimate_peak_sram_bytes", "estimate_stack_bytes", "estimate_error",
 )
@@ -81,6 +81,14 @@ def _expected_outputs(manifest: dict | None) -> list[bytes] | None:
     return [bytes.fromhex(h) for h in manifest["expected_outputs"]]
 
 
+def _latency_ms(report, board) -> float | None:
+    """DWT cycles at the clock the firmware reports it set (``clock_hz``), else the board's."""
+    if report.cycles is None:
+        return None
+    clock_hz = report.get_int("clock_hz") or board.clock_hz
+    return report.cycles * 1000.0 / clock_hz
+
+
 def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: float | None = None,
             port: str | None = None, flasher: str | None = None) -> dict:
     """Run `firmware` on `runner_name` and return the measurement (`MEASUREMENT_FIELDS`).
@@ -122,8 +130,12 @@ def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: fl
         "arena_bytes": report.arena_bytes,
         "arena_used_bytes": report.arena_used_bytes,
         "instructions": result.instructions,
-        # only a real board's DWT gives cycles; emulator time is never a latency figure
-        "cycles": report.cycles if not target.emulated else None,
+        # only a real board's DWT gives cycles; an emulator's count (Renode models the DWT of a
+        # hardware build) is the emulator's, never a latency figure
+        "cycles": report.cycles if name == "serial" else None,
+        "latency_ms": _latency_ms(report, board) if name == "serial" else None,
+        # Renode's stock platforms stub the DWT (it reads 0): no count rather than a false one
+        "emulator_cycles": (report.cycles or None) if name != "serial" else None,
         "outputs": [o.hex() for o in report.outputs],
         "crc_ok": True,  # parse_report accepted both CRCs and the record count
         "expected_ok": None if expected is None else report.outputs == expected,
@@ -166,7 +178,11 @@ def render_measurement(measured: dict) -> str:
     if measured["instructions"] is not None:
         lines.append(f"  instructions:     {measured['instructions']} (exact, Unicorn)")
     if measured["cycles"] is not None:
-        lines.append(f"  cycles:           {measured['cycles']} (DWT)")
+        latency = "" if measured.get("latency_ms") is None else f", {measured['latency_ms']:.3f} ms"
+        lines.append(f"  cycles:           {measured['cycles']} (DWT{latency})")
+    if measured.get("emulator_cycles") is not None:
+        lines.append(f"  emulator cycles:  {measured['emulator_cycles']} ({measured['runner']}'s DWT model:"
+                     " the emulator's count, not a latency)")
     if measured["instructions"] is None and measured["cycles"] is None:
         lines.append("  latency:          not measured by this runner (use --runner unicorn or a real board)")
     outputs = ", ".join(f"{len(h) // 2} B" for h in measured["outputs"]) or "none"

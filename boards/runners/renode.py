@@ -1,8 +1,10 @@
 """Renode runner: the board's `.resc` script (boards/renode/<board>.resc), console on a TCP
 server socket read through pyserial's ``socket://`` URL (same path as QEMU and real boards).
 
-Renode is not installable here (no registry carries it): this runner raises
-`RunnerUnavailableError` unless ``renode`` is on PATH, and its tests skip with that reason.
+Renode is in no package registry: install it from its official packages (https://renode.io),
+or use the kit a CI machine keeps in ../shared/tools/renode. The binary is ``$RENODE`` when set,
+else ``renode`` on PATH; without it this runner raises `RunnerUnavailableError` and its tests
+skip with that reason.
 Renode keeps running after the firmware ends (it has no semihosting exit), so the run ends when
 the report is complete and the process is stopped. Renode's virtual time is not a latency figure
 either; only a real board's DWT cycles are.
@@ -10,6 +12,7 @@ either; only a real board's DWT cycles are.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -25,6 +28,8 @@ from edgekit.boards.runners.qemu import free_tcp_port
 from edgekit.errors import RunnerError, RunnerUnavailableError
 
 RENODE_BINARY = "renode"
+#: environment variable naming the Renode binary (a path, or a name on PATH)
+RENODE_ENV = "RENODE"
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "renode"
 #: Renode (a .NET program) takes a while to start and open the socket
 CONNECT_TIMEOUT_S = 60.0
@@ -48,14 +53,24 @@ def uart_of(script: Path) -> str:
     return match.group(1)
 
 
+def renode_binary() -> str:
+    """The Renode binary to run: ``$RENODE`` when set, else ``renode``."""
+    return os.environ.get(RENODE_ENV) or RENODE_BINARY
+
+
+def find_renode() -> str | None:
+    """The full path of the Renode binary, or None when there is none."""
+    return shutil.which(renode_binary())
+
+
 class RenodeRunner(Runner):
     """Run an ELF with Renode using a shipped board script."""
 
     name = "renode"
 
-    def __init__(self, script: Path, *, renode: str = RENODE_BINARY):
+    def __init__(self, script: Path, *, renode: str | None = None):
         self.script = Path(script)
-        self.renode = renode
+        self.renode = renode or renode_binary()
 
     @classmethod
     def for_board(cls, board_id: str) -> RenodeRunner:
@@ -64,8 +79,8 @@ class RenodeRunner(Runner):
     def check_available(self) -> None:
         if shutil.which(self.renode) is None:
             raise RunnerUnavailableError(
-                f"{self.renode} is not on PATH (Renode is not in any registry this machine "
-                "reaches; install it from https://renode.io to run this board on Renode)")
+                f"Renode ({self.renode!r}) is not found: put `renode` on PATH or set {RENODE_ENV}="
+                "/path/to/renode (install it from https://renode.io; see docs/real-boards.md)")
 
     def command(self, elf: Path, port: int) -> list[str]:
         """Renode headless: load the board script and serve its UART on `port`. The emulation is
@@ -101,6 +116,13 @@ class RenodeRunner(Runner):
                 try:
                     console = read_until_report(link, timeout_s, what=f"Renode ({self.script.name})",
                                                 still_running=lambda: proc.poll() is None)
+                except RunnerError as err:
+                    # what Renode logged (unmodelled registers, a CPU abort) says why
+                    log.seek(0)
+                    tail = log.read().decode("utf-8", "replace")[-2000:].rstrip()
+                    err.args = (f"{err.args[0]}\n--- Renode log (last {len(tail)} characters) ---\n{tail}",
+                                *err.args[1:])
+                    raise
                 finally:
                     link.close()
             finally:

@@ -85,6 +85,9 @@ class NrfUarte(UartModel):
         self.registers[offset] = value
         if offset == 0x008 and value:
             pointer, count = self.registers.get(0x544, 0), self.registers.get(0x548, 0)
+            if not 0x2000_0000 <= pointer < 0x2004_0000:
+                raise RunnerError(f"nRF UARTE: STARTTX with TXD.PTR={pointer:#010x}, outside data "
+                                  "RAM: EasyDMA reads only RAM (the chip would send nothing)")
             self.emit(bytes(mem(pointer, count)))
         elif offset == 0x51C:  # legacy UART TXD register (nRF51-style driver)
             self.emit(bytes([value & 0xFF]))
@@ -94,6 +97,7 @@ UART_MODELS: dict[str, type[UartModel]] = {
     "cmsdk_uart": CmsdkUart,
     "stm32_usart": Stm32Usart,
     "stm32_usart_v2": Stm32UsartV2,
+    "stm32_lpuart": Stm32UsartV2,
     "stellaris_uart": Pl011Uart,
     "pl011": Pl011Uart,
     "nrf_uarte": NrfUarte,

@@ -53,6 +53,9 @@ CPU_MODELS = {
     "cortex-m7": arm_const.UC_CPU_ARM_CORTEX_M7,
     "cortex-m33": arm_const.UC_CPU_ARM_CORTEX_M33,
 }
+#: a board's core -> the Unicorn model that runs its hardware build
+HARDWARE_CPU_MODELS = {"cortex-m0plus": "cortex-m0", "cortex-m3": "cortex-m3",
+                       "cortex-m4": "cortex-m4", "cortex-m7": "cortex-m7", "cortex-m33": "cortex-m33"}
 #: peripheral windows mapped as plain zeroed RAM (clock, GPIO and system-control writes land
 #: there harmlessly); the console page is carved out and modelled
 PERIPHERAL_WINDOWS = ((0x4000_0000, 0x6000_0000), (0xE000_0000, 0xE010_0000))
@@ -169,7 +172,7 @@ class UnicornRunner(Runner):
     def __init__(self, cpu: str, regions: list[Region], console_kind: str,
                  console_base: int | None = None, *, vector_table: int | None = None,
                  verify_counts: bool = False, instruction_budget: int | None = None,
-                 budget_note: str = ""):
+                 budget_note: str = "", chip_bsp: str | None = None):
         if cpu not in CPU_MODELS:
             raise RunnerError(f"Unicorn has no CPU model {cpu!r} (models: {', '.join(CPU_MODELS)})")
         if console_kind != "semihosting" and console_base is None:
@@ -185,6 +188,9 @@ class UnicornRunner(Runner):
         self.instruction_budget = instruction_budget
         #: where the budget came from, for the error message
         self.budget_note = budget_note
+        #: a real board's hardware build: its peripherals are strict register models
+        #: (`chip_models`) instead of zeroed RAM
+        self.chip_bsp = chip_bsp
 
     @classmethod
     def from_target(cls, target, *, verify_counts: bool = False,
@@ -192,20 +198,32 @@ class UnicornRunner(Runner):
         """The runner for a build target (`edgekit.boards.Target`): the host board's memory map
         and Unicorn model, the target's console."""
         host = target.host
+        budget = {"verify_counts": verify_counts, "instruction_budget": instruction_budget,
+                  "budget_note": budget_note}
+        if not target.emulated and target.board.bsp:
+            # a real board's hardware build on its own memory map, its clock, pin and console
+            # registers answered by the chip's model (`chip_models`, test fixtures)
+            board = target.board
+            return cls(HARDWARE_CPU_MODELS[board.cpu], _regions(board), target.console.kind,
+                       target.console.base, vector_table=board.flash.origin,
+                       chip_bsp=board.bsp, **budget)
         model = host.emulation.unicorn
         if not model:
             raise RunnerError(f"board {host.id} has no Unicorn model (emulation.unicorn)")
-        regions = [Region(host.flash.name, host.flash.origin, host.flash.size)]
-        regions += [Region(r.name, r.origin, r.size) for r in host.sram]
-        return cls(model, regions, target.console.kind, target.console.base,
-                   vector_table=host.flash.origin, verify_counts=verify_counts,
-                   instruction_budget=instruction_budget, budget_note=budget_note)
+        return cls(model, _regions(host), target.console.kind, target.console.base,
+                   vector_table=host.flash.origin, **budget)
 
     def run(self, elf: Path, timeout_s: float) -> RunResult:
         path = Path(elf)
         image = read_elf(path)  # validates the ELF first
         session = _Session(self, image, path)
         return session.run(timeout_s)
+
+
+def _regions(board) -> list[Region]:
+    """A board's flash and SRAM regions, as Unicorn maps them."""
+    return [Region(board.flash.name, board.flash.origin, board.flash.size)] + [
+        Region(r.name, r.origin, r.size) for r in board.sram]
 
 
 class _Session:
@@ -254,6 +272,9 @@ class _Session:
             for piece in _subtract((start, end), mapped):
                 self.uc.mem_map(piece[0], piece[1] - piece[0])
                 mapped.append(piece)
+        if runner.chip_bsp is not None:
+            self._map_chip(mapped)
+            return
         console_page = None
         if runner.console_kind != "semihosting":
             base = _align_down(runner.console_base)
@@ -271,12 +292,36 @@ class _Session:
                 self.uc.mem_map(start, end - start)
         self.mapped = mapped
 
+    def _map_chip(self, mapped: list[tuple[int, int]]) -> None:
+        """Every peripheral and system address through the chip's strict register model."""
+        from edgekit.boards.runners.chip_models import chip_model
+
+        runner = self.runner
+        self.chip = chip_model(runner.chip_bsp, uart_model(runner.console_kind, self._emit),
+                               runner.console_base)
+        for window in PERIPHERAL_WINDOWS + self.chip.windows:
+            for start, end in _subtract(window, mapped):
+                self.uc.mmio_map(start, end - start,
+                                 lambda uc, off, size, _, base=start: self.chip.read(self._read, base + off, size),
+                                 None,
+                                 lambda uc, off, size, value, _, base=start: self.chip.write(self._read, base + off, size, value),
+                                 None)
+                mapped.append((start, end))
+        self.mapped = mapped
+
     def _load(self) -> tuple[int, int]:
         for address, data in self.image.segments:
             if not any(a <= address and address + len(data) <= b for a, b in self.mapped):
                 raise RunnerError(f"{self.path}: segment at {address:#010x} ({len(data)} bytes)"
                                   " lies outside the board's memory map")
             self.uc.mem_write(address, data)
+        boot_rom = getattr(self, "chip", None) and self.chip.boot
+        if boot_rom:
+            # the chip's boot ROM checks and copies its boot stage, then runs it
+            sp, pc, copies = boot_rom(self._read)
+            for address, data in copies:
+                self.uc.mem_write(address, bytes(data))
+            return sp, pc
         table = self.runner.vector_table
         if table is None:
             table = min(address for address, _ in self.image.segments)

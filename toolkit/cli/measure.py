@@ -38,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.boards.runners.measure import (measure, measurement_ok, render_measurement,
                                                 resolve_firmware)
 
-    # serial needs a hardware build, QEMU/Unicorn an emulated one; Renode runs either (its
-    # nrf52840 platform runs the hardware build), so it and the default follow the manifest
+    # serial needs a hardware build, QEMU an emulated one; Renode and Unicorn run either (a
+    # hardware build on the chip's model), so they and the default follow the manifest
+    hardware = {"serial": True, "qemu": False}.get(args.runner)
     # checked before anything is read or started: nan, inf, 0 and negative values never reach a runner
     timeout_s = None if args.timeout is None else check_timeout(args.timeout)
-    hardware = {"serial": True, "qemu": False, "unicorn": False}.get(args.runner)
     firmware = resolve_firmware(args.firmware, args.board, hardware=hardware)
     try:
         measured = measure(firmware, args.runner, timeout_s=timeout_s, port=args.port,

@@ -48,7 +48,10 @@ int main(void) {
     edgekit_report_u32("arena_bytes", (uint32_t)(__arena_end - __arena_start));
     edgekit_report_u32("arena_used_bytes", arena_used);
     edgekit_report_u32("instructions_marker", 1);
-#ifdef EDGEKIT_HAS_DWT
+#ifdef EDGEKIT_HARDWARE
+    edgekit_report_u32("clock_hz", edgekit_core_clock_hz());
+#endif
+#if defined(EDGEKIT_HAS_DWT) || defined(EDGEKIT_HAS_SYSTICK)
     edgekit_report_u32("cycles", cycles);
 #else
     (void)cycles;
