@@ -10,6 +10,7 @@ known by hand, which is what makes them oracles for the Unicorn runner's countin
   semihosting SYS_EXIT (status 0).
 * ``forever``: the same, but loops forever instead of exiting.
 * ``fault``: prints, then executes ``udf`` (an undefined instruction).
+* ``flood``: prints "hello\\n" forever, with no report (a runner must still end on time).
 * ``semihost``: prints "semi\\n" through semihosting SYS_WRITE0 and exits with status 3 through
   SYS_EXIT_EXTENDED.
 """
@@ -105,6 +106,12 @@ reset:
 reset:
     bl print_hello
     udf #0
+""",
+    "flood": """
+    .thumb_func
+reset:
+8:  bl print_hello
+    b 8b
 """,
     "semihost": """
     .thumb_func
