@@ -290,7 +290,8 @@ def run_cases(seeds: Path, run_seed: int, count: int, *, stall_s: float = 120.0,
     while next_index < count:
         command = [sys.executable, "-c", "import sys; from fuzz.harness import worker_main; "
                    f"worker_main({str(seeds)!r}, {run_seed}, {next_index}, {count}, {str(scratch)!r})"]
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        log = open(scratch / "worker.log", "wb")
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env,
                                 start_new_session=True)
         current = None
         selector = selectors.DefaultSelector()
@@ -327,9 +328,11 @@ def run_cases(seeds: Path, run_seed: int, count: int, *, stall_s: float = 120.0,
         selector.close()
         code = proc.wait()
         proc.stdout.close()
+        log.close()
         if current is None:
-            if code != 0 and next_index < count:
-                raise RuntimeError(f"fuzz worker exited with {code} between cases")
+            if code != 0 and next_index < count:  # a bug in the fuzzer, not in edgekit
+                tail = (scratch / "worker.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"fuzz worker exited with {code} between cases:\n{tail}")
             continue
         outcome = "hang" if stalled else ("signal" if code < 0 else "traceback")
         summary.add({"index": current["begin"], "kind": current["kind"],

@@ -52,7 +52,22 @@ def _tensor_edit(rng, model, sg) -> None:
     elif choice == 6:
         t.type = int(rng.integers(0, 20))
     else:
-        t.shapeSignature = np.asarray([-1] * max(len(t.shape or []), 1), dtype=np.int32)
+        t.shapeSignature = np.asarray([-1] * (len(t.shape) if t.shape is not None else 1),
+                                      dtype=np.int32)
+
+
+def _operand_edit(rng, model, sg) -> None:
+    """Reshape one operand of an op as a broken exporter would: a bias as [n, 1], weights with
+    their axes swapped or a channel dropped, an input with an extra or a missing dimension."""
+    op = pick(rng, [o for o in sg.operators if o.inputs is not None and len(o.inputs) > 1])
+    position = int(rng.integers(0, len(op.inputs)))
+    t = sg.tensors[int(op.inputs[position])]
+    shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+    if not shape:
+        return
+    t.shape = np.asarray(pick(rng, [[int(np.prod(shape)), 1], shape[::-1], shape[:-1],
+                                    shape + [1], [1] + shape, shape[:-1] + [max(shape[-1] - 1, 1)]]),
+                         dtype=np.int32)
 
 
 def _op_edit(rng, model, sg) -> None:
@@ -118,8 +133,12 @@ def tflite_struct(rng, data: bytes) -> bytes:
     model = schema.ModelT.InitFromPackedBuf(data, 0)
     sg = model.subgraphs[0]
     for _ in range(int(rng.integers(1, 3))):
-        pick(rng, [_tensor_edit, _tensor_edit, _tensor_edit, _op_edit, _op_edit, _graph_edit])(
-            rng, model, sg)
+        edit = pick(rng, [_tensor_edit, _tensor_edit, _tensor_edit, _operand_edit, _op_edit,
+                          _op_edit, _graph_edit])
+        try:
+            edit(rng, model, sg)
+        except (IndexError, ValueError, TypeError):
+            pass  # the seed has nothing this edit applies to (no ops, no quantization, ...)
     builder = flatbuffers.Builder(1024)
     try:
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")

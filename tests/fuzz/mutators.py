@@ -26,6 +26,8 @@ BAD_INTS = [0, -1, 1, 255, 65535, (1 << 31) - 1, -(1 << 31), 1 << 40, 1 << 64]
 
 
 def pick(rng: np.random.Generator, items):
+    if not len(items):
+        raise IndexError("nothing to pick from")
     return items[int(rng.integers(0, len(items)))]
 
 
@@ -92,6 +94,13 @@ _JSON_REPLACEMENTS = [None, True, 0, -1, 1 << 64, -(1 << 63), 1e308, "", "x" * 3
                       "0xFFFFFFFFFFFF", "-0x10", [], {}, [[]], "../../etc/passwd", "nan"]
 
 
+def _hex(text: str) -> int:
+    try:
+        return int(text, 16)
+    except ValueError:
+        return 0
+
+
 def json_edit(rng, value: Any) -> Any:
     """One structural edit of a decoded JSON value: delete, retype or replace one node."""
     value = copy.deepcopy(value)
@@ -108,6 +117,10 @@ def json_edit(rng, value: Any) -> Any:
         del parent[key]
     elif choice == 1 and isinstance(old, (int, float)) and not isinstance(old, bool):
         parent[key] = pick(rng, [0, -old, old * (1 << 32), old + 1, math.nan, math.inf, str(old)])
+    elif isinstance(old, str) and old.startswith("0x") and len(old) > 2 and rng.random() < 0.8:
+        # an address or size that still parses: tiny, huge, past 32 bits, off by one
+        parent[key] = pick(rng, ["0x0", "0x4", "0xFFFFFFFF", "0x100000000", "0xFFFFFFFC",
+                                 hex(_hex(old) // 1024), hex(_hex(old) + 1)])
     elif choice == 2 and isinstance(old, list) and old:
         parent[key] = old * int(rng.integers(2, 50)) if rng.random() < 0.5 else old[:-1]
     else:

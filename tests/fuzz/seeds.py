@@ -9,10 +9,10 @@ path.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +126,11 @@ def _firmware(folder: Path) -> None:
 
 def build_seeds(folder: Path, mlperf_dir: Path) -> Path:
     """Write every seed file into `folder` (created) and an index ``seeds.json``; return it."""
+    with contextlib.redirect_stdout(io.StringIO()):  # the CLI's own reports of convert/build
+        return _build_seeds(folder, mlperf_dir)
+
+
+def _build_seeds(folder: Path, mlperf_dir: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     index: dict = {"tflite": [], "mlperf": []}
     for path in _tiny_tflites(folder):

@@ -1,0 +1,75 @@
+"""The fuzz suite: mutated `.tflite`, `.onnx`, `.pt2`, `.npy`/`.npz`, board files, ELFs, build
+manifests and firmware reports through every command that opens them (`tests/fuzz/harness.py`
+says how outcomes are classified). The suite fails on any traceback, internal error, unclean
+exit, hang, signal or payload, and lists each failure with the command that replays it.
+
+The default run is sized to about two minutes on one core; ``-m slow`` adds a longer run with
+another seed. Both write their counts to JSON and print them at the end of the pytest run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import MLPERF_DIR
+from fuzz import conftest as fuzz_conftest
+from fuzz.cases import TYPE_WEIGHTS
+from fuzz.harness import run_cases
+from fuzz.seeds import build_seeds
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+DEFAULT_SEED, DEFAULT_CASES = 20261203, 600
+SLOW_SEED, SLOW_CASES = 20261204, 2500
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory) -> Path:
+    import shutil
+
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc is not installed (the ELF seeds are built with it)")
+    return build_seeds(tmp_path_factory.mktemp("fuzz-seeds"), MLPERF_DIR)
+
+
+def failure_report(summary) -> str:
+    """One line per distinct failure (file type, command, outcome, last line of the detail),
+    with how many cases hit it and the command that replays the first."""
+    groups: dict = defaultdict(list)
+    for failure in summary.failures:
+        last = (failure["detail"].strip().splitlines() or [""])[-1][:160]
+        groups[(failure["kind"], failure["cli"], failure["outcome"], last)].append(failure)
+    lines = [f"{len(summary.failures)} failing commands, {len(groups)} distinct:"]
+    for (kind, cli, outcome, last), hits in sorted(groups.items()):
+        first = hits[0]
+        lines.append(f"- {kind} x {cli} x {outcome} ({len(hits)}): {last}\n"
+                     f"    replay: .venv/bin/python bench/fuzz_cli.py --seed {summary.seed}"
+                     f" --replay {first['index']}   ({first['mutation']})")
+    return "\n".join(lines)
+
+
+def check_run(seeds: Path, seed: int, cases: int, out: Path) -> None:
+    summary = run_cases(seeds, seed, cases)
+    fuzz_conftest.SUMMARIES.append(summary)
+    out.write_text(json.dumps(summary.to_json(), indent=1))
+    print(summary.table())
+    assert summary.cases == cases
+    # the fuzzer reached every file type, and its mutations are neither all fatal nor all harmless
+    assert set(summary.counts) == set(TYPE_WEIGHTS), sorted(summary.counts)
+    totals = summary.totals()
+    assert totals["ok"] > 0 and totals["error"] > 0, dict(totals)
+    assert not summary.failures, failure_report(summary)
+
+
+def test_fuzz_cli_default_run(seeds, tmp_path):
+    check_run(seeds, DEFAULT_SEED, DEFAULT_CASES, tmp_path / "fuzz_summary.json")
+
+
+@pytest.mark.slow
+def test_fuzz_cli_long_run(seeds, tmp_path):
+    check_run(seeds, SLOW_SEED, SLOW_CASES, tmp_path / "fuzz_summary.json")
