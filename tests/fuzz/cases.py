@@ -113,10 +113,12 @@ def _onnx(rng, seeds: Path, folder: Path, case: dict) -> tuple[str, list[Command
         model_dir = folder / "model"
         model_dir.mkdir()
         location = pick(rng, [str(secret), "../secret.bin", "secret.bin"])
-        model = _write(model_dir, "model.onnx", mm.onnx_external(data, location))
+        as_constant = bool(rng.random() < 0.5)
+        model = _write(model_dir, "model.onnx", mm.onnx_external(data, location, as_constant))
         case["exit_zero_leaks"] = True
         argv = ["convert", str(model), "--calib", str(calib), "-o", str(folder / "out.tflite")]
-        return f"external data at {location}", [Command("convert", argv, subprocess=True,
+        where = "Constant" if as_constant else "initializer"
+        return f"{where} external data at {location}", [Command("convert", argv, subprocess=True,
                                                         timeout_s=PROBE_LIMIT_S)]
     name, data = _byte_or(rng, mm.onnx_struct, 0.7, data)
     model = _write(folder, "model.onnx", data)

@@ -205,14 +205,22 @@ def onnx_struct(rng, data: bytes) -> bytes:
     return model.SerializeToString()
 
 
-def onnx_external(data: bytes, location: str) -> bytes:
-    """The model with its first initializer's data moved to an external `location` (absolute,
-    ``..`` or plain): the exfiltration probes (the initializer would carry that file's bytes)."""
+def onnx_external(data: bytes, location: str, as_constant: bool = False) -> bytes:
+    """The model with its largest initializer's data moved to an external `location` (absolute,
+    ``..`` or plain), optionally as a ``Constant`` node: the exfiltration probes (the weights
+    would carry that file's bytes into the output)."""
     import onnx
 
     model = onnx.ModelProto()
     model.ParseFromString(data)
     init = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    if as_constant:
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(init)
+        model.graph.initializer.remove(init)
+        node = onnx.helper.make_node("Constant", [], [tensor.name], value=tensor)
+        model.graph.node.insert(0, node)
+        init = node.attribute[0].t
     size = int(np.prod(init.dims)) * 4
     init.ClearField("raw_data")
     del init.float_data[:]

@@ -10,6 +10,7 @@ another seed. Both write their counts to JSON and print them at the end of the p
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -37,13 +38,21 @@ def seeds(tmp_path_factory) -> Path:
     return build_seeds(tmp_path_factory.mktemp("fuzz-seeds"), MLPERF_DIR)
 
 
+def signature(detail: str) -> str:
+    """The last line of a failure's detail with numbers and byte strings blanked, so that one
+    bug hit by many cases is listed once."""
+    last = (detail.strip().splitlines() or [""])[-1]
+    last = re.sub(r"b'[^']*'|'[^']*'|\(.*\)", "…", last)
+    return re.sub(r"\d+", "N", last)[:140]
+
+
 def failure_report(summary) -> str:
-    """One line per distinct failure (file type, command, outcome, last line of the detail),
-    with how many cases hit it and the command that replays the first."""
+    """One line per distinct failure (file type, command, outcome, signature), with how many
+    cases hit it and the command that replays the first."""
     groups: dict = defaultdict(list)
     for failure in summary.failures:
-        last = (failure["detail"].strip().splitlines() or [""])[-1][:160]
-        groups[(failure["kind"], failure["cli"], failure["outcome"], last)].append(failure)
+        groups[(failure["kind"], failure["cli"], failure["outcome"],
+                signature(failure["detail"]))].append(failure)
     lines = [f"{len(summary.failures)} failing commands, {len(groups)} distinct:"]
     for (kind, cli, outcome, last), hits in sorted(groups.items()):
         first = hits[0]
