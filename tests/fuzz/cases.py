@@ -32,7 +32,7 @@ BOARD_BUILD_SHARE = 0.08
 #: probability that an ELF case also runs under QEMU (a subprocess)
 QEMU_SHARE = 0.08
 #: seconds a subprocess probe may take before it counts as a hang
-PROBE_LIMIT_S = 25.0
+PROBE_LIMIT_S = 30.0
 
 _ORDER = [t for t, w in TYPE_WEIGHTS.items() for _ in range(w)]
 
@@ -47,7 +47,7 @@ class Command:
     function: str | None = None
     args: list = field(default_factory=list)
     subprocess: bool = False
-    timeout_s: float = 20.0
+    timeout_s: float = 60.0  # generous: the CI machine may be busy; a hang never returns
     #: only when the command before it in the case exited 0 (measure after build)
     after_ok: bool = False
 
@@ -98,9 +98,9 @@ def _tflite(rng, seeds: Path, index: dict, folder: Path) -> tuple[str, list[Comm
     if tiny and rng.random() < BUILD_SHARE:
         firmware = folder / "fw"
         commands.append(Command("build", ["build", str(model), "--board", SELFTEST_BOARD,
-                                          "-o", str(firmware)], timeout_s=60))
+                                          "-o", str(firmware)], timeout_s=120))
         commands.append(Command("measure", ["measure", str(firmware), "--runner", "unicorn",
-                                            "--timeout", "20"], timeout_s=40, after_ok=True))
+                                            "--timeout", "20"], timeout_s=90, after_ok=True))
     return f"{name} of {source.name}", commands
 
 
@@ -126,7 +126,7 @@ def _onnx(rng, seeds: Path, folder: Path, case: dict) -> tuple[str, list[Command
     argv = ["convert", str(model), "--calib", str(calib), "-o", str(out)]
     argv += pick(rng, [[], [], ["--bits", "4"], ["--bits", "mixed:default=4,#0=8"],
                        ["--eval", str(seeds / "cnn.eval.npz")], ["--calibration", "percentile"]])
-    return name, [Command("convert", argv, timeout_s=40),
+    return name, [Command("convert", argv, timeout_s=90),
                   Command("inspect", ["inspect", str(out)], after_ok=True)]
 
 
@@ -141,7 +141,7 @@ def _pt2(rng, seeds: Path, folder: Path, case: dict) -> tuple[str, list[Command]
                                        subprocess=True, timeout_s=PROBE_LIMIT_S)]
     name, data = _byte_or(rng, zip_edit, 0.6, data)
     model = _write(folder, "model.pt2", data)
-    return name, [Command("convert", ["convert", str(model)] + argv_tail, timeout_s=40)]
+    return name, [Command("convert", ["convert", str(model)] + argv_tail, timeout_s=90)]
 
 
 def _npy(rng, seeds: Path, index: dict, folder: Path) -> tuple[str, list[Command]]:
@@ -171,7 +171,7 @@ def _npy(rng, seeds: Path, index: dict, folder: Path) -> tuple[str, list[Command
     else:
         argv = ["convert", str(seeds / "cnn.onnx"), "--calib", str(seeds / "cnn.calib.npy"),
                 "--eval", str(path), "-o", str(out)]
-    return f"{name} of {source.name}", [Command(argv[0], argv, timeout_s=40)]
+    return f"{name} of {source.name}", [Command(argv[0], argv, timeout_s=90)]
 
 
 def _board(rng, seeds: Path, folder: Path, case: dict) -> tuple[str, list[Command]]:
@@ -187,7 +187,7 @@ def _board(rng, seeds: Path, folder: Path, case: dict) -> tuple[str, list[Comman
                 Command("plan", ["plan", str(seeds / "conv2d.tflite"), "--board", board])]
     if rng.random() < BOARD_BUILD_SHARE:
         commands.append(Command("build", ["build", "--selftest", "--board", board, "-o",
-                                          str(folder / "fw")], timeout_s=60))
+                                          str(folder / "fw")], timeout_s=120))
     return f"{name} of {source.name}", commands
 
 
@@ -205,7 +205,7 @@ def _elf(rng, seeds: Path, folder: Path) -> tuple[str, list[Command]]:
         _byte_or(rng, elf_header, 0, elf.read_bytes())
     elf.write_bytes(data)
     commands = [Command("measure", ["measure", str(firmware), "--runner", "unicorn", "--timeout", "10"],
-                        timeout_s=30),
+                        timeout_s=60),
                 Command("flash", ["flash", "--board", SELFTEST_BOARD, str(elf)])]
     if rng.random() < QEMU_SHARE:
         commands.append(Command("measure", ["measure", str(elf), "--board", SELFTEST_BOARD,
@@ -220,7 +220,7 @@ def _manifest(rng, seeds: Path, folder: Path) -> tuple[str, list[Command]]:
     name, data = _byte_or(rng, json_bytes, 0.85, manifest.read_bytes())
     manifest.write_bytes(data)
     return name, [Command("measure", ["measure", str(firmware), "--runner", "unicorn",
-                                      "--timeout", "10"], timeout_s=30),
+                                      "--timeout", "10"], timeout_s=60),
                   Command("flash", ["flash", str(firmware)])]
 
 

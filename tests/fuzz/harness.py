@@ -277,7 +277,7 @@ class Summary:
         return "\n".join(lines)
 
 
-def run_cases(seeds: Path, run_seed: int, count: int, *, stall_s: float = 120.0,
+def run_cases(seeds: Path, run_seed: int, count: int, *, stall_s: float = 200.0,
               scratch: Path | None = None) -> Summary:
     """Run cases 0..count-1 of `run_seed` in worker processes; a worker that dies or stalls
     charges its current case (``signal`` / ``hang``) and a new one carries on after it."""
