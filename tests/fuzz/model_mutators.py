@@ -65,7 +65,7 @@ def _operand_edit(rng, model, sg) -> None:
     shape = [int(d) for d in (t.shape if t.shape is not None else [])]
     if not shape:
         return
-    t.shape = np.asarray(pick(rng, [[int(np.prod(shape)), 1], shape[::-1], shape[:-1],
+    t.shape = np.asarray(pick(rng, [[int(np.prod(shape)), 1], [int(np.prod(shape)), 1], shape[::-1], shape[:-1],
                                     shape + [1], [1] + shape, shape[:-1] + [max(shape[-1] - 1, 1)]]),
                          dtype=np.int32)
 
@@ -133,7 +133,7 @@ def tflite_struct(rng, data: bytes) -> bytes:
     model = schema.ModelT.InitFromPackedBuf(data, 0)
     sg = model.subgraphs[0]
     for _ in range(int(rng.integers(1, 3))):
-        edit = pick(rng, [_tensor_edit, _tensor_edit, _tensor_edit, _operand_edit, _op_edit,
+        edit = pick(rng, [_tensor_edit, _tensor_edit, _operand_edit, _operand_edit, _op_edit,
                           _op_edit, _graph_edit])
         try:
             edit(rng, model, sg)
