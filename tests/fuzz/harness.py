@@ -62,6 +62,8 @@ def classify(cli: str, code: int | None, stderr: str, *, escaped: bool = False,
         return "ok"
     if any(line.startswith(f"edgekit {cli}: error:") for line in stderr.splitlines()):
         return "error"
+    if cli == "measure" and code == 1 and not stderr.strip():
+        return "error"  # a run that measured, but not what was expected: reported on stdout
     return "unclean"
 
 
@@ -69,24 +71,26 @@ def classify(cli: str, code: int | None, stderr: str, *, escaped: bool = False,
 
 @contextlib.contextmanager
 def _captured_fds():
-    """Capture fd 1 and 2 (and sys.stdout/sys.stderr) into one temporary file."""
+    """Capture fd 1 and fd 2 (and sys.stdout/sys.stderr) into temporary files; on exit the
+    box holds ``stdout`` and ``stderr`` as text."""
     sys.stdout.flush(), sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    sink = tempfile.TemporaryFile()
-    os.dup2(sink.fileno(), 1), os.dup2(sink.fileno(), 2)
-    text = io.StringIO()
+    sinks = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    os.dup2(sinks[0].fileno(), 1), os.dup2(sinks[1].fileno(), 2)
+    texts = io.StringIO(), io.StringIO()
     old = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = text
+    sys.stdout, sys.stderr = texts
     box = {}
     try:
         yield box
     finally:
         sys.stdout, sys.stderr = old
         os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-        os.close(saved[0]), os.close(saved[1])
-        sink.seek(0)
-        box["text"] = text.getvalue() + sink.read().decode("utf-8", "replace")
-        sink.close()
+        for name, text, sink, fd in zip(("stdout", "stderr"), texts, sinks, saved):
+            os.close(fd)
+            sink.seek(0)
+            box[name] = text.getvalue() + sink.read().decode("utf-8", "replace")
+            sink.close()
 
 
 def _on_alarm(signum, frame):
@@ -163,23 +167,23 @@ def _run_in_process(case, command) -> dict:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old_handler)
         os.chdir(cwd)
-    return {"code": code, "stderr": box["text"], "escaped": escaped, "timed_out": timed_out}
+    return {"code": code, "stderr": box["stderr"], "escaped": escaped, "timed_out": timed_out}
 
 
 def _run_subprocess(case, command) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *command.argv], cwd=case.folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                             start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=command.timeout_s)
+        _, err = proc.communicate(timeout=command.timeout_s)
         timed_out = False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
+        _, err = proc.communicate()
         timed_out = True
     return {"code": proc.returncode if not timed_out else None,
-            "stderr": out.decode("utf-8", "replace"), "escaped": False, "timed_out": timed_out}
+            "stderr": err.decode("utf-8", "replace"), "escaped": False, "timed_out": timed_out}
 
 
 def run_case(case, on_start=None) -> list[dict]:
@@ -203,12 +207,18 @@ def run_case(case, on_start=None) -> list[dict]:
                         "cli": command.cli, "argv": command.argv or [command.function],
                         "outcome": outcome, "code": raw["code"],
                         "seconds": round(time.monotonic() - start, 3),
-                        "detail": _detail(raw["stderr"]) if outcome in FAILURES else ""})
+                        "detail": _detail(outcome, raw["stderr"], marker_hit, command)
+                        if outcome in FAILURES else ""})
     return results
 
 
-def _detail(stderr: str) -> str:
+def _detail(outcome: str, stderr: str, marker_hit: bool, command) -> str:
     """The lines that say what went wrong: a traceback's last lines, else the first ones."""
+    if outcome == "payload":
+        return ("the model file ran code: the marker file appeared" if marker_hit else
+                "exit 0: converted with data read from outside the model's folder")
+    if outcome == "hang":
+        return f"no exit within {command.timeout_s:.0f} s"
     lines = [line for line in stderr.splitlines() if line.strip()]
     if any("Traceback" in line for line in lines):
         return "\n".join(lines[-3:])[:600]
