@@ -19,7 +19,7 @@ import pytest
 from conftest import MLPERF_DIR
 from fuzz import conftest as fuzz_conftest
 from fuzz.cases import TYPE_WEIGHTS
-from fuzz.harness import run_cases
+from fuzz.harness import classify, run_cases
 from fuzz.seeds import build_seeds
 
 pytest.importorskip("torch")
@@ -82,3 +82,26 @@ def test_fuzz_cli_default_run(seeds, tmp_path):
 @pytest.mark.slow
 def test_fuzz_cli_long_run(seeds, tmp_path):
     check_run(seeds, SLOW_SEED, SLOW_CASES, tmp_path / "fuzz_summary.json")
+
+
+@pytest.mark.parametrize("code, stderr, flags, want", [
+    (0, "", {}, "ok"),
+    (1, "warning: x\nedgekit run: error: input file 'a.npy' is not readable", {}, "error"),
+    (1, "edgekit run: error: x\nTraceback (most recent call last):\n  ...", {}, "traceback"),
+    (1, "", {"escaped": True}, "traceback"),
+    (70, "edgekit run: internal error (a bug in edgekit ...)", {}, "internal_error"),
+    (2, "usage: edgekit run ...", {}, "unclean"),
+    (1, "edgekit plan: error: wrong command's message", {}, "unclean"),
+    (-11, "", {}, "signal"),
+    (None, "", {"timed_out": True}, "hang"),
+    (1, "edgekit run: error: refused", {"marker_hit": True}, "payload"),
+    (0, "", {"leaked": True}, "payload"),
+])
+def test_outcome_classes(code, stderr, flags, want):
+    assert classify("run", code, stderr, **flags) == want
+
+
+def test_failure_signature_merges_one_bug_hit_many_times():
+    a = "Traceback ...\nValueError: cannot reshape array of size 6 into shape (1048576,)"
+    b = "Traceback ...\nValueError: cannot reshape array of size 162 into shape (6,3,3,7)"
+    assert signature(a) == signature(b) != signature("KeyError: 'x'")
