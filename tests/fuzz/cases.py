@@ -75,10 +75,12 @@ def _write(folder: Path, name: str, data) -> Path:
     return path
 
 
-def _byte_or(rng, structural, weight: float, data: bytes):
-    """A structural mutation with probability `weight`, else a byte-level one; (name, bytes)."""
-    if rng.random() < weight:
-        return structural.__name__, structural(rng, data)
+def _mutate(rng, data: bytes, structural: list, byte_share: float) -> tuple[str, bytes]:
+    """One of the `structural` mutators, or with probability `byte_share` a byte-level one;
+    returns (mutator name, mutated bytes)."""
+    if rng.random() >= byte_share:
+        mutator = pick(rng, structural)
+        return mutator.__name__, mutator(rng, data)
     name = pick(rng, sorted(BYTE_MUTATORS))
     return name, BYTE_MUTATORS[name](rng, data)
 
@@ -86,7 +88,7 @@ def _byte_or(rng, structural, weight: float, data: bytes):
 def _tflite(rng, seeds: Path, index: dict, folder: Path) -> tuple[str, list[Command]]:
     tiny = rng.random() < 0.75 or not index["mlperf"]
     source = seeds / pick(rng, index["tflite"]) if tiny else Path(pick(rng, index["mlperf"]))
-    name, data = _byte_or(rng, mm.tflite_struct, 0.6, source.read_bytes())
+    name, data = _mutate(rng, source.read_bytes(), [mm.tflite_struct], 0.4)
     model = _write(folder, "model.tflite", data)
     inputs = sorted(seeds.glob(f"{source.stem}.input.np*"))
     plan = ["plan", str(model)] + pick(rng, [[], ["--board", "lm3s6965evb"], ["--patch", "auto"],
@@ -120,7 +122,7 @@ def _onnx(rng, seeds: Path, folder: Path, case: dict) -> tuple[str, list[Command
         where = "Constant" if as_constant else "initializer"
         return f"{where} external data at {location}", [Command("convert", argv, subprocess=True,
                                                         timeout_s=PROBE_LIMIT_S)]
-    name, data = _byte_or(rng, mm.onnx_struct, 0.7, data)
+    name, data = _mutate(rng, data, [mm.onnx_struct], 0.3)
     model = _write(folder, "model.onnx", data)
     out = folder / "out.tflite"
     argv = ["convert", str(model), "--calib", str(calib), "-o", str(out)]
@@ -139,7 +141,7 @@ def _pt2(rng, seeds: Path, folder: Path, case: dict) -> tuple[str, list[Command]
         case["marker"] = marker
         return "pickle trap", [Command("convert", ["convert", str(model)] + argv_tail,
                                        subprocess=True, timeout_s=PROBE_LIMIT_S)]
-    name, data = _byte_or(rng, zip_edit, 0.6, data)
+    name, data = _mutate(rng, data, [zip_edit], 0.4)
     model = _write(folder, "model.pt2", data)
     return name, [Command("convert", ["convert", str(model)] + argv_tail, timeout_s=90)]
 
@@ -158,10 +160,9 @@ def _npy(rng, seeds: Path, index: dict, folder: Path) -> tuple[str, list[Command
         source = seeds / "add.input.npz"
     data = source.read_bytes()
     if source.suffix == ".npz":
-        name, data = _byte_or(rng, npz_edit, 0.7, data)
+        name, data = _mutate(rng, data, [npz_edit], 0.3)
     else:
-        mutator = pick(rng, [npy_header, npy_values, None])
-        name, data = (mutator.__name__, mutator(rng, data)) if mutator else _byte_or(rng, npy_header, 0, data)
+        name, data = _mutate(rng, data, [npy_header, npy_values], 1 / 3)
     path = _write(folder, "data" + source.suffix, data)
     out = folder / "out.tflite"
     if model is not None:
@@ -178,7 +179,7 @@ def _board(rng, seeds: Path, folder: Path, case: dict) -> tuple[str, list[Comman
     boards = folder / "boards"
     shutil.copytree(seeds / "boards", boards)
     source = pick(rng, sorted(boards.glob("*.json")))
-    name, data = _byte_or(rng, json_bytes, 0.8, source.read_bytes())
+    name, data = _mutate(rng, source.read_bytes(), [json_bytes], 0.2)
     source.write_bytes(data)
     case["boards_dir"] = boards
     board = source.stem
@@ -200,9 +201,7 @@ def _copy_selftest(seeds: Path, folder: Path) -> Path:
 def _elf(rng, seeds: Path, folder: Path) -> tuple[str, list[Command]]:
     firmware = _copy_selftest(seeds, folder)
     elf = firmware / "firmware.elf"
-    mutator = pick(rng, [elf_header, elf_header, elf_special, None])
-    name, data = (mutator.__name__, mutator(rng, elf.read_bytes())) if mutator else \
-        _byte_or(rng, elf_header, 0, elf.read_bytes())
+    name, data = _mutate(rng, elf.read_bytes(), [elf_header, elf_header, elf_special], 0.25)
     elf.write_bytes(data)
     commands = [Command("measure", ["measure", str(firmware), "--runner", "unicorn", "--timeout", "10"],
                         timeout_s=60),
@@ -217,7 +216,7 @@ def _elf(rng, seeds: Path, folder: Path) -> tuple[str, list[Command]]:
 def _manifest(rng, seeds: Path, folder: Path) -> tuple[str, list[Command]]:
     firmware = _copy_selftest(seeds, folder)
     manifest = firmware / "edgekit-build.json"
-    name, data = _byte_or(rng, json_bytes, 0.85, manifest.read_bytes())
+    name, data = _mutate(rng, manifest.read_bytes(), [json_bytes], 0.15)
     manifest.write_bytes(data)
     return name, [Command("measure", ["measure", str(firmware), "--runner", "unicorn",
                                       "--timeout", "10"], timeout_s=60),
