@@ -39,6 +39,8 @@ FAILURES = frozenset(OUTCOMES[2:])
 #: address space of a worker: a file that makes edgekit allocate more fails with MemoryError
 MEMORY_LIMIT_BYTES = 6 << 30
 TESTS_DIR = Path(__file__).resolve().parents[1]
+#: environment variables that make a worker crash / stall on one case (tests of the supervisor)
+CRASH_AT_ENV, STALL_AT_ENV = "EDGEKIT_FUZZ_CRASH_AT", "EDGEKIT_FUZZ_STALL_AT"
 _LAUNCHER = "import sys; from edgekit.cli import main; sys.exit(main())"
 
 
@@ -238,9 +240,15 @@ def worker_main(seeds: str, run_seed: int, start: int, stop: int, scratch: str) 
     def send(event: dict) -> None:
         channel.write(json.dumps(event) + "\n")
 
+    # the supervisor's own test: die or stall on these cases, as a crashing edgekit would
+    crash_at, stall_at = (int(os.environ.get(k, -1)) for k in (CRASH_AT_ENV, STALL_AT_ENV))
     for index in range(start, stop):
         case = make_case(Path(seeds), run_seed, index, Path(scratch) / "case")
         send({"begin": index, "kind": case.kind, "mutation": case.mutation})
+        if index == crash_at:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if index == stall_at:
+            time.sleep(3600)
         for result in run_case(case, lambda c: send({"command": c.cli, "argv": c.argv or [c.function]})):
             send(result)
         send({"end": index})

@@ -19,7 +19,7 @@ import pytest
 from conftest import MLPERF_DIR
 from fuzz import conftest as fuzz_conftest
 from fuzz.cases import TYPE_WEIGHTS
-from fuzz.harness import classify, run_cases
+from fuzz.harness import CRASH_AT_ENV, STALL_AT_ENV, classify, run_cases
 from fuzz.seeds import build_seeds
 
 pytest.importorskip("torch")
@@ -105,3 +105,16 @@ def test_failure_signature_merges_one_bug_hit_many_times():
     a = "Traceback ...\nValueError: cannot reshape array of size 6 into shape (1048576,)"
     b = "Traceback ...\nValueError: cannot reshape array of size 162 into shape (6,3,3,7)"
     assert signature(a) == signature(b) != signature("KeyError: 'x'")
+
+
+def test_supervisor_charges_a_crash_and_a_stall_and_carries_on(seeds, monkeypatch):
+    """A worker killed by a signal on case 1 and one stalled on case 3: both cases are charged,
+    and the cases after them still run."""
+    monkeypatch.setenv(CRASH_AT_ENV, "1")
+    monkeypatch.setenv(STALL_AT_ENV, "3")
+    summary = run_cases(seeds, DEFAULT_SEED, 5, stall_s=5)
+    assert summary.cases == 5
+    charged = [(f["index"], f["outcome"]) for f in summary.failures if "the worker" in f["detail"]]
+    assert charged == [(1, "signal"), (3, "hang")]
+    ran = sum(sum(c.values()) for per in summary.counts.values() for c in per.values())
+    assert ran > len(summary.failures)
