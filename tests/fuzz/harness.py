@@ -237,6 +237,10 @@ def worker_main(seeds: str, run_seed: int, start: int, stop: int, scratch: str) 
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, hard))
     import edgekit.cli  # noqa: F401 - imported before the first case, not timed with it
+    import edgekit.boards.runners.measure as measure_module
+
+    if not hasattr(measure_module, "make_runner"):  # `_patched` would silently not apply
+        raise RuntimeError("edgekit.boards.runners.measure.make_runner is gone: update _patched")
     def send(event: dict) -> None:
         channel.write(json.dumps(event) + "\n")
 
