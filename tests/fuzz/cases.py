@@ -240,10 +240,10 @@ _PROBES = [
     ("console flood, unicorn", ["measure", "{seeds}/flood.elf", "--board", SELFTEST_BOARD, "--runner", "unicorn", "--timeout", "3"]),
     ("silent loop, qemu", ["measure", "{seeds}/forever.elf", "--board", SELFTEST_BOARD, "--runner", "qemu", "--timeout", "3"]),
     ("silent loop, unicorn", ["measure", "{seeds}/forever.elf", "--board", SELFTEST_BOARD, "--runner", "unicorn", "--timeout", "3"]),
-    ("--timeout nan", ["measure", "{seeds}/selftest", "--runner", "qemu", "--timeout", "nan"]),
-    ("--timeout inf", ["measure", "{seeds}/selftest", "--runner", "unicorn", "--timeout", "inf"]),
+    ("--timeout nan, silent loop", ["measure", "{seeds}/forever.elf", "--board", SELFTEST_BOARD, "--runner", "qemu", "--timeout", "nan"]),
+    ("--timeout inf, silent loop", ["measure", "{seeds}/forever.elf", "--board", SELFTEST_BOARD, "--runner", "unicorn", "--timeout", "inf"]),
     ("--timeout 0", ["measure", "{seeds}/selftest", "--runner", "qemu", "--timeout", "0"]),
-    ("--timeout -1", ["measure", "{seeds}/selftest", "--runner", "unicorn", "--timeout", "-1"]),
+    ("--timeout -1, silent loop", ["measure", "{seeds}/forever.elf", "--board", SELFTEST_BOARD, "--runner", "unicorn", "--timeout", "-1"]),
 ]
 
 

@@ -39,11 +39,11 @@ def seeds(tmp_path_factory) -> Path:
 
 
 def signature(detail: str) -> str:
-    """The last line of a failure's detail with numbers and byte strings blanked, so that one
-    bug hit by many cases is listed once."""
+    """The last line of a failure's detail with quoted text, numbers and addresses blanked, so
+    that one bug hit by many cases is listed once."""
     last = (detail.strip().splitlines() or [""])[-1]
-    last = re.sub(r"b'[^']*'|'[^']*'|\(.*\)", "…", last)
-    return re.sub(r"\d+", "N", last)[:140]
+    last = re.sub(r"b?'[^']*'?|\"[^\"]*\"?|\(.*\)|<[^>]*>", "…", last)
+    return re.sub(r"0x[0-9a-fA-F]+|\d+", "N", last)[:90]
 
 
 def failure_report(summary) -> str:
