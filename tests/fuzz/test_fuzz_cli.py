@@ -51,8 +51,9 @@ def failure_report(summary) -> str:
     cases hit it and the command that replays the first."""
     groups: dict = defaultdict(list)
     for failure in summary.failures:
-        groups[(failure["kind"], failure["cli"], failure["outcome"],
-                signature(failure["detail"]))].append(failure)
+        # each probe is its own finding; mutated files group by what went wrong
+        what = failure["mutation"] if failure["kind"] == "probe" else signature(failure["detail"])
+        groups[(failure["kind"], failure["cli"], failure["outcome"], what)].append(failure)
     lines = [f"{len(summary.failures)} failing commands, {len(groups)} distinct:"]
     for (kind, cli, outcome, last), hits in sorted(groups.items()):
         first = hits[0]
