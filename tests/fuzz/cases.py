@@ -8,9 +8,6 @@ a library function for the loaders the CLI reaches only by id (board files, firm
 
 from __future__ import annotations
 
-import io
-import json
-import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
