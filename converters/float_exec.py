@@ -48,8 +48,11 @@ def run_float(graph: Graph, inputs: Sequence[np.ndarray], *,
         if kernel is None:
             raise UnsupportedError(f"float executor: op {op.name or op.kind!r} of kind {op.kind}"
                                    " is not supported")
-        out = kernel(op, args, graph)
-        out = _activation(op.attrs.get("activation", "NONE"), out)
+        # an overflow in a broken or hostile model shows up as a non-finite calibration range,
+        # reported with the tensor's name; numpy's console warnings would only be noise
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = kernel(op, args, graph)
+            out = _activation(op.attrs.get("activation", "NONE"), out)
         out = out.astype(np.int32 if graph[op.outputs[0]].dtype == DType.INT32 else np.float32)
         values[op.outputs[0]] = out
         if observe:

@@ -41,7 +41,7 @@ import numpy as np
 from edgekit.converters.calibrate import batches, collect_ranges, to_ir_layout
 from edgekit.converters.float_exec import KERNELS, windows, is_float_graph, run_float
 from edgekit.converters.gptq import HessianAccumulator, gptq_round
-from edgekit.errors import UnsupportedError, UsageError
+from edgekit.errors import CalibrationError, UnsupportedError, UsageError
 from edgekit.ir import DType, Graph, Op, Quantization, Tensor
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -226,6 +226,11 @@ def _activation_quants(graph: Graph, ranges: dict[str, tuple[float, float]]
             scale, zp = fixed_roots[root]
             aq[name] = Quantization(np.array([scale]), np.array([zp]))
         else:
+            if not all(np.isfinite(span[root])):
+                raise CalibrationError(
+                    f"tensor {name!r}: the float model's values on the calibration data reach"
+                    f" {span[root]}, not a finite range (a weight is inf/NaN or so large that the"
+                    " float arithmetic overflows); it cannot be quantized")
             aq[name] = activation_quant(*span[root])
     return aq
 

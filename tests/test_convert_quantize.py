@@ -333,3 +333,16 @@ def test_a_dead_activation_keeps_a_scale_tflite_micro_accepts():
     assert q.scale[0] == pytest.approx(MIN_ACTIVATION_RANGE / 255, rel=1e-6)
     assert 6.0 / q.scale[0] < 2**31 - 1
     assert int(q.zero_point[0]) == -128
+
+
+def test_overflowing_float_model_is_a_calibration_error_naming_the_tensor(float_graph, calib):
+    """A weight so large that the float pass overflows gives an infinite range: refused with
+    the tensor's name (it was a ValueError from int(NaN) in the zero point)."""
+    import copy
+
+    broken = copy.deepcopy(float_graph)
+    weight = max((t for t in broken.constants() if t.data.dtype == np.float32),
+                 key=lambda t: t.data.size)
+    weight.data = np.full_like(weight.data, 3e38)
+    with pytest.raises(CalibrationError, match="not a finite range"):
+        quantize(broken, calib, bits=8)

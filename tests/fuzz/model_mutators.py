@@ -220,7 +220,8 @@ def onnx_external(data: bytes, location: str, as_constant: bool = False) -> byte
         model.graph.initializer.remove(init)
         node = onnx.helper.make_node("Constant", [], [tensor.name], value=tensor)
         model.graph.node.insert(0, node)
-        init = node.attribute[0].t
+        # protobuf's insert copies: edit the graph's own node, not `node`
+        init = model.graph.node[0].attribute[0].t
     size = int(np.prod(init.dims)) * 4
     init.ClearField("raw_data")
     del init.float_data[:]
