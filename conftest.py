@@ -53,3 +53,14 @@ def kernel_objects(tmp_path_factory) -> dict:
 def mlperf_model(request) -> Path:
     """Each MLPerf Tiny model in turn (parametrised by short name)."""
     return mlperf_path(request.param)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Figures a passed test wants in the log (``record_property("summary", text)``): the CI
+    output shows them without ``-s`` or ``-rA``."""
+    lines = [value for report in terminalreporter.stats.get("passed", [])
+             for key, value in report.user_properties if key == "summary"]
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)

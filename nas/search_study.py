@@ -38,6 +38,8 @@ HEARTBEAT_SECONDS = 10
 GRACE_HEARTBEATS = 6
 #: how often a lost trial is queued again (a candidate that kills its worker is not retried forever)
 MAX_RETRIES = 3
+#: the user attribute the objective sets once every parameter of the trial is drawn
+DRAWN_ATTR = "spec"
 #: attempts at opening a storage whose schema another worker is creating at the same moment
 OPEN_ATTEMPTS = 5
 
@@ -68,8 +70,7 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     url, heartbeat_interval=heartbeat, grace_period=GRACE_HEARTBEATS * heartbeat,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                        max_retry=MAX_RETRIES))
+                    heartbeat_stale_trial_callback=retry_lost_trial)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
             if attempt == OPEN_ATTEMPTS - 1:
                 raise SearchError(f"storage {url!r} cannot be opened: {_first_line(err)}") from None
@@ -80,6 +81,22 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS):
                               " pip install 'psycopg[binary]'") from None
         except Exception as err:  # sqlalchemy/optuna errors for a bad URL vary by backend
             raise SearchError(f"storage {url!r} cannot be opened: {_first_line(err)}") from None
+
+
+def retry_lost_trial(study, trial) -> None:
+    """Queue a lost trial again (`RetryHeartbeatStaleTrialCallback`, at most `MAX_RETRIES`
+    times): with its parameters when all were drawn (the trial has its ``spec``), else with
+    none. A partial draw would shift the sampler's draws of the rest; from none, the slot's seed
+    draws the same parameters again."""
+    import copy
+
+    optuna = _optuna()
+    if DRAWN_ATTR not in trial.user_attrs:
+        trial = copy.deepcopy(trial)
+        trial.params, trial.distributions = {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
 
 
 def _first_line(err: BaseException) -> str:
@@ -194,14 +211,13 @@ def fail_lost_trials(study, grace: float) -> list[int]:
                     trial.datetime_start is not None
                     and (now - trial.datetime_start).total_seconds() > grace):
                 lost.append(trial)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
         for trial in lost:
             try:
                 study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
             except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
                 continue  # another worker failed it first, and queued it again
-            retry(study, next(t for t in study.get_trials(deepcopy=False)
-                              if t.number == trial.number))
+            retry_lost_trial(study, next(t for t in study.get_trials(deepcopy=False)
+                                         if t.number == trial.number))
     after = {t.number for t in study.get_trials(deepcopy=False, states=(running,))}
     return sorted(before - after)
 
