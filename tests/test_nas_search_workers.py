@@ -222,9 +222,10 @@ def _postgres_bin() -> Path | None:
 
 
 @pytest.fixture(scope="module")
-def postgres_url():
+def postgres():
     """A PostgreSQL server of its own: data folder and Unix socket in a temp folder, no TCP,
-    stopped and removed at the end. PostgreSQL refuses to run as root: as root, its commands
+    stopped and removed at the end; the fixture makes new databases (``postgres("name")``
+    gives the URL of a new, empty one). PostgreSQL refuses to run as root: as root, its commands
     run as the ``postgres`` user (Debian's package creates it)."""
     try:
         import psycopg  # noqa: F401
@@ -253,22 +254,37 @@ def postgres_url():
         pg("initdb", "-D", str(data), "-A", "trust", "-U", "edgekit", "--no-sync")
         pg("pg_ctl", "-D", str(data), "-l", str(root / "server.log"), "-w", "-o",
            f"-c listen_addresses='' -c unix_socket_directories={root} -c fsync=off", "start")
-        pg("createdb", "-h", str(root), "-U", "edgekit", "search")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
         log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
         shutil.rmtree(root, ignore_errors=True)
         _unavailable(f"PostgreSQL did not start: {err}: {getattr(err, 'stderr', b'')!r} {log}")
+
+    def new_database(name: str) -> str:
+        pg("createdb", "-h", str(root), "-U", "edgekit", name)
+        return f"postgresql://edgekit@/{name}?host={root}"
+
     try:
-        yield f"postgresql://edgekit@/search?host={root}"
+        yield new_database
     finally:
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                         "stop"], capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_workers_that_create_the_schema_at_once_all_open_it(postgres):
+    url = postgres("schema_race")
+    code = ("import sys; from edgekit.nas.search_study import open_storage;"
+            " open_storage(sys.argv[1]); print('opened')")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert (proc.returncode, out.strip()) == (0, "opened"), err
+
+
 @pytest.mark.slow
-def test_two_workers_at_once_on_one_postgresql_study(tmp_path, npz, postgres_url,
-                                                      record_property):
+def test_two_workers_at_once_on_one_postgresql_study(tmp_path, npz, postgres, record_property):
+    postgres_url = postgres("search")
     trials = 6
     # each worker as on its own machine: its own -o DIR, one --storage; both started with
     # --resume (join the study, create it if there is none), the README's recipe
