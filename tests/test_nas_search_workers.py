@@ -29,6 +29,8 @@ from edgekit.nas.search_study import (fail_lost_trials, open_storage, slot_of,  
                                       this_worker)
 from test_nas_search import npz  # noqa: E402,F401  (the toy 8x8 image dataset fixture)
 
+# the unit tests below ask for trials by hand on a storage with heartbeats
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")
 State = optuna.trial.TrialState
 SPACE = ["--resolutions", "32,40", "--widths", "0.25,0.35"]
 TINY = ["--proxy-steps", "2", "--train-limit", "60", "--final-epochs", "0", "--test-limit", "10"]
