@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -111,6 +112,31 @@ def test_slots_count_the_trials_before_that_are_not_failed(tmp_path):
         if state != State.RUNNING:
             study.tell(trial, [0.5, 1.0] if state == State.COMPLETE else None, state=state)
     assert [slot_of(study, n) for n in numbers] == [0, 1, 1, 2, 3]
+
+
+def test_a_trial_another_worker_took_for_lost_is_left_to_it(tmp_path):
+    """A worker whose heartbeat did not get through: another worker failed its trial (and
+    queued it again); the worker goes on with other trials, and counts none twice."""
+    from edgekit.nas.search import _run_trials
+
+    study = _study(tmp_path)
+
+    class TakenOnce:
+        current = None
+
+        def __call__(self, trial):
+            self.current = trial.number
+            if trial.number == 0:
+                other = optuna.load_study(study_name=study.study_name,
+                                          storage=f"sqlite:///{tmp_path / 's.db'}")
+                other.tell(trial.number, state=State.FAIL)
+                trial.set_user_attr("late", True)  # refused: the trial is finished
+            return 0.5, 1.0
+
+    config = SimpleNamespace(trials=2, heartbeat=5, time_budget=None)
+    mine, timed_out = _run_trials(optuna, study, TakenOnce(), config, None)
+    assert (sorted(mine), timed_out) == ([1, 2], False)
+    assert [t.state for t in study.get_trials()] == [State.FAIL, State.COMPLETE, State.COMPLETE]
 
 
 def test_a_resumed_worker_on_a_complete_study_runs_nothing(tmp_path, npz):
