@@ -139,6 +139,7 @@ def test_a_trial_another_worker_took_for_lost_is_left_to_it(tmp_path):
     assert [t.state for t in study.get_trials()] == [State.FAIL, State.COMPLETE, State.COMPLETE]
 
 
+@pytest.mark.slow
 def test_a_resumed_worker_on_a_complete_study_runs_nothing(tmp_path, npz):
     config = dict(board="mps2-an386", dataset=str(npz), out_dir=tmp_path / "s", proxy_steps=2,
                   train_limit=60, val_limit=10, final_epochs=0, test_limit=10, trials=3,
@@ -220,9 +221,12 @@ def test_sigkill_in_a_trial_then_resume_keeps_every_trial_once(tmp_path, npz, re
     assert (out / "best" / "model.tflite").is_file() and not list(out.glob(".best*"))
 
     # the same candidates, slot by slot, as a search that was never killed
-    calm = tmp_path / "calm"
-    subprocess.run(_search_argv(npz, calm, trials), check=True, capture_output=True, timeout=300)
-    assert _by_slot(after) == _by_slot(_trials(f"sqlite:///{calm / 'search.db'}"))
+    calm = run_search(SearchConfig(board="mps2-an386", dataset=str(npz), out_dir=tmp_path / "calm",
+                                   trials=trials, seed=3, proxy_steps=2, train_limit=60,
+                                   final_epochs=0, test_limit=10, resolutions=(32, 40),
+                                   widths=(0.25, 0.35)))
+    assert calm.trials_run == trials
+    assert _by_slot(after) == _by_slot(_trials(f"sqlite:///{tmp_path / 'calm' / 'search.db'}"))
     record_property("summary", f"search SIGKILL/--resume: killed in trial {killed[0].number}"
                     f" with {len(finished_before)} of {trials} complete; after --resume"
                     f" {len(complete)} COMPLETE, {states.count(State.FAIL)} FAIL (the killed"
