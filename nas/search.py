@@ -401,7 +401,8 @@ def _open_study(optuna, url: str, config: SearchConfig, board):
     others = sorted(n[len("edgekit-"):] for n in names if n.startswith("edgekit-") and n != name)
     if (name in names or others) and not config.resume:
         raise SearchError(f"storage {url!r} already holds a search; pass --resume to"
-                          " continue it, or choose another -o DIR / --storage")
+                          " continue it or to join it as one more worker, or choose another"
+                          " -o DIR / --storage")
     if others and name not in names:
         raise SearchError(f"storage {url!r} holds a search of space {others[0]!r}, not"
                           f" {config.space!r}; choose another -o DIR / --storage")
