@@ -31,7 +31,7 @@ import numpy as np
 from edgekit import interpreter, planner
 from edgekit.errors import UnsupportedError
 from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
-                                       identifier, initializer, shape_text)
+                                       identifier, initializer, packed_int4, shape_text)
 from edgekit.firmware import stack_paths
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
                                           EmitContext, OpCall, check_inplace_mode,
@@ -93,10 +93,15 @@ class GeneratedModel:
 
 
 def _c_type(t: Tensor) -> str:
-    if t.dtype == DType.INT4:
-        raise UnsupportedError(f"tensor {t.name!r} is int4: packed int4 weights are not generated"
-                               " yet (unpack them to int8)")
-    return C_TYPES[t.dtype.numpy.name]
+    if t.dtype == DType.INT4 and not t.is_constant:
+        raise UnsupportedError(f"tensor {t.name!r} is an int4 activation: the firmware stores"
+                               " int4 constants (packed weights) only")
+    return C_TYPES[t.dtype.numpy.name]  # int4 constants: int8_t bytes, two values each
+
+
+def _stored_values(t: Tensor) -> np.ndarray:
+    """A constant's values as its flash array holds them (int4: packed, padded)."""
+    return packed_int4(t.data) if t.dtype == DType.INT4 else t.data
 
 
 def _quant_text(t: Tensor) -> str:
@@ -360,7 +365,8 @@ def _weights_header(graph: Graph, names: _Names, used: list[str]) -> str:
              "#include <stdint.h>", ""]
     for name in used:
         t = graph[name]
-        lines.append(f"extern const {_c_type(t)} {names.weight_array(name)}[{max(t.size, 1)}];"
+        length = max(_stored_values(t).size, 1)
+        lines.append(f"extern const {_c_type(t)} {names.weight_array(name)}[{length}];"
                      f" /* {comment_text(name)}: {shape_text(t.shape)} */")
     return "\n".join(lines) + "\n\n#endif\n"
 
@@ -371,7 +377,8 @@ def _weights_source(graph: Graph, names: _Names, used: list[str]) -> str:
     for name in used:
         t = graph[name]
         parts.append(f"/* {comment_text(name)}: {shape_text(t.shape)} {_quant_text(t)} */")
-        parts.append(array_definition(_c_type(t), names.weight_array(name), t.data, static=False))
+        parts.append(array_definition(_c_type(t), names.weight_array(name), _stored_values(t),
+                                      static=False))
     return "\n".join(parts)
 
 

@@ -85,6 +85,15 @@ def _require_int8(op: Op, graph: Graph, *names: str | None) -> None:
                                    " the firmware kernel for this op takes int8 only")
 
 
+def _require_weights(op: Op, graph: Graph, name: str) -> str:
+    """The kernel suffix of a conv/FC filter: ``s8`` for int8, ``s4`` for packed int4."""
+    dtype = graph[name].dtype
+    if dtype == DType.INT4:
+        return "s4"
+    _require_int8(op, graph, name)
+    return "s8"
+
+
 def _per_channel(p) -> list[tuple[str, str, np.ndarray]]:
     return [("int32_t", "multipliers", np.asarray(p.multipliers, dtype=np.int64)),
             ("int32_t", "shifts", np.asarray(p.shifts, dtype=np.int64))]
@@ -106,7 +115,8 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
     op, graph = ctx.op, ctx.graph
     x, w = op.inputs[0], op.inputs[1]
     out = op.outputs[0]
-    _require_int8(op, graph, x, w, out)
+    _require_int8(op, graph, x, out)
+    bits = _require_weights(op, graph, w)
     bias = _bias(op, graph)
     _, ih, iw, ic = graph[x].shape
     _, oh, ow, oc = graph[out].shape
@@ -141,7 +151,13 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
         kernel = "ek_depthwise_conv2d_s8"
         args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     params_type = "ek_conv2d_params" if op.kind == "CONV_2D" else "ek_depthwise_conv2d_params"
-    return OpCall(kernel, params_type, fields, arrays, args)
+    return OpCall(weights_kernel(kernel, bits), params_type, fields, arrays, args)
+
+
+def weights_kernel(kernel: str, bits: str) -> str:
+    """The kernel of the same op for ``bits`` (``s8`` or ``s4``) weights: the int4 kernels are
+    the int8 ones with ``s4`` for ``s8`` in their names (ek_conv.h)."""
+    return kernel if bits == "s8" else kernel.replace("_s8", "_s4")
 
 
 #: ek_conv.c's EK_PAIR_MAX_LEN: the longest window (k_h * k_w * in_c bytes) of the two-pixel path
@@ -178,7 +194,9 @@ def emit_conv_add(ctx: EmitContext, conv_p, add_op: Op, add_p, fusion) -> OpCall
     add = emit_add_mul(add_ctx, add_p)
     x, w = ctx.op.inputs[0], ctx.op.inputs[1]
     bias = _bias(ctx.op, ctx.graph)
-    call = OpCall("ek_conv2d_add_s8", "ek_conv2d_params", conv.fields, conv.arrays,
+    bits = _require_weights(ctx.op, ctx.graph, w)
+    call = OpCall(weights_kernel("ek_conv2d_add_s8", bits), "ek_conv2d_params", conv.fields,
+                  conv.arrays,
                   [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(fusion.skip),
                    ctx.ptr(fusion.output), str(fusion.conv_input_position)])
     call.extra_params = [("ek_add_params", "add_params", add.fields)]
@@ -188,7 +206,8 @@ def emit_conv_add(ctx: EmitContext, conv_p, add_op: Op, add_p, fusion) -> OpCall
 def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
     op, graph = ctx.op, ctx.graph
     x, w, out = op.inputs[0], op.inputs[1], op.outputs[0]
-    _require_int8(op, graph, x, w, out)
+    _require_int8(op, graph, x, out)
+    bits = _require_weights(op, graph, w)
     bias = _bias(op, graph)
     units, depth = graph[w].shape
     fields = {
@@ -200,9 +219,12 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
     if p.rounding != "double":
         raise UnsupportedError(f"{where(op)}: only TFLite Micro's double rounding is generated")
     if ctx.inplace_mode in POINTWISE_MODES:
-        return _fully_connected_pointwise(ctx, p, fields)
+        call = _fully_connected_pointwise(ctx, p, fields)
+        call.kernel = weights_kernel(call.kernel, bits)
+        return call
     args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
-    return OpCall("ek_fully_connected_s8", "ek_fully_connected_params", fields, _per_channel(p), args)
+    return OpCall(weights_kernel("ek_fully_connected_s8", bits), "ek_fully_connected_params",
+                  fields, _per_channel(p), args)
 
 
 def _fully_connected_pointwise(ctx: EmitContext, p, fc_fields: dict) -> OpCall:

@@ -15,6 +15,7 @@
 #include "ek_arm_dsp.h"
 #include "ek_conv_common.h"
 #include "ek_conv_dot.h"
+#include "ek_conv_weights.h"
 #include "ek_elementwise.h"
 
 #if defined(__GNUC__)
@@ -39,9 +40,10 @@ static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
         for (int32_t kx = kx0; kx < kx1; ++kx) {
             const int32_t ix = ix0 + kx * p->dilation_w;
             const int8_t *x = input + ((int32_t)iy * p->in_w + ix) * c_in;
-            const int8_t *w = filter + ((oc * p->k_h + ky) * p->k_w + kx) * c_in;
+            const int32_t w = ((oc * p->k_h + ky) * p->k_w + kx) * c_in;
             for (int32_t ic = 0; ic < c_in; ++ic) {
-                acc += (uint32_t)((x[ic] + p->input_offset) * (w[ic] + p->filter_offset));
+                acc += (uint32_t)((x[ic] + p->input_offset)
+                                  * (EK_FILTER(filter, w + ic) + p->filter_offset));
             }
         }
     }
@@ -56,7 +58,7 @@ static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
 #define EK_CONV_FORCE_INLINE static inline
 #endif
 
-#if EK_USE_DSP
+#if EK_FILTER_DSP
 /* Four output channels oc..oc+3 at one pixel (filter offset 0), input offset added in the
  * loop: the pixels whose window leaves the input, or layers without an effective bias. */
 static void conv_acc4_dsp(const ek_conv2d_params *p, const int8_t *input, const int8_t *filter,
@@ -222,7 +224,7 @@ static int32_t conv_acc1_dsp(const ek_conv2d_params *p, const int8_t *input,
 }
 #endif
 
-#if EK_USE_DSP
+#if EK_FILTER_DSP
 /* --- Two output pixels at a time, for short windows ------------------------------------------
  * Layers whose whole window is short (len = k_h*k_w*in_c <= EK_PAIR_MAX_LEN: the first
  * convolution with 1-3 input channels, 1x1 convolutions with few input channels) spend most of
@@ -388,7 +390,7 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
     }
 }
 
-#if EK_USE_DSP
+#if EK_FILTER_DSP
 /* Whether the two-pixel path takes the layer: DSP arithmetic (filter offset 0), an effective
  * bias (padding taps become zero-point bytes, exact for every pixel), rows of taps contiguous,
  * and a window that fits the buffer. */
@@ -468,7 +470,7 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
 }
 #endif
 
-#if EK_USE_DSP
+#if EK_FILTER_DSP
 /* The two-pixel path out of line, once per epilogue: its registers and its window buffer stay
  * out of conv2d_run's frame (the hand-allocated SMLAD asm there needs 13 free registers). */
 static EK_CONV_NOINLINE void conv2d_pairs_plain(const ek_conv2d_params *p, const int8_t *input,
@@ -497,7 +499,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     const ek_conv2d_params local = *params;
     const ek_conv2d_params *p = &local;
     const int32_t c_out = p->out_c;
-#if EK_USE_DSP
+#if EK_FILTER_DSP
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
     if (conv_pairs_apply(p)) {
@@ -519,7 +521,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
             int32_t kx0, kx1;
             int32_t oc = 0;
             ek_conv_valid_taps(ix0, p->in_w, p->k_w, p->dilation_w, &kx0, &kx1);
-#if EK_USE_DSP
+#if EK_FILTER_DSP
             if (use_dsp) {
                 /* effective bias only where every tap is inside: padding taps contribute
                  * nothing in the reference, but the folded sum counts them */
@@ -601,7 +603,7 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
     int32_t oc = 0;
     /* Save the input pixel first: the outputs below may overwrite it. */
     memcpy(scratch, input + src * c_in, (size_t)c_in);
-#if EK_USE_DSP
+#if EK_FILTER_DSP
     if (p->filter_offset == 0) {
         for (; oc + 4 <= c_out; oc += 4) {
             int32_t acc[4];
@@ -627,10 +629,11 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
     }
 #endif
     for (; oc < c_out; ++oc) {
-        const int8_t *w = filter + oc * c_in;
+        const int32_t w = oc * c_in;
         uint32_t acc = (uint32_t)bias_of(bias, oc);
         for (int32_t i = 0; i < c_in; ++i) {
-            acc += (uint32_t)((scratch[i] + p->input_offset) * (w[i] + p->filter_offset));
+            acc += (uint32_t)((scratch[i] + p->input_offset)
+                              * (EK_FILTER(filter, w + i) + p->filter_offset));
         }
         out[oc] = ek_conv_requantize((int32_t)acc, p->multipliers[oc], p->shifts[oc],
                                      p->output_offset, p->act_min, p->act_max);
@@ -667,7 +670,7 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
         const int8_t *x = input + row * depth;
         int8_t *out = output + row * units;
         int32_t u = 0;
-#if EK_USE_DSP
+#if EK_FILTER_DSP
         if (p->filter_offset == 0) {
             for (; u + 4 <= units; u += 4) {
                 int32_t acc[4] = {bias_of(bias, u), bias_of(bias, u + 1), bias_of(bias, u + 2),
@@ -688,10 +691,11 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
         }
 #endif
         for (; u < units; ++u) {
-            const int8_t *w = filter + u * depth;
+            const int32_t w = u * depth;
             uint32_t acc = (uint32_t)bias_of(bias, u);
             for (int32_t i = 0; i < depth; ++i) {
-                acc += (uint32_t)((x[i] + p->input_offset) * (w[i] + p->filter_offset));
+                acc += (uint32_t)((x[i] + p->input_offset)
+                                  * (EK_FILTER(filter, w + i) + p->filter_offset));
             }
             out[u] = ek_conv_requantize((int32_t)acc, p->multipliers[u], p->shifts[u],
                                         p->output_offset, p->act_min, p->act_max);
