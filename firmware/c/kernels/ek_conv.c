@@ -16,6 +16,9 @@
 #include "ek_conv_common.h"
 #include "ek_conv_dot.h"
 #include "ek_conv_weights.h"
+#if EK_S4_DSP
+#include "ek_conv_s4_dsp.h"
+#endif
 #include "ek_elementwise.h"
 
 #if defined(__GNUC__)
@@ -489,6 +492,29 @@ static EK_CONV_NOINLINE void conv2d_pairs_fused(const ek_conv2d_params *p, const
 }
 #endif
 
+#if EK_S4_DSP
+/* Packed int4 filters on the DSP path (ek_conv_s4_dsp.h): every output pixel, in increasing
+ * order, its window gathered before any of its outputs is stored (the in-place modes). */
+EK_CONV_FORCE_INLINE void conv2d_s4_pixels(const ek_conv2d_params *p, const int8_t *input,
+                                           const int8_t *filter, const int32_t *bias,
+                                           int8_t *output, const conv_epilogue *e)
+{
+    int16_t win[EK_S4_WINDOW_TAPS];
+    const int32_t len = p->k_h * p->k_w * p->in_c, c_out = p->out_c;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t groups = ek_s4_conv_window(p, input, oy * p->stride_h - p->pad_top,
+                                                     ox * p->stride_w - p->pad_left, win);
+            const int32_t base = (oy * p->out_w + ox) * c_out;
+#define EK_S4_STORE_CONV(oc, y) conv_store(e, output, base + (oc), (y))
+            EK_S4_CHANNELS(win, groups, filter, len, bias, c_out, p->multipliers, p->shifts,
+                           p->output_offset, p->act_min, p->act_max, EK_S4_STORE_CONV);
+#undef EK_S4_STORE_CONV
+        }
+    }
+}
+#endif
+
 /* The convolution; e == 0 for the plain kernel (a constant after inlining). */
 EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_t *input,
                                      const int8_t *filter, const int32_t *bias, int8_t *output,
@@ -499,6 +525,12 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     const ek_conv2d_params local = *params;
     const ek_conv2d_params *p = &local;
     const int32_t c_out = p->out_c;
+#if EK_S4_DSP
+    if (ek_s4_dsp_applies(p->filter_offset, p->k_h * p->k_w * p->in_c)) {
+        conv2d_s4_pixels(p, input, filter, bias, output, e);
+        return;
+    }
+#endif
 #if EK_FILTER_DSP
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
@@ -588,12 +620,21 @@ void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_p
     conv2d_run(params, input, filter, bias, output, &fused);
 }
 
+/* The int4 DSP path's window buffer of a pointwise kernel (NULL: the other paths). */
+#if EK_S4_DSP
+#define EK_POINTWISE_WINDOW(params)                                                          \
+    int16_t window_[EK_S4_WINDOW_TAPS];                                                       \
+    int16_t *const win = ek_s4_dsp_applies((params).filter_offset, (params).in_c) ? window_ : 0
+#else
+#define EK_POINTWISE_WINDOW(params) int16_t *const win = 0
+#endif
+
 /* One output pixel of a 1x1 unpadded convolution over its own input (the pointwise in-place
  * modes): its input pixel src(p) is saved to the scratch before any output is written. */
 /* always inlined: a call per pixel costs about 1% of a DS-CNN's instructions */
 static inline __attribute__((always_inline)) void pointwise_pixel(
     const ek_conv2d_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-    int8_t *output, int8_t *scratch, int32_t pixel)
+    int8_t *output, int8_t *scratch, int32_t pixel, int16_t *win)
 {
     const int32_t c_in = p->in_c, c_out = p->out_c;
     /* src(p): the input pixel this output pixel reads (1x1 window, no padding) */
@@ -601,6 +642,18 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
     const int32_t src = oy * p->stride_h * p->in_w + ox * p->stride_w;
     int8_t *out = output + pixel * c_out;
     int32_t oc = 0;
+#if EK_S4_DSP
+    if (win != 0) { /* the window is the saved copy of the input pixel */
+        const int32_t groups = ek_s4_finish(win, ek_s4_put_run(win, 0, input + src * c_in, c_in,
+                                                               p->input_offset));
+#define EK_S4_STORE_OUT(oc, y) out[oc] = (int8_t)(y)
+        EK_S4_CHANNELS(win, groups, filter, c_in, bias, c_out, p->multipliers, p->shifts,
+                       p->output_offset, p->act_min, p->act_max, EK_S4_STORE_OUT);
+        return;
+    }
+#else
+    (void)win;
+#endif
     /* Save the input pixel first: the outputs below may overwrite it. */
     memcpy(scratch, input + src * c_in, (size_t)c_in);
 #if EK_FILTER_DSP
@@ -645,8 +698,9 @@ void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *inpu
                                     int8_t *scratch)
 {
     const ek_conv2d_params local = *params; /* see ek_conv2d_s8 */
+    EK_POINTWISE_WINDOW(local);
     for (int32_t pixel = 0; pixel < local.out_h * local.out_w; ++pixel) {
-        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel);
+        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win);
     }
 }
 
@@ -657,8 +711,9 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
                                              int8_t *output, int8_t *scratch)
 {
     const ek_conv2d_params local = *params;
+    EK_POINTWISE_WINDOW(local);
     for (int32_t pixel = local.out_h * local.out_w - 1; pixel >= 0; --pixel) {
-        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel);
+        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win);
     }
 }
 
@@ -666,6 +721,19 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
                            const int32_t *bias, int8_t *output)
 {
     const int32_t depth = p->depth, units = p->units;
+#if EK_S4_DSP
+    if (ek_s4_dsp_applies(p->filter_offset, depth)) {
+        int16_t win[EK_S4_WINDOW_TAPS];
+        for (int32_t row = 0; row < p->rows; ++row) {
+            int8_t *out = output + row * units;
+            const int32_t groups = ek_s4_finish(win, ek_s4_put_run(win, 0, input + row * depth,
+                                                                   depth, p->input_offset));
+            EK_S4_CHANNELS(win, groups, filter, depth, bias, units, p->multipliers, p->shifts,
+                           p->output_offset, p->act_min, p->act_max, EK_S4_STORE_OUT);
+        }
+        return;
+    }
+#endif
     for (int32_t row = 0; row < p->rows; ++row) {
         const int8_t *x = input + row * depth;
         int8_t *out = output + row * units;
