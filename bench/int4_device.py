@@ -46,6 +46,7 @@ def variants(graph) -> dict[str, str | None]:
 
 def run_one(graph, board: str, work: Path) -> dict:
     from edgekit.boards.runners.measure import measure, resolve_firmware
+    from edgekit.firmware import elf
     from edgekit.firmware.model_build import build_model
 
     started = time.time()
@@ -56,6 +57,8 @@ def run_one(graph, board: str, work: Path) -> dict:
         "bit_exact": measured["bit_exact"],
         "flash_bytes": measured["flash_bytes"],
         "estimate_flash_bytes": result.estimate.flash_bytes,
+        # the weight arrays in the linked ELF (symbol sizes), and everything else (code, params)
+        "elf_weight_bytes": sum(elf.symbol_sizes(result.elf_path, "ek_w_").values()),
         "constants_bytes": result.estimate.constants_bytes,
         "peak_sram_bytes": measured["peak_sram_bytes"],
         "estimate_peak_sram_bytes": result.estimate.peak_sram_bytes,
@@ -92,6 +95,11 @@ def benchmark(models_dir: Path, models: list[str], board: str, work: Path) -> di
             run["expected_flash_bytes"] = expected
             run["flash_error"] = run["flash_bytes"] / expected - 1
             run["flash_saved_bytes"] = base["flash_bytes"] - run["flash_bytes"]
+            run["weight_bytes_saved_in_elf"] = base["elf_weight_bytes"] - run["elf_weight_bytes"]
+            # flash other than weights (kernel code mostly: an all-int4 build links only the
+            # _s4 kernels, a mixed one both sets)
+            run["other_flash_vs_int8"] = ((run["flash_bytes"] - run["elf_weight_bytes"])
+                                          - (base["flash_bytes"] - base["elf_weight_bytes"]))
             run["instructions_vs_int8"] = run["instructions"] / base["instructions"]
             run["peak_sram_vs_int8"] = run["peak_sram_bytes"] - base["peak_sram_bytes"]
             run["meets_flash"] = abs(run["flash_error"]) <= FLASH_TOLERANCE

@@ -500,15 +500,19 @@ EK_CONV_FORCE_INLINE void conv2d_s4_pixels(const ek_conv2d_params *p, const int8
                                            int8_t *output, const conv_epilogue *e)
 {
     int16_t win[EK_S4_WINDOW_TAPS];
+    int16_t *const win_odd = win + EK_S4_WINDOW_TAPS / 2; /* odd windows only */
     const int32_t len = p->k_h * p->k_w * p->in_c, c_out = p->out_c;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
-            const int32_t groups = ek_s4_conv_window(p, input, oy * p->stride_h - p->pad_top,
-                                                     ox * p->stride_w - p->pad_left, win);
+            const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+            const int32_t groups = ek_s4_conv_window(p, input, iy0, ix0, win, 0);
+            const int32_t groups_odd = (len & 1) ? ek_s4_conv_window(p, input, iy0, ix0, win_odd, 1)
+                                                 : 0;
             const int32_t base = (oy * p->out_w + ox) * c_out;
 #define EK_S4_STORE_CONV(oc, y) conv_store(e, output, base + (oc), (y))
-            EK_S4_CHANNELS(win, groups, filter, len, bias, c_out, p->multipliers, p->shifts,
-                           p->output_offset, p->act_min, p->act_max, EK_S4_STORE_CONV);
+            EK_S4_CHANNELS(win, win_odd, groups, groups_odd, filter, len, bias, c_out,
+                           p->multipliers, p->shifts, p->output_offset, p->act_min, p->act_max,
+                           EK_S4_STORE_CONV);
 #undef EK_S4_STORE_CONV
         }
     }
@@ -526,7 +530,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     const ek_conv2d_params *p = &local;
     const int32_t c_out = p->out_c;
 #if EK_S4_DSP
-    if (ek_s4_dsp_applies(p->filter_offset, p->k_h * p->k_w * p->in_c)) {
+    if (ek_s4_conv_dsp_applies(p->filter_offset, p->k_h * p->k_w * p->in_c)) {
         conv2d_s4_pixels(p, input, filter, bias, output, e);
         return;
     }
@@ -647,8 +651,8 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
         const int32_t groups = ek_s4_finish(win, ek_s4_put_run(win, 0, input + src * c_in, c_in,
                                                                p->input_offset));
 #define EK_S4_STORE_OUT(oc, y) out[oc] = (int8_t)(y)
-        EK_S4_CHANNELS(win, groups, filter, c_in, bias, c_out, p->multipliers, p->shifts,
-                       p->output_offset, p->act_min, p->act_max, EK_S4_STORE_OUT);
+        EK_S4_CHANNELS(win, win, groups, groups, filter, c_in, bias, c_out, p->multipliers,
+                       p->shifts, p->output_offset, p->act_min, p->act_max, EK_S4_STORE_OUT);
         return;
     }
 #else
@@ -728,8 +732,9 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
             int8_t *out = output + row * units;
             const int32_t groups = ek_s4_finish(win, ek_s4_put_run(win, 0, input + row * depth,
                                                                    depth, p->input_offset));
-            EK_S4_CHANNELS(win, groups, filter, depth, bias, units, p->multipliers, p->shifts,
-                           p->output_offset, p->act_min, p->act_max, EK_S4_STORE_OUT);
+            EK_S4_CHANNELS(win, win, groups, groups, filter, depth, bias, units,
+                           p->multipliers, p->shifts, p->output_offset, p->act_min, p->act_max,
+                           EK_S4_STORE_OUT);
         }
         return;
     }

@@ -40,6 +40,16 @@ static inline int ek_s4_dsp_applies(int32_t filter_offset, int32_t len)
     return filter_offset == 0 && (len & 1) == 0 && len <= EK_S4_WINDOW_TAPS;
 }
 
+/* CONV_2D also takes odd windows (a first layer over 3 input channels): channel oc then
+ * starts on the high nibble of a byte when oc is odd. Those channels read the window built one
+ * tap later (a zero tap first, meeting the previous channel's last nibble), kept in the second
+ * half of the buffer; even and odd channels are paired with their own kind. */
+static inline int ek_s4_conv_dsp_applies(int32_t filter_offset, int32_t len)
+{
+    return ek_s4_dsp_applies(filter_offset, len)
+           || (filter_offset == 0 && len + 1 <= EK_S4_WINDOW_TAPS / 2);
+}
+
 /* Window slot (int16 index) of tap t: word k = t mod 4 of its group, high lane for t mod 8 >= 4. */
 static inline int32_t ek_s4_slot(int32_t t)
 {
@@ -87,12 +97,13 @@ static inline int32_t ek_s4_finish(int16_t *win, int32_t t)
     return ek_s4_put_zeros(win, t, (8 - (t & 7)) & 7) >> 3;
 }
 
-/* The window of the conv output pixel whose taps start at (iy0, ix0), OHWI tap order. */
+/* The window of the conv output pixel whose taps start at (iy0, ix0), OHWI tap order, from
+ * slot `first` on (0, or 1 behind a zero tap: the odd channels' window). */
 static int32_t ek_s4_conv_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
-                                 int32_t ix0, int16_t *win)
+                                 int32_t ix0, int16_t *win, int32_t first)
 {
     const int32_t c_in = p->in_c;
-    int32_t kx0, kx1, t = 0;
+    int32_t kx0, kx1, t = ek_s4_put_zeros(win, 0, first);
     ek_conv_valid_taps(ix0, p->in_w, p->k_w, p->dilation_w, &kx0, &kx1);
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dilation_h;
@@ -203,22 +214,29 @@ EK_S4_INLINE void ek_s4_dot2(const int16_t *win,
     acc[1] = (int32_t)total1;
 }
 
-/* Every output channel of one pixel from its window: channel oc's nibbles start at oc * len;
- * out(i, y) stores output channel i's int8 result y. An odd last channel runs twice. */
-#define EK_S4_CHANNELS(win, groups, filter, len, bias, c_out, mult, shifts, out_off, lo, hi,   \
-                       STORE)                                                                 \
+/* Every output channel of one pixel: channel oc's nibbles start at oc * len; STORE(i, y)
+ * stores output channel i's int8 result y. Even len: pairs (oc, oc+1) on `win`. Odd len: the
+ * even channels in pairs (oc, oc+2) on `win`, then the odd ones on `win_odd` (their nibbles
+ * from byte (oc*len)/2 on, one tap early). A channel without a partner runs twice. */
+#define EK_S4_CHANNELS(win, win_odd, groups, groups_odd, filter, len, bias, c_out, mult, shifts, \
+                       out_off, lo, hi, STORE)                                                \
     do {                                                                                      \
-        for (int32_t oc_ = 0; oc_ < (c_out); oc_ += 2) {                                      \
-            const int32_t oc1_ = oc_ + 1 < (c_out) ? oc_ + 1 : oc_;                           \
-            int32_t acc_[2];                                                                  \
-            acc_[0] = (bias) != 0 ? (bias)[oc_] : 0;                                          \
-            acc_[1] = (bias) != 0 ? (bias)[oc1_] : 0;                                         \
-            ek_s4_dot2((win), (filter), oc_ * (len), oc1_ * (len), (groups), acc_);           \
-            STORE(oc_, ek_conv_requantize(acc_[0], (mult)[oc_], (shifts)[oc_], (out_off),     \
-                                          (lo), (hi)));                                       \
-            if (oc1_ != oc_) {                                                                \
-                STORE(oc1_, ek_conv_requantize(acc_[1], (mult)[oc1_], (shifts)[oc1_],         \
-                                               (out_off), (lo), (hi)));                       \
+        const int32_t odd_ = (len) & 1, gap_ = 1 + odd_;                                      \
+        for (int32_t par_ = 0; par_ <= odd_; ++par_) {                                        \
+            const int16_t *const w_ = par_ ? (win_odd) : (win);                               \
+            const int32_t g_ = par_ ? (groups_odd) : (groups);                                \
+            for (int32_t oc_ = par_; oc_ < (c_out); oc_ += 2 * gap_) {                        \
+                const int32_t oc1_ = oc_ + gap_ < (c_out) ? oc_ + gap_ : oc_;                 \
+                int32_t acc_[2];                                                              \
+                acc_[0] = (bias) != 0 ? (bias)[oc_] : 0;                                      \
+                acc_[1] = (bias) != 0 ? (bias)[oc1_] : 0;                                     \
+                ek_s4_dot2(w_, (filter), (oc_ * (len)) & ~1, (oc1_ * (len)) & ~1, g_, acc_);  \
+                STORE(oc_, ek_conv_requantize(acc_[0], (mult)[oc_], (shifts)[oc_], (out_off), \
+                                              (lo), (hi)));                                   \
+                if (oc1_ != oc_) {                                                            \
+                    STORE(oc1_, ek_conv_requantize(acc_[1], (mult)[oc1_], (shifts)[oc1_],     \
+                                                   (out_off), (lo), (hi)));                   \
+                }                                                                             \
             }                                                                                 \
         }                                                                                     \
     } while (0)
