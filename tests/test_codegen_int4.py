@@ -87,3 +87,45 @@ def test_flash_counts_packed_int4_bytes():
     source = gen.files["model_weights.c"]
     for t in weights:
         assert f"[{stored_bytes(t)}]" in source
+
+
+def _int4_single(graph):
+    if graph["w"].dtype == DType.INT4:  # already int4 over the whole range, -8 included
+        return graph
+    return requantize_weights(graph, "4")
+
+
+#: single ops whose int4 kernels take each path: DSP windows even and odd (3 input channels),
+#: dilation, stride, VALID, odd output channels, no bias, a window too long for the DSP buffer
+#: (portable), depthwise out of place with multiplier 1 (DSP word reads) and 2 (portable),
+#: FULLY_CONNECTED over even and odd depths and several rows
+SINGLE_OPS = {
+    "conv_even": lambda r: gb.conv2d(r, in_shape=(1, 7, 6, 4), out_channels=6),
+    "conv_odd_window": lambda r: gb.conv2d(r, in_shape=(1, 8, 8, 3), out_channels=7,
+                                           stride=(2, 2)),
+    "conv_dilated": lambda r: gb.conv2d(r, in_shape=(1, 9, 9, 2), out_channels=5,
+                                        dilation=(2, 2), bias=False),
+    "conv_valid_1x1": lambda r: gb.conv2d(r, in_shape=(1, 5, 5, 10), out_channels=3,
+                                          kernel=(1, 1), padding="VALID"),
+    "conv_long_window": lambda r: gb.conv2d(r, in_shape=(1, 4, 4, 80), out_channels=4),
+    # 288 taps: two 256-tap runs; weights over [-8, 7] and extreme products
+    "conv_two_runs_full_range": lambda r: gb.conv2d(r, in_shape=(1, 5, 5, 32), out_channels=3,
+                                                    weight_dtype=DType.INT4),
+    "depthwise": lambda r: gb.depthwise_conv2d(r, in_shape=(1, 6, 6, 8)),
+    "depthwise_multiplier": lambda r: gb.depthwise_conv2d(r, in_shape=(1, 5, 5, 3),
+                                                          multiplier=2, stride=(2, 2)),
+    "fc_even": lambda r: gb.fully_connected(r, in_features=24, out_features=9),
+    "fc_odd": lambda r: gb.fully_connected(r, in_features=13, out_features=4, bias=False),
+}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+@pytest.mark.parametrize("case", sorted(SINGLE_OPS))
+def test_int4_single_op_is_bit_exact(case, path, kernel_objects, tmp_path):
+    for seed in range(2):
+        graph = _int4_single(SINGLE_OPS[case](np.random.default_rng(seed)))
+        gen = generate(graph, seed=seed)
+        assert any("_s4" in k for k in gen.kernels)
+        run = run_on_host(gen, tmp_path / str(seed), defines=PATHS[path],
+                          kernel_objects=kernel_objects[path])
+        assert run.outputs == gen.expected_outputs, f"{case} seed {seed} on {path}"
