@@ -35,7 +35,8 @@ from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
 from edgekit.firmware import stack_paths
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
                                           EmitContext, OpCall, check_inplace_mode,
-                                          emit_conv_add, pairs_path_applies)
+                                          emit_conv_add, pairs_path_applies, s4_config_header,
+                                          s4_window_taps)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
@@ -219,6 +220,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model_weights.c": _weights_source(graph, names, used_constants),
         "model_testdata.c": _testdata_source(graph, inputs),
         "model.c": _model_source(graph, plan, names, op_sections, calls),
+        "ek_model_config.h": s4_config_header(shared_constants.window_taps),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
@@ -233,6 +235,7 @@ class _SharedConstants:
     their first definitions."""
 
     def __init__(self):
+        self.window_taps = 0  # the int4 DSP window the model's calls need (ek_model_config.h)
         self._first: dict[tuple, str] = {}
         self._canonical: dict[str, str] = {}  # every name defined -> the first with its content
 
@@ -287,6 +290,9 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         pair_kernels.add(call.kernel)
     if path_helpers is not None:
         path_helpers |= stack_paths.taken_helpers(call.kernel, call.fields)
+    if call.params_type is not None:
+        shared_constants.window_taps = max(shared_constants.window_taps,
+                                           s4_window_taps(call.kernel, call.fields))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

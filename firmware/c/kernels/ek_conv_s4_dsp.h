@@ -30,9 +30,19 @@
 #include "ek_arm_dsp.h"
 #include "ek_conv_common.h"
 
-/* The largest window (k_h*k_w*in_c taps, or FULLY_CONNECTED depth) on the DSP path: a 3x3 conv
- * over 64 channels. The window buffer is 2 bytes per tap on the stack. */
+/* The window buffer (2 bytes per tap, on the stack) and so the largest window (k_h*k_w*in_c
+ * taps, or FULLY_CONNECTED depth) on the DSP path; odd CONV_2D windows use half each. A model
+ * build sizes it to its own layers (the generator's ek_model_config.h, see
+ * edgekit.firmware.op_emitters.s4_window_taps: a multiple of 16); without one, a 3x3 conv over
+ * 64 channels. */
+#if defined(__has_include)
+#if __has_include("ek_model_config.h")
+#include "ek_model_config.h"
+#endif
+#endif
+#ifndef EK_S4_WINDOW_TAPS
 #define EK_S4_WINDOW_TAPS 576
+#endif
 #define EK_S4_RUN_GROUPS 32
 
 static inline int ek_s4_dsp_applies(int32_t filter_offset, int32_t len)
