@@ -129,3 +129,20 @@ def test_int4_single_op_is_bit_exact(case, path, kernel_objects, tmp_path):
         run = run_on_host(gen, tmp_path / str(seed), defines=PATHS[path],
                           kernel_objects=kernel_objects[path])
         assert run.outputs == gen.expected_outputs, f"{case} seed {seed} on {path}"
+
+
+def test_plan_reports_packed_int4_weights(tmp_path, capsys):
+    import json
+
+    from edgekit.cli import main
+
+    path = tmp_path / "kws4.tflite"
+    graph = _graph("kws", "4")
+    path.write_bytes(to_bytes(graph))
+    assert main(["plan", str(path), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    int8 = load_tflite(mlperf_path("kws"))
+    assert payload["weights_bytes"] == graph.weights_bytes
+    assert payload["int4_saved_bytes"] == int8.weights_bytes - graph.weights_bytes > 0
+    assert payload["int4_ops"] == sum(graph[op.inputs[1]].dtype == DType.INT4
+                                      for op in graph.ops if len(op.inputs) > 1)
