@@ -146,3 +146,15 @@ def test_plan_reports_packed_int4_weights(tmp_path, capsys):
     assert payload["int4_saved_bytes"] == int8.weights_bytes - graph.weights_bytes > 0
     assert payload["int4_ops"] == sum(graph[op.inputs[1]].dtype == DType.INT4
                                       for op in graph.ops if len(op.inputs) > 1)
+
+
+def test_search_flash_model_counts_packed_int4_constants():
+    from edgekit.nas.codesize import graph_features
+
+    int8, int4 = load_tflite(mlperf_path("kws")), _graph("kws", "4")
+    weights = [t for t in int4.constants() if t.dtype == DType.INT4]
+    saved = sum(t.size - stored_bytes(t) for t in weights)
+    assert graph_features(int8)["constants"] - graph_features(int4)["constants"] == saved
+    # and the firmware estimate counts the same constants
+    assert (estimate_before_build(generate(int4), None).constants_bytes
+            == graph_features(int4)["constants"])
