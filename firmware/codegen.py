@@ -191,6 +191,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     shared_constants = _SharedConstants()
     pair_kernels: set[str] = set()
     path_helpers: set[str] = set()
+    window_taps: list[int] = []  # the int4 DSP window each call needs (ek_model_config.h)
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
@@ -204,7 +205,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step, prepared,
                                                    used_constants, shared_constants,
                                                    fusions.get(index), pair_kernels,
-                                                   path_helpers)
+                                                   path_helpers, window_taps)
         op_sections.append(section)
         calls.append(call)
         kernels.append(kernel)
@@ -220,7 +221,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model_weights.c": _weights_source(graph, names, used_constants),
         "model_testdata.c": _testdata_source(graph, inputs),
         "model.c": _model_source(graph, plan, names, op_sections, calls),
-        "ek_model_config.h": s4_config_header(shared_constants.window_taps),
+        "ek_model_config.h": s4_config_header(max(window_taps, default=0)),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
@@ -235,7 +236,6 @@ class _SharedConstants:
     their first definitions."""
 
     def __init__(self):
-        self.window_taps = 0  # the int4 DSP window the model's calls need (ek_model_config.h)
         self._first: dict[tuple, str] = {}
         self._canonical: dict[str, str] = {}  # every name defined -> the first with its content
 
@@ -260,7 +260,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
              prepared: interpreter.Interpreter, used_constants: list[str],
              shared_constants: "_SharedConstants", fusion=None,
              pair_kernels: set[str] | None = None,
-             path_helpers: set[str] | None = None) -> tuple[str, str, str, str]:
+             path_helpers: set[str] | None = None,
+             window_taps: list[int] | None = None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -290,9 +291,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         pair_kernels.add(call.kernel)
     if path_helpers is not None:
         path_helpers |= stack_paths.taken_helpers(call.kernel, call.fields)
-    if call.params_type is not None:
-        shared_constants.window_taps = max(shared_constants.window_taps,
-                                           s4_window_taps(call.kernel, call.fields))
+    if window_taps is not None and call.params_type is not None:
+        window_taps.append(s4_window_taps(call.kernel, call.fields))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

@@ -158,3 +158,22 @@ def test_search_flash_model_counts_packed_int4_constants():
     # and the firmware estimate counts the same constants
     assert (estimate_before_build(generate(int4), None).constants_bytes
             == graph_features(int4)["constants"])
+
+
+@pytest.mark.parametrize("model,bits,taps", [("kws", "4", 64), ("resnet", "4", 576),
+                                             ("kws", "mixed:default=8", 16)])
+def test_window_buffer_is_sized_to_the_models_longest_window(model, bits, taps):
+    # kws: 1x1 convs over 64 channels (its first conv's window is 40); resnet: 3x3x64; an int8
+    # model needs none (the smallest buffer)
+    gen = generate(_graph(model, bits))
+    assert f"#define EK_S4_WINDOW_TAPS {taps} " in gen.files["ek_model_config.h"]
+
+
+def test_an_odd_window_takes_two_halves():
+    from edgekit.firmware.op_emitters import s4_window_taps
+
+    fields = {"filter_offset": 0, "k_h": 3, "k_w": 3, "in_c": 3}
+    assert s4_window_taps("ek_conv2d_s4", fields) == 2 * 32  # 27 taps + 1, in groups of 8
+    assert s4_window_taps("ek_conv2d_s4_pointwise_inplace", {**fields, "k_h": 1, "k_w": 1}) == 0
+    assert s4_window_taps("ek_conv2d_s8", fields) == 0
+    assert s4_window_taps("ek_conv2d_s4", {**fields, "in_c": 80}) == 0  # 720 taps: portable
