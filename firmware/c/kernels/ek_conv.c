@@ -624,6 +624,9 @@ void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_p
     conv2d_run(params, input, filter, bias, output, &fused);
 }
 
+/* The int4 DSP path's store of a pointwise or fully-connected output row `out`. */
+#define EK_S4_STORE_OUT(oc, y) out[oc] = (int8_t)(y)
+
 /* The int4 DSP path's window buffer of a pointwise kernel (NULL: the other paths). */
 #if EK_S4_DSP
 #define EK_POINTWISE_WINDOW(params)                                                          \
@@ -650,7 +653,6 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
     if (win != 0) { /* the window is the saved copy of the input pixel */
         const int32_t groups = ek_s4_finish(win, ek_s4_put_run(win, 0, input + src * c_in, c_in,
                                                                p->input_offset));
-#define EK_S4_STORE_OUT(oc, y) out[oc] = (int8_t)(y)
         EK_S4_CHANNELS(win, win, groups, groups, filter, c_in, bias, c_out, p->multipliers,
                        p->shifts, p->output_offset, p->act_min, p->act_max, EK_S4_STORE_OUT);
         return;
