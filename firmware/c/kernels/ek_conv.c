@@ -43,11 +43,9 @@ static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
         for (int32_t kx = kx0; kx < kx1; ++kx) {
             const int32_t ix = ix0 + kx * p->dilation_w;
             const int8_t *x = input + ((int32_t)iy * p->in_w + ix) * c_in;
-            const int32_t w = ((oc * p->k_h + ky) * p->k_w + kx) * c_in;
-            for (int32_t ic = 0; ic < c_in; ++ic) {
-                acc += (uint32_t)((x[ic] + p->input_offset)
-                                  * (EK_FILTER(filter, w + ic) + p->filter_offset));
-            }
+            acc = ek_filter_dot(x, p->input_offset, filter,
+                                ((oc * p->k_h + ky) * p->k_w + kx) * c_in, c_in,
+                                p->filter_offset, acc);
         }
     }
     return (int32_t)acc;
@@ -688,12 +686,8 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
     }
 #endif
     for (; oc < c_out; ++oc) {
-        const int32_t w = oc * c_in;
-        uint32_t acc = (uint32_t)bias_of(bias, oc);
-        for (int32_t i = 0; i < c_in; ++i) {
-            acc += (uint32_t)((scratch[i] + p->input_offset)
-                              * (EK_FILTER(filter, w + i) + p->filter_offset));
-        }
+        const uint32_t acc = ek_filter_dot(scratch, p->input_offset, filter, oc * c_in, c_in,
+                                           p->filter_offset, (uint32_t)bias_of(bias, oc));
         out[oc] = ek_conv_requantize((int32_t)acc, p->multipliers[oc], p->shifts[oc],
                                      p->output_offset, p->act_min, p->act_max);
     }
@@ -766,12 +760,8 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
         }
 #endif
         for (; u < units; ++u) {
-            const int32_t w = u * depth;
-            uint32_t acc = (uint32_t)bias_of(bias, u);
-            for (int32_t i = 0; i < depth; ++i) {
-                acc += (uint32_t)((x[i] + p->input_offset)
-                                  * (EK_FILTER(filter, w + i) + p->filter_offset));
-            }
+            const uint32_t acc = ek_filter_dot(x, p->input_offset, filter, u * depth, depth,
+                                               p->filter_offset, (uint32_t)bias_of(bias, u));
             out[u] = ek_conv_requantize((int32_t)acc, p->multipliers[u], p->shifts[u],
                                         p->output_offset, p->act_min, p->act_max);
         }

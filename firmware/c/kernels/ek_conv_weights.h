@@ -44,6 +44,37 @@ static inline uint32_t ek_s4_bytes4(const int8_t *packed, int32_t i)
     return t | ((t & 0x08080808u) * 0x1Eu);
 }
 
+/* acc + sum_{i<n} (x[i] + input_offset) * (filter element w+i + filter_offset), wrapping: the
+ * portable inner loop. int4: a byte (two weights) per step, so the index arithmetic of
+ * ek_s4_at is paid once per two MACs. */
+static inline uint32_t ek_filter_dot(const int8_t *x, int32_t input_offset, const int8_t *filter,
+                                     int32_t w, int32_t n, int32_t filter_offset, uint32_t acc)
+{
+#if EK_CONV_S4
+    int32_t i = 0;
+    const uint8_t *b;
+    if ((w & 1) != 0 && n > 0) { /* a channel starting on a high nibble */
+        acc += (uint32_t)((x[0] + input_offset) * (ek_s4_at(filter, w) + filter_offset));
+        i = 1;
+    }
+    b = (const uint8_t *)filter + ((w + i) >> 1);
+    for (; i + 2 <= n; i += 2, ++b) {
+        const int32_t lo = (int32_t)((*b & 0xFu) ^ 8u) - 8;
+        const int32_t hi = (int32_t)(((uint32_t)*b >> 4) ^ 8u) - 8;
+        acc += (uint32_t)((x[i] + input_offset) * (lo + filter_offset));
+        acc += (uint32_t)((x[i + 1] + input_offset) * (hi + filter_offset));
+    }
+    if (i < n) {
+        acc += (uint32_t)((x[i] + input_offset) * (ek_s4_at(filter, w + i) + filter_offset));
+    }
+#else
+    for (int32_t i = 0; i < n; ++i) {
+        acc += (uint32_t)((x[i] + input_offset) * (filter[w + i] + filter_offset));
+    }
+#endif
+    return acc;
+}
+
 #if EK_CONV_S4
 #define EK_FILTER_WORD4(f, i) ek_s4_bytes4((f), (i))
 #define EK_FILTER(f, i) ek_s4_at((f), (i))
