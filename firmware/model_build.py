@@ -13,7 +13,7 @@ estimate's error.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -46,19 +46,16 @@ class ModelBuildResult:
     estimate: MemoryEstimate
 
 
-def widen_int4_weights(graph: Graph) -> Graph:
-    """The same graph with every int4 constant stored as int8 (same values, same quantization).
-
-    The firmware kernels take int8 weights; TFLite Micro also unpacks int4 filters to int8 before
-    its int8 kernels run, so the arithmetic -- and every output byte -- is unchanged. The cost
-    is flash: one byte per weight instead of half a byte (reported as ``int4_widened_bytes``).
-    Packed int4 kernels are future work.
-    """
-    if not any(t.dtype == DType.INT4 for t in graph.constants()):
-        return graph
-    tensors = [replace(t, dtype=DType.INT8) if t.is_constant and t.dtype == DType.INT4 else t
-               for t in graph.tensors.values()]
-    return Graph(tensors, graph.ops, graph.inputs, graph.outputs, name=graph.name)
+def int4_summary(graph: Graph) -> dict:
+    """The manifest's int4 figures: the ops whose weights are packed int4 and the flash their
+    weights take (``int4_weight_bytes``, packed) against the same weights as int8
+    (``int4_saved_bytes``: half of the int8 bytes, rounded down per tensor)."""
+    ops = [op for op in graph.ops if len(op.inputs) > 1 and op.inputs[1] is not None
+           and graph[op.inputs[1]].dtype == DType.INT4]
+    tensors = {op.inputs[1] for op in ops}
+    packed = sum(graph[name].nbytes for name in tensors)
+    return {"int4_ops": len(ops), "int4_weight_bytes": packed,
+            "int4_saved_bytes": sum(graph[name].size for name in tensors) - packed}
 
 
 #: files of a model directory (what `edgekit search` writes as DIR/best)
@@ -132,8 +129,7 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     if not isinstance(model, Graph):
         model, directory_patch = model_file(model)
         patch = directory_patch if patch is None else patch
-    source_graph = load_graph(model)
-    graph = widen_int4_weights(source_graph)
+    graph = load_graph(model)
     target = target_for(board_id, emulated=emulated)
     driver = bsp_files(target)
     patch_info = None
@@ -179,8 +175,8 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         # what one inference costs: `edgekit measure` scales its timeout and budget from it
         "work": {"macs": graph_macs(gen.graph),
                  "elements": sum(gen.graph[t].size for op in gen.graph.ops for t in op.outputs)},
-        "weights_bytes": source_graph.weights_bytes,
-        "int4_widened_bytes": graph.weights_bytes - source_graph.weights_bytes,
+        "weights_bytes": graph.weights_bytes,
+        **int4_summary(graph),
         "patch": patch_info,
     }
     manifest_path = write_manifest(directory, manifest)

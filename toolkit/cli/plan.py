@@ -70,6 +70,8 @@ def run(args) -> int:
 
 
 def _summary(result: MemoryPlan) -> dict:
+    from edgekit.firmware.model_build import int4_summary
+
     return {
         "graph": result.graph.name,
         "strategy": result.strategy,
@@ -79,6 +81,7 @@ def _summary(result: MemoryPlan) -> dict:
         "arena_bytes": result.arena_bytes,
         "lower_bound_bytes": result.lower_bound_bytes,
         "weights_bytes": result.weights_bytes,
+        **int4_summary(result.graph),
         "schedule": result.schedule,
         "reordered": result.reordered,
         "profile": [{"step": p.step, "op": p.op, "kind": p.kind, "name": p.name,
@@ -148,7 +151,9 @@ def _render(p: dict) -> str:
         f"arena          {p['arena_bytes']:>10,} B",
         f"lower bound    {p['lower_bound_bytes']:>10,} B"
         f"  (arena / bound = {p['arena_bytes'] / max(p['lower_bound_bytes'], 1):.3f})",
-        f"weights        {p['weights_bytes']:>10,} B",
+        f"weights        {p['weights_bytes']:>10,} B"
+        + (f"  ({p['int4_ops']} int4 layers packed: {p['int4_saved_bytes']:,} B less than int8)"
+           if p.get("int4_ops") else ""),
     ]
     if "board" in p:
         b = p["board"]
