@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from edgekit import planner
+from edgekit import attention, planner
 from edgekit.boards import target_for
 from edgekit.errors import BuildError
 from edgekit.firmware import elf
@@ -118,7 +118,8 @@ def _copy_runtime(src_dir: Path, console_driver: str) -> list[str]:
 def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *,
                 emulated: bool = True, stack_bytes: int = MODEL_STACK_BYTES, seed: int = 0,
                 plan: planner.MemoryPlan | None = None, generated: GeneratedModel | None = None,
-                progress=None, patch=None, patch_objective: str = "peak") -> ModelBuildResult:
+                progress=None, patch=None, patch_objective: str = "peak",
+                fuse_attention: bool = True) -> ModelBuildResult:
     """Generate, estimate and build the firmware of `model` for `board_id` into `out_dir`.
 
     ``progress(stage, payload)`` (optional) is called with ``"estimate"`` before the compiler
@@ -126,13 +127,17 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     ``patch`` is a ``--patch`` value (``auto``, ``none``, ``SPLIT:NxN`` or a
     `edgekit.patching.PatchSchedule`; default: the model directory's ``patch.json``, else
     none): the firmware then runs the patched graph (`edgekit.patching`); ``patch_objective``
-    is what ``auto`` minimises.
+    is what ``auto`` minimises. ``fuse_attention`` runs each BATCH_MATMUL -> SOFTMAX ->
+    BATCH_MATMUL attention as one row-wise ATTENTION op (`edgekit.attention`; bit-exact, no
+    ``[H, T, T]`` scores in the arena); False builds the three ops, for comparison.
     """
     if not isinstance(model, Graph):
         model, directory_patch = model_file(model)
         patch = directory_patch if patch is None else patch
     source_graph = load_graph(model)
     graph = widen_int4_weights(source_graph)
+    if fuse_attention and generated is None and plan is None:
+        graph = attention.fuse_attention(graph)
     target = target_for(board_id, emulated=emulated)
     driver = console_driver(target)
     patch_info = None
@@ -175,6 +180,7 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         "schedule": gen.plan.schedule,
         "kernels": gen.kernels,
         "ops": len(graph.ops),
+        "fused_attention": sum(op.kind == "ATTENTION" for op in graph.ops),
         "weights_bytes": source_graph.weights_bytes,
         "int4_widened_bytes": graph.weights_bytes - source_graph.weights_bytes,
         "patch": patch_info,

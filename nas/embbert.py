@@ -256,10 +256,11 @@ def placeholder_graph(spec: EmbBERTSpec, seed: int = 0):
 
 
 def _graph_memory(graph) -> dict:
+    from edgekit.attention import fuse_attention
     from edgekit.firmware.codegen import firmware_plan
     from edgekit.nas.codesize import graph_features
 
-    arena, weights = firmware_plan(graph).arena_bytes, graph.weights_bytes
+    arena, weights = firmware_plan(fuse_attention(graph)).arena_bytes, graph.weights_bytes
     f = graph_features(graph)
     flash = f["constants"] + f["input"] + CODE_FIXED_BYTES + CODE_PER_OP_BYTES * len(graph.ops)
     return {"peak_sram": arena, "peak_sram_layer_by_layer": arena, "arena_bytes": arena,

@@ -12,8 +12,8 @@ head. `int8_graph` quantizes it with `edgekit.converters.quantize`.
 
 `memory(spec, board)`, per search trial: the same graph with placeholder weights and a
 placeholder int8 quantization (`placeholder_int8`; the planner reads shapes, dtypes and
-attributes only, so no calibration is needed), planned by the firmware's planner
-(`firmware_plan`): its arena is the peak SRAM the search constrains. Flash is estimated as the
+attributes only, so no calibration is needed), with its attention fused row-wise as the build
+does (`edgekit.attention`), planned by the firmware's planner (`firmware_plan`): its arena is the peak SRAM the search constrains. Flash is estimated as the
 constants the firmware stores (`edgekit.nas.codesize.graph_features`: int8 weights, int32
 biases, the requantisation words and the norms' prepared arrays), the embedded test input, and
 code: ``CODE_FIXED + CODE_PER_OP * ops``, fitted by least squares on four disco-f746ng
@@ -202,9 +202,10 @@ def flash_estimate(graph: Graph, cpu: str) -> int:
 def memory(spec: MCUFormerSpec, board) -> dict:
     """The search's figures for ``spec`` on ``board``: the firmware planner's arena of the
     placeholder int8 graph and the flash estimate."""
+    from edgekit.attention import fuse_attention
     from edgekit.firmware.codegen import firmware_plan
 
     graph = spec_int8_graph(spec)
-    return {"peak_sram": firmware_plan(graph).arena_bytes,
+    return {"peak_sram": firmware_plan(fuse_attention(graph)).arena_bytes,
             "flash": flash_estimate(graph, board.cpu), "planned": True,
             "weights_bytes": graph.weights_bytes}
