@@ -536,10 +536,16 @@ def emit_attention(ctx: EmitContext, p) -> OpCall:
     sm = p.softmax
     softmax = {"input_multiplier": sm.input_multiplier, "input_left_shift": sm.input_left_shift,
                "diff_min": sm.diff_min, "rows": 1, "depth": tk}
+    mask = op.inputs[3] if len(op.inputs) > 3 else None
+    add = {"shape": broadcast_shape((1, tk), (1, tk), (1, tk))}  # unread without a mask
+    if p.mask is not None:
+        _require_int8(op, graph, mask)
+        add.update({f: getattr(p.mask, f) for f in p.mask.__dataclass_fields__
+                    if f not in ("kind", "out_dtype", "out_shape")})
     call = OpCall("ek_attention_s8", "ek_attention_params", fields, [],
-                  [ctx.ptr(q.name), ctx.ptr(k.name), ctx.ptr(v.name), ctx.ptr(out.name),
-                   f"(int8_t *){ctx.scratch}"])
-    call.extra_params = [("ek_batch_matmul_params", "qk", qk),
+                  [ctx.ptr(q.name), ctx.ptr(k.name), ctx.ptr(mask), ctx.ptr(v.name),
+                   ctx.ptr(out.name), f"(int8_t *){ctx.scratch}"])
+    call.extra_params = [("ek_batch_matmul_params", "qk", qk), ("ek_add_params", "add", add),
                          ("ek_softmax_params", "softmax", softmax),
                          ("ek_batch_matmul_params", "pv", pv)]
     return call

@@ -38,9 +38,11 @@ LAYER_NORM         x[..., C], gamma[C], beta[C]   epsilon: normalise over the la
 RMS_NORM           x[..., C], gamma[C]            epsilon: x / rms(x) * gamma over the last axis
                                                   (edgekit op)
 ATTENTION          q[..., Tq, d], k[..., Tk, d],  scores_scale, scores_zero_point, beta,
-                   v[..., Tk, dv]                 probs_scale, probs_zero_point: softmax(q k^T) v
-                                                  one query row at a time, the int8 arithmetic of
-                                                  BATCH_MATMUL(adj_y) -> SOFTMAX -> BATCH_MATMUL
+                   v[..., Tk, dv],                probs_scale, probs_zero_point (masked_scale,
+                   mask[1, .., 1, Tk]|absent      masked_zero_point with a mask): softmax(q k^T
+                                                  (+ mask)) v one query row at a time, the int8
+                                                  arithmetic of BATCH_MATMUL(adj_y) -> (ADD mask)
+                                                  -> SOFTMAX -> BATCH_MATMUL
                                                   (edgekit op, made by `edgekit.attention`; never
                                                   written to a .tflite)
 ================== ============================== =====================================================
