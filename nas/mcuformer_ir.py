@@ -10,6 +10,9 @@ BATCH_MATMUL(p, v) -> TRANSPOSE -> RESHAPE -> FULLY_CONNECTED proj -> ADD -> LAY
 -> FC V -> GELU -> FC U -> FC V -> ADD; then LAYER_NORM -> MEAN over tokens -> FULLY_CONNECTED
 head. `int8_graph` quantizes it with `edgekit.converters.quantize`.
 
+No attention mask: every token is an image patch (there is no padding), so the attention is
+unmasked by design; key-padding masks are for text (`edgekit.nas.embbert`).
+
 `memory(spec, board)`, per search trial: the same graph with placeholder weights and a
 placeholder int8 quantization (`placeholder_int8`; the planner reads shapes, dtypes and
 attributes only, so no calibration is needed), with its attention fused row-wise as the build

@@ -190,3 +190,24 @@ def test_masked_attention_tflite_is_tflm_exact_and_the_fused_op_matches_it():
         x = _masked_inputs(rng, g)
         (want,) = tflm(x)
         assert fused.run(x)[0].tobytes() == np.asarray(want).tobytes()
+
+
+def test_edgekit_plan_fuses_by_default_and_no_fuse_attention_keeps_the_scores(tmp_path, capsys):
+    import json
+
+    from edgekit.cli import main
+    from edgekit.converters.tflite_writer import to_bytes
+
+    path = tmp_path / "vit.tflite"
+    path.write_bytes(to_bytes(_mcuformer(28, 4)))  # 49 tokens, 4 heads: scores of 9,604 B
+    figures = {}
+    for flag in ([], ["--no-fuse-attention"]):
+        assert main(["plan", str(path), "--json", *flag]) == 0
+        figures[bool(flag)] = json.loads(capsys.readouterr().out)
+    fused, unfused = figures[False], figures[True]
+    assert (fused["fused_attention"], unfused["fused_attention"]) == (1, 0)
+    assert "ATTENTION" in {row["kind"] for row in fused["profile"]}
+    scores = 4 * 49 * 49
+    assert max(b["size"] for b in unfused["buffers"]) >= scores
+    assert max(b["size"] for b in fused["buffers"]) < scores // 2
+    assert fused["arena_bytes"] < unfused["arena_bytes"] - scores // 2
