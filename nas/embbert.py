@@ -12,8 +12,9 @@ learned positional embedding), then ``layers`` blocks, each
 then a final norm, the mean over tokens and a linear classifier. With ``mask`` (the default) the
 attention ignores padded keys: ``a`` adds ``-MASK_BIAS`` to the scores of keys whose id is the
 tokenizer's ``[PAD]`` (id 0) before the softmax, in torch and in the IR alike (`MASK_BIAS`). The
-mean pooling still averages every position (padded queries attend to the text only). Everything runs in int8 (the
-"-Q"): `edgekit.nas.embbert_graph` maps the trained module to the IR op by op.
+mean pooling still averages every position (padded queries attend to the text only).
+Everything runs in int8 (the "-Q"): `edgekit.nas.embbert_graph` maps the trained module to the
+IR op by op.
 
 `EMBBERT` (registered as ``--space embbert``) is the `edgekit.nas.family.Family` the search
 driver uses; its data is an `edgekit.nas.text.TextDataset`.

@@ -8,15 +8,16 @@ row-wise, so ``softmax(q_i k^T) v`` can be computed one query row at a time: the
 its results are bit-exact with the three unfused ops (each row goes through the same int8
 arithmetic; nothing is summed across rows).
 
-The rewrite is for the firmware and the planner only: the ``.tflite`` stays the three TFLite
-builtins, which TFLite Micro runs. `fuse_attention` is what `edgekit build` and the MCUFormer
-search apply by default (``--no-fuse-attention`` keeps the three ops, for comparison).
+The rewrite is for the firmware and the planner only: the ``.tflite`` keeps the TFLite builtins,
+which TFLite Micro runs. `edgekit build`, `edgekit plan` and the searches' memory figures apply
+`fuse_attention` by default (``--no-fuse-attention`` keeps the unfused ops, for comparison).
 
-Pattern (static conditions): ``s = BATCH_MATMUL(q, k)`` with adj_x false and adj_y true, read only
-by ``p = SOFTMAX(s)`` (or by ``m = ADD(s, mask)``, read only by ``p = SOFTMAX(m)``: a key-padding
-mask, one row ``[1, ..., 1, Tk]`` of additive bias for every query row and head), read only by ``o = BATCH_MATMUL(p, v)`` as its first operand with adj_x and
-adj_y false; ``s``, ``m`` and ``p`` are not graph outputs; all int8 per tensor; q, k and v have the same
-batch dimensions (no broadcast). A scale between the matmul and the softmax is expected folded
+Pattern (static conditions): ``s = BATCH_MATMUL(q, k)`` with adj_x false and adj_y true, read
+only by ``p = SOFTMAX(s)`` (or by ``m = ADD(s, mask)``, read only by ``p = SOFTMAX(m)``: a
+key-padding mask, one row ``[1, ..., 1, Tk]`` of additive bias for every query row and head),
+read only by ``o = BATCH_MATMUL(p, v)`` as its first operand with adj_x and adj_y false; ``s``,
+``m`` and ``p`` are not graph outputs; all int8 per tensor; q, k and v have the same batch
+dimensions (no broadcast). A scale between the matmul and the softmax is expected folded
 into q (MCUFormer and EmbBERT-Q do), so a MUL there is not matched. The ATTENTION op takes the
 second matmul's place in the op list (q, k and v are all written before it).
 """
@@ -98,8 +99,8 @@ def attention_matches(graph: Graph) -> list[tuple]:
 
 def fuse_attention(graph: Graph) -> Graph:
     """``graph`` with every matched attention as one ATTENTION op (the same graph object when
-    nothing matches). The scores and probabilities tensors are dropped; their quantization
-    travels in the op's attributes."""
+    nothing matches). The scores, masked scores and probabilities tensors are dropped; their
+    quantization travels in the op's attributes."""
     matches = attention_matches(graph)
     if not matches:
         return graph
@@ -119,10 +120,10 @@ def fuse_attention(graph: Graph) -> Graph:
             dropped_ops.add(add_i)
             dropped_tensors.add(masked.name)
         attrs.update({"scores_scale": float(scores.quant.scale[0]),
-                 "scores_zero_point": int(scores.quant.zero_point[0]),
-                 "beta": float(sm.attrs.get("beta", 1.0)),
-                 "probs_scale": float(probs.quant.scale[0]),
-                 "probs_zero_point": int(probs.quant.zero_point[0])})
+                      "scores_zero_point": int(scores.quant.zero_point[0]),
+                      "beta": float(sm.attrs.get("beta", 1.0)),
+                      "probs_scale": float(probs.quant.scale[0]),
+                      "probs_zero_point": int(probs.quant.zero_point[0])})
         name = pv.name or pv.outputs[0]
         replacement[pv_i] = Op("ATTENTION", inputs, list(pv.outputs), attrs,
                                name=f"{name}/attention")

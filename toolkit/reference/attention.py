@@ -2,12 +2,13 @@
 with exactly the int8 arithmetic of the three ops it replaces.
 
 prepare: the unfused BATCH_MATMUL(q, k, adj_y) -> (ADD(scores, mask) where the op has a fourth
-input, a key-padding mask row) -> SOFTMAX -> BATCH_MATMUL(p, v) rebuilt from
-the op's attributes (the scores' and probabilities' quantization) and prepared by their own
+input, a key-padding mask row) -> SOFTMAX -> BATCH_MATMUL(p, v) rebuilt from the op's
+attributes (the intermediate tensors' quantization) and prepared by their own
 reference functions, so the multipliers, shifts and softmax scaling are theirs by construction.
 kernel: for each query row i, the ``[..., 1, Tk]`` scores of that row (every head at once), plus
-the mask row, the row softmax, and that row times v. Each output row depends on its query row only, and softmax
-normalises each row on its own, so the result is the unfused graph's byte for byte.
+the mask row, the row softmax, and that row times v. Each output row depends on its query row
+only, and softmax normalises each row on its own, so the result is the unfused graph's byte for
+byte.
 """
 
 from __future__ import annotations
