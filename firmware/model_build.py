@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from edgekit import planner
+from edgekit import attention, planner
 from edgekit.boards import target_for
 from edgekit.costs import graph_macs
 from edgekit.errors import BuildError
@@ -116,7 +116,8 @@ def _copy_runtime(src_dir: Path, bsp_names: tuple[str, ...]) -> list[str]:
 def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *,
                 emulated: bool = True, stack_bytes: int = MODEL_STACK_BYTES, seed: int = 0,
                 plan: planner.MemoryPlan | None = None, generated: GeneratedModel | None = None,
-                progress=None, patch=None, patch_objective: str = "peak") -> ModelBuildResult:
+                progress=None, patch=None, patch_objective: str = "peak",
+                fuse_attention: bool = True) -> ModelBuildResult:
     """Generate, estimate and build the firmware of `model` for `board_id` into `out_dir`.
 
     ``progress(stage, payload)`` (optional) is called with ``"estimate"`` before the compiler
@@ -124,12 +125,16 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     ``patch`` is a ``--patch`` value (``auto``, ``none``, ``SPLIT:NxN`` or a
     `edgekit.patching.PatchSchedule`; default: the model directory's ``patch.json``, else
     none): the firmware then runs the patched graph (`edgekit.patching`); ``patch_objective``
-    is what ``auto`` minimises.
+    is what ``auto`` minimises. ``fuse_attention`` runs each BATCH_MATMUL -> SOFTMAX ->
+    BATCH_MATMUL attention as one row-wise ATTENTION op (`edgekit.attention`; bit-exact, no
+    ``[H, T, T]`` scores in the arena); False builds the three ops, for comparison.
     """
     if not isinstance(model, Graph):
         model, directory_patch = model_file(model)
         patch = directory_patch if patch is None else patch
     graph = load_graph(model)
+    if fuse_attention and generated is None and plan is None:
+        graph = attention.fuse_attention(graph)
     target = target_for(board_id, emulated=emulated)
     driver = bsp_files(target)
     patch_info = None
@@ -175,6 +180,7 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         # what one inference costs: `edgekit measure` scales its timeout and budget from it
         "work": {"macs": graph_macs(gen.graph),
                  "elements": sum(gen.graph[t].size for op in gen.graph.ops for t in op.outputs)},
+        "fused_attention": sum(op.kind == "ATTENTION" for op in graph.ops),
         "weights_bytes": graph.weights_bytes,
         **int4_summary(graph),
         "patch": patch_info,

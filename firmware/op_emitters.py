@@ -557,21 +557,56 @@ def _batch_strides(batch: tuple[int, ...], out_batch: list[int], matrix: int) ->
     return strides
 
 
+def _batch_matmul_fields(p, a_shape, b_shape, out_shape) -> dict:
+    m, n = out_shape[-2:]
+    k = a_shape[-2] if p.adj_x else a_shape[-1]
+    out_batch = _right_aligned(out_shape[:-2], BMM_BATCH_DIMS, 1)
+    return {"lhs_offset": p.lhs_offset, "rhs_offset": p.rhs_offset,
+            "output_offset": p.output_offset, "multiplier": p.multiplier, "shift": p.shift,
+            "adj_x": int(p.adj_x), "adj_y": int(p.adj_y), "rows": m, "cols": n, "depth": k,
+            "out_batch": out_batch,
+            "lhs_batch_strides": _batch_strides(a_shape[:-2], out_batch, m * k),
+            "rhs_batch_strides": _batch_strides(b_shape[:-2], out_batch, k * n)}
+
+
 def emit_batch_matmul(ctx: EmitContext, p) -> OpCall:
     op, graph = ctx.op, ctx.graph
     a, b, out = (graph[n] for n in (*op.inputs[:2], op.outputs[0]))
     _require_int8(op, graph, a.name, b.name, out.name)
-    m, n = out.shape[-2:]
-    k = a.shape[-2] if p.adj_x else a.shape[-1]
-    out_batch = _right_aligned(out.shape[:-2], BMM_BATCH_DIMS, 1)
-    fields = {"lhs_offset": p.lhs_offset, "rhs_offset": p.rhs_offset,
-              "output_offset": p.output_offset, "multiplier": p.multiplier, "shift": p.shift,
-              "adj_x": int(p.adj_x), "adj_y": int(p.adj_y), "rows": m, "cols": n, "depth": k,
-              "out_batch": out_batch,
-              "lhs_batch_strides": _batch_strides(a.shape[:-2], out_batch, m * k),
-              "rhs_batch_strides": _batch_strides(b.shape[:-2], out_batch, k * n)}
+    fields = _batch_matmul_fields(p, a.shape, b.shape, out.shape)
     return OpCall("ek_batch_matmul_s8", "ek_batch_matmul_params", fields, [],
                   [ctx.ptr(a.name), ctx.ptr(b.name), ctx.ptr(out.name)])
+
+
+def emit_attention(ctx: EmitContext, p) -> OpCall:
+    """ATTENTION (`edgekit.attention`): the unfused ops' params for one query row of one head
+    (batch 1), looped over rows and heads by ek_attention_s8 with one score row in scratch."""
+    op, graph = ctx.op, ctx.graph
+    q, k, v, out = (graph[n] for n in (*op.inputs[:3], op.outputs[0]))
+    _require_int8(op, graph, q.name, k.name, v.name, out.name)
+    if ctx.scratch is None:
+        raise UnsupportedError(f"{where(op)}: the plan gives ATTENTION no scratch row")
+    tq, d, tk, dv = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+    fields = {"batch": q.size // (tq * d), "q_rows": tq, "kv_rows": tk, "depth": d,
+              "v_cols": dv}
+    qk = _batch_matmul_fields(p.qk, (1, d), (tk, d), (1, tk))
+    pv = _batch_matmul_fields(p.pv, (1, tk), (tk, dv), (1, dv))
+    sm = p.softmax
+    softmax = {"input_multiplier": sm.input_multiplier, "input_left_shift": sm.input_left_shift,
+               "diff_min": sm.diff_min, "rows": 1, "depth": tk}
+    mask = op.inputs[3] if len(op.inputs) > 3 else None
+    add = {"shape": broadcast_shape((1, tk), (1, tk), (1, tk))}  # unread without a mask
+    if p.mask is not None:
+        _require_int8(op, graph, mask)
+        add.update({f: getattr(p.mask, f) for f in p.mask.__dataclass_fields__
+                    if f not in ("kind", "out_dtype", "out_shape")})
+    call = OpCall("ek_attention_s8", "ek_attention_params", fields, [],
+                  [ctx.ptr(q.name), ctx.ptr(k.name), ctx.ptr(mask), ctx.ptr(v.name),
+                   ctx.ptr(out.name), f"(int8_t *){ctx.scratch}"])
+    call.extra_params = [("ek_batch_matmul_params", "qk", qk), ("ek_add_params", "add", add),
+                         ("ek_softmax_params", "softmax", softmax),
+                         ("ek_batch_matmul_params", "pv", pv)]
+    return call
 
 
 def emit_transpose(ctx: EmitContext, p) -> OpCall:
@@ -633,6 +668,7 @@ EMITTERS: dict[str, Callable[[EmitContext, object], OpCall]] = {
     "SLICE": emit_slice,
     "INSERT_TILE": emit_insert_tile,
     "BATCH_MATMUL": emit_batch_matmul,
+    "ATTENTION": emit_attention,
     "TRANSPOSE": emit_transpose,
     "GATHER": emit_gather,
     "GELU": emit_lut,
