@@ -40,7 +40,7 @@ CONSOLE_DRIVERS = {
     "semihosting": "console_semihosting.c",
 }
 _BSP_COMMON = ("edgekit_bsp.h", "startup.S", "vectors.c", "runtime.c", "report.c", "report.h",
-               "cortex_m7_cache.h")
+               "cortex_m7_cache.h", "stm32_gpio.h")
 _HARNESS = ("main.c", "edgekit_payload.h")
 
 _INSTALL_HINT = ("install the GNU Arm toolchain: `sudo apt-get install --no-install-recommends "

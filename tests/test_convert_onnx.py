@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from edgekit.converters.float_exec import run_float  # noqa: E402
 from edgekit.converters.onnx_import import import_onnx, load_onnx  # noqa: E402
 from edgekit.errors import ModelFormatError, UnsupportedError  # noqa: E402
+from onnx_cnn import handmade_cnn_parts  # noqa: E402
 
 
 def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -38,25 +39,7 @@ def vinfo(name, shape):
 
 def test_handmade_onnx_matmul_add_bn_pool_concat_matches_onnxruntime():
     rng = np.random.default_rng(0)
-    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
-    inits = [("w1", f(6, 3, 3, 3)), ("b1", f(6)), ("g", f(6) + 2), ("be", f(6)),
-             ("mu", f(6)), ("var", np.abs(f(6)) + 0.5), ("w2", f(6, 1, 3, 3)),
-             ("mm", f(12 * 4 * 4, 5)), ("bias", f(5)), ("lo", np.float32(0)), ("hi", np.float32(6))]
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("BatchNormalization", ["c1", "g", "be", "mu", "var"], ["bn"]),
-        helper.make_node("Clip", ["bn", "lo", "hi"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2"], ["dw"], group=6, pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["dw"], ["r2"]),
-        helper.make_node("Add", ["r1", "r2"], ["sum"]),
-        helper.make_node("MaxPool", ["sum"], ["mp"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("AveragePool", ["sum"], ["ap"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Concat", ["mp", "ap"], ["cat"], axis=1),
-        helper.make_node("Flatten", ["cat"], ["flat"]),
-        helper.make_node("MatMul", ["flat", "mm"], ["lin"]),
-        helper.make_node("Add", ["lin", "bias"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["y"], axis=-1),
-    ]
+    nodes, inits = handmade_cnn_parts(rng)
     model = make_model(nodes, [vinfo("x", [1, 3, 8, 8])], [vinfo("y", [1, 5])], inits)
     g = import_onnx(model)
     kinds = [(op.kind, op.attrs.get("activation")) for op in g.ops]
@@ -66,7 +49,7 @@ def test_handmade_onnx_matmul_add_bn_pool_concat_matches_onnxruntime():
                      ("SOFTMAX", None)]
     assert g[g.ops[0].inputs[1]].shape == (6, 3, 3, 3)  # OHWI
     assert g[g.ops[1].inputs[1]].shape == (1, 3, 3, 6)  # 1HWO
-    x = f(5, 3, 8, 8)
+    x = rng.standard_normal((5, 3, 8, 8)).astype(np.float32)
     want = ort_run(model.SerializeToString(), x)
     got = run_float(g, [nchw_to_nhwc(x)])[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

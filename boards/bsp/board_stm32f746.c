@@ -6,6 +6,7 @@
  * read time" (3.3.2, 2.7-3.6 V: 7 WS above 210 MHz), RCC (5.3), GPIO alternate function AF7
  * for USART1 (datasheet table 12). Board facts from UM1907 (25 MHz X2, VCP on PA9/PB7). */
 #include "edgekit_bsp.h"
+#include "stm32_gpio.h"
 #include "cortex_m7_cache.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
@@ -30,14 +31,6 @@
 #define PLL_Q 9u    /* 48 MHz USB/SDMMC clock */
 #define SYSCLK_HZ (HSE_HZ / PLL_M * PLL_N / PLL_P)
 #define APB2_HZ (SYSCLK_HZ / 2u)  /* 108 MHz: USART1's clock (max 108 MHz) */
-
-static void pin_alternate(uint32_t port, uint32_t pin, uint32_t af) {
-    REG(port + 0x00) = (REG(port + 0x00) & ~(3u << (2 * pin))) | (2u << (2 * pin));  /* MODER: AF */
-    REG(port + 0x08) |= 2u << (2 * pin);                                             /* OSPEEDR: high */
-    const uint32_t afr = port + (pin < 8 ? 0x20u : 0x24u);
-    const uint32_t shift = 4u * (pin & 7u);
-    REG(afr) = (REG(afr) & ~(0xFu << shift)) | (af << shift);
-}
 
 void edgekit_board_init(void) {
     /* regulator scale 1 (needed above 180 MHz, with over-drive) */
@@ -74,8 +67,8 @@ void edgekit_board_init(void) {
     RCC_AHB1ENR |= (1u << 0) | (1u << 1);
     RCC_APB2ENR |= 1u << 4;
     (void)RCC_APB2ENR;
-    pin_alternate(GPIOA, 9, 7);
-    pin_alternate(GPIOB, 7, 7);
+    stm32_pin_alternate(GPIOA, 9, 7);
+    stm32_pin_alternate(GPIOB, 7, 7);
 }
 
 uint32_t edgekit_core_clock_hz(void) { return SYSCLK_HZ; }

@@ -8,6 +8,7 @@
  * RCC PLL1 and kernel clocks (8.7), FLASH_ACR wait states by AXI clock and VOS (4.3.8 table 17),
  * DBGMCU_IDCODE revision (62.5.8). Board facts from UM2407 (VCP on PD8/PD9, AF7). */
 #include "edgekit_bsp.h"
+#include "stm32_gpio.h"
 #include "cortex_m7_cache.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
@@ -37,14 +38,6 @@
 #define REV_Y 0x1003u
 
 static uint32_t core_hz;
-
-static void pin_alternate(uint32_t port, uint32_t pin, uint32_t af) {
-    REG(port + 0x00) = (REG(port + 0x00) & ~(3u << (2 * pin))) | (2u << (2 * pin));
-    REG(port + 0x08) |= 2u << (2 * pin);
-    const uint32_t afr = port + (pin < 8 ? 0x20u : 0x24u);
-    const uint32_t shift = 4u * (pin & 7u);
-    REG(afr) = (REG(afr) & ~(0xFu << shift)) | (af << shift);
-}
 
 void edgekit_board_init(void) {
     const int rev_y = (DBGMCU_IDCODE >> 16) == REV_Y;
@@ -90,8 +83,8 @@ void edgekit_board_init(void) {
     RCC_AHB4ENR |= 1u << 3;
     RCC_APB1LENR |= 1u << 18;
     (void)RCC_APB1LENR;
-    pin_alternate(GPIOD, 8, 7);
-    pin_alternate(GPIOD, 9, 7);
+    stm32_pin_alternate(GPIOD, 8, 7);
+    stm32_pin_alternate(GPIOD, 9, 7);
 }
 
 uint32_t edgekit_core_clock_hz(void) { return core_hz; }

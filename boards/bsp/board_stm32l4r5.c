@@ -6,6 +6,7 @@
  * range 1 boost (3.3.3: 5 WS up to 120 MHz), main PLL (6.4.4), PG[15:2] on the VDDIO2 supply
  * that PWR_CR2.IOSV must declare valid (5.4.2). Board facts from UM2179 (VCP on PG7/PG8, AF8). */
 #include "edgekit_bsp.h"
+#include "stm32_gpio.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
@@ -26,14 +27,6 @@
 #define HSI16_HZ 16000000u
 #define PLL_N 15u  /* 240 MHz VCO from 16 MHz (PLLM /1) */
 #define SYSCLK_HZ (HSI16_HZ * PLL_N / 2u)
-
-static void pin_alternate(uint32_t port, uint32_t pin, uint32_t af) {
-    REG(port + 0x00) = (REG(port + 0x00) & ~(3u << (2 * pin))) | (2u << (2 * pin));
-    REG(port + 0x08) |= 2u << (2 * pin);
-    const uint32_t afr = port + (pin < 8 ? 0x20u : 0x24u);
-    const uint32_t shift = 4u * (pin & 7u);
-    REG(afr) = (REG(afr) & ~(0xFu << shift)) | (af << shift);
-}
 
 void edgekit_board_init(void) {
     /* range 1 normal to boost mode (RM0432 5.1.8): HCLK /2 first, then R1MODE cleared, wait
@@ -64,8 +57,8 @@ void edgekit_board_init(void) {
     RCC_AHB2ENR |= 1u << 6;
     RCC_APB1ENR2 |= 1u;
     (void)RCC_APB1ENR2;
-    pin_alternate(GPIOG, 7, 8);
-    pin_alternate(GPIOG, 8, 8);
+    stm32_pin_alternate(GPIOG, 7, 8);
+    stm32_pin_alternate(GPIOG, 8, 8);
 }
 
 uint32_t edgekit_core_clock_hz(void) { return SYSCLK_HZ; }

@@ -59,30 +59,15 @@ def _input_file_for(model: Path, folder: Path) -> None:
 
 def _onnx_cnn(folder: Path) -> Path:
     """A small float CNN (conv, BN, clip, depthwise, residual add, pools, concat, matmul,
-    softmax) in ONNX, as tests/test_convert_onnx.py builds them, with calibration and eval data."""
+    softmax) in ONNX, tests/onnx_cnn.py's, with calibration and eval data."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from onnx_cnn import handmade_cnn_parts
+
     rng = np.random.default_rng(3)
     f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
-    inits = [("w1", f(6, 3, 3, 3)), ("b1", f(6)), ("g", f(6) + 2), ("be", f(6)), ("mu", f(6)),
-             ("var", np.abs(f(6)) + 0.5), ("w2", f(6, 1, 3, 3)), ("mm", f(12 * 4 * 4, 5)),
-             ("bias", f(5)), ("lo", np.float32(0)), ("hi", np.float32(6))]
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("BatchNormalization", ["c1", "g", "be", "mu", "var"], ["bn"]),
-        helper.make_node("Clip", ["bn", "lo", "hi"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2"], ["dw"], group=6, pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["dw"], ["r2"]),
-        helper.make_node("Add", ["r1", "r2"], ["sum"]),
-        helper.make_node("MaxPool", ["sum"], ["mp"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("AveragePool", ["sum"], ["ap"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Concat", ["mp", "ap"], ["cat"], axis=1),
-        helper.make_node("Flatten", ["cat"], ["flat"]),
-        helper.make_node("MatMul", ["flat", "mm"], ["lin"]),
-        helper.make_node("Add", ["lin", "bias"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["y"], axis=-1),
-    ]
+    nodes, inits = handmade_cnn_parts(rng)
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
                               [numpy_helper.from_array(v, k) for k, v in inits])
