@@ -111,10 +111,9 @@ class SearchResult:
 
 
 def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise SearchError("edgekit search needs optuna (pip install optuna)") from None
+    from edgekit.extras import require
+
+    optuna = require("optuna", extra="nas", purpose="edgekit search")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 

@@ -89,6 +89,12 @@ def _render(p: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgekit.extras import require
+
+    # the search trains candidates with torch and drives trials with Optuna: say which extra
+    # brings them before an import deep in edgekit.nas fails
+    require("optuna", extra="nas", purpose="edgekit search")
+    require("torch", extra="nas", purpose="edgekit search")
     from edgekit.nas.family import check_space
     from edgekit.nas.search import SearchConfig, run_search
 
