@@ -218,9 +218,13 @@ class PlatformIoFlasher(Flasher):
 
     def command(self, elf: Path) -> list[str]:
         project = Path(self.project_dir) if self.project_dir is not None else Path(elf).parent
-        if not (project / "platformio.ini").is_file():
+        ini = project / "platformio.ini"
+        if not ini.is_file():
             raise RunnerError(f"{project} has no platformio.ini to upload with PlatformIO "
                               "(give the build directory `edgekit build` wrote)")
+        if f"[env:{self.env}]" not in ini.read_text(errors="replace"):
+            raise RunnerError(f"{ini} has no [env:{self.env}] section: it was not written for "
+                              f"board {self.env} (rebuild with --board {self.env} --hardware)")
         return [self.executable, "run", "-d", str(project), "-e", self.env, "-t", "upload"]
 
 
