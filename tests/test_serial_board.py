@@ -202,6 +202,19 @@ def test_twenty_corrupted_reports_are_each_refused(kws_build: Path) -> None:
             assert "mismatch" in message, (what, message)
 
 
+def test_a_counting_dwt_gives_cycles_and_latency_at_the_reported_clock(kws_build: Path) -> None:
+    """What a real F746 adds to Renode's report: a DWT that counts (Renode's reads 0)."""
+    console, _ = read_fixture()
+    lines = console.splitlines(keepends=True)
+    counted = _reframe([b"cycles=21600000\n" if line == b"cycles=0\n" else line for line in lines])
+    assert counted != console
+    firmware = resolve_firmware(kws_build, BOARD, hardware=True)
+    with FakeSerialBoard(counted) as board:
+        measured = _measure_with(probe_reset_runner(board), firmware)
+    assert measured["cycles"] == 21_600_000 and measured["emulator_cycles"] is None
+    assert measured["latency_ms"] == pytest.approx(100.0)  # at the reported clock_hz=216000000
+
+
 def test_silent_board_times_out_cleanly(kws_build: Path, probe_env: dict, capsys) -> None:
     with FakeSerialBoard(None, reset_file=probe_env["reset"]) as board:
         started = time.monotonic()

@@ -185,7 +185,9 @@ def render_measurement(measured: dict) -> str:
     if measured.get("emulator_cycles") is not None:
         lines.append(f"  emulator cycles:  {measured['emulator_cycles']} ({measured['runner']}'s DWT model:"
                      " the emulator's count, not a latency)")
-    if measured["instructions"] is None and measured["cycles"] is None:
+    if measured["runner"] == "serial" and measured["cycles"] is None:
+        lines.append("  cycles:           none (the report's DWT count was 0 or absent: no latency)")
+    elif measured["instructions"] is None and measured["cycles"] is None:
         lines.append("  latency:          not measured by this runner (use --runner unicorn or a real board)")
     outputs = ", ".join(f"{len(h) // 2} B" for h in measured["outputs"]) or "none"
     answer = {None: "no expected answer in the manifest", True: "matches the expected answer",

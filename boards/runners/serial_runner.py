@@ -115,10 +115,11 @@ class SerialRunner(Runner):
             try:
                 console = read_until_report(port, timeout_s, what=f"board on {self.port}")
             except RunnerTimeoutError as err:
+                other = "" if details["reset"].startswith(("probe", "after")) else ", or use --reset probe"
                 hint = ("" if err.console else
                         f"; nothing arrived: check the port and {self.baudrate} baud, that the board "
                         f"runs this firmware, and that it was reset (reset: {details['reset']}; "
-                        "press the board's RESET button, or use --reset probe)")
+                        f"press the board's RESET button{other})")
                 raise RunnerTimeoutError(f"{err}{hint}", err.console) from None
         finally:
             port.close()
