@@ -281,6 +281,30 @@ def test_dtr_pulse_resets_a_board_that_was_not_programmed(tmp_path: Path) -> Non
     assert result.console.encode() == console
 
 
+def test_auto_reset_falls_back_to_dtr_when_the_probe_fails(tmp_path: Path) -> None:
+    from tiny_firmware import write_minimal_elf
+
+    class AbsentProbe:  # the tool is installed; no probe is attached
+        name = "pyocd"
+
+        def check_available(self) -> None:
+            pass
+
+        def reset(self):
+            raise RunnerError("pyOCD found no debug probe for target stm32f746ng")
+
+    console, _ = read_fixture()
+    port = DtrPort(console)
+    runner = SerialRunner("/dev/ttyUSB0", reset_probe=AbsentProbe(), open_port=lambda url, baud: port,
+                          sleep=lambda s: None)
+    result = runner.run(write_minimal_elf(tmp_path / "f.elf"), timeout_s=2)
+    assert result.details["reset"] == "dtr"
+    assert "found no debug probe" in result.details["probe_reset_failed"]
+    with pytest.raises(RunnerError, match="found no debug probe"):  # asked for the probe: no fallback
+        SerialRunner("/dev/ttyUSB0", reset="probe", reset_probe=AbsentProbe(),
+                     open_port=lambda url, baud: DtrPort(console)).run(tmp_path / "f.elf", timeout_s=2)
+
+
 def test_a_port_without_dtr_still_reads_and_says_so(kws_build: Path) -> None:
     console, _ = read_fixture()
     firmware = resolve_firmware(kws_build, BOARD, hardware=True)
@@ -437,3 +461,15 @@ def test_pyocd_python_api_without_a_probe_is_a_clear_error(monkeypatch, tmp_path
     flasher = flashers.flasher_for(load_board("nrf52840dk"), pyocd_api=True)
     with pytest.raises(RunnerError, match="pyOCD found no debug probe for target nrf52840"):
         flasher.flash(tmp_path / "firmware.elf")
+
+
+@pytest.mark.skipif(not flashers.pyocd_api_installed(), reason="pyOCD is not installed (pip install 'edgekit[hil]')")
+def test_real_pyocd_api_without_the_probe_is_a_clear_error(capsys, tmp_path: Path) -> None:
+    """The API calls as pyOCD itself takes them; a probe id that no probe has keeps any probe
+    attached to this machine untouched."""
+    flasher = flashers.flasher_for(load_board("nucleo-h743zi"), probe_uid="edgekit-no-such-probe")
+    assert isinstance(flasher, flashers.PyOcdApiFlasher)
+    with pytest.raises(RunnerError, match="pyOCD found no probe edgekit-no-such-probe for target "
+                                          "stm32h743zitx"):
+        flasher.flash(tmp_path / "firmware.elf")
+    assert capsys.readouterr().out == ""  # pyOCD's own complaint goes to stderr: --json stays clean

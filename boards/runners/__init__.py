@@ -80,5 +80,4 @@ def make_runner(target, name: str | None = None, *, port: str | None = None,
         if reset == "probe" and probe is None:
             raise RunnerUnavailableError(f"no probe tool that can reset {target.board.id} is "
                                          "installed (pyocd or openocd)")
-    mode = reset if reset != "auto" else ("probe" if probe is not None else "dtr")
-    return SerialRunner(port or port_from_environment(), flasher=chosen, reset=mode, reset_probe=probe)
+    return SerialRunner(port or port_from_environment(), flasher=chosen, reset=reset, reset_probe=probe)

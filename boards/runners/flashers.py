@@ -8,9 +8,11 @@ command runner is injectable (`run_command`) so the tests drive a fake instead o
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
 import subprocess
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,9 +138,11 @@ class PyOcdApiFlasher(PyOcdFlasher):
     def _session(self):
         from pyocd.core.helpers import ConnectHelper
 
-        session = ConnectHelper.session_with_chosen_probe(
-            blocking=False, return_first=True, unique_id=self.probe_uid,
-            target_override=self.target)
+        # pyOCD prints "No connected debug probes" on stdout: keep stdout for --json
+        with contextlib.redirect_stdout(sys.stderr):
+            session = ConnectHelper.session_with_chosen_probe(
+                blocking=False, return_first=True, unique_id=self.probe_uid,
+                target_override=self.target)
         if session is None:
             which = f"probe {self.probe_uid}" if self.probe_uid else "debug probe"
             raise RunnerError(f"pyOCD found no {which} for target {self.target}: is the board "

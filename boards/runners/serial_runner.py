@@ -4,7 +4,8 @@ The port is opened before flashing, so the report printed right after the flashe
 missed. Programming resets the board; without it (the user flashed it already) the board is
 reset through the probe (``reset="probe"``) or by pulsing the port's DTR line (``"dtr"``; only
 boards that wire DTR to reset react, the ST-LINK and J-Link virtual COM ports do not), or not at
-all (``"none"``: press RESET). `open_port` is injectable (default: pyserial's ``serial_for_url``, which takes device
+all (``"none"``: press RESET); ``"auto"`` tries the probe where one is given and pulses DTR when
+there is none or it fails (a probe tool installed, but the board on a plain USB-serial cable). `open_port` is injectable (default: pyserial's ``serial_for_url``, which takes device
 names like ``/dev/ttyACM0`` and URLs like ``socket://host:port`` or ``rfc2217://``), so the tests
 drive a fake port. Cycles come from the report's ``cycles`` record (DWT), not from here.
 """
@@ -26,7 +27,7 @@ from edgekit.errors import RunnerError, RunnerTimeoutError, RunnerUnavailableErr
 PORT_ENV = "EDGEKIT_PORT"
 DEFAULT_BAUDRATE = 115200
 #: how the board is reset when nothing is programmed (`SerialRunner`)
-RESET_MODES = ("probe", "dtr", "none")
+RESET_MODES = ("auto", "probe", "dtr", "none")
 #: how long DTR is released before it is asserted again
 DTR_PULSE_S = 0.1
 
@@ -48,7 +49,7 @@ class SerialRunner(Runner):
     name = "serial"
 
     def __init__(self, port: str | None, *, flasher: Flasher | None = None,
-                 reset: str = "dtr", reset_probe: Flasher | None = None,
+                 reset: str = "auto", reset_probe: Flasher | None = None,
                  baudrate: int = DEFAULT_BAUDRATE,
                  open_port: Callable[[str, int], ConsolePort] = default_open_port,
                  sleep: Callable[[float], None] = time.sleep):
@@ -75,11 +76,18 @@ class SerialRunner(Runner):
 
     def _reset_board(self, port: ConsolePort, details: dict) -> None:
         """Reset a board that is not being programmed (programming resets it)."""
-        if self.reset == "probe":
-            done = self.reset_probe.reset()
-            details["reset"] = f"probe ({self.reset_probe.name})"
-            details["reset_command"] = done.command
-        elif self.reset == "dtr":
+        if self.reset in ("probe", "auto") and self.reset_probe is not None:
+            try:
+                done = self.reset_probe.reset()
+            except RunnerError as err:
+                if self.reset == "probe":
+                    raise
+                details["probe_reset_failed"] = str(err)
+            else:
+                details["reset"] = f"probe ({self.reset_probe.name})"
+                details["reset_command"] = done.command
+                return
+        if self.reset in ("dtr", "auto"):
             try:
                 port.dtr = False
                 self.sleep(DTR_PULSE_S)
@@ -118,7 +126,9 @@ class SerialRunner(Runner):
                 other = "" if details["reset"].startswith(("probe", "after")) else ", or use --reset probe"
                 hint = ("" if err.console else
                         f"; nothing arrived: check the port and {self.baudrate} baud, that the board "
-                        f"runs this firmware, and that it was reset (reset: {details['reset']}; "
+                        f"runs this firmware, and that it was reset (reset: {details['reset']}"
+                        + (f", after the probe failed: {details['probe_reset_failed']}"
+                           if "probe_reset_failed" in details else "") + "; "
                         f"press the board's RESET button{other})")
                 raise RunnerTimeoutError(f"{err}{hint}", err.console) from None
         finally:
