@@ -59,6 +59,15 @@ def test_search_without_optuna_names_the_nas_extra(monkeypatch, capsys, tmp_path
     assert "pip install 'edgekit[nas]'" in err
 
 
+@pytest.mark.parametrize("missing", ["torch", "onnx"])
+def test_demo_without_torch_or_onnx_names_the_nas_extra(missing: str, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)
+    status = main(["demo", "--trials", "1"])
+    err = capsys.readouterr().err
+    assert status != 0 and "Traceback" not in err
+    assert f"edgekit demo needs {missing}, which is not installed: pip install 'edgekit[nas]'" in err
+
+
 def test_convert_onnx_without_onnx_names_the_convert_extra(monkeypatch, capsys, tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     model.write_bytes(b"\x08\x07")  # never parsed: the import fails first

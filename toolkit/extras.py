@@ -27,6 +27,16 @@ def install_hint(extra: str) -> str:
     return f"pip install 'edgekit[{extra}]'"
 
 
+def require_all(extra: str, purpose: str, modules: tuple[str, ...]) -> None:
+    """`require` each of `modules`, so a command names its extra before any work starts."""
+    for module in modules:
+        require(module, extra=extra, purpose=purpose)
+
+
+#: what the architecture search imports (scikit-learn only for the digits dataset, checked there)
+SEARCH_MODULES = ("optuna", "torch", "onnx")
+
+
 def require(module: str, *, extra: str, purpose: str = "") -> ModuleType:
     """Import `module` (one of `EXTRAS[extra]`); if it is not installed, a `MissingExtraError`
     naming the distribution and the extra. A module that is installed but fails to import for
