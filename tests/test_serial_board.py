@@ -11,6 +11,7 @@ silent board times out on time, and each board's flasher command lines come from
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import threading
@@ -48,7 +49,7 @@ def probe_env(tmp_path: Path, monkeypatch) -> dict:
     """Fake pyocd/openocd/pio first on PATH (pyOCD's Python API hidden), logging to files."""
     bin_dir = fake_tools(tmp_path / "bin")
     log, reset = tmp_path / "argv.log", tmp_path / "reset"
-    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv(ARGV_LOG_ENV, str(log))
     monkeypatch.setenv(RESET_FILE_ENV, str(reset))
     monkeypatch.setattr(flashers, "pyocd_api_installed", lambda: False)
@@ -391,7 +392,7 @@ def test_edgekit_flash_programs_the_build(kws_build: Path, probe_env: dict, caps
 
 def test_failing_flasher_is_a_clean_error(kws_build: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     bin_dir = fake_tools(tmp_path / "failbin", returncode=3)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv(ARGV_LOG_ENV, str(tmp_path / "log"))
     monkeypatch.setattr(flashers, "pyocd_api_installed", lambda: False)
     status = main(["flash", "--board", BOARD, "--flasher", "pyocd", str(kws_build)])
