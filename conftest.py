@@ -56,10 +56,18 @@ def mlperf_model(request) -> Path:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """One line saying how many Renode tests ran: a CI log shows whether Renode was there."""
+    """Figures for the CI log, without ``-s`` or ``-rA``: what passed tests recorded with
+    ``record_property("summary", text)``, and how many Renode tests ran (whether Renode was
+    there)."""
+    lines = [value for report in terminalreporter.stats.get("passed", [])
+             for key, value in report.user_properties if key == "summary"]
     counts = {outcome: sum(1 for report in terminalreporter.stats.get(outcome, [])
                            if "test_renode.py" in getattr(report, "nodeid", ""))
               for outcome in ("passed", "failed", "skipped")}
     if any(counts.values()):
-        terminalreporter.write_line(f"Renode tests (hil_tests/test_renode.py): {counts['passed']} "
-                                    f"passed, {counts['failed']} failed, {counts['skipped']} skipped")
+        lines.append(f"Renode tests (hil_tests/test_renode.py): {counts['passed']} passed,"
+                     f" {counts['failed']} failed, {counts['skipped']} skipped")
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)

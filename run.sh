@@ -10,7 +10,7 @@
 #
 # Set-up is idempotent and quick when nothing is missing:
 #   - Debian packages (cross compiler, newlib, QEMU, host gcc, the Fashion-MNIST and fortunes
-#     datasets) with --no-install-recommends, via apt-get
+#     datasets, PostgreSQL for the search tests) with --no-install-recommends, via apt-get
 #     (as root, or through sudo);
 #   - a virtual environment in .venv with the exact pins of requirements.lock (re-installed when
 #     the lock file changes) and edgekit itself, editable;
@@ -20,8 +20,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$ROOT/.venv"
-# gcc + libc6-dev: the tests compile the C kernels and generated models for the host too
-APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make gcc libc6-dev dataset-fashion-mnist fortunes)
+# gcc + libc6-dev: the tests compile the C kernels and generated models for the host too;
+# postgresql: the search tests start a server of their own (several workers on one study)
+APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make gcc libc6-dev dataset-fashion-mnist fortunes postgresql)
 
 log() { printf '[edgekit setup] %s\n' "$*" >&2; }
 

@@ -16,6 +16,25 @@ import numpy as np
 C_TYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t",
            "uint8": "uint8_t", "float32": "float"}
 
+#: zero bytes after a packed int4 array (ek_conv_weights.h EK_S4_FILTER_PAD): the kernels' word
+#: reads past a channel's last nibble stay inside the array
+INT4_PAD_BYTES = 4
+
+
+def packed_int4(values: np.ndarray) -> np.ndarray:
+    """int4 values (int8 in [-8, 7]) as the int8 bytes of the firmware's packed array: two per
+    byte, low nibble first (TFLite's INT4 order), then `INT4_PAD_BYTES` zero bytes."""
+    from edgekit.converters.tflite_writer import pack_int4
+
+    packed = np.frombuffer(pack_int4(values), dtype=np.int8)
+    return np.concatenate([packed, np.zeros(INT4_PAD_BYTES, dtype=np.int8)])
+
+
+def stored_bytes(tensor) -> int:
+    """Flash bytes of a constant as the generated C stores it (int4 packed, plus its pad)."""
+    return tensor.nbytes + (INT4_PAD_BYTES if tensor.dtype.bits == 4 else 0)
+
+
 _NOT_IDENT = re.compile(r"[^0-9A-Za-z_]+")
 
 

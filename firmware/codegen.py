@@ -31,11 +31,12 @@ import numpy as np
 from edgekit import interpreter, planner
 from edgekit.errors import UnsupportedError
 from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
-                                       identifier, initializer, shape_text)
+                                       identifier, initializer, packed_int4, shape_text)
 from edgekit.firmware import stack_paths
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
                                           EmitContext, OpCall, check_inplace_mode,
-                                          emit_conv_add, pairs_path_applies)
+                                          emit_conv_add, pairs_path_applies, s4_config_header,
+                                          s4_window_taps)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
@@ -93,10 +94,15 @@ class GeneratedModel:
 
 
 def _c_type(t: Tensor) -> str:
-    if t.dtype == DType.INT4:
-        raise UnsupportedError(f"tensor {t.name!r} is int4: packed int4 weights are not generated"
-                               " yet (unpack them to int8)")
-    return C_TYPES[t.dtype.numpy.name]
+    if t.dtype == DType.INT4 and not t.is_constant:
+        raise UnsupportedError(f"tensor {t.name!r} is an int4 activation: the firmware stores"
+                               " int4 constants (packed weights) only")
+    return C_TYPES[t.dtype.numpy.name]  # int4 constants: int8_t bytes, two values each
+
+
+def _stored_values(t: Tensor) -> np.ndarray:
+    """A constant's values as its flash array holds them (int4: packed, padded)."""
+    return packed_int4(t.data) if t.dtype == DType.INT4 else t.data
 
 
 def _quant_text(t: Tensor) -> str:
@@ -185,6 +191,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     shared_constants = _SharedConstants()
     pair_kernels: set[str] = set()
     path_helpers: set[str] = set()
+    window_taps: list[int] = []  # the int4 DSP window each call needs (ek_model_config.h)
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
@@ -198,7 +205,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step, prepared,
                                                    used_constants, shared_constants,
                                                    fusions.get(index), pair_kernels,
-                                                   path_helpers)
+                                                   path_helpers, window_taps)
         op_sections.append(section)
         calls.append(call)
         kernels.append(kernel)
@@ -214,6 +221,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model_weights.c": _weights_source(graph, names, used_constants),
         "model_testdata.c": _testdata_source(graph, inputs),
         "model.c": _model_source(graph, plan, names, op_sections, calls),
+        "ek_model_config.h": s4_config_header(max(window_taps, default=0)),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
@@ -252,7 +260,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
              prepared: interpreter.Interpreter, used_constants: list[str],
              shared_constants: "_SharedConstants", fusion=None,
              pair_kernels: set[str] | None = None,
-             path_helpers: set[str] | None = None) -> tuple[str, str, str, str]:
+             path_helpers: set[str] | None = None,
+             window_taps: list[int] | None = None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -282,6 +291,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         pair_kernels.add(call.kernel)
     if path_helpers is not None:
         path_helpers |= stack_paths.taken_helpers(call.kernel, call.fields)
+    if window_taps is not None and call.params_type is not None:
+        window_taps.append(s4_window_taps(call.kernel, call.fields))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,
@@ -360,7 +371,8 @@ def _weights_header(graph: Graph, names: _Names, used: list[str]) -> str:
              "#include <stdint.h>", ""]
     for name in used:
         t = graph[name]
-        lines.append(f"extern const {_c_type(t)} {names.weight_array(name)}[{max(t.size, 1)}];"
+        length = max(_stored_values(t).size, 1)
+        lines.append(f"extern const {_c_type(t)} {names.weight_array(name)}[{length}];"
                      f" /* {comment_text(name)}: {shape_text(t.shape)} */")
     return "\n".join(lines) + "\n\n#endif\n"
 
@@ -371,7 +383,8 @@ def _weights_source(graph: Graph, names: _Names, used: list[str]) -> str:
     for name in used:
         t = graph[name]
         parts.append(f"/* {comment_text(name)}: {shape_text(t.shape)} {_quant_text(t)} */")
-        parts.append(array_definition(_c_type(t), names.weight_array(name), t.data, static=False))
+        parts.append(array_definition(_c_type(t), names.weight_array(name), _stored_values(t),
+                                      static=False))
     return "\n".join(parts)
 
 

@@ -63,6 +63,23 @@ def _symbol_values(elf: ELFFile, names: tuple[str, ...]) -> dict[str, int]:
     return found
 
 
+def symbol_sizes(elf_path: str | Path, prefix: str = "") -> dict[str, int]:
+    """Size in bytes of every data object (``STT_OBJECT``) of the ELF whose name starts with
+    ``prefix``, e.g. ``ek_w_`` for the model's weight arrays."""
+    path = Path(elf_path)
+    try:
+        with path.open("rb") as handle:
+            table = ELFFile(handle).get_section_by_name(".symtab")
+            if table is None:
+                return {}
+            return {sym.name: sym["st_size"] for sym in table.iter_symbols()
+                    if sym["st_info"]["type"] == "STT_OBJECT" and sym.name.startswith(prefix)}
+    except FileNotFoundError:
+        raise BuildError(f"{path}: no such ELF file") from None
+    except ELFError as err:
+        raise BuildError(f"{path}: not a readable ELF file: {err}") from None
+
+
 def sizes(elf_path: str | Path) -> ElfSizes:
     """Flash and static-RAM figures of the ELF at `elf_path`, with per-section details."""
     path = Path(elf_path)

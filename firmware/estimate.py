@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edgekit.boards import Target
 from edgekit.firmware import elf
+from edgekit.firmware.c_source import stored_bytes
 from edgekit.firmware.codegen import GeneratedModel
 from edgekit.firmware.stack_bound import stack_bound
 from edgekit.firmware.stack_paths import never_called
@@ -44,7 +45,7 @@ def _constants_bytes(model: GeneratedModel) -> int:
     graph = model.graph
     used = {name for op in graph.ops for name in op.present_inputs() if graph[name].is_constant
             and op.kind not in norm.PREPARED_CONSTANT_KINDS}
-    weights = sum(graph[name].nbytes for name in used) + sum(
+    weights = sum(stored_bytes(graph[name]) for name in used) + sum(
         norm.flash_bytes(op, graph) for op in graph.ops if op.kind in norm.PREPARED_CONSTANT_KINDS)
     # every conv/depthwise/FC op carries two int32 per output channel
     requant = sum(8 * graph[op.outputs[0]].shape[-1] for op in graph.ops

@@ -13,11 +13,11 @@ estimate's error.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from edgekit import planner
+from edgekit import attention, planner
 from edgekit.boards import target_for
 from edgekit.costs import graph_macs
 from edgekit.errors import BuildError
@@ -46,19 +46,16 @@ class ModelBuildResult:
     estimate: MemoryEstimate
 
 
-def widen_int4_weights(graph: Graph) -> Graph:
-    """The same graph with every int4 constant stored as int8 (same values, same quantization).
-
-    The firmware kernels take int8 weights; TFLite Micro also unpacks int4 filters to int8 before
-    its int8 kernels run, so the arithmetic -- and every output byte -- is unchanged. The cost
-    is flash: one byte per weight instead of half a byte (reported as ``int4_widened_bytes``).
-    Packed int4 kernels are future work.
-    """
-    if not any(t.dtype == DType.INT4 for t in graph.constants()):
-        return graph
-    tensors = [replace(t, dtype=DType.INT8) if t.is_constant and t.dtype == DType.INT4 else t
-               for t in graph.tensors.values()]
-    return Graph(tensors, graph.ops, graph.inputs, graph.outputs, name=graph.name)
+def int4_summary(graph: Graph) -> dict:
+    """The manifest's int4 figures: the ops whose weights are packed int4 and the flash their
+    weights take (``int4_weight_bytes``, packed) against the same weights as int8
+    (``int4_saved_bytes``: half of the int8 bytes, rounded down per tensor)."""
+    ops = [op for op in graph.ops if len(op.inputs) > 1 and op.inputs[1] is not None
+           and graph[op.inputs[1]].dtype == DType.INT4]
+    tensors = {op.inputs[1] for op in ops}
+    packed = sum(graph[name].nbytes for name in tensors)
+    return {"int4_ops": len(ops), "int4_weight_bytes": packed,
+            "int4_saved_bytes": sum(graph[name].size for name in tensors) - packed}
 
 
 #: files of a model directory (what `edgekit search` writes as DIR/best)
@@ -119,7 +116,8 @@ def _copy_runtime(src_dir: Path, bsp_names: tuple[str, ...]) -> list[str]:
 def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *,
                 emulated: bool = True, stack_bytes: int = MODEL_STACK_BYTES, seed: int = 0,
                 plan: planner.MemoryPlan | None = None, generated: GeneratedModel | None = None,
-                progress=None, patch=None, patch_objective: str = "peak") -> ModelBuildResult:
+                progress=None, patch=None, patch_objective: str = "peak",
+                fuse_attention: bool = True) -> ModelBuildResult:
     """Generate, estimate and build the firmware of `model` for `board_id` into `out_dir`.
 
     ``progress(stage, payload)`` (optional) is called with ``"estimate"`` before the compiler
@@ -127,13 +125,16 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     ``patch`` is a ``--patch`` value (``auto``, ``none``, ``SPLIT:NxN`` or a
     `edgekit.patching.PatchSchedule`; default: the model directory's ``patch.json``, else
     none): the firmware then runs the patched graph (`edgekit.patching`); ``patch_objective``
-    is what ``auto`` minimises.
+    is what ``auto`` minimises. ``fuse_attention`` runs each BATCH_MATMUL -> SOFTMAX ->
+    BATCH_MATMUL attention as one row-wise ATTENTION op (`edgekit.attention`; bit-exact, no
+    ``[H, T, T]`` scores in the arena); False builds the three ops, for comparison.
     """
     if not isinstance(model, Graph):
         model, directory_patch = model_file(model)
         patch = directory_patch if patch is None else patch
-    source_graph = load_graph(model)
-    graph = widen_int4_weights(source_graph)
+    graph = load_graph(model)
+    if fuse_attention and generated is None and plan is None:
+        graph = attention.fuse_attention(graph)
     target = target_for(board_id, emulated=emulated)
     driver = bsp_files(target)
     patch_info = None
@@ -179,8 +180,9 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         # what one inference costs: `edgekit measure` scales its timeout and budget from it
         "work": {"macs": graph_macs(gen.graph),
                  "elements": sum(gen.graph[t].size for op in gen.graph.ops for t in op.outputs)},
-        "weights_bytes": source_graph.weights_bytes,
-        "int4_widened_bytes": graph.weights_bytes - source_graph.weights_bytes,
+        "fused_attention": sum(op.kind == "ATTENTION" for op in graph.ops),
+        "weights_bytes": graph.weights_bytes,
+        **int4_summary(graph),
         "patch": patch_info,
     }
     manifest_path = write_manifest(directory, manifest)

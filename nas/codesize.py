@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from edgekit.errors import UsageError
+from edgekit.firmware.c_source import stored_bytes
 from edgekit.nas.mcunet import MCUNetSpec
 from edgekit.reference import norm
 
@@ -65,7 +66,7 @@ def graph_features(graph) -> dict[str, int]:
     235,975 B estimated, 232,204 B measured)."""
     used = {n for op in graph.ops for n in op.present_inputs() if graph[n].is_constant
             and op.kind not in norm.PREPARED_CONSTANT_KINDS}
-    const = sum(graph[n].nbytes for n in used) + sum(
+    const = sum(stored_bytes(graph[n]) for n in used) + sum(
         norm.flash_bytes(op, graph) for op in graph.ops
         if op.kind in norm.PREPARED_CONSTANT_KINDS) + sum(
         8 * graph[op.outputs[0]].shape[-1] for op in graph.ops if op.kind in WEIGHTED_KINDS)

@@ -9,8 +9,12 @@ learned positional embedding), then ``layers`` blocks, each
     c = silu(causal depthwise conv over tokens(h))
     x = x + out(a + c)    (or a * c: ``combine="mul"``, the gated variant)
 
-then a final norm, the mean over tokens and a linear classifier. Everything runs in int8 (the
-"-Q"): `edgekit.nas.embbert_graph` maps the trained module to the IR op by op.
+then a final norm, the mean over tokens and a linear classifier. With ``mask`` (the default) the
+attention ignores padded keys: ``a`` adds ``-MASK_BIAS`` to the scores of keys whose id is the
+tokenizer's ``[PAD]`` (id 0) before the softmax, in torch and in the IR alike (`MASK_BIAS`). The
+mean pooling still averages every position (padded queries attend to the text only).
+Everything runs in int8 (the "-Q"): `edgekit.nas.embbert_graph` maps the trained module to the
+IR op by op.
 
 `EMBBERT` (registered as ``--space embbert``) is the `edgekit.nas.family.Family` the search
 driver uses; its data is an `edgekit.nas.text.TextDataset`.
@@ -28,6 +32,12 @@ from edgekit.errors import UsageError
 from edgekit.nas.family import register
 
 NORMS = ("layer", "rms")
+#: the bias added to the attention scores of padded keys (torch, IR and .tflite alike). Finite,
+#: so that the int8 ADD before the softmax keeps a calibrated range: a padded key's score ends
+#: at least MASK_BIAS - (the row's spread of scores) below the row's maximum, and softmax's
+#: int8 arithmetic drops differences beyond its input radius (about -31) to exactly 0. Larger
+#: would widen the masked scores' int8 step for the kept keys.
+MASK_BIAS = 32.0
 COMBINES = ("add", "mul")
 
 
@@ -46,6 +56,7 @@ class EmbBERTSpec:
     norm: str = "layer"
     combine: str = "add"
     epsilon: float = 1e-5
+    mask: bool = True  # key-padding mask from the [PAD] id (see MASK_BIAS)
 
     def __post_init__(self):
         for name in ("vocab_size", "embed_dim", "hidden", "layers", "kernel", "seq_len",
@@ -60,6 +71,8 @@ class EmbBERTSpec:
             raise UsageError(f"spec: norm {self.norm!r} must be one of {NORMS}")
         if self.combine not in COMBINES:
             raise UsageError(f"spec: combine {self.combine!r} must be one of {COMBINES}")
+        if not isinstance(self.mask, bool):
+            raise UsageError(f"spec: mask must be true or false, got {self.mask!r}")
         if not self.epsilon > 0:
             raise UsageError(f"spec: epsilon {self.epsilon} must be > 0")
 
@@ -256,10 +269,11 @@ def placeholder_graph(spec: EmbBERTSpec, seed: int = 0):
 
 
 def _graph_memory(graph) -> dict:
+    from edgekit.attention import fuse_attention
     from edgekit.firmware.codegen import firmware_plan
     from edgekit.nas.codesize import graph_features
 
-    arena, weights = firmware_plan(graph).arena_bytes, graph.weights_bytes
+    arena, weights = firmware_plan(fuse_attention(graph)).arena_bytes, graph.weights_bytes
     f = graph_features(graph)
     flash = f["constants"] + f["input"] + CODE_FIXED_BYTES + CODE_PER_OP_BYTES * len(graph.ops)
     return {"peak_sram": arena, "peak_sram_layer_by_layer": arena, "arena_bytes": arena,

@@ -4,8 +4,12 @@ Layout (tensor names in brackets)::
 
     ids int32 [1, T]  -> GATHER(embed table) [embed] -> FULLY_CONNECTED keep_num_dims [project]
       -> ADD(positional constant [1, T, H]) [embedded]
+    with spec.mask: GATHER(ids, table [V]: -MASK_BIAS at the [PAD] id, 0 elsewhere) [pad_bias]
+      -> RESHAPE [1, 1, T] [pad_bias_row]: the key-padding mask, computed from the ids with
+      TFLite builtins (no extra input; TFLite Micro runs it as it is)
     block i: LAYER_NORM|RMS_NORM [b{i}/norm] -> FULLY_CONNECTED [b{i}/query] (1/sqrt(H) folded
-      into its weights and bias) -> BATCH_MATMUL(query, norm, adj_y) [b{i}/scores] -> SOFTMAX
+      into its weights and bias) -> BATCH_MATMUL(query, norm, adj_y) [b{i}/scores]
+      (-> ADD(scores, pad_bias_row) [b{i}/masked] with spec.mask) -> SOFTMAX
       [b{i}/probs] -> BATCH_MATMUL(probs, norm) [b{i}/attn];
       RESHAPE(norm) [1, 1, T, H] -> DEPTHWISE_CONV_2D pad=(0, 0, k-1, 0) (causal) [b{i}/conv]
       -> SILU -> RESHAPE [1, T, H] [b{i}/branch]; ADD|MUL(attn, branch) [b{i}/mix]
@@ -22,7 +26,8 @@ import math
 import numpy as np
 
 from edgekit.ir import DType, Graph, Op, Tensor
-from edgekit.nas.embbert import EmbBERTSpec
+from edgekit.nas.embbert import MASK_BIAS, EmbBERTSpec
+from edgekit.nas.tokenizer import PAD_ID
 
 
 def _f32(t) -> np.ndarray:
@@ -69,11 +74,20 @@ def float_graph(module, spec: EmbBERTSpec | None = None, name: str = "embbert") 
     x = b.linear(x, module.project, "project", seq)
     pos = b.const("position", _f32(module.position)[None])
     x = b.op("ADD", [x, pos], "embedded", seq, activation="NONE")
+    key_bias = None
+    if spec.mask:
+        bias = np.zeros(spec.vocab_size, np.float32)
+        bias[PAD_ID] = -MASK_BIAS
+        key_bias = b.op("GATHER", [b.const("pad_bias/table", bias), "ids"], "pad_bias", (1, t),
+                        axis=0)
+        key_bias = b.op("RESHAPE", [key_bias], "pad_bias_row", (1, 1, t))
     for i, block in enumerate(module.blocks):
         p = f"b{i}"
         n = b.norm(x, block.norm, spec, f"{p}/norm", seq)
         q = b.linear(n, block.query, f"{p}/query", seq, scale=1.0 / math.sqrt(h))
         s = b.op("BATCH_MATMUL", [q, n], f"{p}/scores", (1, t, t), adj_x=False, adj_y=True)
+        if key_bias is not None:
+            s = b.op("ADD", [s, key_bias], f"{p}/masked", (1, t, t), activation="NONE")
         s = b.op("SOFTMAX", [s], f"{p}/probs", (1, t, t), beta=1.0)
         a = b.op("BATCH_MATMUL", [s, n], f"{p}/attn", seq, adj_x=False, adj_y=False)
         c = b.op("RESHAPE", [n], f"{p}/tokens", (1, 1, t, h))

@@ -1,9 +1,10 @@
 """The float PyTorch model of an `EmbBERTSpec` and its training (CPU, AdamW).
 
-Every token position counts in the attention and the mean pooling, padding included (ids 0 at
-the end): the int8 graph has no mask either, so the float and int8 models compute the same
-function, and the model learns what the padding embedding means. The causal convolution (left
-padding only) keeps the padding from leaking backwards into the text.
+With ``spec.mask`` (the default) the attention's keys exclude padding (ids 0 at the end): the
+scores of padded keys get ``-MASK_BIAS``, exactly what the int8 graph adds, so the float and
+int8 models compute the same function. Without it every position counts, padding included. The
+mean pooling counts every position either way, and the causal convolution (left padding only)
+keeps the padding from leaking backwards into the text.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekit.nas.embbert import EmbBERTSpec
+from edgekit.nas.embbert import MASK_BIAS, EmbBERTSpec
+from edgekit.nas.tokenizer import PAD_ID
 from edgekit.nas.train import fit
 
 
@@ -47,10 +49,13 @@ class Block(nn.Module):
         self.out = nn.Linear(h, h)
         self.kernel, self.combine, self.scale = spec.kernel, spec.combine, 1.0 / math.sqrt(h)
 
-    def forward(self, x):
+    def forward(self, x, key_bias=None):
         h = self.norm(x)
         q = self.query(h) * self.scale
-        a = torch.softmax(q @ h.transpose(1, 2), dim=-1) @ h
+        scores = q @ h.transpose(1, 2)
+        if key_bias is not None:  # [N, 1, T]: -MASK_BIAS at padded keys
+            scores = scores + key_bias
+        a = torch.softmax(scores, dim=-1) @ h
         c = F.silu(self.conv(F.pad(h.transpose(1, 2), (self.kernel - 1, 0))).transpose(1, 2))
         return x + self.out(a + c if self.combine == "add" else a * c)
 
@@ -72,8 +77,11 @@ class EmbBERT(nn.Module):
 
     def forward(self, ids):
         x = self.drop(self.project(self.embed(ids)) + self.position)
+        key_bias = None
+        if self.spec.mask:
+            key_bias = (ids == PAD_ID).to(x.dtype)[:, None, :] * -MASK_BIAS
         for block in self.blocks:
-            x = x + self.drop(block(x) - x)
+            x = x + self.drop(block(x, key_bias) - x)
         return self.head(self.norm(x).mean(dim=1))
 
 

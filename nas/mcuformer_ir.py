@@ -10,19 +10,22 @@ BATCH_MATMUL(p, v) -> TRANSPOSE -> RESHAPE -> FULLY_CONNECTED proj -> ADD -> LAY
 -> FC V -> GELU -> FC U -> FC V -> ADD; then LAYER_NORM -> MEAN over tokens -> FULLY_CONNECTED
 head. `int8_graph` quantizes it with `edgekit.converters.quantize`.
 
-`memory(spec, board)`, per search trial: the same graph with placeholder weights and a
-placeholder int8 quantization (`placeholder_int8`; the planner reads shapes, dtypes and
-attributes only, so no calibration is needed), planned by the firmware's planner
-(`firmware_plan`): its arena is the peak SRAM the search constrains. Flash is estimated as the
-constants the firmware stores (`edgekit.nas.codesize.graph_features`: int8 weights, int32
-biases, the requantisation words and the norms' prepared arrays), the embedded test input, and
-code: ``CODE_FIXED + CODE_PER_OP * ops``, fitted by least squares on four disco-f746ng
-(cortex-m7) builds of MCUFormer graphs of 30, 54, 78 and 102 ops (code = .text less constants
-and input: 18,812, 20,704, 20,160 and 21,156 B; residuals -820..+424 B, under 1.2% of those
-builds' flash). A CNN's fitted fixed code (`edgekit.nas.codesize`, 39.6 KB) is not used: a
-transformer graph links none of the convolution kernels' DSP paths. Other cores are not
-calibrated and get the same figures (their CNN code is no larger than the M7's, so the figure
-should err high there); the real build measures flash.
+No attention mask: every token is an image patch (there is no padding), so the attention is
+unmasked by design; key-padding masks are for text (`edgekit.nas.embbert`).
+
+`memory(spec, board)`, per search trial: the same graph with placeholder weights and a placeholder
+int8 quantization (`placeholder_int8`; the planner reads shapes, dtypes and attributes only, so no
+calibration is needed), with its attention fused row-wise as the build does (`edgekit.attention`),
+planned by the firmware's planner (`firmware_plan`): its arena is the peak SRAM the search
+constrains. Flash is estimated as the constants the firmware stores
+(`edgekit.nas.codesize.graph_features`: int8 weights, int32 biases, the requantisation words and
+the norms' prepared arrays), the embedded test input, and code: ``CODE_FIXED + CODE_PER_OP * ops``,
+fitted by least squares on four disco-f746ng (cortex-m7) builds of MCUFormer graphs of 30, 54, 78
+and 102 ops (code = .text less constants and input: 18,812, 20,704, 20,160 and 21,156 B; residuals
+-820..+424 B, under 1.2% of those builds' flash). A CNN's fitted fixed code
+(`edgekit.nas.codesize`, 39.6 KB) is not used: a transformer graph links none of the convolution
+kernels' DSP paths. Other cores are not calibrated and get the same figures (their CNN code is no
+larger than the M7's, so the figure should err high there); the real build measures flash.
 """
 
 from __future__ import annotations
@@ -202,9 +205,10 @@ def flash_estimate(graph: Graph, cpu: str) -> int:
 def memory(spec: MCUFormerSpec, board) -> dict:
     """The search's figures for ``spec`` on ``board``: the firmware planner's arena of the
     placeholder int8 graph and the flash estimate."""
+    from edgekit.attention import fuse_attention
     from edgekit.firmware.codegen import firmware_plan
 
     graph = spec_int8_graph(spec)
-    return {"peak_sram": firmware_plan(graph).arena_bytes,
+    return {"peak_sram": firmware_plan(fuse_attention(graph)).arena_bytes,
             "flash": flash_estimate(graph, board.cpu), "planned": True,
             "weights_bytes": graph.weights_bytes}

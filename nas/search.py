@@ -13,9 +13,12 @@ lower bound with one) or flash already breaks a budget is not even planned; ever
 that is trained was planned by the real planner first, so every peak SRAM in the Pareto front
 of trained candidates is the planner's.
 
-Storage: ``sqlite:///DIR/search.db`` by default (any Optuna RDB URL with ``storage``); each
-finished trial is committed as it ends, so a killed search resumes with ``resume=True`` and
-loses no finished trial. Outputs (each written to a temporary name, then renamed):
+Storage: ``sqlite:///DIR/search.db`` by default, or any Optuna RDB URL (``storage``), which
+several workers may share (`edgekit.nas.search_study`: what a worker runs, what happens to the
+trials of a killed one, and which worker writes the outputs). ``trials`` is the number of
+finished trials the study should hold, not the number to run now: a resumed search, or a
+second worker, runs only what is missing. Each trial is committed as it ends, so a killed
+search loses no finished trial. Outputs (each written to a temporary name, then renamed):
 ``DIR/pareto.json``, ``DIR/pareto.png``, and ``DIR/best/`` with ``model.tflite`` (int8, the
 chosen model after its final training), ``spec.json``, ``patch.json`` (the patch schedule;
 ``{"split": null, "n": 1}``, layer by layer, for families without one) and ``report.json``,
@@ -40,6 +43,10 @@ import numpy as np
 from edgekit.errors import EdgekitError, SearchError, UsageError
 from edgekit.nas.datasets import Dataset, Split, load_dataset
 from edgekit.nas.family import Family, check_space, get_family
+from edgekit.nas.search_study import (HEARTBEAT_SECONDS, GRACE_HEARTBEATS, counts,
+                                      fail_lost_trials, finished_states, last_trial,
+                                      open_storage, record_settings, slot_of, slot_seed,
+                                      this_worker)
 
 #: the study of the mcunet space (a family's study is ``edgekit-<space>``)
 STUDY_NAME = "edgekit-mcunet"
@@ -52,8 +59,9 @@ FIRMWARE_DATA_BYTES = 64
 
 @dataclass
 class SearchConfig:
-    """Everything one search run needs; ``trials`` more trials run in this call (on top of
-    the study's finished ones with ``resume``), until ``time_budget`` seconds have passed."""
+    """Everything one search run needs. ``trials``: the finished trials (COMPLETE or PRUNED)
+    the study should hold, whoever runs them; this call runs what is missing, starting none
+    after ``time_budget`` seconds."""
 
     board: str
     dataset: str
@@ -78,12 +86,14 @@ class SearchConfig:
     widths: tuple[float, ...] | None = None
     #: the model family (`edgekit.nas.family.MODULES`)
     space: str = "mcunet"
+    #: seconds between a running trial's heartbeats (`edgekit.nas.search_study`)
+    heartbeat: int = HEARTBEAT_SECONDS
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
         check_space(self.space)
         for name in ("trials", "proxy_steps", "train_limit", "val_limit", "test_limit",
-                     "batch_size", "threads"):
+                     "batch_size", "threads", "heartbeat"):
             if int(getattr(self, name)) < 1:
                 raise UsageError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.final_epochs < 0:
@@ -101,20 +111,32 @@ class SearchConfig:
 
 @dataclass
 class SearchResult:
+    """``trials_run``: the trials this call finished; ``trials_total``: the finished trials in
+    the study. ``not_written``: why this worker did not write the outputs (another worker does;
+    ``best`` is then None and ``pareto`` empty)."""
     trials_run: int
     trials_total: int
     pareto: list[dict]
-    best: dict
+    best: dict | None
     out_dir: Path
     best_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
+    #: why this worker did not write the outputs ("" when it did)
+    not_written: str = ""
+
+
+class SurplusTrial(Exception):
+    """A trial started when the study's last slot was already taken (by a worker that started
+    its trial at the same moment): recorded as FAIL, not run."""
 
 
 def _optuna():
     from edgekit.extras import require
 
     optuna = require("optuna", extra="nas", purpose="edgekit search")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: a surplus trial (`SurplusTrial`) is no warning with a traceback; errors that stop
+    # the search reach the user as exceptions anyway
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
 
 
@@ -138,15 +160,39 @@ def sram_budget(board) -> int:
 
 
 class Objective:
-    """One trial: sample, check the budgets, plan, train the proxy, report."""
+    """One trial: take a slot, sample, check the budgets, plan, train the proxy, report.
+    A candidate edgekit refuses (a patch split it cannot plan, ...) is PRUNED, with the reason
+    in the trial's ``refused`` attribute: it counts as finished, and the search goes on."""
 
     def __init__(self, config: SearchConfig, family: Family, space, board, train: Split,
                  val: Split):
         self.config, self.family, self.space, self.board = config, family, space, board
         self.train, self.val = train, val
         self.sram = sram_budget(board)
+        self.worker = this_worker()
+        #: the number of the trial this worker is running (or ran last)
+        self.current: int | None = None
 
     def __call__(self, trial) -> tuple[float, float]:
+        optuna = _optuna()
+        self.current = trial.number
+        trial.set_user_attr("worker", self.worker)
+        slot = slot_of(trial.study, trial.number)
+        if slot >= self.config.trials:
+            raise SurplusTrial(f"trial {trial.number} not run: the study's {self.config.trials}"
+                               " trials are taken by other workers")
+        trial.set_user_attr("slot", slot)
+        # the slot, not the trial number, seeds the sampler and the training: the candidate
+        # of slot k is the same whoever runs it, and however often the search was killed
+        trial.study.sampler = optuna.samplers.TPESampler(seed=slot_seed(self.config.seed, slot),
+                                                         n_startup_trials=10)
+        try:
+            return self._evaluate(trial, slot)
+        except EdgekitError as err:
+            trial.set_user_attr("refused", str(err))
+            raise optuna.TrialPruned(str(err)) from None
+
+    def _evaluate(self, trial, slot: int) -> tuple[float, float]:
         spec = self.family.sample(trial, self.space)
         trial.set_user_attr("spec", spec.to_dict())
         memory = self.family.memory(spec, self.board)
@@ -168,7 +214,7 @@ class Objective:
         start = time.monotonic()
         model = self.family.train(spec, self.train, steps=self.config.proxy_steps,
                                   batch_size=self.config.batch_size,
-                                  seed=self.config.seed + trial.number, threads=self.config.threads)
+                                  seed=self.config.seed + slot, threads=self.config.threads)
         accuracy = self.family.float_accuracy(model, spec, self.val)
         trial.set_user_attr("trained", True)
         trial.set_user_attr("train_seconds", round(time.monotonic() - start, 2))
@@ -229,9 +275,10 @@ def _final_memory(family: Family, spec, graph, board) -> dict:
 def layer_by_layer_memory(graph, flash_estimate: int) -> dict:
     """Report figures of a graph run without patches: the firmware's plan of it (with and
     without the input) and ``flash_estimate``."""
+    from edgekit.attention import fuse_attention
     from edgekit.firmware.codegen import firmware_plan
 
-    plan = firmware_plan(graph)
+    plan = firmware_plan(fuse_attention(graph))  # as `edgekit build` runs it
     memory = {"peak_sram": plan.arena_bytes, "peak_sram_layer_by_layer": plan.arena_bytes}
     try:
         from edgekit.patching import peak_without_inputs
@@ -280,20 +327,31 @@ def _final(config: SearchConfig, family: Family, spec, data: Dataset, train_spli
         # what else reproduces the model's inputs (embbert: tokenizer.json)
         for name, text in getattr(family, "artifacts", lambda _: {})(spec).items():
             (tmp / name).write_text(text, encoding="utf-8")
-        best = out_dir / "best"
-        if best.exists():
-            shutil.rmtree(best)
-        os.replace(tmp, best)
+        _replace_dir(tmp, out_dir / "best")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
 
 
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Put folder ``new`` at ``dest``: whoever reads ``dest`` sees the old folder or the new
+    one, never a half-written one (an old one is moved aside first, then removed)."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-", dir=dest.parent))
+        os.replace(dest, old / dest.name)
+    os.replace(new, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = None,
                data: Dataset | None = None) -> SearchResult:
-    """Run (or resume) a search and write its outputs under ``config.out_dir``.
-    ``progress(total=...)`` makes a tqdm-like bar (``update()``, ``close()``)."""
+    """Run (or resume, or join) a search until its study holds ``config.trials`` finished
+    trials, then write the outputs under ``config.out_dir`` if this worker is the one to
+    (`edgekit.nas.search_study`). ``progress(total=...)`` makes a tqdm-like bar (``update()``,
+    ``close()``)."""
     optuna = _optuna()
     board = load_board(config.board)
     data = data or load_dataset(config.dataset)
@@ -302,48 +360,118 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     space = family.space(data, config)
     out_dir = config.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    storage = config.storage or f"sqlite:///{(out_dir / 'search.db').resolve()}"
-    try:
-        names = optuna.study.get_all_study_names(storage)
-    except Exception as err:  # optuna/sqlalchemy errors for a bad URL vary by backend
-        raise SearchError(f"storage {storage!r} cannot be opened: {type(err).__name__}:"
-                          f" {str(err).splitlines()[0]}") from None
-    name = study_name(config.space)
-    others = sorted(n[len("edgekit-"):] for n in names if n.startswith("edgekit-") and n != name)
-    if (name in names or others) and not config.resume:
-        raise SearchError(f"storage {storage!r} already holds a search; pass --resume to"
-                          " continue it, or choose another -o DIR / --storage")
-    if others and name not in names:
-        raise SearchError(f"storage {storage!r} holds a search of space {others[0]!r}, not"
-                          f" {config.space!r}; choose another -o DIR / --storage")
-    study = optuna.create_study(
-        storage=storage, study_name=name, load_if_exists=True,
-        directions=["maximize", "minimize"])
-    done_before = len(study.get_trials(deepcopy=False))
-    complete_before = len(study.get_trials(deepcopy=False,
-                                           states=(optuna.trial.TrialState.COMPLETE,)))
-    # reseeded past the trials already there, so a resumed search does not redraw them
-    sampler = optuna.samplers.TPESampler(seed=config.seed + done_before, n_startup_trials=10)
-    study.sampler = sampler
-    study.set_user_attr("board", board.id)
-    study.set_user_attr("dataset", config.dataset)
-    study.set_user_attr("space", config.space)
+    url = config.storage or f"sqlite:///{(out_dir / 'search.db').resolve()}"
+    study = _open_study(optuna, url, config, board)
 
     train_split, val_split = _split_data(data, config)
     objective = Objective(config, family, space, board, train_split, val_split)
-    bar = progress(total=config.trials) if progress else None
-    callbacks = [lambda study, trial: bar.update(1)] if bar else []
+    complete_at_start = counts(study).finished >= config.trials
+    mine, timed_out = _run_trials(optuna, study, objective, config, progress)
+
+    not_written = _not_written(study, config, mine, timed_out, complete_at_start)
+    if not_written:
+        return SearchResult(trials_run=len(mine), trials_total=counts(study).finished,
+                            pareto=[], best=None, out_dir=out_dir, best_dir=out_dir / "best",
+                            not_written=not_written)
+    return _write_outputs(optuna, study, config, family, data, train_split, board, out_dir,
+                          trials_run=len(mine))
+
+
+def _not_written(study, config: SearchConfig, mine: set[int], timed_out: bool,
+                 complete_at_start: bool) -> str:
+    """Why this worker leaves the outputs to another, or "" when it writes them: the worker
+    that finished the trial in the study's last slot writes them; so does a worker whose time
+    ran out (the outputs of what is finished then), and one that found nothing left to run and
+    no DIR/best (a worker killed during its final training wrote none)."""
+    if timed_out:
+        return ""
+    if complete_at_start:
+        return ("" if not (config.out_dir / "best").exists() else
+                f"the study already held {config.trials} finished trials and DIR/best exists")
+    writer = last_trial(study)
+    return "" if writer in mine else f"the worker that ran trial {writer}, the last, writes them"
+
+
+def _open_study(optuna, url: str, config: SearchConfig, board):
+    """The study of ``config.space`` in ``url``, created if needed: refused when the storage
+    holds another search, or this one without ``resume``, or this one with other settings."""
+    storage = open_storage(url, config.heartbeat)
+    names = optuna.study.get_all_study_names(storage)
+    name = study_name(config.space)
+    others = sorted(n[len("edgekit-"):] for n in names if n.startswith("edgekit-") and n != name)
+    if (name in names or others) and not config.resume:
+        raise SearchError(f"storage {url!r} already holds a search; pass --resume to"
+                          " continue it or to join it as one more worker, or choose another"
+                          " -o DIR / --storage")
+    if others and name not in names:
+        raise SearchError(f"storage {url!r} holds a search of space {others[0]!r}, not"
+                          f" {config.space!r}; choose another -o DIR / --storage")
+    study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
+                                directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.TPESampler(seed=config.seed))
+    record_settings(study, {"board": board.id, "space": config.space, "seed": config.seed})
+    return study
+
+
+def _run_trials(optuna, study, objective: Objective, config: SearchConfig,
+                progress) -> tuple[set[int], bool]:
+    """Run trials until the study holds ``config.trials`` finished ones (waiting while the
+    missing ones run on other workers, taking over the trials of lost ones) or the time budget
+    ends. Returns the numbers of the trials this worker finished, and whether time ran out."""
+    grace = GRACE_HEARTBEATS * config.heartbeat
+    poll = min(2.0, config.heartbeat / 2)
+    start = time.monotonic()
+    mine: set[int] = set()
+    fail_lost_trials(study, grace)
+    bar = progress(total=max(0, config.trials - counts(study).finished)) if progress else None
     try:
-        # a candidate edgekit cannot plan or convert (a patch split it refuses, ...) is a
-        # failed trial, recorded as such; the search goes on
-        study.optimize(objective, n_trials=config.trials, timeout=config.time_budget,
-                       callbacks=callbacks, catch=(EdgekitError,))
+        while True:
+            now = counts(study)
+            if now.finished >= config.trials:
+                return mine, False
+            if config.time_budget is not None and time.monotonic() - start >= config.time_budget:
+                return mine, True
+            if now.waiting == 0 and now.finished + now.running >= config.trials:
+                time.sleep(poll)  # the missing trials run on other workers
+                fail_lost_trials(study, grace)
+                continue
+            objective.current = None
+            try:
+                # a candidate edgekit refuses is PRUNED in the objective; a surplus trial is
+                # recorded as FAIL; anything else is a bug and stops the search
+                study.optimize(objective, n_trials=1, catch=(SurplusTrial,))
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as err:
+                # our trial was taken for lost (no heartbeat through for the grace period) and
+                # failed by another worker, which queued it again: not ours any more
+                if not _taken_over(optuna, study, objective.current, err):
+                    raise
+                continue
+            number = objective.current
+            if number is not None and _state(study, number) in finished_states():
+                mine.add(number)
+                if bar:
+                    bar.update(1)
     finally:
         if bar:
             bar.close()
 
-    complete = [t for t in study.get_trials(deepcopy=False)
-                if t.state == optuna.trial.TrialState.COMPLETE]
+
+def _state(study, number: int):
+    return next(t.state for t in study.get_trials(deepcopy=False) if t.number == number)
+
+
+def _taken_over(optuna, study, number: int | None, err: Exception) -> bool:
+    """True when ``err`` is Optuna refusing to record a trial that another worker failed."""
+    told_late = (isinstance(err, optuna.exceptions.UpdateFinishedTrialError)
+                 or str(err).startswith("Cannot tell a FAIL trial"))
+    return (told_late and number is not None
+            and _state(study, number) == optuna.trial.TrialState.FAIL)
+
+
+def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Dataset,
+                   train_split: Split, board, out_dir: Path, trials_run: int) -> SearchResult:
+    """Pareto front (json and plot) of the study's finished trials, then the chosen model."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     rows = [_row(t) for t in complete]
     front_numbers = {t.number for t in study.best_trials}
     pareto = [r for r in rows if r["trial"] in front_numbers and r["feasible"]]
@@ -353,18 +481,18 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
                           f" SRAM, {board.flash_bytes} B flash); run more trials")
     pareto = pareto or [max(trained, key=lambda r: r["accuracy"])]
     chosen = max(pareto, key=lambda r: (r["accuracy"], -r["peak_sram"]))
+    total = counts(study).finished
     _atomic_write(out_dir / "pareto.json", json.dumps(
         {"board": board.id, "dataset": config.dataset, "space": config.space,
          "sram_budget": sram_budget(board),
-         "flash_budget": board.flash_bytes, "trials": len(rows), "pareto": pareto}, indent=2) + "\n")
+         "flash_budget": board.flash_bytes, "trials": total, "pareto": pareto}, indent=2) + "\n")
     _plot(out_dir / "pareto.png", rows, pareto, sram_budget(board))
     spec = family.spec_from_dict(chosen["spec"])
     report = _final(config, family, spec, data, train_split, board, out_dir)
     report["proxy_accuracy"] = chosen["accuracy"]
     report["trial"] = chosen["trial"]
-    return SearchResult(trials_run=len(complete) - complete_before,
-                        trials_total=len(rows), pareto=pareto, best=report, out_dir=out_dir,
-                        best_dir=out_dir / "best",
+    return SearchResult(trials_run=trials_run, trials_total=total, pareto=pareto, best=report,
+                        out_dir=out_dir, best_dir=out_dir / "best",
                         files={"pareto_json": out_dir / "pareto.json",
                                "pareto_png": out_dir / "pareto.png",
                                "model": out_dir / "best" / "model.tflite"})

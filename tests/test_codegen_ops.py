@@ -12,6 +12,7 @@ import pytest
 import graph_builders as gb
 import transformer_builders as tb
 import norm_cases as nc
+from edgekit.attention import fuse_attention
 from edgekit.firmware.codegen import generate
 from edgekit.firmware.host_run import run_on_host
 from edgekit.firmware.op_emitters import supported_kinds
@@ -65,6 +66,8 @@ CASES = [
     ("transpose_rank5", tb.transpose, {"shape": (1, 3, 2, 4, 5), "perm": (0, 4, 2, 1, 3)}),
     ("gather", tb.gather, {"params_shape": (30, 12), "idx_shape": (1, 9)}),
     ("gather_axis1", tb.gather, {"params_shape": (1, 20, 3), "idx_shape": (4,), "axis": 1}),
+    ("attention_fused", lambda rng, **kw: fuse_attention(tb.attention(rng, **kw)),
+     {"heads": 3, "tokens": 7, "head_dim": 5}),
     ("gelu", tb.gelu, {}),
     ("gelu_approximate", tb.gelu, {"approximate": True}),
     ("layer_norm", nc.norm_graph, {"kind": "LAYER_NORM", "shape": (1, 12, 64)}),

@@ -114,10 +114,12 @@ def test_int16_convolution_is_refused_naming_the_op():
         generate(graph)
 
 
-def test_int4_weights_are_refused():
+def test_int4_weights_are_packed_and_run_by_the_s4_kernel():
     graph = gb.conv2d(np.random.default_rng(0), weight_dtype=DType.INT4)
-    with pytest.raises(UnsupportedError, match="int4"):
-        generate(graph)
+    gen = generate(graph)
+    assert "ek_conv2d_s4" in gen.kernels
+    w = graph["w"]
+    assert f"[{(w.size + 1) // 2 + 4}]" in gen.files["model_weights.c"]
 
 
 def test_a_plan_of_another_graph_is_refused():

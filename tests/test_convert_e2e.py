@@ -133,8 +133,9 @@ def test_conversion_builds_and_measures_bit_exact_on_emulated_m4(sources, capsys
     assert main(["build", str(out), "--board", "mps2-an386", "-o", str(fw), "--json"]) == 0
     capsys.readouterr()
     manifest = json.loads((fw / "edgekit-build.json").read_text())
-    # int4 weights run through the int8 kernels, unpacked in flash: one extra byte per two weights
-    assert (manifest["int4_widened_bytes"] > 0) == (bits == "4")
+    # int4 weights stay packed in flash and run through the _s4 kernels
+    assert (manifest["int4_saved_bytes"] > 0) == (bits == "4")
+    assert any("_s4" in k for k in manifest["kernels"]) == (bits == "4")
     assert main(["measure", str(fw), "--json"]) == 0
     measured = json.loads(capsys.readouterr().out)
     assert measured["bit_exact"] is True

@@ -228,6 +228,9 @@ def test_every_ir_op_kind_has_cases():
     # checked against the unpatched graph (itself checked against TFLite Micro) in
     # tests/test_patching.py
     patch_kinds = {"SLICE", "INSERT_TILE"}
+    # ATTENTION exists only in firmware graphs (edgekit.attention), checked against the unfused
+    # BATCH_MATMUL -> SOFTMAX -> BATCH_MATMUL in tests/test_attention_fused.py
+    patch_kinds |= {"ATTENTION"}
     assert set(CASES) | patch_kinds == set(OP_KINDS) == set(reference.supported_kinds())
 
 

@@ -23,6 +23,7 @@ from edgekit.nas.mcuformer import (  # noqa: E402
 from edgekit.nas.mcuformer_ir import float_graph, memory, module_graph, weights_of  # noqa: E402
 from edgekit.nas.mcuformer_torch import to_torch  # noqa: E402
 from edgekit.nas.search import sram_budget  # noqa: E402
+from edgekit.attention import fuse_attention  # noqa: E402
 
 
 def _spec(**kw) -> MCUFormerSpec:
@@ -100,7 +101,8 @@ def test_memory_is_the_planners_and_grows_with_the_embed_dim():
     assert peaks == sorted(peaks) and peaks[0] < peaks[-1]
     assert flashes == sorted(flashes) and flashes[-1] - flashes[0] > 10_000
     spec = _spec(embed_dim=64)
-    assert memory(spec, board)["peak_sram"] == firmware_plan(spec_int8_graph(spec)).arena_bytes
+    assert memory(spec, board)["peak_sram"] == firmware_plan(
+        fuse_attention(spec_int8_graph(spec))).arena_bytes
 
 
 def test_the_largest_default_candidates_fit_disco_f746ng():
@@ -159,7 +161,8 @@ def test_int8_accuracy_is_close_to_float_on_a_small_trained_model():
     from edgekit.firmware.codegen import firmware_plan
 
     board = load_board("disco-f746ng")
-    assert family.memory(spec, board)["peak_sram"] == firmware_plan(graph).arena_bytes
+    assert family.memory(spec, board)["peak_sram"] == firmware_plan(
+        fuse_attention(graph)).arena_bytes
 
 
 def test_registry_names_the_spaces():

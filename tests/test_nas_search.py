@@ -36,13 +36,16 @@ def _config(out, npz, **kw):
                         resolutions=(32, 40), widths=(0.25, 0.35), **kw)
 
 
-def test_resume_adds_trials_and_a_second_fresh_run_is_refused(tmp_path, npz):
+def test_resume_runs_up_to_the_total_and_a_second_fresh_run_is_refused(tmp_path, npz):
     out = tmp_path / "s"
     first = run_search(_config(out, npz, trials=3, seed=1))
     assert (first.trials_run, first.trials_total) == (3, 3)
     with pytest.raises(SearchError, match="--resume"):
         run_search(_config(out, npz, trials=1, seed=1))
-    second = run_search(_config(out, npz, trials=2, seed=1, resume=True))
+    with pytest.raises(SearchError, match="seed"):
+        run_search(_config(out, npz, trials=5, seed=2, resume=True))
+    # --trials is the total the study holds: 2 more, not 5 more
+    second = run_search(_config(out, npz, trials=5, seed=1, resume=True))
     assert (second.trials_run, second.trials_total) == (2, 5)
     pareto = json.loads((out / "pareto.json").read_text())
     assert pareto["trials"] == 5 and pareto["pareto"]

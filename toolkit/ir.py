@@ -37,6 +37,14 @@ SILU               x                              (none) int8 lookup table of x 
 LAYER_NORM         x[..., C], gamma[C], beta[C]   epsilon: normalise over the last axis (edgekit op)
 RMS_NORM           x[..., C], gamma[C]            epsilon: x / rms(x) * gamma over the last axis
                                                   (edgekit op)
+ATTENTION          q[..., Tq, d], k[..., Tk, d],  scores_scale, scores_zero_point, beta,
+                   v[..., Tk, dv],                probs_scale, probs_zero_point (masked_scale,
+                   mask[1, .., 1, Tk]|absent      masked_zero_point with a mask): softmax(q k^T
+                                                  (+ mask)) v one query row at a time, the int8
+                                                  arithmetic of BATCH_MATMUL(adj_y) -> (ADD mask)
+                                                  -> SOFTMAX -> BATCH_MATMUL
+                                                  (edgekit op, made by `edgekit.attention`; never
+                                                  written to a .tflite)
 ================== ============================== =====================================================
 
 Causal depthwise 1-D convolution over tokens is DEPTHWISE_CONV_2D on ``[1, 1, T, C]`` with
@@ -106,6 +114,7 @@ OP_KINDS = frozenset({
     "PAD", "CONCATENATION", "QUANTIZE", "DEQUANTIZE", "SLICE", "INSERT_TILE",
     # transformer ops (MCUFormer, EmbBERT-Q)
     "BATCH_MATMUL", "TRANSPOSE", "GATHER", "GELU", "SILU", "LAYER_NORM", "RMS_NORM",
+    "ATTENTION",
 })
 
 

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="peak", help="what --patch auto minimises (as for `edgekit plan`)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random test input embedded in a model firmware (default 0)")
+    parser.add_argument("--no-fuse-attention", dest="fuse_attention", action="store_false",
+                        help="keep attention as BATCH_MATMUL -> SOFTMAX -> BATCH_MATMUL with its"
+                        " [H, T, T] scores in the arena (default: fused, one score row at a time)")
     add_tflm_option(parser)
 
 
@@ -140,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         result = build_model(args.model, args.board, tmp, emulated=not args.hardware,
                              stack_bytes=args.stack_bytes or MODEL_STACK_BYTES, seed=args.seed,
                              progress=progress, patch=args.patch,
-                             patch_objective=args.patch_objective)
+                             patch_objective=args.patch_objective,
+                             fuse_attention=args.fuse_attention)
     payload = {**result.manifest, "directory": result.directory, "elf_path": result.elf_path,
                "manifest_path": result.manifest_path, "tflm_incompatible": findings}
     emit(args, NAME, _moved(payload, tmp, final), _render_model)

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-objective", choices=OBJECTIVES,
                         default="peak", help="what --patch auto minimises: the peak with the"
                         " input in SRAM (default) or without it (MCUNetV2's figure)")
+    parser.add_argument("--no-fuse-attention", dest="fuse_attention", action="store_false",
+                        help="plan attention as BATCH_MATMUL -> SOFTMAX -> BATCH_MATMUL with its"
+                        " [H, T, T] scores (default: fused row-wise, as `edgekit build` runs it)")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="write the per-op live-memory bar chart to this file")
     add_tflm_option(parser)
@@ -46,6 +49,10 @@ def run(args) -> int:
 
     graph = load_tflite(args.model)
     findings = check_tflm_compatible(graph, args, str(args.model))
+    if args.fuse_attention:
+        from edgekit.attention import fuse_attention
+
+        graph = fuse_attention(graph)
     if args.plot:
         check_output_path(args.plot, suffixes=(".png", ".svg", ".pdf"), what="--plot")
     options = dict(strategy=args.strategy, alignment=args.alignment, inplace=args.inplace)
@@ -55,6 +62,7 @@ def run(args) -> int:
                                 items, total=total, desc="patch schedules", args=args))
     result = patched.best.plan if patched.best else patched.layer_by_layer
     payload = {"model": str(args.model), **_summary(result), "patch": patch_summary(patched),
+               "fused_attention": sum(op.kind == "ATTENTION" for op in graph.ops),
                "tflm_incompatible": findings}
     sram = None
     if args.board:
@@ -70,6 +78,8 @@ def run(args) -> int:
 
 
 def _summary(result: MemoryPlan) -> dict:
+    from edgekit.firmware.model_build import int4_summary
+
     return {
         "graph": result.graph.name,
         "strategy": result.strategy,
@@ -79,6 +89,7 @@ def _summary(result: MemoryPlan) -> dict:
         "arena_bytes": result.arena_bytes,
         "lower_bound_bytes": result.lower_bound_bytes,
         "weights_bytes": result.weights_bytes,
+        **int4_summary(result.graph),
         "schedule": result.schedule,
         "reordered": result.reordered,
         "profile": [{"step": p.step, "op": p.op, "kind": p.kind, "name": p.name,
@@ -148,7 +159,9 @@ def _render(p: dict) -> str:
         f"arena          {p['arena_bytes']:>10,} B",
         f"lower bound    {p['lower_bound_bytes']:>10,} B"
         f"  (arena / bound = {p['arena_bytes'] / max(p['lower_bound_bytes'], 1):.3f})",
-        f"weights        {p['weights_bytes']:>10,} B",
+        f"weights        {p['weights_bytes']:>10,} B"
+        + (f"  ({p['int4_ops']} int4 layers packed: {p['int4_saved_bytes']:,} B less than int8)"
+           if p.get("int4_ops") else ""),
     ]
     if "board" in p:
         b = p["board"]

@@ -23,14 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a bundled dataset, an .npz (arrays x, y [, x_test, y_test]), an"
                         " image folder with one subfolder per class, or (embbert) a .csv with"
                         " columns text,label")
-    parser.add_argument("--trials", type=int, default=20, help="trials to run now (default 20)")
+    parser.add_argument("--trials", type=int, default=20,
+                        help="finished trials the search should hold in all (default 20); with"
+                        " --resume, or with several workers on one --storage, each runs only"
+                        " what is missing")
     parser.add_argument("--time-budget", type=float, metavar="S",
                         help="start no trial after S seconds (the final training of the chosen model"
                         " comes after)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the search stored in DIR/search.db (or --storage)")
+                        help="continue the search stored in DIR/search.db (or --storage), or join"
+                        " it as one more worker; creates it when there is none")
     parser.add_argument("--storage", metavar="URL",
-                        help="Optuna RDB storage URL (default sqlite:///DIR/search.db)")
+                        help="Optuna RDB storage URL (default sqlite:///DIR/search.db); several"
+                        " workers share one search through postgresql://USER@HOST/DB")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--proxy-steps", type=int, default=200,
                         help="training batches per candidate during the search (default 200)")
@@ -64,6 +69,10 @@ def _numbers(kind):
 
 def _render(p: dict) -> str:
     best = p["best"]
+    if best is None:
+        return (f"{p['space']} search on {p['dataset']} for {p['board']}: {p['trials_run']}"
+                f" trials run, {p['trials_total']} in the study; outputs not written here:"
+                f" {p['not_written']}")
     patch = best["patch"]
     patch_text = "layer by layer" if patch["split"] is None else (
         f"{patch['split']} in {patch['n']}x{patch['n']} patches"
@@ -110,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     payload = {"board": args.board, "dataset": args.dataset, "space": args.space,
                "trials_run": result.trials_run,
                "trials_total": result.trials_total, "pareto": result.pareto,
-               "best": result.best, "best_dir": result.best_dir, "files": result.files}
+               "best": result.best, "best_dir": result.best_dir, "files": result.files,
+               "wrote_outputs": not result.not_written, "not_written": result.not_written}
     emit(args, NAME, payload, _render)
     return 0

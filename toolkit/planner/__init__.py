@@ -150,8 +150,10 @@ Adding a mode is one more entry in the table in `edgekit.planner.inplace`: its s
 conditions, its scratch size, and its kernel contract here.
 
 Scratch (`edgekit.planner.scratch.scratch_bytes(op, graph, inplace_mode)`) is the one definition
-of per-op temporary memory that the code generator also uses. Out of place, only MEAN needs
-any (an int32 accumulator per output element). The transformer kinds need none: BATCH_MATMUL
+of per-op temporary memory that the code generator also uses. Out of place, MEAN needs an
+int32 accumulator per output element, and ATTENTION (the fused row-wise attention of
+`edgekit.attention`) one row of ``Tk`` int8 scores, reused for every query row and head. The
+other transformer kinds need none: BATCH_MATMUL
 with ``adj_y`` (``q @ k^T``) strides over ``b``'s rows instead of transposing a copy, SOFTMAX
 and the norms work row by row in registers, the LUT ops and TRANSPOSE read their input
 directly.

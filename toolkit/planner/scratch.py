@@ -22,9 +22,16 @@ def _mean_scratch(op: Op, graph: Graph) -> int:
     return 4 * graph[op.outputs[0]].size
 
 
+def _attention_scratch(op: Op, graph: Graph) -> int:
+    # the fused attention kernel holds one query row's int8 scores (then probabilities) for one
+    # head at a time: Tk bytes (edgekit.attention)
+    return graph[op.inputs[1]].shape[-2]
+
+
 #: scratch of the out-of-place kernels, by op kind (kinds not listed need none)
 _OUT_OF_PLACE_SCRATCH = {
     "MEAN": _mean_scratch,
+    "ATTENTION": _attention_scratch,
 }
 
 #: minimum alignment of each kind's out-of-place scratch

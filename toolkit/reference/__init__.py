@@ -17,12 +17,13 @@ import numpy as np
 
 from edgekit.errors import UnsupportedError
 from edgekit.ir import Graph, Op
-from edgekit.reference import conv, elementwise, norm, pooling, shape, softmax, transformer
+from edgekit.reference import (attention, conv, elementwise, norm, pooling, shape, softmax,
+                               transformer)
 from edgekit.reference.common import Prepared, where
 
 _PREPARE: dict[str, Callable[[Op, Graph], Prepared]] = {}
 _KERNELS: dict[str, Callable[[Prepared, list], np.ndarray]] = {}
-for _module in (conv, elementwise, pooling, shape, softmax, transformer, norm):
+for _module in (conv, elementwise, pooling, shape, softmax, transformer, norm, attention):
     _PREPARE.update(_module.PREPARE)
     _KERNELS.update(_module.KERNELS)
 

@@ -15,6 +15,10 @@
 #include "ek_arm_dsp.h"
 #include "ek_conv_common.h"
 #include "ek_conv_dot.h"
+#include "ek_conv_weights.h"
+#if EK_S4_DSP
+#include "ek_conv_s4_dsp.h"
+#endif
 #include "ek_elementwise.h"
 
 #if defined(__GNUC__)
@@ -39,10 +43,9 @@ static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
         for (int32_t kx = kx0; kx < kx1; ++kx) {
             const int32_t ix = ix0 + kx * p->dilation_w;
             const int8_t *x = input + ((int32_t)iy * p->in_w + ix) * c_in;
-            const int8_t *w = filter + ((oc * p->k_h + ky) * p->k_w + kx) * c_in;
-            for (int32_t ic = 0; ic < c_in; ++ic) {
-                acc += (uint32_t)((x[ic] + p->input_offset) * (w[ic] + p->filter_offset));
-            }
+            acc = ek_filter_dot(x, p->input_offset, filter,
+                                ((oc * p->k_h + ky) * p->k_w + kx) * c_in, c_in,
+                                p->filter_offset, acc);
         }
     }
     return (int32_t)acc;
@@ -56,7 +59,7 @@ static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
 #define EK_CONV_FORCE_INLINE static inline
 #endif
 
-#if EK_USE_DSP
+#if EK_FILTER_DSP
 /* Four output channels oc..oc+3 at one pixel (filter offset 0), input offset added in the
  * loop: the pixels whose window leaves the input, or layers without an effective bias. */
 static void conv_acc4_dsp(const ek_conv2d_params *p, const int8_t *input, const int8_t *filter,
@@ -222,7 +225,7 @@ static int32_t conv_acc1_dsp(const ek_conv2d_params *p, const int8_t *input,
 }
 #endif
 
-#if EK_USE_DSP
+#if EK_FILTER_DSP
 /* --- Two output pixels at a time, for short windows ------------------------------------------
  * Layers whose whole window is short (len = k_h*k_w*in_c <= EK_PAIR_MAX_LEN: the first
  * convolution with 1-3 input channels, 1x1 convolutions with few input channels) spend most of
@@ -388,7 +391,7 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
     }
 }
 
-#if EK_USE_DSP
+#if EK_FILTER_DSP
 /* Whether the two-pixel path takes the layer: DSP arithmetic (filter offset 0), an effective
  * bias (padding taps become zero-point bytes, exact for every pixel), rows of taps contiguous,
  * and a window that fits the buffer. */
@@ -468,7 +471,7 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
 }
 #endif
 
-#if EK_USE_DSP
+#if EK_FILTER_DSP
 /* The two-pixel path out of line, once per epilogue: its registers and its window buffer stay
  * out of conv2d_run's frame (the hand-allocated SMLAD asm there needs 13 free registers). */
 static EK_CONV_NOINLINE void conv2d_pairs_plain(const ek_conv2d_params *p, const int8_t *input,
@@ -487,6 +490,33 @@ static EK_CONV_NOINLINE void conv2d_pairs_fused(const ek_conv2d_params *p, const
 }
 #endif
 
+#if EK_S4_DSP
+/* Packed int4 filters on the DSP path (ek_conv_s4_dsp.h): every output pixel, in increasing
+ * order, its window gathered before any of its outputs is stored (the in-place modes). */
+EK_CONV_FORCE_INLINE void conv2d_s4_pixels(const ek_conv2d_params *p, const int8_t *input,
+                                           const int8_t *filter, const int32_t *bias,
+                                           int8_t *output, const conv_epilogue *e)
+{
+    int16_t win[EK_S4_WINDOW_TAPS];
+    int16_t *const win_odd = win + EK_S4_WINDOW_TAPS / 2; /* odd windows only */
+    const int32_t len = p->k_h * p->k_w * p->in_c, c_out = p->out_c;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+            const int32_t groups = ek_s4_conv_window(p, input, iy0, ix0, win, 0);
+            const int32_t groups_odd = (len & 1) ? ek_s4_conv_window(p, input, iy0, ix0, win_odd, 1)
+                                                 : 0;
+            const int32_t base = (oy * p->out_w + ox) * c_out;
+#define EK_S4_STORE_CONV(oc, y) conv_store(e, output, base + (oc), (y))
+            EK_S4_CHANNELS(win, win_odd, groups, groups_odd, filter, len, bias, c_out,
+                           p->multipliers, p->shifts, p->output_offset, p->act_min, p->act_max,
+                           EK_S4_STORE_CONV);
+#undef EK_S4_STORE_CONV
+        }
+    }
+}
+#endif
+
 /* The convolution; e == 0 for the plain kernel (a constant after inlining). */
 EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_t *input,
                                      const int8_t *filter, const int32_t *bias, int8_t *output,
@@ -497,7 +527,13 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     const ek_conv2d_params local = *params;
     const ek_conv2d_params *p = &local;
     const int32_t c_out = p->out_c;
-#if EK_USE_DSP
+#if EK_S4_DSP
+    if (ek_s4_conv_dsp_applies(p->filter_offset, p->k_h * p->k_w * p->in_c)) {
+        conv2d_s4_pixels(p, input, filter, bias, output, e);
+        return;
+    }
+#endif
+#if EK_FILTER_DSP
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
     if (conv_pairs_apply(p)) {
@@ -519,7 +555,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
             int32_t kx0, kx1;
             int32_t oc = 0;
             ek_conv_valid_taps(ix0, p->in_w, p->k_w, p->dilation_w, &kx0, &kx1);
-#if EK_USE_DSP
+#if EK_FILTER_DSP
             if (use_dsp) {
                 /* effective bias only where every tap is inside: padding taps contribute
                  * nothing in the reference, but the folded sum counts them */
@@ -586,12 +622,24 @@ void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_p
     conv2d_run(params, input, filter, bias, output, &fused);
 }
 
+/* The int4 DSP path's store of a pointwise or fully-connected output row `out`. */
+#define EK_S4_STORE_OUT(oc, y) out[oc] = (int8_t)(y)
+
+/* The int4 DSP path's window buffer of a pointwise kernel (NULL: the other paths). */
+#if EK_S4_DSP
+#define EK_POINTWISE_WINDOW(params)                                                          \
+    int16_t window_[EK_S4_WINDOW_TAPS];                                                       \
+    int16_t *const win = ek_s4_dsp_applies((params).filter_offset, (params).in_c) ? window_ : 0
+#else
+#define EK_POINTWISE_WINDOW(params) int16_t *const win = 0
+#endif
+
 /* One output pixel of a 1x1 unpadded convolution over its own input (the pointwise in-place
  * modes): its input pixel src(p) is saved to the scratch before any output is written. */
 /* always inlined: a call per pixel costs about 1% of a DS-CNN's instructions */
 static inline __attribute__((always_inline)) void pointwise_pixel(
     const ek_conv2d_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-    int8_t *output, int8_t *scratch, int32_t pixel)
+    int8_t *output, int8_t *scratch, int32_t pixel, int16_t *win)
 {
     const int32_t c_in = p->in_c, c_out = p->out_c;
     /* src(p): the input pixel this output pixel reads (1x1 window, no padding) */
@@ -599,9 +647,20 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
     const int32_t src = oy * p->stride_h * p->in_w + ox * p->stride_w;
     int8_t *out = output + pixel * c_out;
     int32_t oc = 0;
+#if EK_S4_DSP
+    if (win != 0) { /* the window is the saved copy of the input pixel */
+        const int32_t groups = ek_s4_finish(win, ek_s4_put_run(win, 0, input + src * c_in, c_in,
+                                                               p->input_offset));
+        EK_S4_CHANNELS(win, win, groups, groups, filter, c_in, bias, c_out, p->multipliers,
+                       p->shifts, p->output_offset, p->act_min, p->act_max, EK_S4_STORE_OUT);
+        return;
+    }
+#else
+    (void)win;
+#endif
     /* Save the input pixel first: the outputs below may overwrite it. */
     memcpy(scratch, input + src * c_in, (size_t)c_in);
-#if EK_USE_DSP
+#if EK_FILTER_DSP
     if (p->filter_offset == 0) {
         for (; oc + 4 <= c_out; oc += 4) {
             int32_t acc[4];
@@ -627,11 +686,8 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
     }
 #endif
     for (; oc < c_out; ++oc) {
-        const int8_t *w = filter + oc * c_in;
-        uint32_t acc = (uint32_t)bias_of(bias, oc);
-        for (int32_t i = 0; i < c_in; ++i) {
-            acc += (uint32_t)((scratch[i] + p->input_offset) * (w[i] + p->filter_offset));
-        }
+        const uint32_t acc = ek_filter_dot(scratch, p->input_offset, filter, oc * c_in, c_in,
+                                           p->filter_offset, (uint32_t)bias_of(bias, oc));
         out[oc] = ek_conv_requantize((int32_t)acc, p->multipliers[oc], p->shifts[oc],
                                      p->output_offset, p->act_min, p->act_max);
     }
@@ -642,8 +698,9 @@ void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *inpu
                                     int8_t *scratch)
 {
     const ek_conv2d_params local = *params; /* see ek_conv2d_s8 */
+    EK_POINTWISE_WINDOW(local);
     for (int32_t pixel = 0; pixel < local.out_h * local.out_w; ++pixel) {
-        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel);
+        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win);
     }
 }
 
@@ -654,8 +711,9 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
                                              int8_t *output, int8_t *scratch)
 {
     const ek_conv2d_params local = *params;
+    EK_POINTWISE_WINDOW(local);
     for (int32_t pixel = local.out_h * local.out_w - 1; pixel >= 0; --pixel) {
-        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel);
+        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win);
     }
 }
 
@@ -663,11 +721,25 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
                            const int32_t *bias, int8_t *output)
 {
     const int32_t depth = p->depth, units = p->units;
+#if EK_S4_DSP
+    if (ek_s4_dsp_applies(p->filter_offset, depth)) {
+        int16_t win[EK_S4_WINDOW_TAPS];
+        for (int32_t row = 0; row < p->rows; ++row) {
+            int8_t *out = output + row * units;
+            const int32_t groups = ek_s4_finish(win, ek_s4_put_run(win, 0, input + row * depth,
+                                                                   depth, p->input_offset));
+            EK_S4_CHANNELS(win, win, groups, groups, filter, depth, bias, units,
+                           p->multipliers, p->shifts, p->output_offset, p->act_min, p->act_max,
+                           EK_S4_STORE_OUT);
+        }
+        return;
+    }
+#endif
     for (int32_t row = 0; row < p->rows; ++row) {
         const int8_t *x = input + row * depth;
         int8_t *out = output + row * units;
         int32_t u = 0;
-#if EK_USE_DSP
+#if EK_FILTER_DSP
         if (p->filter_offset == 0) {
             for (; u + 4 <= units; u += 4) {
                 int32_t acc[4] = {bias_of(bias, u), bias_of(bias, u + 1), bias_of(bias, u + 2),
@@ -688,11 +760,8 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
         }
 #endif
         for (; u < units; ++u) {
-            const int8_t *w = filter + u * depth;
-            uint32_t acc = (uint32_t)bias_of(bias, u);
-            for (int32_t i = 0; i < depth; ++i) {
-                acc += (uint32_t)((x[i] + p->input_offset) * (w[i] + p->filter_offset));
-            }
+            const uint32_t acc = ek_filter_dot(x, p->input_offset, filter, u * depth, depth,
+                                               p->filter_offset, (uint32_t)bias_of(bias, u));
             out[u] = ek_conv_requantize((int32_t)acc, p->multipliers[u], p->shifts[u],
                                         p->output_offset, p->act_min, p->act_max);
         }

@@ -1,5 +1,5 @@
 /* CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED for int8 activations and int8 weights
- * (int4 weights arrive unpacked to int8), batch 1 for the convolutions.
+ * or packed int4 weights (the _s4 kernels), batch 1 for the convolutions.
  *
  * Semantics: TFLite (Micro)'s reference_integer_ops ConvPerChannel, DepthwiseConvPerChannel and
  * FullyConnected, as edgekit.reference.conv implements them:
@@ -105,6 +105,30 @@ void ek_depthwise_conv2d_s8_inplace(const ek_depthwise_conv2d_params *p, int8_t 
                                     int8_t *scratch);
 
 void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *input,
+                           const int8_t *filter, const int32_t *bias, int8_t *output);
+
+/* Packed int4 filters (TFLite INT4: element i in the low nibble of byte i/2 when i is even,
+ * the high nibble when odd; the generator appends EK_S4_FILTER_PAD = 4 zero bytes). Same
+ * params, semantics, aliasing and scratch as the _s8 kernel of the same name; the filter
+ * pointer is the packed array. Bit-exact with TFLite Micro, which unpacks int4 filters to int8
+ * before its int8 kernels run. */
+void ek_conv2d_s4(const ek_conv2d_params *p, const int8_t *input, const int8_t *filter,
+                  const int32_t *bias, int8_t *output);
+void ek_conv2d_add_s4(const ek_conv2d_params *p, const ek_add_params *add_params,
+                      const int8_t *input, const int8_t *filter, const int32_t *bias,
+                      const int8_t *skip, int8_t *output, int32_t conv_input_position);
+void ek_conv2d_s4_pointwise_inplace(const ek_conv2d_params *p, int8_t *input,
+                                    const int8_t *filter, const int32_t *bias, int8_t *output,
+                                    int8_t *scratch);
+void ek_conv2d_s4_pointwise_inplace_backward(const ek_conv2d_params *p, int8_t *input,
+                                             const int8_t *filter, const int32_t *bias,
+                                             int8_t *output, int8_t *scratch);
+void ek_depthwise_conv2d_s4(const ek_depthwise_conv2d_params *p, const int8_t *input,
+                            const int8_t *filter, const int32_t *bias, int8_t *output);
+void ek_depthwise_conv2d_s4_inplace(const ek_depthwise_conv2d_params *p, int8_t *input,
+                                    const int8_t *filter, const int32_t *bias, int8_t *output,
+                                    int8_t *scratch);
+void ek_fully_connected_s4(const ek_fully_connected_params *p, const int8_t *input,
                            const int8_t *filter, const int32_t *bias, int8_t *output);
 
 #endif

@@ -24,6 +24,7 @@
 
 #include "ek_arm_dsp.h"
 #include "ek_conv_common.h"
+#include "ek_conv_weights.h"
 
 /* Forced (non-)inlining: the row loops are instantiated per row shape and requantisation mode
  * (constants), and the in-place paths keep separate stack frames (the stack high-water is the
@@ -59,11 +60,11 @@ static void depthwise_acc4_dsp(const ek_conv2d_params *p, const int8_t *input,
     for (int32_t ky = ky0; ky < ky1; ++ky) {
         const int32_t iy = iy0 + ky * p->dilation_h;
         const int8_t *x = input + (iy * p->in_w + ix0 + kx0 * p->dilation_w) * channels + c;
-        const int8_t *w = filter + (ky * p->k_w + kx0) * channels + c;
+        int32_t w = (ky * p->k_w + kx0) * channels + c; /* filter element index */
         const int32_t x_step = p->dilation_w * channels;
         for (int32_t kx = kx0; kx < kx1; ++kx) {
             uint32_t xv = ek_read_u32(x);
-            uint32_t wv = ek_read_u32(w);
+            uint32_t wv = EK_FILTER_WORD4(filter, w);
             uint32_t x02 = ek_sxtab16(offset2, xv);
             uint32_t x13 = ek_sxtab16_ror8(offset2, xv);
             uint32_t w02 = ek_sxtb16(wv);
@@ -94,7 +95,7 @@ static int32_t depthwise_acc_portable(const ek_conv2d_params *p, const int8_t *i
         for (int32_t kx = kx0; kx < kx1; ++kx) {
             const int32_t ix = ix0 + kx * p->dilation_w;
             const int32_t x = input[(iy * p->in_w + ix) * p->in_c + ic];
-            const int32_t w = filter[(ky * p->k_w + kx) * p->out_c + oc];
+            const int32_t w = EK_FILTER(filter, (ky * p->k_w + kx) * p->out_c + oc);
             acc += (uint32_t)((x + p->input_offset) * (w + p->filter_offset));
         }
     }
@@ -173,7 +174,7 @@ static int32_t plane_acc_wide(const ek_depthwise_conv2d_params *p, const int8_t 
     for (int32_t ky = ky0; ky < ky1; ++ky) {
         const int32_t row = (iy0 + ky * p->dilation_h) * p->in_w + ix0;
         for (int32_t kx = kx0; kx < kx1; ++kx) {
-            const int32_t w = filter[(ky * p->k_w + kx) * p->in_c + c] + p->filter_offset;
+            const int32_t w = EK_FILTER(filter, (ky * p->k_w + kx) * p->in_c + c) + p->filter_offset;
             acc += (uint32_t)((plane[row + kx * p->dilation_w] + p->input_offset) * w);
         }
     }
@@ -275,7 +276,7 @@ EK_DW_NOINLINE void inplace_plane(const ek_depthwise_conv2d_params *params, int8
         }
         if (n_taps <= EK_DW_MAX_TAPS) {
             for (int32_t t = 0; t < n_taps; ++t) {
-                taps[t] = filter[t * channels + c] + p->filter_offset;
+                taps[t] = EK_FILTER(filter, t * channels + c) + p->filter_offset;
                 tap_sum += taps[t];
             }
         }
@@ -749,7 +750,7 @@ EK_DW_NOINLINE void inplace_ring(const ek_depthwise_conv2d_params *p, int8_t *da
         dw_requant q;
         const int mode = dw_requant_setup(p, c, &q);
         for (int32_t t = 0; t < n_taps; ++t) {
-            taps[t] = (int16_t)(filter[t * channels + c] + p->filter_offset);
+            taps[t] = (int16_t)(EK_FILTER(filter, t * channels + c) + p->filter_offset);
             tap_sum += (uint32_t)taps[t];
         }
         const uint32_t base = (uint32_t)bias_of(bias, c) + (uint32_t)p->input_offset * tap_sum;

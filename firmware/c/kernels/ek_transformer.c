@@ -103,3 +103,23 @@ void ek_lut_s8(const ek_lut_params *p, const int8_t *in, int8_t *out)
         out[i] = p->lut[in[i] + 128];
     }
 }
+
+void ek_attention_s8(const ek_attention_params *p, const ek_batch_matmul_params *qk,
+                     const ek_add_params *add, const ek_softmax_params *softmax,
+                     const ek_batch_matmul_params *pv, const int8_t *q, const int8_t *k,
+                     const int8_t *mask, const int8_t *v, int8_t *out, int8_t *scratch)
+{
+    const int32_t q_head = p->q_rows * p->depth, k_head = p->kv_rows * p->depth;
+    const int32_t v_head = p->kv_rows * p->v_cols;
+    for (int32_t b = 0; b < p->batch; ++b) {
+        for (int32_t i = 0; i < p->q_rows; ++i) {
+            ek_batch_matmul_s8(qk, q + b * q_head + i * p->depth, k + b * k_head, scratch);
+            if (mask != NULL) {
+                ek_add_s8(add, scratch, mask, scratch);
+            }
+            ek_softmax_s8(softmax, scratch, scratch);
+            ek_batch_matmul_s8(pv, scratch, v + b * v_head, out);
+            out += p->v_cols;
+        }
+    }
+}

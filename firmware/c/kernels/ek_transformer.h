@@ -13,6 +13,14 @@
  *                       outside [0, axis_size) gives a row of `fill` bytes (the reference raises;
  *                       TFLite Micro fails the invoke) instead of reading outside the table.
  *   ek_lut_s8           out[i] = lut[in[i] + 128]: GELU's table, computed by the generator.
+ *   ek_attention_s8     ATTENTION (edgekit.reference.attention): for each batch b (heads) and
+ *                       query row i: scores = ek_batch_matmul_s8(qk, q row i, k) into `scratch`
+ *                       (kv_rows bytes), ek_add_s8(add, scratch, mask) in place where mask is
+ *                       not NULL (one row of key biases for every row and head), then
+ *                       ek_softmax_s8(softmax) over it in place, then
+ *                       ek_batch_matmul_s8(pv, scratch, v) into out row i. qk, add, softmax, pv
+ *                       are the unfused ops' params for ONE row (rows 1, batch 1), so the
+ *                       result is theirs byte for byte; the [T, T] scores never exist.
  *
  * In place: ek_lut_s8 may run with out == in. The other outputs must not alias their inputs.
  */
@@ -20,6 +28,9 @@
 #define EK_TRANSFORMER_H
 
 #include <stdint.h>
+
+#include "ek_elementwise.h"
+#include "ek_softmax.h"
 
 #define EK_BMM_BATCH_DIMS 3
 #define EK_TRANSPOSE_DIMS 6
@@ -60,10 +71,22 @@ typedef struct {
     int8_t lut[256];        /* output for input q at lut[q + 128] */
 } ek_lut_params;
 
+typedef struct {
+    int32_t batch;          /* product of the batch dimensions (heads) */
+    int32_t q_rows;         /* Tq */
+    int32_t kv_rows;        /* Tk: the scratch row's length */
+    int32_t depth;          /* d of q and k */
+    int32_t v_cols;         /* dv */
+} ek_attention_params;
+
 void ek_batch_matmul_s8(const ek_batch_matmul_params *p, const int8_t *a, const int8_t *b,
                         int8_t *out);
 void ek_transpose(const ek_transpose_params *p, const void *in, void *out);
 void ek_gather(const ek_gather_params *p, const void *params, const int32_t *idx, void *out);
 void ek_lut_s8(const ek_lut_params *p, const int8_t *in, int8_t *out);
+void ek_attention_s8(const ek_attention_params *p, const ek_batch_matmul_params *qk,
+                     const ek_add_params *add, const ek_softmax_params *softmax,
+                     const ek_batch_matmul_params *pv, const int8_t *q, const int8_t *k,
+                     const int8_t *mask, const int8_t *v, int8_t *out, int8_t *scratch);
 
 #endif

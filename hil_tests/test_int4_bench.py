@@ -1,0 +1,35 @@
+"""bench/int4_device.py on kws (int8, int4, mixed on the Cortex-M4 under Unicorn): every build
+bit-exact, the int4 layers' weights half their int8 bytes in the linked ELF (less each packed
+array's 4-byte pad), and the int4 builds within issue 13's instruction bound of their int8 twin."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import MLPERF_DIR, mlperf_path
+
+pytestmark = [pytest.mark.hil, pytest.mark.slow]
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "int4_device.py"
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
+def test_kws_int4_and_mixed_against_int8(tmp_path):
+    mlperf_path("kws")  # skips when the model is absent
+    sys.path.insert(0, str(BENCH.parent))
+    spec = importlib.util.spec_from_file_location("int4_device", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    runs = bench.benchmark(MLPERF_DIR, ["kws"], "mps2-an386", tmp_path)["kws"]
+    assert set(runs) == {"int8", "int4", "mixed"}
+    for name, run in runs.items():
+        assert run["bit_exact"] is True, name
+        assert run["weight_bytes_saved_in_elf"] == run["int4_saved_bytes"] - 4 * run["int4_ops"]
+        assert run["meets_instructions"], f"{name}: {run['instructions_vs_int8']:.3f}x int8"
+    assert runs["int4"]["int4_saved_bytes"] > runs["mixed"]["int4_saved_bytes"] > 0
+    assert runs["int4"]["flash_bytes"] < runs["mixed"]["flash_bytes"] < runs["int8"]["flash_bytes"]

@@ -1,0 +1,79 @@
+"""Packed int4 builds on the emulated cores: the MLPerf kws model re-quantized to int4 and to
+mixed (first weighted layer int8: both kernel sets in one build), built with the packed _s4
+kernels and run on QEMU and Unicorn. Each run must give the reference interpreter's bytes
+(which equal TFLite Micro's on the same `.tflite`: tests/test_codegen_int4.py), the measured
+peak SRAM must be within 1% of the estimate, and the int4 layers' weights must take half their
+int8 bytes in the linked ELF."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import mlperf_path
+
+pytestmark = [pytest.mark.hil, pytest.mark.slow]
+
+if shutil.which("arm-none-eabi-gcc") is None:
+    pytest.skip("arm-none-eabi-gcc is not installed: cannot build the firmware", allow_module_level=True)
+
+VARIANTS = {"int4": "4", "mixed": "mixed:default=4,#0=8"}
+#: (board, runner): the Cortex-M4 on both emulators; M0+, M3, M7 and M55 on one each
+RUNS = [("mps2-an386", "unicorn"), ("mps2-an386", "qemu"), ("rpi-pico", "unicorn"),
+        ("lm3s6965evb", "unicorn"), ("mps2-an500", "unicorn"), ("mps3-an547", "qemu")]
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    from edgekit.converters.int4_requant import requantize_weights
+    from edgekit.converters.tflite_reader import load_tflite, load_tflite_bytes
+    from edgekit.converters.tflite_writer import to_bytes
+    from edgekit.firmware.model_build import build_model
+
+    cache = {}
+    graph = load_tflite(mlperf_path("kws"))
+
+    def get(variant: str, board: str):
+        if (variant, board) not in cache:
+            bits = VARIANTS.get(variant)
+            model = graph if bits is None else load_tflite_bytes(
+                to_bytes(requantize_weights(graph, bits)))
+            cache[variant, board] = build_model(
+                model, board, tmp_path_factory.mktemp(f"kws-{variant}-{board}"), seed=5)
+        return cache[variant, board]
+    return get
+
+
+@pytest.mark.parametrize("board,runner", RUNS)
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_int4_build_is_bit_exact_on_every_core(builds, variant, board, runner):
+    if runner == "qemu" and shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm is not installed")
+    if variant == "mixed" and board != "mps2-an386":
+        pytest.skip("mixed runs on the Cortex-M4 only (the kernels are the same objects)")
+    from edgekit.boards.runners.measure import measure, resolve_firmware
+
+    result = builds(variant, board)
+    kernels = set(result.manifest["kernels"])
+    assert "ek_conv2d_s4_pointwise_inplace" in kernels
+    assert ("ek_conv2d_s8" in kernels) == (variant == "mixed")
+    measured = measure(resolve_firmware(result.directory, None), runner, timeout_s=300)
+    assert measured["bit_exact"] is True, f"kws {variant} on {board}/{runner}: outputs differ"
+    estimate = result.manifest["estimate"]["peak_sram_bytes"]
+    assert abs(measured["peak_sram_bytes"] - estimate) <= 0.01 * estimate
+
+
+def test_int4_weights_take_half_their_int8_flash(builds):
+    """The weight arrays in the linked ELF: int8 bytes minus the int4 layers' saved bytes
+    (plus each packed array's 4-byte pad), read from the symbol table, not from the estimate."""
+    from edgekit.firmware import elf
+
+    def weight_bytes(result):
+        return sum(elf.symbol_sizes(result.elf_path, "ek_w_").values())
+
+    int8, int4 = builds("int8", "mps2-an386"), builds("int4", "mps2-an386")
+    saved = int4.manifest["int4_saved_bytes"]
+    assert saved > 0
+    pads = 4 * int4.manifest["int4_ops"]
+    assert weight_bytes(int8) - weight_bytes(int4) == saved - pads

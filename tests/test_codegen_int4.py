@@ -1,0 +1,179 @@
+"""Packed int4 weights in the generated C (the _s4 kernels): the MLPerf kws and resnet models
+re-quantized to int4 and to mixed int8/int4 (`edgekit.converters.int4_requant`), compiled with
+the host gcc on the portable kernels and on the emulated DSP path, against the reference
+interpreter op by op; the interpreter against TFLite Micro on the written int4 `.tflite`; and
+the packed arrays' layout and flash accounting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graph_builders as gb
+from conftest import HOST_KERNEL_DEFINES as PATHS, mlperf_path
+from edgekit.converters.int4_requant import requantize_weights
+from edgekit.converters.tflite_reader import load_tflite, load_tflite_bytes
+from edgekit.converters.tflite_writer import to_bytes
+from edgekit.firmware.c_source import INT4_PAD_BYTES, packed_int4, stored_bytes
+from edgekit.firmware.codegen import generate
+from edgekit.firmware.estimate import estimate_before_build
+from edgekit.firmware.host_run import run_on_host
+from edgekit.interpreter import Interpreter
+from edgekit.ir import DType
+
+pytestmark = pytest.mark.skipif(__import__("shutil").which("gcc") is None, reason="no host gcc")
+
+#: (model, bits) cases: every layer int4, and mixed (the first layer int8: each its own kernel)
+CASES = [("kws", "4"), ("kws", "mixed:default=4,#0=8"), ("resnet", "4"),
+         ("resnet", "mixed:default=4,#0=8,#-1=8")]
+
+
+def _graph(model: str, bits: str):
+    graph = load_tflite(mlperf_path(model))
+    if bits.endswith(",#-1=8"):  # the last layer int8 too
+        layers = sum(op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+                     for op in graph.ops)
+        bits = bits.replace("#-1", f"#{layers - 1}")
+    # through the .tflite writer and reader: the firmware builds what a user's file holds
+    return load_tflite_bytes(to_bytes(requantize_weights(graph, bits)))
+
+
+def test_packed_layout_is_tflite_int4_low_nibble_first():
+    values = np.array([1, -2, 7, -8, 3], dtype=np.int8)
+    packed = packed_int4(values).view(np.uint8)
+    assert packed[:3].tolist() == [0xE1, 0x87, 0x03] and packed[3:].tolist() == [0] * INT4_PAD_BYTES
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+@pytest.mark.parametrize("model,bits", CASES)
+def test_int4_model_is_bit_exact_op_by_op(model, bits, path, kernel_objects, tmp_path):
+    graph = _graph(model, bits)
+    gen = generate(graph, seed=3)
+    kernels = {k for k in gen.kernels if k}
+    assert any(k.endswith(("_s4", "_s4_inplace", "_s4_pointwise_inplace",
+                           "_s4_pointwise_inplace_backward")) for k in kernels)
+    assert ("ek_conv2d_s8" in kernels) == bits.startswith("mixed")  # the int8 first layer
+    run = run_on_host(gen, tmp_path, defines=PATHS[path], kernel_objects=kernel_objects[path])
+    _, values = Interpreter(graph).run(gen.test_inputs, intermediates=True)
+    for (step, name), got in zip(gen.traced, run.op_outputs):
+        index = gen.plan.schedule[step]
+        assert got == np.ascontiguousarray(values[name]).tobytes(), (
+            f"{model} {bits}: step {step} op {index} ({graph.ops[index].kind}) differs")
+    assert run.outputs == gen.expected_outputs
+
+
+@pytest.mark.parametrize("model,bits", CASES[:3])
+def test_reference_interpreter_equals_tflite_micro_on_int4(model, bits):
+    from oracle_runners import TflmRunner
+
+    graph = _graph(model, bits)
+    tflm = TflmRunner(to_bytes(graph))
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        x = [rng.integers(-128, 128, size=graph[n].shape).astype(np.int8) for n in graph.inputs]
+        assert [o.tobytes() for o in Interpreter(graph).run(x)] == [o.tobytes() for o in tflm(x)]
+
+
+def test_flash_counts_packed_int4_bytes():
+    graph = _graph("kws", "4")
+    int8 = load_tflite(mlperf_path("kws"))
+    gen, gen8 = generate(graph), generate(int8)
+    weights = [t for t in graph.constants() if t.dtype == DType.INT4]
+    saved = sum(t.size - t.nbytes for t in weights)
+    assert saved > 0 and all(stored_bytes(t) == (t.size + 1) // 2 + INT4_PAD_BYTES for t in weights)
+    before, before8 = estimate_before_build(gen, None), estimate_before_build(gen8, None)
+    assert before8.constants_bytes - before.constants_bytes == saved - INT4_PAD_BYTES * len(weights)
+    # the generated arrays hold exactly those bytes
+    source = gen.files["model_weights.c"]
+    for t in weights:
+        assert f"[{stored_bytes(t)}]" in source
+
+
+def _int4_single(graph):
+    if graph["w"].dtype == DType.INT4:  # already int4 over the whole range, -8 included
+        return graph
+    return requantize_weights(graph, "4")
+
+
+#: single ops whose int4 kernels take each path: DSP windows even and odd (3 input channels),
+#: dilation, stride, VALID, odd output channels, no bias, a window too long for the DSP buffer
+#: (portable), depthwise out of place with multiplier 1 (DSP word reads) and 2 (portable),
+#: FULLY_CONNECTED over even and odd depths and several rows
+SINGLE_OPS = {
+    "conv_even": lambda r: gb.conv2d(r, in_shape=(1, 7, 6, 4), out_channels=6),
+    "conv_odd_window": lambda r: gb.conv2d(r, in_shape=(1, 8, 8, 3), out_channels=7,
+                                           stride=(2, 2)),
+    "conv_dilated": lambda r: gb.conv2d(r, in_shape=(1, 9, 9, 2), out_channels=5,
+                                        dilation=(2, 2), bias=False),
+    "conv_valid_1x1": lambda r: gb.conv2d(r, in_shape=(1, 5, 5, 10), out_channels=3,
+                                          kernel=(1, 1), padding="VALID"),
+    "conv_long_window": lambda r: gb.conv2d(r, in_shape=(1, 4, 4, 80), out_channels=4),
+    # 288 taps: two 256-tap runs; weights over [-8, 7] and extreme products
+    "conv_two_runs_full_range": lambda r: gb.conv2d(r, in_shape=(1, 5, 5, 32), out_channels=3,
+                                                    weight_dtype=DType.INT4),
+    "depthwise": lambda r: gb.depthwise_conv2d(r, in_shape=(1, 6, 6, 8)),
+    "depthwise_multiplier": lambda r: gb.depthwise_conv2d(r, in_shape=(1, 5, 5, 3),
+                                                          multiplier=2, stride=(2, 2)),
+    "fc_even": lambda r: gb.fully_connected(r, in_features=24, out_features=9),
+    "fc_odd": lambda r: gb.fully_connected(r, in_features=13, out_features=4, bias=False),
+}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+@pytest.mark.parametrize("case", sorted(SINGLE_OPS))
+def test_int4_single_op_is_bit_exact(case, path, kernel_objects, tmp_path):
+    for seed in range(2):
+        graph = _int4_single(SINGLE_OPS[case](np.random.default_rng(seed)))
+        gen = generate(graph, seed=seed)
+        assert any("_s4" in k for k in gen.kernels)
+        run = run_on_host(gen, tmp_path / str(seed), defines=PATHS[path],
+                          kernel_objects=kernel_objects[path])
+        assert run.outputs == gen.expected_outputs, f"{case} seed {seed} on {path}"
+
+
+def test_plan_reports_packed_int4_weights(tmp_path, capsys):
+    import json
+
+    from edgekit.cli import main
+
+    path = tmp_path / "kws4.tflite"
+    graph = _graph("kws", "4")
+    path.write_bytes(to_bytes(graph))
+    assert main(["plan", str(path), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    int8 = load_tflite(mlperf_path("kws"))
+    assert payload["weights_bytes"] == graph.weights_bytes
+    assert payload["int4_saved_bytes"] == int8.weights_bytes - graph.weights_bytes > 0
+    assert payload["int4_ops"] == sum(graph[op.inputs[1]].dtype == DType.INT4
+                                      for op in graph.ops if len(op.inputs) > 1)
+
+
+def test_search_flash_model_counts_packed_int4_constants():
+    from edgekit.nas.codesize import graph_features
+
+    int8, int4 = load_tflite(mlperf_path("kws")), _graph("kws", "4")
+    weights = [t for t in int4.constants() if t.dtype == DType.INT4]
+    saved = sum(t.size - stored_bytes(t) for t in weights)
+    assert graph_features(int8)["constants"] - graph_features(int4)["constants"] == saved
+    # and the firmware estimate counts the same constants
+    assert (estimate_before_build(generate(int4), None).constants_bytes
+            == graph_features(int4)["constants"])
+
+
+@pytest.mark.parametrize("model,bits,taps", [("kws", "4", 64), ("resnet", "4", 576),
+                                             ("kws", "mixed:default=8", 16)])
+def test_window_buffer_is_sized_to_the_models_longest_window(model, bits, taps):
+    # kws: 1x1 convs over 64 channels (its first conv's window is 40); resnet: 3x3x64; an int8
+    # model needs none (the smallest buffer)
+    gen = generate(_graph(model, bits))
+    assert f"#define EK_S4_WINDOW_TAPS {taps} " in gen.files["ek_model_config.h"]
+
+
+def test_an_odd_window_takes_two_halves():
+    from edgekit.firmware.op_emitters import s4_window_taps
+
+    fields = {"filter_offset": 0, "k_h": 3, "k_w": 3, "in_c": 3}
+    assert s4_window_taps("ek_conv2d_s4", fields) == 2 * 32  # 27 taps + 1, in groups of 8
+    assert s4_window_taps("ek_conv2d_s4_pointwise_inplace", {**fields, "k_h": 1, "k_w": 1}) == 0
+    assert s4_window_taps("ek_conv2d_s8", fields) == 0
+    assert s4_window_taps("ek_conv2d_s4", {**fields, "in_c": 80}) == 0  # 720 taps: portable
