@@ -67,7 +67,9 @@ _NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
 def load_onnx(path: str | os.PathLike) -> Graph:
     """Read an ``.onnx`` file (never executes anything from it) and import it; external tensor
     data is read by `edgekit.converters.onnx_data` from the file's own folder only."""
-    import onnx
+    from edgekit.extras import require
+
+    onnx = require("onnx", extra="convert", purpose="importing an ONNX model")
 
     path = Path(path)
     try:

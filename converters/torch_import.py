@@ -30,11 +30,9 @@ OPSET = 17
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is in the convert extra
-        raise UnsupportedError("PyTorch import needs torch (pip install torch)") from None
-    return torch
+    from edgekit.extras import require
+
+    return require("torch", extra="convert", purpose="importing a PyTorch model")
 
 
 def export_onnx_bytes(module, example) -> bytes:

@@ -110,8 +110,10 @@ def load_digits() -> Split:
     try:
         from sklearn.datasets import load_digits as sklearn_load_digits
     except ImportError:
+        from edgekit.extras import install_hint
+
         raise DatasetUnavailableError("the digits dataset needs scikit-learn, which is not"
-                                      " installed") from None
+                                      f" installed: {install_hint('nas')}") from None
     bunch = sklearn_load_digits()
     images = (bunch.images.astype(np.float32) / 16.0)[..., None]
     return Split(images=images, labels=bunch.target.astype(np.int64))

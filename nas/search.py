@@ -131,10 +131,9 @@ class SurplusTrial(Exception):
 
 
 def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise SearchError("edgekit search needs optuna (pip install optuna)") from None
+    from edgekit.extras import require
+
+    optuna = require("optuna", extra="nas", purpose="edgekit search")
     # ERROR: a surplus trial (`SurplusTrial`) is no warning with a traceback; errors that stop
     # the search reach the user as exceptions anyway
     optuna.logging.set_verbosity(optuna.logging.ERROR)

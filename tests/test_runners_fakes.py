@@ -166,11 +166,11 @@ def test_missing_flasher_tool_is_unavailable(elf: Path) -> None:
 def test_flasher_for_board_prefers_installed_tool() -> None:
     board = load_board("nrf52840dk")
     only_openocd = lambda name: "/usr/bin/openocd" if name == "openocd" else None  # noqa: E731
-    assert isinstance(flasher_for(board, which=present), PyOcdFlasher)
-    chosen = flasher_for(board, which=only_openocd)
+    assert isinstance(flasher_for(board, which=present, pyocd_api=False), PyOcdFlasher)
+    chosen = flasher_for(board, which=only_openocd, pyocd_api=False)
     assert isinstance(chosen, OpenOcdFlasher) and chosen.configs == ("interface/jlink.cfg", "target/nrf52.cfg")
-    with pytest.raises(RunnerUnavailableError, match="neither pyocd nor openocd"):
-        flasher_for(board, which=absent)
+    with pytest.raises(RunnerUnavailableError, match=r"nrf52840dk is installed: install pip install 'edgekit\[hil\]'"):
+        flasher_for(board, which=absent, pyocd_api=False)
     with pytest.raises(RunnerError, match="no flasher section"):
         flasher_for(load_board("mps2-an386"))
 

@@ -18,6 +18,11 @@ class EdgekitError(Exception):
     exit_code = 1
 
 
+class MissingExtraError(EdgekitError):
+    """A command needs an optional dependency that is not installed; the message names the pip
+    extra that brings it (``pip install 'edgekit[nas]'``)."""
+
+
 class UsageError(EdgekitError):
     """Bad command-line arguments or option values."""
 

@@ -23,12 +23,14 @@ def default_runner_name(target) -> str:
 
 
 def make_runner(target, name: str | None = None, *, port: str | None = None,
-                flasher: str | None = None, verify_counts: bool = False,
+                flasher: str | None = None, reset: str = "auto", verify_counts: bool = False,
                 instruction_budget: int | None = None, budget_note: str = "") -> Runner:
     """The runner `name` (default: `default_runner_name`) configured for `target`
     (an `edgekit.boards.Target`).
 
-    `port` and `flasher` ('pyocd', 'openocd' or 'none') only matter for the serial runner;
+    `port`, `flasher` ('pyocd', 'openocd', 'pio' or 'none') and `reset` (how a board that is
+    not programmed is reset: 'probe', 'dtr', 'none', or 'auto': the probe where a probe tool is
+    installed, else DTR) only matter for the serial runner;
     `verify_counts` (cross-checks block counts per instruction; slow) and `instruction_budget`
     (stop after that many instructions; `budget_note` says where it came from) only for Unicorn.
     """
@@ -63,5 +65,19 @@ def make_runner(target, name: str | None = None, *, port: str | None = None,
     if target.emulated:
         raise RunnerError(f"the serial runner talks to real hardware; board {target.board.id} "
                           "was resolved for emulation (build it for the real board)")
+    from edgekit.errors import RunnerUnavailableError
+
     chosen = None if flasher == "none" else flasher_for(target.board, prefer=flasher)
-    return SerialRunner(port or port_from_environment(), flasher=chosen)
+    probe = None
+    if chosen is None and reset in ("auto", "probe"):
+        try:
+            probe = flasher_for(target.board)
+        except RunnerUnavailableError:
+            if reset == "probe":
+                raise
+        if probe is not None and probe.reset_command() is None:
+            probe = None  # PlatformIO cannot reset on its own
+        if reset == "probe" and probe is None:
+            raise RunnerUnavailableError(f"no probe tool that can reset {target.board.id} is "
+                                         "installed (pyocd or openocd)")
+    return SerialRunner(port or port_from_environment(), flasher=chosen, reset=reset, reset_probe=probe)

@@ -90,7 +90,7 @@ def _latency_ms(report, board) -> float | None:
 
 
 def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: float | None = None,
-            port: str | None = None, flasher: str | None = None) -> dict:
+            port: str | None = None, flasher: str | None = None, reset: str = "auto") -> dict:
     """Run `firmware` on `runner_name` and return the measurement (`MEASUREMENT_FIELDS`).
 
     `timeout_s` None takes the default scaled from the manifest's work (`limits.run_limits`);
@@ -106,7 +106,7 @@ def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: fl
     target = firmware.target
     name = runner_name or default_runner_name(target)
     limits = run_limits(firmware.manifest, name, timeout_s)
-    runner = make_runner(target, name, port=port, flasher=flasher,
+    runner = make_runner(target, name, port=port, flasher=flasher, reset=reset,
                          instruction_budget=limits.instruction_budget, budget_note=limits.note)
     result = runner.run(firmware.elf, limits.timeout_s)
     report = parse_report(result.console)
@@ -132,8 +132,10 @@ def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: fl
         "instructions": result.instructions,
         # only a real board's DWT gives cycles; an emulator's count (Renode models the DWT of a
         # hardware build) is the emulator's, never a latency figure
-        "cycles": report.cycles if name == "serial" else None,
-        "latency_ms": _latency_ms(report, board) if name == "serial" else None,
+        # a DWT that reads 0 after the inference is not counting (locked, or not a real core):
+        # no figure rather than a latency of 0 ms
+        "cycles": (report.cycles or None) if name == "serial" else None,
+        "latency_ms": _latency_ms(report, board) if name == "serial" and report.cycles else None,
         # Renode's stock platforms stub the DWT (it reads 0): no count rather than a false one
         "emulator_cycles": (report.cycles or None) if name != "serial" else None,
         "outputs": [o.hex() for o in report.outputs],
@@ -183,7 +185,9 @@ def render_measurement(measured: dict) -> str:
     if measured.get("emulator_cycles") is not None:
         lines.append(f"  emulator cycles:  {measured['emulator_cycles']} ({measured['runner']}'s DWT model:"
                      " the emulator's count, not a latency)")
-    if measured["instructions"] is None and measured["cycles"] is None:
+    if measured["runner"] == "serial" and measured["cycles"] is None:
+        lines.append("  cycles:           none (the report's DWT count was 0 or absent: no latency)")
+    elif measured["instructions"] is None and measured["cycles"] is None:
         lines.append("  latency:          not measured by this runner (use --runner unicorn or a real board)")
     outputs = ", ".join(f"{len(h) // 2} B" for h in measured["outputs"]) or "none"
     answer = {None: "no expected answer in the manifest", True: "matches the expected answer",

@@ -93,7 +93,9 @@ def refuse_pickle(path: Path) -> Exception:
     runs code from the file) to say whether it is unsafe or just weights without a graph."""
     import pickle
 
-    import torch
+    from edgekit.extras import require
+
+    torch = require("torch", extra="convert", purpose="reading a pickled PyTorch file")
 
     try:
         torch.load(path, weights_only=True, map_location="cpu")

@@ -120,6 +120,9 @@ def _demo(args, directory: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgekit.extras import SEARCH_MODULES, require_all
+
+    require_all("nas", "edgekit demo", SEARCH_MODULES)  # the demo starts with a search
     if args.output:
         directory = check_output_path(args.output, directory=True)
         directory.mkdir(exist_ok=True)

@@ -1,6 +1,8 @@
 """`edgekit flash --board B FIRMWARE`: put a firmware on a board.
 
-A real board is programmed through its probe (pyOCD or OpenOCD). An emulated board has nothing
+A real board is programmed through its probe (pyOCD's Python API or command, OpenOCD, or
+PlatformIO's upload target); `edgekit.boards.runners.flashers.flasher_for` picks the tool and
+names what to install when none is. An emulated board has nothing
 to program: the command checks that the ELF fits the board and loads into the emulator's memory
 map, and that the emulator is installed, and says so, so `edgekit measure` will not fail later.
 """
@@ -20,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("firmware", metavar="FIRMWARE",
                         help="the ELF, or the build directory (with edgekit-build.json)")
     parser.add_argument("--board", help="board id (default: the one in the build manifest)")
-    parser.add_argument("--flasher", choices=("pyocd", "openocd"),
-                        help="probe tool for a real board (default: whichever is installed)")
+    parser.add_argument("--flasher", choices=("pyocd", "openocd", "pio"),
+                        help="tool for a real board (default: the first installed of pyOCD's Python "
+                             "API or command, OpenOCD, PlatformIO's `pio run -t upload`)")
     parser.add_argument("--probe", metavar="UID", help="pyOCD probe unique id when several are attached")
 
 
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                        next=f"edgekit measure --board {board.id} {args.firmware}")
     else:
         kwargs = {"probe_uid": args.probe} if args.probe and args.flasher != "openocd" else {}
-        flasher = flasher_for(board, prefer=args.flasher)
+        flasher = flasher_for(board, prefer=args.flasher, project_dir=firmware.elf.parent)
         if kwargs and isinstance(flasher, PyOcdFlasher):
             flasher.probe_uid = args.probe
         done = flasher.flash(firmware.elf)

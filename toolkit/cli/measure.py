@@ -28,9 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "under Unicorn, which also stops once the run passes that bound in "
                              "instructions, whatever the load on the machine")
     parser.add_argument("--port", help="serial port of a real board (default: $EDGEKIT_PORT)")
-    parser.add_argument("--flasher", choices=("pyocd", "openocd", "none"),
+    parser.add_argument("--flasher", choices=("pyocd", "openocd", "pio", "none"),
                         help="how the serial runner programs the board first (default: whichever "
                              "is installed; 'none' if you flashed it yourself)")
+    parser.add_argument("--reset", choices=("auto", "probe", "dtr", "none"), default="auto",
+                        help="with --flasher none, how the board is reset before its report is "
+                             "read: through the probe (pyocd/openocd), a DTR pulse on the port, or "
+                             "not at all (press RESET); auto: the probe where a tool is installed, "
+                             "else DTR")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     firmware = resolve_firmware(args.firmware, args.board, hardware=hardware)
     try:
         measured = measure(firmware, args.runner, timeout_s=timeout_s, port=args.port,
-                           flasher=args.flasher)
+                           flasher=args.flasher, reset=args.reset)
     except ReportError as err:
         # the message alone hides what the device said: show the end of its console
         tail = err.console[-1500:].rstrip()

@@ -98,6 +98,11 @@ def _render(p: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgekit.extras import SEARCH_MODULES, require_all
+
+    # the search trains candidates with torch, drives trials with Optuna and exports through
+    # ONNX: say which extra brings them before an import deep in edgekit.nas fails
+    require_all("nas", "edgekit search", SEARCH_MODULES)
     from edgekit.nas.family import check_space
     from edgekit.nas.search import SearchConfig, run_search
 
