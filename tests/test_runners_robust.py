@@ -413,6 +413,9 @@ def test_cli_measure_on_a_flooding_firmware_ends_cleanly(runner, json_flag, tiny
     assert done.returncode not in (0, None) and "Traceback" not in done.stderr + done.stdout
     assert "within 2 s" in done.stderr + done.stdout
     assert elapsed < 2 + SLACK_S + 2.0  # + interpreter start-up
+    if json_flag:  # exactly one JSON object on stdout: the error, with its kind and message
+        error = json.loads(done.stdout)["error"]
+        assert error["kind"] == "RunnerTimeoutError" and "within 2 s" in error["message"]
 
 
 @needs_qemu
