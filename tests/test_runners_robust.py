@@ -108,8 +108,7 @@ class FloodPort:
         pass
 
 
-@pytest.mark.parametrize("line", [b"x" * 63 + b"\n", b"@@EDGEKIT-END records=1 crc32=00000000\n",
-                                  b"@@EDGEKIT-BEGIN v1\n"])
+@pytest.mark.parametrize("line", [b"x" * 63 + b"\n", b"@@EDGEKIT-BEGIN v1\n"])
 def test_read_loop_ends_on_time_under_a_flood(line: bytes) -> None:
     port = FloodPort(line)
     err, elapsed = _timed(lambda: read_until_report(port, 1.0, what="flood"))
@@ -117,6 +116,14 @@ def test_read_loop_ends_on_time_under_a_flood(line: bytes) -> None:
     assert 1.0 <= elapsed < 1.0 + SLACK_S
     assert port.reads > 10 and "cut" in str(err)
     assert len(err.console) < 2 << 20  # bounded, although megabytes arrived
+
+
+def test_read_loop_ends_at_once_on_a_flood_of_end_lines() -> None:
+    """End lines with no begin line finish the read (the parser then refuses the report)."""
+    port = FloodPort(b"@@EDGEKIT-END records=1 crc32=00000000\n")
+    started = time.monotonic()
+    console = read_until_report(port, 5.0, what="flood")
+    assert "@@EDGEKIT-END" in console and time.monotonic() - started < 1.0
 
 
 def test_serial_runner_ends_on_time_under_a_flood(tmp_path: Path) -> None:
@@ -548,3 +555,13 @@ def test_board_file_errors_name_file_and_field(field: str, value, message: str, 
     with pytest.raises(BoardError, match=message) as info:
         load_board_file(path)
     assert str(path) in str(info.value)
+
+
+def test_report_with_a_garbled_begin_line_ends_the_read_at_its_end_line() -> None:
+    """The end line at the start of a line finishes the read without a begin line, so the parser
+    rejects the report at once rather than the run waiting out its timeout."""
+    garbled = REPORT.replace("@@EDGEKIT-BEGIN", "@@EDGEKIT-B\xffGIN", 1)
+    assert "@@EDGEKIT-BEGIN" not in garbled
+    console = ConsoleBuffer()
+    console.append(garbled.encode("latin-1"))
+    assert console.finished

@@ -74,11 +74,17 @@ class ConsolePort(Protocol):
 
 
 def report_finished(console: str) -> bool:
-    """True once the console holds a complete report or fault report (end line with newline)."""
+    """True once the console holds a complete report or fault report (end line with newline).
+
+    An end line that starts a line with no begin line before it also ends the read (a report
+    whose begin line was garbled on the wire): the parser then rejects it at once, instead of
+    the run waiting out its timeout for a begin line that will never come. The marker in the
+    middle of a line of boot noise does not."""
     start = max(console.rfind(BEGIN_MARKER), console.rfind(FAULT_MARKER))
-    if start < 0:
-        return False
-    end = console.find(END_MARKER, start)
+    if start >= 0:
+        end = console.find(END_MARKER, start)
+    else:
+        end = console.find("\n" + END_MARKER)
     return end >= 0 and console.find("\n", end) >= 0
 
 
