@@ -74,12 +74,18 @@ class EmbBERT(nn.Module):
         self.blocks = nn.ModuleList(Block(spec) for _ in range(spec.layers))
         self.norm = _norm(spec)
         self.head = nn.Linear(spec.hidden, spec.num_classes)
+        if spec.mask:
+            # the key-padding mask as a lookup of the ids, as the int8 graph computes it: exports
+            # to ONNX as a Gather of a constant table, the one integer-input use the importer takes
+            table = torch.zeros(spec.vocab_size)
+            table[PAD_ID] = -MASK_BIAS
+            self.register_buffer("pad_bias", table, persistent=False)
 
     def forward(self, ids):
         x = self.drop(self.project(self.embed(ids)) + self.position)
         key_bias = None
         if self.spec.mask:
-            key_bias = (ids == PAD_ID).to(x.dtype)[:, None, :] * -MASK_BIAS
+            key_bias = self.pad_bias[ids].reshape(-1, 1, self.spec.seq_len)
         for block in self.blocks:
             x = x + self.drop(block(x, key_bias) - x)
         return self.head(self.norm(x).mean(dim=1))
