@@ -82,9 +82,49 @@ def load_onnx(path: str | os.PathLike) -> Graph:
     return import_onnx(model, source=str(path), name=path.stem)
 
 
+#: what a handler raises on a node whose attributes or operands are not what its op defines
+#: (a missing attribute read as None, a list where an int belongs, a reshape that cannot hold)
+_MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError,
+              OverflowError)
+
+
 def import_onnx(model, source: str = "<onnx>", name: str = "model") -> Graph:
     """Import an `onnx.ModelProto` (float32) into a float Graph IR."""
-    return _Importer(model, source, name).run()
+    check_structure(model, source)
+    importer = None
+    try:
+        importer = _Importer(model, source, name)
+        return importer.run()
+    except _MALFORMED as err:
+        # a model file is untrusted input: past the structural checks, a node the handlers cannot
+        # make sense of is still the file's fault, named as precisely as we know (-v: traceback)
+        node = getattr(importer, "node", None)
+        where = importer._where(node) if node is not None else source
+        raise ModelFormatError(f"{where}: malformed ONNX model ({type(err).__name__}: {err})") from err
+
+
+def check_structure(model, source: str) -> None:
+    """The graph's wiring, before anything reads it: every node input is a graph input, an
+    initializer or an earlier node's output (nodes in topological order, as ONNX requires),
+    no name is produced twice, and every graph output is produced."""
+    graph = model.graph
+    known = {vi.name for vi in graph.input} | {t.name for t in graph.initializer}
+    for node in graph.node:
+        where = f"{source}: node {node.name or '?'!r} ({node.op_type})"
+        for name in node.input:
+            if name and name not in known:
+                raise ModelFormatError(f"{where}: input {name!r} is neither a graph input, an"
+                                       " initializer nor the output of an earlier node")
+        if not node.output:
+            raise ModelFormatError(f"{where}: has no output")
+        for name in node.output:
+            if name and name in known:
+                raise ModelFormatError(f"{where}: output {name!r} is already defined")
+            known.add(name)
+    for out in graph.output:
+        if out.name not in known:
+            raise ModelFormatError(f"{source}: graph output {out.name!r} is not produced by any"
+                                   " node, input or initializer")
 
 
 @dataclass
@@ -105,6 +145,7 @@ class _Importer(TokenOps):
         from onnx import numpy_helper, shape_inference
 
         self.source, self.name = source, name
+        self.node = None  # the node being imported, for error messages
         check_tensor_data(model, source)  # before numpy allocates or onnx looks for files
         model = fold_constants(model, source)
         try:
@@ -252,11 +293,13 @@ class _Importer(TokenOps):
         if not inputs:
             raise ModelFormatError(f"{self.source}: the graph has no non-constant input")
         for node in self.nodes:
+            self.node = node  # named in the error if the node turns out malformed
             handler = getattr(self, f"_op_{node.op_type}", None)
             if handler is None or node.domain not in ("", "ai.onnx", DOMAIN):
                 raise UnsupportedError(f"{self._where(node)}: op {node.op_type!r} is not supported"
                                        " by the ONNX importer")
             handler(node, self._attrs(node))
+        self.node = None
         outputs = [self._in(o.name) for o in self.graph.output]
         self._collapse_reshapes(set(outputs))
         for name in outputs:

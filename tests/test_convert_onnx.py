@@ -219,3 +219,30 @@ def test_load_pt2_never_reads_a_trapped_sample_input(tmp_path):
     graph = load_pt2(bad)
     assert graph[graph.inputs[0]].shape == (1, 6, 6, 1)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("edit,message", [
+    ("dangling input", "is neither a graph input, an initializer nor the output"),
+    ("unproduced output", "graph output 'nowhere' is not produced"),
+    ("attribute of the wrong type", "malformed ONNX model|shape inference failed"),
+    ("epsilon of the wrong type", "malformed ONNX model"),
+])
+def test_structurally_broken_onnx_is_a_format_error_naming_the_place(edit, message):
+    """What the fuzz suite found as tracebacks: wiring and attribute types that ONNX forbids."""
+    rng = np.random.default_rng(0)
+    nodes, inits = handmade_cnn_parts(rng)
+    outputs = [vinfo("y", [1, 5])]
+    if edit == "dangling input":
+        nodes[4].input[0] = "ghost"
+    elif edit == "unproduced output":
+        outputs = [vinfo("nowhere", [1, 5])]
+    elif edit == "epsilon of the wrong type":  # shape inference does not read it; the importer does
+        del nodes[1].attribute[:]
+        nodes[1].attribute.append(helper.make_attribute("epsilon", [1e-5, 2e-5]))
+    else:
+        conv = nodes[0]
+        del conv.attribute[:]
+        conv.attribute.append(helper.make_attribute("group", [1, 2]))
+    model = make_model(nodes, [vinfo("x", [1, 3, 8, 8])], outputs, inits)
+    with pytest.raises(ModelFormatError, match=message):
+        import_onnx(model)
