@@ -49,7 +49,7 @@ def test_every_tensor_is_at_its_planned_offset(kws):
 def test_one_function_per_op_called_in_schedule_order(kws):
     graph, gen = kws
     source = gen.files["model.c"]
-    defined = re.findall(r"static void (op(\d+)_\w+)\(void\)", source)
+    defined = re.findall(r"EK_OP_FUNCTION void (op(\d+)_\w+)\(void\)", source)
     run_body = source[source.index("int edgekit_payload_run(void)"):]
     called = re.findall(r"    (op(\d+)_\w+)\(\);", run_body)
     assert [int(i) for _, i in called] == gen.plan.schedule
