@@ -32,6 +32,31 @@ static int32_t bias_of(const int32_t *bias, int32_t c)
     return bias != 0 ? bias[c] : 0;
 }
 
+/* 1 when every output channel's requantisation takes the fast form (ek_requant_fast): checked
+ * once per call, so the per-output path has no test of its own. */
+static int requant_fast_layer(const ek_conv2d_params *p)
+{
+    for (int32_t c = 0; c < p->out_c; ++c) {
+        if (!ek_requant_fast_applies(p->multipliers[c], p->shifts[c])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Output channel oc's int8 value of acc: ek_conv_requantize, in its fast form where `fast`. */
+static inline int8_t conv_requantize(const ek_conv2d_params *p, int32_t acc, int32_t oc, int fast)
+{
+    if (fast) {
+        const int32_t shift = p->shifts[oc];
+        const int32_t v = ek_requant_fast(acc, p->multipliers[oc],
+                                          ek_requant_fast_k_hi(shift, p->output_offset), -shift - 1);
+        return (int8_t)ek_clamp(v, p->act_min, p->act_max);
+    }
+    return ek_conv_requantize(acc, p->multipliers[oc], p->shifts[oc], p->output_offset,
+                              p->act_min, p->act_max);
+}
+
 /* acc of output channel oc at the pixel whose window starts at (iy0, ix0), valid taps only. */
 static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
                                  const int8_t *filter, int32_t oc, int32_t iy0, int32_t ix0,
@@ -639,7 +664,7 @@ void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_p
 /* always inlined: a call per pixel costs about 1% of a DS-CNN's instructions */
 static inline __attribute__((always_inline)) void pointwise_pixel(
     const ek_conv2d_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-    int8_t *output, int8_t *scratch, int32_t pixel, int16_t *win)
+    int8_t *output, int8_t *scratch, int32_t pixel, int16_t *win, int fast)
 {
     const int32_t c_in = p->in_c, c_out = p->out_c;
     /* src(p): the input pixel this output pixel reads (1x1 window, no padding) */
@@ -678,9 +703,7 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
                 ek_dot4_s8(scratch, filter + oc * c_in, c_in, c_in, p->input_offset, acc);
             }
             for (int32_t r = 0; r < 4; ++r) {
-                out[oc + r] = ek_conv_requantize(acc[r], p->multipliers[oc + r],
-                                                 p->shifts[oc + r], p->output_offset,
-                                                 p->act_min, p->act_max);
+                out[oc + r] = conv_requantize(p, acc[r], oc + r, fast);
             }
         }
     }
@@ -688,8 +711,7 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
     for (; oc < c_out; ++oc) {
         const uint32_t acc = ek_filter_dot(scratch, p->input_offset, filter, oc * c_in, c_in,
                                            p->filter_offset, (uint32_t)bias_of(bias, oc));
-        out[oc] = ek_conv_requantize((int32_t)acc, p->multipliers[oc], p->shifts[oc],
-                                     p->output_offset, p->act_min, p->act_max);
+        out[oc] = conv_requantize(p, (int32_t)acc, oc, fast);
     }
 }
 
@@ -699,8 +721,9 @@ void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *inpu
 {
     const ek_conv2d_params local = *params; /* see ek_conv2d_s8 */
     EK_POINTWISE_WINDOW(local);
+    const int fast = requant_fast_layer(&local);
     for (int32_t pixel = 0; pixel < local.out_h * local.out_w; ++pixel) {
-        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win);
+        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win, fast);
     }
 }
 
@@ -712,8 +735,9 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
 {
     const ek_conv2d_params local = *params;
     EK_POINTWISE_WINDOW(local);
+    const int fast = requant_fast_layer(&local);
     for (int32_t pixel = local.out_h * local.out_w - 1; pixel >= 0; --pixel) {
-        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win);
+        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win, fast);
     }
 }
 
