@@ -49,19 +49,20 @@ static int requant_fast_all(const int32_t *multipliers, const int32_t *shifts, i
 /* Output channel oc's int8 value of acc: ek_conv_requantize, in its fast form where `fast`.
  * P: a conv or FC params (the same requantisation fields). */
 #define CONV_REQUANTIZE(P, acc, oc, fast)                                                       \
-    requantize_channel((acc), (P)->multipliers[oc], (P)->shifts[oc], (P)->output_offset,       \
-                       (P)->act_min, (P)->act_max, (fast))
+    requantize_channel((P)->multipliers, (P)->shifts, (oc), (P)->output_offset, (P)->act_min, \
+                       (P)->act_max, (acc), (fast))
 
-static inline int8_t requantize_channel(int32_t acc, int32_t multiplier, int32_t shift,
-                                        int32_t output_offset, int32_t act_min, int32_t act_max,
-                                        int fast)
+static inline int8_t requantize_channel(const int32_t *multipliers, const int32_t *shifts,
+                                        int32_t oc, int32_t output_offset, int32_t act_min,
+                                        int32_t act_max, int32_t acc, int fast)
 {
     if (fast) {
-        const int32_t v = ek_requant_fast(acc, multiplier,
+        const int32_t shift = shifts[oc];
+        const int32_t v = ek_requant_fast(acc, multipliers[oc],
                                           ek_requant_fast_k_hi(shift, output_offset), -shift - 1);
         return (int8_t)ek_clamp(v, act_min, act_max);
     }
-    return ek_conv_requantize(acc, multiplier, shift, output_offset, act_min, act_max);
+    return ek_conv_requantize(acc, multipliers[oc], shifts[oc], output_offset, act_min, act_max);
 }
 
 /* acc of output channel oc at the pixel whose window starts at (iy0, ix0), valid taps only. */
