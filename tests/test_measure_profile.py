@@ -38,6 +38,12 @@ def test_output_without_profile_is_refused(tmp_path: Path, capsys) -> None:
     assert "--profile" in capsys.readouterr().err
 
 
+def test_profile_on_another_runner_is_refused(tmp_path: Path, capsys) -> None:
+    assert main(["measure", str(tmp_path), "--profile", "--runner", "qemu"]) != 0
+    err = capsys.readouterr().err
+    assert "Unicorn only, not qemu" in err and "Traceback" not in err
+
+
 @needs_toolchain
 def test_kws_profile_sums_to_the_inference(tmp_path: Path, capsys) -> None:
     build = tmp_path / "kws"

@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     timeout_s = None if args.timeout is None else check_timeout(args.timeout)
     if args.output is not None and not args.profile:
         raise UsageError("-o names the profile's file: give it with --profile")
+    if args.profile and args.runner not in (None, "unicorn"):
+        raise UsageError(f"--profile counts instructions per op on Unicorn only, not {args.runner}"
+                         " (per-op DWT cycles on a real board are not implemented)")
     firmware = resolve_firmware(args.firmware, args.board, hardware=hardware)
     profile_path = None
     if args.profile:
