@@ -1,7 +1,8 @@
 """Benchmark: the generated firmware of the MLPerf Tiny models on emulated boards.
 
 For each model and board: build with `edgekit.firmware.model_build`, run on Unicorn (the exact
-instruction count of one inference, painted stack and arena high-water marks), and record
+instruction count of one inference, per kind of op too, painted stack and arena high-water
+marks), and record
 ``peak_sram_bytes`` (measured: static RAM + stack high-water), ``flash_bytes``, the estimate and
 its error, ``instructions`` per inference, the model's MACs and instructions per MAC, beside
 TFLite Micro's host arena (measured here with the ``tflite_micro`` package) and the issue's peer
@@ -50,7 +51,8 @@ def run_one(model_path: Path, board: str, work: Path) -> dict:
 
     started = time.time()
     result = build_model(model_path, board, work / f"{model_path.stem}-{board}")
-    measured = measure(resolve_firmware(result.directory, None), "unicorn", timeout_s=600)
+    measured = measure(resolve_firmware(result.directory, None), "unicorn", timeout_s=600,
+                       profile=True)
     macs = graph_macs(result.model.graph)
     return {
         "board": board,
@@ -67,6 +69,8 @@ def run_one(model_path: Path, board: str, work: Path) -> dict:
         "instructions": measured["instructions"],
         "macs": macs,
         "instructions_per_mac": measured["instructions"] / macs if macs else None,
+        # `edgekit measure --profile`'s totals per kind of op (instructions, MACs, per MAC)
+        "per_kind": measured["profile"]["kinds"],
         "inplace_modes": sorted({b.inplace_mode for b in result.model.plan.buffers.values()
                                  if b.inplace_mode}),
         "fusions": len(getattr(result.model.plan, "fusions", {})),
@@ -115,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{run['instructions']:>12,}{run['instructions_vs_tflm_cmsis_nn']:>9.2f}"
                   f"{run['instructions_per_mac']:>10.2f}{100 * run['estimate_error']:>8.2f}%"
                   f"  {run['bit_exact']}")
+    print("instructions per MAC by kind of op (first board):")
+    for short, entry in results.items():
+        kinds = ", ".join(f"{k['kind']} {k['instructions_per_mac']:.2f}"
+                          for k in entry["runs"][0]["per_kind"] if k["macs"])
+        print(f"  {short:<8}{kinds}")
     print(f"wrote {args.out}")
     return 0
 

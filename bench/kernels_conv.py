@@ -15,7 +15,8 @@ that mode, since that is what the generated firmware runs for them.
                          [--no-effective-bias] [--out bench/results/kernels_conv.json]
 
 CONV_2D layers get ek_conv2d_params.effective_bias (bias with the input offset folded in, as the
-generator emits it) unless --no-effective-bias.
+generator emits it) unless --no-effective-bias; FULLY_CONNECTED layers then get, as the generator
+emits them, that folded bias as their bias and an input offset of 0.
 
 Instructions are counted per translated block (a block hook, each block's instruction count
 decoded once with capstone): every block inside ``bench_run`` runs to its end, so this is exact.
@@ -133,9 +134,16 @@ def effective_bias(layer: Layer) -> np.ndarray:
     return ((total + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
 
 
+def _folds_fc_bias(layer: Layer, with_effective_bias: bool) -> bool:
+    """Whether the generator folds this FULLY_CONNECTED's input offset into its bias."""
+    return (with_effective_bias and layer.op.kind == "FULLY_CONNECTED"
+            and layer.prepared.filter_offset == 0)
+
+
 def _params(layer: Layer, i: int, with_effective_bias: bool) -> str:
     p, x, w = layer.prepared, layer.x, layer.w
-    common = (f".input_offset = {p.input_offset}, .filter_offset = {p.filter_offset}, "
+    input_offset = 0 if _folds_fc_bias(layer, with_effective_bias) else p.input_offset
+    common = (f".input_offset = {input_offset}, .filter_offset = {p.filter_offset}, "
               f".output_offset = {p.output_offset}, .act_min = {p.act_min}, "
               f".act_max = {p.act_max}, .multipliers = m{i}, .shifts = s{i}")
     if with_effective_bias and layer.op.kind == "CONV_2D":
@@ -153,8 +161,10 @@ def _params(layer: Layer, i: int, with_effective_bias: bool) -> str:
             f" .depth_multiplier = {p.depth_multiplier}, {common}}};\n")
 
 
-def _call(layer: Layer, i: int) -> str:
+def _call(layer: Layer, i: int, with_effective_bias: bool) -> str:
     bias = f"b{i}" if layer.bias is not None else "0"
+    if _folds_fc_bias(layer, with_effective_bias):
+        bias = f"eb{i}"
     args = f"&p{i}, (int8_t *)io, w{i}, {bias}"
     if layer.op.kind == "FULLY_CONNECTED":
         return f"ek_fully_connected_s8({args}, io + OUT_AT);"
@@ -181,11 +191,12 @@ def program_source(layers: list[Layer], with_effective_bias: bool = True) -> tup
             parts.append(_array("int32_t", f"b{i}", layer.bias.astype(np.int64)))
         parts.append(_array("int32_t", f"m{i}", layer.prepared.multipliers))
         parts.append(_array("int32_t", f"s{i}", layer.prepared.shifts))
-        if with_effective_bias and layer.op.kind == "CONV_2D":
+        if (with_effective_bias and layer.op.kind == "CONV_2D"
+                or _folds_fc_bias(layer, with_effective_bias)):
             parts.append(_array("int32_t", f"eb{i}", effective_bias(layer)))
         parts.append(_params(layer, i, with_effective_bias))
         setups.append(f"    case {i}: memcpy(io, x{i}, sizeof x{i}); break;\n")
-        runs.append(f"    case {i}: {_call(layer, i)} break;\n")
+        runs.append(f"    case {i}: {_call(layer, i, with_effective_bias)} break;\n")
     parts.append("void bench_setup(int i)\n{\n    switch (i) {\n" + "".join(setups)
                  + "    default: break;\n    }\n}\n")
     parts.append("void bench_run(int i)\n{\n    switch (i) {\n" + "".join(runs)

@@ -311,7 +311,9 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         body = f"    {call.kernel}({', '.join(params + call.args)});"
     else:
         body = f"    {call.statement}"
-    lines.append(f"static void {fn}(void)\n{{\n{body}\n}}\n")
+    # noinline keeps one symbol per op in the ELF: `edgekit measure --profile` attributes
+    # instructions by entering it (it costs a call and a tail branch per op)
+    lines.append(f"EK_OP_FUNCTION void {fn}(void)\n{{\n{body}\n}}\n")
     out = graph[out_name]
     trace = f"\n    EDGEKIT_TRACE_OP({step}, {names.tensor_macro[out.name]}, {out.nbytes});"
     return "\n".join(lines), f"    {fn}();{trace}", call.kernel, out_name
@@ -414,6 +416,12 @@ def _model_source(graph: Graph, plan: MemoryPlan, names: _Names, sections: list[
         f"EDGEKIT_ARENA({ARENA_SYMBOL}, EK_MODEL_ARENA_BYTES);", "",
         "/* Host tests define EDGEKIT_TRACE_OP to check every op's output against the reference",
         " * interpreter; on the device it is nothing. */",
+        "/* One symbol per op (`edgekit measure --profile` counts between their entries). */",
+        "#if defined(__GNUC__)",
+        "#define EK_OP_FUNCTION static __attribute__((noinline))",
+        "#else",
+        "#define EK_OP_FUNCTION static",
+        "#endif", "",
         "#ifndef EDGEKIT_TRACE_OP",
         "#define EDGEKIT_TRACE_OP(step, tensor, nbytes) ((void)0)",
         "#endif", "",

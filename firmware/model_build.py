@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgekit import attention, planner
 from edgekit.boards import target_for
-from edgekit.costs import graph_macs
+from edgekit.costs import graph_macs, op_macs
 from edgekit.errors import BuildError
 from edgekit.firmware import elf
 from edgekit.firmware import platformio
@@ -180,6 +180,8 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         # what one inference costs: `edgekit measure` scales its timeout and budget from it
         "work": {"macs": graph_macs(gen.graph),
                  "elements": sum(gen.graph[t].size for op in gen.graph.ops for t in op.outputs)},
+        # per op (by graph index): what `edgekit measure --profile` divides its counts by
+        "op_macs": [op_macs(op, gen.graph) for op in gen.graph.ops],
         "fused_attention": sum(op.kind == "ATTENTION" for op in graph.ops),
         "weights_bytes": graph.weights_bytes,
         **int4_summary(graph),

@@ -258,9 +258,19 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
         call = _fully_connected_pointwise(ctx, p, fields)
         call.kernel = weights_kernel(call.kernel, bits)
         return call
-    args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
+    arrays = _per_channel(p)
+    bias_arg = ctx.ptr(bias)
+    if p.filter_offset == 0 and p.input_offset != 0:
+        # the input offset folded into the bias at build time: bias + sum((x + io) * w) equals
+        # (bias + io * sum(w)) + sum(x * w) in the kernel's wrapping int32 accumulator, so every
+        # path (portable, DSP, int4) gives the same bytes, and the DSP path multiplies raw bytes
+        arrays.append(("int32_t", "effective_bias", effective_bias(
+            graph[w].data, None if bias is None else graph[bias].data, p.input_offset)))
+        fields["input_offset"] = 0
+        bias_arg = ctx.array("effective_bias").name
+    args = [ctx.ptr(x), ctx.ptr(w), bias_arg, ctx.ptr(out)]
     return OpCall(weights_kernel("ek_fully_connected_s8", bits), "ek_fully_connected_params",
-                  fields, _per_channel(p), args)
+                  fields, arrays, args)
 
 
 def _fully_connected_pointwise(ctx: EmitContext, p, fc_fields: dict) -> OpCall:

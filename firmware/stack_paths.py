@@ -23,12 +23,27 @@ def _broadcasts(fields: dict) -> bool:
     return bool(fields["shape"]["broadcast"])
 
 
+def _raw_dot_product(fields: dict) -> bool:
+    """Whether a call runs dot4_raw (the raw-byte SMLAD loop): a FULLY_CONNECTED with both
+    offsets 0 (the generator folds the input offset into the bias) and 4 units or more; every
+    convolution call counts as taking it (its conditions depend on the pixel)."""
+    if "units" not in fields:
+        return True
+    return fields["filter_offset"] == 0 and fields["input_offset"] == 0 and fields["units"] >= 4
+
+
+#: the kernels that call dot4_raw (DSP builds only)
+RAW_DOT_KERNELS = frozenset({"ek_fully_connected_s8", "ek_conv2d_s8", "ek_conv2d_add_s8",
+                             "ek_conv2d_s8_pointwise_inplace",
+                             "ek_conv2d_s8_pointwise_inplace_backward"})
+
 #: helper symbol -> (the kernels that call it, whether a call with these params fields takes it)
 PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     **{helper: (frozenset({kernel}), pairs_path_applies)
        for kernel, helper in DSP_PAIR_HELPERS.items()},
     **{f"{kernel}_broadcast": (frozenset({kernel}), _broadcasts)
        for kernel in ("ek_add_s8", "ek_add_s16", "ek_mul_s8", "ek_mul_s16")},
+    "dot4_raw": (RAW_DOT_KERNELS, _raw_dot_product),
 }
 
 

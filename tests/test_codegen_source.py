@@ -49,7 +49,7 @@ def test_every_tensor_is_at_its_planned_offset(kws):
 def test_one_function_per_op_called_in_schedule_order(kws):
     graph, gen = kws
     source = gen.files["model.c"]
-    defined = re.findall(r"static void (op(\d+)_\w+)\(void\)", source)
+    defined = re.findall(r"EK_OP_FUNCTION void (op(\d+)_\w+)\(void\)", source)
     run_body = source[source.index("int edgekit_payload_run(void)"):]
     called = re.findall(r"    (op(\d+)_\w+)\(\);", run_body)
     assert [int(i) for _, i in called] == gen.plan.schedule
@@ -71,7 +71,16 @@ def test_params_are_the_reference_numbers(kws):
         block = re.search(rf"{fn}_params = \{{(.*?)\n\}};", source, re.S).group(1)
         fields = dict(re.findall(r"\.(\w+) = (-?\d+),", block))
         p = prepared[index]
-        assert int(fields["input_offset"]) == p.input_offset
+        if op.kind == "FULLY_CONNECTED" and p.filter_offset == 0:
+            # the input offset is folded into the bias the call passes (op_emitters)
+            assert int(fields["input_offset"]) == 0
+            body = re.search(rf"{fn}_effective_bias\[\d+\][^=]*= \{{(.*?)\}};", source, re.S).group(1)
+            w, bias = graph[op.inputs[1]].data, graph[op.inputs[2]].data
+            folded = bias.astype(np.int64) + p.input_offset * w.astype(np.int64).sum(axis=1)
+            assert [int(v) for v in body.replace("\n", " ").split(",")] == list(folded)
+            assert re.search(rf"ek_fully_connected_s8\(&{fn}_params, [^,]+, [^,]+, {fn}_effective_bias,", source)
+        else:
+            assert int(fields["input_offset"]) == p.input_offset
         assert int(fields["output_offset"]) == p.output_offset
         assert (int(fields["act_min"]), int(fields["act_max"])) == (p.act_min, p.act_max)
 

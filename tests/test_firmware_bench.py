@@ -40,3 +40,6 @@ def test_one_run_is_complete_and_bit_exact(bench, tmp_path):
     assert abs(run["estimate_error"]) <= 0.01
     assert run["instructions"] > run["macs"] == 264_192
     assert run["instructions_per_mac"] == run["instructions"] / run["macs"]
+    kinds = {k["kind"]: k for k in run["per_kind"]}
+    assert sum(k["instructions"] for k in run["per_kind"]) <= run["instructions"]
+    assert kinds["FULLY_CONNECTED"]["macs"] == run["macs"]  # ad01: an MLP

@@ -366,6 +366,36 @@ def test_fully_connected_random(libs, seed):
     check_graph(libs, graph, rng)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_fully_connected_with_the_input_offset_in_the_bias(libs, seed):
+    """What the generator emits for a FULLY_CONNECTED (filter offset 0): input offset 0 and the
+    offset folded into the bias (op_emitters.effective_bias), which the DSP path multiplies as
+    raw bytes (dot4_raw). Every variant gives the reference's bytes, wrapping included."""
+    import dataclasses
+
+    from edgekit.firmware.op_emitters import effective_bias as folded_bias
+
+    rng = np.random.default_rng(4500 + seed)
+    graph = gb.fully_connected(rng, batch=int(rng.choice([1, 3])),
+                               in_features=int(rng.integers(1, 90)),
+                               out_features=int(rng.integers(1, 14)),
+                               activation=str(rng.choice(["NONE", "RELU"])), bias=bool(seed % 4))
+    op = graph.ops[0]
+    prepared = reference.prepare(op, graph)
+    w = graph[op.inputs[1]].data
+    bias = graph[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] else None
+    if seed == 0 and bias is not None:  # a bias near INT32_MAX: the folded sum wraps
+        bias = np.full(bias.shape, np.iinfo(np.int32).max - 3, np.int32)
+    folded = dataclasses.replace(prepared, input_offset=0)
+    b = folded_bias(w, bias, prepared.input_offset).astype(np.int32)
+    for _ in range(2):
+        x = gb.random_values(rng, graph[op.inputs[0]].shape, graph[op.inputs[0]].dtype)
+        expected = reference.run_op(prepared, [x, w, bias])
+        for variant, lib in libs.items():
+            got = run_c(lib, folded, x, w, b)
+            assert got.tobytes() == expected.tobytes(), f"{variant} seed {seed}"
+
+
 # --- edges: offsets the DSP path must refuse or survive ------------------------------------------
 
 def _with_filter_zero_point(graph: Graph, zp: int) -> Graph:

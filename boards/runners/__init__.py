@@ -24,7 +24,8 @@ def default_runner_name(target) -> str:
 
 def make_runner(target, name: str | None = None, *, port: str | None = None,
                 flasher: str | None = None, reset: str = "auto", verify_counts: bool = False,
-                instruction_budget: int | None = None, budget_note: str = "") -> Runner:
+                instruction_budget: int | None = None, budget_note: str = "",
+                profile: bool = False) -> Runner:
     """The runner `name` (default: `default_runner_name`) configured for `target`
     (an `edgekit.boards.Target`).
 
@@ -32,7 +33,8 @@ def make_runner(target, name: str | None = None, *, port: str | None = None,
     not programmed is reset: 'probe', 'dtr', 'none', or 'auto': the probe where a probe tool is
     installed, else DTR) only matter for the serial runner;
     `verify_counts` (cross-checks block counts per instruction; slow) and `instruction_budget`
-    (stop after that many instructions; `budget_note` says where it came from) only for Unicorn.
+    (stop after that many instructions; `budget_note` says where it came from) and `profile`
+    (instructions per generated op function) only for Unicorn.
     """
     name = name or default_runner_name(target)
     if name not in RUNNER_NAMES:
@@ -50,7 +52,7 @@ def make_runner(target, name: str | None = None, *, port: str | None = None,
 
         return UnicornRunner.from_target(target, verify_counts=verify_counts,
                                          instruction_budget=instruction_budget,
-                                         budget_note=budget_note)
+                                         budget_note=budget_note, profile=profile)
     if name == "renode":
         from edgekit.boards.runners.renode import RenodeRunner
 

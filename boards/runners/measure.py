@@ -90,13 +90,15 @@ def _latency_ms(report, board) -> float | None:
 
 
 def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: float | None = None,
-            port: str | None = None, flasher: str | None = None, reset: str = "auto") -> dict:
+            port: str | None = None, flasher: str | None = None, reset: str = "auto",
+            profile: bool = False) -> dict:
     """Run `firmware` on `runner_name` and return the measurement (`MEASUREMENT_FIELDS`).
 
     `timeout_s` None takes the default scaled from the manifest's work (`limits.run_limits`);
     Unicorn also stops at the instruction budget derived from it. The ELF is checked before
     any runner starts. A report the host cannot accept raises `ReportError` /
-    `DeviceFaultError` with the console.
+    `DeviceFaultError` with the console. `profile` (Unicorn only) adds ``profile``: per op
+    instructions, MACs and instructions per MAC (`edgekit.boards.runners.profile`).
     """
     from edgekit.firmware.elf import sizes
 
@@ -104,10 +106,14 @@ def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: fl
         timeout_s = check_timeout(timeout_s)
     check_elf(firmware.elf)
     target = firmware.target
-    name = runner_name or default_runner_name(target)
+    name = runner_name or ("unicorn" if profile else default_runner_name(target))
+    if profile and name != "unicorn":
+        raise UsageError(f"--profile counts instructions per op on Unicorn only, not {name} (per-op"
+                         " DWT cycles on a real board are not implemented)")
     limits = run_limits(firmware.manifest, name, timeout_s)
     runner = make_runner(target, name, port=port, flasher=flasher, reset=reset,
-                         instruction_budget=limits.instruction_budget, budget_note=limits.note)
+                         instruction_budget=limits.instruction_budget, budget_note=limits.note,
+                         profile=profile)
     result = runner.run(firmware.elf, limits.timeout_s)
     report = parse_report(result.console)
     if report.board != target.board.id:
@@ -151,7 +157,20 @@ def measure(firmware: Firmware, runner_name: str | None = None, *, timeout_s: fl
     from edgekit.firmware.estimate import compare_with_measurement
 
     measured.update(compare_with_measurement(firmware.manifest, measured))
-    return {key: measured[key] for key in MEASUREMENT_FIELDS}
+    ordered = {key: measured[key] for key in MEASUREMENT_FIELDS}
+    if profile:
+        ordered["profile"] = _profile(firmware, result)
+    return ordered
+
+
+def _profile(firmware: Firmware, result) -> dict:
+    from edgekit.boards.runners.profile import BEFORE_OPS, profile_rows
+
+    counts = result.details.get("op_instructions") or {}
+    if set(counts) <= {BEFORE_OPS}:
+        raise UsageError(f"{firmware.elf} has no per-op functions (op000_...) to profile: profile a"
+                         " model firmware built by this edgekit (`edgekit build`)")
+    return profile_rows(counts, firmware.manifest)
 
 
 def measurement_ok(measured: dict) -> bool:
@@ -201,4 +220,9 @@ def render_measurement(measured: dict) -> str:
                      f" {measured['peak_sram_bytes']} B ({100 * measured['estimate_error']:+.2f}%)")
     if measured["exit_code"] not in (0, None):
         lines.append(f"  exit status:      {measured['exit_code']} (non-zero)")
+    if measured.get("profile") is not None:
+        from edgekit.boards.runners.profile import render_profile
+
+        lines.append("  profile (instructions on Unicorn per op function):")
+        lines.append(render_profile(measured["profile"]))
     return "\n".join(lines)

@@ -28,8 +28,9 @@ Unicorn does not take exceptions into the guest's vector table, so a fault ends 
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import capstone
@@ -78,6 +79,10 @@ MARK_SYMBOLS = {
     "edgekit_report_begin": "report_begin",
 }
 REGION_SYMBOLS = ("__stack_bottom", "__stack_top", "__arena_start", "__arena_end")
+#: the generated model's per-op functions (``op012_depthwise_conv_2d``): the profile's marks
+OP_FUNCTION = re.compile(r"^op\d{3,}_\w+$")
+#: where the profile puts what runs in the window before the first op function is entered
+BEFORE_OPS = "(before the first op)"
 _FAULT_REGISTERS = {"r0": arm_const.UC_ARM_REG_R0, "r1": arm_const.UC_ARM_REG_R1,
                     "r2": arm_const.UC_ARM_REG_R2, "r3": arm_const.UC_ARM_REG_R3,
                     "r12": arm_const.UC_ARM_REG_R12, "sp": arm_const.UC_ARM_REG_SP,
@@ -104,6 +109,8 @@ class ElfImage:
 
     segments: tuple[tuple[int, bytes], ...]  # (load address, file bytes)
     symbols: dict[str, int]
+    #: entry address (even) -> name of every generated per-op function (`OP_FUNCTION`)
+    op_functions: dict[int, str] = field(default_factory=dict)
 
 
 def read_elf(path: Path) -> ElfImage:
@@ -127,16 +134,19 @@ def _read_checked_elf(path: Path) -> ElfImage:
         segments = tuple((seg["p_paddr"], seg.data()) for seg in elf.iter_segments()
                          if seg["p_type"] == "PT_LOAD" and seg["p_filesz"] > 0)
         symbols: dict[str, int] = {}
+        op_functions: dict[int, str] = {}
         for section in elf.iter_sections():
             if isinstance(section, SymbolTableSection):
                 for symbol in section.iter_symbols():
+                    if symbol["st_info"]["type"] == "STT_FUNC" and OP_FUNCTION.match(symbol.name):
+                        op_functions[symbol["st_value"] & ~1] = symbol.name
                     if symbol.name in wanted:
                         value = symbol["st_value"]
                         # Thumb function symbols carry bit 0; the code starts at the even address
                         symbols[symbol.name] = value & ~1 if symbol.name in MARK_SYMBOLS else value
     if not segments:
         raise RunnerError(f"{path} has no loadable segments")
-    return ElfImage(segments=segments, symbols=symbols)
+    return ElfImage(segments=segments, symbols=symbols, op_functions=op_functions)
 
 
 def _align_down(value: int) -> int:
@@ -172,7 +182,7 @@ class UnicornRunner(Runner):
     def __init__(self, cpu: str, regions: list[Region], console_kind: str,
                  console_base: int | None = None, *, vector_table: int | None = None,
                  verify_counts: bool = False, instruction_budget: int | None = None,
-                 budget_note: str = "", chip_bsp: str | None = None):
+                 budget_note: str = "", chip_bsp: str | None = None, profile: bool = False):
         if cpu not in CPU_MODELS:
             raise RunnerError(f"Unicorn has no CPU model {cpu!r} (models: {', '.join(CPU_MODELS)})")
         if console_kind != "semihosting" and console_base is None:
@@ -191,15 +201,19 @@ class UnicornRunner(Runner):
         #: a real board's hardware build: its peripherals are strict register models
         #: (`chip_models`) instead of zeroed RAM
         self.chip_bsp = chip_bsp
+        #: count the window's instructions per generated op function as well (`RunResult.details`
+        #: ``op_instructions``): each op's entry starts its share, which runs to the next entry
+        self.profile = profile
 
     @classmethod
     def from_target(cls, target, *, verify_counts: bool = False,
-                    instruction_budget: int | None = None, budget_note: str = "") -> UnicornRunner:
+                    instruction_budget: int | None = None, budget_note: str = "",
+                    profile: bool = False) -> UnicornRunner:
         """The runner for a build target (`edgekit.boards.Target`): the host board's memory map
         and Unicorn model, the target's console."""
         host = target.host
         budget = {"verify_counts": verify_counts, "instruction_budget": instruction_budget,
-                  "budget_note": budget_note}
+                  "budget_note": budget_note, "profile": profile}
         if not target.emulated and target.board.bsp:
             # a real board's hardware build on its own memory map, its clock, pin and console
             # registers answered by the chip's model (`chip_models`, test fixtures)
@@ -260,6 +274,10 @@ class _Session:
         self.disassembler = capstone.Cs(capstone.CS_ARCH_ARM,
                                         capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
         self.marks = {image.symbols[s]: kind for s, kind in MARK_SYMBOLS.items() if s in image.symbols}
+        # per-op profile: an op function's entry must start a block too (it is always called)
+        self.op_entries = image.op_functions if runner.profile else {}
+        self.current_op = BEFORE_OPS
+        self.op_instructions: dict[str, int] = {}
         self.semihosting = Semihosting(self._read, self._emit)
 
     # --- set-up ----------------------------------------------------------------------------------
@@ -365,9 +383,11 @@ class _Session:
         code = self._read(address, size)
         count, decoded = 0, 0
         for insn_address, insn_size, _, _ in self.disassembler.disasm_lite(code, address):
-            if insn_address != address and insn_address in self.marks:
+            if insn_address != address and (insn_address in self.marks
+                                            or insn_address in self.op_entries):
+                what = self.marks.get(insn_address) or self.op_entries[insn_address]
                 raise RunnerError(f"a translated block at {address:#010x} runs into "
-                                  f"{self.marks[insn_address]} marker code at {insn_address:#010x} "
+                                  f"{what} marker code at {insn_address:#010x} "
                                   "without a call: the instruction count would be inexact")
             count += 1
             decoded += insn_size
@@ -394,6 +414,9 @@ class _Session:
                 uc.emu_stop()
         if self.measuring:
             self.instructions += count
+            if self.op_entries:
+                self.current_op = self.op_entries.get(address, self.current_op)
+                self.op_instructions[self.current_op] = self.op_instructions.get(self.current_op, 0) + count
         if self.verifier is not None:
             self.verifier.on_block(address, size, self.measuring)
 
@@ -516,6 +539,8 @@ class _Session:
                          "executed_instructions": self.executed,
                          "instruction_budget": self.runner.instruction_budget,
                          "translated_blocks": len(self.block_sizes)}
+        if self.runner.profile:
+            details["op_instructions"] = dict(self.op_instructions)
         instructions = self.instructions if self.windows else None
         if self.verifier is not None:
             self.verifier.on_block(0, 0, False)  # close the last block

@@ -32,6 +32,39 @@ static int32_t bias_of(const int32_t *bias, int32_t c)
     return bias != 0 ? bias[c] : 0;
 }
 
+/* 1 when every output channel's requantisation takes the fast form (ek_requant_fast): checked
+ * once per call, so the per-output path has no test of its own. P: a conv or FC params. */
+#define REQUANT_FAST_LAYER(P, channels) requant_fast_all((P)->multipliers, (P)->shifts, (channels))
+
+static int requant_fast_all(const int32_t *multipliers, const int32_t *shifts, int32_t channels)
+{
+    for (int32_t c = 0; c < channels; ++c) {
+        if (!ek_requant_fast_applies(multipliers[c], shifts[c])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Output channel oc's int8 value of acc: ek_conv_requantize, in its fast form where `fast`.
+ * P: a conv or FC params (the same requantisation fields). */
+#define CONV_REQUANTIZE(P, acc, oc, fast)                                                       \
+    requantize_channel((P)->multipliers, (P)->shifts, (oc), (P)->output_offset, (P)->act_min, \
+                       (P)->act_max, (acc), (fast))
+
+static inline int8_t requantize_channel(const int32_t *multipliers, const int32_t *shifts,
+                                        int32_t oc, int32_t output_offset, int32_t act_min,
+                                        int32_t act_max, int32_t acc, int fast)
+{
+    if (fast) {
+        const int32_t shift = shifts[oc];
+        const int32_t v = ek_requant_fast(acc, multipliers[oc],
+                                          ek_requant_fast_k_hi(shift, output_offset), -shift - 1);
+        return (int8_t)ek_clamp(v, act_min, act_max);
+    }
+    return ek_conv_requantize(acc, multipliers[oc], shifts[oc], output_offset, act_min, act_max);
+}
+
 /* acc of output channel oc at the pixel whose window starts at (iy0, ix0), valid taps only. */
 static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
                                  const int8_t *filter, int32_t oc, int32_t iy0, int32_t ix0,
@@ -639,7 +672,7 @@ void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_p
 /* always inlined: a call per pixel costs about 1% of a DS-CNN's instructions */
 static inline __attribute__((always_inline)) void pointwise_pixel(
     const ek_conv2d_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-    int8_t *output, int8_t *scratch, int32_t pixel, int16_t *win)
+    int8_t *output, int8_t *scratch, int32_t pixel, int16_t *win, int fast)
 {
     const int32_t c_in = p->in_c, c_out = p->out_c;
     /* src(p): the input pixel this output pixel reads (1x1 window, no padding) */
@@ -678,9 +711,7 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
                 ek_dot4_s8(scratch, filter + oc * c_in, c_in, c_in, p->input_offset, acc);
             }
             for (int32_t r = 0; r < 4; ++r) {
-                out[oc + r] = ek_conv_requantize(acc[r], p->multipliers[oc + r],
-                                                 p->shifts[oc + r], p->output_offset,
-                                                 p->act_min, p->act_max);
+                out[oc + r] = CONV_REQUANTIZE(p, acc[r], oc + r, fast);
             }
         }
     }
@@ -688,8 +719,7 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
     for (; oc < c_out; ++oc) {
         const uint32_t acc = ek_filter_dot(scratch, p->input_offset, filter, oc * c_in, c_in,
                                            p->filter_offset, (uint32_t)bias_of(bias, oc));
-        out[oc] = ek_conv_requantize((int32_t)acc, p->multipliers[oc], p->shifts[oc],
-                                     p->output_offset, p->act_min, p->act_max);
+        out[oc] = CONV_REQUANTIZE(p, (int32_t)acc, oc, fast);
     }
 }
 
@@ -699,8 +729,9 @@ void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *inpu
 {
     const ek_conv2d_params local = *params; /* see ek_conv2d_s8 */
     EK_POINTWISE_WINDOW(local);
+    const int fast = REQUANT_FAST_LAYER(&local, local.out_c);
     for (int32_t pixel = 0; pixel < local.out_h * local.out_w; ++pixel) {
-        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win);
+        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win, fast);
     }
 }
 
@@ -712,8 +743,9 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
 {
     const ek_conv2d_params local = *params;
     EK_POINTWISE_WINDOW(local);
+    const int fast = REQUANT_FAST_LAYER(&local, local.out_c);
     for (int32_t pixel = local.out_h * local.out_w - 1; pixel >= 0; --pixel) {
-        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win);
+        pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win, fast);
     }
 }
 
@@ -735,6 +767,7 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
         return;
     }
 #endif
+    const int fast = REQUANT_FAST_LAYER(p, units);
     for (int32_t row = 0; row < p->rows; ++row) {
         const int8_t *x = input + row * depth;
         int8_t *out = output + row * units;
@@ -744,26 +777,26 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
             for (; u + 4 <= units; u += 4) {
                 int32_t acc[4] = {bias_of(bias, u), bias_of(bias, u + 1), bias_of(bias, u + 2),
                                   bias_of(bias, u + 3)};
-                ek_dot4_s8(x, filter + u * depth, depth, depth, p->input_offset, acc);
+                if (p->input_offset == 0) { /* the generator folds it into the bias */
+                    dot4_raw(x, filter + u * depth, depth, depth, acc);
+                } else {
+                    ek_dot4_s8(x, filter + u * depth, depth, depth, p->input_offset, acc);
+                }
                 for (int32_t r = 0; r < 4; ++r) {
-                    out[u + r] = ek_conv_requantize(acc[r], p->multipliers[u + r],
-                                                    p->shifts[u + r], p->output_offset,
-                                                    p->act_min, p->act_max);
+                    out[u + r] = CONV_REQUANTIZE(p, acc[r], u + r, fast);
                 }
             }
             for (; u < units; ++u) {
                 int32_t acc = ek_dot1_s8(x, filter + u * depth, depth, p->input_offset,
                                          bias_of(bias, u));
-                out[u] = ek_conv_requantize(acc, p->multipliers[u], p->shifts[u],
-                                            p->output_offset, p->act_min, p->act_max);
+                out[u] = CONV_REQUANTIZE(p, acc, u, fast);
             }
         }
 #endif
         for (; u < units; ++u) {
             const uint32_t acc = ek_filter_dot(x, p->input_offset, filter, u * depth, depth,
                                                p->filter_offset, (uint32_t)bias_of(bias, u));
-            out[u] = ek_conv_requantize((int32_t)acc, p->multipliers[u], p->shifts[u],
-                                        p->output_offset, p->act_min, p->act_max);
+            out[u] = CONV_REQUANTIZE(p, (int32_t)acc, u, fast);
         }
     }
 }

@@ -17,6 +17,46 @@ static inline int8_t ek_conv_requantize(int32_t acc, int32_t multiplier, int32_t
     return (int8_t)ek_clamp(y, act_min, act_max);
 }
 
+/* The fast form of ek_conv_requantize for a channel whose multiplier is non-negative with a right
+ * shift r = -shift in [2, 23] (ek_requant_fast_applies): one 64-bit multiply-accumulate and a
+ * shift instead of ek_mbqm_nonneg's two roundings, the same result for every acc.
+ *
+ * Why it is exact. ek_mbqm_nonneg computes high = floor((P + 2^30) / 2^31) with P = acc * M,
+ * then rounds high / 2^r half away from zero: floor((high + 2^(r-1) - neg) / 2^r) with
+ * neg = [high < 0]. Adding an integer inside a floor commutes with the division, so
+ *     result + output_offset = floor(T / 2^(31+r)),
+ *     T = P + 2^30 + 2^(30+r) + output_offset * 2^(31+r) - neg * 2^31,
+ * exact in int64: |P| < 2^62 and the other terms stay below 2^61 in magnitude for r <= 23.
+ * neg = [P + 2^30 < 0] is replaced by [acc < 0] (M >= 0): they differ only when P is in
+ * [-2^30, -1], where high = 0 and floor((2^(r-1) - 1) / 2^r) = floor(2^(r-1) / 2^r) = 0 for
+ * r >= 1, so the result is the same. For r >= 2 the constant's low word is exactly 2^30, so
+ * T's starting value is  low = 2^30 + neg * 2^31 (mod 2^32: bit 31 of acc, or-ed in) and
+ * high = k_hi - neg (acc >> 31 added), with k_hi = 2^(r-2) + output_offset * 2^(r-1) the high
+ * word of the constant; then one SMLAL adds P; the result is T's high word shifted right by
+ * r - 1 (31 + r >= 32), before the clamp. */
+static inline int ek_requant_fast_applies(int32_t multiplier, int32_t shift)
+{
+    return multiplier >= 0 && shift <= -2 && shift >= -23;
+}
+
+/* k_hi of the fast form for the params shift (-r) and the output offset. */
+static inline int32_t ek_requant_fast_k_hi(int32_t shift, int32_t output_offset)
+{
+    /* 2^(r-2) + output_offset * 2^(r-1) = (1 + 2 * output_offset) * 2^(r-2): one shift of a
+     * per-layer constant */
+    return (int32_t)((UINT32_C(1) + 2u * (uint32_t)output_offset) << (-shift - 2));
+}
+
+/* The fast form's value (output offset added, not clamped); right_m1 = r - 1. */
+static inline int32_t ek_requant_fast(int32_t acc, int32_t multiplier, int32_t k_hi,
+                                      int32_t right_m1)
+{
+    const uint32_t low = ((uint32_t)acc & 0x80000000u) | 0x40000000u;
+    const uint32_t high = (uint32_t)k_hi + (uint32_t)(acc >> 31);
+    const int64_t t = (int64_t)(((uint64_t)high << 32) | low) + (int64_t)acc * multiplier;
+    return (int32_t)(t >> 32) >> right_m1;
+}
+
 /* Kernel taps k in [*first, *end) with 0 <= origin + k*dilation < size (the taps a window
  * starting at `origin` reads inside the input); the others are padding and are skipped. */
 static inline void ek_conv_valid_taps(int32_t origin, int32_t size, int32_t kernel,

@@ -347,18 +347,7 @@ typedef struct {
 
 enum { DW_GENERIC, DW_FAST, DW_FAST_FULL };
 
-/* Why the fast form is exact. ek_mbqm_nonneg computes high = floor((P + 2^30) / 2^31) with
- * P = acc * M, then rounds high / 2^r half away from zero: floor((high + 2^(r-1) - neg) / 2^r)
- * with neg = [high < 0]. Adding an integer inside a floor commutes with the division, so
- *     result + output_offset = floor(T / 2^(31+r)),
- *     T = P + 2^30 + 2^(30+r) + output_offset * 2^(31+r) - neg * 2^31,
- * exact in int64: |P| < 2^62 and the other terms stay below 2^61 in magnitude for r <= 23.
- * neg = [P + 2^30 < 0] is replaced by [acc < 0] (M >= 0): they differ only when P is in
- * [-2^30, -1], where high = 0 and floor((2^(r-1) - 1) / 2^r) = floor(2^(r-1) / 2^r) = 0 for
- * r >= 1, so the result is the same. For r >= 2 the constant's low word is exactly 2^30, so
- * T's starting value is  low = 2^30 + neg * 2^31 (mod 2^32: bit 31 of acc, or-ed in) and
- * high = k_hi - neg (acc >> 31 added), then one SMLAL adds P; the result is T's high word
- * shifted right by r - 1 (31 + r >= 32). */
+/* The fast form and why it is exact: ek_requant_fast in ek_conv_common.h. */
 static int dw_requant_setup(const ek_depthwise_conv2d_params *p, int32_t c, dw_requant *q)
 {
     const int32_t multiplier = p->multipliers[c], shift = p->shifts[c];
@@ -368,12 +357,9 @@ static int dw_requant_setup(const ek_depthwise_conv2d_params *p, int32_t c, dw_r
     q->act_max = p->act_max;
     q->k_hi = 0;
     q->shift = shift;
-    if (multiplier >= 0 && shift <= -2 && shift >= -23) {
-        const int32_t r = -shift;
-        const int64_t k = (INT64_C(1) << (30 + r))
-                          + (int64_t)p->output_offset * (INT64_C(1) << (31 + r));
-        q->k_hi = (int32_t)(k >> 32); /* k's low word is 0: 30 + r >= 32 */
-        q->shift = r - 1;
+    if (ek_requant_fast_applies(multiplier, shift)) {
+        q->k_hi = ek_requant_fast_k_hi(shift, p->output_offset);
+        q->shift = -shift - 1;
         return p->act_min == -128 && p->act_max == 127 ? DW_FAST_FULL : DW_FAST;
     }
     return DW_GENERIC;
@@ -396,10 +382,7 @@ EK_DW_INLINE int8_t dw_output(const dw_requant *q, int32_t acc, int mode)
         return ek_conv_requantize(acc, q->multiplier, q->shift, q->output_offset, q->act_min,
                                   q->act_max);
     }
-    const uint32_t low = ((uint32_t)acc & 0x80000000u) | 0x40000000u;
-    const uint32_t high = (uint32_t)q->k_hi + (uint32_t)(acc >> 31);
-    const int64_t t = (int64_t)(((uint64_t)high << 32) | low) + (int64_t)acc * q->multiplier;
-    const int32_t v = (int32_t)(t >> 32) >> q->shift;
+    const int32_t v = ek_requant_fast(acc, q->multiplier, q->k_hi, q->shift);
     if (mode == DW_FAST_FULL) {
         return (int8_t)dw_ssat8(v);
     }
