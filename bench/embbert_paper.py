@@ -9,7 +9,7 @@ time), writes ``model.tflite`` and ``tokenizer.json`` to a folder, builds it wit
 QEMU. Records weights, the planned and measured peak SRAM, weights + peak SRAM, flash, whether
 it fits and is bit-exact, and instructions. Writes one JSON file.
 
-    .venv/bin/python bench/embbert_paper.py [--steps 200] [--keep DIR]
+    .venv/bin/python bench/embbert_paper.py [--steps 150] [--keep DIR]
         [--out bench/results/embbert_paper.json]
 """
 
@@ -46,7 +46,7 @@ def _cli(argv: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--keep", type=Path, help="keep the model and firmware in this folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
