@@ -119,11 +119,11 @@ class EmbBERTSpace:
 
 
 #: ``--scale paper``: the sizes of EmbBERT-Q's paper (~781 kB of weights + activations): up to
-#: about 0.9 MB at 4 layers of hidden 256 (on fortunes' 2,048-token vocabulary and 64 tokens)
+#: 935 kB at 4 layers of hidden 256 (on fortunes' 2,048-token vocabulary and 64 tokens)
 PAPER_SIZES = dict(vocab_sizes=(1024, 2048), embed_dims=(64, 128), hiddens=(128, 192, 256),
                    layers=(2, 3, 4), kernels=(5, 7), seq_lens=(64,))
-#: one model of the paper's size from `PAPER_SIZES`: 727,848 B of weights + a 53 kB arena on
-#: fortunes (`bench/embbert_paper.py`)
+#: one model of the paper's size from `PAPER_SIZES`: 729,872 B of weights + a 65,664 B arena on
+#: fortunes (`edgekit.nas.embbert_paper`, `bench/embbert_paper.py`)
 PAPER_SPEC = dict(vocab_size=2048, embed_dim=128, hidden=256, layers=3, kernel=5, seq_len=64,
                   norm="layer", combine="add")
 

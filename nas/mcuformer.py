@@ -37,7 +37,7 @@ RANK_RATIOS = (0.25, 0.5, 1.0)
 
 #: ``--scale paper``: MCUFormer's scale (DeiT-Tiny-like: 196 tokens, dim up to 192), on 28x28
 #: images upscaled to 56 or 112 px: 49 to 784 tokens. 784 tokens or dim 192 at depth 8 do not
-#: fit a 320 KB SRAM or 1 MB flash, so the board's budgets decide (`bench/mcuformer_paper.py`)
+#: fit a 320 KB SRAM or 1 MB flash, so the board's budgets decide (`bench/mcuformer_paper_budgets.py`)
 PAPER_RESOLUTION_PATCHES = ((56, 8), (56, 4), (112, 8), (112, 7), (112, 4))
 PAPER_EMBED_DIMS = (64, 96, 128, 192)
 PAPER_DEPTHS = (2, 4, 6, 8)
