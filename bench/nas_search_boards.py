@@ -13,6 +13,9 @@ JSON file.
         [--trials 20] [--time-budget 1500] [--out bench/results/nas_search_boards.json]
     .venv/bin/python bench/nas_search_boards.py --space mcuformer --boards disco-f746ng \
         --out bench/results/nas_search_mcuformer.json
+    .venv/bin/python bench/nas_search_boards.py --space mcuformer --scale paper \
+        --boards disco-f746ng --trials 12 --proxy-steps 10 --train-limit 1000 \
+        --final-epochs 1 --test-limit 100 --out bench/results/nas_search_mcuformer_paper.json
     .venv/bin/python bench/nas_search_boards.py --space embbert --dataset fortunes \
         --boards nucleo-h743zi --out bench/results/nas_search_embbert.json
 """
@@ -52,6 +55,8 @@ def main() -> None:
     parser.add_argument("--proxy-steps", type=int, default=150)
     parser.add_argument("--train-limit", type=int, default=6000)
     parser.add_argument("--final-epochs", type=int, default=3)
+    parser.add_argument("--scale", default="default", choices=("default", "paper"))
+    parser.add_argument("--test-limit", type=int, default=500)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     results = []
@@ -63,6 +68,7 @@ def main() -> None:
                            "--trials", str(args.trials), "--time-budget", str(args.time_budget),
                            "--proxy-steps", str(args.proxy_steps), "--train-limit",
                            str(args.train_limit), "--final-epochs", str(args.final_epochs),
+                           "--scale", args.scale, "--test-limit", str(args.test_limit),
                            "-o", f"{tmp}/search"])
             search_s = time.monotonic() - start
             build = _cli(["build", f"{tmp}/search/best", "--board", board, "-o", f"{tmp}/fw"])
@@ -82,7 +88,7 @@ def main() -> None:
                 "flash_bytes", "static_ram_bytes", "stack_peak_bytes", "peak_sram_bytes",
                 "arena_used_bytes", "instructions", "bit_exact", "fits",
                 "estimate_peak_sram_bytes", "estimate_error")},
-            "spec": best["spec"],
+            "spec": best["spec"], "constraints": best.get("constraints"),
         })
         print(json.dumps(results[-1], indent=2), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,16 @@ class EmbBERTSpace:
     combines: tuple[str, ...] = COMBINES
 
 
+#: ``--scale paper``: the sizes of EmbBERT-Q's paper (~781 kB of weights + activations): up to
+#: 935 kB at 4 layers of hidden 256 (on fortunes' 2,048-token vocabulary and 64 tokens)
+PAPER_SIZES = dict(vocab_sizes=(1024, 2048), embed_dims=(64, 128), hiddens=(128, 192, 256),
+                   layers=(2, 3, 4), kernels=(5, 7), seq_lens=(64,))
+#: one model of the paper's size from `PAPER_SIZES`: 729,872 B of weights + a 65,664 B arena on
+#: fortunes (`edgekit.nas.embbert_paper`, `bench/embbert_paper.py`)
+PAPER_SPEC = dict(vocab_size=2048, embed_dim=128, hidden=256, layers=3, kernel=5, seq_len=64,
+                  norm="layer", combine="add")
+
+
 def _chooser(source):
     if hasattr(source, "suggest_categorical"):
         return lambda name, options: source.suggest_categorical(name, list(options))
@@ -171,8 +181,9 @@ class EmbBERTFamily:
             raise UsageError(f"the embbert space classifies texts; dataset {data.name!r} is not"
                              " one (use --dataset fortunes or a .csv with columns text,label)")
         self.tokenizer = tok
+        paper = config is not None and getattr(config, "scale", "default") == "paper"
         return EmbBERTSpace(num_classes=data.num_classes, max_vocab=tok.vocab_size,
-                            max_seq_len=data.seq_len)
+                            max_seq_len=data.seq_len, **(PAPER_SIZES if paper else {}))
 
     def sample(self, trial, space: EmbBERTSpace) -> EmbBERTSpec:
         return sample(trial, space)

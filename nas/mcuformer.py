@@ -35,6 +35,15 @@ HEADS = (1, 2, 4)
 MLP_RATIOS = (1.0, 2.0, 4.0)
 RANK_RATIOS = (0.25, 0.5, 1.0)
 
+#: ``--scale paper``: MCUFormer's scale (DeiT-Tiny-like: 196 tokens, dim up to 192), on 28x28
+#: images upscaled to 56 or 112 px: 49 to 784 tokens. 784 tokens or dim 192 at depth 8 do not
+#: fit a 320 KB SRAM or 1 MB flash, so the board's budgets decide (`bench/mcuformer_paper_budgets.py`)
+PAPER_RESOLUTION_PATCHES = ((56, 8), (56, 4), (112, 8), (112, 7), (112, 4))
+PAPER_EMBED_DIMS = (64, 96, 128, 192)
+PAPER_DEPTHS = (2, 4, 6, 8)
+PAPER_HEADS = (2, 4, 8)
+PAPER_MLP_RATIOS = (2.0, 4.0)
+
 
 @dataclass(frozen=True)
 class MCUFormerSpec:
@@ -154,14 +163,17 @@ def space_for(data, config=None) -> SearchSpace:
                          f" {data.name!r} holds inputs of shape {shape}")
     if config is not None and config.widths is not None:
         raise UsageError("widths bound the mcunet space only; mcuformer searches embed dims")
-    pairs = RESOLUTION_PATCHES
+    paper = config is not None and getattr(config, "scale", "default") == "paper"
+    pairs = PAPER_RESOLUTION_PATCHES if paper else RESOLUTION_PATCHES
     if config is not None and config.resolutions is not None:
         wanted = tuple(config.resolutions)
         pairs = tuple((r, p) for r in wanted for p in (4, 7, 8) if r % p == 0 and r // p >= 2)
         if not pairs:
             raise UsageError(f"resolutions {wanted}: none is divisible by a patch of 4, 7 or 8")
+    sizes = (dict(embed_dims=PAPER_EMBED_DIMS, depths=PAPER_DEPTHS, heads=PAPER_HEADS,
+                  mlp_ratios=PAPER_MLP_RATIOS) if paper else {})
     return SearchSpace(in_channels=shape[-1], num_classes=data.num_classes,
-                       resolution_patches=pairs)
+                       resolution_patches=pairs, **sizes)
 
 
 class MCUFormerFamily:

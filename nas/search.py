@@ -43,6 +43,7 @@ import numpy as np
 from edgekit.errors import EdgekitError, SearchError, UsageError
 from edgekit.nas.datasets import Dataset, Split, load_dataset
 from edgekit.nas.family import Family, check_space, get_family
+from edgekit.nas.search_constraints import constraint_summary
 from edgekit.nas.search_study import (HEARTBEAT_SECONDS, GRACE_HEARTBEATS, counts,
                                       fail_lost_trials, finished_states, last_trial,
                                       open_storage, record_settings, slot_of, slot_seed,
@@ -55,6 +56,10 @@ CALIBRATION_COUNT = 64
 #: SRAM the firmware needs besides the arena: its stack reservation and a little static data
 FIRMWARE_STACK_BYTES = 4 * 1024
 FIRMWARE_DATA_BYTES = 64
+
+
+#: `SearchConfig.scale` values
+SCALES = ("default", "paper")
 
 
 @dataclass
@@ -86,12 +91,17 @@ class SearchConfig:
     widths: tuple[float, ...] | None = None
     #: the model family (`edgekit.nas.family.MODULES`)
     space: str = "mcunet"
+    #: "paper": the family's space at its paper's scale (mcuformer: 196-784 tokens, dims to
+    #: 192; embbert: up to ~800 kB of weights + activations), where the board's budgets bind
+    scale: str = "default"
     #: seconds between a running trial's heartbeats (`edgekit.nas.search_study`)
     heartbeat: int = HEARTBEAT_SECONDS
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
         check_space(self.space)
+        if self.scale not in SCALES:
+            raise UsageError(f"scale must be one of {SCALES}, got {self.scale!r}")
         for name in ("trials", "proxy_steps", "train_limit", "val_limit", "test_limit",
                      "batch_size", "threads", "heartbeat"):
             if int(getattr(self, name)) < 1:
@@ -482,15 +492,21 @@ def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Da
     pareto = pareto or [max(trained, key=lambda r: r["accuracy"])]
     chosen = max(pareto, key=lambda r: (r["accuracy"], -r["peak_sram"]))
     total = counts(study).finished
+    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                        optuna.trial.TrialState.PRUNED))
+    constraints = constraint_summary([t.user_attrs for t in finished], chosen,
+                                     sram_budget(board), board.flash_bytes)
     _atomic_write(out_dir / "pareto.json", json.dumps(
         {"board": board.id, "dataset": config.dataset, "space": config.space,
          "sram_budget": sram_budget(board),
-         "flash_budget": board.flash_bytes, "trials": total, "pareto": pareto}, indent=2) + "\n")
+         "flash_budget": board.flash_bytes, "trials": total, "constraints": constraints,
+         "pareto": pareto}, indent=2) + "\n")
     _plot(out_dir / "pareto.png", rows, pareto, sram_budget(board))
     spec = family.spec_from_dict(chosen["spec"])
     report = _final(config, family, spec, data, train_split, board, out_dir)
     report["proxy_accuracy"] = chosen["accuracy"]
     report["trial"] = chosen["trial"]
+    report["constraints"] = constraints
     return SearchResult(trials_run=trials_run, trials_total=total, pareto=pareto, best=report,
                         out_dir=out_dir, best_dir=out_dir / "best",
                         files={"pareto_json": out_dir / "pareto.json",

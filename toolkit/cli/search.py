@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--widths", type=_numbers(float), metavar="W,W,...",
                         help="width multipliers to search, mcunet only (default"
                         " 0.25,0.35,0.5,0.75)")
+    parser.add_argument("--scale", default="default", choices=("default", "paper"),
+                        help="paper: mcuformer and embbert at their papers' scale (196-784"
+                        " tokens; ~800 kB of weights + activations), where the budgets bind")
     parser.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
@@ -68,6 +71,8 @@ def _numbers(kind):
 
 
 def _render(p: dict) -> str:
+    from edgekit.nas.search_constraints import describe
+
     best = p["best"]
     if best is None:
         return (f"{p['space']} search on {p['dataset']} for {p['board']}: {p['trials_run']}"
@@ -94,7 +99,7 @@ def _render(p: dict) -> str:
         + (f" (build it with --patch {patch['split']}:{patch['n']}x{patch['n']})"
            if patch["split"] is not None else ""),
         f"  Pareto front: {p['files']['pareto_json']}, {p['files']['pareto_png']}",
-    ])
+    ] + ([f"  budgets: {describe(best['constraints'])}"] if "constraints" in best else []))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
                           storage=args.storage, resume=args.resume, proxy_steps=args.proxy_steps,
                           train_limit=args.train_limit, final_epochs=args.final_epochs,
                           test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead,
-                          resolutions=args.resolutions, widths=args.widths, space=args.space)
+                          resolutions=args.resolutions, widths=args.widths, space=args.space,
+                          scale=args.scale)
     result = run_search(config, progress=lambda total: progress(total=total, desc="trials",
                                                                  args=args))
     payload = {"board": args.board, "dataset": args.dataset, "space": args.space,
