@@ -43,7 +43,8 @@ import numpy as np
 from edgekit.errors import EdgekitError, SearchError, UsageError
 from edgekit.nas.datasets import Dataset, Split, load_dataset
 from edgekit.nas.family import Family, check_space, get_family
-from edgekit.nas.search_study import (HEARTBEAT_SECONDS, GRACE_HEARTBEATS, counts,
+from edgekit.nas.screen import draw_feasible, rejected_totals, violations
+from edgekit.nas.search_study import (DRAWN_ATTR, HEARTBEAT_SECONDS, GRACE_HEARTBEATS, counts,
                                       fail_lost_trials, finished_states, last_trial,
                                       open_storage, record_settings, slot_of, slot_seed,
                                       this_worker)
@@ -123,6 +124,11 @@ class SearchResult:
     files: dict[str, Path] = field(default_factory=dict)
     #: why this worker did not write the outputs ("" when it did)
     not_written: str = ""
+    #: candidates rejected before training over the study's finished trials, by reason
+    #: (`edgekit.nas.screen.rejected_totals`)
+    rejected: dict = field(default_factory=dict)
+    #: the search-space optimisation's choice and why (empty when off or not offered)
+    space_choice: dict = field(default_factory=dict)
 
 
 class SurplusTrial(Exception):
@@ -185,18 +191,25 @@ class Objective:
         trial.set_user_attr("slot", slot)
         # the slot, not the trial number, seeds the sampler and the training: the candidate
         # of slot k is the same whoever runs it, and however often the search was killed
-        trial.study.sampler = optuna.samplers.TPESampler(seed=slot_seed(self.config.seed, slot),
-                                                         n_startup_trials=10)
+        sampler = optuna.samplers.TPESampler(seed=slot_seed(self.config.seed, slot),
+                                             n_startup_trials=10)
+        trial.study.sampler = sampler
         try:
-            return self._evaluate(trial, slot)
+            return self._evaluate(trial, slot, sampler)
         except EdgekitError as err:
+            if isinstance(err, SearchError):
+                raise  # the space holds nothing that fits: stop the search
             trial.set_user_attr("refused", str(err))
             raise optuna.TrialPruned(str(err)) from None
 
-    def _evaluate(self, trial, slot: int) -> tuple[float, float]:
-        spec = self.family.sample(trial, self.space)
-        trial.set_user_attr("spec", spec.to_dict())
-        memory = self.family.memory(spec, self.board)
+    def _evaluate(self, trial, slot: int, sampler) -> tuple[float, float]:
+        start = time.monotonic()
+        found = draw_feasible(trial, sampler, self.family, self.space, self.board,
+                              sram=self.sram, max_mac_overhead=self.config.max_mac_overhead)
+        spec, memory = found.spec, found.memory
+        trial.set_user_attr(DRAWN_ATTR, spec.to_dict())
+        trial.set_user_attr("rejected", found.rejected)
+        trial.set_user_attr("screen_seconds", round(time.monotonic() - start, 3))
         peak, flash = int(memory["peak_sram"]), int(memory["flash"])
         planned, overhead = bool(memory["planned"]), float(memory.get("mac_overhead", 0.0))
         trial.set_user_attr("peak_sram", peak)
@@ -204,12 +217,13 @@ class Objective:
         trial.set_user_attr("peak_planned", planned)
         trial.set_user_attr("flash", flash)
         trial.set_user_attr("mac_overhead", round(overhead, 4))
-        constraints = [float(peak - self.sram), float(flash - self.board.flash_bytes),
-                       overhead - self.config.max_mac_overhead]
+        constraints = violations(memory, self.sram, self.board.flash_bytes,
+                                 self.config.max_mac_overhead)
         trial.set_user_attr("constraints", constraints)
         for name, value in zip(("sram", "flash", "mac_overhead"), constraints):
             trial.set_constraint(name, value)
         if max(constraints) > 0:
+            # only a trial queued again with parameters screened under other settings
             trial.set_user_attr("trained", False)
             return 0.0, float(peak)
         start = time.monotonic()
@@ -372,7 +386,7 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     if not_written:
         return SearchResult(trials_run=len(mine), trials_total=counts(study).finished,
                             pareto=[], best=None, out_dir=out_dir, best_dir=out_dir / "best",
-                            not_written=not_written)
+                            not_written=not_written, rejected=_rejected(optuna, study))
     return _write_outputs(optuna, study, config, family, data, train_split, board, out_dir,
                           trials_run=len(mine))
 
@@ -468,6 +482,10 @@ def _taken_over(optuna, study, number: int | None, err: Exception) -> bool:
             and _state(study, number) == optuna.trial.TrialState.FAIL)
 
 
+def _rejected(optuna, study) -> dict:
+    return rejected_totals(study.get_trials(deepcopy=False, states=finished_states()))
+
+
 def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Dataset,
                    train_split: Split, board, out_dir: Path, trials_run: int) -> SearchResult:
     """Pareto front (json and plot) of the study's finished trials, then the chosen model."""
@@ -482,17 +500,19 @@ def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Da
     pareto = pareto or [max(trained, key=lambda r: r["accuracy"])]
     chosen = max(pareto, key=lambda r: (r["accuracy"], -r["peak_sram"]))
     total = counts(study).finished
+    rejected = _rejected(optuna, study)
     _atomic_write(out_dir / "pareto.json", json.dumps(
         {"board": board.id, "dataset": config.dataset, "space": config.space,
          "sram_budget": sram_budget(board),
-         "flash_budget": board.flash_bytes, "trials": total, "pareto": pareto}, indent=2) + "\n")
+         "flash_budget": board.flash_bytes, "trials": total, "rejected": rejected,
+         "pareto": pareto}, indent=2) + "\n")
     _plot(out_dir / "pareto.png", rows, pareto, sram_budget(board))
     spec = family.spec_from_dict(chosen["spec"])
     report = _final(config, family, spec, data, train_split, board, out_dir)
     report["proxy_accuracy"] = chosen["accuracy"]
     report["trial"] = chosen["trial"]
     return SearchResult(trials_run=trials_run, trials_total=total, pareto=pareto, best=report,
-                        out_dir=out_dir, best_dir=out_dir / "best",
+                        out_dir=out_dir, best_dir=out_dir / "best", rejected=rejected,
                         files={"pareto_json": out_dir / "pareto.json",
                                "pareto_png": out_dir / "pareto.png",
                                "model": out_dir / "best" / "model.tflite"})

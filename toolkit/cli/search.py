@@ -68,11 +68,14 @@ def _numbers(kind):
 
 
 def _render(p: dict) -> str:
+    from edgekit.nas.screen import rejected_text
+
     best = p["best"]
+    screened = f"  {rejected_text(p['rejected'])}"
     if best is None:
         return (f"{p['space']} search on {p['dataset']} for {p['board']}: {p['trials_run']}"
                 f" trials run, {p['trials_total']} in the study; outputs not written here:"
-                f" {p['not_written']}")
+                f" {p['not_written']}\n{screened}")
     patch = best["patch"]
     patch_text = "layer by layer" if patch["split"] is None else (
         f"{patch['split']} in {patch['n']}x{patch['n']} patches"
@@ -80,6 +83,7 @@ def _render(p: dict) -> str:
     return "\n".join([
         f"{p['space']} search on {p['dataset']} for {p['board']}: {p['trials_run']} trials run,"
         f" {p['trials_total']} in the study, {len(p['pareto'])} on the Pareto front",
+        screened,
         f"  best (trial {best['trial']}): proxy accuracy {best['proxy_accuracy']:.3f}",
         f"  final training: {best['train_steps']} steps; top-1 on {best['test_images']} test"
         f" images: float {best['float_accuracy']:.3f}, int8 {best['int8_accuracy']:.3f}",
@@ -115,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
                "trials_run": result.trials_run,
                "trials_total": result.trials_total, "pareto": result.pareto,
                "best": result.best, "best_dir": result.best_dir, "files": result.files,
-               "wrote_outputs": not result.not_written, "not_written": result.not_written}
+               "wrote_outputs": not result.not_written, "not_written": result.not_written,
+               "rejected": result.rejected}
     emit(args, NAME, payload, _render)
     return 0
