@@ -89,12 +89,16 @@ class SearchConfig:
     space: str = "mcunet"
     #: seconds between a running trial's heartbeats (`edgekit.nas.search_study`)
     heartbeat: int = HEARTBEAT_SECONDS
+    #: search-space optimisation (`edgekit.nas.space_opt`, families that offer it): random
+    #: sub-networks drawn per (resolution, width) choice to pick one
+    space_opt: bool = True
+    space_samples: int = 1000
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
         check_space(self.space)
         for name in ("trials", "proxy_steps", "train_limit", "val_limit", "test_limit",
-                     "batch_size", "threads", "heartbeat"):
+                     "batch_size", "threads", "heartbeat", "space_samples"):
             if int(getattr(self, name)) < 1:
                 raise UsageError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.final_epochs < 0:
@@ -310,7 +314,7 @@ def calibration_inputs(split: Split, count: int = CALIBRATION_COUNT, seed: int =
 
 
 def _final(config: SearchConfig, family: Family, spec, data: Dataset, train_split: Split,
-           board, out_dir: Path) -> dict:
+           board, out_dir: Path, extra: dict | None = None) -> dict:
     """Train the chosen spec longer, quantize it, check it on the real planner, write best/."""
     from edgekit.converters.tflite_writer import save_tflite
 
@@ -331,7 +335,7 @@ def _final(config: SearchConfig, family: Family, spec, data: Dataset, train_spli
               **memory,
               "weights_bytes": graph.weights_bytes, "board": board.id,
               "fits": peak <= sram_budget(board) and memory["flash_estimate"] <= board.flash_bytes,
-              "patch": patch}
+              "patch": patch, **(extra or {})}
     tmp = Path(tempfile.mkdtemp(prefix=".best-", dir=out_dir))
     try:
         save_tflite(graph, tmp / "model.tflite")
@@ -376,6 +380,7 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     url = config.storage or f"sqlite:///{(out_dir / 'search.db').resolve()}"
     study = _open_study(optuna, url, config, board)
+    space, space_choice = _optimise_space(family, space, board, config)
 
     train_split, val_split = _split_data(data, config)
     objective = Objective(config, family, space, board, train_split, val_split)
@@ -386,9 +391,21 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     if not_written:
         return SearchResult(trials_run=len(mine), trials_total=counts(study).finished,
                             pareto=[], best=None, out_dir=out_dir, best_dir=out_dir / "best",
-                            not_written=not_written, rejected=_rejected(optuna, study))
-    return _write_outputs(optuna, study, config, family, data, train_split, board, out_dir,
-                          trials_run=len(mine))
+                            not_written=not_written, rejected=_rejected(optuna, study),
+                            space_choice=space_choice)
+    result = _write_outputs(optuna, study, config, family, data, train_split, board, out_dir,
+                            trials_run=len(mine), space_choice=space_choice)
+    return result
+
+
+def _optimise_space(family: Family, space, board, config: SearchConfig) -> tuple[Any, dict]:
+    """The space narrowed by the family's search-space optimisation, and the record of the
+    choice ({} when off or when the family offers none). Seeded: every worker, and a resumed
+    search, narrows it the same way."""
+    if not config.space_opt or not hasattr(family, "optimise_space"):
+        return space, {}
+    return family.optimise_space(space, board, sram=sram_budget(board),
+                                 samples=config.space_samples, seed=config.seed)
 
 
 def _not_written(study, config: SearchConfig, mine: set[int], timed_out: bool,
@@ -423,7 +440,8 @@ def _open_study(optuna, url: str, config: SearchConfig, board):
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
                                 directions=["maximize", "minimize"],
                                 sampler=optuna.samplers.TPESampler(seed=config.seed))
-    record_settings(study, {"board": board.id, "space": config.space, "seed": config.seed})
+    record_settings(study, {"board": board.id, "space": config.space, "seed": config.seed,
+                            "space_opt": config.space_opt})
     return study
 
 
@@ -487,7 +505,8 @@ def _rejected(optuna, study) -> dict:
 
 
 def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Dataset,
-                   train_split: Split, board, out_dir: Path, trials_run: int) -> SearchResult:
+                   train_split: Split, board, out_dir: Path, trials_run: int,
+                   space_choice: dict) -> SearchResult:
     """Pareto front (json and plot) of the study's finished trials, then the chosen model."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     rows = [_row(t) for t in complete]
@@ -505,14 +524,16 @@ def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Da
         {"board": board.id, "dataset": config.dataset, "space": config.space,
          "sram_budget": sram_budget(board),
          "flash_budget": board.flash_bytes, "trials": total, "rejected": rejected,
-         "pareto": pareto}, indent=2) + "\n")
+         "space_choice": space_choice, "pareto": pareto}, indent=2) + "\n")
     _plot(out_dir / "pareto.png", rows, pareto, sram_budget(board))
     spec = family.spec_from_dict(chosen["spec"])
-    report = _final(config, family, spec, data, train_split, board, out_dir)
+    report = _final(config, family, spec, data, train_split, board, out_dir,
+                    extra={"rejected": rejected, "space_choice": space_choice})
     report["proxy_accuracy"] = chosen["accuracy"]
     report["trial"] = chosen["trial"]
     return SearchResult(trials_run=trials_run, trials_total=total, pareto=pareto, best=report,
                         out_dir=out_dir, best_dir=out_dir / "best", rejected=rejected,
+                        space_choice=space_choice,
                         files={"pareto_json": out_dir / "pareto.json",
                                "pareto_png": out_dir / "pareto.png",
                                "model": out_dir / "best" / "model.tflite"})

@@ -45,7 +45,7 @@ def _tight_board(monkeypatch, sram: int, flash: int):
 
 
 def _config(out, npz, **kw):
-    kw = {"resolutions": (32, 40), "widths": (0.25, 0.5, 0.75), **kw}
+    kw = {"resolutions": (32, 40), "widths": (0.25, 0.5, 0.75), "space_opt": False, **kw}
     return SearchConfig(board="lm3s6965evb", dataset=str(npz), out_dir=out, proxy_steps=1,
                         train_limit=60, val_limit=10, final_epochs=0, test_limit=10, **kw)
 

@@ -54,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--widths", type=_numbers(float), metavar="W,W,...",
                         help="width multipliers to search, mcunet only (default"
                         " 0.25,0.35,0.5,0.75)")
+    parser.add_argument("--space-opt", choices=("on", "off"), default="on",
+                        help="mcunet: choose the resolution and width first, those whose random"
+                        " sub-networks that fit the board have the most MACs (TinyNAS; default on)")
+    parser.add_argument("--space-samples", type=int, default=1000, metavar="N",
+                        help="random sub-networks per (resolution, width) for --space-opt"
+                        " (default 1000)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
@@ -84,6 +90,7 @@ def _render(p: dict) -> str:
         f"{p['space']} search on {p['dataset']} for {p['board']}: {p['trials_run']} trials run,"
         f" {p['trials_total']} in the study, {len(p['pareto'])} on the Pareto front",
         screened,
+        *([f"  space: {_space_text(p['space_choice'])}"] if p["space_choice"] else []),
         f"  best (trial {best['trial']}): proxy accuracy {best['proxy_accuracy']:.3f}",
         f"  final training: {best['train_steps']} steps; top-1 on {best['test_images']} test"
         f" images: float {best['float_accuracy']:.3f}, int8 {best['int8_accuracy']:.3f}",
@@ -101,6 +108,13 @@ def _render(p: dict) -> str:
     ])
 
 
+def _space_text(choice: dict) -> str:
+    chosen = choice["chosen"]
+    if chosen is None:
+        return choice["why"]
+    return f"resolution {chosen['resolution']}, width {chosen['width']}: {choice['why']}"
+
+
 def run(args: argparse.Namespace) -> int:
     from edgekit.nas.family import check_space
     from edgekit.nas.search import SearchConfig, run_search
@@ -112,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
                           storage=args.storage, resume=args.resume, proxy_steps=args.proxy_steps,
                           train_limit=args.train_limit, final_epochs=args.final_epochs,
                           test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead,
-                          resolutions=args.resolutions, widths=args.widths, space=args.space)
+                          resolutions=args.resolutions, widths=args.widths, space=args.space,
+                          space_opt=args.space_opt == "on", space_samples=args.space_samples)
     result = run_search(config, progress=lambda total: progress(total=total, desc="trials",
                                                                  args=args))
     payload = {"board": args.board, "dataset": args.dataset, "space": args.space,
@@ -120,6 +135,6 @@ def run(args: argparse.Namespace) -> int:
                "trials_total": result.trials_total, "pareto": result.pareto,
                "best": result.best, "best_dir": result.best_dir, "files": result.files,
                "wrote_outputs": not result.not_written, "not_written": result.not_written,
-               "rejected": result.rejected}
+               "rejected": result.rejected, "space_choice": result.space_choice}
     emit(args, NAME, payload, _render)
     return 0
