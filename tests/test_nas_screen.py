@@ -85,33 +85,3 @@ def test_a_board_nothing_fits_is_a_search_error_naming_it(tmp_path, npz, monkeyp
 def _with_max_draws(draw, n):
     return lambda *a, **kw: draw(*a, max_draws=n, **kw)
 
-
-def test_past_the_start_up_trials_tpe_draws_are_screened_and_replayed():
-    """After TPE's 10 random start-up trials its Parzen draws are screened the same way: the
-    trial's parameters are the feasible draw's, and the spec is rebuilt from them."""
-    import optuna
-
-    from edgekit.nas.mcunet import SearchSpace
-    from edgekit.nas.screen import draw_feasible
-    from edgekit.nas.space_opt import spec_macs
-
-    class MacBudget:  # memory figures from the MAC count: fast, and rejects the larger half
-        name = "mcunet"
-        sample = staticmethod(get_family("mcunet").sample)
-
-        def memory(self, spec, board):
-            return {"peak_sram": spec_macs(spec) // 100, "flash": 0, "planned": True}
-
-    family, space = MacBudget(), SearchSpace(resolutions=(32, 48), widths=(0.25, 0.5))
-    board = load_board("lm3s6965evb")
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    for _ in range(11):
-        trial = study.ask()
-        spec = family.sample(trial, space)
-        study.tell(trial, (spec_macs(spec) / 1e7, spec_macs(spec)))
-    sram = 15_000  # 1.5 M MACs
-    trial = study.ask()
-    sampler = optuna.samplers.TPESampler(seed=1, n_startup_trials=10)
-    found = draw_feasible(trial, sampler, family, space, board, sram=sram, max_mac_overhead=1.0)
-    assert spec_macs(found.spec) // 100 <= sram
-    assert family.sample(optuna.trial.FixedTrial(trial.params), space) == found.spec
