@@ -54,6 +54,12 @@ class MCUNetFamily:
                 flash = flash_estimate(spec, graph=graph, cpu=board.cpu)
         return {"peak_sram": peak, "flash": flash, "planned": planned, "mac_overhead": overhead}
 
+    def optimise_space(self, space, board, *, sram: int, samples: int, seed: int):
+        """TinyNAS's choice of resolution and width for ``board`` (`edgekit.nas.space_opt`)."""
+        from edgekit.nas.space_opt import optimise_space
+
+        return optimise_space(space, board, sram=sram, samples=samples, seed=seed)
+
     def train(self, spec, split, *, steps: int, batch_size: int, seed: int, threads: int):
         from edgekit.nas.train import train
 

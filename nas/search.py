@@ -43,8 +43,9 @@ import numpy as np
 from edgekit.errors import EdgekitError, SearchError, UsageError
 from edgekit.nas.datasets import Dataset, Split, load_dataset
 from edgekit.nas.family import Family, check_space, get_family
+from edgekit.nas.screen import draw_feasible, rejected_totals, violations
 from edgekit.nas.search_constraints import constraint_summary
-from edgekit.nas.search_study import (HEARTBEAT_SECONDS, GRACE_HEARTBEATS, counts,
+from edgekit.nas.search_study import (DRAWN_ATTR, HEARTBEAT_SECONDS, GRACE_HEARTBEATS, counts,
                                       fail_lost_trials, finished_states, last_trial,
                                       open_storage, record_settings, slot_of, slot_seed,
                                       this_worker)
@@ -96,6 +97,10 @@ class SearchConfig:
     scale: str = "default"
     #: seconds between a running trial's heartbeats (`edgekit.nas.search_study`)
     heartbeat: int = HEARTBEAT_SECONDS
+    #: search-space optimisation (`edgekit.nas.space_opt`, families that offer it): random
+    #: sub-networks drawn per (resolution, width) choice to pick one
+    space_opt: bool = True
+    space_samples: int = 1000
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
@@ -103,7 +108,7 @@ class SearchConfig:
         if self.scale not in SCALES:
             raise UsageError(f"scale must be one of {SCALES}, got {self.scale!r}")
         for name in ("trials", "proxy_steps", "train_limit", "val_limit", "test_limit",
-                     "batch_size", "threads", "heartbeat"):
+                     "batch_size", "threads", "heartbeat", "space_samples"):
             if int(getattr(self, name)) < 1:
                 raise UsageError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.final_epochs < 0:
@@ -133,6 +138,11 @@ class SearchResult:
     files: dict[str, Path] = field(default_factory=dict)
     #: why this worker did not write the outputs ("" when it did)
     not_written: str = ""
+    #: candidates rejected before training over the study's finished trials, by reason
+    #: (`edgekit.nas.screen.rejected_totals`)
+    rejected: dict = field(default_factory=dict)
+    #: the search-space optimisation's choice and why (empty when off or not offered)
+    space_choice: dict = field(default_factory=dict)
 
 
 class SurplusTrial(Exception):
@@ -194,18 +204,25 @@ class Objective:
         trial.set_user_attr("slot", slot)
         # the slot, not the trial number, seeds the sampler and the training: the candidate
         # of slot k is the same whoever runs it, and however often the search was killed
-        trial.study.sampler = optuna.samplers.TPESampler(seed=slot_seed(self.config.seed, slot),
-                                                         n_startup_trials=10)
+        sampler = optuna.samplers.TPESampler(seed=slot_seed(self.config.seed, slot),
+                                             n_startup_trials=10)
+        trial.study.sampler = sampler
         try:
-            return self._evaluate(trial, slot)
+            return self._evaluate(trial, slot, sampler)
         except EdgekitError as err:
+            if isinstance(err, SearchError):
+                raise  # the space holds nothing that fits: stop the search
             trial.set_user_attr("refused", str(err))
             raise optuna.TrialPruned(str(err)) from None
 
-    def _evaluate(self, trial, slot: int) -> tuple[float, float]:
-        spec = self.family.sample(trial, self.space)
-        trial.set_user_attr("spec", spec.to_dict())
-        memory = self.family.memory(spec, self.board)
+    def _evaluate(self, trial, slot: int, sampler) -> tuple[float, float]:
+        start = time.monotonic()
+        found = draw_feasible(trial, sampler, self.family, self.space, self.board,
+                              sram=self.sram, max_mac_overhead=self.config.max_mac_overhead)
+        spec, memory = found.spec, found.memory
+        trial.set_user_attr(DRAWN_ATTR, spec.to_dict())
+        trial.set_user_attr("rejected", found.rejected)
+        trial.set_user_attr("screen_seconds", round(time.monotonic() - start, 3))
         peak, flash = int(memory["peak_sram"]), int(memory["flash"])
         planned, overhead = bool(memory["planned"]), float(memory.get("mac_overhead", 0.0))
         trial.set_user_attr("peak_sram", peak)
@@ -213,12 +230,13 @@ class Objective:
         trial.set_user_attr("peak_planned", planned)
         trial.set_user_attr("flash", flash)
         trial.set_user_attr("mac_overhead", round(overhead, 4))
-        constraints = [float(peak - self.sram), float(flash - self.board.flash_bytes),
-                       overhead - self.config.max_mac_overhead]
+        constraints = violations(memory, self.sram, self.board.flash_bytes,
+                                 self.config.max_mac_overhead)
         trial.set_user_attr("constraints", constraints)
         for name, value in zip(("sram", "flash", "mac_overhead"), constraints):
             trial.set_constraint(name, value)
         if max(constraints) > 0:
+            # only a trial queued again with parameters screened under other settings
             trial.set_user_attr("trained", False)
             return 0.0, float(peak)
         start = time.monotonic()
@@ -306,7 +324,7 @@ def calibration_inputs(split: Split, count: int = CALIBRATION_COUNT, seed: int =
 
 
 def _final(config: SearchConfig, family: Family, spec, data: Dataset, train_split: Split,
-           board, out_dir: Path) -> dict:
+           board, out_dir: Path, extra: dict | None = None) -> dict:
     """Train the chosen spec longer, quantize it, check it on the real planner, write best/."""
     from edgekit.converters.tflite_writer import save_tflite
 
@@ -327,7 +345,7 @@ def _final(config: SearchConfig, family: Family, spec, data: Dataset, train_spli
               **memory,
               "weights_bytes": graph.weights_bytes, "board": board.id,
               "fits": peak <= sram_budget(board) and memory["flash_estimate"] <= board.flash_bytes,
-              "patch": patch}
+              "patch": patch, **(extra or {})}
     tmp = Path(tempfile.mkdtemp(prefix=".best-", dir=out_dir))
     try:
         save_tflite(graph, tmp / "model.tflite")
@@ -372,6 +390,7 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     url = config.storage or f"sqlite:///{(out_dir / 'search.db').resolve()}"
     study = _open_study(optuna, url, config, board)
+    space, space_choice = _optimise_space(family, space, board, config)
 
     train_split, val_split = _split_data(data, config)
     objective = Objective(config, family, space, board, train_split, val_split)
@@ -382,9 +401,21 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     if not_written:
         return SearchResult(trials_run=len(mine), trials_total=counts(study).finished,
                             pareto=[], best=None, out_dir=out_dir, best_dir=out_dir / "best",
-                            not_written=not_written)
-    return _write_outputs(optuna, study, config, family, data, train_split, board, out_dir,
-                          trials_run=len(mine))
+                            not_written=not_written, rejected=_rejected(optuna, study),
+                            space_choice=space_choice)
+    result = _write_outputs(optuna, study, config, family, data, train_split, board, out_dir,
+                            trials_run=len(mine), space_choice=space_choice)
+    return result
+
+
+def _optimise_space(family: Family, space, board, config: SearchConfig) -> tuple[Any, dict]:
+    """The space narrowed by the family's search-space optimisation, and the record of the
+    choice ({} when off or when the family offers none). Seeded: every worker, and a resumed
+    search, narrows it the same way."""
+    if not config.space_opt or not hasattr(family, "optimise_space"):
+        return space, {}
+    return family.optimise_space(space, board, sram=sram_budget(board),
+                                 samples=config.space_samples, seed=config.seed)
 
 
 def _not_written(study, config: SearchConfig, mine: set[int], timed_out: bool,
@@ -419,7 +450,8 @@ def _open_study(optuna, url: str, config: SearchConfig, board):
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
                                 directions=["maximize", "minimize"],
                                 sampler=optuna.samplers.TPESampler(seed=config.seed))
-    record_settings(study, {"board": board.id, "space": config.space, "seed": config.seed})
+    record_settings(study, {"board": board.id, "space": config.space, "seed": config.seed,
+                            "space_opt": config.space_opt})
     return study
 
 
@@ -478,8 +510,13 @@ def _taken_over(optuna, study, number: int | None, err: Exception) -> bool:
             and _state(study, number) == optuna.trial.TrialState.FAIL)
 
 
+def _rejected(optuna, study) -> dict:
+    return rejected_totals(study.get_trials(deepcopy=False, states=finished_states()))
+
+
 def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Dataset,
-                   train_split: Split, board, out_dir: Path, trials_run: int) -> SearchResult:
+                   train_split: Split, board, out_dir: Path, trials_run: int,
+                   space_choice: dict) -> SearchResult:
     """Pareto front (json and plot) of the study's finished trials, then the chosen model."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     rows = [_row(t) for t in complete]
@@ -492,23 +529,24 @@ def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Da
     pareto = pareto or [max(trained, key=lambda r: r["accuracy"])]
     chosen = max(pareto, key=lambda r: (r["accuracy"], -r["peak_sram"]))
     total = counts(study).finished
-    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                        optuna.trial.TrialState.PRUNED))
-    constraints = constraint_summary([t.user_attrs for t in finished], chosen,
-                                     sram_budget(board), board.flash_bytes)
+    rejected = _rejected(optuna, study)
+    constraints = constraint_summary(rejected, chosen, sram_budget(board), board.flash_bytes)
     _atomic_write(out_dir / "pareto.json", json.dumps(
         {"board": board.id, "dataset": config.dataset, "space": config.space,
          "sram_budget": sram_budget(board),
-         "flash_budget": board.flash_bytes, "trials": total, "constraints": constraints,
-         "pareto": pareto}, indent=2) + "\n")
+         "flash_budget": board.flash_bytes, "trials": total, "rejected": rejected,
+         "constraints": constraints, "space_choice": space_choice, "pareto": pareto},
+        indent=2) + "\n")
     _plot(out_dir / "pareto.png", rows, pareto, sram_budget(board))
     spec = family.spec_from_dict(chosen["spec"])
-    report = _final(config, family, spec, data, train_split, board, out_dir)
+    report = _final(config, family, spec, data, train_split, board, out_dir,
+                    extra={"rejected": rejected, "constraints": constraints,
+                           "space_choice": space_choice})
     report["proxy_accuracy"] = chosen["accuracy"]
     report["trial"] = chosen["trial"]
-    report["constraints"] = constraints
     return SearchResult(trials_run=trials_run, trials_total=total, pareto=pareto, best=report,
-                        out_dir=out_dir, best_dir=out_dir / "best",
+                        out_dir=out_dir, best_dir=out_dir / "best", rejected=rejected,
+                        space_choice=space_choice,
                         files={"pareto_json": out_dir / "pareto.json",
                                "pareto_png": out_dir / "pareto.png",
                                "model": out_dir / "best" / "model.tflite"})

@@ -73,14 +73,11 @@ def test_paper_embbert_space_reaches_the_papers_size():
     assert EmbBERTSpec(**PAPER_SPEC, num_classes=4).to_dict()["vocab_size"] in space.vocab_sizes
 
 
-def test_constraint_summary_counts_each_broken_budget():
-    attrs = [{"constraints": [10.0, -5.0, -1.0]}, {"constraints": [3.0, 7.0, -1.0]},
-             {"constraints": [-1.0, -1.0, -1.0]}, {"refused": "no plan"}]
-    summary = constraint_summary(attrs, {"peak_sram": 150, "flash": 50}, 200, 100)
-    assert summary["rejected"] == {"sram": 2, "flash": 1, "mac_overhead": 0}
-    assert summary["rejected_any"] == 2 and summary["candidates_checked"] == 3
+def test_constraint_summary_names_the_budgets_that_rejected_candidates():
+    rejected = {"sram": 2, "flash": 1, "recompute": 0, "refused": 3, "total": 6}
+    summary = constraint_summary(rejected, {"peak_sram": 150, "flash": 50}, 200, 100)
     assert summary["binding"] == ["sram", "flash"]
     assert summary["chosen_sram_fraction"] == 0.75 and summary["chosen_flash_fraction"] == 0.5
-    assert "rejected 2 of 3 candidates (by sram 2, flash 1)" in describe(summary)
-    none = constraint_summary([{"constraints": [-1.0, -1.0, -1.0]}], None, 200, 100)
-    assert none["binding"] == [] and "no budget bound" in describe(none)
+    assert describe(summary).startswith("bound by sram, flash; the chosen model takes 75%")
+    none = constraint_summary({"sram": 0, "flash": 0, "recompute": 0, "refused": 2}, None, 200, 100)
+    assert none["binding"] == [] and "no budget rejected" in describe(none)

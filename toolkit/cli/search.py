@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", default="default", choices=("default", "paper"),
                         help="paper: mcuformer and embbert at their papers' scale (196-784"
                         " tokens; ~800 kB of weights + activations), where the budgets bind")
+    parser.add_argument("--space-opt", choices=("on", "off"), default="on",
+                        help="mcunet: choose the resolution and width first, those whose random"
+                        " sub-networks that fit the board have the most MACs (TinyNAS; default on)")
+    parser.add_argument("--space-samples", type=int, default=1000, metavar="N",
+                        help="random sub-networks per (resolution, width) for --space-opt"
+                        " (default 1000)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
@@ -71,13 +77,15 @@ def _numbers(kind):
 
 
 def _render(p: dict) -> str:
+    from edgekit.nas.screen import rejected_text
     from edgekit.nas.search_constraints import describe
 
     best = p["best"]
+    screened = f"  {rejected_text(p['rejected'])}"
     if best is None:
         return (f"{p['space']} search on {p['dataset']} for {p['board']}: {p['trials_run']}"
                 f" trials run, {p['trials_total']} in the study; outputs not written here:"
-                f" {p['not_written']}")
+                f" {p['not_written']}\n{screened}")
     patch = best["patch"]
     patch_text = "layer by layer" if patch["split"] is None else (
         f"{patch['split']} in {patch['n']}x{patch['n']} patches"
@@ -85,6 +93,8 @@ def _render(p: dict) -> str:
     return "\n".join([
         f"{p['space']} search on {p['dataset']} for {p['board']}: {p['trials_run']} trials run,"
         f" {p['trials_total']} in the study, {len(p['pareto'])} on the Pareto front",
+        screened,
+        *([f"  space: {_space_text(p['space_choice'])}"] if p["space_choice"] else []),
         f"  best (trial {best['trial']}): proxy accuracy {best['proxy_accuracy']:.3f}",
         f"  final training: {best['train_steps']} steps; top-1 on {best['test_images']} test"
         f" images: float {best['float_accuracy']:.3f}, int8 {best['int8_accuracy']:.3f}",
@@ -100,6 +110,13 @@ def _render(p: dict) -> str:
            if patch["split"] is not None else ""),
         f"  Pareto front: {p['files']['pareto_json']}, {p['files']['pareto_png']}",
     ] + ([f"  budgets: {describe(best['constraints'])}"] if "constraints" in best else []))
+
+
+def _space_text(choice: dict) -> str:
+    chosen = choice["chosen"]
+    if chosen is None:
+        return choice["why"]
+    return f"resolution {chosen['resolution']}, width {chosen['width']}: {choice['why']}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,13 +136,15 @@ def run(args: argparse.Namespace) -> int:
                           train_limit=args.train_limit, final_epochs=args.final_epochs,
                           test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead,
                           resolutions=args.resolutions, widths=args.widths, space=args.space,
-                          scale=args.scale)
+                          scale=args.scale, space_opt=args.space_opt == "on",
+                          space_samples=args.space_samples)
     result = run_search(config, progress=lambda total: progress(total=total, desc="trials",
                                                                  args=args))
     payload = {"board": args.board, "dataset": args.dataset, "space": args.space,
                "trials_run": result.trials_run,
                "trials_total": result.trials_total, "pareto": result.pareto,
                "best": result.best, "best_dir": result.best_dir, "files": result.files,
-               "wrote_outputs": not result.not_written, "not_written": result.not_written}
+               "wrote_outputs": not result.not_written, "not_written": result.not_written,
+               "rejected": result.rejected, "space_choice": result.space_choice}
     emit(args, NAME, payload, _render)
     return 0

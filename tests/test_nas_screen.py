@@ -1,0 +1,87 @@
+"""Screening (`edgekit.nas.screen`): a search on a tight board trains only candidates that fit,
+`--trials` counts trained candidates, and the rejected draws are counted by reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("optuna")
+pytest.importorskip("torch")
+
+import edgekit.nas.search as search  # noqa: E402
+from edgekit.boards import load_board  # noqa: E402
+from edgekit.errors import SearchError  # noqa: E402
+from edgekit.nas.family import get_family  # noqa: E402
+from edgekit.nas.screen import rejection  # noqa: E402
+from edgekit.nas.search import SearchConfig, run_search, sram_budget  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("data") / "toy.npz"
+    np.savez(path, x=rng.integers(0, 256, size=(90, 8, 8), dtype=np.uint8),
+             y=rng.integers(0, 3, size=90))
+    return path
+
+
+class _Smaller:
+    """A board with less SRAM and flash (the rest is the real board's)."""
+
+    def __init__(self, board, sram: int, flash: int):
+        self._board, self.sram_bytes, self.flash_bytes = board, sram, flash
+
+    def __getattr__(self, name):
+        return getattr(self._board, name)
+
+
+def _tight_board(monkeypatch, sram: int, flash: int):
+    board = _Smaller(load_board("lm3s6965evb"), sram, flash)
+    monkeypatch.setattr(search, "load_board", lambda _id: board)
+    return board
+
+
+def _config(out, npz, **kw):
+    kw = {"resolutions": (32, 40), "widths": (0.25, 0.5, 0.75), "space_opt": False, **kw}
+    return SearchConfig(board="lm3s6965evb", dataset=str(npz), out_dir=out, proxy_steps=1,
+                        train_limit=60, val_limit=10, final_epochs=0, test_limit=10, **kw)
+
+
+def test_a_tight_board_trains_only_candidates_that_fit(tmp_path, npz, monkeypatch):
+    # flash for the smaller half of the space only: random draws are rejected often
+    board = _tight_board(monkeypatch, sram=64 * 1024, flash=60_000)
+    family = get_family("mcunet")
+    trained = []
+    real_train = type(family).train
+
+    def counting_train(self, spec, split, **kw):
+        trained.append(spec)
+        return real_train(self, spec, split, **kw)
+
+    monkeypatch.setattr(type(family), "train", counting_train)
+    result = run_search(_config(tmp_path / "s", npz, trials=4, seed=3))
+    # 4 proxy trainings, one final training; every one of them fits the board
+    assert result.trials_total == 4 and len(trained) == 5
+    for spec in trained:
+        assert rejection(family, spec, board, sram_budget(board), 1.0)[1] is None
+    rejected = result.rejected
+    assert rejected["total"] > 0 and rejected["flash"] > 0
+    assert rejected["total"] == sum(rejected[r] for r in ("sram", "flash", "recompute", "refused"))
+    pareto = json.loads((tmp_path / "s" / "pareto.json").read_text())
+    assert pareto["rejected"] == rejected
+    assert all(row["feasible"] for row in pareto["pareto"])
+
+
+def test_a_board_nothing_fits_is_a_search_error_naming_it(tmp_path, npz, monkeypatch):
+    _tight_board(monkeypatch, sram=64 * 1024, flash=1000)
+    monkeypatch.setattr(search, "draw_feasible", _with_max_draws(search.draw_feasible, 50))
+    with pytest.raises(SearchError, match=r"no candidate .* fits lm3s6965evb.*50 draws"):
+        run_search(_config(tmp_path / "s", npz, trials=1))
+
+
+def _with_max_draws(draw, n):
+    return lambda *a, **kw: draw(*a, max_draws=n, **kw)
+
