@@ -33,6 +33,11 @@ from edgekit.errors import EdgekitError, SearchError
 
 #: draws one trial may reject before the space is declared to hold nothing that fits
 MAX_DRAWS = 10_000
+#: draws taken from the trial's sampler before the rest come from a uniform random sampler:
+#: past its start-up trials TPE proposes near the best finished trials, and on a tight board
+#: it can keep proposing only candidates just over a budget; a uniform draw still finds the
+#: small ones (seeded from the sampler's own seed, so a resumed search screens the same way)
+SAMPLER_DRAWS = 100
 #: rejection reasons, in the order they are checked (a draw counts once, by the first)
 REASONS = ("sram", "flash", "recompute", "refused")
 
@@ -131,7 +136,9 @@ def draw_feasible(trial, sampler, family, space, board, *, sram: int, max_mac_ov
             memory = family.memory(spec, board)  # the refusal, as the trial's error
         return Screened(spec, memory, {}, screened=False)
     rejected: Counter = Counter()
-    for _ in range(max_draws):
+    for draw in range(max_draws):
+        if draw == SAMPLER_DRAWS:
+            sampler = _uniform_fallback(sampler)
         proposal = _Proposal(trial.study, frozen, sampler)
         spec = family.sample(proposal, space)
         memory, reason = rejection(family, spec, board, sram, max_mac_overhead)
@@ -145,6 +152,18 @@ def draw_feasible(trial, sampler, family, space, board, *, sram: int, max_mac_ov
         f" {board.flash_bytes} B flash, at most {max_mac_overhead:g}x MACs recomputed):"
         f" {max_draws} draws rejected ({_totals_text(rejected)}); widen the space"
         " (--resolutions, --widths) towards smaller models or choose a larger board")
+
+
+def _uniform_fallback(sampler):
+    """A uniform random sampler seeded from ``sampler``'s own random state (deterministic for a
+    seeded sampler)."""
+    import numpy as np
+    import optuna
+
+    rng = getattr(sampler, "_rng", None)
+    rng = getattr(rng, "rng", rng)  # optuna wraps numpy's RandomState in a LazyRandomState
+    seed = int(rng.randint(0, 2**31 - 1)) if isinstance(rng, np.random.RandomState) else 0
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def _totals_text(rejected: dict) -> str:

@@ -85,3 +85,42 @@ def test_a_board_nothing_fits_is_a_search_error_naming_it(tmp_path, npz, monkeyp
 def _with_max_draws(draw, n):
     return lambda *a, **kw: draw(*a, max_draws=n, **kw)
 
+
+
+def test_a_sampler_that_only_proposes_misfits_falls_back_to_uniform_draws():
+    """TPE past its start-up trials can keep proposing candidates just over a budget: after
+    `SAMPLER_DRAWS` rejections the screen draws uniformly, and finds the small ones."""
+    import optuna
+
+    from edgekit.nas.screen import SAMPLER_DRAWS, draw_feasible
+
+    class Stubborn(optuna.samplers.BaseSampler):
+        """Always the largest value: never fits."""
+
+        def infer_relative_search_space(self, study, trial):
+            return {}
+
+        def sample_relative(self, study, trial, search_space):
+            return {}
+
+        def sample_independent(self, study, trial, name, distribution):
+            return distribution.high
+
+    class Toy:
+        name = "toy"
+
+        def sample(self, trial, space):
+            return trial.suggest_int("width", 1, 100)
+
+        def memory(self, width, board):
+            return {"peak_sram": width * 1000, "flash": 0}
+
+    class Board:
+        id, flash_bytes = "toy-board", 1 << 20
+
+    study = optuna.create_study(sampler=Stubborn())
+    trial = study.ask()
+    found = draw_feasible(trial, Stubborn(), Toy(), None, Board(), sram=20_000,
+                          max_mac_overhead=1.0)
+    assert found.spec <= 20 and trial.params == {"width": found.spec}
+    assert found.rejected["sram"] >= SAMPLER_DRAWS
