@@ -54,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--widths", type=_numbers(float), metavar="W,W,...",
                         help="width multipliers to search, mcunet only (default"
                         " 0.25,0.35,0.5,0.75)")
+    parser.add_argument("--bits", choices=("8", "4", "mixed"),
+                        help="weight bits of each layer (mcunet): 8, 4, or mixed (each layer's"
+                        " 8 or 4 drawn with the architecture; int4 weights take half the flash,"
+                        " the chosen model's int4 layers are converted with --recover). Default:"
+                        " mixed where the board's flash binds (the space's largest int8"
+                        " candidate does not fit it), else 8")
     parser.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
@@ -87,7 +93,9 @@ def _render(p: dict) -> str:
         + (f" ({best['peak_sram_without_input']} B without the input)"
            if "peak_sram_without_input" in best else "")
         + f"; layer by layer {best['peak_sram_layer_by_layer']} B",
-        f"  flash (estimate): {best['flash_estimate']} B; fits {p['board']}:"
+        f"  flash (estimate): {best['flash_estimate']} B"
+        + (f" (weight bits {best['bits']})" if "bits" in best else "")
+        + f"; fits {p['board']}:"
         f" {'yes' if best['fits'] else 'no'}",
         f"  patch schedule: {patch_text}",
         f"  model: {p['files']['model']}"
@@ -108,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
                           storage=args.storage, resume=args.resume, proxy_steps=args.proxy_steps,
                           train_limit=args.train_limit, final_epochs=args.final_epochs,
                           test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead,
-                          resolutions=args.resolutions, widths=args.widths, space=args.space)
+                          resolutions=args.resolutions, widths=args.widths, space=args.space,
+                          bits=args.bits)
     result = run_search(config, progress=lambda total: progress(total=total, desc="trials",
                                                                  args=args))
     payload = {"board": args.board, "dataset": args.dataset, "space": args.space,

@@ -1,0 +1,91 @@
+"""Weight bits in the mcunet search: each layer's bits drawn with the architecture (seeded), the
+flash figures counting int4 weights packed, the default (mixed where flash binds), the chosen
+model converted with its own per-layer bits, and flash on the Pareto front."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+
+import numpy as np
+import pytest
+
+from edgekit.boards import load_board
+from edgekit.converters.quantize import WEIGHTED, parse_bits
+from edgekit.errors import UsageError
+from edgekit.firmware.c_source import INT4_PAD_BYTES
+from edgekit.nas.codesize import features, graph_features
+from edgekit.nas.graph import graph_from_spec
+from edgekit.nas.mcunet import SearchSpace, bits_spec, sample
+from edgekit.nas.mcunet_family import default_bits, flash_binds
+
+
+def _mixed(seed: int):
+    return sample(random.Random(seed), SearchSpace(resolutions=(32,), widths=(0.35,),
+                                                   bits=(8, 4)))
+
+
+def test_an_int8_space_draws_no_bits_and_a_mixed_one_is_seeded():
+    plain = sample(random.Random(3), SearchSpace())
+    assert plain.weight_bits == () and set(plain.layer_bits()) == {8}
+    int4 = sample(random.Random(3), SearchSpace(bits=(4,)))
+    # the same architecture: a space of one width draws nothing more
+    assert dataclasses.replace(int4, weight_bits=()) == plain
+    assert set(int4.layer_bits()) == {4} and bits_spec(int4) == 4
+    a, b = _mixed(11), _mixed(11)
+    assert a == b and set(a.layer_bits()) == {4, 8}
+    assert len(a.layer_bits()) == len(a.weighted_layer_names())
+    assert a.from_dict(json.loads(a.to_json())) == a
+
+
+def test_bits_spec_names_the_converters_layers_in_order():
+    spec = _mixed(5)
+    graph = graph_from_spec(spec)
+    weighted = [op for op in graph.ops if op.kind in WEIGHTED]
+    assert [op.name for op in weighted] == spec.weighted_layer_names()
+    assert [graph[op.inputs[1]].dtype.bits for op in weighted] == list(spec.layer_bits())
+    chosen = parse_bits(bits_spec(spec), graph)
+    assert [chosen[i] for i in sorted(chosen)] == list(spec.layer_bits())
+
+
+def test_flash_features_count_int4_weights_packed():
+    spec = _mixed(7)
+    int8 = dataclasses.replace(spec, weight_bits=())
+    graph = graph_from_spec(spec)
+    assert features(spec) == graph_features(graph)
+    saved = sum(graph[op.inputs[1]].size - (graph[op.inputs[1]].size + 1) // 2 - INT4_PAD_BYTES
+                for op in graph.ops if op.kind in WEIGHTED
+                and graph[op.inputs[1]].dtype.bits == 4)
+    assert saved > 0
+    assert features(int8)["constants"] - features(spec)["constants"] == saved
+    assert features(spec)["int4_kernels"] == 3 and features(int8)["int4_kernels"] == 0
+
+
+def test_bad_weight_bits_are_refused():
+    spec = _mixed(1)
+    with pytest.raises(UsageError, match="weight_bits"):
+        dataclasses.replace(spec, weight_bits=(4, 8))
+    with pytest.raises(UsageError, match="8 or 4"):
+        dataclasses.replace(spec, weight_bits=(2,) * len(spec.weighted_layer_names()))
+
+
+def test_default_bits_are_mixed_only_where_flash_binds():
+    space = SearchSpace()
+    small, large = load_board("lm3s6965evb"), load_board("mps2-an386")  # 256 KB, 4 MB
+    assert flash_binds(space, small) and default_bits(space, small) == "mixed"
+    assert not flash_binds(space, large) and default_bits(space, large) == "8"
+
+
+def test_the_converter_quantizes_each_layer_with_the_specs_bits():
+    pytest.importorskip("torch")
+    from edgekit.nas.convert import int8_graph
+    from edgekit.nas.mcunet import to_torch
+
+    spec = sample(random.Random(2), SearchSpace(resolutions=(16,), widths=(0.25,),
+                                                depths=(1,), bits=(8, 4)))
+    spec = dataclasses.replace(spec, patch_split=None, patch_n=1)
+    calib = np.random.default_rng(0).standard_normal((8, 1, 16, 16)).astype(np.float32)
+    graph = int8_graph(to_torch(spec), calib, bits=bits_spec(spec))
+    weighted = [op for op in graph.ops if op.kind in WEIGHTED]
+    assert [graph[op.inputs[1]].dtype.bits for op in weighted] == list(spec.layer_bits())
