@@ -41,9 +41,9 @@ def calibrate(board: str, count: int, seed: int, build_model) -> dict:
 
     flash = load_board(board).flash_bytes
     rng = random.Random(seed)
-    # small resolutions keep the embedded test input and the builds quick; the code size does
-    # not depend on the resolution, only the input bytes (a feature) do
-    space = SearchSpace(resolutions=(32, 40), bits=(8, 4))
+    # small resolutions and widths keep the embedded test input, the weights and the builds
+    # quick; the code size depends on neither, only the input and constants bytes (features) do
+    space = SearchSpace(resolutions=(32, 40), widths=(0.25, 0.35), bits=(8, 4))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         while len(rows) < count:

@@ -115,8 +115,14 @@ def load_model(cpu: str = "cortex-m4", path: Path = CODESIZE_FILE) -> dict:
     try:
         data = json.loads(Path(path).read_text())["by_cpu"]
         models = {c: {"fixed": float(d["fixed"]),
-                      "per_op": {g: float(d["per_op"][g]) for g in GROUPS}}
+                      "per_op": {g: float(v) for g, v in d["per_op"].items() if g in GROUPS}}
                   for c, d in data.items()}
+        for g in GROUPS:
+            # a core calibrated before a term existed (the int4 kernels) takes the largest
+            # value of the cores that have it: a pessimistic flash estimate
+            known = [m["per_op"][g] for m in models.values() if g in m["per_op"]]
+            for m in models.values():
+                m["per_op"].setdefault(g, max(known))
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise UsageError(f"code-size model {str(path)!r} cannot be read ({err}); rerun"
                          " bench/nas_calibrate_codesize.py") from None

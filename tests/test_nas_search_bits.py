@@ -89,3 +89,45 @@ def test_the_converter_quantizes_each_layer_with_the_specs_bits():
     graph = int8_graph(to_torch(spec), calib, bits=bits_spec(spec))
     weighted = [op for op in graph.ops if op.kind in WEIGHTED]
     assert [graph[op.inputs[1]].dtype.bits for op in weighted] == list(spec.layer_bits())
+
+
+def test_a_mixed_search_reports_flash_and_converts_with_the_chosen_bits(tmp_path):
+    pytest.importorskip("optuna")
+    pytest.importorskip("torch")
+    from edgekit.converters.tflite_reader import load_tflite
+    from edgekit.nas.codesize import flash_estimate
+    from edgekit.nas.mcunet import MCUNetSpec
+    from edgekit.nas.search import SearchConfig, run_search
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "toy.npz"
+    np.savez(npz, x=rng.integers(0, 256, size=(90, 8, 8), dtype=np.uint8),
+             y=rng.integers(0, 3, size=90))
+    out = tmp_path / "s"
+    result = run_search(SearchConfig(
+        board="mps2-an386", dataset=str(npz), out_dir=out, trials=3, seed=4, proxy_steps=2,
+        train_limit=60, val_limit=10, final_epochs=0, test_limit=10, resolutions=(32,),
+        widths=(0.25,), bits="mixed"))
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert pareto["objectives"] == {"accuracy": "max", "peak_sram": "min", "flash": "min"}
+    for row in pareto["pareto"]:
+        spec = MCUNetSpec.from_dict(row["spec"])
+        assert set(spec.layer_bits()) == {4, 8}
+        # the trial's flash counts its int4 layers packed: below its int8 twin's weights
+        int8 = dataclasses.replace(spec, weight_bits=())
+        assert features(spec)["constants"] < features(int8)["constants"]
+        assert row["flash"] == flash_estimate(spec, cpu="cortex-m4") or spec.patch_split is not None
+    spec = MCUNetSpec.from_dict(json.loads((out / "best" / "spec.json").read_text()))
+    assert result.best["bits"] == str(bits_spec(spec))
+    graph = load_tflite(out / "best" / "model.tflite")
+    weighted = [op for op in graph.ops if op.kind in WEIGHTED]
+    assert [graph[op.inputs[1]].dtype.bits for op in weighted] == list(spec.layer_bits())
+
+
+@pytest.mark.parametrize("bits, space", [("5", "mcunet"), ("4", "embbert"), ("mixed", "mcuformer")])
+def test_bad_bits_are_refused_naming_the_value(tmp_path, bits, space):
+    from edgekit.nas.search import SearchConfig
+
+    with pytest.raises(UsageError, match=f"bits {bits!r}"):
+        SearchConfig(board="mps2-an386", dataset="digits", out_dir=tmp_path, bits=bits,
+                     space=space)
