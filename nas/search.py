@@ -19,7 +19,8 @@ trials of a killed one, and which worker writes the outputs). ``trials`` is the 
 finished trials the study should hold, not the number to run now: a resumed search, or a
 second worker, runs only what is missing. Each trial is committed as it ends, so a killed
 search loses no finished trial. Outputs (each written to a temporary name, then renamed):
-``DIR/pareto.json``, ``DIR/pareto.png``, and ``DIR/best/`` with ``model.tflite`` (int8, the
+``DIR/pareto.json`` (the feasible trials no other beats in accuracy, peak SRAM and flash:
+`PARETO_OBJECTIVES`), ``DIR/pareto.png``, and ``DIR/best/`` with ``model.tflite`` (int8, the
 chosen model after its final training), ``spec.json``, ``patch.json`` (the patch schedule;
 ``{"split": null, "n": 1}``, layer by layer, for families without one) and ``report.json``,
 so `edgekit build DIR/best` builds the model of any family.

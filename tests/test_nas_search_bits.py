@@ -91,6 +91,18 @@ def test_the_converter_quantizes_each_layer_with_the_specs_bits():
     assert [graph[op.inputs[1]].dtype.bits for op in weighted] == list(spec.layer_bits())
 
 
+def test_the_pareto_front_counts_flash_as_an_objective():
+    from edgekit.nas.search import pareto_front
+
+    rows = [{"trial": 0, "accuracy": 0.8, "peak_sram": 100, "flash": 500},
+            {"trial": 1, "accuracy": 0.8, "peak_sram": 100, "flash": 300},  # beats 0 on flash
+            {"trial": 2, "accuracy": 0.7, "peak_sram": 100, "flash": 200},  # smallest flash
+            {"trial": 3, "accuracy": 0.9, "peak_sram": 200, "flash": 900},
+            {"trial": 4, "accuracy": 0.7, "peak_sram": 100, "flash": 200}]  # ties 2: both kept
+    assert [r["trial"] for r in pareto_front(rows)] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
 def test_a_mixed_search_reports_flash_and_converts_with_the_chosen_bits(tmp_path):
     pytest.importorskip("optuna")
     pytest.importorskip("torch")
