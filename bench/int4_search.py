@@ -93,7 +93,7 @@ def searches(args, log) -> dict:
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="edgekit-int4s-search-") as tmp:
-        for bits in ("8", "mixed"):
+        for bits in args.search_bits:
             started = time.time()
             try:
                 result = run_search(SearchConfig(
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["cnn", "search"], choices=["cnn", "search"])
     parser.add_argument("--epochs", type=int, default=2, help="CNN training epochs")
     parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--search-bits", nargs="+", default=["8", "mixed"],
+                        help="the searches to run (one process each may run them in parallel)")
     parser.add_argument("--proxy-steps", type=int, default=60)
     parser.add_argument("--final-epochs", type=int, default=1)
     parser.add_argument("--train-limit", type=int, default=10000)
