@@ -1,8 +1,8 @@
 """Fit the code-size model of `edgekit.nas.codesize` against real firmware builds.
 
 For each of ``--boards`` (one per Cortex-M core), builds ``--count`` random MCUNet candidates
-(graph_from_spec: the converter's layout, random int8 weights; every other one with a patch
-schedule, built patched) with `edgekit.firmware.model_build.build_model` (arm-none-eabi-gcc),
+(graph_from_spec: the converter's layout, random weights; every other one with a patch
+schedule, built patched; a third each int8, int4 and mixed) with `edgekit.firmware.model_build.build_model` (arm-none-eabi-gcc),
 reads each ELF's ``flash_bytes``, and fits ``flash - constants - input = fixed + sum
 per_op[group] * count[group]`` by least squares for that core. Writes the constants, the builds
 and the residuals to nas/codesize.json (the model reads it) and a copy to bench/results/.
@@ -41,14 +41,19 @@ def calibrate(board: str, count: int, seed: int, build_model) -> dict:
 
     flash = load_board(board).flash_bytes
     rng = random.Random(seed)
-    # small resolutions keep the embedded test input and the builds quick; the code size does
-    # not depend on the resolution, only the input bytes (a feature) do
-    space = SearchSpace(resolutions=(32, 40))
+    # small resolutions and widths keep the embedded test input, the weights and the builds
+    # quick; the code size depends on neither, only the input and constants bytes (features) do
+    space = SearchSpace(resolutions=(32, 40), widths=(0.25, 0.35), bits=(8, 4))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         while len(rows) < count:
             i = len(rows)
             spec = sample(rng, space)
+            # a third of the builds int8, a third int4, a third mixed (random bits per layer):
+            # the int4 kernels replace or join the int8 ones
+            layers = len(spec.weighted_layer_names())
+            spec = dataclasses.replace(spec, weight_bits=(
+                () if i % 3 == 0 else (4,) * layers if i % 3 == 1 else spec.weight_bits))
             if features(spec)["constants"] > 0.6 * flash:  # would not link on this board
                 continue
             if i % 2 == 0:  # half of the builds layer by layer, half patched
@@ -79,7 +84,7 @@ def calibrate(board: str, count: int, seed: int, build_model) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=8, help="builds per board")
+    parser.add_argument("--count", type=int, default=12, help="builds per board")
     parser.add_argument("--boards", nargs="+", default=list(DEFAULT_BOARDS),
                         help="one board per Cortex-M core to calibrate")
     parser.add_argument("--seed", type=int, default=1)
@@ -87,8 +92,6 @@ def main() -> None:
 
     from edgekit.boards import load_board
     from edgekit.firmware.model_build import build_model
-    from edgekit.nas.codesize import CODESIZE_FILE
-
     gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True)
     data = {"produced_by": "bench/nas_calibrate_codesize.py",
             "compiler": gcc.stdout.splitlines()[0] if gcc.stdout else "", "by_cpu": {}}
@@ -97,7 +100,19 @@ def main() -> None:
         data["by_cpu"][cpu] = calibrate(board, args.count, args.seed, build_model)
         print(json.dumps({cpu: {k: v for k, v in data["by_cpu"][cpu].items() if k != "builds"}}),
               flush=True)
-    text = json.dumps(data, indent=2) + "\n"
+        # written after each core, so a long calibration yields its first cores early (the
+        # cores not refitted yet keep their previous constants)
+        _write(data)
+
+
+def _write(data: dict) -> None:
+    from edgekit.nas.codesize import CODESIZE_FILE
+
+    try:
+        previous = json.loads(CODESIZE_FILE.read_text())["by_cpu"]
+    except (OSError, ValueError, KeyError):
+        previous = {}
+    text = json.dumps({**data, "by_cpu": {**previous, **data["by_cpu"]}}, indent=2) + "\n"
     CODESIZE_FILE.write_text(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)

@@ -1,11 +1,13 @@
 """Flash of a candidate before building it: its constants plus a code-size model.
 
 ``flash = constants + input + fixed + sum over op groups of per_op[group] * count``, where
-``constants`` are exactly what the generated C stores in flash (int8 weights, int32 biases and
+``constants`` are exactly what the generated C stores in flash (int8 weights, int4 weights packed
+two per byte, int32 biases and
 two int32 requantisation words per output channel of every conv/depthwise/FC op, as
 `edgekit.firmware.estimate` counts them) and ``input`` the test input the harness embeds.
-``fixed`` (runtime, harness, kernels, BSP) and ``per_op`` (one generated function and its call
-per op, SLICE and INSERT_TILE included for patched graphs) are fitted by least squares
+``fixed`` (runtime, harness, int8 kernels, BSP) and ``per_op`` (one generated function and its
+call per op, SLICE and INSERT_TILE included for patched graphs; the int4 kernels an int4 or
+mixed build links, the int8 ones an int4 build drops: `kernel_features`) are fitted by least squares
 against real builds, layer by layer and patched, by bench/nas_calibrate_codesize.py,
 which writes them to codesize.json next to this file (with the builds it fitted and their
 residuals), one set of constants per Cortex-M core (code size differs by core).
@@ -18,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from edgekit.errors import UsageError
-from edgekit.firmware.c_source import stored_bytes
+from edgekit.firmware.c_source import INT4_PAD_BYTES, stored_bytes
 from edgekit.nas.mcunet import MCUNetSpec
 from edgekit.reference import norm
 
@@ -30,32 +32,56 @@ COUNTED_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SLICE", "INSERT_TILE")
 #: block has one depthwise and one or two 1x1 convs, so separate conv/depthwise constants are
 #: not identifiable from builds)
 GROUPS = {"conv": ("CONV_2D", "DEPTHWISE_CONV_2D"), "add": ("ADD",),
-          "tile": ("SLICE", "INSERT_TILE")}
+          "tile": ("SLICE", "INSERT_TILE"), "int4_kernels": ("int4_kernels",),
+          "int8_kernels_unused": ("int8_kernels_unused",)}
 WEIGHTED_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def _weighted(out_ch: int, per_channel_weights: int) -> int:
-    return out_ch * per_channel_weights + 4 * out_ch + 8 * out_ch
+def kernel_features(layers) -> dict[str, int]:
+    """The int4 kernels a build links and the int8 ones it drops, from ``(kind, bits)`` of its
+    weighted layers: ``int4_kernels`` counts the weighted op kinds with an int4 layer (each
+    links its ``_s4`` kernels), ``int8_kernels_unused`` those with no int8 layer left (their
+    ``_s8`` kernels, part of ``fixed``, are not linked)."""
+    layers = list(layers)
+    return {"int4_kernels": sum(any(k == kind and b == 4 for k, b in layers)
+                                for kind in WEIGHTED_KINDS),
+            "int8_kernels_unused": sum(not any(k == kind and b == 8 for k, b in layers)
+                                       for kind in WEIGHTED_KINDS)}
+
+
+def _weighted(out_ch: int, per_channel_weights: int, bits: int = 8) -> int:
+    """Flash of one layer's constants: weights (int4 packed two per byte, plus the pad the
+    generator adds), int32 bias, two int32 requantisation words per output channel."""
+    weights = out_ch * per_channel_weights
+    if bits == 4:
+        weights = (weights + 1) // 2 + INT4_PAD_BYTES
+    return weights + 4 * out_ch + 8 * out_ch
 
 
 def features(spec: MCUNetSpec) -> dict[str, int]:
-    """What flash depends on, from the spec alone: constants bytes, input bytes, op counts."""
-    const = _weighted(spec.stem_out, 9 * spec.in_channels)
+    """What flash depends on, from the spec alone: constants bytes (int4 layers' weights
+    packed), input bytes, op counts, and the weighted layers with int4 weights."""
+    bits = iter(spec.layer_bits())
+    const = _weighted(spec.stem_out, 9 * spec.in_channels, next(bits))
     counts = dict.fromkeys(COUNTED_KINDS, 0)
     counts["CONV_2D"] = 2  # stem and head
     for b in spec.blocks():
         if b.expansion != 1:
-            const += _weighted(b.hidden, b.in_channels)
+            const += _weighted(b.hidden, b.in_channels, next(bits))
             counts["CONV_2D"] += 1
-        const += _weighted(b.hidden, b.kernel * b.kernel)
-        const += _weighted(b.out_channels, b.hidden)
+        const += _weighted(b.hidden, b.kernel * b.kernel, next(bits))
+        const += _weighted(b.out_channels, b.hidden, next(bits))
         counts["DEPTHWISE_CONV_2D"] += 1
         counts["CONV_2D"] += 1
         counts["ADD"] += int(b.residual)
     last_in = spec.blocks()[-1].out_channels
-    const += _weighted(spec.last_channels, last_in)
-    const += _weighted(spec.num_classes, spec.last_channels)
-    return {"constants": const, "input": spec.resolution ** 2 * spec.in_channels, **counts}
+    const += _weighted(spec.last_channels, last_in, next(bits))
+    const += _weighted(spec.num_classes, spec.last_channels, next(bits))
+    kinds = [("DEPTHWISE_CONV_2D" if n.endswith("/dw") else
+              "FULLY_CONNECTED" if n == "logits" else "CONV_2D")
+             for n in spec.weighted_layer_names()]
+    return {"constants": const, "input": spec.resolution ** 2 * spec.in_channels, **counts,
+            **kernel_features(zip(kinds, spec.layer_bits()))}
 
 
 def graph_features(graph) -> dict[str, int]:
@@ -71,11 +97,14 @@ def graph_features(graph) -> dict[str, int]:
         if op.kind in norm.PREPARED_CONSTANT_KINDS) + sum(
         8 * graph[op.outputs[0]].shape[-1] for op in graph.ops if op.kind in WEIGHTED_KINDS)
     counts = {k: sum(op.kind == k for op in graph.ops) for k in COUNTED_KINDS}
-    return {"constants": const, "input": sum(graph[n].nbytes for n in graph.inputs), **counts}
+    layers = [(op.kind, graph[op.inputs[1]].dtype.bits) for op in graph.ops
+              if op.kind in WEIGHTED_KINDS]
+    return {"constants": const, "input": sum(graph[n].nbytes for n in graph.inputs), **counts,
+            **kernel_features(layers)}
 
 
 def group_count(f: dict[str, int], group: str) -> int:
-    return sum(f[k] for k in GROUPS[group])
+    return sum(f.get(k, 0) for k in GROUPS[group])
 
 
 @lru_cache(maxsize=None)
@@ -86,8 +115,14 @@ def load_model(cpu: str = "cortex-m4", path: Path = CODESIZE_FILE) -> dict:
     try:
         data = json.loads(Path(path).read_text())["by_cpu"]
         models = {c: {"fixed": float(d["fixed"]),
-                      "per_op": {g: float(d["per_op"][g]) for g in GROUPS}}
+                      "per_op": {g: float(v) for g, v in d["per_op"].items() if g in GROUPS}}
                   for c, d in data.items()}
+        for g in GROUPS:
+            # a core calibrated before a term existed (the int4 kernels) takes the largest
+            # value of the cores that have it: a pessimistic flash estimate
+            known = [m["per_op"][g] for m in models.values() if g in m["per_op"]]
+            for m in models.values():
+                m["per_op"].setdefault(g, max(known))
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise UsageError(f"code-size model {str(path)!r} cannot be read ({err}); rerun"
                          " bench/nas_calibrate_codesize.py") from None

@@ -68,10 +68,15 @@ def float_graph(module: nn.Module, example: np.ndarray, name: str = "mcunet") ->
     return import_onnx(fold_pads(model, pads), source=type(module).__name__, name=name)
 
 
-def int8_graph(module: nn.Module, calib: np.ndarray, name: str = "mcunet") -> Graph:
-    """The int8 IR of ``module``: calibration ``calib`` is (N, C, H, W) float32."""
+def int8_graph(module: nn.Module, calib: np.ndarray, name: str = "mcunet",
+               bits: int | str = 8) -> Graph:
+    """The quantized IR of ``module`` (int8 activations): calibration ``calib`` is (N, C, H, W)
+    float32; ``bits`` the weight bits as `edgekit convert --bits` takes them (8, 4 or
+    ``mixed:SPEC``, `edgekit.nas.mcunet.bits_spec`). Int4 layers are rounded with accuracy
+    recovery (``--recover``: clipping search, GPTQ, bias correction), int8 ones plainly."""
     calib = np.asarray(calib, dtype=np.float32)
-    return quantize(float_graph(module, calib[:1], name), calib, bits=8)
+    return quantize(float_graph(module, calib[:1], name), calib, bits=bits,
+                    recover=str(bits) != "8")
 
 
 def save_int8(module: nn.Module, calib: np.ndarray, path: str | Path) -> Graph:

@@ -18,8 +18,10 @@ from edgekit.nas.mcunet import Block, MCUNetSpec, same_pads
 
 
 class _Builder:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, bits: dict[str, int] | None = None):
         self.rng = np.random.default_rng(seed)
+        #: weight bits by layer name (`MCUNetSpec.weighted_layer_names`); absent: 8
+        self.bits = bits or {}
         self.tensors: list[Tensor] = []
         self.ops: list[Op] = []
 
@@ -37,11 +39,19 @@ class _Builder:
         channels = w_shape[axis]
         wq = Quantization(self._f32(self.rng.uniform(0.002, 0.02, channels)),
                           np.zeros(channels, np.int64), axis)
-        data = self.rng.integers(-127, 128, size=tuple(w_shape)).astype(np.int8)
-        self.tensors.append(Tensor(f"{out}/weights", tuple(w_shape), DType.INT8, wq, data))
+        int4 = self.bits.get(out, 8) == 4
+        if int4 and kind == "FULLY_CONNECTED":
+            # int4 FULLY_CONNECTED weights are per tensor (what the converter writes and
+            # TFLite Micro takes)
+            wq = Quantization(wq.scale[:1], np.zeros(1, np.int64))
+        limit = 7 if int4 else 127
+        data = self.rng.integers(-limit, limit + 1, size=tuple(w_shape)).astype(np.int8)
+        dtype = DType.INT4 if int4 else DType.INT8
+        self.tensors.append(Tensor(f"{out}/weights", tuple(w_shape), dtype, wq, data))
         bscale = self._f32(np.float32(x.quant.scale[0]) * wq.scale.astype(np.float32))
-        self.tensors.append(Tensor(f"{out}/bias", (channels,), DType.INT32,
-                                   Quantization(bscale, np.zeros(channels, np.int64), 0),
+        bquant = (Quantization(bscale, np.zeros(channels, np.int64), 0) if bscale.size > 1
+                  else Quantization(bscale, np.zeros(1, np.int64)))
+        self.tensors.append(Tensor(f"{out}/bias", (channels,), DType.INT32, bquant,
                                    self.rng.integers(-500, 501, channels).astype(np.int32)))
         self.activation(out, out_shape)
         self.ops.append(Op(kind, [x.name, f"{out}/weights", f"{out}/bias"], [out], attrs,
@@ -102,8 +112,9 @@ def add_head(b: _Builder, x: str, last_channels: int, num_classes: int) -> str:
 
 
 def graph_from_spec(spec: MCUNetSpec, seed: int = 0) -> Graph:
-    """The int8 graph of ``spec`` (input (1, R, R, C_in) int8, output (1, classes) int8)."""
-    b = _Builder(seed)
+    """The int8 graph of ``spec`` (input (1, R, R, C_in) int8, output (1, classes) int8); the
+    layers ``spec.weight_bits`` makes int4 have int4 weights."""
+    b = _Builder(seed, dict(zip(spec.weighted_layer_names(), spec.layer_bits())))
     x = b.activation("input", (1, spec.resolution, spec.resolution, spec.in_channels))
     x = add_stem(b, x, spec)
     for i, block in enumerate(spec.blocks()):

@@ -15,6 +15,11 @@ folds those pads back into the convolution.
 
 ``patch_split`` is the index (in `blocks`) of the block that ends the patch-based stage, or
 None for layer-by-layer execution; ``patch_n`` the n of n x n output patches.
+
+``weight_bits`` holds the weight bits (8 or 4) of every weighted layer in graph order (stem;
+per block [expand], depthwise, project; head; classifier: `weighted_layer_names`), or is empty
+for an all-int8 network. `SearchSpace.bits` says which widths `sample` may draw per layer;
+`bits_spec` turns a spec's bits into the converter's ``--bits`` value.
 """
 
 from __future__ import annotations
@@ -94,9 +99,11 @@ class MCUNetSpec:
     last_channels: int = 320
     patch_split: int | None = None
     patch_n: int = 1
+    weight_bits: tuple[int, ...] = ()
 
     def __post_init__(self):
-        for name in ("stage_channels", "stage_strides", "depths", "kernels", "expansions"):
+        for name in ("stage_channels", "stage_strides", "depths", "kernels", "expansions",
+                     "weight_bits"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         n_stages = len(self.stage_channels)
         if len(self.stage_strides) != n_stages or len(self.depths) != n_stages:
@@ -118,6 +125,13 @@ class MCUNetSpec:
                              f" (0..{n_blocks - 1})")
         if self.patch_n < 1:
             raise UsageError(f"spec: patch_n {self.patch_n} must be >= 1")
+        if any(b not in (4, 8) for b in self.weight_bits):
+            raise UsageError(f"spec: weight_bits {self.weight_bits} must be 8 or 4 each")
+        if self.weight_bits and len(self.weight_bits) != len(self.weighted_layer_names()):
+            raise UsageError(f"spec: weight_bits has {len(self.weight_bits)} entries for"
+                             f" {len(self.weighted_layer_names())} weighted layers")
+        if all(b == 8 for b in self.weight_bits):  # one spelling of all-int8
+            object.__setattr__(self, "weight_bits", ())
 
     @property
     def stem_out(self) -> int:
@@ -133,6 +147,18 @@ class MCUNetSpec:
                                  stride if j == 0 else 1))
                 channels, i = width, i + 1
         return out
+
+    def weighted_layer_names(self) -> list[str]:
+        """The weighted layers in graph order (`edgekit.nas.graph`'s names)."""
+        names = ["stem"]
+        for i, b in enumerate(self.blocks()):
+            names += ([f"b{i}/expand"] if b.expansion != 1 else []) + [f"b{i}/dw",
+                                                                        f"b{i}/project"]
+        return names + ["head", "logits"]
+
+    def layer_bits(self) -> tuple[int, ...]:
+        """Weight bits of each weighted layer (`weighted_layer_names` order)."""
+        return self.weight_bits or (8,) * len(self.weighted_layer_names())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +202,33 @@ class SearchSpace:
     expansions: tuple[int, ...] = EXPANSIONS
     patch_ns: tuple[int, ...] = PATCH_NS
     stages: tuple[tuple[int, int], ...] = field(default=MCUNET_STAGES)
+    #: weight bits each layer may take: (8,) int8 only, (4,) int4 only, (8, 4) mixed
+    bits: tuple[int, ...] = (8,)
+
+
+def bits_spec(spec: MCUNetSpec) -> int | str:
+    """``spec``'s weight bits as `edgekit.converters.quantize.parse_bits` takes them: 8, 4 or
+    ``mixed:default=8,#i=4,...`` (``#i``: the i-th weighted layer, as the converter orders them)."""
+    bits = spec.layer_bits()
+    if len(set(bits)) == 1:
+        return bits[0]
+    return "mixed:default=8," + ",".join(f"#{i}=4" for i, b in enumerate(bits) if b == 4)
+
+
+def largest_spec(space: SearchSpace) -> MCUNetSpec:
+    """The candidate of ``space`` with the most weights (widest, deepest, largest kernels and
+    expansions; int8): what decides whether the board's flash binds the search."""
+    depth, n_stages = max(space.depths), len(space.stages)
+    n_blocks = 1 + depth * n_stages
+    width = max(space.widths)
+    return MCUNetSpec(resolution=max(space.resolutions), in_channels=space.in_channels,
+                      num_classes=space.num_classes, width=width,
+                      stage_channels=(16,) + tuple(c for c, _ in space.stages),
+                      stage_strides=(1,) + tuple(s for _, s in space.stages),
+                      depths=(1,) + (depth,) * n_stages,
+                      kernels=(3,) + (max(space.kernels),) * (n_blocks - 1),
+                      expansions=(1,) + (max(space.expansions),) * (n_blocks - 1),
+                      stem_channels=32, last_channels=make_divisible(640 * width))
 
 
 def _chooser(source):
@@ -207,13 +260,36 @@ def sample(source, space: SearchSpace = SearchSpace()) -> MCUNetSpec:
     stage = choose("patch_stage", range(PATCH_STAGES + 2))
     n = choose("patch_n", space.patch_ns)
     split = sum(depths[:stage]) if stage else 0
+    bits = _sample_bits(choose, space, depths, expansions)
     return MCUNetSpec(resolution=resolution, in_channels=space.in_channels,
                       num_classes=space.num_classes, width=width,
                       stage_channels=(16,) + tuple(c for c, _ in space.stages),
                       stage_strides=(1,) + tuple(s for _, s in space.stages),
                       depths=tuple(depths), kernels=tuple(kernels), expansions=tuple(expansions),
                       stem_channels=32, last_channels=make_divisible(640 * width),
-                      patch_split=split - 1 if stage else None, patch_n=n if stage else 1)
+                      patch_split=split - 1 if stage else None, patch_n=n if stage else 1,
+                      weight_bits=bits)
+
+
+def _sample_bits(choose, space: SearchSpace, depths: list[int],
+                 expansions: list[int]) -> tuple[int, ...]:
+    """Each weighted layer's bits, drawn after the architecture (so a space of one width draws
+    nothing and its trials are those of an int8 search); as for kernels, every block slot's
+    bits are suggested even where the depth drops the block."""
+    if len(space.bits) == 1:
+        layers = 1 + sum(3 if e != 1 else 2 for e in expansions) + 2
+        return (space.bits[0],) * layers
+    bits = [choose("bits_stem", space.bits), choose("bits_b0_dw", space.bits),
+            choose("bits_b0_project", space.bits)]
+    block = 1
+    for s, depth in enumerate(depths[1:]):
+        for j in range(max(space.depths)):
+            drawn = [choose(f"bits{s}_{j}_{layer}", space.bits)
+                     for layer in ("expand", "dw", "project")]
+            if j < depth:
+                bits += drawn if expansions[block] != 1 else drawn[1:]
+                block += 1
+    return tuple(bits + [choose("bits_head", space.bits), choose("bits_fc", space.bits)])
 
 
 def to_torch(spec: MCUNetSpec):

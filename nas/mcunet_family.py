@@ -5,9 +5,16 @@ spec's flash estimate prune; a candidate that passes both is planned for real
 (`firmware_memory`, the patch schedule included), and a patched one gets the patched graph's
 flash. The final model's figures (`final_memory`) carry its patch schedule, which the driver
 writes as best/patch.json for `edgekit build`.
+
+Weight bits (``edgekit search --bits``, `SearchConfig.bits`): ``8``, ``4`` or ``mixed`` (each
+layer 8 or 4, drawn with the architecture); none given, ``mixed`` where the board's flash binds
+(`flash_binds`), else ``8``. The flash figures count int4 weights packed; the chosen model is
+converted with its own per-layer bits (int4 layers with ``--recover``).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -15,10 +22,29 @@ from edgekit.errors import UsageError
 from edgekit.nas.family import register
 
 
+#: ``edgekit search --bits`` -> the weight bits each layer may take
+SPACE_BITS = {"8": (8,), "4": (4,), "mixed": (8, 4)}
+
+
+def flash_binds(space, board) -> bool:
+    """True when the largest int8 candidate of ``space`` (`largest_spec`) does not fit
+    ``board``'s flash (the flash estimate), so int4 layers widen what the search can take."""
+    from edgekit.nas.codesize import flash_estimate
+    from edgekit.nas.mcunet import largest_spec
+
+    return flash_estimate(largest_spec(space), cpu=board.cpu) > board.flash_bytes
+
+
+def default_bits(space, board) -> str:
+    """``edgekit search``'s ``--bits`` when none is given: mixed where flash binds, else 8."""
+    return "mixed" if flash_binds(replace(space, bits=(8,)), board) else "8"
+
+
 class MCUNetFamily:
     name = "mcunet"
 
     def space(self, data, config):
+        from edgekit.boards import load_board
         from edgekit.nas.mcunet import SearchSpace
 
         if len(data.image_shape) != 3:
@@ -26,8 +52,10 @@ class MCUNetFamily:
                              f" {data.name!r} holds inputs of shape {data.image_shape}")
         bounds = {k: tuple(v) for k, v in (("resolutions", config.resolutions),
                                             ("widths", config.widths)) if v is not None}
-        return SearchSpace(in_channels=data.image_shape[-1], num_classes=data.num_classes,
-                           **bounds)
+        space = SearchSpace(in_channels=data.image_shape[-1], num_classes=data.num_classes,
+                            **bounds)
+        bits = config.bits or default_bits(space, load_board(config.board))
+        return replace(space, bits=SPACE_BITS[bits])
 
     def sample(self, trial, space):
         from edgekit.nas.mcunet import sample
@@ -72,9 +100,11 @@ class MCUNetFamily:
 
     def int8_graph(self, module, spec, calib: np.ndarray):
         from edgekit.nas.convert import int8_graph
+        from edgekit.nas.mcunet import bits_spec
         from edgekit.nas.train import to_input
 
-        return int8_graph(module, to_input(calib, spec.resolution).numpy())
+        return int8_graph(module, to_input(calib, spec.resolution).numpy(),
+                          bits=bits_spec(spec))
 
     def int8_accuracy(self, graph, spec, split) -> float:
         from edgekit.nas.train import int8_accuracy
@@ -104,7 +134,9 @@ class MCUNetFamily:
             memory["peak_sram_without_input"] = peak_without_inputs(chosen)
         except ImportError:
             pass
-        return {"peak_sram": chosen.arena_bytes, **memory,
+        from edgekit.nas.mcunet import bits_spec
+
+        return {"peak_sram": chosen.arena_bytes, **memory, "bits": str(bits_spec(spec)),
                 "flash_estimate": flash_estimate(spec, graph=runs, cpu=board.cpu),
                 "patch": schedule.to_dict() if schedule else {"split": None, "n": 1}}
 

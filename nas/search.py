@@ -19,7 +19,8 @@ trials of a killed one, and which worker writes the outputs). ``trials`` is the 
 finished trials the study should hold, not the number to run now: a resumed search, or a
 second worker, runs only what is missing. Each trial is committed as it ends, so a killed
 search loses no finished trial. Outputs (each written to a temporary name, then renamed):
-``DIR/pareto.json``, ``DIR/pareto.png``, and ``DIR/best/`` with ``model.tflite`` (int8, the
+``DIR/pareto.json`` (the feasible trials no other beats in accuracy, peak SRAM and flash:
+`PARETO_OBJECTIVES`), ``DIR/pareto.png``, and ``DIR/best/`` with ``model.tflite`` (int8, the
 chosen model after its final training), ``spec.json``, ``patch.json`` (the patch schedule;
 ``{"split": null, "n": 1}``, layer by layer, for families without one) and ``report.json``,
 so `edgekit build DIR/best` builds the model of any family.
@@ -101,6 +102,9 @@ class SearchConfig:
     #: sub-networks drawn per (resolution, width) choice to pick one
     space_opt: bool = True
     space_samples: int = 1000
+    #: weight bits per layer, mcunet only: "8", "4", "mixed" or None (the family's default:
+    #: `edgekit.nas.mcunet_family.default_bits`)
+    bits: str | None = None
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
@@ -120,6 +124,12 @@ class SearchConfig:
             raise UsageError(f"widths must be > 0, got {self.widths}")
         if not self.max_mac_overhead >= 0:
             raise UsageError(f"max-mac-overhead must be >= 0, got {self.max_mac_overhead}")
+        if self.bits is not None and (str(self.bits) not in ("8", "4", "mixed")
+                                      or (self.space != "mcunet" and str(self.bits) != "8")):
+            raise UsageError(f"bits {self.bits!r}: choose 8, 4 or mixed (4 and mixed for the"
+                             f" mcunet space only; this search is {self.space!r})")
+        if self.bits is not None:
+            self.bits = str(self.bits)
         if self.time_budget is not None and not self.time_budget > 0:
             raise UsageError(f"time-budget must be > 0 seconds, got {self.time_budget}")
 
@@ -256,6 +266,22 @@ def _row(trial) -> dict:
             "feasible": max(a["constraints"]) <= 0,
             "patch": {"split": a["spec"].get("patch_split"), "n": a["spec"].get("patch_n", 1)},
             "spec": a["spec"]}
+
+
+#: the Pareto front's objectives: Optuna optimises the first two; flash (the board's other
+#: budget, and what int4 layers shrink) is reported on the front as the third
+PARETO_OBJECTIVES = {"accuracy": "max", "peak_sram": "min", "flash": "min"}
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """The rows no other row dominates over `PARETO_OBJECTIVES` (as good in every objective,
+    better in one)."""
+    def key(r):
+        return tuple(r[k] if way == "max" else -r[k] for k, way in PARETO_OBJECTIVES.items())
+
+    keys = [key(r) for r in rows]
+    return [r for r, k in zip(rows, keys)
+            if not any(all(a >= b for a, b in zip(o, k)) and o != k for o in keys)]
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -520,9 +546,8 @@ def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Da
     """Pareto front (json and plot) of the study's finished trials, then the chosen model."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     rows = [_row(t) for t in complete]
-    front_numbers = {t.number for t in study.best_trials}
-    pareto = [r for r in rows if r["trial"] in front_numbers and r["feasible"]]
     trained = [r for r in rows if r["feasible"]]
+    pareto = pareto_front(trained)
     if not trained:
         raise SearchError(f"none of the {len(rows)} trials fits {board.id} ({board.sram_bytes} B"
                           f" SRAM, {board.flash_bytes} B flash); run more trials")
@@ -534,9 +559,9 @@ def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Da
     _atomic_write(out_dir / "pareto.json", json.dumps(
         {"board": board.id, "dataset": config.dataset, "space": config.space,
          "sram_budget": sram_budget(board),
-         "flash_budget": board.flash_bytes, "trials": total, "rejected": rejected,
-         "constraints": constraints, "space_choice": space_choice, "pareto": pareto},
-        indent=2) + "\n")
+         "flash_budget": board.flash_bytes, "trials": total, "objectives": PARETO_OBJECTIVES,
+         "rejected": rejected, "constraints": constraints, "space_choice": space_choice,
+         "pareto": pareto}, indent=2) + "\n")
     _plot(out_dir / "pareto.png", rows, pareto, sram_budget(board))
     spec = family.spec_from_dict(chosen["spec"])
     report = _final(config, family, spec, data, train_split, board, out_dir,

@@ -27,16 +27,18 @@ def test_codesize_file_names_the_script_that_fitted_it():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("board, patched", [("mps2-an386", False), ("mps2-an386", True),
-                                            ("lm3s6965evb", False)])
-def test_flash_estimate_is_within_ten_percent_of_a_real_build(tmp_path, board, patched):
+@pytest.mark.parametrize("board, patched, bits", [
+    ("mps2-an386", False, 8), ("mps2-an386", True, 8), ("lm3s6965evb", False, 8),
+    ("mps2-an386", False, 4), ("mps2-an386", False, "mixed"), ("lm3s6965evb", True, "mixed")])
+def test_flash_estimate_is_within_ten_percent_of_a_real_build(tmp_path, board, patched, bits):
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc is not installed")
     from edgekit.firmware.model_build import build_model
     from edgekit.nas.memory import patch_schedule
     from edgekit.patching import apply_patches
 
-    spec = sample(777, SearchSpace(resolutions=(48,), widths=(0.25, 0.35)))
+    spec = sample(777, SearchSpace(resolutions=(48,), widths=(0.25, 0.35),
+                                   bits=(8, 4) if bits == "mixed" else (bits,)))
     spec = dataclasses.replace(spec, patch_split=sum(spec.depths[:2]) - 1, patch_n=3) if patched \
         else dataclasses.replace(spec, patch_split=None, patch_n=1)
     assert json.dumps(spec.to_dict(), sort_keys=True) not in _fitted_specs()

@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space-samples", type=int, default=1000, metavar="N",
                         help="random sub-networks per (resolution, width) for --space-opt"
                         " (default 1000)")
+    parser.add_argument("--bits", choices=("8", "4", "mixed"),
+                        help="weight bits of each layer (mcunet): 8, 4, or mixed (each layer's"
+                        " 8 or 4 drawn with the architecture; int4 weights take half the flash,"
+                        " the chosen model's int4 layers are converted with --recover). Default:"
+                        " mixed where the board's flash binds (the space's largest int8"
+                        " candidate does not fit it), else 8")
     parser.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
@@ -102,7 +108,9 @@ def _render(p: dict) -> str:
         + (f" ({best['peak_sram_without_input']} B without the input)"
            if "peak_sram_without_input" in best else "")
         + f"; layer by layer {best['peak_sram_layer_by_layer']} B",
-        f"  flash (estimate): {best['flash_estimate']} B; fits {p['board']}:"
+        f"  flash (estimate): {best['flash_estimate']} B"
+        + (f" (weight bits {best['bits']})" if "bits" in best else "")
+        + f"; fits {p['board']}:"
         f" {'yes' if best['fits'] else 'no'}",
         f"  patch schedule: {patch_text}",
         f"  model: {p['files']['model']}"
@@ -137,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                           test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead,
                           resolutions=args.resolutions, widths=args.widths, space=args.space,
                           scale=args.scale, space_opt=args.space_opt == "on",
-                          space_samples=args.space_samples)
+                          space_samples=args.space_samples, bits=args.bits)
     result = run_search(config, progress=lambda total: progress(total=total, desc="trials",
                                                                  args=args))
     payload = {"board": args.board, "dataset": args.dataset, "space": args.space,
