@@ -16,14 +16,13 @@ it fits and is bit-exact, and instructions. Writes one JSON file.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import platform
 import tempfile
 from pathlib import Path
 
 from edgekit.nas.embbert_paper import paper_model
+from nas_search_boards import _cli  # one CLI-as-JSON helper for the bench scripts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "embbert_paper.json"
@@ -31,17 +30,6 @@ BOARD = "nucleo-h743zi"
 MEASURED = ("flash_bytes", "static_ram_bytes", "stack_peak_bytes", "peak_sram_bytes",
             "arena_used_bytes", "instructions", "bit_exact", "fits", "estimate_peak_sram_bytes",
             "estimate_error")
-
-
-def _cli(argv: list[str]) -> dict:
-    from edgekit.cli import main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main([*argv, "--json"])
-    if code != 0:
-        raise SystemExit(f"edgekit {' '.join(argv)} exited {code}")
-    return json.loads(out.getvalue())
 
 
 def main() -> None:

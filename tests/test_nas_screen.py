@@ -19,13 +19,7 @@ from edgekit.nas.screen import rejection  # noqa: E402
 from edgekit.nas.search import SearchConfig, run_search, sram_budget  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "toy.npz"
-    np.savez(path, x=rng.integers(0, 256, size=(90, 8, 8), dtype=np.uint8),
-             y=rng.integers(0, 3, size=90))
-    return path
+from test_nas_search import npz  # noqa: E402,F401  (the toy 8x8 image dataset fixture)
 
 
 class _Smaller:

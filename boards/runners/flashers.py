@@ -61,17 +61,7 @@ class Flasher(ABC):
     def flash(self, elf: Path) -> FlashResult:
         """Program `elf`; a `RunnerError` with the tool's output when it fails."""
         self.check_available()
-        cmd = self.command(Path(elf))
-        try:
-            done = self.run_command(cmd, FLASH_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise RunnerError(f"{self.name} did not finish programming {elf} within "
-                              f"{FLASH_TIMEOUT_S:g} s: {' '.join(cmd)}") from None
-        output = ((done.stdout or "") + (done.stderr or "")).strip()
-        if done.returncode != 0:
-            raise RunnerError(f"{self.name} failed (status {done.returncode}) programming {elf}: "
-                              f"{' '.join(cmd)}\n{output[-2000:]}")
-        return FlashResult(command=cmd, output=output[-2000:])
+        return self._run_tool(self.command(Path(elf)), f"programming {elf}")
 
     def reset_command(self) -> list[str] | None:
         """The command line that only resets the target (None: this tool cannot)."""
@@ -84,14 +74,18 @@ class Flasher(ABC):
         if cmd is None:
             raise RunnerError(f"{self.name} cannot reset a board on its own: use --reset dtr, or "
                               "press the board's reset button")
+        return self._run_tool(cmd, "resetting the board")
+
+    def _run_tool(self, cmd: list[str], doing: str) -> FlashResult:
+        """Run the probe tool's `cmd`; a `RunnerError` with its output when it fails or hangs."""
         try:
             done = self.run_command(cmd, FLASH_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise RunnerError(f"{self.name} did not reset the board within {FLASH_TIMEOUT_S:g} s: "
-                              f"{' '.join(cmd)}") from None
+            raise RunnerError(f"{self.name} did not finish {doing} within {FLASH_TIMEOUT_S:g} s:"
+                              f" {' '.join(cmd)}") from None
         output = ((done.stdout or "") + (done.stderr or "")).strip()
         if done.returncode != 0:
-            raise RunnerError(f"{self.name} failed (status {done.returncode}) resetting the board: "
+            raise RunnerError(f"{self.name} failed (status {done.returncode}) {doing}: "
                               f"{' '.join(cmd)}\n{output[-2000:]}")
         return FlashResult(command=cmd, output=output[-2000:])
 
