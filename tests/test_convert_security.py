@@ -24,8 +24,15 @@ pytest.importorskip("onnx")
 
 import malicious_models as hostile  # noqa: E402
 from edgekit.cli import main  # noqa: E402
-from edgekit.converters.pt2_guard import check_pt2  # noqa: E402
+from edgekit.converters.pt2_program import check_program  # noqa: E402
+from edgekit.converters.pt2_reader import read_pt2  # noqa: E402
 from edgekit.errors import EdgekitError, ModelFormatError  # noqa: E402
+
+
+def check_pt2(path):
+    """What `load_pt2` checks before torch is imported: the archive, then its program."""
+    check_program(read_pt2(path))
+
 
 EDGEKIT = Path(sys.executable).with_name("edgekit")
 
