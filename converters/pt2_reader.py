@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from edgekit.errors import ModelFormatError
+from edgekit.file_read import read_limited
 
 #: limits on what an archive may hold (an MCU model is far smaller than any of these)
 MAX_MEMBERS = 10_000
@@ -118,14 +119,7 @@ def read_pt2(path) -> Pt2Archive:
 
 def _read_zip(path: Path) -> dict[str, bytes]:
     """Every member's bytes by name relative to the archive's one top folder."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_TOTAL_BYTES:
-            raise ModelFormatError(f"{path}: {size} bytes, larger than the {MAX_TOTAL_BYTES}"
-                                   " bytes edgekit reads from a .pt2")
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ModelFormatError(f"{path}: cannot read: {err.strerror or err}") from None
+    raw = read_limited(path, MAX_TOTAL_BYTES, ModelFormatError, ".pt2 archive")
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as err:

@@ -36,6 +36,7 @@ from edgekit.converters.pad_fold import fold_pads_into_convolutions
 from edgekit.converters.tflite_custom import CUSTOM_ARITY, CUSTOM_KINDS, decode_options
 from edgekit.converters.tflite_flatbuffer import RawModel, RawOp, RawTensor, decode
 from edgekit.errors import GraphError, ModelFormatError, UnsupportedError
+from edgekit.file_read import read_limited
 from edgekit.ir import DType, Graph, Op, Quantization, Tensor
 
 #: refuse files larger than this before reading them (no MCU model comes close)
@@ -77,14 +78,7 @@ _KIND = {
 def load_tflite(path: str | os.PathLike) -> Graph:
     """Read a `.tflite` file into a validated `Graph` named after the file."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ModelFormatError(f"{path}: {size} bytes is larger than any TFLite model edgekit"
-                                   f" accepts ({MAX_FILE_BYTES} bytes)")
-        data = path.read_bytes()
-    except OSError as err:
-        raise ModelFormatError(f"{path}: cannot read the model file ({err.strerror or err})") from None
+    data = read_limited(path, MAX_FILE_BYTES, ModelFormatError, "TFLite model")
     return load_tflite_bytes(data, source=str(path), name=path.stem)
 
 

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from edgekit.errors import FirmwareFormatError
+from edgekit.file_read import read_limited
 
 #: a manifest is a few KiB (expected outputs included); refuse to parse what cannot be one
 MAX_MANIFEST_BYTES = 64 << 20
@@ -24,13 +25,10 @@ _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 def read_manifest(path: Path) -> dict:
     """The parsed, checked manifest at `path`."""
     path = Path(path)
+    data = read_limited(path, MAX_MANIFEST_BYTES, FirmwareFormatError, "build manifest")
     try:
-        size = path.stat().st_size
-        if size > MAX_MANIFEST_BYTES:
-            raise FirmwareFormatError(f"build manifest {path}: {size} bytes is too large for a "
-                                      f"manifest (at most {MAX_MANIFEST_BYTES})")
-        raw = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
         # ValueError covers JSONDecodeError and integers too long to convert
         raise FirmwareFormatError(f"cannot read build manifest {path}: {err}") from None
     check_manifest(raw, path)
