@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +38,7 @@ from typing import Any, Callable
 from edgekit.boards import load_board
 import numpy as np
 
+from edgekit.atomic import atomic_directory, atomic_write_text, atomic_writer
 from edgekit.errors import EdgekitError, SearchError, UsageError
 from edgekit.nas.datasets import Dataset, Split, load_dataset
 from edgekit.nas.family import Family, check_space, get_family
@@ -284,12 +282,6 @@ def pareto_front(rows: list[dict]) -> list[dict]:
             if not any(all(a >= b for a, b in zip(o, k)) and o != k for o in keys)]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _plot(path: Path, rows: list[dict], pareto: list[dict], sram: int) -> None:
     import matplotlib
 
@@ -312,10 +304,9 @@ def _plot(path: Path, rows: list[dict], pareto: list[dict], sram: int) -> None:
     ax.set_ylabel("proxy accuracy")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_writer(path) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _final_memory(family: Family, spec, graph, board) -> dict:
@@ -372,8 +363,8 @@ def _final(config: SearchConfig, family: Family, spec, data: Dataset, train_spli
               "weights_bytes": graph.weights_bytes, "board": board.id,
               "fits": peak <= sram_budget(board) and memory["flash_estimate"] <= board.flash_bytes,
               "patch": patch, **(extra or {})}
-    tmp = Path(tempfile.mkdtemp(prefix=".best-", dir=out_dir))
-    try:
+    # whoever reads best/ sees the old folder or the new one, never a half-written one
+    with atomic_directory(out_dir / "best") as tmp:
         save_tflite(graph, tmp / "model.tflite")
         (tmp / "spec.json").write_text(spec.to_json() + "\n")
         (tmp / "patch.json").write_text(json.dumps(report["patch"]) + "\n")
@@ -381,23 +372,7 @@ def _final(config: SearchConfig, family: Family, spec, data: Dataset, train_spli
         # what else reproduces the model's inputs (embbert: tokenizer.json)
         for name, text in getattr(family, "artifacts", lambda _: {})(spec).items():
             (tmp / name).write_text(text, encoding="utf-8")
-        _replace_dir(tmp, out_dir / "best")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
-
-
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Put folder ``new`` at ``dest``: whoever reads ``dest`` sees the old folder or the new
-    one, never a half-written one (an old one is moved aside first, then removed)."""
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-", dir=dest.parent))
-        os.replace(dest, old / dest.name)
-    os.replace(new, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = None,
@@ -556,7 +531,7 @@ def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Da
     total = counts(study).finished
     rejected = _rejected(optuna, study)
     constraints = constraint_summary(rejected, chosen, sram_budget(board), board.flash_bytes)
-    _atomic_write(out_dir / "pareto.json", json.dumps(
+    atomic_write_text(out_dir / "pareto.json", json.dumps(
         {"board": board.id, "dataset": config.dataset, "space": config.space,
          "sram_budget": sram_budget(board),
          "flash_budget": board.flash_bytes, "trials": total, "objectives": PARETO_OBJECTIVES,
