@@ -174,8 +174,9 @@ def corrupted_reports(console: bytes, seed: int = 12) -> list[tuple[str, bytes]]
     return cases
 
 
-def test_twenty_corrupted_reports_are_each_refused(kws_build: Path) -> None:
+def test_twenty_corrupted_reports_are_each_refused(kws_build: Path, record_property) -> None:
     console, _ = read_fixture()
+    outcomes = {"ReportError": 0, "RunnerTimeoutError": 0}
     firmware = resolve_firmware(kws_build, BOARD, hardware=True)
     cases = corrupted_reports(console)
     assert len(cases) == 20 and len({data for _, data in cases}) == 20
@@ -187,6 +188,8 @@ def test_twenty_corrupted_reports_are_each_refused(kws_build: Path) -> None:
             with pytest.raises((ReportError, RunnerTimeoutError)) as caught:
                 _measure_with(runner, firmware, timeout_s=1.0)
         message = str(caught.value)
+        outcomes["RunnerTimeoutError" if isinstance(caught.value, RunnerTimeoutError)
+                 else "ReportError"] += 1
         assert time.monotonic() - started < 5, what
         if isinstance(caught.value, RunnerTimeoutError):
             # the end sentinel never arrived intact: the bytes that did are counted and kept
@@ -201,6 +204,9 @@ def test_twenty_corrupted_reports_are_each_refused(kws_build: Path) -> None:
         if what.startswith(("dropped", "end CRC", "output", "record count")):
             assert isinstance(caught.value, ReportError), (what, message)
             assert "mismatch" in message, (what, message)
+    record_property("summary", f"fake serial board: 20 corrupted reports refused,"
+                               f" {outcomes['ReportError']} as ReportError,"
+                               f" {outcomes['RunnerTimeoutError']} as a timeout")
 
 
 def test_a_counting_dwt_gives_cycles_and_latency_at_the_reported_clock(kws_build: Path) -> None:
