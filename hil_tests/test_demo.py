@@ -16,6 +16,9 @@ from edgekit.nas.datasets import fashion_mnist_available
 pytestmark = [pytest.mark.hil, pytest.mark.slow]
 
 
+# the search now trains candidates drawn among those that fit, often larger than before: the
+# run took 590 s here with a CI run on the other core, close to the suite's 900 s default
+@pytest.mark.timeout(1800)
 def test_demo_searches_builds_and_measures(tmp_path, capsys) -> None:
     if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("qemu-system-arm or arm-none-eabi-gcc is not installed")
@@ -24,7 +27,7 @@ def test_demo_searches_builds_and_measures(tmp_path, capsys) -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    assert main(["demo", "--json", "--trials", "3", "--proxy-steps", "30", "--train-limit", "600",
+    assert main(["demo", "--json", "--trials", "2", "--proxy-steps", "20", "--train-limit", "600",
                  "-o", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is True and out["board"] == "lm3s6965evb"
