@@ -316,6 +316,39 @@ def test_qemu_semihosting_console_flood_ends_on_time(tiny) -> None:
 
 
 @needs_qemu
+def test_qemu_dies_with_a_killed_caller(tiny, tmp_path: Path) -> None:
+    """SIGKILL the process running QEMU (as a test timeout or a user does): no QEMU is left."""
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import sys; from edgekit.boards.runners.qemu import QemuRunner; "
+              "QemuRunner('mps2-an386').run(sys.argv[1], 600)")
+    caller = subprocess.Popen([sys.executable, "-c", script, str(tiny["forever"])])
+    children = Path(f"/proc/{caller.pid}/task/{caller.pid}/children")
+    deadline = time.monotonic() + 60
+    qemu_pids: list[int] = []
+    while not qemu_pids and time.monotonic() < deadline and caller.poll() is None:
+        time.sleep(0.1)
+        qemu_pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+    assert qemu_pids, "QEMU did not start"
+    caller.send_signal(signal.SIGKILL)
+    caller.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(pid) for pid in qemu_pids):
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in qemu_pids), f"QEMU {qemu_pids} outlived its caller"
+
+
+def _running(pid: int) -> bool:
+    """`pid` exists and is not a zombie waiting for its (new) parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@needs_qemu
 def test_qemu_exit_without_report_fails_at_once(tiny) -> None:
     from edgekit.boards.runners.qemu import QemuRunner
 

@@ -257,6 +257,24 @@ class PipeConsole:
         pass  # the pipe belongs to the process object
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec (Linux): SIGKILL when the parent dies. A runner killed by its
+    caller (a test timeout, SIGKILL) never gets to stop its emulator, whose own session keeps it
+    away from the terminal's signals: without this it runs on, orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop_process_group still ends every run that ends normally
+
+
+def start_emulator(cmd: list[str], **popen_kwargs) -> subprocess.Popen:
+    """Start an emulator in its own process group (killed whole by `stop_process_group` when the
+    run ends, helpers included) that also dies with this process."""
+    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent, **popen_kwargs)
+
+
 def stop_process_group(proc: subprocess.Popen) -> None:
     """Kill `proc`'s process group (started with ``start_new_session=True``) if it still runs,
     and reap it: an emulator and anything it spawned end with the run."""

@@ -21,7 +21,8 @@ import serial
 
 from edgekit.boards.runners.base import (PipeConsole, RunResult, Runner, decode_console,
                                          open_emulator_console, read_available, read_until_report,
-                                         report_finished, stop_process_group)
+                                         report_finished, start_emulator,
+                                         stop_process_group)
 from edgekit.boards.runners.elf_check import validate_elf
 from edgekit.errors import ReportError, RunnerError, RunnerTimeoutError, RunnerUnavailableError
 
@@ -87,9 +88,7 @@ class QemuRunner(Runner):
             for attempt in range(PORT_ATTEMPTS):
                 port = free_tcp_port()
                 cmd = self.command(elf, port)
-                # its own process group: on timeout the whole group is killed, nothing lingers
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                        start_new_session=True)
+                proc = start_emulator(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
                 try:
                     link = self._connect(proc, port, stderr, deadline)
                     if link is None:  # QEMU exited before serving the port

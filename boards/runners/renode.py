@@ -23,7 +23,7 @@ from pathlib import Path
 import serial
 
 from edgekit.boards.runners.base import (RunResult, Runner, check_elf, open_emulator_console,
-                                         read_until_report, stop_process_group)
+                                         read_until_report, start_emulator, stop_process_group)
 from edgekit.boards.runners.qemu import free_tcp_port
 from edgekit.errors import RunnerError, RunnerUnavailableError
 
@@ -102,9 +102,7 @@ class RenodeRunner(Runner):
         port = free_tcp_port()
         cmd = self.command(elf, port)
         with tempfile.TemporaryFile() as log:
-            # its own process group: killed whole when the run ends (mono may spawn helpers)
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = start_emulator(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
             try:
                 link = self._connect(proc, port, log)
                 try:
