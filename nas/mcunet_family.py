@@ -82,9 +82,9 @@ class MCUNetFamily:
                 flash = flash_estimate(spec, graph=graph, cpu=board.cpu)
         memory = {"peak_sram": peak, "flash": flash, "planned": planned, "mac_overhead": overhead}
         if planned:  # the latency objective, from the kernel cost model (`edgekit.kernel_costs`)
-            from edgekit.kernel_costs import estimated_instructions
+            from edgekit.planner.objective import fastest_instructions
 
-            memory["instructions"] = estimated_instructions(graph, board.cpu)
+            memory["instructions"] = fastest_instructions(graph, board.cpu)
         return memory
 
     def optimise_space(self, space, board, *, sram: int, samples: int, seed: int):

@@ -318,13 +318,13 @@ def _plot(path: Path, rows: list[dict], pareto: list[dict], sram: int) -> None:
 def _final_memory(family: Family, spec, graph, board) -> dict:
     """The final graph's memory figures: the family's (`Family.final_memory`), else the
     firmware's plan of the graph, layer by layer, and the family's flash figure."""
-    from edgekit.kernel_costs import estimated_instructions
+    from edgekit.planner.objective import fastest_instructions
 
     if hasattr(family, "final_memory"):
         memory = dict(family.final_memory(spec, graph, board))
     else:
         memory = layer_by_layer_memory(graph, int(family.memory(spec, board)["flash"]))
-    memory.setdefault("instructions", estimated_instructions(graph, board.cpu))
+    memory.setdefault("instructions", fastest_instructions(graph, board.cpu))
     return memory
 
 

@@ -178,9 +178,3 @@ def graph_instructions(graph: Graph, table: dict[str, dict],
                      "instructions": None if value is None else int(round(value))})
     return {"ops": rows, "instructions": int(round(total)), "unmodelled_ops": unmodelled}
 
-
-def estimated_instructions(graph: Graph, cpu: str | None) -> int:
-    """The search's latency figure: estimated instructions of ``graph`` with every op on its
-    out-of-place kernel (what ``--objective speed`` runs, up to in-place modes that cost less
-    than the plain kernel), on ``cpu``'s core family. No planning: microseconds per op."""
-    return graph_instructions(graph, cost_table(core_family(cpu)))["instructions"]

@@ -27,7 +27,7 @@ from typing import Callable
 from edgekit.errors import PlanError
 from edgekit.ir import Graph
 from edgekit.kernel_costs import (FUSED_MODE, core_family, cost_table, graph_instructions,
-                                  mode_penalty)
+                                  mode_penalty, variant)
 from edgekit.planner.fusion import fusion_candidates
 from edgekit.planner.inplace import inplace_candidates
 from edgekit.planner.plan import MemoryPlan, plan
@@ -61,6 +61,26 @@ def costly_modes(graph: Graph, table: dict) -> dict[tuple[int, str], float]:
             if extra > 0:
                 costly[(f.conv, FUSED_MODE)] = extra
     return costly
+
+
+def fastest_instructions(graph: Graph, cpu: str | None) -> int:
+    """The search's latency figure: estimated instructions of ``graph`` with every op on its
+    cheapest kernel among the out-of-place one and the in-place modes it may statically take
+    (and each residual ADD fused where that is cheaper): what ``--objective speed`` runs
+    when every such input dies at its op, as in the search's chains. No planning: a few
+    milliseconds per candidate."""
+    table = cost_table(core_family(cpu))
+    total = graph_instructions(graph, table)["instructions"]
+    for index, op in enumerate(graph.ops):
+        if variant(op, graph, None) is None:
+            continue
+        savings = [mode_penalty(graph, index, mode.name, table)
+                   for mode, _ in inplace_candidates(op, graph)]
+        total += min([0.0, *savings])
+    for fusable in fusion_candidates(graph).values():
+        total += min([0.0, *(mode_penalty(graph, f.conv, FUSED_MODE, table, add_index=f.add)
+                             for f in fusable)])
+    return int(round(total))
 
 
 def _exclusions(pairs) -> dict[int, set[str]]:
