@@ -12,9 +12,12 @@ per-op instructions on Unicorn (every run checked bit-exact) are the samples; ea
 coefficients come from numpy least squares over its features, and the file records, per
 variant, the samples, the relative error of the fit (mean and worst) and the features.
 
-    .venv/bin/python bench/fit_kernel_costs.py [--families dsp portable] [--seed 0]
+    .venv/bin/python bench/fit_kernel_costs.py [--families dsp portable] [--seed 0] [--reuse]
 
-Rerun it whenever the C kernels change. It takes a few minutes on one core (two dozen builds).
+Rerun it whenever the C kernels change: about 4 minutes for ``dsp`` and 8 for ``portable``
+(whose 64 KB board takes fewer cases per build) on this machine. The per-op counts are kept in
+bench/results/kernel_cost_measurements.json; ``--reuse`` refits from them (new features, same
+kernels) in seconds.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from edgekit.firmware.model_build import build_model  # noqa: E402
 from edgekit.ir import DType, Graph, Op, Tensor  # noqa: E402
 from edgekit.kernel_costs import COSTS_FILE, FUSED_MODE, features, variant  # noqa: E402
 
+MEASUREMENTS_FILE = REPO / "bench" / "results" / "kernel_cost_measurements.json"
 MODELS_DIR = REPO.parent / "shared" / "models" / "mlperf_tiny"
 MLPERF = ("vww_96_int8.tflite", "kws_ref_model.tflite", "pretrainedResnet_quant.tflite",
           "ad01_int8.tflite")
@@ -56,12 +60,12 @@ KERNEL_MODES = frozenset({"depthwise_channelwise", "pointwise_inplace",
 #: which features each variant's formula uses (what its loops do per MAC, per output element,
 #: per output pixel, per copied input element, per channel plane, per call)
 VARIANT_FEATURES = {
-    "conv": ("macs", "outputs", "pixels", "calls"),
+    "conv": ("valid_macs", "tap_rows", "outputs", "pixels", "calls"),
     "conv_1x1": ("macs", "outputs", "pixels", "calls"),
     "conv_pointwise_inplace": ("macs", "outputs", "pixels", "inputs", "calls"),
-    "conv_add": ("macs", "outputs", "pixels", "calls"),
-    "depthwise": ("macs", "macs_not_3x3", "outputs", "pixels", "channel_rows", "calls"),
-    "depthwise_channelwise": ("macs", "macs_not_3x3", "outputs", "inputs", "channel_rows",
+    "conv_add": ("valid_macs", "outputs", "pixels", "calls"),
+    "depthwise": ("valid_macs", "tap_rows", "outputs", "pixels", "calls"),
+    "depthwise_channelwise": ("valid_macs", "tap_rows", "outputs", "inputs", "channel_rows",
                               "channel_taps", "calls"),
     "fully_connected": ("macs", "outputs", "calls"),
     "fc_pointwise_inplace": ("macs", "outputs", "inputs", "calls"),
@@ -194,9 +198,10 @@ def _modes(plan) -> dict[int, str | None]:
     return modes
 
 
-def measure_batch(graph: Graph, board: str, inplace, work: Path) -> list[tuple[str, dict, float]]:
-    """(variant, features, instructions) of every modelled op of ``graph`` built under
-    ``inplace``; a fused conv+ADD is one sample of ``conv_add`` (the conv's call holds both)."""
+def measure_batch(graph: Graph, board: str, inplace, work: Path) -> list[list]:
+    """``[op index, in-place mode, instructions]`` of every op of ``graph`` built under
+    ``inplace`` and run on Unicorn (bit-exact checked); a fused conv+ADD counts both ops' shares
+    at the conv (the conv's call computes both)."""
     memory_plan = planner.plan(graph, inplace=inplace)
     build_model(graph, board, work, plan=memory_plan)
     measured = measure(resolve_firmware(work, None), "unicorn", profile=True)
@@ -206,19 +211,21 @@ def measure_batch(graph: Graph, board: str, inplace, work: Path) -> list[tuple[s
     counts = {row["op"]: row["instructions"] for row in measured["profile"]["ops"]
               if row["op"] is not None}
     modes = _modes(memory_plan)
-    fused_adds = {f.add: f.conv for f in memory_plan.fusions.values()}
+    for f in memory_plan.fusions.values():
+        counts[f.conv] = counts.get(f.conv, 0) + counts.pop(f.add, 0)
+    return [[index, modes[index], count] for index, count in sorted(counts.items())]
+
+
+def samples_of(graph: Graph, measured: list[list]) -> list[tuple[str, dict, float]]:
+    """(variant, features, instructions) of the modelled ops among ``measured``."""
     samples = []
-    for index, op in enumerate(graph.ops):
-        if index in fused_adds:
-            continue
-        name = variant(op, graph, modes[index])
-        if name is None or index not in counts:
-            continue
-        instructions = counts[index]
-        fused = next((f for f in memory_plan.fusions.values() if f.conv == index), None)
-        if fused is not None:
-            instructions += counts.get(fused.add, 0)
-        samples.append((name, features(op, graph), float(instructions)))
+    for index, mode, instructions in measured:
+        op = graph.ops[index]
+        if op.kind == "ADD" and mode == FUSED_MODE:
+            continue  # counted at its conv
+        name = variant(op, graph, mode)
+        if name is not None:
+            samples.append((name, features(op, graph), float(instructions)))
     return samples
 
 
@@ -249,6 +256,11 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=10, help="random cases per variant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=COSTS_FILE)
+    parser.add_argument("--measurements", type=Path, default=MEASUREMENTS_FILE,
+                        help="where the per-op counts are written (and read with --reuse)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="refit from the saved counts of the same cases (after changing the"
+                        " features; never after changing the kernels) instead of measuring")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     cases = random_cases(rng, args.cases) + mlperf_cases()
@@ -256,17 +268,29 @@ def main(argv=None) -> int:
     settings = {"plain": False, "inplace": KERNEL_MODES & firmware_modes}
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     families = dict(previous.get("families", {}))
+    saved = json.loads(args.measurements.read_text()) if args.measurements.is_file() else {}
+    if args.reuse and (saved.get("seed"), saved.get("cases")) != (args.seed, args.cases):
+        raise SystemExit(f"{args.measurements} holds other cases (seed {saved.get('seed')},"
+                         f" {saved.get('cases')} per variant): measure again without --reuse")
+    counts = saved.get("families", {}) if args.reuse else {}
     start = time.monotonic()
     for family in args.families:
         board = FAMILY_BOARDS[family]
         samples = []
+        done = counts.setdefault(family, {})
         with tempfile.TemporaryDirectory() as tmp:
             for graph in batches(cases, BATCH_BYTES[family]):
                 for label, inplace in settings.items():
-                    work = Path(tmp) / f"{graph.name}-{label}"
-                    samples += measure_batch(graph, board, inplace, work)
-                    print(f"{family}: {graph.name} {label}: {len(samples)} samples,"
+                    key = f"{graph.name}-{label}"
+                    if key not in done:
+                        done[key] = measure_batch(graph, board, inplace, Path(tmp) / key)
+                    samples += samples_of(graph, done[key])
+                    print(f"{family}: {key}: {len(samples)} samples,"
                           f" {time.monotonic() - start:.0f} s", flush=True)
+        args.measurements.parent.mkdir(parents=True, exist_ok=True)
+        args.measurements.write_text(json.dumps(
+            {"seed": args.seed, "cases": args.cases, "boards": FAMILY_BOARDS,
+             "families": counts}) + "\n")
         families[family] = {"measured_on": board, "variants": fit(samples)}
         for name, model in families[family]["variants"].items():
             print(f"  {family} {name:<24} n={model['samples']:>3} mean error"

@@ -31,6 +31,7 @@ def _build_and_measure(model: str, objective: str, directory):
     return built.manifest, measure(resolve_firmware(directory, None), "unicorn", profile=True)
 
 
+@pytest.mark.slow  # two vww builds and runs: about 35 s
 @pytest.mark.parametrize("model", ["vww"])
 def test_speed_and_memory_builds_hold_their_promises(model, tmp_path):
     runs = {objective: _build_and_measure(model, objective, tmp_path / objective)

@@ -27,6 +27,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from edgekit.costs import op_macs
 from edgekit.errors import DataFileError, UsageError
 from edgekit.ir import Graph, Op
@@ -89,6 +91,7 @@ def features(op: Op, graph: Graph) -> dict[str, float]:
     taps = w[1] * w[2] if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(w) == 4 else 1
     rows = out.shape[1] if len(out.shape) == 4 else 1
     macs = float(op_macs(op, graph))
+    valid_macs, tap_rows = _valid_taps(op, graph, macs)
     return {"macs": macs, "outputs": float(out.size),
             "inputs": float(x.size), "pixels": float(out.size // max(channels, 1)),
             "channels": float(channels), "calls": 1.0,
@@ -97,7 +100,34 @@ def features(op: Op, graph: Graph) -> dict[str, float]:
             # per output row and channel (the channel-by-channel loops' overhead)
             "channel_rows": float(rows * channels),
             # MACs outside the 3x3 windows the kernels specialise
-            "macs_not_3x3": 0.0 if (len(w) == 4 and w[1] == w[2] == 3) else macs}
+            "macs_not_3x3": 0.0 if (len(w) == 4 and w[1] == w[2] == 3) else macs,
+            # MACs of the taps inside the input (the kernels skip padding taps), and the
+            # filter rows they run per output element (each row is an inner loop)
+            "valid_macs": valid_macs, "tap_rows": tap_rows}
+
+
+def _valid_per_output(size: int, out: int, kernel: int, stride: int, pad: int,
+                      dilation: int) -> np.ndarray:
+    """Per output index along one axis: how many of the ``kernel`` taps fall inside the input."""
+    pos = (np.arange(out)[:, None] * stride - pad + np.arange(kernel)[None, :] * dilation)
+    return ((pos >= 0) & (pos < size)).sum(axis=1)
+
+
+def _valid_taps(op: Op, graph: Graph, macs: float) -> tuple[float, float]:
+    """(MACs of in-input taps, filter rows with an in-input tap summed over the outputs) of a
+    conv or depthwise conv; (MACs, outputs) for any other op."""
+    out = graph[op.outputs[0]]
+    if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D") or len(out.shape) != 4:
+        return macs, float(out.size)
+    x, w = graph[op.inputs[0]].shape, graph[op.inputs[1]].shape
+    stride = op.attrs.get("stride", (1, 1))
+    dilation = op.attrs.get("dilation", (1, 1))
+    top, _, left, _ = op.attrs.get("pad", (0, 0, 0, 0))
+    rows = _valid_per_output(x[1], out.shape[1], w[1], stride[0], top, dilation[0])
+    cols = _valid_per_output(x[2], out.shape[2], w[2], stride[1], left, dilation[1])
+    depth = x[3] if op.kind == "CONV_2D" else 1
+    per_channel = float(rows.sum() * cols.sum()) * depth
+    return per_channel * out.shape[3], float(rows.sum() * out.shape[2] * out.shape[3])
 
 
 @lru_cache(maxsize=4)
