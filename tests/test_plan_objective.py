@@ -177,3 +177,35 @@ def test_cli_build_records_the_objective(tmp_path, capsys) -> None:
     assert manifest["objective"]["arena_bytes"] == manifest["plan_arena_bytes"]
     assert manifest["objective"]["estimated_instructions"] == (
         _planned("kws", "speed").costs["instructions"])
+
+
+def test_the_search_reports_each_planned_candidates_latency() -> None:
+    import dataclasses
+    import random
+    import time
+
+    from edgekit.boards import load_board
+    from edgekit.nas.family import get_family
+    from edgekit.nas.graph import graph_from_spec
+    from edgekit.nas.mcunet import sample
+
+    rng = random.Random(3)
+    specs = [dataclasses.replace(sample(rng), patch_split=None, patch_n=1) for _ in range(3)]
+    board = load_board("nucleo-l4r5zi")
+    figures = [get_family("mcunet").memory(spec, board) for spec in specs]
+    assert all(f["planned"] and f["instructions"] > 0 for f in figures)
+    # wider or larger candidates cost more: the figures tell candidates apart
+    assert len({f["instructions"] for f in figures}) == 3
+    graph = graph_from_spec(specs[0])
+    start = time.perf_counter()
+    assert fastest_instructions(graph, board.cpu) == figures[0]["instructions"]
+    assert time.perf_counter() - start < 0.5  # cheap beside the planner run it follows
+
+
+def test_the_pareto_front_weighs_latency() -> None:
+    from edgekit.nas.search import pareto_front
+
+    rows = [{"trial": 0, "accuracy": 0.8, "peak_sram": 100, "flash": 300, "instructions": 9e6},
+            {"trial": 1, "accuracy": 0.8, "peak_sram": 100, "flash": 300, "instructions": 7e6},
+            {"trial": 2, "accuracy": 0.7, "peak_sram": 100, "flash": 300, "instructions": 5e6}]
+    assert [r["trial"] for r in pareto_front(rows)] == [1, 2]

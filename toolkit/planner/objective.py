@@ -26,10 +26,10 @@ from typing import Callable
 
 from edgekit.errors import PlanError
 from edgekit.ir import Graph
-from edgekit.kernel_costs import (FUSED_MODE, core_family, cost_table, graph_instructions,
-                                  mode_penalty, variant)
+from edgekit.kernel_costs import (FUSED_MODE, core_family, cost_table, estimate, features,
+                                  graph_instructions, mode_penalty, variant)
 from edgekit.planner.fusion import fusion_candidates
-from edgekit.planner.inplace import inplace_candidates
+from edgekit.planner.inplace import INPLACE_MODES, inplace_candidates
 from edgekit.planner.plan import MemoryPlan, plan
 
 OBJECTIVES = ("memory", "speed", "balanced")
@@ -70,13 +70,18 @@ def fastest_instructions(graph: Graph, cpu: str | None) -> int:
     when every such input dies at its op, as in the search's chains. No planning: a few
     milliseconds per candidate."""
     table = cost_table(core_family(cpu))
-    total = graph_instructions(graph, table)["instructions"]
+    total, values = 0.0, {}
     for index, op in enumerate(graph.ops):
-        if variant(op, graph, None) is None:
+        plain = variant(op, graph, None)
+        if plain not in table:
             continue
-        savings = [mode_penalty(graph, index, mode.name, table)
-                   for mode, _ in inplace_candidates(op, graph)]
-        total += min([0.0, *savings])
+        values[index] = features(op, graph)
+        # only the modes that change the kernel can change the cost (not conv_sliding's)
+        kernels = {variant(op, graph, mode.name) for mode in INPLACE_MODES
+                   if op.kind in mode.kinds and variant(op, graph, mode.name) != plain
+                   and mode.inputs(op, graph)}
+        total += min(estimate(name, values[index], table) for name in kernels | {plain}
+                     if name in table)
     for fusable in fusion_candidates(graph).values():
         total += min([0.0, *(mode_penalty(graph, f.conv, FUSED_MODE, table, add_index=f.add)
                              for f in fusable)])
