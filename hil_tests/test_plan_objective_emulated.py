@@ -7,10 +7,14 @@ model's per-op estimates close to the measured per-op instructions (`edgekit mea
 from __future__ import annotations
 
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
 from conftest import mlperf_path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # graph_builders
 
 pytestmark = pytest.mark.hil
 
@@ -50,3 +54,30 @@ def test_speed_and_memory_builds_hold_their_promises(model, tmp_path):
     (memory_manifest, memory), (speed_manifest, speed) = runs["memory"], runs["speed"]
     assert speed["instructions"] <= memory["instructions"]
     assert memory_manifest["plan_arena_bytes"] <= speed_manifest["plan_arena_bytes"]
+
+
+def test_the_wake_word_depthwise_costs_what_the_model_says(tmp_path):
+    # the case: a tall, 1-wide depthwise kernel over a streaming window, where the
+    # channel-by-channel in-place kernel is the slower one; the cost model must say so, and be
+    # close to the measured count both ways
+    import numpy as np
+
+    import graph_builders as gb
+    from edgekit.boards.runners.measure import measure, resolve_firmware
+    from edgekit.firmware.model_build import build_model
+    from edgekit.kernel_costs import cost_table, op_instructions
+    from edgekit.planner import plan
+
+    graph = gb.depthwise_conv2d(np.random.default_rng(1), in_shape=(1, 24, 1, 64), kernel=(9, 1))
+    table = cost_table("dsp")
+    measured = {}
+    for mode, inplace in ((None, False), ("depthwise_channelwise", {"depthwise_channelwise"})):
+        chosen = plan(graph, inplace=inplace)
+        assert chosen.buffers["y"].inplace_mode == mode
+        build_model(graph, BOARD, tmp_path / str(mode), plan=chosen)
+        run = measure(resolve_firmware(tmp_path / str(mode), None), "unicorn", profile=True)
+        assert run["bit_exact"] is True
+        measured[mode] = next(r["instructions"] for r in run["profile"]["ops"] if r["op"] == 0)
+        estimate = op_instructions(graph.ops[0], graph, mode, table)
+        assert abs(estimate / measured[mode] - 1) <= MODEL_TOLERANCE, (mode, estimate, measured)
+    assert measured["depthwise_channelwise"] > measured[None]

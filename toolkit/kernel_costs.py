@@ -92,6 +92,7 @@ def features(op: Op, graph: Graph) -> dict[str, float]:
     rows = out.shape[1] if len(out.shape) == 4 else 1
     macs = float(op_macs(op, graph))
     valid_macs, tap_rows = _valid_taps(op, graph, macs)
+    is_3x3 = op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(w) == 4 and w[1] == w[2] == 3
     return {"macs": macs, "outputs": float(out.size),
             "inputs": float(x.size), "pixels": float(out.size // max(channels, 1)),
             "channels": float(channels), "calls": 1.0,
@@ -100,10 +101,13 @@ def features(op: Op, graph: Graph) -> dict[str, float]:
             # per output row and channel (the channel-by-channel loops' overhead)
             "channel_rows": float(rows * channels),
             # MACs outside the 3x3 windows the kernels specialise
-            "macs_not_3x3": 0.0 if (len(w) == 4 and w[1] == w[2] == 3) else macs,
+            "macs_not_3x3": 0.0 if is_3x3 else macs,
             # MACs of the taps inside the input (the kernels skip padding taps), and the
             # filter rows they run per output element (each row is an inner loop)
-            "valid_macs": valid_macs, "tap_rows": tap_rows}
+            "valid_macs": valid_macs, "tap_rows": tap_rows,
+            # the same for 3x3 windows only (0 otherwise): the kernels' specialised rows
+            "valid_macs_3x3": valid_macs if is_3x3 else 0.0,
+            "tap_rows_3x3": tap_rows if is_3x3 else 0.0}
 
 
 def _valid_per_output(size: int, out: int, kernel: int, stride: int, pad: int,
@@ -155,7 +159,9 @@ def estimate(name: str | None, values: dict[str, float], table: dict[str, dict])
     model = table.get(name) if name else None
     if model is None:
         return None
-    return float(sum(c * values[f] for f, c in zip(model["features"], model["coefficients"])))
+    # a fitted formula can dip below zero far outside the shapes it was fitted on
+    return max(0.0, float(sum(c * values[f]
+                              for f, c in zip(model["features"], model["coefficients"]))))
 
 
 def op_instructions(op: Op, graph: Graph, mode: str | None, table: dict[str, dict]) -> float | None:
