@@ -56,6 +56,7 @@ def test_speed_and_memory_builds_hold_their_promises(model, tmp_path):
     assert memory_manifest["plan_arena_bytes"] <= speed_manifest["plan_arena_bytes"]
 
 
+@pytest.mark.slow  # two single-op builds and runs: about 25 s on a loaded machine
 def test_the_wake_word_depthwise_costs_what_the_model_says(tmp_path):
     # the case: a tall, 1-wide depthwise kernel over a streaming window, where the
     # channel-by-channel in-place kernel is the slower one; the cost model must say so, and be
