@@ -113,11 +113,30 @@ def _copy_runtime(src_dir: Path, bsp_names: tuple[str, ...]) -> list[str]:
     return [name for _, name in copies if name.endswith((".c", ".S"))]
 
 
+def _given_plan_costs(plan: planner.MemoryPlan, cpu: str) -> dict:
+    """The manifest's objective record of a plan the caller gave: its estimated costs (none
+    while no cost table is fitted: bench/fit_kernel_costs.py builds with given plans)."""
+    from edgekit.errors import EdgekitError
+    from edgekit.kernel_costs import core_family, cost_table
+    from edgekit.planner.objective import plan_costs
+
+    family = core_family(cpu)
+    record = {"objective": None, "applied": None, "core_family": family,
+              "arena_bytes": plan.arena_bytes, "note": "plan given by the caller"}
+    try:
+        costs = plan_costs(plan, cost_table(family))
+    except EdgekitError as err:  # no table (yet) for this family
+        return {**record, "estimated_instructions": None, "unmodelled_ops": None,
+                "note": f"plan given by the caller; no cost estimate ({err})", "ops": []}
+    return {**record, "estimated_instructions": costs["instructions"],
+            "unmodelled_ops": costs["unmodelled_ops"], "ops": costs["ops"]}
+
+
 def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *,
                 emulated: bool = True, stack_bytes: int = MODEL_STACK_BYTES, seed: int = 0,
                 plan: planner.MemoryPlan | None = None, generated: GeneratedModel | None = None,
                 progress=None, patch=None, patch_objective: str = "peak",
-                fuse_attention: bool = True) -> ModelBuildResult:
+                fuse_attention: bool = True, objective: str = "memory") -> ModelBuildResult:
     """Generate, estimate and build the firmware of `model` for `board_id` into `out_dir`.
 
     ``progress(stage, payload)`` (optional) is called with ``"estimate"`` before the compiler
@@ -128,6 +147,9 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
     is what ``auto`` minimises. ``fuse_attention`` runs each BATCH_MATMUL -> SOFTMAX ->
     BATCH_MATMUL attention as one row-wise ATTENTION op (`edgekit.attention`; bit-exact, no
     ``[H, T, T]`` scores in the arena); False builds the three ops, for comparison.
+    ``objective`` (`edgekit.planner.objective.OBJECTIVES`) weighs the plan's speed against its
+    arena on this board (``memory``, the default here: the smallest arena; `edgekit build`
+    defaults to ``balanced``); the manifest records it with the plan's estimated instructions.
     """
     if not isinstance(model, Graph):
         model, directory_patch = model_file(model)
@@ -137,16 +159,25 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         graph = attention.fuse_attention(graph)
     target = target_for(board_id, emulated=emulated)
     driver = bsp_files(target)
-    patch_info = None
-    if generated is None and plan is None and patch is not None:
+    patch_info, objective_info = None, None
+    if generated is None and plan is None:
         from edgekit.patching import patch_summary, resolve_patch
+        from edgekit.planner.objective import objective_planner, objective_summary
 
-        resolved = resolve_patch(graph, patch, planner=firmware_plan, objective=patch_objective,
-                                 inplace=available_inplace_modes())
-        patch_info = patch_summary(resolved)
-        if resolved.best is not None:
-            graph, plan = resolved.best.graph, resolved.best.plan
+        chooser = objective_planner(objective, board_id, stack_bytes, base=firmware_plan)
+        if patch is not None:
+            resolved = resolve_patch(graph, patch, planner=chooser, objective=patch_objective,
+                                     inplace=available_inplace_modes())
+            patch_info = patch_summary(resolved)
+            plan = resolved.layer_by_layer
+            if resolved.best is not None:
+                graph, plan = resolved.best.graph, resolved.best.plan
+        else:
+            plan = chooser(graph)
+        objective_info = objective_summary(chooser.last, plan)
     gen = generated or generate(graph, plan, seed=seed)
+    if objective_info is None:
+        objective_info = _given_plan_costs(gen.plan, target.cpu)
     before = estimate_before_build(gen, target)
     if progress is not None:
         progress("estimate", before)
@@ -186,6 +217,8 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         "weights_bytes": graph.weights_bytes,
         **int4_summary(graph),
         "patch": patch_info,
+        # the plan's objective (memory, speed, balanced) and its estimated instructions per op
+        "objective": objective_info,
     }
     manifest_path = write_manifest(directory, manifest)
     return ModelBuildResult(directory, elf_path, manifest_path, manifest, gen, after)

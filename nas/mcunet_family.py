@@ -80,7 +80,12 @@ class MCUNetFamily:
             planned = True
             if spec.patch_split is not None:
                 flash = flash_estimate(spec, graph=graph, cpu=board.cpu)
-        return {"peak_sram": peak, "flash": flash, "planned": planned, "mac_overhead": overhead}
+        memory = {"peak_sram": peak, "flash": flash, "planned": planned, "mac_overhead": overhead}
+        if planned:  # the latency objective, from the kernel cost model (`edgekit.kernel_costs`)
+            from edgekit.planner.objective import fastest_instructions
+
+            memory["instructions"] = fastest_instructions(graph, board.cpu)
+        return memory
 
     def optimise_space(self, space, board, *, sram: int, samples: int, seed: int):
         """TinyNAS's choice of resolution and width for ``board`` (`edgekit.nas.space_opt`)."""

@@ -238,6 +238,8 @@ class Objective:
         trial.set_user_attr("peak_planned", planned)
         trial.set_user_attr("flash", flash)
         trial.set_user_attr("mac_overhead", round(overhead, 4))
+        # latency: estimated instructions per inference (families with a cost model)
+        trial.set_user_attr("instructions", memory.get("instructions"))
         constraints = violations(memory, self.sram, self.board.flash_bytes,
                                  self.config.max_mac_overhead)
         trial.set_user_attr("constraints", constraints)
@@ -261,21 +263,25 @@ def _row(trial) -> dict:
     a = trial.user_attrs
     return {"trial": trial.number, "accuracy": trial.values[0], "peak_sram": a["peak_sram"],
             "flash": a["flash"], "mac_overhead": a.get("mac_overhead", 0.0),
+            "instructions": a.get("instructions"),
             "feasible": max(a["constraints"]) <= 0,
             "patch": {"split": a["spec"].get("patch_split"), "n": a["spec"].get("patch_n", 1)},
             "spec": a["spec"]}
 
 
 #: the Pareto front's objectives: Optuna optimises the first two; flash (the board's other
-#: budget, and what int4 layers shrink) is reported on the front as the third
-PARETO_OBJECTIVES = {"accuracy": "max", "peak_sram": "min", "flash": "min"}
+#: budget, and what int4 layers shrink) is reported on the front as the third, and latency
+#: (estimated instructions per inference, `edgekit.kernel_costs`) as the fourth
+PARETO_OBJECTIVES = {"accuracy": "max", "peak_sram": "min", "flash": "min",
+                     "instructions": "min"}
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
     """The rows no other row dominates over `PARETO_OBJECTIVES` (as good in every objective,
     better in one)."""
-    def key(r):
-        return tuple(r[k] if way == "max" else -r[k] for k, way in PARETO_OBJECTIVES.items())
+    def key(r):  # a figure a family does not give (None) ties with every other
+        return tuple(0 if r.get(k) is None else r[k] if way == "max" else -r[k]
+                     for k, way in PARETO_OBJECTIVES.items())
 
     keys = [key(r) for r in rows]
     return [r for r, k in zip(rows, keys)
@@ -312,9 +318,14 @@ def _plot(path: Path, rows: list[dict], pareto: list[dict], sram: int) -> None:
 def _final_memory(family: Family, spec, graph, board) -> dict:
     """The final graph's memory figures: the family's (`Family.final_memory`), else the
     firmware's plan of the graph, layer by layer, and the family's flash figure."""
+    from edgekit.planner.objective import fastest_instructions
+
     if hasattr(family, "final_memory"):
-        return dict(family.final_memory(spec, graph, board))
-    return layer_by_layer_memory(graph, int(family.memory(spec, board)["flash"]))
+        memory = dict(family.final_memory(spec, graph, board))
+    else:
+        memory = layer_by_layer_memory(graph, int(family.memory(spec, board)["flash"]))
+    memory.setdefault("instructions", fastest_instructions(graph, board.cpu))
+    return memory
 
 
 def layer_by_layer_memory(graph, flash_estimate: int) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 from edgekit.atomic import atomic_directory, check_output_path
 from edgekit.boards.linker import DEFAULT_STACK_BYTES
 from edgekit.cli.output import emit
+from edgekit.cli.plan import add_objective_option, render_objective
 from edgekit.cli.tflm_option import add_tflm_option, check_tflm_compatible
 from edgekit.errors import UsageError
 from edgekit.patching import OBJECTIVES
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-fuse-attention", dest="fuse_attention", action="store_false",
                         help="keep attention as BATCH_MATMUL -> SOFTMAX -> BATCH_MATMUL with its"
                         " [H, T, T] scores in the arena (default: fused, one score row at a time)")
+    add_objective_option(parser)
     add_tflm_option(parser)
 
 
@@ -93,6 +95,8 @@ def _render_model(payload: dict) -> str:
         f"  static RAM:  {payload['static_ram_bytes']} bytes (arena {payload['plan_arena_bytes']} "
         f"as planned)",
         *_patch_lines(payload.get("patch")),
+        *(f"  {line.strip()}".replace("objective      ", "objective:   ", 1)
+          for line in render_objective(payload["objective"])),
         f"  estimate:    peak SRAM {est['peak_sram_bytes']} bytes = static {est['static_ram_bytes']}"
         f" + stack bound {est['stack_bytes']} ({' > '.join(est['stack_path'])})",
         f"  manifest:    {payload['manifest_path']}",
@@ -144,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
                              stack_bytes=args.stack_bytes or MODEL_STACK_BYTES, seed=args.seed,
                              progress=progress, patch=args.patch,
                              patch_objective=args.patch_objective,
-                             fuse_attention=args.fuse_attention)
+                             fuse_attention=args.fuse_attention, objective=args.objective)
     payload = {**result.manifest, "directory": result.directory, "elf_path": result.elf_path,
                "manifest_path": result.manifest_path, "tflm_incompatible": findings}
     emit(args, NAME, _moved(payload, tmp, final), _render_model)

@@ -10,6 +10,7 @@ from edgekit.cli.output import emit, progress
 from edgekit.cli.tflm_option import add_tflm_option, check_tflm_compatible
 from edgekit.patching import OBJECTIVES
 from edgekit.planner import DEFAULT_ALIGNMENT, DEFAULT_STRATEGY, STRATEGIES, MemoryPlan, plan
+from edgekit.planner.objective import DEFAULT_OBJECTIVE, OBJECTIVES
 
 NAME = "plan"
 HELP = "plan the activation arena of a model: arena, lower bound, per-op memory, board fit"
@@ -37,9 +38,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-fuse-attention", dest="fuse_attention", action="store_false",
                         help="plan attention as BATCH_MATMUL -> SOFTMAX -> BATCH_MATMUL with its"
                         " [H, T, T] scores (default: fused row-wise, as `edgekit build` runs it)")
+    add_objective_option(parser)
     parser.add_argument("--plot", metavar="FILE.png",
                         help="write the per-op live-memory bar chart to this file")
     add_tflm_option(parser)
+
+
+def add_objective_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--objective", choices=OBJECTIVES, default=DEFAULT_OBJECTIVE,
+                        help="memory: the smallest arena; speed: the fewest estimated"
+                        " instructions (no in-place mode slower than the plain kernel);"
+                        f" balanced (default): the fastest plan that fits --board's SRAM with"
+                        " the stack and a margin (memory without --board)")
+
+
+def objective_summary(planner, chosen: MemoryPlan) -> dict:
+    """The objective's JSON (`edgekit.planner.objective.objective_summary`)."""
+    from edgekit.planner.objective import objective_summary as summary
+
+    return summary(planner.last, chosen)
+
+
+def render_objective(o: dict) -> list[str]:
+    applied = "" if o["applied"] == o["objective"] else f" -> {o['applied']}"
+    budget = ("" if o.get("budget_bytes") is None else
+              f", budget {o['budget_bytes']:,} B ({'fits' if o['fits_budget'] else 'over'})")
+    unmodelled = f", {o['unmodelled_ops']} ops unmodelled" if o["unmodelled_ops"] else ""
+    lines = [f"objective      {o['objective']}{applied}: ~{o['estimated_instructions']:,}"
+             f" instructions estimated ({o['core_family']} cost model{unmodelled}){budget}"]
+    if o["note"]:
+        lines.append(f"               {o['note']}")
+    return lines
 
 
 def run(args) -> int:
@@ -56,12 +85,17 @@ def run(args) -> int:
     if args.plot:
         check_output_path(args.plot, suffixes=(".png", ".svg", ".pdf"), what="--plot")
     options = dict(strategy=args.strategy, alignment=args.alignment, inplace=args.inplace)
-    patched = resolve_patch(graph, args.patch, reorder=args.reorder, **options,
+    from edgekit.firmware.model_build import MODEL_STACK_BYTES
+    from edgekit.planner.objective import objective_planner
+
+    planner = objective_planner(args.objective, args.board, MODEL_STACK_BYTES)
+    patched = resolve_patch(graph, args.patch, reorder=args.reorder, **options, planner=planner,
                             objective=args.patch_objective,
                             progress=lambda items, total: progress(
                                 items, total=total, desc="patch schedules", args=args))
     result = patched.best.plan if patched.best else patched.layer_by_layer
     payload = {"model": str(args.model), **_summary(result), "patch": patch_summary(patched),
+               "objective": objective_summary(planner, result),
                "fused_attention": sum(op.kind == "ATTENTION" for op in graph.ops),
                "tflm_incompatible": findings}
     sram = None
@@ -170,14 +204,19 @@ def _render(p: dict) -> str:
                      f" ({b['arena_region_bytes']:,} B), margin {b['margin_bytes']:,} B"
                      " before stack and static data")
     lines += _render_patch(p["patch"])
+    lines += render_objective(p["objective"])
     lines.append("")
-    lines.append(f"{'step':>4} {'op':>4}  {'kind':<18} {'live B':>9} {'scratch':>8}  in place")
+    lines.append(f"{'step':>4} {'op':>4}  {'kind':<18} {'live B':>9} {'scratch':>8}"
+                 f" {'est. instr':>11}  in place")
     peak = p["lower_bound_bytes"]
     how = _inplace_by_op(p)
+    cost = {row["op"]: row["instructions"] for row in p["objective"]["ops"]}
     for row in p["profile"]:
         mark = "  <- peak" if row["live_bytes"] == peak else ""
+        est = cost.get(row["op"])
         lines.append(f"{row['step']:>4} {row['op']:>4}  {row['kind']:<18} {row['live_bytes']:>9,}"
-                     f" {row['scratch_bytes']:>8,}  {how.get(row['op'], ''):<29}{mark}".rstrip())
+                     f" {row['scratch_bytes']:>8,} {'' if est is None else f'{est:,}':>11}"
+                     f"  {how.get(row['op'], ''):<29}{mark}".rstrip())
     if "plot" in p:
         lines.append(f"\nplot written to {p['plot']}")
     return "\n".join(lines)

@@ -113,6 +113,8 @@ def _render(p: dict) -> str:
         + f"; fits {p['board']}:"
         f" {'yes' if best['fits'] else 'no'}",
         f"  patch schedule: {patch_text}",
+        *([f"  latency (estimate): {best['instructions']:,} instructions per inference"]
+          if best.get("instructions") is not None else []),
         f"  model: {p['files']['model']}"
         + (f" (build it with --patch {patch['split']}:{patch['n']}x{patch['n']})"
            if patch["split"] is not None else ""),

@@ -145,7 +145,10 @@ mode today: GATHER (its output comes from a flash table; its int32 index input i
 PAD, CONCATENATION, SLICE, MEAN, the pools. In an attention block the in-place savings come from the FCs over dying
 inputs, the RESHAPE views, SOFTMAX over the scores, and the residual ADD.
 
-``inplace`` in `plan` is True (all modes above), False (none), or a collection of mode names.
+``inplace`` in `plan` is True (all modes above), False (none), or a collection of mode names;
+``exclude`` keeps given modes off given ops (by op index; ``conv_add_skip`` at a conv: no
+fusion), which is how `edgekit.planner.objective` leaves out the in-place kernels that cost
+more instructions than the plain one (``--objective speed|balanced``).
 Adding a mode is one more entry in the table in `edgekit.planner.inplace`: its static
 conditions, its scratch size, and its kernel contract here.
 

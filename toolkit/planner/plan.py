@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection, Mapping
 
 from edgekit.errors import PlanError
 from edgekit.ir import Graph
@@ -120,8 +120,14 @@ class MemoryPlan:
         }
 
 
+#: per op index, the in-place modes that op must not take (``conv_add_skip`` at a conv: no
+#: fusion with its ADD): how `edgekit.planner.objective` keeps a slower kernel out of a plan
+Exclusions = Mapping[int, Collection[str]]
+
+
 def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEFAULT_ALIGNMENT,
-         inplace: InplaceSetting = True, reorder: bool = True) -> MemoryPlan:
+         inplace: InplaceSetting = True, reorder: bool = True,
+         exclude: Exclusions | None = None) -> MemoryPlan:
     """Plan the arena of ``graph``.
 
     ``strategy`` picks the offset algorithm (`edgekit.planner.offsets.STRATEGIES`: ``greedy`` is
@@ -130,7 +136,8 @@ def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEF
     int32 scratch are aligned to their element size at least); ``inplace`` enables the in-place
     modes: True for all (conv+ADD fusion ``conv_add_skip`` included), False for none, or a
     collection of mode names; ``reorder`` lets the planner run independent branches in the order
-    with the lowest peak. The returned plan has been checked with `check_plan`.
+    with the lowest peak; ``exclude`` keeps given modes off given ops (`Exclusions`). The
+    returned plan has been checked with `check_plan`.
     """
     if alignment < 1 or alignment & (alignment - 1):
         raise PlanError(f"alignment must be a power of two >= 1, got {alignment}")
@@ -138,8 +145,13 @@ def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEF
         raise PlanError(f"unknown planner strategy {strategy!r};"
                         f" choose one of {', '.join(STRATEGIES)}")
     modes = enabled_modes(inplace)
-    settings = dict(alignment=alignment, reorder=reorder, strategy=strategy)
-    first = _plan_variant(graph, modes, inplace_table(graph, modes, alignment), **settings)
+    exclude = {i: frozenset(m) for i, m in (exclude or {}).items() if m}
+
+    def table(modes, **kwargs):
+        return _without(inplace_table(graph, modes, alignment, **kwargs), exclude)
+
+    settings = dict(alignment=alignment, reorder=reorder, strategy=strategy, exclude=exclude)
+    first = _plan_variant(graph, modes, table(modes), **settings)
     chosen = first
     if SLIDING_MODE in modes:
         # A lead (conv_sliding) shifts the rest of its in-place chain, and the chain is placed
@@ -147,10 +159,9 @@ def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEF
         # only where they lower the peak, with leads only where no other mode applies, and
         # without them; keep the smallest arena (the later variant on a tie).
         variants = [
-            (modes, _leads_where_needed(graph, first[1], inplace_table(graph, modes, alignment),
-                                        alignment)),
-            (modes, inplace_table(graph, modes, alignment, lead_last=True)),
-            (modes - {SLIDING_MODE}, inplace_table(graph, modes - {SLIDING_MODE}, alignment)),
+            (modes, _leads_where_needed(graph, first[1], table(modes), alignment)),
+            (modes, table(modes, lead_last=True)),
+            (modes - {SLIDING_MODE}, table(modes - {SLIDING_MODE})),
         ]
         for variant, options in variants:  # the fusions hardly depend on the leads
             candidate = _plan_variant(graph, variant, options, fusions=first[1].fusions,
@@ -164,15 +175,22 @@ def plan(graph: Graph, *, strategy: str = DEFAULT_STRATEGY, alignment: int = DEF
     return result
 
 
+def _without(options, exclude: dict[int, frozenset[str]]):
+    """An `inplace_table` less the excluded (op, mode) pairs."""
+    return [[(m, n) for m, n in row if m not in exclude.get(index, ())]
+            for index, row in enumerate(options)]
+
+
 def _plan_variant(graph: Graph, modes: frozenset[str], options, *, alignment: int,
-                  reorder: bool, strategy: str,
+                  reorder: bool, strategy: str, exclude: dict[int, frozenset[str]],
                   fusions: dict[int, FusedConvAdd] | None = None
                   ) -> tuple[int, Problem, list[int]]:
     """(arena, problem, offsets) with these modes and in-place options per op (and these
     fusions, or the ones `choose_fusions` picks)."""
     if fusions is None:
         fusions = (choose_fusions(graph, alignment=alignment, inplace=modes, reorder=reorder,
-                                  options=options)
+                                  options=options,
+                                  banned={i for i, m in exclude.items() if CONV_ADD_MODE in m})
                    if CONV_ADD_MODE in modes else {})
     problem = _problem_for(graph, fusions, alignment=alignment, inplace=modes, reorder=reorder,
                            options=options)
@@ -209,7 +227,8 @@ def _problem_for(graph: Graph, fusions: dict[int, FusedConvAdd], *, alignment: i
 
 
 def choose_fusions(graph: Graph, *, alignment: int, inplace: InplaceSetting,
-                   reorder: bool, options=None) -> dict[int, FusedConvAdd]:
+                   reorder: bool, options=None,
+                   banned: Collection[int] = ()) -> dict[int, FusedConvAdd]:
     """Which conv to fuse into each residual ADD (by conv op index).
 
     Cost of a choice: the peak of live bytes, then the live bytes summed over the steps (less
@@ -218,9 +237,11 @@ def choose_fusions(graph: Graph, *, alignment: int, inplace: InplaceSetting,
     each ADD in turn keep the option (each candidate, or no fusion) that lowers the cost, until
     a pass changes nothing. Then the descent's result, the all-first start and no fusion at all
     are compared under the real schedule (the reordering search when ``reorder``); ties keep
-    the fusion (it also saves the intermediate's writes and reads).
+    the fusion (it also saves the intermediate's writes and reads). Convs in ``banned`` are
+    never fused.
     """
-    candidates = fusion_candidates(graph)
+    candidates = {add: kept for add, fusable in fusion_candidates(graph).items()
+                  if (kept := [f for f in fusable if f.conv not in banned])}
     if not candidates:
         return {}
     if options is None:
