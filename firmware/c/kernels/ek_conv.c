@@ -425,6 +425,396 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
 }
 
 #if EK_FILTER_DSP
+/* --- 1x1 convolutions: two pixels x two output channels per inner loop -----------------------
+ *
+ * A 1x1 unpadded layer with in_c % 4 == 0 and an effective bias (raw input bytes, the input
+ * offset folded into the bias at build time). Pixel B's bytes follow pixel A's (adjacent input
+ * pixels of a stride-1 layer, or the two pixels the in-place modes copy to their scratch), and
+ * filter row oc + 1 follows row oc: both are in_c bytes further, so one register serves as the
+ * offset of pixel B and of the second row. Per four input bytes: four word loads, eight
+ * SXTB16, eight SMLAD for 16 MACs; each filter word is widened once for both pixels and each
+ * pixel word once for both channels. */
+
+/* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)} += x[0..n) / x[n..2n) against
+ * w[0..n) / w[n..2n); n a multiple of 4, at least 4. */
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+#define EK_PW_STEP                                                                             \
+    "ldr %[t], [%[x], %[n]]\n\t"                                                               \
+    "ldr %[q], [%[x]], #4\n\t"                                                                 \
+    "sxtb16 %[p], %[q]\n\t"                                                                    \
+    "sxtb16 %[q], %[q], ror #8\n\t"                                                            \
+    "sxtb16 %[r], %[t]\n\t"                                                                    \
+    "sxtb16 %[t], %[t], ror #8\n\t"                                                            \
+    "ldr %[v], [%[w], %[n]]\n\t"                                                               \
+    "sxtb16 %[u], %[v]\n\t"                                                                    \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
+    "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                       \
+    "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                       \
+    "smlad %[b1], %[u], %[r], %[b1]\n\t"                                                       \
+    "smlad %[b1], %[v], %[t], %[b1]\n\t"                                                       \
+    "ldr %[v], [%[w]], #4\n\t"                                                                 \
+    "sxtb16 %[u], %[v]\n\t"                                                                    \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
+    "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                       \
+    "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                       \
+    "smlad %[b0], %[u], %[r], %[b0]\n\t"                                                       \
+    "smlad %[b0], %[v], %[t], %[b0]\n\t"
+#endif
+
+static EK_CONV_NOINLINE void pw_dot2x2(const int8_t *x, const int8_t *w, int32_t n,
+                                       int32_t acc[4])
+{
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+    /* 14 registers (all of r0-r12 and lr): unrolled twice, with one step first when n / 4 is
+     * odd; the loop ends when x reaches the end of pixel A. */
+    const int8_t *const end = x + n;
+    uint32_t p, q, r, t, u, v;
+    __asm__ volatile("tst %[n], #4\n\t"
+                     "beq 2f\n\t" EK_PW_STEP
+                     "cmp %[x], %[end]\n\t"
+                     "beq 3f\n"
+                     "2:\n\t" EK_PW_STEP EK_PW_STEP
+                     "cmp %[x], %[end]\n\t"
+                     "bne 2b\n"
+                     "3:\n"
+                     : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0),
+                       [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [r] "=&r"(r), [t] "=&r"(t),
+                       [u] "=&r"(u), [v] "=&r"(v)
+                     : [n] "r"(n), [end] "r"(end)
+                     : "cc", "memory");
+#else
+    for (const int8_t *const end = x + n; x != end; x += 4, w += 4) {
+        const uint32_t xa = ek_read_u32(x), xb = ek_read_u32(x + n);
+        const uint32_t xa02 = ek_sxtb16(xa), xa13 = ek_sxtb16_ror8(xa);
+        const uint32_t xb02 = ek_sxtb16(xb), xb13 = ek_sxtb16_ror8(xb);
+        uint32_t wv = ek_read_u32(w + n);
+        a1 = ek_smlad(ek_sxtb16(wv), xa02, a1);
+        a1 = ek_smlad(ek_sxtb16_ror8(wv), xa13, a1);
+        b1 = ek_smlad(ek_sxtb16(wv), xb02, b1);
+        b1 = ek_smlad(ek_sxtb16_ror8(wv), xb13, b1);
+        wv = ek_read_u32(w);
+        a0 = ek_smlad(ek_sxtb16(wv), xa02, a0);
+        a0 = ek_smlad(ek_sxtb16_ror8(wv), xa13, a0);
+        b0 = ek_smlad(ek_sxtb16(wv), xb02, b0);
+        b0 = ek_smlad(ek_sxtb16_ror8(wv), xb13, b0);
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* The in-place modes' form of pw_dot2x2, the accumulators starting from bias2[0] / bias2[1]
+ * (rows 0 / 1): the two pixels were widened once into the scratch,
+ * four words per four input bytes {A lanes 0,2; A lanes 1,3; B lanes 0,2; B lanes 1,3} (the
+ * lanes SXTB16 and SXTB16 ROR #8 give, so the filter words need no shuffle), and are read
+ * with two LDRD: per 16 MACs two LDRD, two LDR, four SXTB16 and eight SMLAD. */
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+#define EK_PW_WIDE_STEP                                                                        \
+    "ldrd %[p], %[q], [%[x]], #16\n\t"                                                         \
+    "ldrd %[r], %[t], [%[x], #-8]\n\t"                                                         \
+    "ldr %[v], [%[w], %[n]]\n\t"                                                               \
+    "sxtb16 %[u], %[v]\n\t"                                                                    \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
+    "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                       \
+    "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                       \
+    "smlad %[b1], %[u], %[r], %[b1]\n\t"                                                       \
+    "smlad %[b1], %[v], %[t], %[b1]\n\t"                                                       \
+    "ldr %[v], [%[w]], #4\n\t"                                                                 \
+    "sxtb16 %[u], %[v]\n\t"                                                                    \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
+    "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                       \
+    "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                       \
+    "smlad %[b0], %[u], %[r], %[b0]\n\t"                                                       \
+    "smlad %[b0], %[v], %[t], %[b0]\n\t"
+#endif
+
+static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, int32_t n,
+                                            const int32_t *bias2, int32_t acc[4])
+{
+    int32_t a0 = bias2[0], a1 = bias2[1], b0 = bias2[0], b1 = bias2[1];
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+    const int8_t *const end = w + n; /* the loop ends with row 0 */
+    uint32_t p, q, r, t, u, v;
+    __asm__ volatile("tst %[n], #4\n\t"
+                     "beq 2f\n\t" EK_PW_WIDE_STEP
+                     "cmp %[w], %[end]\n\t"
+                     "beq 3f\n"
+                     "2:\n\t" EK_PW_WIDE_STEP EK_PW_WIDE_STEP
+                     "cmp %[w], %[end]\n\t"
+                     "bne 2b\n"
+                     "3:\n"
+                     : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0),
+                       [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [r] "=&r"(r), [t] "=&r"(t),
+                       [u] "=&r"(u), [v] "=&r"(v)
+                     : [n] "r"(n), [end] "r"(end)
+                     : "cc", "memory");
+#else
+    for (const int8_t *const end = w + n; w != end; w += 4, x += 4) {
+        uint32_t wv = ek_read_u32(w + n);
+        a1 = ek_smlad(ek_sxtb16(wv), x[0], a1);
+        a1 = ek_smlad(ek_sxtb16_ror8(wv), x[1], a1);
+        b1 = ek_smlad(ek_sxtb16(wv), x[2], b1);
+        b1 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b1);
+        wv = ek_read_u32(w);
+        a0 = ek_smlad(ek_sxtb16(wv), x[0], a0);
+        a0 = ek_smlad(ek_sxtb16_ror8(wv), x[1], a0);
+        b0 = ek_smlad(ek_sxtb16(wv), x[2], b0);
+        b0 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b0);
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* Pixels a and b (n bytes each, n % 4 == 0) widened into dst in pw_dot2x2_wide's layout. */
+static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, uint32_t *dst)
+{
+    for (const int8_t *const end = a + n; a != end; a += 4, b += 4, dst += 4) {
+        const uint32_t va = ek_read_u32(a), vb = ek_read_u32(b);
+        dst[0] = ek_sxtb16(va);
+        dst[1] = ek_sxtb16_ror8(va);
+        dst[2] = ek_sxtb16(vb);
+        dst[3] = ek_sxtb16_ror8(vb);
+    }
+}
+
+/* Whether a 1x1 layer (the caller checked the window) takes the two-pixel path: DSP arithmetic
+ * on raw bytes (filter offset 0, an effective bias), whole words per pixel, two channels. */
+static inline int pw_pairs_apply(const ek_conv2d_params *p)
+{
+    return p->filter_offset == 0 && p->effective_bias != 0 && (p->in_c & 3) == 0
+           && p->in_c > 0 && p->out_c >= 2;
+}
+
+/* What the two-pixel path reads per channel, in a local the output's int8 stores cannot alias
+ * (through the params pointer they could, and every field would be reloaded after a store). */
+typedef struct {
+    const int8_t *filter;
+    const int32_t *bias; /* the effective bias */
+    const int32_t *multipliers, *shifts;
+    int32_t c_in, c_out, output_offset, act_min, act_max;
+} pw_layer;
+
+EK_CONV_FORCE_INLINE pw_layer pw_layer_of(const ek_conv2d_params *p, const int8_t *filter)
+{
+    pw_layer l;
+    l.filter = filter;
+    l.bias = p->effective_bias;
+    l.multipliers = p->multipliers;
+    l.shifts = p->shifts;
+    l.c_in = p->in_c;
+    l.c_out = p->out_c;
+    l.output_offset = p->output_offset;
+    l.act_min = p->act_min;
+    l.act_max = p->act_max;
+    return l;
+}
+
+/* Channel oc's results for pixels A and B, requantised with one load of its constants (`fast`
+ * a constant: ek_requant_fast for every channel of the layer, else ek_conv_requantize) and
+ * stored as `stores` says (bit 0: A at base_a, bit 1: B at base_b). */
+EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, const conv_epilogue *e,
+                                           int8_t *output, int32_t base_a, int32_t base_b,
+                                           int32_t oc, int32_t acc_a, int32_t acc_b, int stores,
+                                           int fast)
+{
+    const int32_t multiplier = l->multipliers[oc], shift = l->shifts[oc];
+    int32_t ya, yb;
+    if (fast) {
+        const int32_t k_hi = ek_requant_fast_k_hi(shift, l->output_offset);
+        ya = ek_clamp(ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1), l->act_min,
+                      l->act_max);
+        yb = ek_clamp(ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1), l->act_min,
+                      l->act_max);
+    } else {
+        ya = ek_conv_requantize(acc_a, multiplier, shift, l->output_offset, l->act_min,
+                                l->act_max);
+        yb = ek_conv_requantize(acc_b, multiplier, shift, l->output_offset, l->act_min,
+                                l->act_max);
+    }
+    if (stores & 1) {
+        conv_store(e, output, base_a + oc, ya);
+    }
+    if (stores & 2) {
+        conv_store(e, output, base_b + oc, yb);
+    }
+}
+
+/* Every output channel of pixels A (x) and B (x + in_c), stored as `stores` says: a lone
+ * pixel stores one of the two (a second store would add a fused skip twice). An odd last
+ * channel is computed as the second row of the pair ending at it. */
+EK_CONV_FORCE_INLINE void pw_pair_channels(const pw_layer *l, const int8_t *x, int8_t *output,
+                                           const conv_epilogue *e, int32_t base_a,
+                                           int32_t base_b, int stores, int fast)
+{
+    const int32_t c_in = l->c_in, c_out = l->c_out;
+    const int8_t *w = l->filter;
+    int32_t oc = 0;
+    for (; oc + 2 <= c_out; oc += 2, w += 2 * c_in) {
+        int32_t acc[4];
+        acc[0] = acc[2] = l->bias[oc];
+        acc[1] = acc[3] = l->bias[oc + 1];
+        pw_dot2x2(x, w, c_in, acc);
+        pw_store_channel(l, e, output, base_a, base_b, oc, acc[0], acc[2], stores, fast);
+        pw_store_channel(l, e, output, base_a, base_b, oc + 1, acc[1], acc[3], stores, fast);
+    }
+    if (oc < c_out) { /* rows oc - 1 and oc */
+        int32_t acc[4];
+        acc[0] = acc[2] = l->bias[oc - 1];
+        acc[1] = acc[3] = l->bias[oc];
+        pw_dot2x2(x, w - c_in, c_in, acc);
+        pw_store_channel(l, e, output, base_a, base_b, oc, acc[1], acc[3], stores, fast);
+    }
+}
+
+/* pw_pair_channels for a pair widened in `wide`, stored at out_a and out_b (the same row for
+ * a lone pixel: two stores of one value), plain stores. Out of line once per `fast`, with the
+ * layer copied into a local its stores cannot alias. */
+EK_CONV_FORCE_INLINE void pw_wide_channels(const pw_layer *layer, const uint32_t *wide,
+                                           int8_t *out_a, int8_t *out_b, int fast)
+{
+    const pw_layer l = *layer;
+    const int32_t c_in = l.c_in, c_out = l.c_out, b_off = (int32_t)(out_b - out_a);
+    const int8_t *w = l.filter;
+    int32_t oc = 0;
+    for (; oc + 2 <= c_out; oc += 2, w += 2 * c_in) {
+        int32_t acc[4];
+        pw_dot2x2_wide(wide, w, c_in, l.bias + oc, acc);
+        pw_store_channel(&l, 0, out_a, 0, b_off, oc, acc[0], acc[2], 3, fast);
+        pw_store_channel(&l, 0, out_a, 0, b_off, oc + 1, acc[1], acc[3], 3, fast);
+    }
+    if (oc < c_out) { /* rows oc - 1 and oc */
+        int32_t acc[4];
+        pw_dot2x2_wide(wide, w - c_in, c_in, l.bias + oc - 1, acc);
+        pw_store_channel(&l, 0, out_a, 0, b_off, oc, acc[1], acc[3], 3, fast);
+    }
+}
+
+static EK_CONV_NOINLINE void pw_wide_channels_fast(const pw_layer *l, const uint32_t *wide,
+                                                   int8_t *out_a, int8_t *out_b)
+{
+    pw_wide_channels(l, wide, out_a, out_b, 1);
+}
+
+static EK_CONV_NOINLINE void pw_wide_channels_exact(const pw_layer *l, const uint32_t *wide,
+                                                    int8_t *out_a, int8_t *out_b)
+{
+    pw_wide_channels(l, wide, out_a, out_b, 0);
+}
+
+/* A stride-1 1x1 layer out of place: pixel B is the input pixel after A. A lone last pixel
+ * is computed as B of the pair ending at it (its predecessor recomputed, not stored). Only
+ * for disjoint buffers: under the planner's conv_sliding mode (the output leading its own
+ * input) pixel B's stores may land on pixel A's bytes, which the next channel pair reads. */
+EK_CONV_FORCE_INLINE int pw_contiguous_applies(const ek_conv2d_params *p, const int8_t *input,
+                                               const int8_t *output)
+{
+    const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
+    const uintptr_t pixels = (uintptr_t)(p->out_h * p->out_w);
+    return p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1
+           && p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->in_h
+           && p->out_w == p->in_w && pixels >= 2 && pw_pairs_apply(p)
+           && (out + pixels * (uintptr_t)p->out_c <= in || in + pixels * (uintptr_t)p->in_c <= out);
+}
+
+EK_CONV_FORCE_INLINE void pw_contiguous_run(const pw_layer *l, int32_t pixels,
+                                            const int8_t *input, int8_t *output,
+                                            const conv_epilogue *e, int fast)
+{
+    const int32_t c_in = l->c_in, c_out = l->c_out;
+    int32_t pixel = 0;
+    for (; pixel + 2 <= pixels; pixel += 2) {
+        pw_pair_channels(l, input + pixel * c_in, output, e, pixel * c_out,
+                         (pixel + 1) * c_out, 3, fast);
+    }
+    if (pixel < pixels) {
+        pw_pair_channels(l, input + (pixel - 1) * c_in, output, e, (pixel - 1) * c_out,
+                         pixel * c_out, 2, fast);
+    }
+}
+
+EK_CONV_FORCE_INLINE void pw_contiguous(const ek_conv2d_params *p, const int8_t *input,
+                                        const int8_t *filter, int8_t *output,
+                                        const conv_epilogue *e)
+{
+    const pw_layer l = pw_layer_of(p, filter);
+    const int32_t pixels = p->out_h * p->out_w;
+    if (REQUANT_FAST_LAYER(p, l.c_out)) {
+        pw_contiguous_run(&l, pixels, input, output, e, 1);
+    } else {
+        pw_contiguous_run(&l, pixels, input, output, e, 0);
+    }
+}
+
+static EK_CONV_NOINLINE void pw_contiguous_plain(const ek_conv2d_params *p,
+                                                 const int8_t *input, const int8_t *filter,
+                                                 int8_t *output)
+{
+    pw_contiguous(p, input, filter, output, 0);
+}
+
+static EK_CONV_NOINLINE void pw_contiguous_fused(const ek_conv2d_params *p,
+                                                 const int8_t *input, const int8_t *filter,
+                                                 int8_t *output, const conv_epilogue *e)
+{
+    pw_contiguous(p, input, filter, output, e);
+}
+
+/* The input pixel output pixel `pixel` of a 1x1 unpadded layer reads. */
+static inline int32_t pw_source(int32_t pixel, int32_t out_w, int32_t row_step,
+                                int32_t col_step)
+{
+    const int32_t oy = pixel / out_w;
+    return oy * row_step + (pixel - oy * out_w) * col_step;
+}
+
+/* The pointwise in-place modes, two pixels at a time: both input pixels are widened into the
+ * scratch (4 * in_c bytes, the planner's size, word aligned) before any of their outputs is
+ * stored. Moving a pixel's reads earlier keeps every write of the one-pixel order safe (it
+ * clobbers no input pixel still to be read then, and none is left unread now that was not
+ * then). step: +1 forward (pixels increasing), -1 backward. */
+static inline void pw_wide_channels_of(const pw_layer *l, const uint32_t *wide, int8_t *out_a,
+                                       int8_t *out_b, int fast)
+{
+    if (fast) {
+        pw_wide_channels_fast(l, wide, out_a, out_b);
+    } else {
+        pw_wide_channels_exact(l, wide, out_a, out_b);
+    }
+}
+
+static EK_CONV_NOINLINE void pw_inplace_pairs(const ek_conv2d_params *p, const int8_t *input,
+                                              const int8_t *filter, int8_t *output,
+                                              int8_t *scratch, int32_t step)
+{
+    const pw_layer l = pw_layer_of(p, filter);
+    const int fast = REQUANT_FAST_LAYER(p, l.c_out);
+    uint32_t *const wide = (uint32_t *)(void *)scratch;
+    const int32_t c_in = l.c_in, c_out = l.c_out, pixels = p->out_h * p->out_w;
+    const int32_t out_w = p->out_w, row_step = p->stride_h * p->in_w, col_step = p->stride_w;
+    int32_t pixel = step > 0 ? 0 : pixels - 1;
+    int32_t left = pixels;
+    for (; left >= 2; left -= 2, pixel += 2 * step) {
+        pw_widen_pair(input + pw_source(pixel, out_w, row_step, col_step) * c_in,
+                      input + pw_source(pixel + step, out_w, row_step, col_step) * c_in, c_in,
+                      wide);
+        pw_wide_channels_of(&l, wide, output + pixel * c_out, output + (pixel + step) * c_out,
+                            fast);
+    }
+    if (left == 1) { /* a lone last pixel, in both halves */
+        const int8_t *a = input + pw_source(pixel, out_w, row_step, col_step) * c_in;
+        pw_widen_pair(a, a, c_in, wide);
+        pw_wide_channels_of(&l, wide, output + pixel * c_out, output + pixel * c_out, fast);
+    }
+}
+#endif
+
+#if EK_FILTER_DSP
 /* Whether the two-pixel path takes the layer: DSP arithmetic (filter offset 0), an effective
  * bias (padding taps become zero-point bytes, exact for every pixel), rows of taps contiguous,
  * and a window that fits the buffer. */
@@ -569,6 +959,14 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
 #if EK_FILTER_DSP
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
+    if (pw_contiguous_applies(p, input, output)) {
+        if (e == 0) {
+            pw_contiguous_plain(p, input, filter, output);
+        } else {
+            pw_contiguous_fused(p, input, filter, output, e);
+        }
+        return;
+    }
     if (conv_pairs_apply(p)) {
         if (e == 0) {
             conv2d_pairs_plain(p, input, filter, output);
@@ -728,6 +1126,12 @@ void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *inpu
                                     int8_t *scratch)
 {
     const ek_conv2d_params local = *params; /* see ek_conv2d_s8 */
+#if EK_FILTER_DSP
+    if (pw_pairs_apply(&local)) {
+        pw_inplace_pairs(&local, input, filter, output, scratch, 1);
+        return;
+    }
+#endif
     EK_POINTWISE_WINDOW(local);
     const int fast = REQUANT_FAST_LAYER(&local, local.out_c);
     for (int32_t pixel = 0; pixel < local.out_h * local.out_w; ++pixel) {
@@ -742,6 +1146,12 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
                                              int8_t *output, int8_t *scratch)
 {
     const ek_conv2d_params local = *params;
+#if EK_FILTER_DSP
+    if (pw_pairs_apply(&local)) {
+        pw_inplace_pairs(&local, input, filter, output, scratch, -1);
+        return;
+    }
+#endif
     EK_POINTWISE_WINDOW(local);
     const int fast = REQUANT_FAST_LAYER(&local, local.out_c);
     for (int32_t pixel = local.out_h * local.out_w - 1; pixel >= 0; --pixel) {
