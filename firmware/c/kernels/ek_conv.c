@@ -617,11 +617,9 @@ EK_CONV_FORCE_INLINE pw_layer pw_layer_of(const ek_conv2d_params *p, const int8_
 
 /* Channel oc's results for pixels A and B, requantised with one load of its constants (`fast`
  * a constant: ek_requant_fast for every channel of the layer, else ek_conv_requantize) and
- * stored as `stores` says (bit 0: A at base_a, bit 1: B at base_b). */
-EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, const conv_epilogue *e,
-                                           int8_t *output, int32_t base_a, int32_t base_b,
-                                           int32_t oc, int32_t acc_a, int32_t acc_b, int stores,
-                                           int fast)
+ * stored at out_a[oc] and out_b[oc] (plain stores: no fused ADD on this path). */
+EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, int8_t *out_a, int8_t *out_b,
+                                           int32_t oc, int32_t acc_a, int32_t acc_b, int fast)
 {
     const int32_t multiplier = l->multipliers[oc], shift = l->shifts[oc];
     int32_t ya, yb;
@@ -637,80 +635,75 @@ EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, const conv_epilogu
         yb = ek_conv_requantize(acc_b, multiplier, shift, l->output_offset, l->act_min,
                                 l->act_max);
     }
-    if (stores & 1) {
-        conv_store(e, output, base_a + oc, ya);
-    }
-    if (stores & 2) {
-        conv_store(e, output, base_b + oc, yb);
-    }
+    out_a[oc] = (int8_t)ya;
+    out_b[oc] = (int8_t)yb;
 }
 
-/* Every output channel of pixels A (x) and B (x + in_c), stored as `stores` says: a lone
- * pixel stores one of the two (a second store would add a fused skip twice). An odd last
- * channel is computed as the second row of the pair ending at it. */
-EK_CONV_FORCE_INLINE void pw_pair_channels(const pw_layer *l, const int8_t *x, int8_t *output,
-                                           const conv_epilogue *e, int32_t base_a,
-                                           int32_t base_b, int stores, int fast)
+/* One channel pair's dot products: from the widened pair (pw_dot2x2_wide) or raw bytes. */
+static inline void pw_dot_pair(const void *x, int wide, const int8_t *w, int32_t c_in,
+                               const int32_t *bias2, int32_t acc[4])
 {
-    const int32_t c_in = l->c_in, c_out = l->c_out;
-    const int8_t *w = l->filter;
-    int32_t oc = 0;
-    for (; oc + 2 <= c_out; oc += 2, w += 2 * c_in) {
-        int32_t acc[4];
-        acc[0] = acc[2] = l->bias[oc];
-        acc[1] = acc[3] = l->bias[oc + 1];
-        pw_dot2x2(x, w, c_in, acc);
-        pw_store_channel(l, e, output, base_a, base_b, oc, acc[0], acc[2], stores, fast);
-        pw_store_channel(l, e, output, base_a, base_b, oc + 1, acc[1], acc[3], stores, fast);
-    }
-    if (oc < c_out) { /* rows oc - 1 and oc */
-        int32_t acc[4];
-        acc[0] = acc[2] = l->bias[oc - 1];
-        acc[1] = acc[3] = l->bias[oc];
-        pw_dot2x2(x, w - c_in, c_in, acc);
-        pw_store_channel(l, e, output, base_a, base_b, oc, acc[1], acc[3], stores, fast);
+    if (wide) {
+        pw_dot2x2_wide((const uint32_t *)x, w, c_in, bias2, acc);
+    } else {
+        acc[0] = acc[2] = bias2[0];
+        acc[1] = acc[3] = bias2[1];
+        pw_dot2x2((const int8_t *)x, w, c_in, acc);
     }
 }
 
-/* pw_pair_channels for a pair widened in `wide`, stored at out_a and out_b (the same row for
- * a lone pixel: two stores of one value), plain stores. Out of line once per `fast`, with the
- * layer copied into a local its stores cannot alias. */
-EK_CONV_FORCE_INLINE void pw_wide_channels(const pw_layer *layer, const uint32_t *wide,
-                                           int8_t *out_a, int8_t *out_b, int fast)
+/* Every output channel of pixels A and B, stored at out_a and out_b (the same row for a lone
+ * pixel: two stores of one value): x is the pair widened into the scratch (`wide`) or pixel
+ * A's raw bytes with B's after them. An odd last channel is computed as the second row of the
+ * pair ending at it. Out of line once per `fast`, with the layer copied into a local the
+ * output's stores cannot alias. */
+EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const void *x, int wide,
+                                      int8_t *out_a, int8_t *out_b, int fast)
 {
     const pw_layer l = *layer;
-    const int32_t c_in = l.c_in, c_out = l.c_out, b_off = (int32_t)(out_b - out_a);
+    const int32_t c_in = l.c_in, c_out = l.c_out;
     const int8_t *w = l.filter;
     int32_t oc = 0;
     for (; oc + 2 <= c_out; oc += 2, w += 2 * c_in) {
         int32_t acc[4];
-        pw_dot2x2_wide(wide, w, c_in, l.bias + oc, acc);
-        pw_store_channel(&l, 0, out_a, 0, b_off, oc, acc[0], acc[2], 3, fast);
-        pw_store_channel(&l, 0, out_a, 0, b_off, oc + 1, acc[1], acc[3], 3, fast);
+        pw_dot_pair(x, wide, w, c_in, l.bias + oc, acc);
+        pw_store_channel(&l, out_a, out_b, oc, acc[0], acc[2], fast);
+        pw_store_channel(&l, out_a, out_b, oc + 1, acc[1], acc[3], fast);
     }
     if (oc < c_out) { /* rows oc - 1 and oc */
         int32_t acc[4];
-        pw_dot2x2_wide(wide, w - c_in, c_in, l.bias + oc - 1, acc);
-        pw_store_channel(&l, 0, out_a, 0, b_off, oc, acc[1], acc[3], 3, fast);
+        pw_dot_pair(x, wide, w - c_in, c_in, l.bias + oc - 1, acc);
+        pw_store_channel(&l, out_a, out_b, oc, acc[1], acc[3], fast);
     }
 }
 
-static EK_CONV_NOINLINE void pw_wide_channels_fast(const pw_layer *l, const uint32_t *wide,
-                                                   int8_t *out_a, int8_t *out_b)
+static EK_CONV_NOINLINE void pw_channels_fast(const pw_layer *l, const void *x, int wide,
+                                              int8_t *out_a, int8_t *out_b)
 {
-    pw_wide_channels(l, wide, out_a, out_b, 1);
+    pw_channels(l, x, wide, out_a, out_b, 1);
 }
 
-static EK_CONV_NOINLINE void pw_wide_channels_exact(const pw_layer *l, const uint32_t *wide,
-                                                    int8_t *out_a, int8_t *out_b)
+static EK_CONV_NOINLINE void pw_channels_exact(const pw_layer *l, const void *x, int wide,
+                                               int8_t *out_a, int8_t *out_b)
 {
-    pw_wide_channels(l, wide, out_a, out_b, 0);
+    pw_channels(l, x, wide, out_a, out_b, 0);
+}
+
+static inline void pw_channels_of(const pw_layer *l, const void *x, int wide, int8_t *out_a,
+                                  int8_t *out_b, int fast)
+{
+    if (fast) {
+        pw_channels_fast(l, x, wide, out_a, out_b);
+    } else {
+        pw_channels_exact(l, x, wide, out_a, out_b);
+    }
 }
 
 /* A stride-1 1x1 layer out of place: pixel B is the input pixel after A. A lone last pixel
- * is computed as B of the pair ending at it (its predecessor recomputed, not stored). Only
- * for disjoint buffers: under the planner's conv_sliding mode (the output leading its own
- * input) pixel B's stores may land on pixel A's bytes, which the next channel pair reads. */
+ * is computed as B of the pair ending at it (its predecessor recomputed and stored again, the
+ * same bytes). Only for disjoint buffers: under the planner's conv_sliding mode (the output
+ * leading its own input) pixel B's stores may land on pixel A's bytes, which the next channel
+ * pair reads; and only for the plain kernel (a fused ADD would add the skip twice). */
 EK_CONV_FORCE_INLINE int pw_contiguous_applies(const ek_conv2d_params *p, const int8_t *input,
                                                const int8_t *output)
 {
@@ -722,47 +715,22 @@ EK_CONV_FORCE_INLINE int pw_contiguous_applies(const ek_conv2d_params *p, const 
            && (out + pixels * (uintptr_t)p->out_c <= in || in + pixels * (uintptr_t)p->in_c <= out);
 }
 
-EK_CONV_FORCE_INLINE void pw_contiguous_run(const pw_layer *l, int32_t pixels,
-                                            const int8_t *input, int8_t *output,
-                                            const conv_epilogue *e, int fast)
-{
-    const int32_t c_in = l->c_in, c_out = l->c_out;
-    int32_t pixel = 0;
-    for (; pixel + 2 <= pixels; pixel += 2) {
-        pw_pair_channels(l, input + pixel * c_in, output, e, pixel * c_out,
-                         (pixel + 1) * c_out, 3, fast);
-    }
-    if (pixel < pixels) {
-        pw_pair_channels(l, input + (pixel - 1) * c_in, output, e, (pixel - 1) * c_out,
-                         pixel * c_out, 2, fast);
-    }
-}
-
-EK_CONV_FORCE_INLINE void pw_contiguous(const ek_conv2d_params *p, const int8_t *input,
-                                        const int8_t *filter, int8_t *output,
-                                        const conv_epilogue *e)
-{
-    const pw_layer l = pw_layer_of(p, filter);
-    const int32_t pixels = p->out_h * p->out_w;
-    if (REQUANT_FAST_LAYER(p, l.c_out)) {
-        pw_contiguous_run(&l, pixels, input, output, e, 1);
-    } else {
-        pw_contiguous_run(&l, pixels, input, output, e, 0);
-    }
-}
-
 static EK_CONV_NOINLINE void pw_contiguous_plain(const ek_conv2d_params *p,
                                                  const int8_t *input, const int8_t *filter,
                                                  int8_t *output)
 {
-    pw_contiguous(p, input, filter, output, 0);
-}
-
-static EK_CONV_NOINLINE void pw_contiguous_fused(const ek_conv2d_params *p,
-                                                 const int8_t *input, const int8_t *filter,
-                                                 int8_t *output, const conv_epilogue *e)
-{
-    pw_contiguous(p, input, filter, output, e);
+    const pw_layer l = pw_layer_of(p, filter);
+    const int fast = REQUANT_FAST_LAYER(p, l.c_out);
+    const int32_t c_in = l.c_in, c_out = l.c_out, pixels = p->out_h * p->out_w;
+    int32_t pixel = 0;
+    for (; pixel + 2 <= pixels; pixel += 2) {
+        pw_channels_of(&l, input + pixel * c_in, 0, output + pixel * c_out,
+                       output + (pixel + 1) * c_out, fast);
+    }
+    if (pixel < pixels) {
+        pw_channels_of(&l, input + (pixel - 1) * c_in, 0, output + (pixel - 1) * c_out,
+                       output + pixel * c_out, fast);
+    }
 }
 
 /* The input pixel output pixel `pixel` of a 1x1 unpadded layer reads. */
@@ -778,16 +746,6 @@ static inline int32_t pw_source(int32_t pixel, int32_t out_w, int32_t row_step,
  * stored. Moving a pixel's reads earlier keeps every write of the one-pixel order safe (it
  * clobbers no input pixel still to be read then, and none is left unread now that was not
  * then). step: +1 forward (pixels increasing), -1 backward. */
-static inline void pw_wide_channels_of(const pw_layer *l, const uint32_t *wide, int8_t *out_a,
-                                       int8_t *out_b, int fast)
-{
-    if (fast) {
-        pw_wide_channels_fast(l, wide, out_a, out_b);
-    } else {
-        pw_wide_channels_exact(l, wide, out_a, out_b);
-    }
-}
-
 static EK_CONV_NOINLINE void pw_inplace_pairs(const ek_conv2d_params *p, const int8_t *input,
                                               const int8_t *filter, int8_t *output,
                                               int8_t *scratch, int32_t step)
@@ -803,13 +761,13 @@ static EK_CONV_NOINLINE void pw_inplace_pairs(const ek_conv2d_params *p, const i
         pw_widen_pair(input + pw_source(pixel, out_w, row_step, col_step) * c_in,
                       input + pw_source(pixel + step, out_w, row_step, col_step) * c_in, c_in,
                       wide);
-        pw_wide_channels_of(&l, wide, output + pixel * c_out, output + (pixel + step) * c_out,
-                            fast);
+        pw_channels_of(&l, wide, 1, output + pixel * c_out, output + (pixel + step) * c_out,
+                       fast);
     }
     if (left == 1) { /* a lone last pixel, in both halves */
         const int8_t *a = input + pw_source(pixel, out_w, row_step, col_step) * c_in;
         pw_widen_pair(a, a, c_in, wide);
-        pw_wide_channels_of(&l, wide, output + pixel * c_out, output + pixel * c_out, fast);
+        pw_channels_of(&l, wide, 1, output + pixel * c_out, output + pixel * c_out, fast);
     }
 }
 #endif
@@ -959,12 +917,10 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
 #if EK_FILTER_DSP
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
-    if (pw_contiguous_applies(p, input, output)) {
-        if (e == 0) {
-            pw_contiguous_plain(p, input, filter, output);
-        } else {
-            pw_contiguous_fused(p, input, filter, output, e);
-        }
+    /* the plain kernel only: a fused variant's frame would be the deepest stack path of
+     * models that link it without running it (the estimate is the deepest linked path) */
+    if (e == 0 && pw_contiguous_applies(p, input, output)) {
+        pw_contiguous_plain(p, input, filter, output);
         return;
     }
     if (conv_pairs_apply(p)) {
