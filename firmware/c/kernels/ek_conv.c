@@ -424,16 +424,20 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
     }
 }
 
-#if EK_FILTER_DSP
+#if EK_FILTER_DSP || EK_S4_DSP
 /* --- 1x1 convolutions: two pixels x two output channels per inner loop -----------------------
  *
- * A 1x1 unpadded layer with in_c % 4 == 0 and an effective bias (raw input bytes, the input
- * offset folded into the bias at build time). Pixel B's bytes follow pixel A's (adjacent input
- * pixels of a stride-1 layer, or the two pixels the in-place modes copy to their scratch), and
- * filter row oc + 1 follows row oc: both are in_c bytes further, so one register serves as the
- * offset of pixel B and of the second row. Per four input bytes: four word loads, eight
- * SXTB16, eight SMLAD for 16 MACs; each filter word is widened once for both pixels and each
- * pixel word once for both channels. */
+ * A 1x1 unpadded layer with in_c % 4 == 0 (int4 filters: % 8) and an effective bias (raw input
+ * bytes, the input offset folded into the bias at build time). The pointwise in-place modes
+ * widen their two pixels once into the scratch (pw_widen_pair) and the inner loop multiplies
+ * them against filter rows oc and oc + 1 (pw_dot2x2_wide); the int8 out-of-place stride-1 path
+ * reads the raw bytes of adjacent pixels (pw_dot2x2). The same loops serve int8 and packed
+ * int4 filters (ek_conv_s4.c): only the filter words' unpacking and the widened layout differ. */
+
+#if !EK_CONV_S4
+/* Pixel B's bytes follow pixel A's, and filter row oc + 1 follows row oc: both are in_c bytes
+ * further, so one register serves as the offset of pixel B and of the second row. Per four
+ * input bytes: four word loads, eight SXTB16, eight SMLAD for 16 MACs. */
 
 /* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)} += x[0..n) / x[n..2n) against
  * w[0..n) / w[n..2n); n a multiple of 4, at least 4. */
@@ -505,7 +509,9 @@ static EK_CONV_NOINLINE void pw_dot2x2(const int8_t *x, const int8_t *w, int32_t
     acc[2] = b0;
     acc[3] = b1;
 }
+#endif
 
+#if !EK_CONV_S4
 /* The in-place modes' form of pw_dot2x2, the accumulators starting from bias2[0] / bias2[1]
  * (rows 0 / 1): the two pixels were widened once into the scratch,
  * four words per four input bytes {A lanes 0,2; A lanes 1,3; B lanes 0,2; B lanes 1,3} (the
@@ -582,13 +588,141 @@ static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, ui
         dst[3] = ek_sxtb16_ror8(vb);
     }
 }
+#else
+/* Packed int4 filters: a filter word holds 8 weights w0..w7 (w2k the low nibble of byte k).
+ * Masked into the high nibble of each byte, SXTB16 / SXTB16 ROR #8 give lanes {w0,w4},
+ * {w2,w6} (low nibbles) and {w1,w5}, {w3,w7} (high nibbles), each weight times 16: seven
+ * instructions per 8 weights, no table. The pixels are widened to the same lanes, so per 8
+ * input bytes the scratch holds {A x0,x4; A x2,x6; A x1,x5; A x3,x7; the same for B}.
+ *
+ * Exactness: the loop accumulates s = sum(x * 16 w) from 0, x raw int8, |x * 16 w| <= 2^14, so
+ * |s| < 2^31 for in_c <= 2^16 (pw_pairs_apply) and s is exact: acc = bias + (s >> 4) is then
+ * the reference's wrapping bias + sum(x * w) (the effective bias carries the input offset). */
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+#define EK_PW_S4_UNPACK                                                                         \
+    "lsl %[l0], %[l3], #4\n\t"                                                                  \
+    "and %[l0], %[l0], #0xF0F0F0F0\n\t"                                                         \
+    "and %[l3], %[l3], #0xF0F0F0F0\n\t"                                                         \
+    "sxtb16 %[l1], %[l0], ror #8\n\t"                                                           \
+    "sxtb16 %[l0], %[l0]\n\t"                                                                   \
+    "sxtb16 %[l2], %[l3]\n\t"                                                                   \
+    "sxtb16 %[l3], %[l3], ror #8\n\t"
+#define EK_PW_S4_STEP                                                                           \
+    "ldr %[l3], [%[w], %[n]]\n\t" EK_PW_S4_UNPACK                                               \
+    "ldrd %[p], %[q], [%[x]]\n\t"                                                               \
+    "smlad %[a1], %[l0], %[p], %[a1]\n\t"                                                       \
+    "smlad %[a1], %[l1], %[q], %[a1]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #8]\n\t"                                                           \
+    "smlad %[a1], %[l2], %[p], %[a1]\n\t"                                                       \
+    "smlad %[a1], %[l3], %[q], %[a1]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #16]\n\t"                                                          \
+    "smlad %[b1], %[l0], %[p], %[b1]\n\t"                                                       \
+    "smlad %[b1], %[l1], %[q], %[b1]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #24]\n\t"                                                          \
+    "smlad %[b1], %[l2], %[p], %[b1]\n\t"                                                       \
+    "smlad %[b1], %[l3], %[q], %[b1]\n\t"                                                       \
+    "ldr %[l3], [%[w]], #4\n\t" EK_PW_S4_UNPACK                                                 \
+    "ldrd %[p], %[q], [%[x]], #32\n\t"                                                          \
+    "smlad %[a0], %[l0], %[p], %[a0]\n\t"                                                       \
+    "smlad %[a0], %[l1], %[q], %[a0]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #-24]\n\t"                                                         \
+    "smlad %[a0], %[l2], %[p], %[a0]\n\t"                                                       \
+    "smlad %[a0], %[l3], %[q], %[a0]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #-16]\n\t"                                                         \
+    "smlad %[b0], %[l0], %[p], %[b0]\n\t"                                                       \
+    "smlad %[b0], %[l1], %[q], %[b0]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #-8]\n\t"                                                          \
+    "smlad %[b0], %[l2], %[p], %[b0]\n\t"                                                       \
+    "smlad %[b0], %[l3], %[q], %[b0]\n\t"
+#endif
+
+/* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)} from bias2[0] / bias2[1]; the
+ * filter rows are n = in_c / 2 bytes apart (n % 4 == 0). */
+static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, int32_t n,
+                                            const int32_t *bias2, int32_t acc[4])
+{
+    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+    const int8_t *const end = w + n;
+    uint32_t p, q, l0, l1, l2, l3;
+    __asm__ volatile("tst %[n], #4\n\t"
+                     "beq 2f\n\t" EK_PW_S4_STEP
+                     "cmp %[w], %[end]\n\t"
+                     "beq 3f\n"
+                     "2:\n\t" EK_PW_S4_STEP EK_PW_S4_STEP
+                     "cmp %[w], %[end]\n\t"
+                     "bne 2b\n"
+                     "3:\n"
+                     : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0),
+                       [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [l0] "=&r"(l0),
+                       [l1] "=&r"(l1), [l2] "=&r"(l2), [l3] "=&r"(l3)
+                     : [n] "r"(n), [end] "r"(end)
+                     : "cc", "memory");
+#else
+    for (const int8_t *const end = w + n; w != end; w += 4, x += 8) {
+        for (int32_t row = 1; row >= 0; --row) {
+            const uint32_t v = ek_read_u32(w + row * n);
+            const uint32_t lo = (v & 0x0F0F0F0Fu) << 4, hi = v & 0xF0F0F0F0u;
+            const uint32_t l0 = ek_sxtb16(lo), l1 = ek_sxtb16_ror8(lo);
+            const uint32_t l2 = ek_sxtb16(hi), l3 = ek_sxtb16_ror8(hi);
+            int32_t a = row ? a1 : a0, b = row ? b1 : b0;
+            a = ek_smlad(l0, x[0], a);
+            a = ek_smlad(l1, x[1], a);
+            a = ek_smlad(l2, x[2], a);
+            a = ek_smlad(l3, x[3], a);
+            b = ek_smlad(l0, x[4], b);
+            b = ek_smlad(l1, x[5], b);
+            b = ek_smlad(l2, x[6], b);
+            b = ek_smlad(l3, x[7], b);
+            if (row) {
+                a1 = a;
+                b1 = b;
+            } else {
+                a0 = a;
+                b0 = b;
+            }
+        }
+    }
+#endif
+    acc[0] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(a0 >> 4));
+    acc[1] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(a1 >> 4));
+    acc[2] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(b0 >> 4));
+    acc[3] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(b1 >> 4));
+}
+
+/* Four words {x0,x4; x2,x6; x1,x5; x3,x7} of 8 bytes at src. */
+static inline void pw_widen8_s4(const int8_t *src, uint32_t *dst)
+{
+    const uint32_t lo = ek_read_u32(src), hi = ek_read_u32(src + 4);
+    const uint32_t l02 = ek_sxtb16(lo), l13 = ek_sxtb16_ror8(lo);
+    const uint32_t h46 = ek_sxtb16(hi), h57 = ek_sxtb16_ror8(hi);
+    dst[0] = (l02 & 0xFFFFu) | (h46 << 16);
+    dst[1] = (l02 >> 16) | (h46 & 0xFFFF0000u);
+    dst[2] = (l13 & 0xFFFFu) | (h57 << 16);
+    dst[3] = (l13 >> 16) | (h57 & 0xFFFF0000u);
+}
+
+/* Pixels a and b (n bytes each, n % 8 == 0) widened into dst in the int4 layout. */
+static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, uint32_t *dst)
+{
+    for (const int8_t *const end = a + n; a != end; a += 8, b += 8, dst += 8) {
+        pw_widen8_s4(a, dst);
+        pw_widen8_s4(b, dst + 4);
+    }
+}
+#endif
 
 /* Whether a 1x1 layer (the caller checked the window) takes the two-pixel path: DSP arithmetic
  * on raw bytes (filter offset 0, an effective bias), whole words per pixel, two channels. */
 static inline int pw_pairs_apply(const ek_conv2d_params *p)
 {
+#if EK_CONV_S4
+    return p->filter_offset == 0 && p->effective_bias != 0 && (p->in_c & 7) == 0
+           && p->in_c > 0 && p->in_c <= 65536 && p->out_c >= 2;
+#else
     return p->filter_offset == 0 && p->effective_bias != 0 && (p->in_c & 3) == 0
            && p->in_c > 0 && p->out_c >= 2;
+#endif
 }
 
 /* What the two-pixel path reads per channel, in a local the output's int8 stores cannot alias
@@ -643,6 +777,10 @@ EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, int8_t *out_a, int
 static inline void pw_dot_pair(const void *x, int wide, const int8_t *w, int32_t c_in,
                                const int32_t *bias2, int32_t acc[4])
 {
+#if EK_CONV_S4
+    (void)wide; /* always widened */
+    pw_dot2x2_wide((const uint32_t *)x, w, c_in / 2, bias2, acc);
+#else
     if (wide) {
         pw_dot2x2_wide((const uint32_t *)x, w, c_in, bias2, acc);
     } else {
@@ -650,7 +788,11 @@ static inline void pw_dot_pair(const void *x, int wide, const int8_t *w, int32_t
         acc[1] = acc[3] = bias2[1];
         pw_dot2x2((const int8_t *)x, w, c_in, acc);
     }
+#endif
 }
+
+/* Bytes of one filter row (in_c weights). */
+#define PW_ROW_BYTES(c_in) (EK_CONV_S4 ? (c_in) / 2 : (c_in))
 
 /* Every output channel of pixels A and B, stored at out_a and out_b (the same row for a lone
  * pixel: two stores of one value): x is the pair widened into the scratch (`wide`) or pixel
@@ -661,10 +803,10 @@ EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const void *x, int 
                                       int8_t *out_a, int8_t *out_b, int fast)
 {
     const pw_layer l = *layer;
-    const int32_t c_in = l.c_in, c_out = l.c_out;
+    const int32_t c_in = l.c_in, c_out = l.c_out, row = PW_ROW_BYTES(c_in);
     const int8_t *w = l.filter;
     int32_t oc = 0;
-    for (; oc + 2 <= c_out; oc += 2, w += 2 * c_in) {
+    for (; oc + 2 <= c_out; oc += 2, w += 2 * row) {
         int32_t acc[4];
         pw_dot_pair(x, wide, w, c_in, l.bias + oc, acc);
         pw_store_channel(&l, out_a, out_b, oc, acc[0], acc[2], fast);
@@ -672,7 +814,7 @@ EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const void *x, int 
     }
     if (oc < c_out) { /* rows oc - 1 and oc */
         int32_t acc[4];
-        pw_dot_pair(x, wide, w - c_in, c_in, l.bias + oc - 1, acc);
+        pw_dot_pair(x, wide, w - row, c_in, l.bias + oc - 1, acc);
         pw_store_channel(&l, out_a, out_b, oc, acc[1], acc[3], fast);
     }
 }
@@ -699,6 +841,7 @@ static inline void pw_channels_of(const pw_layer *l, const void *x, int wide, in
     }
 }
 
+#if !EK_CONV_S4
 /* A stride-1 1x1 layer out of place: pixel B is the input pixel after A. A lone last pixel
  * is computed as B of the pair ending at it (its predecessor recomputed and stored again, the
  * same bytes). Only for disjoint buffers: under the planner's conv_sliding mode (the output
@@ -732,6 +875,8 @@ static EK_CONV_NOINLINE void pw_contiguous_plain(const ek_conv2d_params *p,
                        output + pixel * c_out, fast);
     }
 }
+
+#endif
 
 /* The input pixel output pixel `pixel` of a 1x1 unpadded layer reads. */
 static inline int32_t pw_source(int32_t pixel, int32_t out_w, int32_t row_step,
@@ -1082,7 +1227,7 @@ void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *inpu
                                     int8_t *scratch)
 {
     const ek_conv2d_params local = *params; /* see ek_conv2d_s8 */
-#if EK_FILTER_DSP
+#if EK_FILTER_DSP || EK_S4_DSP
     if (pw_pairs_apply(&local)) {
         pw_inplace_pairs(&local, input, filter, output, scratch, 1);
         return;
@@ -1102,7 +1247,7 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
                                              int8_t *output, int8_t *scratch)
 {
     const ek_conv2d_params local = *params;
-#if EK_FILTER_DSP
+#if EK_FILTER_DSP || EK_S4_DSP
     if (pw_pairs_apply(&local)) {
         pw_inplace_pairs(&local, input, filter, output, scratch, -1);
         return;
