@@ -749,20 +749,37 @@ EK_CONV_FORCE_INLINE pw_layer pw_layer_of(const ek_conv2d_params *p, const int8_
     return l;
 }
 
-/* Channel oc's results for pixels A and B, requantised with one load of its constants (`fast`
- * a constant: ek_requant_fast for every channel of the layer, else ek_conv_requantize) and
+/* How the two-pixel path requantises a layer (a constant in each instantiation): every
+ * channel's ek_requant_fast, clamped to the activation range or, where that range is all of
+ * int8, by one SSAT; else ek_conv_requantize. */
+enum { PW_EXACT, PW_FAST, PW_FAST_FULL };
+
+static inline int pw_requant_mode(const ek_conv2d_params *p)
+{
+    if (!REQUANT_FAST_LAYER(p, p->out_c)) {
+        return PW_EXACT;
+    }
+    return p->act_min == -128 && p->act_max == 127 ? PW_FAST_FULL : PW_FAST;
+}
+
+/* Channel oc's results for pixels A and B, requantised with one load of its constants and
  * stored at out_a[oc] and out_b[oc] (plain stores: no fused ADD on this path). */
 EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, int8_t *out_a, int8_t *out_b,
-                                           int32_t oc, int32_t acc_a, int32_t acc_b, int fast)
+                                           int32_t oc, int32_t acc_a, int32_t acc_b, int mode)
 {
     const int32_t multiplier = l->multipliers[oc], shift = l->shifts[oc];
     int32_t ya, yb;
-    if (fast) {
+    if (mode != PW_EXACT) {
         const int32_t k_hi = ek_requant_fast_k_hi(shift, l->output_offset);
-        ya = ek_clamp(ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1), l->act_min,
-                      l->act_max);
-        yb = ek_clamp(ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1), l->act_min,
-                      l->act_max);
+        ya = ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1);
+        yb = ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1);
+        if (mode == PW_FAST_FULL) {
+            ya = ek_ssat8(ya);
+            yb = ek_ssat8(yb);
+        } else {
+            ya = ek_clamp(ya, l->act_min, l->act_max);
+            yb = ek_clamp(yb, l->act_min, l->act_max);
+        }
     } else {
         ya = ek_conv_requantize(acc_a, multiplier, shift, l->output_offset, l->act_min,
                                 l->act_max);
@@ -800,7 +817,7 @@ static inline void pw_dot_pair(const void *x, int wide, const int8_t *w, int32_t
  * pair ending at it. Out of line once per `fast`, with the layer copied into a local the
  * output's stores cannot alias. */
 EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const void *x, int wide,
-                                      int8_t *out_a, int8_t *out_b, int fast)
+                                      int8_t *out_a, int8_t *out_b, int mode)
 {
     const pw_layer l = *layer;
     const int32_t c_in = l.c_in, c_out = l.c_out, row = PW_ROW_BYTES(c_in);
@@ -809,32 +826,40 @@ EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const void *x, int 
     for (; oc + 2 <= c_out; oc += 2, w += 2 * row) {
         int32_t acc[4];
         pw_dot_pair(x, wide, w, c_in, l.bias + oc, acc);
-        pw_store_channel(&l, out_a, out_b, oc, acc[0], acc[2], fast);
-        pw_store_channel(&l, out_a, out_b, oc + 1, acc[1], acc[3], fast);
+        pw_store_channel(&l, out_a, out_b, oc, acc[0], acc[2], mode);
+        pw_store_channel(&l, out_a, out_b, oc + 1, acc[1], acc[3], mode);
     }
     if (oc < c_out) { /* rows oc - 1 and oc */
         int32_t acc[4];
         pw_dot_pair(x, wide, w - row, c_in, l.bias + oc - 1, acc);
-        pw_store_channel(&l, out_a, out_b, oc, acc[1], acc[3], fast);
+        pw_store_channel(&l, out_a, out_b, oc, acc[1], acc[3], mode);
     }
 }
 
 static EK_CONV_NOINLINE void pw_channels_fast(const pw_layer *l, const void *x, int wide,
                                               int8_t *out_a, int8_t *out_b)
 {
-    pw_channels(l, x, wide, out_a, out_b, 1);
+    pw_channels(l, x, wide, out_a, out_b, PW_FAST);
+}
+
+static EK_CONV_NOINLINE void pw_channels_full(const pw_layer *l, const void *x, int wide,
+                                              int8_t *out_a, int8_t *out_b)
+{
+    pw_channels(l, x, wide, out_a, out_b, PW_FAST_FULL);
 }
 
 static EK_CONV_NOINLINE void pw_channels_exact(const pw_layer *l, const void *x, int wide,
                                                int8_t *out_a, int8_t *out_b)
 {
-    pw_channels(l, x, wide, out_a, out_b, 0);
+    pw_channels(l, x, wide, out_a, out_b, PW_EXACT);
 }
 
 static inline void pw_channels_of(const pw_layer *l, const void *x, int wide, int8_t *out_a,
-                                  int8_t *out_b, int fast)
+                                  int8_t *out_b, int mode)
 {
-    if (fast) {
+    if (mode == PW_FAST_FULL) {
+        pw_channels_full(l, x, wide, out_a, out_b);
+    } else if (mode == PW_FAST) {
         pw_channels_fast(l, x, wide, out_a, out_b);
     } else {
         pw_channels_exact(l, x, wide, out_a, out_b);
@@ -863,16 +888,16 @@ static EK_CONV_NOINLINE void pw_contiguous_plain(const ek_conv2d_params *p,
                                                  int8_t *output)
 {
     const pw_layer l = pw_layer_of(p, filter);
-    const int fast = REQUANT_FAST_LAYER(p, l.c_out);
+    const int mode = pw_requant_mode(p);
     const int32_t c_in = l.c_in, c_out = l.c_out, pixels = p->out_h * p->out_w;
     int32_t pixel = 0;
     for (; pixel + 2 <= pixels; pixel += 2) {
         pw_channels_of(&l, input + pixel * c_in, 0, output + pixel * c_out,
-                       output + (pixel + 1) * c_out, fast);
+                       output + (pixel + 1) * c_out, mode);
     }
     if (pixel < pixels) {
         pw_channels_of(&l, input + (pixel - 1) * c_in, 0, output + (pixel - 1) * c_out,
-                       output + pixel * c_out, fast);
+                       output + pixel * c_out, mode);
     }
 }
 
@@ -896,7 +921,7 @@ static EK_CONV_NOINLINE void pw_inplace_pairs(const ek_conv2d_params *p, const i
                                               int8_t *scratch, int32_t step)
 {
     const pw_layer l = pw_layer_of(p, filter);
-    const int fast = REQUANT_FAST_LAYER(p, l.c_out);
+    const int mode = pw_requant_mode(p);
     uint32_t *const wide = (uint32_t *)(void *)scratch;
     const int32_t c_in = l.c_in, c_out = l.c_out, pixels = p->out_h * p->out_w;
     const int32_t out_w = p->out_w, row_step = p->stride_h * p->in_w, col_step = p->stride_w;
@@ -907,12 +932,12 @@ static EK_CONV_NOINLINE void pw_inplace_pairs(const ek_conv2d_params *p, const i
                       input + pw_source(pixel + step, out_w, row_step, col_step) * c_in, c_in,
                       wide);
         pw_channels_of(&l, wide, 1, output + pixel * c_out, output + (pixel + step) * c_out,
-                       fast);
+                       mode);
     }
     if (left == 1) { /* a lone last pixel, in both halves */
         const int8_t *a = input + pw_source(pixel, out_w, row_step, col_step) * c_in;
         pw_widen_pair(a, a, c_in, wide);
-        pw_channels_of(&l, wide, 1, output + pixel * c_out, output + pixel * c_out, fast);
+        pw_channels_of(&l, wide, 1, output + pixel * c_out, output + pixel * c_out, mode);
     }
 }
 #endif
@@ -930,35 +955,46 @@ static inline int conv_pairs_apply(const ek_conv2d_params *p)
 /* All output channels of the pair of pixels whose windows are in buf, stored at base_a and
  * base_b; with_b == 0 (a constant): a lone last pixel, B's results are not stored (under the
  * fused ADD a second store would add the skip twice). */
+/* Channel oc's int8 value of acc: the fast form where the layer takes it (pw_requant_mode),
+ * else rq_apply with the channel's split constants r. */
+EK_CONV_FORCE_INLINE int32_t pair_requant(const ek_conv2d_params *p, const rq_channel *r,
+                                          int32_t k_hi, int32_t acc, int mode)
+{
+    if (mode == PW_EXACT) {
+        return rq_apply(r, acc, p->output_offset, p->act_min, p->act_max);
+    }
+    const int32_t v = ek_requant_fast(acc, r->multiplier, k_hi, r->right - 1);
+    return mode == PW_FAST_FULL ? ek_ssat8(v) : ek_clamp(v, p->act_min, p->act_max);
+}
+
 EK_CONV_FORCE_INLINE void conv_pair_channels(const ek_conv2d_params *p, const int8_t *filter,
                                              const int8_t *buf, int8_t *output,
                                              const conv_epilogue *e, int32_t base_a,
-                                             int32_t base_b, int with_b)
+                                             int32_t base_b, int with_b, int mode)
 {
     const int32_t c_out = p->out_c, len = p->k_h * p->k_w * p->in_c;
     const int32_t *const eb = p->effective_bias;
     for (int32_t oc = 0; oc < c_out; oc += 2) {
         /* an odd last channel runs its filter row twice and stores one of the results */
         const int two = oc + 1 < c_out;
-        int32_t acc[4];
+        int32_t acc[4], k_hi;
         rq_channel r;
         acc[0] = acc[2] = eb[oc];
         acc[1] = acc[3] = eb[two ? oc + 1 : oc];
         dot2x2(buf, filter + oc * len, len, two ? len : 0, acc);
         r = rq_channel_of(p->multipliers[oc], p->shifts[oc]);
-        conv_store(e, output, base_a + oc,
-                   rq_apply(&r, acc[0], p->output_offset, p->act_min, p->act_max));
+        k_hi = mode != PW_EXACT ? ek_requant_fast_k_hi(p->shifts[oc], p->output_offset) : 0;
+        conv_store(e, output, base_a + oc, pair_requant(p, &r, k_hi, acc[0], mode));
         if (with_b) {
-            conv_store(e, output, base_b + oc,
-                       rq_apply(&r, acc[2], p->output_offset, p->act_min, p->act_max));
+            conv_store(e, output, base_b + oc, pair_requant(p, &r, k_hi, acc[2], mode));
         }
         if (two) {
             r = rq_channel_of(p->multipliers[oc + 1], p->shifts[oc + 1]);
-            conv_store(e, output, base_a + oc + 1,
-                       rq_apply(&r, acc[1], p->output_offset, p->act_min, p->act_max));
+            k_hi = mode != PW_EXACT ? ek_requant_fast_k_hi(p->shifts[oc + 1], p->output_offset)
+                                    : 0;
+            conv_store(e, output, base_a + oc + 1, pair_requant(p, &r, k_hi, acc[1], mode));
             if (with_b) {
-                conv_store(e, output, base_b + oc + 1,
-                           rq_apply(&r, acc[3], p->output_offset, p->act_min, p->act_max));
+                conv_store(e, output, base_b + oc + 1, pair_requant(p, &r, k_hi, acc[3], mode));
             }
         }
     }
@@ -972,6 +1008,7 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
                                        const conv_epilogue *e, int8_t *buf)
 {
     const int32_t c_out = p->out_c, pixels = p->out_h * p->out_w;
+    const int mode = pw_requant_mode(p);
     int32_t oy = 0, ox = 0, pixel = 0;
     for (; pixel + 2 <= pixels; pixel += 2) {
         gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
@@ -986,13 +1023,14 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
             ox = 0;
             ++oy;
         }
-        conv_pair_channels(p, filter, buf, output, e, pixel * c_out, (pixel + 1) * c_out, 1);
+        conv_pair_channels(p, filter, buf, output, e, pixel * c_out, (pixel + 1) * c_out, 1,
+                           mode);
     }
     if (pixel < pixels) { /* a lone last pixel: window A in both slots */
         gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
                       buf);
         copy_short(buf + EK_PAIR_MAX_LEN, buf, (p->k_h * p->k_w * p->in_c + 3) & ~3);
-        conv_pair_channels(p, filter, buf, output, e, pixel * c_out, pixel * c_out, 0);
+        conv_pair_channels(p, filter, buf, output, e, pixel * c_out, pixel * c_out, 0, mode);
     }
 }
 #endif

@@ -365,17 +365,6 @@ static int dw_requant_setup(const ek_depthwise_conv2d_params *p, int32_t c, dw_r
     return DW_GENERIC;
 }
 
-static inline int32_t dw_ssat8(int32_t v)
-{
-#if defined(__ARM_FEATURE_SAT) && !defined(EDGEKIT_EMULATE_DSP)
-    int32_t r;
-    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
-    return r;
-#else
-    return ek_clamp(v, -128, 127);
-#endif
-}
-
 EK_DW_INLINE int8_t dw_output(const dw_requant *q, int32_t acc, int mode)
 {
     if (mode == DW_GENERIC) {
@@ -384,7 +373,7 @@ EK_DW_INLINE int8_t dw_output(const dw_requant *q, int32_t acc, int mode)
     }
     const int32_t v = ek_requant_fast(acc, q->multiplier, q->k_hi, q->shift);
     if (mode == DW_FAST_FULL) {
-        return (int8_t)dw_ssat8(v);
+        return (int8_t)ek_ssat8(v);
     }
     return (int8_t)ek_clamp(v, q->act_min, q->act_max);
 }
