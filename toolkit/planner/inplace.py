@@ -231,7 +231,7 @@ def _pointwise_backward_inputs(op: Op, graph: Graph) -> list[int]:
 
 def _pointwise_scratch(op: Op, graph: Graph) -> int:
     # A pixel is the filter's depth: C_in of a CONV_2D, K of a FULLY_CONNECTED. The CONV_2D
-    # kernel (ek_conv.c, pw_inplace_run) widens two input pixels to int16 lanes once per pair,
+    # kernel (ek_conv.c, pw_inplace_pairs) widens two input pixels to int16 lanes once per pair,
     # so its inner loop multiplies them without unpacking: 4 bytes per channel. The token FC
     # kernel copies two int8 pixels at most: 2 bytes per channel.
     depth = graph[op.inputs[1]].shape[-1]
