@@ -955,46 +955,35 @@ static inline int conv_pairs_apply(const ek_conv2d_params *p)
 /* All output channels of the pair of pixels whose windows are in buf, stored at base_a and
  * base_b; with_b == 0 (a constant): a lone last pixel, B's results are not stored (under the
  * fused ADD a second store would add the skip twice). */
-/* Channel oc's int8 value of acc: the fast form where the layer takes it (pw_requant_mode),
- * else rq_apply with the channel's split constants r. */
-EK_CONV_FORCE_INLINE int32_t pair_requant(const ek_conv2d_params *p, const rq_channel *r,
-                                          int32_t k_hi, int32_t acc, int mode)
-{
-    if (mode == PW_EXACT) {
-        return rq_apply(r, acc, p->output_offset, p->act_min, p->act_max);
-    }
-    const int32_t v = ek_requant_fast(acc, r->multiplier, k_hi, r->right - 1);
-    return mode == PW_FAST_FULL ? ek_ssat8(v) : ek_clamp(v, p->act_min, p->act_max);
-}
-
 EK_CONV_FORCE_INLINE void conv_pair_channels(const ek_conv2d_params *p, const int8_t *filter,
                                              const int8_t *buf, int8_t *output,
                                              const conv_epilogue *e, int32_t base_a,
-                                             int32_t base_b, int with_b, int mode)
+                                             int32_t base_b, int with_b)
 {
     const int32_t c_out = p->out_c, len = p->k_h * p->k_w * p->in_c;
     const int32_t *const eb = p->effective_bias;
     for (int32_t oc = 0; oc < c_out; oc += 2) {
         /* an odd last channel runs its filter row twice and stores one of the results */
         const int two = oc + 1 < c_out;
-        int32_t acc[4], k_hi;
+        int32_t acc[4];
         rq_channel r;
         acc[0] = acc[2] = eb[oc];
         acc[1] = acc[3] = eb[two ? oc + 1 : oc];
         dot2x2(buf, filter + oc * len, len, two ? len : 0, acc);
         r = rq_channel_of(p->multipliers[oc], p->shifts[oc]);
-        k_hi = mode != PW_EXACT ? ek_requant_fast_k_hi(p->shifts[oc], p->output_offset) : 0;
-        conv_store(e, output, base_a + oc, pair_requant(p, &r, k_hi, acc[0], mode));
+        conv_store(e, output, base_a + oc,
+                   rq_apply(&r, acc[0], p->output_offset, p->act_min, p->act_max));
         if (with_b) {
-            conv_store(e, output, base_b + oc, pair_requant(p, &r, k_hi, acc[2], mode));
+            conv_store(e, output, base_b + oc,
+                       rq_apply(&r, acc[2], p->output_offset, p->act_min, p->act_max));
         }
         if (two) {
             r = rq_channel_of(p->multipliers[oc + 1], p->shifts[oc + 1]);
-            k_hi = mode != PW_EXACT ? ek_requant_fast_k_hi(p->shifts[oc + 1], p->output_offset)
-                                    : 0;
-            conv_store(e, output, base_a + oc + 1, pair_requant(p, &r, k_hi, acc[1], mode));
+            conv_store(e, output, base_a + oc + 1,
+                       rq_apply(&r, acc[1], p->output_offset, p->act_min, p->act_max));
             if (with_b) {
-                conv_store(e, output, base_b + oc + 1, pair_requant(p, &r, k_hi, acc[3], mode));
+                conv_store(e, output, base_b + oc + 1,
+                           rq_apply(&r, acc[3], p->output_offset, p->act_min, p->act_max));
             }
         }
     }
@@ -1008,7 +997,6 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
                                        const conv_epilogue *e, int8_t *buf)
 {
     const int32_t c_out = p->out_c, pixels = p->out_h * p->out_w;
-    const int mode = pw_requant_mode(p);
     int32_t oy = 0, ox = 0, pixel = 0;
     for (; pixel + 2 <= pixels; pixel += 2) {
         gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
@@ -1023,14 +1011,13 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
             ox = 0;
             ++oy;
         }
-        conv_pair_channels(p, filter, buf, output, e, pixel * c_out, (pixel + 1) * c_out, 1,
-                           mode);
+        conv_pair_channels(p, filter, buf, output, e, pixel * c_out, (pixel + 1) * c_out, 1);
     }
     if (pixel < pixels) { /* a lone last pixel: window A in both slots */
         gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
                       buf);
         copy_short(buf + EK_PAIR_MAX_LEN, buf, (p->k_h * p->k_w * p->in_c + 3) & ~3);
-        conv_pair_channels(p, filter, buf, output, e, pixel * c_out, pixel * c_out, 0, mode);
+        conv_pair_channels(p, filter, buf, output, e, pixel * c_out, pixel * c_out, 0);
     }
 }
 #endif
