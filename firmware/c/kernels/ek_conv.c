@@ -427,92 +427,16 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
 #if EK_FILTER_DSP || EK_S4_DSP
 /* --- 1x1 convolutions: two pixels x two output channels per inner loop -----------------------
  *
- * A 1x1 unpadded layer with in_c % 4 == 0 (int4 filters: % 8) and an effective bias (raw input
- * bytes, the input offset folded into the bias at build time). The pointwise in-place modes
- * widen their two pixels once into the scratch (pw_widen_pair) and the inner loop multiplies
- * them against filter rows oc and oc + 1 (pw_dot2x2_wide); the int8 out-of-place stride-1 path
- * reads the raw bytes of adjacent pixels (pw_dot2x2). The same loops serve int8 and packed
- * int4 filters (ek_conv_s4.c): only the filter words' unpacking and the widened layout differ. */
+ * The pointwise in-place modes on a layer with in_c % 4 == 0 (int4 filters: % 8) and an
+ * effective bias (raw input bytes, the input offset folded into the bias at build time): the
+ * two pixels are widened once into the scratch (pw_widen_pair) and the inner loop multiplies
+ * them against filter rows oc and oc + 1 (pw_dot2x2_wide). The same loops serve int8 and packed
+ * int4 filters (ek_conv_s4.c): only the filter words' unpacking and the widened layout differ.
+ * (An out-of-place variant over adjacent raw pixels ran 22 instructions per 16 MACs, but no
+ * MLPerf layer took it and its code pushed kws's flash past the +10% budget.) */
 
 #if !EK_CONV_S4
-/* Pixel B's bytes follow pixel A's, and filter row oc + 1 follows row oc: both are in_c bytes
- * further, so one register serves as the offset of pixel B and of the second row. Per four
- * input bytes: four word loads, eight SXTB16, eight SMLAD for 16 MACs. */
-
-/* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)} += x[0..n) / x[n..2n) against
- * w[0..n) / w[n..2n); n a multiple of 4, at least 4. */
-#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
-#define EK_PW_STEP                                                                             \
-    "ldr %[t], [%[x], %[n]]\n\t"                                                               \
-    "ldr %[q], [%[x]], #4\n\t"                                                                 \
-    "sxtb16 %[p], %[q]\n\t"                                                                    \
-    "sxtb16 %[q], %[q], ror #8\n\t"                                                            \
-    "sxtb16 %[r], %[t]\n\t"                                                                    \
-    "sxtb16 %[t], %[t], ror #8\n\t"                                                            \
-    "ldr %[v], [%[w], %[n]]\n\t"                                                               \
-    "sxtb16 %[u], %[v]\n\t"                                                                    \
-    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
-    "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                       \
-    "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                       \
-    "smlad %[b1], %[u], %[r], %[b1]\n\t"                                                       \
-    "smlad %[b1], %[v], %[t], %[b1]\n\t"                                                       \
-    "ldr %[v], [%[w]], #4\n\t"                                                                 \
-    "sxtb16 %[u], %[v]\n\t"                                                                    \
-    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
-    "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                       \
-    "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                       \
-    "smlad %[b0], %[u], %[r], %[b0]\n\t"                                                       \
-    "smlad %[b0], %[v], %[t], %[b0]\n\t"
-#endif
-
-static EK_CONV_NOINLINE void pw_dot2x2(const int8_t *x, const int8_t *w, int32_t n,
-                                       int32_t acc[4])
-{
-    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
-#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
-    /* 14 registers (all of r0-r12 and lr): unrolled twice, with one step first when n / 4 is
-     * odd; the loop ends when x reaches the end of pixel A. */
-    const int8_t *const end = x + n;
-    uint32_t p, q, r, t, u, v;
-    __asm__ volatile("tst %[n], #4\n\t"
-                     "beq 2f\n\t" EK_PW_STEP
-                     "cmp %[x], %[end]\n\t"
-                     "beq 3f\n"
-                     "2:\n\t" EK_PW_STEP EK_PW_STEP
-                     "cmp %[x], %[end]\n\t"
-                     "bne 2b\n"
-                     "3:\n"
-                     : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0),
-                       [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [r] "=&r"(r), [t] "=&r"(t),
-                       [u] "=&r"(u), [v] "=&r"(v)
-                     : [n] "r"(n), [end] "r"(end)
-                     : "cc", "memory");
-#else
-    for (const int8_t *const end = x + n; x != end; x += 4, w += 4) {
-        const uint32_t xa = ek_read_u32(x), xb = ek_read_u32(x + n);
-        const uint32_t xa02 = ek_sxtb16(xa), xa13 = ek_sxtb16_ror8(xa);
-        const uint32_t xb02 = ek_sxtb16(xb), xb13 = ek_sxtb16_ror8(xb);
-        uint32_t wv = ek_read_u32(w + n);
-        a1 = ek_smlad(ek_sxtb16(wv), xa02, a1);
-        a1 = ek_smlad(ek_sxtb16_ror8(wv), xa13, a1);
-        b1 = ek_smlad(ek_sxtb16(wv), xb02, b1);
-        b1 = ek_smlad(ek_sxtb16_ror8(wv), xb13, b1);
-        wv = ek_read_u32(w);
-        a0 = ek_smlad(ek_sxtb16(wv), xa02, a0);
-        a0 = ek_smlad(ek_sxtb16_ror8(wv), xa13, a0);
-        b0 = ek_smlad(ek_sxtb16(wv), xb02, b0);
-        b0 = ek_smlad(ek_sxtb16_ror8(wv), xb13, b0);
-    }
-#endif
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = b0;
-    acc[3] = b1;
-}
-#endif
-
-#if !EK_CONV_S4
-/* The in-place modes' form of pw_dot2x2, the accumulators starting from bias2[0] / bias2[1]
+/* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)}, starting from bias2[0] / bias2[1]
  * (rows 0 / 1): the two pixels were widened once into the scratch,
  * four words per four input bytes {A lanes 0,2; A lanes 1,3; B lanes 0,2; B lanes 1,3} (the
  * lanes SXTB16 and SXTB16 ROR #8 give, so the filter words need no shuffle), and are read
@@ -790,34 +714,22 @@ EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, int8_t *out_a, int
     out_b[oc] = (int8_t)yb;
 }
 
-/* One channel pair's dot products: from the widened pair (pw_dot2x2_wide) or raw bytes. */
-static inline void pw_dot_pair(const void *x, int wide, const int8_t *w, int32_t c_in,
+/* One channel pair's dot products from the widened pair. */
+static inline void pw_dot_pair(const uint32_t *x, const int8_t *w, int32_t c_in,
                                const int32_t *bias2, int32_t acc[4])
 {
-#if EK_CONV_S4
-    (void)wide; /* always widened */
-    pw_dot2x2_wide((const uint32_t *)x, w, c_in / 2, bias2, acc);
-#else
-    if (wide) {
-        pw_dot2x2_wide((const uint32_t *)x, w, c_in, bias2, acc);
-    } else {
-        acc[0] = acc[2] = bias2[0];
-        acc[1] = acc[3] = bias2[1];
-        pw_dot2x2((const int8_t *)x, w, c_in, acc);
-    }
-#endif
+    pw_dot2x2_wide(x, w, EK_CONV_S4 ? c_in / 2 : c_in, bias2, acc);
 }
 
 /* Bytes of one filter row (in_c weights). */
 #define PW_ROW_BYTES(c_in) (EK_CONV_S4 ? (c_in) / 2 : (c_in))
 
-/* Every output channel of pixels A and B, stored at out_a and out_b (the same row for a lone
- * pixel: two stores of one value): x is the pair widened into the scratch (`wide`) or pixel
- * A's raw bytes with B's after them. An odd last channel is computed as the second row of the
- * pair ending at it. Out of line once per `fast`, with the layer copied into a local the
- * output's stores cannot alias. */
-EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const void *x, int wide,
-                                      int8_t *out_a, int8_t *out_b, int mode)
+/* Every output channel of the pair widened in x, stored at out_a and out_b (the same row for a
+ * lone pixel: two stores of one value). An odd last channel is computed as the second row of
+ * the pair ending at it. Out of line once per requantisation mode, with the layer copied into a
+ * local the output's stores cannot alias. */
+EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const uint32_t *x, int8_t *out_a,
+                                      int8_t *out_b, int mode)
 {
     const pw_layer l = *layer;
     const int32_t c_in = l.c_in, c_out = l.c_out, row = PW_ROW_BYTES(c_in);
@@ -825,83 +737,46 @@ EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const void *x, int 
     int32_t oc = 0;
     for (; oc + 2 <= c_out; oc += 2, w += 2 * row) {
         int32_t acc[4];
-        pw_dot_pair(x, wide, w, c_in, l.bias + oc, acc);
+        pw_dot_pair(x, w, c_in, l.bias + oc, acc);
         pw_store_channel(&l, out_a, out_b, oc, acc[0], acc[2], mode);
         pw_store_channel(&l, out_a, out_b, oc + 1, acc[1], acc[3], mode);
     }
     if (oc < c_out) { /* rows oc - 1 and oc */
         int32_t acc[4];
-        pw_dot_pair(x, wide, w - row, c_in, l.bias + oc - 1, acc);
+        pw_dot_pair(x, w - row, c_in, l.bias + oc - 1, acc);
         pw_store_channel(&l, out_a, out_b, oc, acc[1], acc[3], mode);
     }
 }
 
-static EK_CONV_NOINLINE void pw_channels_fast(const pw_layer *l, const void *x, int wide,
+static EK_CONV_NOINLINE void pw_channels_fast(const pw_layer *l, const uint32_t *x,
                                               int8_t *out_a, int8_t *out_b)
 {
-    pw_channels(l, x, wide, out_a, out_b, PW_FAST);
+    pw_channels(l, x, out_a, out_b, PW_FAST);
 }
 
-static EK_CONV_NOINLINE void pw_channels_full(const pw_layer *l, const void *x, int wide,
+static EK_CONV_NOINLINE void pw_channels_full(const pw_layer *l, const uint32_t *x,
                                               int8_t *out_a, int8_t *out_b)
 {
-    pw_channels(l, x, wide, out_a, out_b, PW_FAST_FULL);
+    pw_channels(l, x, out_a, out_b, PW_FAST_FULL);
 }
 
-static EK_CONV_NOINLINE void pw_channels_exact(const pw_layer *l, const void *x, int wide,
+static EK_CONV_NOINLINE void pw_channels_exact(const pw_layer *l, const uint32_t *x,
                                                int8_t *out_a, int8_t *out_b)
 {
-    pw_channels(l, x, wide, out_a, out_b, PW_EXACT);
+    pw_channels(l, x, out_a, out_b, PW_EXACT);
 }
 
-static inline void pw_channels_of(const pw_layer *l, const void *x, int wide, int8_t *out_a,
+static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *out_a,
                                   int8_t *out_b, int mode)
 {
     if (mode == PW_FAST_FULL) {
-        pw_channels_full(l, x, wide, out_a, out_b);
+        pw_channels_full(l, x, out_a, out_b);
     } else if (mode == PW_FAST) {
-        pw_channels_fast(l, x, wide, out_a, out_b);
+        pw_channels_fast(l, x, out_a, out_b);
     } else {
-        pw_channels_exact(l, x, wide, out_a, out_b);
+        pw_channels_exact(l, x, out_a, out_b);
     }
 }
-
-#if !EK_CONV_S4
-/* A stride-1 1x1 layer out of place: pixel B is the input pixel after A. A lone last pixel
- * is computed as B of the pair ending at it (its predecessor recomputed and stored again, the
- * same bytes). Only for disjoint buffers: under the planner's conv_sliding mode (the output
- * leading its own input) pixel B's stores may land on pixel A's bytes, which the next channel
- * pair reads; and only for the plain kernel (a fused ADD would add the skip twice). */
-EK_CONV_FORCE_INLINE int pw_contiguous_applies(const ek_conv2d_params *p, const int8_t *input,
-                                               const int8_t *output)
-{
-    const uintptr_t in = (uintptr_t)input, out = (uintptr_t)output;
-    const uintptr_t pixels = (uintptr_t)(p->out_h * p->out_w);
-    return p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1
-           && p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->in_h
-           && p->out_w == p->in_w && pixels >= 2 && pw_pairs_apply(p)
-           && (out + pixels * (uintptr_t)p->out_c <= in || in + pixels * (uintptr_t)p->in_c <= out);
-}
-
-static EK_CONV_NOINLINE void pw_contiguous_plain(const ek_conv2d_params *p,
-                                                 const int8_t *input, const int8_t *filter,
-                                                 int8_t *output)
-{
-    const pw_layer l = pw_layer_of(p, filter);
-    const int mode = pw_requant_mode(p);
-    const int32_t c_in = l.c_in, c_out = l.c_out, pixels = p->out_h * p->out_w;
-    int32_t pixel = 0;
-    for (; pixel + 2 <= pixels; pixel += 2) {
-        pw_channels_of(&l, input + pixel * c_in, 0, output + pixel * c_out,
-                       output + (pixel + 1) * c_out, mode);
-    }
-    if (pixel < pixels) {
-        pw_channels_of(&l, input + (pixel - 1) * c_in, 0, output + (pixel - 1) * c_out,
-                       output + pixel * c_out, mode);
-    }
-}
-
-#endif
 
 /* The input pixel output pixel `pixel` of a 1x1 unpadded layer reads. */
 static inline int32_t pw_source(int32_t pixel, int32_t out_w, int32_t row_step,
@@ -931,13 +806,12 @@ static EK_CONV_NOINLINE void pw_inplace_pairs(const ek_conv2d_params *p, const i
         pw_widen_pair(input + pw_source(pixel, out_w, row_step, col_step) * c_in,
                       input + pw_source(pixel + step, out_w, row_step, col_step) * c_in, c_in,
                       wide);
-        pw_channels_of(&l, wide, 1, output + pixel * c_out, output + (pixel + step) * c_out,
-                       mode);
+        pw_channels_of(&l, wide, output + pixel * c_out, output + (pixel + step) * c_out, mode);
     }
     if (left == 1) { /* a lone last pixel, in both halves */
         const int8_t *a = input + pw_source(pixel, out_w, row_step, col_step) * c_in;
         pw_widen_pair(a, a, c_in, wide);
-        pw_channels_of(&l, wide, 1, output + pixel * c_out, output + pixel * c_out, mode);
+        pw_channels_of(&l, wide, output + pixel * c_out, output + pixel * c_out, mode);
     }
 }
 #endif
@@ -1087,12 +961,6 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
 #if EK_FILTER_DSP
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
-    /* the plain kernel only: a fused variant's frame would be the deepest stack path of
-     * models that link it without running it (the estimate is the deepest linked path) */
-    if (e == 0 && pw_contiguous_applies(p, input, output)) {
-        pw_contiguous_plain(p, input, filter, output);
-        return;
-    }
     if (conv_pairs_apply(p)) {
         if (e == 0) {
             conv2d_pairs_plain(p, input, filter, output);

@@ -687,22 +687,13 @@ static int32_t quad_ring_words(const ek_depthwise_conv2d_params *p)
     return 2 * p->k_h * rw;
 }
 
-/* The layers the four-channel ring takes: channel groups of four, 3x3, stride_w 1 or 2, and
- * every channel in the fast requantisation form with the int8-range clamp (DW_FAST_FULL, as
- * every MLPerf depthwise layer: one instantiation of the row loop, not three). */
+/* The layers the four-channel ring takes: channel groups of four, 3x3, stride_w 1 or 2. A group
+ * whose channels all take the fast requantisation with the int8-range clamp (DW_FAST_FULL, as
+ * every int8 MLPerf depthwise layer) stores inline; the others through dw_quad_store_each. */
 static int dw_quad_applies(const ek_depthwise_conv2d_params *p)
 {
-    if ((p->in_c & 3) != 0 || p->depth_multiplier != 1 || p->filter_offset != 0 || p->k_h != 3
-        || p->k_w != 3 || (p->stride_w != 1 && p->stride_w != 2) || p->act_min != -128
-        || p->act_max != 127) {
-        return 0;
-    }
-    for (int32_t c = 0; c < p->in_c; ++c) {
-        if (!ek_requant_fast_applies(p->multipliers[c], p->shifts[c])) {
-            return 0;
-        }
-    }
-    return 1;
+    return (p->in_c & 3) == 0 && p->depth_multiplier == 1 && p->filter_offset == 0
+           && p->k_h == 3 && p->k_w == 3 && (p->stride_w == 1 || p->stride_w == 2);
 }
 
 /* Input row iy of the group at `group` (its first channel's byte) into both copies of slot. */
@@ -740,11 +731,26 @@ static void dw_quad_fill_row(const dw_layer *g, const int8_t *group, uint32_t *r
         a3 = ek_smlatt(x13_, w13_, a3);                                                         \
     } while (0)
 
+/* A group whose channels do not all take DW_FAST_FULL: each channel's own form (out of line:
+ * this path is rare, its code small). */
+EK_DW_NOINLINE void dw_quad_store_each(const dw_requant *q, const int *modes, int32_t a0,
+                                       int32_t a1, int32_t a2, int32_t a3, int8_t *out)
+{
+    const int32_t acc[4] = {a0, a1, a2, a3};
+    for (int32_t k = 0; k < 4; ++k) {
+        const int mode = modes[k];
+        out[k] = mode == DW_FAST_FULL ? dw_output(&q[k], acc[k], DW_FAST_FULL)
+                 : mode == DW_FAST    ? dw_output(&q[k], acc[k], DW_FAST)
+                                      : dw_output(&q[k], acc[k], DW_GENERIC);
+    }
+}
+
 /* One output row of the group: pixels from the window at win, stored at out (stride `step`
- * bytes per pixel), every channel requantised in the fast form with the int8-range clamp. */
+ * bytes per pixel); modes == NULL (a constant after inlining): every channel requantised in
+ * the fast form with the int8-range clamp, else each in its own (dw_quad_store_each). */
 EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t rw, int32_t stride, int32_t out_w,
                               const uint32_t *w, const int32_t *base, const dw_requant *q,
-                              int8_t *out, int32_t step)
+                              const int *modes, int8_t *out, int32_t step)
 {
     for (int32_t ox = 0; ox < out_w; ++ox, win += stride, out += step) {
         int32_t a0 = base[0], a1 = base[1], a2 = base[2], a3 = base[3];
@@ -787,6 +793,10 @@ EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t rw, int32_t stride, i
         EK_DW_QUAD_TAP(2, 1);
         EK_DW_QUAD_TAP(2, 2);
 #endif
+        if (modes != 0) {
+            dw_quad_store_each(q, modes, a0, a1, a2, a3, out);
+            continue;
+        }
         out[0] = dw_output(&q[0], a0, DW_FAST_FULL);
         out[1] = dw_output(&q[1], a1, DW_FAST_FULL);
         out[2] = dw_output(&q[2], a2, DW_FAST_FULL);
@@ -797,7 +807,8 @@ EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t rw, int32_t stride, i
 
 /* One channel group, every output row; the ring rows gathered as the windows reach them. */
 EK_DW_INLINE void dw_quad_group(const dw_layer *g, uint32_t *ring, int8_t *group,
-                                const uint32_t *w, const int32_t *base, const dw_requant *q)
+                                const uint32_t *w, const int32_t *base, const dw_requant *q,
+                                const int *modes)
 {
     const int32_t channels = g->channels;
     int32_t next = -g->pad_top, slot = next % 3;
@@ -818,7 +829,7 @@ EK_DW_INLINE void dw_quad_group(const dw_layer *g, uint32_t *ring, int8_t *group
                 slot = 0;
             }
         }
-        dw_quad_row(ring + first_slot * g->rw, g->rw, g->stride_w, g->out_w, w, base, q,
+        dw_quad_row(ring + first_slot * g->rw, g->rw, g->stride_w, g->out_w, w, base, q, modes,
                     group + oy * g->out_w * channels, channels);
     }
 }
@@ -853,6 +864,7 @@ EK_DW_NOINLINE void inplace_quad(const ek_depthwise_conv2d_params *p, int8_t *da
         uint32_t w[18]; /* per tap {w_c, w_c+2}, {w_c+1, w_c+3} as int16 lanes */
         int32_t base[4];
         dw_requant q[4];
+        int modes[4], all_full = 1;
         for (int32_t t = 0; t < 9; ++t) {
             const uint32_t wv = EK_FILTER_WORD4(filter, t * channels + c);
             w[2 * t] = ek_sxtb16(wv);
@@ -867,9 +879,14 @@ EK_DW_NOINLINE void inplace_quad(const ek_depthwise_conv2d_params *p, int8_t *da
             }
             base[k] = (int32_t)((uint32_t)bias_of(bias, c + k)
                                 + (uint32_t)p->input_offset * (uint32_t)tap_sum);
-            (void)dw_requant_setup(p, c + k, &q[k]); /* DW_FAST_FULL (dw_quad_applies) */
+            modes[k] = dw_requant_setup(p, c + k, &q[k]);
+            all_full &= modes[k] == DW_FAST_FULL;
         }
-        dw_quad_group(&g, ring, data + c, w, base, q);
+        if (all_full) {
+            dw_quad_group(&g, ring, data + c, w, base, q, 0);
+        } else {
+            dw_quad_group(&g, ring, data + c, w, base, q, modes);
+        }
     }
 }
 
