@@ -101,6 +101,33 @@ def _sp_memory(insn):
     return None
 
 
+def _loop_branch_at(blob: bytes, at: int) -> bool:
+    """Whether the 32-bit Thumb instruction at ``at`` is one of ARMv8.1-M's low-overhead-loop
+    branches (DLS, WLS, LE and their tail-predicated forms: first halfword 0xF000-0xF07F,
+    second 11xx...1), which capstone 5 does not decode."""
+    if at + 4 > len(blob):
+        return False
+    first = int.from_bytes(blob[at:at + 2], "little")
+    second = int.from_bytes(blob[at + 2:at + 4], "little")
+    return (first & 0xFF80) == 0xF000 and (second & 0xC001) == 0xC001
+
+
+def _instructions(cs: Cs, blob: bytes, address: int):
+    """The instructions of a code piece in order. capstone stops at the first encoding it cannot
+    decode; a low-overhead-loop branch (gcc's loops on the Cortex-M55) neither moves the stack
+    pointer nor calls, so the walk steps over it instead of ending the piece there (ending it
+    left the calls after such a loop out of the bound: an estimate below the painted stack)."""
+    offset = 0
+    while offset < len(blob):
+        end = offset
+        for insn in cs.disasm(blob[offset:], address + offset):
+            yield insn
+            end = insn.address - address + insn.size
+        if end >= len(blob) or not _loop_branch_at(blob, end):
+            return
+        offset = end + 4
+
+
 def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[int, int]],
           func_range: tuple[int, int]) -> FunctionFrame:
     frame = FunctionFrame(name)
@@ -111,7 +138,7 @@ def _walk(cs: Cs, name: str, start: int, code: bytes, data_ranges: list[tuple[in
     pieces = _code_pieces(start, len(code), data_ranges)
     for piece_start, piece_end in pieces:
         blob = code[piece_start - start:piece_end - start]
-        for insn in cs.disasm(blob, piece_start):
+        for insn in _instructions(cs, blob, piece_start):
             mnemonic = insn.mnemonic.split(".")[0]
             regs = {op.reg for op in insn.operands if op.type == cs_arm.ARM_OP_REG}
             before = depth

@@ -37,8 +37,23 @@ RAW_DOT_KERNELS = frozenset({"ek_fully_connected_s8", "ek_conv2d_s8", "ek_conv2d
                              "ek_conv2d_s8_pointwise_inplace",
                              "ek_conv2d_s8_pointwise_inplace_backward"})
 
+def _pointwise_pairs(fields: dict) -> bool:
+    """Whether a pointwise in-place call runs pw_inplace_pairs (ek_conv.c's pw_pairs_apply: DSP
+    arithmetic on raw bytes, whole words per pixel, two channels). The int4 kernels also need
+    C_in % 8 == 0; a call with C_in % 8 == 4 counts as taking it all the same, which can only
+    make the bound higher, never low."""
+    return (fields["filter_offset"] == 0 and "effective_bias" in fields
+            and fields["in_c"] % 4 == 0 and fields["out_c"] >= 2)
+
+
+#: the pointwise in-place kernels, int8 and int4, that call pw_inplace_pairs (DSP builds only)
+POINTWISE_PAIR_KERNELS = frozenset({
+    f"ek_conv2d_{bits}_pointwise_inplace{direction}"
+    for bits in ("s8", "s4") for direction in ("", "_backward")})
+
 #: helper symbol -> (the kernels that call it, whether a call with these params fields takes it)
 PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
+    "pw_inplace_pairs": (POINTWISE_PAIR_KERNELS, _pointwise_pairs),
     **{helper: (frozenset({kernel}), pairs_path_applies)
        for kernel, helper in DSP_PAIR_HELPERS.items()},
     **{f"{kernel}_broadcast": (frozenset({kernel}), _broadcasts)

@@ -19,7 +19,7 @@ def _json(capsys, argv):
 def test_text_output_names_the_figures(capsys):
     assert main(["plan", str(mlperf_path("kws"))]) == 0
     out = capsys.readouterr().out
-    assert "arena" in out and "8,128 B" in out and "lower bound" in out
+    assert "arena" in out and "8,256 B" in out and "lower bound" in out
     assert "DEPTHWISE_CONV_2D" in out and "<- peak" in out
 
 

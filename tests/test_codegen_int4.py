@@ -111,6 +111,11 @@ SINGLE_OPS = {
     # 288 taps: two 256-tap runs; weights over [-8, 7] and extreme products
     "conv_two_runs_full_range": lambda r: gb.conv2d(r, in_shape=(1, 5, 5, 32), out_channels=3,
                                                     weight_dtype=DType.INT4),
+    # the planner runs it in place (pointwise_inplace_backward): the DSP two-pixel x two-channel
+    # path (x16 nibble lanes), odd pixel count and odd output channels, weights over [-8, 7]
+    "conv_1x1_pairs_in_place": lambda r: gb.conv2d(r, in_shape=(1, 5, 5, 16), out_channels=23,
+                                                   kernel=(1, 1), padding="VALID",
+                                                   weight_dtype=DType.INT4),
     "depthwise": lambda r: gb.depthwise_conv2d(r, in_shape=(1, 6, 6, 8)),
     "depthwise_multiplier": lambda r: gb.depthwise_conv2d(r, in_shape=(1, 5, 5, 3),
                                                           multiplier=2, stride=(2, 2)),
@@ -126,6 +131,8 @@ def test_int4_single_op_is_bit_exact(case, path, kernel_objects, tmp_path):
         graph = _int4_single(SINGLE_OPS[case](np.random.default_rng(seed)))
         gen = generate(graph, seed=seed)
         assert any("_s4" in k for k in gen.kernels)
+        if case == "conv_1x1_pairs_in_place":
+            assert gen.kernels == ["ek_conv2d_s4_pointwise_inplace_backward"]
         run = run_on_host(gen, tmp_path / str(seed), defines=PATHS[path],
                           kernel_objects=kernel_objects[path])
         assert run.outputs == gen.expected_outputs, f"{case} seed {seed} on {path}"

@@ -25,13 +25,15 @@ INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
                                 (5, 25), (2, 40), (13, 12)])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
-def test_ring_3x3_shapes(libs, hw, stride, padding):
+@pytest.mark.parametrize("channels", [5, 8])
+def test_ring_3x3_shapes(libs, hw, stride, padding, channels):
     """3x3 windows on planes whose ring fits the scratch plane (6x6, 25x5, 13x12), only the stack
-    buffer (3x3, 2x2), or neither (2x40: the plane kernel), odd and even widths (SIMD tails)."""
+    buffer (3x3, 2x2), or neither (2x40: the plane kernel), odd and even widths (SIMD tails);
+    8 channels take the four-channel ring (inplace_quad) on DSP cores."""
     if padding == "VALID" and min(hw) < 3:
         pytest.skip("VALID needs the 3x3 window inside the input")
-    rng = np.random.default_rng(hw[0] * 100 + hw[1] + 7 * stride)
-    graph = gb.depthwise_conv2d(rng, in_shape=(1, *hw, 5), kernel=(3, 3),
+    rng = np.random.default_rng(hw[0] * 100 + hw[1] + 7 * stride + channels)
+    graph = gb.depthwise_conv2d(rng, in_shape=(1, *hw, channels), kernel=(3, 3),
                                 stride=(stride, stride), padding=padding)
     _, oh, ow, _ = graph["y"].shape
     if oh * ow > hw[0] * hw[1]:
@@ -43,23 +45,30 @@ def test_ring_3x3_shapes(libs, hw, stride, padding):
 @pytest.mark.parametrize("kernel, stride", [((3, 3), (1, 1)), ((3, 3), (2, 2)), ((3, 3), (1, 2)),
                                             ((3, 3), (2, 1)), ((5, 5), (1, 1)), ((2, 4), (3, 2)),
                                             ((1, 1), (1, 1))])
-def test_ring_windows_and_clamps(libs, activation, kernel, stride):
+@pytest.mark.parametrize("channels", [6, 12])
+def test_ring_windows_and_clamps(libs, activation, kernel, stride, channels):
     """Generic ring rows (any window up to 25 taps, any stride) and the 3x3 rows, with the clamp
-    at the int8 range (ssat) or at an activation's bounds."""
-    rng = np.random.default_rng(sum(kernel) * 10 + sum(stride) + len(activation))
-    graph = gb.depthwise_conv2d(rng, in_shape=(1, 10, 9, 6), kernel=kernel, stride=stride,
-                                padding="SAME", activation=activation)
+    at the int8 range (ssat) or at an activation's bounds; 12 channels: the four-channel ring
+    for 3x3 windows clamped at the int8 range."""
+    rng = np.random.default_rng(sum(kernel) * 10 + sum(stride) + len(activation) + channels)
+    graph = gb.depthwise_conv2d(rng, in_shape=(1, 10, 9, channels), kernel=kernel,
+                                stride=stride, padding="SAME", activation=activation)
     check_graph(libs, graph, rng, inplace=True)
 
 
 def _run_pointwise(lib, x, weights, bias, multipliers, shifts, input_offset, output_offset,
-                   act_min, act_max) -> np.ndarray:
-    """The in-place kernel as a 1x1 depthwise layer on x [h, w, c] with explicit params."""
+                   act_min, act_max, k=1) -> np.ndarray:
+    """The in-place kernel as a 1x1 depthwise layer on x [h, w, c] with explicit params; k=3: a
+    3x3 SAME layer whose weights are 0 but the centre tap's (`weights`), the same results."""
     h, w, c = x.shape
     m, s = _i32(multipliers), _i32(shifts)
-    params = ConvParamsC(in_h=h, in_w=w, in_c=c, out_h=h, out_w=w, out_c=c, k_h=1, k_w=1,
-                         stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, pad_top=0,
-                         pad_left=0, depth_multiplier=1, input_offset=input_offset,
+    if k == 3:
+        centre = np.asarray(weights, np.int8)
+        weights = np.zeros((3, 3, c), np.int8)
+        weights[1, 1] = centre
+    params = ConvParamsC(in_h=h, in_w=w, in_c=c, out_h=h, out_w=w, out_c=c, k_h=k, k_w=k,
+                         stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, pad_top=k // 2,
+                         pad_left=k // 2, depth_multiplier=1, input_offset=input_offset,
                          filter_offset=0, output_offset=output_offset, act_min=act_min,
                          act_max=act_max, multipliers=_ptr(m, ctypes.c_int32),
                          shifts=_ptr(s, ctypes.c_int32))
@@ -74,11 +83,12 @@ def _run_pointwise(lib, x, weights, bias, multipliers, shifts, input_offset, out
     return data
 
 
+@pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("act", [(-128, 127), (-5, 100)])
-def test_requantisation_edges(libs, act):
+def test_requantisation_edges(libs, act, k):
     """Accumulators over the whole int32 range (bias near the limits, acc = -1, 0, 1) through
     multipliers 0, at and around 2^30, at 2^31 - 1, and shifts -1, -23 (the fast form's
-    limits), -24, -31, 0 and left shifts: each output equals
+    limits), -24, -31, 0 and left shifts (k=3: through the 3x3 rows): each output equals
     clamp(MultiplyByQuantizedMultiplier(acc) + output_offset) computed by edgekit.fixedpoint."""
     rng = np.random.default_rng(41)
     multipliers = [1 << 30, (1 << 30) + 1, (1 << 31) - 1, 1518500250, 1102250035, 0]
@@ -101,7 +111,7 @@ def test_requantisation_edges(libs, act):
         expected = np.clip(np.asarray(scaled, np.int64) + output_offset, *act).astype(np.int8)
         for variant, lib in libs.items():
             got = _run_pointwise(lib, x, weights, biases, [m for m, _ in pairs],
-                                 [s for _, s in pairs], 0, output_offset, *act)
+                                 [s for _, s in pairs], 0, output_offset, *act, k=k)
             bad = np.argwhere(got != expected)
             assert bad.size == 0, (variant, output_offset, [
                 (pairs[c], int(acc[i, j, c]), int(got[i, j, c]), int(expected[i, j, c]))

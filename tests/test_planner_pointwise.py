@@ -102,12 +102,12 @@ def test_pointwise_plan_shares_the_input_and_gets_its_scratch():
     p = plan(g, alignment=1, inplace=POINTWISE)
     assert p.buffers["y"].alias_of == "x" and p.buffers["y"].inplace_mode == "pointwise_inplace"
     assert p.buffers["y"].offset == p.buffers["x"].offset
-    assert p.scratch[0].size == scratch_bytes(g.ops[0], g, "pointwise_inplace") == 2 * 16
+    assert p.scratch[0].size == scratch_bytes(g.ops[0], g, "pointwise_inplace") == 4 * 16
     assert p.scratch[0].offset % 4 == 0  # word loads, even with alignment=1
-    assert p.arena_bytes == 8 * 8 * 16 + 32
+    assert p.arena_bytes == 8 * 8 * 16 + 64  # two pixels widened to int16
     wide = plan(_pw_graph(in_c=8, out_c=16), alignment=1, inplace=POINTWISE)
     assert wide.buffers["y"].inplace_mode == "pointwise_inplace_backward"
-    assert wide.arena_bytes == 8 * 8 * 16 + 16  # the output's size, not input + output
+    assert wide.arena_bytes == 8 * 8 * 16 + 32  # the output's size, not input + output
     # still needed afterwards: out of place
     assert plan(_pw_graph(keep_input=True)).buffers["y"].alias_of is None
     # only the modes asked for

@@ -230,10 +230,12 @@ def _pointwise_backward_inputs(op: Op, graph: Graph) -> list[int]:
 
 
 def _pointwise_scratch(op: Op, graph: Graph) -> int:
-    # Two input pixels as int8 (a kernel may do two pixels per pass); the kernels today copy
-    # one. Widening to int16 would double it: the kernels widen in registers instead. A pixel
-    # is the filter's depth: C_in of a CONV_2D, K of a FULLY_CONNECTED.
-    return 2 * graph[op.inputs[1]].shape[-1]
+    # A pixel is the filter's depth: C_in of a CONV_2D, K of a FULLY_CONNECTED. The CONV_2D
+    # kernel (ek_conv.c, pw_inplace_pairs) widens two input pixels to int16 lanes once per pair,
+    # so its inner loop multiplies them without unpacking: 4 bytes per channel. The token FC
+    # kernel copies two int8 pixels at most: 2 bytes per channel.
+    depth = graph[op.inputs[1]].shape[-1]
+    return (4 if op.kind == "CONV_2D" else 2) * depth
 
 
 #: kinds the pointwise modes take: 1x1 convolutions, and fully-connected layers over tokens

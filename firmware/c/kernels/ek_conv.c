@@ -424,6 +424,398 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
     }
 }
 
+#if EK_FILTER_DSP || EK_S4_DSP
+/* --- 1x1 convolutions: two pixels x two output channels per inner loop -----------------------
+ *
+ * The pointwise in-place modes on a layer with in_c % 4 == 0 (int4 filters: % 8) and an
+ * effective bias (raw input bytes, the input offset folded into the bias at build time): the
+ * two pixels are widened once into the scratch (pw_widen_pair) and the inner loop multiplies
+ * them against filter rows oc and oc + 1 (pw_dot2x2_wide). The same loops serve int8 and packed
+ * int4 filters (ek_conv_s4.c): only the filter words' unpacking and the widened layout differ.
+ * (An out-of-place variant over adjacent raw pixels ran 22 instructions per 16 MACs, but no
+ * MLPerf layer took it and its code pushed kws's flash past the +10% budget.) */
+
+#if !EK_CONV_S4
+/* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)}, starting from bias2[0] / bias2[1]
+ * (rows 0 / 1): the two pixels were widened once into the scratch,
+ * four words per four input bytes {A lanes 0,2; A lanes 1,3; B lanes 0,2; B lanes 1,3} (the
+ * lanes SXTB16 and SXTB16 ROR #8 give, so the filter words need no shuffle), and are read
+ * with two LDRD: per 16 MACs two LDRD, two LDR, four SXTB16 and eight SMLAD. */
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+#define EK_PW_WIDE_STEP                                                                        \
+    "ldrd %[p], %[q], [%[x]], #16\n\t"                                                         \
+    "ldrd %[r], %[t], [%[x], #-8]\n\t"                                                         \
+    "ldr %[v], [%[w], %[n]]\n\t"                                                               \
+    "sxtb16 %[u], %[v]\n\t"                                                                    \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
+    "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                       \
+    "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                       \
+    "smlad %[b1], %[u], %[r], %[b1]\n\t"                                                       \
+    "smlad %[b1], %[v], %[t], %[b1]\n\t"                                                       \
+    "ldr %[v], [%[w]], #4\n\t"                                                                 \
+    "sxtb16 %[u], %[v]\n\t"                                                                    \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
+    "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                       \
+    "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                       \
+    "smlad %[b0], %[u], %[r], %[b0]\n\t"                                                       \
+    "smlad %[b0], %[v], %[t], %[b0]\n\t"
+#endif
+
+static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, int32_t n,
+                                            const int32_t *bias2, int32_t acc[4])
+{
+    int32_t a0 = bias2[0], a1 = bias2[1], b0 = bias2[0], b1 = bias2[1];
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+    const int8_t *const end = w + n; /* the loop ends with row 0 */
+    uint32_t p, q, r, t, u, v;
+    __asm__ volatile("tst %[n], #4\n\t"
+                     "beq 2f\n\t" EK_PW_WIDE_STEP
+                     "cmp %[w], %[end]\n\t"
+                     "beq 3f\n"
+                     "2:\n\t" EK_PW_WIDE_STEP EK_PW_WIDE_STEP
+                     "cmp %[w], %[end]\n\t"
+                     "bne 2b\n"
+                     "3:\n"
+                     : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0),
+                       [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [r] "=&r"(r), [t] "=&r"(t),
+                       [u] "=&r"(u), [v] "=&r"(v)
+                     : [n] "r"(n), [end] "r"(end)
+                     : "cc", "memory");
+#else
+    for (const int8_t *const end = w + n; w != end; w += 4, x += 4) {
+        uint32_t wv = ek_read_u32(w + n);
+        a1 = ek_smlad(ek_sxtb16(wv), x[0], a1);
+        a1 = ek_smlad(ek_sxtb16_ror8(wv), x[1], a1);
+        b1 = ek_smlad(ek_sxtb16(wv), x[2], b1);
+        b1 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b1);
+        wv = ek_read_u32(w);
+        a0 = ek_smlad(ek_sxtb16(wv), x[0], a0);
+        a0 = ek_smlad(ek_sxtb16_ror8(wv), x[1], a0);
+        b0 = ek_smlad(ek_sxtb16(wv), x[2], b0);
+        b0 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b0);
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* Pixels a and b (n bytes each, n % 4 == 0) widened into dst in pw_dot2x2_wide's layout. */
+static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, uint32_t *dst)
+{
+    for (const int8_t *const end = a + n; a != end; a += 4, b += 4, dst += 4) {
+        const uint32_t va = ek_read_u32(a), vb = ek_read_u32(b);
+        dst[0] = ek_sxtb16(va);
+        dst[1] = ek_sxtb16_ror8(va);
+        dst[2] = ek_sxtb16(vb);
+        dst[3] = ek_sxtb16_ror8(vb);
+    }
+}
+#else
+/* Packed int4 filters: a filter word holds 8 weights w0..w7 (w2k the low nibble of byte k).
+ * Masked into the high nibble of each byte, SXTB16 / SXTB16 ROR #8 give lanes {w0,w4},
+ * {w2,w6} (low nibbles) and {w1,w5}, {w3,w7} (high nibbles), each weight times 16: seven
+ * instructions per 8 weights, no table. The pixels are widened to the same lanes, so per 8
+ * input bytes the scratch holds {A x0,x4; A x2,x6; A x1,x5; A x3,x7; the same for B}.
+ *
+ * Exactness: the loop accumulates s = sum(x * 16 w) from 0, x raw int8, |x * 16 w| <= 2^14, so
+ * |s| < 2^31 for in_c <= 2^16 (pw_pairs_apply) and s is exact: acc = bias + (s >> 4) is then
+ * the reference's wrapping bias + sum(x * w) (the effective bias carries the input offset). */
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+#define EK_PW_S4_UNPACK                                                                         \
+    "lsl %[l0], %[l3], #4\n\t"                                                                  \
+    "and %[l0], %[l0], #0xF0F0F0F0\n\t"                                                         \
+    "and %[l3], %[l3], #0xF0F0F0F0\n\t"                                                         \
+    "sxtb16 %[l1], %[l0], ror #8\n\t"                                                           \
+    "sxtb16 %[l0], %[l0]\n\t"                                                                   \
+    "sxtb16 %[l2], %[l3]\n\t"                                                                   \
+    "sxtb16 %[l3], %[l3], ror #8\n\t"
+#define EK_PW_S4_STEP                                                                           \
+    "ldr %[l3], [%[w], %[n]]\n\t" EK_PW_S4_UNPACK                                               \
+    "ldrd %[p], %[q], [%[x]]\n\t"                                                               \
+    "smlad %[a1], %[l0], %[p], %[a1]\n\t"                                                       \
+    "smlad %[a1], %[l1], %[q], %[a1]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #8]\n\t"                                                           \
+    "smlad %[a1], %[l2], %[p], %[a1]\n\t"                                                       \
+    "smlad %[a1], %[l3], %[q], %[a1]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #16]\n\t"                                                          \
+    "smlad %[b1], %[l0], %[p], %[b1]\n\t"                                                       \
+    "smlad %[b1], %[l1], %[q], %[b1]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #24]\n\t"                                                          \
+    "smlad %[b1], %[l2], %[p], %[b1]\n\t"                                                       \
+    "smlad %[b1], %[l3], %[q], %[b1]\n\t"                                                       \
+    "ldr %[l3], [%[w]], #4\n\t" EK_PW_S4_UNPACK                                                 \
+    "ldrd %[p], %[q], [%[x]], #32\n\t"                                                          \
+    "smlad %[a0], %[l0], %[p], %[a0]\n\t"                                                       \
+    "smlad %[a0], %[l1], %[q], %[a0]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #-24]\n\t"                                                         \
+    "smlad %[a0], %[l2], %[p], %[a0]\n\t"                                                       \
+    "smlad %[a0], %[l3], %[q], %[a0]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #-16]\n\t"                                                         \
+    "smlad %[b0], %[l0], %[p], %[b0]\n\t"                                                       \
+    "smlad %[b0], %[l1], %[q], %[b0]\n\t"                                                       \
+    "ldrd %[p], %[q], [%[x], #-8]\n\t"                                                          \
+    "smlad %[b0], %[l2], %[p], %[b0]\n\t"                                                       \
+    "smlad %[b0], %[l3], %[q], %[b0]\n\t"
+#endif
+
+/* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)} from bias2[0] / bias2[1]; the
+ * filter rows are n = in_c / 2 bytes apart (n % 4 == 0). */
+static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, int32_t n,
+                                            const int32_t *bias2, int32_t acc[4])
+{
+    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+    const int8_t *const end = w + n;
+    uint32_t p, q, l0, l1, l2, l3;
+    __asm__ volatile("tst %[n], #4\n\t"
+                     "beq 2f\n\t" EK_PW_S4_STEP
+                     "cmp %[w], %[end]\n\t"
+                     "beq 3f\n"
+                     "2:\n\t" EK_PW_S4_STEP EK_PW_S4_STEP
+                     "cmp %[w], %[end]\n\t"
+                     "bne 2b\n"
+                     "3:\n"
+                     : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0),
+                       [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [l0] "=&r"(l0),
+                       [l1] "=&r"(l1), [l2] "=&r"(l2), [l3] "=&r"(l3)
+                     : [n] "r"(n), [end] "r"(end)
+                     : "cc", "memory");
+#else
+    for (const int8_t *const end = w + n; w != end; w += 4, x += 8) {
+        for (int32_t row = 1; row >= 0; --row) {
+            const uint32_t v = ek_read_u32(w + row * n);
+            const uint32_t lo = (v & 0x0F0F0F0Fu) << 4, hi = v & 0xF0F0F0F0u;
+            const uint32_t l0 = ek_sxtb16(lo), l1 = ek_sxtb16_ror8(lo);
+            const uint32_t l2 = ek_sxtb16(hi), l3 = ek_sxtb16_ror8(hi);
+            int32_t a = row ? a1 : a0, b = row ? b1 : b0;
+            a = ek_smlad(l0, x[0], a);
+            a = ek_smlad(l1, x[1], a);
+            a = ek_smlad(l2, x[2], a);
+            a = ek_smlad(l3, x[3], a);
+            b = ek_smlad(l0, x[4], b);
+            b = ek_smlad(l1, x[5], b);
+            b = ek_smlad(l2, x[6], b);
+            b = ek_smlad(l3, x[7], b);
+            if (row) {
+                a1 = a;
+                b1 = b;
+            } else {
+                a0 = a;
+                b0 = b;
+            }
+        }
+    }
+#endif
+    acc[0] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(a0 >> 4));
+    acc[1] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(a1 >> 4));
+    acc[2] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(b0 >> 4));
+    acc[3] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(b1 >> 4));
+}
+
+/* Four words {x0,x4; x2,x6; x1,x5; x3,x7} of 8 bytes at src. */
+static inline void pw_widen8_s4(const int8_t *src, uint32_t *dst)
+{
+    const uint32_t lo = ek_read_u32(src), hi = ek_read_u32(src + 4);
+    const uint32_t l02 = ek_sxtb16(lo), l13 = ek_sxtb16_ror8(lo);
+    const uint32_t h46 = ek_sxtb16(hi), h57 = ek_sxtb16_ror8(hi);
+    dst[0] = (l02 & 0xFFFFu) | (h46 << 16);
+    dst[1] = (l02 >> 16) | (h46 & 0xFFFF0000u);
+    dst[2] = (l13 & 0xFFFFu) | (h57 << 16);
+    dst[3] = (l13 >> 16) | (h57 & 0xFFFF0000u);
+}
+
+/* Pixels a and b (n bytes each, n % 8 == 0) widened into dst in the int4 layout. */
+static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, uint32_t *dst)
+{
+    for (const int8_t *const end = a + n; a != end; a += 8, b += 8, dst += 8) {
+        pw_widen8_s4(a, dst);
+        pw_widen8_s4(b, dst + 4);
+    }
+}
+#endif
+
+/* Whether a 1x1 layer (the caller checked the window) takes the two-pixel path: DSP arithmetic
+ * on raw bytes (filter offset 0, an effective bias), whole words per pixel, two channels. */
+static inline int pw_pairs_apply(const ek_conv2d_params *p)
+{
+#if EK_CONV_S4
+    return p->filter_offset == 0 && p->effective_bias != 0 && (p->in_c & 7) == 0
+           && p->in_c > 0 && p->in_c <= 65536 && p->out_c >= 2;
+#else
+    return p->filter_offset == 0 && p->effective_bias != 0 && (p->in_c & 3) == 0
+           && p->in_c > 0 && p->out_c >= 2;
+#endif
+}
+
+/* What the two-pixel path reads per channel, in a local the output's int8 stores cannot alias
+ * (through the params pointer they could, and every field would be reloaded after a store). */
+typedef struct {
+    const int8_t *filter;
+    const int32_t *bias; /* the effective bias */
+    const int32_t *multipliers, *shifts;
+    int32_t c_in, c_out, output_offset, act_min, act_max;
+} pw_layer;
+
+EK_CONV_FORCE_INLINE pw_layer pw_layer_of(const ek_conv2d_params *p, const int8_t *filter)
+{
+    pw_layer l;
+    l.filter = filter;
+    l.bias = p->effective_bias;
+    l.multipliers = p->multipliers;
+    l.shifts = p->shifts;
+    l.c_in = p->in_c;
+    l.c_out = p->out_c;
+    l.output_offset = p->output_offset;
+    l.act_min = p->act_min;
+    l.act_max = p->act_max;
+    return l;
+}
+
+/* How the two-pixel path requantises a layer (a constant in each instantiation): every
+ * channel's ek_requant_fast, clamped to the activation range or, where that range is all of
+ * int8, by one SSAT; else ek_conv_requantize. */
+enum { PW_EXACT, PW_FAST, PW_FAST_FULL };
+
+static inline int pw_requant_mode(const ek_conv2d_params *p)
+{
+    if (!REQUANT_FAST_LAYER(p, p->out_c)) {
+        return PW_EXACT;
+    }
+    return p->act_min == -128 && p->act_max == 127 ? PW_FAST_FULL : PW_FAST;
+}
+
+/* Channel oc's results for pixels A and B, requantised with one load of its constants and
+ * stored at out_a[oc] and out_b[oc] (plain stores: no fused ADD on this path). */
+EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, int8_t *out_a, int8_t *out_b,
+                                           int32_t oc, int32_t acc_a, int32_t acc_b, int mode)
+{
+    const int32_t multiplier = l->multipliers[oc], shift = l->shifts[oc];
+    int32_t ya, yb;
+    if (mode != PW_EXACT) {
+        const int32_t k_hi = ek_requant_fast_k_hi(shift, l->output_offset);
+        ya = ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1);
+        yb = ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1);
+        if (mode == PW_FAST_FULL) {
+            ya = ek_ssat8(ya);
+            yb = ek_ssat8(yb);
+        } else {
+            ya = ek_clamp(ya, l->act_min, l->act_max);
+            yb = ek_clamp(yb, l->act_min, l->act_max);
+        }
+    } else {
+        ya = ek_conv_requantize(acc_a, multiplier, shift, l->output_offset, l->act_min,
+                                l->act_max);
+        yb = ek_conv_requantize(acc_b, multiplier, shift, l->output_offset, l->act_min,
+                                l->act_max);
+    }
+    out_a[oc] = (int8_t)ya;
+    out_b[oc] = (int8_t)yb;
+}
+
+/* One channel pair's dot products from the widened pair. */
+static inline void pw_dot_pair(const uint32_t *x, const int8_t *w, int32_t c_in,
+                               const int32_t *bias2, int32_t acc[4])
+{
+    pw_dot2x2_wide(x, w, EK_CONV_S4 ? c_in / 2 : c_in, bias2, acc);
+}
+
+/* Bytes of one filter row (in_c weights). */
+#define PW_ROW_BYTES(c_in) (EK_CONV_S4 ? (c_in) / 2 : (c_in))
+
+/* Every output channel of the pair widened in x, stored at out_a and out_b (the same row for a
+ * lone pixel: two stores of one value). An odd last channel is computed as the second row of
+ * the pair ending at it. Out of line once per requantisation mode, with the layer copied into a
+ * local the output's stores cannot alias. */
+EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const uint32_t *x, int8_t *out_a,
+                                      int8_t *out_b, int mode)
+{
+    const pw_layer l = *layer;
+    const int32_t c_in = l.c_in, c_out = l.c_out, row = PW_ROW_BYTES(c_in);
+    const int8_t *w = l.filter;
+    int32_t oc = 0;
+    for (; oc + 2 <= c_out; oc += 2, w += 2 * row) {
+        int32_t acc[4];
+        pw_dot_pair(x, w, c_in, l.bias + oc, acc);
+        pw_store_channel(&l, out_a, out_b, oc, acc[0], acc[2], mode);
+        pw_store_channel(&l, out_a, out_b, oc + 1, acc[1], acc[3], mode);
+    }
+    if (oc < c_out) { /* rows oc - 1 and oc */
+        int32_t acc[4];
+        pw_dot_pair(x, w - row, c_in, l.bias + oc - 1, acc);
+        pw_store_channel(&l, out_a, out_b, oc, acc[1], acc[3], mode);
+    }
+}
+
+static EK_CONV_NOINLINE void pw_channels_fast(const pw_layer *l, const uint32_t *x,
+                                              int8_t *out_a, int8_t *out_b)
+{
+    pw_channels(l, x, out_a, out_b, PW_FAST);
+}
+
+static EK_CONV_NOINLINE void pw_channels_full(const pw_layer *l, const uint32_t *x,
+                                              int8_t *out_a, int8_t *out_b)
+{
+    pw_channels(l, x, out_a, out_b, PW_FAST_FULL);
+}
+
+static EK_CONV_NOINLINE void pw_channels_exact(const pw_layer *l, const uint32_t *x,
+                                               int8_t *out_a, int8_t *out_b)
+{
+    pw_channels(l, x, out_a, out_b, PW_EXACT);
+}
+
+static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *out_a,
+                                  int8_t *out_b, int mode)
+{
+    if (mode == PW_FAST_FULL) {
+        pw_channels_full(l, x, out_a, out_b);
+    } else if (mode == PW_FAST) {
+        pw_channels_fast(l, x, out_a, out_b);
+    } else {
+        pw_channels_exact(l, x, out_a, out_b);
+    }
+}
+
+/* The input pixel output pixel `pixel` of a 1x1 unpadded layer reads. */
+static inline int32_t pw_source(int32_t pixel, int32_t out_w, int32_t row_step,
+                                int32_t col_step)
+{
+    const int32_t oy = pixel / out_w;
+    return oy * row_step + (pixel - oy * out_w) * col_step;
+}
+
+/* The pointwise in-place modes, two pixels at a time: both input pixels are widened into the
+ * scratch (4 * in_c bytes, the planner's size, word aligned) before any of their outputs is
+ * stored. Moving a pixel's reads earlier keeps every write of the one-pixel order safe (it
+ * clobbers no input pixel still to be read then, and none is left unread now that was not
+ * then). step: +1 forward (pixels increasing), -1 backward. */
+static EK_CONV_NOINLINE void pw_inplace_pairs(const ek_conv2d_params *p, const int8_t *input,
+                                              const int8_t *filter, int8_t *output,
+                                              int8_t *scratch, int32_t step)
+{
+    const pw_layer l = pw_layer_of(p, filter);
+    const int mode = pw_requant_mode(p);
+    uint32_t *const wide = (uint32_t *)(void *)scratch;
+    const int32_t c_in = l.c_in, c_out = l.c_out, pixels = p->out_h * p->out_w;
+    const int32_t out_w = p->out_w, row_step = p->stride_h * p->in_w, col_step = p->stride_w;
+    int32_t pixel = step > 0 ? 0 : pixels - 1;
+    int32_t left = pixels;
+    for (; left >= 2; left -= 2, pixel += 2 * step) {
+        pw_widen_pair(input + pw_source(pixel, out_w, row_step, col_step) * c_in,
+                      input + pw_source(pixel + step, out_w, row_step, col_step) * c_in, c_in,
+                      wide);
+        pw_channels_of(&l, wide, output + pixel * c_out, output + (pixel + step) * c_out, mode);
+    }
+    if (left == 1) { /* a lone last pixel, in both halves */
+        const int8_t *a = input + pw_source(pixel, out_w, row_step, col_step) * c_in;
+        pw_widen_pair(a, a, c_in, wide);
+        pw_channels_of(&l, wide, output + pixel * c_out, output + pixel * c_out, mode);
+    }
+}
+#endif
+
 #if EK_FILTER_DSP
 /* Whether the two-pixel path takes the layer: DSP arithmetic (filter offset 0), an effective
  * bias (padding taps become zero-point bytes, exact for every pixel), rows of taps contiguous,
@@ -728,6 +1120,12 @@ void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *inpu
                                     int8_t *scratch)
 {
     const ek_conv2d_params local = *params; /* see ek_conv2d_s8 */
+#if EK_FILTER_DSP || EK_S4_DSP
+    if (pw_pairs_apply(&local)) {
+        pw_inplace_pairs(&local, input, filter, output, scratch, 1);
+        return;
+    }
+#endif
     EK_POINTWISE_WINDOW(local);
     const int fast = REQUANT_FAST_LAYER(&local, local.out_c);
     for (int32_t pixel = 0; pixel < local.out_h * local.out_w; ++pixel) {
@@ -742,6 +1140,12 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
                                              int8_t *output, int8_t *scratch)
 {
     const ek_conv2d_params local = *params;
+#if EK_FILTER_DSP || EK_S4_DSP
+    if (pw_pairs_apply(&local)) {
+        pw_inplace_pairs(&local, input, filter, output, scratch, -1);
+        return;
+    }
+#endif
     EK_POINTWISE_WINDOW(local);
     const int fast = REQUANT_FAST_LAYER(&local, local.out_c);
     for (int32_t pixel = local.out_h * local.out_w - 1; pixel >= 0; --pixel) {

@@ -82,8 +82,9 @@ void ek_conv2d_add_s8(const ek_conv2d_params *p, const ek_add_params *add_params
                       const int8_t *skip, int8_t *output, int32_t conv_input_position);
 
 /* The planner's `pointwise_inplace` mode (CONV_2D 1x1, no padding): output == input (one
- * buffer). Pixels in increasing order; each one's input pixel is copied to scratch (in_c bytes
- * of the planner's 4*in_c) before any of its outputs is written. */
+ * buffer). Pixels in increasing order, one or two at a time; each pixel's input is copied to
+ * scratch (4*in_c bytes, word aligned: on DSP cores two pixels widened to int16) before any of
+ * its outputs is written. */
 void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *p, int8_t *input,
                                     const int8_t *filter, const int32_t *bias, int8_t *output,
                                     int8_t *scratch);

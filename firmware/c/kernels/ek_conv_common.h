@@ -57,6 +57,19 @@ static inline int32_t ek_requant_fast(int32_t acc, int32_t multiplier, int32_t k
     return (int32_t)(t >> 32) >> right_m1;
 }
 
+/* v clamped to [-128, 127]: one SSAT where the core has it (the clamp of a layer whose
+ * activation range is the whole int8 range). */
+static inline int32_t ek_ssat8(int32_t v)
+{
+#if defined(__ARM_FEATURE_SAT) && !defined(EDGEKIT_EMULATE_DSP)
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+    return r;
+#else
+    return ek_clamp(v, -128, 127);
+#endif
+}
+
 /* Kernel taps k in [*first, *end) with 0 <= origin + k*dilation < size (the taps a window
  * starting at `origin` reads inside the input); the others are padding and are skipped. */
 static inline void ek_conv_valid_taps(int32_t origin, int32_t size, int32_t kernel,

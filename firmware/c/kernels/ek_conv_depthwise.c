@@ -365,17 +365,6 @@ static int dw_requant_setup(const ek_depthwise_conv2d_params *p, int32_t c, dw_r
     return DW_GENERIC;
 }
 
-static inline int32_t dw_ssat8(int32_t v)
-{
-#if defined(__ARM_FEATURE_SAT) && !defined(EDGEKIT_EMULATE_DSP)
-    int32_t r;
-    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
-    return r;
-#else
-    return ek_clamp(v, -128, 127);
-#endif
-}
-
 EK_DW_INLINE int8_t dw_output(const dw_requant *q, int32_t acc, int mode)
 {
     if (mode == DW_GENERIC) {
@@ -384,7 +373,7 @@ EK_DW_INLINE int8_t dw_output(const dw_requant *q, int32_t acc, int mode)
     }
     const int32_t v = ek_requant_fast(acc, q->multiplier, q->k_hi, q->shift);
     if (mode == DW_FAST_FULL) {
-        return (int8_t)dw_ssat8(v);
+        return (int8_t)ek_ssat8(v);
     }
     return (int8_t)ek_clamp(v, q->act_min, q->act_max);
 }
@@ -675,6 +664,241 @@ static void dw_channel_dispatch(const dw_layer *g, int shape, int mode, int8_t *
 #endif
 }
 
+#if EK_USE_DSP
+static int32_t ring_bytes(const ek_depthwise_conv2d_params *p, int32_t *rw);
+
+/* ---- In-place ring kernel, four channels at a time ---------------------------------------------
+ *
+ * The ring kernel above over channel groups c..c+3 (in_c % 4 == 0, 3x3 window, stride_w 1 or 2,
+ * filter offset 0): each ring element is one word holding the four channels' bytes of an input
+ * pixel (one unaligned load from the NHWC data), so a tap costs one load, two SXTB16 and four
+ * SMLAxy for four MACs instead of a byte gather per channel, and the requantisation constants
+ * of a group are set up once per group. Same ring rows, slots, padding by zero points and write
+ * order as the one-channel ring (ring_order_safe holds per channel, so for the group: its writes
+ * are the four channels' slots of the same pixels). Ring: 2 * 3 * rw words, word aligned. */
+
+/* Words of the quad ring kept on the stack when the scratch plane is smaller. */
+#define EK_DW_QUAD_STACK_WORDS 64
+
+static int32_t quad_ring_words(const ek_depthwise_conv2d_params *p)
+{
+    int32_t rw;
+    (void)ring_bytes(p, &rw);
+    return 2 * p->k_h * rw;
+}
+
+/* The layers the four-channel ring takes: channel groups of four, 3x3, stride_w 1 or 2. A group
+ * whose channels all take the fast requantisation with the int8-range clamp (DW_FAST_FULL, as
+ * every int8 MLPerf depthwise layer) stores inline; the others through dw_quad_store_each. */
+static int dw_quad_applies(const ek_depthwise_conv2d_params *p)
+{
+    return (p->in_c & 3) == 0 && p->depth_multiplier == 1 && p->filter_offset == 0
+           && p->k_h == 3 && p->k_w == 3 && (p->stride_w == 1 || p->stride_w == 2);
+}
+
+/* Input row iy of the group at `group` (its first channel's byte) into both copies of slot. */
+static void dw_quad_fill_row(const dw_layer *g, const int8_t *group, uint32_t *ring, int32_t iy,
+                             int32_t slot)
+{
+    uint32_t *dst = ring + slot * g->rw;
+    uint32_t *dst2 = dst + g->k_h * g->rw;
+    if (iy < 0 || iy >= g->in_h) {
+        const uint32_t zp4 = ((uint32_t)(uint8_t)g->zero_point) * 0x01010101u;
+        for (int32_t i = 0; i < g->rw; ++i) {
+            dst[i] = zp4;
+            dst2[i] = zp4;
+        }
+        return;
+    }
+    const int32_t step = g->channels;
+    const int8_t *src = group + iy * g->in_w * step;
+    for (int32_t i = g->pad_left, end = g->pad_left + g->cols; i < end; ++i, src += step) {
+        const uint32_t v = ek_read_u32(src);
+        dst[i] = v;
+        dst2[i] = v;
+    }
+}
+
+/* The group's four accumulators at the window starting at win (rows rw words apart). */
+#define EK_DW_QUAD_TAP(ky, kx)                                                                  \
+    do {                                                                                        \
+        const uint32_t v_ = win[(ky) * rw + (kx)];                                              \
+        const uint32_t x02_ = ek_sxtb16(v_), x13_ = ek_sxtb16_ror8(v_);                         \
+        const uint32_t w02_ = w[6 * (ky) + 2 * (kx)], w13_ = w[6 * (ky) + 2 * (kx) + 1];        \
+        a0 = ek_smlabb(x02_, w02_, a0);                                                         \
+        a2 = ek_smlatt(x02_, w02_, a2);                                                         \
+        a1 = ek_smlabb(x13_, w13_, a1);                                                         \
+        a3 = ek_smlatt(x13_, w13_, a3);                                                         \
+    } while (0)
+
+/* A group whose channels do not all take DW_FAST_FULL: each channel's own form (out of line:
+ * this path is rare, its code small). */
+EK_DW_NOINLINE void dw_quad_store_each(const dw_requant *q, const int *modes, int32_t a0,
+                                       int32_t a1, int32_t a2, int32_t a3, int8_t *out)
+{
+    const int32_t acc[4] = {a0, a1, a2, a3};
+    for (int32_t k = 0; k < 4; ++k) {
+        const int mode = modes[k];
+        out[k] = mode == DW_FAST_FULL ? dw_output(&q[k], acc[k], DW_FAST_FULL)
+                 : mode == DW_FAST    ? dw_output(&q[k], acc[k], DW_FAST)
+                                      : dw_output(&q[k], acc[k], DW_GENERIC);
+    }
+}
+
+/* One output row of the group: pixels from the window at win, stored at out (stride `step`
+ * bytes per pixel); modes == NULL (a constant after inlining): every channel requantised in
+ * the fast form with the int8-range clamp, else each in its own (dw_quad_store_each). */
+EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t rw, int32_t stride, int32_t out_w,
+                              const uint32_t *w, const int32_t *base, const dw_requant *q,
+                              const int *modes, int8_t *out, int32_t step)
+{
+    for (int32_t ox = 0; ox < out_w; ++ox, win += stride, out += step) {
+        int32_t a0 = base[0], a1 = base[1], a2 = base[2], a3 = base[3];
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+        /* The nine taps as one block: per tap one LDR, two SXTB16, one LDRD of the tap's two
+         * weight words and four SMLAxy (compiled from C, the window words and weights were
+         * all loaded first and spilled). */
+        {
+            const uint32_t *x = win;
+            const int32_t row_bytes = 4 * rw;
+            uint32_t v, t, wl, wh;
+#define EK_DW_QUAD_ASM_TAP(xoff, woff)                                                          \
+    "ldr %[v], [%[x], #" #xoff "]\n\t"                                                           \
+    "sxtb16 %[t], %[v], ror #8\n\t"                                                           \
+    "sxtb16 %[v], %[v]\n\t"                                                                   \
+    "ldrd %[wl], %[wh], [%[w], #" #woff "]\n\t"                                                  \
+    "smlabb %[a0], %[v], %[wl], %[a0]\n\t"                                                     \
+    "smlatt %[a2], %[v], %[wl], %[a2]\n\t"                                                     \
+    "smlabb %[a1], %[t], %[wh], %[a1]\n\t"                                                     \
+    "smlatt %[a3], %[t], %[wh], %[a3]\n\t"
+            __asm__(EK_DW_QUAD_ASM_TAP(0, 0) EK_DW_QUAD_ASM_TAP(4, 8) EK_DW_QUAD_ASM_TAP(8, 16)
+                    "add %[x], %[x], %[rb]\n\t"
+                    EK_DW_QUAD_ASM_TAP(0, 24) EK_DW_QUAD_ASM_TAP(4, 32) EK_DW_QUAD_ASM_TAP(8, 40)
+                    "add %[x], %[x], %[rb]\n\t"
+                    EK_DW_QUAD_ASM_TAP(0, 48) EK_DW_QUAD_ASM_TAP(4, 56) EK_DW_QUAD_ASM_TAP(8, 64)
+                    : [x] "+r"(x), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+                      [v] "=&r"(v), [t] "=&r"(t), [wl] "=&r"(wl), [wh] "=&r"(wh)
+                    : [w] "r"(w), [rb] "r"(row_bytes)
+                    : "memory");
+#undef EK_DW_QUAD_ASM_TAP
+        }
+#else
+        EK_DW_QUAD_TAP(0, 0);
+        EK_DW_QUAD_TAP(0, 1);
+        EK_DW_QUAD_TAP(0, 2);
+        EK_DW_QUAD_TAP(1, 0);
+        EK_DW_QUAD_TAP(1, 1);
+        EK_DW_QUAD_TAP(1, 2);
+        EK_DW_QUAD_TAP(2, 0);
+        EK_DW_QUAD_TAP(2, 1);
+        EK_DW_QUAD_TAP(2, 2);
+#endif
+        if (modes != 0) {
+            dw_quad_store_each(q, modes, a0, a1, a2, a3, out);
+            continue;
+        }
+        out[0] = dw_output(&q[0], a0, DW_FAST_FULL);
+        out[1] = dw_output(&q[1], a1, DW_FAST_FULL);
+        out[2] = dw_output(&q[2], a2, DW_FAST_FULL);
+        out[3] = dw_output(&q[3], a3, DW_FAST_FULL);
+    }
+}
+#undef EK_DW_QUAD_TAP
+
+/* One channel group, every output row; the ring rows gathered as the windows reach them. */
+EK_DW_INLINE void dw_quad_group(const dw_layer *g, uint32_t *ring, int8_t *group,
+                                const uint32_t *w, const int32_t *base, const dw_requant *q,
+                                const int *modes)
+{
+    const int32_t channels = g->channels;
+    int32_t next = -g->pad_top, slot = next % 3;
+    if (slot < 0) {
+        slot += 3;
+    }
+    for (int32_t oy = 0; oy < g->out_h; ++oy) {
+        const int32_t iy0 = oy * g->stride_h - g->pad_top;
+        if (next < iy0) {
+            next = iy0;
+            slot = next % 3;
+        }
+        const int32_t first_slot = slot - (next - iy0) < 0 ? slot - (next - iy0) + 3
+                                                              : slot - (next - iy0);
+        for (; next < iy0 + 3; ++next) {
+            dw_quad_fill_row(g, group, ring, next, slot);
+            if (++slot == 3) {
+                slot = 0;
+            }
+        }
+        dw_quad_row(ring + first_slot * g->rw, g->rw, g->stride_w, g->out_w, w, base, q, modes,
+                    group + oy * g->out_w * channels, channels);
+    }
+}
+
+EK_DW_NOINLINE void inplace_quad(const ek_depthwise_conv2d_params *p, int8_t *data,
+                                 const int8_t *filter, const int32_t *bias, uint32_t *ring)
+{
+    dw_layer g;
+    const int32_t channels = p->in_c, words = quad_ring_words(p);
+    (void)ring_bytes(p, &g.rw);
+    g.ring = 0;
+    g.pad_left = p->pad_left;
+    g.zero_point = -p->input_offset;
+    g.in_h = p->in_h;
+    g.in_w = p->in_w;
+    g.channels = channels;
+    g.k_h = 3;
+    g.k_w = 3;
+    g.stride_h = p->stride_h;
+    g.stride_w = p->stride_w;
+    g.out_h = p->out_h;
+    g.out_w = p->out_w;
+    g.pad_top = p->pad_top;
+    g.cols = g.rw - g.pad_left < g.in_w ? g.rw - g.pad_left : g.in_w;
+    {
+        const uint32_t zp4 = ((uint32_t)(uint8_t)g.zero_point) * 0x01010101u;
+        for (int32_t i = 0; i < words; ++i) { /* padding columns: never written by a fill */
+            ring[i] = zp4;
+        }
+    }
+    for (int32_t c = 0; c < channels; c += 4) {
+        uint32_t w[18]; /* per tap {w_c, w_c+2}, {w_c+1, w_c+3} as int16 lanes */
+        int32_t base[4];
+        dw_requant q[4];
+        int modes[4], all_full = 1;
+        for (int32_t t = 0; t < 9; ++t) {
+            const uint32_t wv = EK_FILTER_WORD4(filter, t * channels + c);
+            w[2 * t] = ek_sxtb16(wv);
+            w[2 * t + 1] = ek_sxtb16_ror8(wv);
+        }
+        for (int32_t k = 0; k < 4; ++k) {
+            int32_t tap_sum = 0;
+            for (int32_t t = 0; t < 9; ++t) {
+                const uint32_t lanes = w[2 * t + (k & 1)];
+                tap_sum += (k & 2) ? (int32_t)(int16_t)(lanes >> 16)
+                                   : (int32_t)(int16_t)(lanes & 0xFFFFu);
+            }
+            base[k] = (int32_t)((uint32_t)bias_of(bias, c + k)
+                                + (uint32_t)p->input_offset * (uint32_t)tap_sum);
+            modes[k] = dw_requant_setup(p, c + k, &q[k]);
+            all_full &= modes[k] == DW_FAST_FULL;
+        }
+        if (all_full) {
+            dw_quad_group(&g, ring, data + c, w, base, q, 0);
+        } else {
+            dw_quad_group(&g, ring, data + c, w, base, q, modes);
+        }
+    }
+}
+
+/* inplace_quad with the ring on the stack. */
+EK_DW_NOINLINE void inplace_quad_on_stack(const ek_depthwise_conv2d_params *p, int8_t *data,
+                                          const int8_t *filter, const int32_t *bias)
+{
+    uint32_t ring[EK_DW_QUAD_STACK_WORDS];
+    inplace_quad(p, data, filter, bias, ring);
+}
+#endif
+
 /* Whether writing output row oy (channel c) right after its window's rows are gathered never
  * overwrites an input pixel of channel c that a later window still needs. */
 static int ring_order_safe(const ek_depthwise_conv2d_params *p)
@@ -760,6 +984,21 @@ void ek_depthwise_conv2d_s8_inplace(const ek_depthwise_conv2d_params *params, in
         && ring_order_safe(p)) {
         int32_t rw;
         const int32_t bytes = ring_bytes(p, &rw);
+#if EK_USE_DSP
+        if (dw_quad_applies(p)) {
+            const int32_t words = quad_ring_words(p);
+            /* the scratch plane's first word boundary */
+            const uintptr_t skip = (4u - ((uintptr_t)scratch & 3u)) & 3u;
+            if ((int32_t)skip + 4 * words <= p->in_h * p->in_w) {
+                inplace_quad(p, output, filter, bias, (uint32_t *)(void *)(scratch + skip));
+                return;
+            }
+            if (words <= EK_DW_QUAD_STACK_WORDS) {
+                inplace_quad_on_stack(p, output, filter, bias);
+                return;
+            }
+        }
+#endif
         if (bytes <= p->in_h * p->in_w) {
             inplace_ring(p, output, filter, bias, scratch);
             return;
