@@ -141,6 +141,7 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
         fields["effective_bias"] = ctx.array("effective_bias")
     if op.kind == "CONV_2D" and ctx.inplace_mode in POINTWISE_MODES:
         kernel = INPLACE_MODE_KERNELS[ctx.inplace_mode]
+        fields["wide_scratch"] = 1  # the planner gives a 1x1 conv 4 * C_in (inplace.py)
         args = [ctx.ptr(out), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out), f"(int8_t *){ctx.scratch}"]
     elif op.kind == "CONV_2D":  # out of place, or conv_sliding (output just before the input)
         kernel, args = "ek_conv2d_s8", [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]

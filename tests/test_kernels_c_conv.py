@@ -28,6 +28,7 @@ from edgekit import reference
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.interpreter import Interpreter
 from edgekit.ir import Graph, Quantization
+from edgekit.planner.inplace import MODES_BY_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 KERNELS = REPO / "firmware" / "c" / "kernels"
@@ -47,7 +48,8 @@ class ConvParamsC(ctypes.Structure):
         "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
         "dilation_h", "dilation_w", "pad_top", "pad_left", "depth_multiplier", "input_offset",
         "filter_offset", "output_offset", "act_min", "act_max")] + [
-        ("multipliers", I32P), ("shifts", I32P), ("effective_bias", I32P)]
+        ("multipliers", I32P), ("shifts", I32P), ("effective_bias", I32P),
+        ("wide_scratch", ctypes.c_int32)]
 
 
 class FcParamsC(ctypes.Structure):
@@ -120,9 +122,12 @@ def fc_params(p, x_size, w_shape) -> tuple[FcParamsC, list[np.ndarray]]:
 
 
 def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
-          inplace: bool = False, with_effective_bias: bool = False) -> np.ndarray:
+          inplace: bool = False, with_effective_bias: bool = False,
+          scratch_bytes: int | None = None) -> np.ndarray:
     """Run one op's C kernel on (x, w, bias); returns the output array (out_shape, int8).
-    ``with_effective_bias``: CONV_2D gets ek_conv2d_params.effective_bias too."""
+    ``with_effective_bias``: CONV_2D gets ek_conv2d_params.effective_bias too. In place, the
+    kernel gets exactly ``scratch_bytes`` of scratch (the planner's figure for its mode), with
+    guard bytes on both sides: a kernel that needs more than the planner gives fails here."""
     x = np.ascontiguousarray(x, dtype=np.int8)
     w = np.ascontiguousarray(w, dtype=np.int8)
     b = None if bias is None else _i32(bias)
@@ -141,7 +146,8 @@ def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.nda
         guard, size = 16, max(x.size, out.size)
         buf = np.full(size + 2 * guard, 0x5A, np.int8)
         buf[guard:guard + x.size] = x.reshape(-1)
-        scratch = np.full(4 * x.shape[3] + 2 * guard, 0x5A, np.int8)
+        scratch = np.full(scratch_bytes + 2 * guard, 0x5A, np.int8)
+        params.wide_scratch = int(scratch_bytes >= 4 * x.shape[3])  # as the generator sets it
         data = _ptr(buf[guard:], ctypes.c_int8)
         kernel = (lib.ek_conv2d_s8_pointwise_inplace_backward if inplace == "backward"
                   else lib.ek_conv2d_s8_pointwise_inplace)
@@ -163,7 +169,7 @@ def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.nda
     guard = 16
     buf = np.full(x.size + 2 * guard, 0x5A, np.int8)
     buf[guard:guard + x.size] = x.reshape(-1)
-    plane = x.shape[1] * x.shape[2]
+    plane = scratch_bytes
     scratch = np.full(plane + 2 * guard, 0x5A, np.int8)
     data = _ptr(buf[guard:], ctypes.c_int8)
     lib.ek_depthwise_conv2d_s8_inplace(ctypes.byref(params), data, _ptr(w, ctypes.c_int8), b_ptr,
@@ -181,18 +187,31 @@ def variants(libs, kind: str):
             yield name, lib, True
 
 
+def planned_scratch(op, graph: Graph, inplace: bool | str) -> int | None:
+    """The planner's scratch for `op` run in place (`edgekit.planner.inplace`): the contract the
+    C kernel must keep to."""
+    if not inplace:
+        return None
+    mode = {"DEPTHWISE_CONV_2D": "depthwise_channelwise"}.get(
+        op.kind, "pointwise_inplace_backward" if inplace == "backward" else "pointwise_inplace")
+    return MODES_BY_NAME[mode].scratch_bytes(op, graph)
+
+
 def check_graph(libs, graph: Graph, rng: np.random.Generator, inputs: int = 2,
-                inplace: bool | str = False) -> None:
-    """The single op of ``graph`` on random inputs: every C variant equals the reference."""
+                inplace: bool | str = False, scratch_bytes: int | None = None) -> None:
+    """The single op of ``graph`` on random inputs: every C variant equals the reference.
+    In place, the kernel gets the planner's scratch for the op (or ``scratch_bytes``)."""
     op = graph.ops[0]
     prepared = reference.prepare(op, graph)
     x_t, w_t = graph[op.inputs[0]], graph[op.inputs[1]]
     bias = graph[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] else None
+    scratch = planned_scratch(op, graph, inplace) if scratch_bytes is None else scratch_bytes
     for _ in range(inputs):
         x = gb.random_values(rng, x_t.shape, x_t.dtype)
         expected = reference.run_op(prepared, [x, w_t.data, bias])
         for variant, lib, eb in variants(libs, op.kind):
-            got = run_c(lib, prepared, x, w_t.data, bias, inplace=inplace, with_effective_bias=eb)
+            got = run_c(lib, prepared, x, w_t.data, bias, inplace=inplace, with_effective_bias=eb,
+                        scratch_bytes=scratch)
             assert got.tobytes() == expected.tobytes(), (
                 f"{variant} eb={eb} {op.kind} {x_t.shape} -> {prepared.out_shape} attrs {op.attrs}: "
                 f"{int((got != expected).sum())} of {expected.size} bytes differ")
@@ -285,6 +304,20 @@ def test_pointwise_inplace(libs, c_in, c_out, stride, hw):
         if pixel * c_out > src * c_in:
             pytest.skip("the mode's static condition does not hold for this shape")
     check_graph(libs, graph, rng, inplace=True)
+
+
+@pytest.mark.parametrize("rows, depth, units", [(19, 64, 96), (23, 32, 32), (6, 16, 8)])
+def test_token_fc_in_place_keeps_to_the_fc_ops_planned_scratch(libs, rows, depth, units):
+    """A FULLY_CONNECTED over tokens in place runs the pointwise conv kernel over its rows
+    (firmware/op_emitters.py): that kernel must fit in the scratch the planner gives the FC op
+    (a 1x1 conv's figure once overran a token FC's, corrupting a live tensor)."""
+    rng = np.random.default_rng(rows * depth + units)
+    fc = gb.fully_connected(rng, batch=rows, in_features=depth, out_features=units)
+    conv = gb.conv2d(rng, in_shape=(1, 1, rows, depth), out_channels=units, kernel=(1, 1),
+                     stride=(1, 1), padding="VALID")
+    inplace = "backward" if units > depth else True
+    check_graph(libs, conv, rng, inplace=inplace,
+                scratch_bytes=planned_scratch(fc.ops[0], fc, inplace))
 
 
 @pytest.mark.parametrize("c_in, c_out, stride, hw", [
@@ -584,7 +617,8 @@ def test_mlperf_layers(libs, model):
             modes.append(True)
         for variant, lib, eb in variants(libs, op.kind):
             for inplace in modes:
-                got = run_c(lib, prepared, x, w, bias, inplace=inplace, with_effective_bias=eb)
+                got = run_c(lib, prepared, x, w, bias, inplace=inplace, with_effective_bias=eb,
+                            scratch_bytes=planned_scratch(op, graph, inplace))
                 assert got.tobytes() == expected.tobytes(), (
                     f"{model} {op.kind} {op.name!r} ({variant}, eb={eb}, inplace={inplace})")
         checked += 1

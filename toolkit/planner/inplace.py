@@ -232,8 +232,9 @@ def _pointwise_backward_inputs(op: Op, graph: Graph) -> list[int]:
 def _pointwise_scratch(op: Op, graph: Graph) -> int:
     # A pixel is the filter's depth: C_in of a CONV_2D, K of a FULLY_CONNECTED. The CONV_2D
     # kernel (ek_conv.c, pw_inplace_pairs) widens two input pixels to int16 lanes once per pair,
-    # so its inner loop multiplies them without unpacking: 4 bytes per channel. The token FC
-    # kernel copies two int8 pixels at most: 2 bytes per channel.
+    # so its inner loop multiplies them without unpacking: 4 bytes per channel. A token FC runs
+    # the same kernel with its params' ``wide_scratch`` left 0 (op_emitters), so it copies one
+    # int8 pixel at a time: 2 bytes per channel is enough, and small token layers stay in place.
     depth = graph[op.inputs[1]].shape[-1]
     return (4 if op.kind == "CONV_2D" else 2) * depth
 

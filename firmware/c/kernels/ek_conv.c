@@ -640,6 +640,9 @@ static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, ui
  * on raw bytes (filter offset 0, an effective bias), whole words per pixel, two channels. */
 static inline int pw_pairs_apply(const ek_conv2d_params *p)
 {
+    if (!p->wide_scratch) {
+        return 0;
+    }
 #if EK_CONV_S4
     return p->filter_offset == 0 && p->effective_bias != 0 && (p->in_c & 7) == 0
            && p->in_c > 0 && p->in_c <= 65536 && p->out_c >= 2;

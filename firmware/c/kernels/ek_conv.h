@@ -50,6 +50,10 @@ typedef struct {
      * other pixels still use `bias`. The result is identical either way (the accumulator
      * wraps mod 2^32 in both). Ignored when filter_offset != 0 and on the portable path. */
     const int32_t *effective_bias;
+    /* The pointwise in-place kernels only: 1 when their scratch holds 4 * in_c bytes (the
+     * planner's figure for a 1x1 CONV_2D), so the DSP path may widen two pixels into it; 0 (a
+     * token FULLY_CONNECTED's 2 * in_c) keeps them to one int8 pixel at a time. */
+    int32_t wide_scratch;
 } ek_conv2d_params;
 
 typedef ek_conv2d_params ek_depthwise_conv2d_params;
