@@ -17,13 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from results_file import compiler_version, write_results  # noqa: E402
+
 DEFAULT_MODELS_DIR = REPO_ROOT.parent / "shared" / "models" / "mlperf_tiny"
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "hardware_boards.json"
 MODEL_FILES = {"kws": "kws_ref_model.tflite", "vww": "vww_96_int8.tflite"}
@@ -103,14 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         results = benchmark(boards, ["selftest", *args.models], args.models_dir, args.objective,
                             Path(tmp))
-    compiler = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True,
-                              text=True).stdout.splitlines()[0]
-    document = {"benchmark": "hardware_boards", "objective": args.objective,
-                "machine": platform.platform(), "compiler": compiler,
-                "seconds": round(time.time() - started, 1), "boards": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, {"benchmark": "hardware_boards", "objective": args.objective,
+                             "machine": platform.platform(), "compiler": compiler_version(),
+                             "seconds": round(time.time() - started, 1), "boards": results})
     return 0
 
 

@@ -15,7 +15,6 @@ Per model: how far the default (balanced) is from the fastest of the three, in i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections import Counter
@@ -26,6 +25,9 @@ from edgekit.firmware.model_build import build_model
 from edgekit.planner.objective import OBJECTIVES
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from results_file import write_results  # noqa: E402
+
 MODELS_DIR = REPO.parent / "shared" / "models" / "mlperf_tiny"
 MODELS = {"vww": "vww_96_int8.tflite", "kws": "kws_ref_model.tflite",
           "resnet": "pretrainedResnet_quant.tflite", "ad01": "ad01_int8.tflite"}
@@ -89,9 +91,7 @@ def main(argv=None) -> int:
                   " of the fastest", flush=True)
     payload = {"board": args.board, "runner": "unicorn", "command": "bench/plan_objective.py",
                "models": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, payload)
     return 0
 
 
