@@ -80,9 +80,11 @@ def test_int4_weights_take_half_their_int8_flash(builds):
     assert weight_bytes(int8) - weight_bytes(int4) == saved - pads
 
 
-def test_int4_pointwise_pairs_over_two_runs_on_the_cortex_m4(tmp_path):
-    """The M4 assembly of the int4 two-pixel 1x1 loop over 264 input channels (one whole
-    128-byte run, then one of an odd number of steps), weights over [-8, 7], on Unicorn."""
+@pytest.mark.parametrize("c_in", [504, 512])
+def test_int4_pointwise_pairs_widest_input_on_the_cortex_m4(c_in, tmp_path):
+    """The M4 assembly of the int4 two-pixel 1x1 loop at its widest input (504 channels: an
+    odd number of 4-byte steps) and the one-pixel loop just past it (512), weights over
+    [-8, 7], on Unicorn."""
     import sys
     from pathlib import Path
 
@@ -95,7 +97,7 @@ def test_int4_pointwise_pairs_over_two_runs_on_the_cortex_m4(tmp_path):
     from edgekit.firmware.model_build import build_model
     from edgekit.ir import DType
 
-    graph = gb.conv2d(np.random.default_rng(3), in_shape=(1, 3, 3, 264), out_channels=265,
+    graph = gb.conv2d(np.random.default_rng(3), in_shape=(1, 3, 3, c_in), out_channels=c_in + 1,
                       kernel=(1, 1), padding="VALID", weight_dtype=DType.INT4)
     # a layer this wide would slide in place (no scratch): pin the pair loop's modes
     plan = firmware_plan(graph, inplace=("pointwise_inplace", "pointwise_inplace_backward"))

@@ -116,8 +116,12 @@ SINGLE_OPS = {
     "conv_1x1_pairs_in_place": lambda r: gb.conv2d(r, in_shape=(1, 5, 5, 16), out_channels=23,
                                                    kernel=(1, 1), padding="VALID",
                                                    weight_dtype=DType.INT4),
-    # 264 input channels: the pair loop's 128-byte runs (one whole, one of an odd step count)
-    "conv_1x1_pairs_two_runs": lambda r: gb.conv2d(r, in_shape=(1, 3, 3, 264), out_channels=265,
+    # the pair loop's widest input (504 channels: its x4096 sums stay inside int32; an odd
+    # number of 4-byte steps) and the first too wide for it (512: the one-pixel loop)
+    "conv_1x1_pairs_widest": lambda r: gb.conv2d(r, in_shape=(1, 3, 3, 504), out_channels=505,
+                                                 kernel=(1, 1), padding="VALID",
+                                                 weight_dtype=DType.INT4),
+    "conv_1x1_pairs_too_wide": lambda r: gb.conv2d(r, in_shape=(1, 3, 3, 512), out_channels=513,
                                                    kernel=(1, 1), padding="VALID",
                                                    weight_dtype=DType.INT4),
     "depthwise": lambda r: gb.depthwise_conv2d(r, in_shape=(1, 6, 6, 8)),
@@ -129,7 +133,7 @@ SINGLE_OPS = {
 
 
 PAIR_MODES = ("pointwise_inplace", "pointwise_inplace_backward")
-PINNED_TO_PAIRS = {"conv_1x1_pairs_two_runs"}
+PINNED_TO_PAIRS = {"conv_1x1_pairs_widest", "conv_1x1_pairs_too_wide"}
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))

@@ -522,11 +522,11 @@ static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, ui
  * Per 32 MACs (8 input bytes, two rows, two pixels): two LDR, four LDRD, eight AND and
  * sixteen SMLAD, fewer than the int8 loop's 32 instructions.
  *
- * Exactness: x raw int8 and |w| <= 8, so |x * 4096 w| <= 2^22; a run of at most
- * PW_S4_RUN_BYTES filter bytes (256 taps) sums below 2^31 from 0 and is 4096 times its exact
- * sum: the arithmetic shift by 12 loses nothing, and acc = bias + the runs' sums wraps as the
+ * Exactness: x raw int8 and w in [-8, 7], so x * 4096 w lies in [-1016 * 2^12, 1024 * 2^12]: over
+ * at most PW_S4_MAX_C_IN taps the loop's sum from 0 stays inside int32 and is 4096 times the
+ * exact sum. The arithmetic shift by 12 loses nothing, and acc = bias + sum wraps as the
  * reference's accumulator does (the effective bias carries the input offset). */
-#define PW_S4_RUN_BYTES 128
+#define PW_S4_MAX_C_IN 504
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
 #define EK_PW_S4_LANES(shift, address)                                                          \
     "ldrd %[p], %[q], " address "\n\t"                                                          \
@@ -543,19 +543,17 @@ static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, ui
             EK_PW_S4_LANES("0", "[%[x], #-8]")
 #endif
 
-/* {a0, a1, b0, b1} += 4096 * the dots of pixels A, B with rows 0, 1 over `bytes` filter bytes
- * (bytes % 4 == 0, at most PW_S4_RUN_BYTES); rows are n bytes apart. */
-static inline void pw_s4_run(const uint32_t *x, const int8_t *w, int32_t n, int32_t bytes,
-                             int32_t sums[4])
+/* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)} from bias2[0] / bias2[1]; the
+ * filter rows are n = in_c / 2 bytes apart (n % 4 == 0). */
+static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, int32_t n,
+                                            const int32_t *bias2, int32_t acc[4])
 {
     int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
-    const int8_t *const end = w + bytes;
+    const int8_t *const end = w + n; /* the loop ends with row 0 */
     const uint32_t mask = 0xF000F000u;
     uint32_t p, q, t, v0, v1;
-    /* an odd number of 4-byte steps: one, then pairs */
-    __asm__ volatile("sub %[t], %[end], %[w]\n\t"
-                     "tst %[t], #4\n\t"
+    __asm__ volatile("tst %[n], #4\n\t" /* an odd number of 4-byte steps: one, then pairs */
                      "beq 2f\n\t" EK_PW_S4_STEP
                      "cmp %[w], %[end]\n\t"
                      "beq 3f\n"
@@ -569,7 +567,7 @@ static inline void pw_s4_run(const uint32_t *x, const int8_t *w, int32_t n, int3
                      : [n] "r"(n), [end] "r"(end), [m] "r"(mask)
                      : "cc", "memory");
 #else
-    for (const int8_t *const end = w + bytes; w != end; w += 4, x += 8) {
+    for (const int8_t *const end = w + n; w != end; w += 4, x += 8) {
         const uint32_t v0 = ek_read_u32(w), v1 = ek_read_u32(w + n);
         for (int32_t k = 0; k < 4; ++k) {
             const uint32_t shift = (uint32_t)(12 - 4 * k);
@@ -581,33 +579,11 @@ static inline void pw_s4_run(const uint32_t *x, const int8_t *w, int32_t n, int3
         }
     }
 #endif
-    sums[0] = a0;
-    sums[1] = a1;
-    sums[2] = b0;
-    sums[3] = b1;
-}
-
-/* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)} from bias2[0] / bias2[1]; the
- * filter rows are n = in_c / 2 bytes apart (n % 4 == 0). */
-static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, int32_t n,
-                                            const int32_t *bias2, int32_t acc[4])
-{
-    uint32_t a0 = (uint32_t)bias2[0], a1 = (uint32_t)bias2[1], b0 = a0, b1 = a1;
-    for (int32_t done = 0; done < n;) {
-        const int32_t bytes = n - done < PW_S4_RUN_BYTES ? n - done : PW_S4_RUN_BYTES;
-        int32_t sums[4];
-        pw_s4_run(x + 2 * done, w + done, n, bytes, sums);
-        /* exact multiples of 4096: the arithmetic shift loses nothing */
-        a0 += (uint32_t)(sums[0] >> 12);
-        a1 += (uint32_t)(sums[1] >> 12);
-        b0 += (uint32_t)(sums[2] >> 12);
-        b1 += (uint32_t)(sums[3] >> 12);
-        done += bytes;
-    }
-    acc[0] = (int32_t)a0;
-    acc[1] = (int32_t)a1;
-    acc[2] = (int32_t)b0;
-    acc[3] = (int32_t)b1;
+    /* exact multiples of 4096: the arithmetic shift loses nothing */
+    acc[0] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(a0 >> 12));
+    acc[1] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(a1 >> 12));
+    acc[2] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(b0 >> 12));
+    acc[3] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(b1 >> 12));
 }
 
 /* Words {x0,x4}, {x1,x5}, {x2,x6}, {x3,x7} of the 8 bytes at src, at dst[0], [2], [4], [6]
@@ -639,7 +615,7 @@ static inline int pw_pairs_apply(const ek_conv2d_params *p)
 {
 #if EK_CONV_S4
     return p->filter_offset == 0 && p->effective_bias != 0 && (p->in_c & 7) == 0
-           && p->in_c > 0 && p->in_c <= 65536 && p->out_c >= 2;
+           && p->in_c > 0 && p->in_c <= PW_S4_MAX_C_IN && p->out_c >= 2;
 #else
     return p->filter_offset == 0 && p->effective_bias != 0 && (p->in_c & 3) == 0
            && p->in_c > 0 && p->out_c >= 2;
