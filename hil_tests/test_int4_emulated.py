@@ -29,6 +29,7 @@ def builds(tmp_path_factory):
     from edgekit.converters.int4_requant import requantize_weights
     from edgekit.converters.tflite_reader import load_tflite, load_tflite_bytes
     from edgekit.converters.tflite_writer import to_bytes
+    from edgekit.firmware.codegen import firmware_plan
     from edgekit.firmware.model_build import build_model
 
     cache = {}
@@ -77,3 +78,30 @@ def test_int4_weights_take_half_their_int8_flash(builds):
     assert saved > 0
     pads = 4 * int4.manifest["int4_ops"]
     assert weight_bytes(int8) - weight_bytes(int4) == saved - pads
+
+
+@pytest.mark.parametrize("c_in", [504, 512])
+def test_int4_pointwise_pairs_widest_input_on_the_cortex_m4(c_in, tmp_path):
+    """The M4 assembly of the int4 two-pixel 1x1 loop at its widest input (504 channels: an
+    odd number of 4-byte steps) and the one-pixel loop just past it (512), weights over
+    [-8, 7], on Unicorn."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import graph_builders as gb
+    import numpy as np
+
+    from edgekit.boards.runners.measure import measure, resolve_firmware
+    from edgekit.firmware.codegen import firmware_plan
+    from edgekit.firmware.model_build import build_model
+    from edgekit.ir import DType
+
+    graph = gb.conv2d(np.random.default_rng(3), in_shape=(1, 3, 3, c_in), out_channels=c_in + 1,
+                      kernel=(1, 1), padding="VALID", weight_dtype=DType.INT4)
+    # a layer this wide would slide in place (no scratch): pin the pair loop's modes
+    plan = firmware_plan(graph, inplace=("pointwise_inplace", "pointwise_inplace_backward"))
+    result = build_model(graph, "mps2-an386", tmp_path, seed=3, plan=plan)
+    assert result.manifest["kernels"] == ["ek_conv2d_s4_pointwise_inplace_backward"]
+    measured = measure(resolve_firmware(result.directory, None), "unicorn", timeout_s=300)
+    assert measured["bit_exact"] is True

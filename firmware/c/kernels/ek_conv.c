@@ -513,51 +513,34 @@ static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, ui
     }
 }
 #else
-/* Packed int4 filters: a filter word holds 8 weights w0..w7 (w2k the low nibble of byte k).
- * Masked into the high nibble of each byte, SXTB16 / SXTB16 ROR #8 give lanes {w0,w4},
- * {w2,w6} (low nibbles) and {w1,w5}, {w3,w7} (high nibbles), each weight times 16: seven
- * instructions per 8 weights, no table. The pixels are widened to the same lanes, so per 8
- * input bytes the scratch holds {A x0,x4; A x2,x6; A x1,x5; A x3,x7; the same for B}.
+/* Packed int4 filters: a filter word v holds 8 weights w0..w7 (nibble j = w_j, TFLite's
+ * low-nibble-first order). As in ek_conv_s4_dsp.h, (v << (12 - 4k)) & 0xF000F000 holds w_k in
+ * the top of its low 16-bit lane and w_k+4 in the top of its high lane: the two weights times
+ * 4096, SMLAD-ready in one AND with a shifted operand (no sign extension). The two pixels are
+ * widened so that one LDRD gives the matching input lanes of both: per 8 input bytes the
+ * scratch holds {A x0,x4; B x0,x4; A x1,x5; B x1,x5; A x2,x6; B x2,x6; A x3,x7; B x3,x7}.
+ * Per 32 MACs (8 input bytes, two rows, two pixels): two LDR, four LDRD, eight AND and
+ * sixteen SMLAD, fewer than the int8 loop's 32 instructions.
  *
- * Exactness: the loop accumulates s = sum(x * 16 w) from 0, x raw int8, |x * 16 w| <= 2^14, so
- * |s| < 2^31 for in_c <= 2^16 (pw_pairs_apply) and s is exact: acc = bias + (s >> 4) is then
- * the reference's wrapping bias + sum(x * w) (the effective bias carries the input offset). */
+ * Exactness: x raw int8 and w in [-8, 7], so x * 4096 w lies in [-1016 * 2^12, 1024 * 2^12]: over
+ * at most PW_S4_MAX_C_IN taps the loop's sum from 0 stays inside int32 and is 4096 times the
+ * exact sum. The arithmetic shift by 12 loses nothing, and acc = bias + sum wraps as the
+ * reference's accumulator does (the effective bias carries the input offset). */
+#define PW_S4_MAX_C_IN 504
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
-#define EK_PW_S4_UNPACK                                                                         \
-    "lsl %[l0], %[l3], #4\n\t"                                                                  \
-    "and %[l0], %[l0], #0xF0F0F0F0\n\t"                                                         \
-    "and %[l3], %[l3], #0xF0F0F0F0\n\t"                                                         \
-    "sxtb16 %[l1], %[l0], ror #8\n\t"                                                           \
-    "sxtb16 %[l0], %[l0]\n\t"                                                                   \
-    "sxtb16 %[l2], %[l3]\n\t"                                                                   \
-    "sxtb16 %[l3], %[l3], ror #8\n\t"
+#define EK_PW_S4_LANES(shift, address)                                                          \
+    "ldrd %[p], %[q], " address "\n\t"                                                          \
+    "and %[t], %[m], %[v0], lsl #" shift "\n\t"                                                 \
+    "smlad %[a0], %[t], %[p], %[a0]\n\t"                                                        \
+    "smlad %[b0], %[t], %[q], %[b0]\n\t"                                                        \
+    "and %[t], %[m], %[v1], lsl #" shift "\n\t"                                                 \
+    "smlad %[a1], %[t], %[p], %[a1]\n\t"                                                        \
+    "smlad %[b1], %[t], %[q], %[b1]\n\t"
 #define EK_PW_S4_STEP                                                                           \
-    "ldr %[l3], [%[w], %[n]]\n\t" EK_PW_S4_UNPACK                                               \
-    "ldrd %[p], %[q], [%[x]]\n\t"                                                               \
-    "smlad %[a1], %[l0], %[p], %[a1]\n\t"                                                       \
-    "smlad %[a1], %[l1], %[q], %[a1]\n\t"                                                       \
-    "ldrd %[p], %[q], [%[x], #8]\n\t"                                                           \
-    "smlad %[a1], %[l2], %[p], %[a1]\n\t"                                                       \
-    "smlad %[a1], %[l3], %[q], %[a1]\n\t"                                                       \
-    "ldrd %[p], %[q], [%[x], #16]\n\t"                                                          \
-    "smlad %[b1], %[l0], %[p], %[b1]\n\t"                                                       \
-    "smlad %[b1], %[l1], %[q], %[b1]\n\t"                                                       \
-    "ldrd %[p], %[q], [%[x], #24]\n\t"                                                          \
-    "smlad %[b1], %[l2], %[p], %[b1]\n\t"                                                       \
-    "smlad %[b1], %[l3], %[q], %[b1]\n\t"                                                       \
-    "ldr %[l3], [%[w]], #4\n\t" EK_PW_S4_UNPACK                                                 \
-    "ldrd %[p], %[q], [%[x]], #32\n\t"                                                          \
-    "smlad %[a0], %[l0], %[p], %[a0]\n\t"                                                       \
-    "smlad %[a0], %[l1], %[q], %[a0]\n\t"                                                       \
-    "ldrd %[p], %[q], [%[x], #-24]\n\t"                                                         \
-    "smlad %[a0], %[l2], %[p], %[a0]\n\t"                                                       \
-    "smlad %[a0], %[l3], %[q], %[a0]\n\t"                                                       \
-    "ldrd %[p], %[q], [%[x], #-16]\n\t"                                                         \
-    "smlad %[b0], %[l0], %[p], %[b0]\n\t"                                                       \
-    "smlad %[b0], %[l1], %[q], %[b0]\n\t"                                                       \
-    "ldrd %[p], %[q], [%[x], #-8]\n\t"                                                          \
-    "smlad %[b0], %[l2], %[p], %[b0]\n\t"                                                       \
-    "smlad %[b0], %[l3], %[q], %[b0]\n\t"
+    "ldr %[v1], [%[w], %[n]]\n\t"                                                               \
+    "ldr %[v0], [%[w]], #4\n\t" EK_PW_S4_LANES("12", "[%[x]], #32")                           \
+        EK_PW_S4_LANES("8", "[%[x], #-24]") EK_PW_S4_LANES("4", "[%[x], #-16]")                 \
+            EK_PW_S4_LANES("0", "[%[x], #-8]")
 #endif
 
 /* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)} from bias2[0] / bias2[1]; the
@@ -567,9 +550,10 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
 {
     int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
-    const int8_t *const end = w + n;
-    uint32_t p, q, l0, l1, l2, l3;
-    __asm__ volatile("tst %[n], #4\n\t"
+    const int8_t *const end = w + n; /* the loop ends with row 0 */
+    const uint32_t mask = 0xF000F000u;
+    uint32_t p, q, t, v0, v1;
+    __asm__ volatile("tst %[n], #4\n\t" /* an odd number of 4-byte steps: one, then pairs */
                      "beq 2f\n\t" EK_PW_S4_STEP
                      "cmp %[w], %[end]\n\t"
                      "beq 3f\n"
@@ -578,52 +562,41 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
                      "bne 2b\n"
                      "3:\n"
                      : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0),
-                       [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [l0] "=&r"(l0),
-                       [l1] "=&r"(l1), [l2] "=&r"(l2), [l3] "=&r"(l3)
-                     : [n] "r"(n), [end] "r"(end)
+                       [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [t] "=&r"(t),
+                       [v0] "=&r"(v0), [v1] "=&r"(v1)
+                     : [n] "r"(n), [end] "r"(end), [m] "r"(mask)
                      : "cc", "memory");
 #else
     for (const int8_t *const end = w + n; w != end; w += 4, x += 8) {
-        for (int32_t row = 1; row >= 0; --row) {
-            const uint32_t v = ek_read_u32(w + row * n);
-            const uint32_t lo = (v & 0x0F0F0F0Fu) << 4, hi = v & 0xF0F0F0F0u;
-            const uint32_t l0 = ek_sxtb16(lo), l1 = ek_sxtb16_ror8(lo);
-            const uint32_t l2 = ek_sxtb16(hi), l3 = ek_sxtb16_ror8(hi);
-            int32_t a = row ? a1 : a0, b = row ? b1 : b0;
-            a = ek_smlad(l0, x[0], a);
-            a = ek_smlad(l1, x[1], a);
-            a = ek_smlad(l2, x[2], a);
-            a = ek_smlad(l3, x[3], a);
-            b = ek_smlad(l0, x[4], b);
-            b = ek_smlad(l1, x[5], b);
-            b = ek_smlad(l2, x[6], b);
-            b = ek_smlad(l3, x[7], b);
-            if (row) {
-                a1 = a;
-                b1 = b;
-            } else {
-                a0 = a;
-                b0 = b;
-            }
+        const uint32_t v0 = ek_read_u32(w), v1 = ek_read_u32(w + n);
+        for (int32_t k = 0; k < 4; ++k) {
+            const uint32_t shift = (uint32_t)(12 - 4 * k);
+            const uint32_t t0 = (v0 << shift) & 0xF000F000u, t1 = (v1 << shift) & 0xF000F000u;
+            a0 = ek_smlad(t0, x[2 * k], a0);
+            b0 = ek_smlad(t0, x[2 * k + 1], b0);
+            a1 = ek_smlad(t1, x[2 * k], a1);
+            b1 = ek_smlad(t1, x[2 * k + 1], b1);
         }
     }
 #endif
-    acc[0] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(a0 >> 4));
-    acc[1] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(a1 >> 4));
-    acc[2] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(b0 >> 4));
-    acc[3] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(b1 >> 4));
+    /* exact multiples of 4096: the arithmetic shift loses nothing */
+    acc[0] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(a0 >> 12));
+    acc[1] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(a1 >> 12));
+    acc[2] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(b0 >> 12));
+    acc[3] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(b1 >> 12));
 }
 
-/* Four words {x0,x4; x2,x6; x1,x5; x3,x7} of 8 bytes at src. */
+/* Words {x0,x4}, {x1,x5}, {x2,x6}, {x3,x7} of the 8 bytes at src, at dst[0], [2], [4], [6]
+ * (the other pixel's words interleave). */
 static inline void pw_widen8_s4(const int8_t *src, uint32_t *dst)
 {
     const uint32_t lo = ek_read_u32(src), hi = ek_read_u32(src + 4);
     const uint32_t l02 = ek_sxtb16(lo), l13 = ek_sxtb16_ror8(lo);
     const uint32_t h46 = ek_sxtb16(hi), h57 = ek_sxtb16_ror8(hi);
     dst[0] = (l02 & 0xFFFFu) | (h46 << 16);
-    dst[1] = (l02 >> 16) | (h46 & 0xFFFF0000u);
     dst[2] = (l13 & 0xFFFFu) | (h57 << 16);
-    dst[3] = (l13 >> 16) | (h57 & 0xFFFF0000u);
+    dst[4] = (l02 >> 16) | (h46 & 0xFFFF0000u);
+    dst[6] = (l13 >> 16) | (h57 & 0xFFFF0000u);
 }
 
 /* Pixels a and b (n bytes each, n % 8 == 0) widened into dst in the int4 layout. */
@@ -631,7 +604,7 @@ static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, ui
 {
     for (const int8_t *const end = a + n; a != end; a += 8, b += 8, dst += 8) {
         pw_widen8_s4(a, dst);
-        pw_widen8_s4(b, dst + 4);
+        pw_widen8_s4(b, dst + 1);
     }
 }
 #endif
@@ -645,7 +618,7 @@ static inline int pw_pairs_apply(const ek_conv2d_params *p)
     }
 #if EK_CONV_S4
     return p->filter_offset == 0 && p->effective_bias != 0 && (p->in_c & 7) == 0
-           && p->in_c > 0 && p->in_c <= 65536 && p->out_c >= 2;
+           && p->in_c > 0 && p->in_c <= PW_S4_MAX_C_IN && p->out_c >= 2;
 #else
     return p->filter_offset == 0 && p->effective_bias != 0 && (p->in_c & 3) == 0
            && p->in_c > 0 && p->out_c >= 2;

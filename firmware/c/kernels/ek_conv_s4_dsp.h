@@ -138,43 +138,50 @@ static int32_t ek_s4_conv_window(const ek_conv2d_params *p, const int8_t *input,
 
 /* One run of n (>= 1) groups: {a0, a1} += 4096 * the window against filter words w0 and w1. */
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+/* One group: two filter words, four window words (the first load steps the window on), eight
+ * AND-with-shift, eight SMLAD. */
+#define EK_S4_GROUP                                                                            \
+    "ldr %[v0], [%[w0]], #4\n\t"                                                               \
+    "ldr %[v1], [%[w1]], #4\n\t"                                                               \
+    "ldr %[x], [%[win]], #16\n\t"                                                              \
+    "and %[t], %[m], %[v0], lsl #12\n\t"                                                       \
+    "smlad %[a0], %[t], %[x], %[a0]\n\t"                                                       \
+    "and %[t], %[m], %[v1], lsl #12\n\t"                                                       \
+    "smlad %[a1], %[t], %[x], %[a1]\n\t"                                                       \
+    "ldr %[x], [%[win], #-12]\n\t"                                                             \
+    "and %[t], %[m], %[v0], lsl #8\n\t"                                                        \
+    "smlad %[a0], %[t], %[x], %[a0]\n\t"                                                       \
+    "and %[t], %[m], %[v1], lsl #8\n\t"                                                        \
+    "smlad %[a1], %[t], %[x], %[a1]\n\t"                                                       \
+    "ldr %[x], [%[win], #-8]\n\t"                                                              \
+    "and %[t], %[m], %[v0], lsl #4\n\t"                                                        \
+    "smlad %[a0], %[t], %[x], %[a0]\n\t"                                                       \
+    "and %[t], %[m], %[v1], lsl #4\n\t"                                                        \
+    "smlad %[a1], %[t], %[x], %[a1]\n\t"                                                       \
+    "ldr %[x], [%[win], #-4]\n\t"                                                              \
+    "and %[t], %[m], %[v0]\n\t"                                                                \
+    "smlad %[a0], %[t], %[x], %[a0]\n\t"                                                       \
+    "and %[t], %[m], %[v1]\n\t"                                                                \
+    "smlad %[a1], %[t], %[x], %[a1]\n\t"
 #define EK_S4_RUN(win, w0, w1, n, a0, a1)                                                      \
     do {                                                                                       \
         const int16_t *const end_ = (win) + 8 * (n);                                           \
         uint32_t v0_, v1_, x_, t_;                                                             \
         const uint32_t mask_ = 0xF000F000u;                                                    \
-        /* per group: two filter words, four window words, eight AND-with-shift, eight SMLAD  \
-         * (25 instructions per 16 MACs, as the int8 path's dot4_raw) */                      \
+        /* an odd group count: one group, then pairs (22 instructions per 16 MACs, plus the   \
+         * loop's two per pair) */                                                             \
         __asm__ volatile(                                                                      \
-            "1:\n\t"                                                                           \
-            "ldr %[v0], [%[w0]], #4\n\t"                                                       \
-            "ldr %[v1], [%[w1]], #4\n\t"                                                       \
-            "ldr %[x], [%[win]]\n\t"                                                           \
-            "and %[t], %[m], %[v0], lsl #12\n\t"                                               \
-            "smlad %[a0], %[t], %[x], %[a0]\n\t"                                               \
-            "and %[t], %[m], %[v1], lsl #12\n\t"                                               \
-            "smlad %[a1], %[t], %[x], %[a1]\n\t"                                               \
-            "ldr %[x], [%[win], #4]\n\t"                                                       \
-            "and %[t], %[m], %[v0], lsl #8\n\t"                                                \
-            "smlad %[a0], %[t], %[x], %[a0]\n\t"                                               \
-            "and %[t], %[m], %[v1], lsl #8\n\t"                                                \
-            "smlad %[a1], %[t], %[x], %[a1]\n\t"                                               \
-            "ldr %[x], [%[win], #8]\n\t"                                                       \
-            "and %[t], %[m], %[v0], lsl #4\n\t"                                                \
-            "smlad %[a0], %[t], %[x], %[a0]\n\t"                                               \
-            "and %[t], %[m], %[v1], lsl #4\n\t"                                                \
-            "smlad %[a1], %[t], %[x], %[a1]\n\t"                                               \
-            "ldr %[x], [%[win], #12]\n\t"                                                      \
-            "add %[win], %[win], #16\n\t"                                                      \
-            "and %[t], %[m], %[v0]\n\t"                                                        \
-            "smlad %[a0], %[t], %[x], %[a0]\n\t"                                               \
-            "and %[t], %[m], %[v1]\n\t"                                                        \
-            "smlad %[a1], %[t], %[x], %[a1]\n\t"                                               \
+            "tst %[n], #1\n\t"                                                                 \
+            "beq 2f\n\t" EK_S4_GROUP                                                           \
             "cmp %[win], %[end]\n\t"                                                           \
-            "bne 1b"                                                                           \
+            "beq 3f\n"                                                                         \
+            "2:\n\t" EK_S4_GROUP EK_S4_GROUP                                                    \
+            "cmp %[win], %[end]\n\t"                                                           \
+            "bne 2b\n"                                                                         \
+            "3:\n"                                                                             \
             : [a0] "+r"(a0), [a1] "+r"(a1), [win] "+r"(win), [w0] "+r"(w0), [w1] "+r"(w1),    \
               [v0] "=&r"(v0_), [v1] "=&r"(v1_), [x] "=&r"(x_), [t] "=&r"(t_)                 \
-            : [m] "r"(mask_), [end] "r"(end_)                                                  \
+            : [m] "r"(mask_), [end] "r"(end_), [n] "r"(n)                                      \
             : "cc", "memory");                                                                 \
     } while (0)
 #else
@@ -199,11 +206,13 @@ static int32_t ek_s4_conv_window(const ek_conv2d_params *p, const int8_t *input,
 /* acc[r] += the window against the channel whose nibbles start at n_r (even), r = 0, 1. */
 #if defined(__GNUC__)
 #define EK_S4_INLINE static inline __attribute__((always_inline))
+#define EK_S4_NOINLINE static __attribute__((noinline))
 #else
 #define EK_S4_INLINE static inline
+#define EK_S4_NOINLINE static
 #endif
 
-EK_S4_INLINE void ek_s4_dot2(const int16_t *win,
+EK_S4_NOINLINE void ek_s4_dot2(const int16_t *win,
                                                               const int8_t *filter, int32_t n0,
                                                               int32_t n1, int32_t groups,
                                                               int32_t acc[2])
