@@ -5,9 +5,11 @@ a depthwise conv channel by channel copies every input plane to a scratch first;
 place copies each input pixel). The objective decides which of them the planner may use:
 
 - ``memory``: every mode (the smallest arena; what `edgekit.planner.plan` does alone);
-- ``speed``: no mode whose estimated instructions exceed the out-of-place kernel's at that op
-  (free modes stay: ``conv_sliding``, ``elementwise`` and ``reshape_view`` run the plain kernel
-  or none, and save bytes for nothing), so the plan runs the fewest estimated instructions;
+- ``speed``: at each op, no mode whose estimated instructions exceed the op's fastest option
+  (the out-of-place kernel, or an in-place mode whose kernel is faster still); free modes
+  (``conv_sliding``, ``elementwise``, ``reshape_view`` run the plain kernel or none) stay where
+  nothing is faster, saving bytes for nothing, so the plan runs the fewest estimated
+  instructions;
 - ``balanced`` (the default): the ``speed`` plan when its arena fits the board's SRAM budget
   (`sram_budget`: the arena's region less the stack and a margin); else the costly modes are
   allowed back, cheapest first, until the arena fits (the fewest ones that do, found by
@@ -47,14 +49,19 @@ def sram_budget(region_bytes: int, stack_bytes: int) -> int:
 
 
 def costly_modes(graph: Graph, table: dict) -> dict[tuple[int, str], float]:
-    """(op index, mode) -> the instructions the mode adds over the plain kernel, for every
-    mode the op may statically take that costs more (fusions at the conv's index)."""
+    """(op index, mode) -> the instructions the mode adds over the op's fastest option, for
+    every mode the op may statically take that costs more than that option: the plain kernel,
+    or a mode whose kernel is faster than it (a 1x1 conv in place runs the two-pixel kernel),
+    in which case the free modes (``conv_sliding``: the plain kernel) count as costly too.
+    Fusions at the conv's index, against running the conv and its ADD apart."""
     costly = {}
     for index, op in enumerate(graph.ops):
-        for mode, _ in inplace_candidates(op, graph):
-            extra = mode_penalty(graph, index, mode.name, table)
-            if extra > 0:
-                costly[(index, mode.name)] = max(extra, costly.get((index, mode.name), 0.0))
+        penalties = {mode.name: mode_penalty(graph, index, mode.name, table)
+                     for mode, _ in inplace_candidates(op, graph)}
+        best = min([0.0, *penalties.values()])
+        for name, penalty in penalties.items():
+            if penalty > best:
+                costly[(index, name)] = penalty - best
     for fusable in fusion_candidates(graph).values():
         for f in fusable:
             extra = mode_penalty(graph, f.conv, FUSED_MODE, table, add_index=f.add)
