@@ -129,10 +129,12 @@ class Evolution:
         points = [self._point(t.values) for t in done]
         seen = {json.dumps(g, sort_keys=True) for g in genomes}
         totals = {"screened": 0, "rejected": 0}
+        timed_out = False
         while len(genomes) < self.config.trials:
             if (self.config.time_budget is not None
                     and time.monotonic() - start >= self.config.time_budget):
-                return mine, True
+                timed_out = True
+                break
             number = len(genomes)
             began = time.monotonic()
             genome, spec, memory, rejected = self._draw(number, genomes, points, seen)
@@ -151,8 +153,8 @@ class Evolution:
                                     f" {totals['rejected']}, best {max(-p[0] for p in points):.3f}")
         self.log(f"evolution: {len(mine)} sub-networks evaluated here ({len(genomes)} in the"
                  f" study); {totals['screened']} screened, {totals['rejected']} rejected before"
-                 " evaluation")
-        return mine, False
+                 " evaluation" + (" (the time budget ran out)" if timed_out else ""))
+        return mine, timed_out
 
     @staticmethod
     def _point(values) -> tuple[float, float, float]:
