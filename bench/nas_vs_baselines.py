@@ -150,8 +150,8 @@ def _fits_graph(model, resolution: int, board) -> bool:
     return memory["peak_sram"] <= sram_budget(board) and memory["flash_estimate"] <= board.flash_bytes
 
 
-def _widest_cnn(board) -> float:
-    for factor in (8, 6, 5, 4, 3, 2.5, 2, 1.5, 1):
+def _widest_cnn(board, cap: float) -> float:
+    for factor in (f for f in (8, 6, 5, 4, 3, 2.5, 2, 1.5, 1) if f <= cap):
         if _fits_graph(_cnn(factor), 28, board):
             return factor
     return 1
@@ -210,7 +210,7 @@ def run_board(args, board_id: str, seed: int, work: Path) -> dict:
 
     train = load_fashion_mnist("train", limit=args.train_limit)
     test: Split = load_fashion_mnist("test")
-    factor = _widest_cnn(board)
+    factor = _widest_cnn(board, args.max_cnn_factor)
     row["cnn"] = {"channel_factor": factor, **_final_train_eval(
         _cnn(factor), 28, train, test, board, steps=steps, seed=seed)}
     print(f"{board_id} seed {seed} cnn x{factor}: {row['cnn']['int8_top1']:.4f}",
@@ -257,10 +257,26 @@ def main() -> int:
     parser.add_argument("--resolutions", default="32,40,48")
     parser.add_argument("--widths", default="0.35,0.5")
     parser.add_argument("--space-samples", type=int, default=300)
+    parser.add_argument("--max-cnn-factor", type=float, default=4,
+                        help="widen the CNN at most this much (training cost on 2 cores)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/nas_vs_baselines"))
     parser.add_argument("-o", "--output", type=Path,
                         default=REPO / "bench" / "results" / "nas_vs_baselines.json")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[],
+                        help="add the runs of these result files (runs made in parallel) to"
+                        " -o and exit")
     args = parser.parse_args()
+    if args.merge:
+        payload = json.loads(args.output.read_text())
+        for other in args.merge:
+            new = json.loads(other.read_text())["runs"]
+            keys = {(r["board"], r["seed"]) for r in new}
+            payload["runs"] = [r for r in payload["runs"]
+                               if (r["board"], r["seed"]) not in keys] + new
+        payload["summary"] = summary(payload["runs"])
+        args.output.write_text(json.dumps(payload, indent=2) + "\n")
+        print(json.dumps(payload["summary"], indent=2))
+        return 0
     rows = []
     if args.output.exists():  # runs add to the file: one board and seed at a time
         rows = [r for r in json.loads(args.output.read_text()).get("runs", [])]
