@@ -93,10 +93,13 @@ class MCUNetFamily:
 
         return optimise_space(space, board, sram=sram, samples=samples, seed=seed)
 
-    def train(self, spec, split, *, steps: int, batch_size: int, seed: int, threads: int):
+    def train(self, spec, split, *, steps: int, batch_size: int, seed: int, threads: int,
+              model=None):
+        """``model``: a module of ``spec`` to continue training (the supernet's weights)."""
         from edgekit.nas.train import train
 
-        return train(spec, split, steps=steps, batch_size=batch_size, seed=seed, threads=threads)
+        return train(spec, split, steps=steps, batch_size=batch_size, seed=seed, threads=threads,
+                     model=model)
 
     def float_accuracy(self, module, spec, split) -> float:
         from edgekit.nas.train import float_accuracy

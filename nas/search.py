@@ -60,6 +60,8 @@ FIRMWARE_DATA_BYTES = 64
 
 #: `SearchConfig.scale` values
 SCALES = ("default", "paper")
+#: `SearchConfig.strategy` values
+STRATEGIES = ("proxy", "supernet")
 
 
 @dataclass
@@ -103,6 +105,12 @@ class SearchConfig:
     #: weight bits per layer, mcunet only: "8", "4", "mixed" or None (the family's default:
     #: `edgekit.nas.mcunet_family.default_bits`)
     bits: str | None = None
+    #: "proxy": Optuna trials each training its candidate briefly; "supernet" (mcunet only):
+    #: one weight-sharing supernet and an evolution over its sub-networks
+    #: (`edgekit.nas.search_supernet`), ``trials`` then counting evaluated sub-networks
+    strategy: str = "proxy"
+    #: sandwich-rule training steps of the supernet
+    supernet_steps: int = 400
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
@@ -128,6 +136,12 @@ class SearchConfig:
                              f" mcunet space only; this search is {self.space!r})")
         if self.bits is not None:
             self.bits = str(self.bits)
+        if self.strategy not in STRATEGIES or (self.strategy == "supernet"
+                                               and self.space != "mcunet"):
+            raise UsageError(f"strategy {self.strategy!r}: choose one of {STRATEGIES} (supernet"
+                             f" for the mcunet space only; this search is {self.space!r})")
+        if int(self.supernet_steps) < 1:
+            raise UsageError(f"supernet-steps must be >= 1, got {self.supernet_steps}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise UsageError(f"time-budget must be > 0 seconds, got {self.time_budget}")
 
@@ -352,15 +366,17 @@ def calibration_inputs(split: Split, count: int = CALIBRATION_COUNT, seed: int =
 
 
 def _final(config: SearchConfig, family: Family, spec, data: Dataset, train_split: Split,
-           board, out_dir: Path, extra: dict | None = None) -> dict:
-    """Train the chosen spec longer, quantize it, check it on the real planner, write best/."""
+           board, out_dir: Path, extra: dict | None = None, start_model=None) -> dict:
+    """Train the chosen spec longer (from ``start_model(spec)``'s weights when given: the
+    supernet's), quantize it, check it on the real planner, write best/."""
     from edgekit.converters.tflite_writer import save_tflite
 
     steps = max(config.proxy_steps,
                 math.ceil(config.final_epochs * len(train_split) / config.batch_size))
     start = time.monotonic()
+    start_from = {} if start_model is None else {"model": start_model(spec)}
     model = family.train(spec, train_split, steps=steps, batch_size=config.batch_size,
-                         seed=config.seed, threads=config.threads)
+                         seed=config.seed, threads=config.threads, **start_from)
     graph = family.int8_graph(model, spec, calibration_inputs(train_split, seed=config.seed))
     test = Split(data.test.images[:config.test_limit], data.test.labels[:config.test_limit])
     memory = _final_memory(family, spec, graph, board)
@@ -405,6 +421,11 @@ def run_search(config: SearchConfig, *, progress: Callable[..., Any] | None = No
     space, space_choice = _optimise_space(family, space, board, config)
 
     train_split, val_split = _split_data(data, config)
+    if config.strategy == "supernet":
+        from edgekit.nas.search_supernet import run_supernet
+
+        return run_supernet(config, family, space, board, study, data, train_split,
+                            val_split, progress=progress, space_choice=space_choice)
     objective = Objective(config, family, space, board, train_split, val_split)
     complete_at_start = counts(study).finished >= config.trials
     mine, timed_out = _run_trials(optuna, study, objective, config, progress)
@@ -450,7 +471,7 @@ def _open_study(optuna, url: str, config: SearchConfig, board):
     holds another search, or this one without ``resume``, or this one with other settings."""
     storage = open_storage(url, config.heartbeat)
     names = optuna.study.get_all_study_names(storage)
-    name = study_name(config.space)
+    name = study_name(config.space) + ("-supernet" if config.strategy == "supernet" else "")
     others = sorted(n[len("edgekit-"):] for n in names if n.startswith("edgekit-") and n != name)
     if (name in names or others) and not config.resume:
         raise SearchError(f"storage {url!r} already holds a search; pass --resume to"
@@ -458,9 +479,11 @@ def _open_study(optuna, url: str, config: SearchConfig, board):
                           " -o DIR / --storage")
     if others and name not in names:
         raise SearchError(f"storage {url!r} holds a search of space {others[0]!r}, not"
-                          f" {config.space!r}; choose another -o DIR / --storage")
+                          f" {name[len('edgekit-'):]!r}; choose another -o DIR / --storage")
+    # the supernet's evolution also minimises MACs (`edgekit.nas.search_supernet`)
+    directions = ["maximize", "minimize"] + (["minimize"] if config.strategy == "supernet" else [])
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
-                                directions=["maximize", "minimize"],
+                                directions=directions,
                                 sampler=optuna.samplers.TPESampler(seed=config.seed))
     record_settings(study, {"board": board.id, "space": config.space, "seed": config.seed,
                             "space_opt": config.space_opt})
@@ -528,7 +551,7 @@ def _rejected(optuna, study) -> dict:
 
 def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Dataset,
                    train_split: Split, board, out_dir: Path, trials_run: int,
-                   space_choice: dict) -> SearchResult:
+                   space_choice: dict, start_model=None) -> SearchResult:
     """Pareto front (json and plot) of the study's finished trials, then the chosen model."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     rows = [_row(t) for t in complete]
@@ -552,7 +575,7 @@ def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Da
     spec = family.spec_from_dict(chosen["spec"])
     report = _final(config, family, spec, data, train_split, board, out_dir,
                     extra={"rejected": rejected, "constraints": constraints,
-                           "space_choice": space_choice})
+                           "space_choice": space_choice}, start_model=start_model)
     report["proxy_accuracy"] = chosen["accuracy"]
     report["trial"] = chosen["trial"]
     return SearchResult(trials_run=trials_run, trials_total=total, pareto=pareto, best=report,

@@ -23,10 +23,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a bundled dataset, an .npz (arrays x, y [, x_test, y_test]), an"
                         " image folder with one subfolder per class, or (embbert) a .csv with"
                         " columns text,label")
-    parser.add_argument("--trials", type=int, default=20,
+    parser.add_argument("--trials", type=int,
                         help="finished trials the search should hold in all (default 20); with"
                         " --resume, or with several workers on one --storage, each runs only"
-                        " what is missing")
+                        " what is missing. --strategy supernet: sub-networks evaluated"
+                        " (default 300)")
+    parser.add_argument("--strategy", choices=("proxy", "supernet"), default="proxy",
+                        help="proxy (default): each trial trains its candidate for"
+                        " --proxy-steps; supernet (mcunet): train one weight-sharing supernet,"
+                        " then evolve its sub-networks evaluated with inherited weights")
+    parser.add_argument("--supernet-steps", type=int, default=400, metavar="N",
+                        help="--strategy supernet: sandwich-rule training steps (default 400)")
     parser.add_argument("--time-budget", type=float, metavar="S",
                         help="start no trial after S seconds (the final training of the chosen model"
                         " comes after)")
@@ -69,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " the chosen model's int4 layers are converted with --recover). Default:"
                         " mixed where the board's flash binds (the space's largest int8"
                         " candidate does not fit it), else 8")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads for training and evaluation (default 2)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
@@ -141,15 +150,18 @@ def run(args: argparse.Namespace) -> int:
     check_space(args.space)
 
     config = SearchConfig(board=args.board, dataset=args.dataset, out_dir=args.output,
-                          trials=args.trials, time_budget=args.time_budget, seed=args.seed,
+                          trials=args.trials or (300 if args.strategy == "supernet" else 20),
+                          strategy=args.strategy, threads=args.threads,
+                          supernet_steps=args.supernet_steps,
+                          time_budget=args.time_budget, seed=args.seed,
                           storage=args.storage, resume=args.resume, proxy_steps=args.proxy_steps,
                           train_limit=args.train_limit, final_epochs=args.final_epochs,
                           test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead,
                           resolutions=args.resolutions, widths=args.widths, space=args.space,
                           scale=args.scale, space_opt=args.space_opt == "on",
                           space_samples=args.space_samples, bits=args.bits)
-    result = run_search(config, progress=lambda total: progress(total=total, desc="trials",
-                                                                 args=args))
+    result = run_search(config, progress=lambda total, desc="trials": progress(
+        total=total, desc=desc, args=args))
     payload = {"board": args.board, "dataset": args.dataset, "space": args.space,
                "trials_run": result.trials_run,
                "trials_total": result.trials_total, "pareto": result.pareto,
