@@ -10,15 +10,16 @@ layout; inputs and outputs counted, they live in SRAM):
   and with a patch schedule the plan of `edgekit.patching`'s rewritten graph. It takes a few
   hundred ms; the search computes it for every candidate it trains, and its constraint uses it.
 
-`peak_sram_fast(spec)` equals `planner_arena(spec)` exactly for layer-by-layer candidates,
-thousands of times faster. Why it can: the network is a chain (a residual block reads only its
-own input again), so every step of the schedule touches the tensors of one *segment* (the
+`peak_sram_fast(spec)` equals the planner's lower bound of `planner_arena(spec)` exactly for
+layer-by-layer candidates, thousands of times faster; the arena meets that bound on most
+chains and exceeds it by a few bytes where a pointwise conv's widened scratch (4 x C_in) finds
+no gap (4 of the 33 specs of tests/test_nas_memory.py, by 24-48 B). Why it can: the network is
+a chain (a residual block reads only its own input again), so every step of the schedule touches the tensors of one *segment* (the
 stem, one block, or the head): the live bytes of a step, the in-place mode each op takes (a
 static table plus "does the input die here", which is local) and the conv+ADD fusion of a
-block depend on that segment's shapes alone, and with every mode on these chains' arena equals
-the planner's lower bound (the most bytes live at one step). So the arena is the largest
-segment peak. Each segment's peak comes from the real planner run on that segment alone,
-memoised by its shape key (resolution, channels, kernel, stride, expansion): a search space
+block depend on that segment's shapes alone, so the lower bound (the most bytes live at one
+step) is the largest segment peak. Each segment's peak comes from the real planner run on that
+segment alone, memoised by its shape key (resolution, channels, kernel, stride, expansion): a search space
 has about a thousand distinct segments, and a candidate is then ~15 dictionary look-ups.
 tests/test_nas_memory.py checks the equality on random specs and MobileNetV2;
 bench/nas_memory_throughput.py measures the rate, cold cache included. With only the
