@@ -51,6 +51,21 @@ POINTWISE_PAIR_KERNELS = frozenset({
     f"ek_conv2d_{bits}_pointwise_inplace{direction}"
     for bits in ("s8", "s4") for direction in ("", "_backward")})
 
+def _quad_ring_on_stack(fields: dict) -> bool:
+    """Whether an in-place depthwise call may run inplace_quad_on_stack (ek_conv_depthwise.c:
+    dw_quad_applies, and a ring of at most EK_DW_QUAD_STACK_WORDS words, 2 * k_h * its row's
+    width). The kernel takes it only when the scratch plane is too small for that ring and the
+    ring order is safe; a call counted here without those checks can only make the bound higher."""
+    row = (fields["out_w"] - 1) * fields["stride_w"] + fields["k_w"]
+    return (fields["in_c"] % 4 == 0 and fields["depth_multiplier"] == 1
+            and fields["filter_offset"] == 0 and fields["k_h"] == 3 and fields["k_w"] == 3
+            and fields["stride_w"] in (1, 2) and fields["dilation_h"] == 1
+            and fields["dilation_w"] == 1 and 2 * fields["k_h"] * row <= QUAD_STACK_WORDS)
+
+
+#: ek_conv_depthwise.c's EK_DW_QUAD_STACK_WORDS: the stack ring's size in words
+QUAD_STACK_WORDS = 64
+
 #: helper symbol -> (the kernels that call it, whether a call with these params fields takes it)
 PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     "pw_inplace_pairs": (POINTWISE_PAIR_KERNELS, _pointwise_pairs),
@@ -59,6 +74,8 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     **{f"{kernel}_broadcast": (frozenset({kernel}), _broadcasts)
        for kernel in ("ek_add_s8", "ek_add_s16", "ek_mul_s8", "ek_mul_s16")},
     "dot4_raw": (RAW_DOT_KERNELS, _raw_dot_product),
+    "inplace_quad_on_stack": (frozenset({"ek_depthwise_conv2d_s8_inplace",
+                                         "ek_depthwise_conv2d_s4_inplace"}), _quad_ring_on_stack),
 }
 
 
