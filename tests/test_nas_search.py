@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
+
+from nas_toy_data import write_toy_npz
 
 pytest.importorskip("optuna")
 pytest.importorskip("torch")
@@ -23,11 +24,7 @@ TINY = ["--proxy-steps", "2", "--train-limit", "60", "--final-epochs", "0", "--t
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory):
     """A small random 3-class dataset of 8x8 grey images."""
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "toy.npz"
-    np.savez(path, x=rng.integers(0, 256, size=(90, 8, 8), dtype=np.uint8),
-             y=rng.integers(0, 3, size=90))
-    return path
+    return write_toy_npz(tmp_path_factory.mktemp("data") / "toy.npz")
 
 
 def _config(out, npz, **kw):

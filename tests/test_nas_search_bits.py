@@ -111,10 +111,9 @@ def test_a_mixed_search_reports_flash_and_converts_with_the_chosen_bits(tmp_path
     from edgekit.nas.mcunet import MCUNetSpec
     from edgekit.nas.search import SearchConfig, run_search
 
-    rng = np.random.default_rng(0)
-    npz = tmp_path / "toy.npz"
-    np.savez(npz, x=rng.integers(0, 256, size=(90, 8, 8), dtype=np.uint8),
-             y=rng.integers(0, 3, size=90))
+    from nas_toy_data import write_toy_npz
+
+    npz = write_toy_npz(tmp_path / "toy.npz")
     out = tmp_path / "s"
     result = run_search(SearchConfig(
         board="mps2-an386", dataset=str(npz), out_dir=out, trials=3, seed=4, proxy_steps=2,

@@ -9,8 +9,9 @@ import dataclasses
 import json
 import random
 
-import numpy as np
 import pytest
+
+from nas_toy_data import write_toy_npz
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("optuna")
@@ -73,11 +74,8 @@ def test_a_genome_decodes_to_the_spec_it_was_drawn_as():
 
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "toy.npz"
-    np.savez(path, x=rng.integers(0, 256, size=(90, 8, 8), dtype=np.uint8),
-             y=rng.integers(0, 3, size=90))
-    return path
+    """A small random 3-class dataset of 8x8 grey images."""
+    return write_toy_npz(tmp_path_factory.mktemp("data") / "toy.npz")
 
 
 def _config(out, npz, **kw):
