@@ -42,7 +42,8 @@ def _pointwise_pairs(fields: dict) -> bool:
     arithmetic on raw bytes, whole words per pixel, two channels). The int4 kernels also need
     C_in % 8 == 0; a call with C_in % 8 == 4 counts as taking it all the same, which can only
     make the bound higher, never low."""
-    return (fields["filter_offset"] == 0 and "effective_bias" in fields
+    return (fields.get("wide_scratch", 0) == 1 and fields["filter_offset"] == 0
+            and "effective_bias" in fields
             and fields["in_c"] % 4 == 0 and fields["out_c"] >= 2)
 
 

@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     check_space(args.space)
 
     config = SearchConfig(board=args.board, dataset=args.dataset, out_dir=args.output,
-                          trials=args.trials or (300 if args.strategy == "supernet" else 20),
+                          trials=(args.trials if args.trials is not None
+                                  else 300 if args.strategy == "supernet" else 20),
                           strategy=args.strategy, threads=args.threads,
                           supernet_steps=args.supernet_steps,
                           time_budget=args.time_budget, seed=args.seed,
