@@ -95,8 +95,7 @@ def _render_model(payload: dict) -> str:
         f"  static RAM:  {payload['static_ram_bytes']} bytes (arena {payload['plan_arena_bytes']} "
         f"as planned)",
         *_patch_lines(payload.get("patch")),
-        *(f"  {line.strip()}".replace("objective      ", "objective:   ", 1)
-          for line in render_objective(payload["objective"])),
+        *render_objective(payload["objective"], label="  objective:   "),
         f"  estimate:    peak SRAM {est['peak_sram_bytes']} bytes = static {est['static_ram_bytes']}"
         f" + stack bound {est['stack_bytes']} ({' > '.join(est['stack_path'])})",
         f"  manifest:    {payload['manifest_path']}",

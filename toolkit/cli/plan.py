@@ -52,22 +52,16 @@ def add_objective_option(parser: argparse.ArgumentParser) -> None:
                         " the stack and a margin (memory without --board)")
 
 
-def objective_summary(planner, chosen: MemoryPlan) -> dict:
-    """The objective's JSON (`edgekit.planner.objective.objective_summary`)."""
-    from edgekit.planner.objective import objective_summary as summary
-
-    return summary(planner.last, chosen)
-
-
-def render_objective(o: dict) -> list[str]:
+def render_objective(o: dict, label: str = "objective      ") -> list[str]:
+    """The objective's lines; ``label`` heads the first, the note is indented to match."""
     applied = "" if o["applied"] == o["objective"] else f" -> {o['applied']}"
     budget = ("" if o.get("budget_bytes") is None else
               f", budget {o['budget_bytes']:,} B ({'fits' if o['fits_budget'] else 'over'})")
     unmodelled = f", {o['unmodelled_ops']} ops unmodelled" if o["unmodelled_ops"] else ""
-    lines = [f"objective      {o['objective']}{applied}: ~{o['estimated_instructions']:,}"
+    lines = [f"{label}{o['objective']}{applied}: ~{o['estimated_instructions']:,}"
              f" instructions estimated ({o['core_family']} cost model{unmodelled}){budget}"]
     if o["note"]:
-        lines.append(f"               {o['note']}")
+        lines.append(f"{' ' * len(label)}{o['note']}")
     return lines
 
 
@@ -86,7 +80,7 @@ def run(args) -> int:
         check_output_path(args.plot, suffixes=(".png", ".svg", ".pdf"), what="--plot")
     options = dict(strategy=args.strategy, alignment=args.alignment, inplace=args.inplace)
     from edgekit.firmware.model_build import MODEL_STACK_BYTES
-    from edgekit.planner.objective import objective_planner
+    from edgekit.planner.objective import objective_planner, objective_summary
 
     planner = objective_planner(args.objective, args.board, MODEL_STACK_BYTES)
     patched = resolve_patch(graph, args.patch, reorder=args.reorder, **options, planner=planner,
@@ -95,7 +89,7 @@ def run(args) -> int:
                                 items, total=total, desc="patch schedules", args=args))
     result = patched.best.plan if patched.best else patched.layer_by_layer
     payload = {"model": str(args.model), **_summary(result), "patch": patch_summary(patched),
-               "objective": objective_summary(planner, result),
+               "objective": objective_summary(planner.last, result),
                "fused_attention": sum(op.kind == "ATTENTION" for op in graph.ops),
                "tflm_incompatible": findings}
     sram = None
