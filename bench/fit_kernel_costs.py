@@ -4,8 +4,9 @@ toolkit/kernel_costs.json.
 For each core family (``dsp``: built for mps2-an386, Cortex-M4; ``portable``: lm3s6965evb,
 Cortex-M3) it builds small firmwares out of single-op cases (a conv, a 1x1 conv, a depthwise conv,
 a conv feeding a residual ADD, a fully-connected layer over tokens; random shapes around the
-MLPerf Tiny layers, and the conv-family layers of the MLPerf Tiny models themselves), each case
-reading its own graph input. Every batch is built twice: out of place (``inplace=False``), and
+MLPerf Tiny layers, and the conv-family layers of the MLPerf Tiny models themselves; the random
+cases again with int4 weights, for the ``_s4`` kernels' variants), each case reading its own graph
+input. Every batch is built twice: out of place (``inplace=False``), and
 with the in-place modes whose kernel differs (depthwise_channelwise, the pointwise modes,
 conv_add_skip), so each case is measured under both kernels. `edgekit measure --profile`'s
 per-op instructions on Unicorn (every run checked bit-exact) are the samples; each variant's
@@ -39,11 +40,12 @@ import graph_builders as gb  # noqa: E402
 
 from edgekit import planner  # noqa: E402
 from edgekit.boards.runners.measure import measure, resolve_firmware  # noqa: E402
+from edgekit.converters.int4_requant import requantize_weights  # noqa: E402
 from edgekit.converters.tflite_reader import load_tflite  # noqa: E402
 from edgekit.firmware.codegen import available_inplace_modes  # noqa: E402
 from edgekit.firmware.model_build import build_model  # noqa: E402
 from edgekit.ir import DType, Graph, Op, Tensor  # noqa: E402
-from edgekit.kernel_costs import COSTS_FILE, FUSED_MODE, features, variant  # noqa: E402
+from edgekit.kernel_costs import COSTS_FILE, FUSED_MODE, INT4_SUFFIX, features, variant  # noqa: E402
 
 MEASUREMENTS_FILE = REPO / "bench" / "results" / "kernel_cost_measurements.json"
 MODELS_DIR = REPO.parent / "shared" / "models" / "mlperf_tiny"
@@ -71,6 +73,9 @@ VARIANT_FEATURES = {
     "fc_pointwise_inplace": ("macs", "outputs", "inputs", "calls"),
     "add": ("outputs", "calls"),
 }
+#: the int4 twins (`edgekit.kernel_costs.INT4_SUFFIX`) use their int8 variant's features
+VARIANT_FEATURES.update({name + INT4_SUFFIX: features_ for name, features_ in
+                         list(VARIANT_FEATURES.items()) if name != "add"})
 
 
 def _prefixed(graph: Graph, prefix: str) -> tuple[list[Tensor], list[Op], list[str], list[str]]:
@@ -263,7 +268,9 @@ def main(argv=None) -> int:
                         " features; never after changing the kernels) instead of measuring")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    cases = random_cases(rng, args.cases) + mlperf_cases()
+    drawn = random_cases(rng, args.cases)
+    # the int4 kernels (``_s4`` variants): the random cases again, every weight int4
+    cases = drawn + mlperf_cases() + [requantize_weights(case, "4") for case in drawn]
     firmware_modes = available_inplace_modes()
     settings = {"plain": False, "inplace": KERNEL_MODES & firmware_modes}
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}

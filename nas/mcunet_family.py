@@ -67,25 +67,33 @@ class MCUNetFamily:
 
         return MCUNetSpec.from_dict(d)
 
-    def memory(self, spec, board) -> dict:
+    def memory(self, spec, board, max_instructions: int | None = None) -> dict:
+        """Peak SRAM, flash, recomputation and (for a candidate within the budgets) estimated
+        instructions of ``spec`` on ``board``. With ``max_instructions``, a candidate whose
+        layer-by-layer estimate is already over it is not planned (its figures stay the fast
+        ones): a patch schedule only adds recomputed work, so that estimate is a lower bound,
+        found in milliseconds where the planner takes seconds."""
         from edgekit.nas.codesize import flash_estimate
-        from edgekit.nas.memory import firmware_memory, peak_sram_bound
+        from edgekit.nas.memory import firmware_memory, graph_from_spec, peak_sram_bound
         from edgekit.nas.search import sram_budget
+        from edgekit.planner.objective import fastest_instructions
 
         flash = flash_estimate(spec, cpu=board.cpu)
-        peak = peak_sram_bound(spec)
-        planned, overhead = False, 0.0
-        if peak <= sram_budget(board) and flash <= board.flash_bytes:
-            peak, graph, overhead = firmware_memory(spec)
-            planned = True
-            if spec.patch_split is not None:
-                flash = flash_estimate(spec, graph=graph, cpu=board.cpu)
-        memory = {"peak_sram": peak, "flash": flash, "planned": planned, "mac_overhead": overhead}
-        if planned:  # the latency objective, from the kernel cost model (`edgekit.kernel_costs`)
-            from edgekit.planner.objective import fastest_instructions
-
-            memory["instructions"] = fastest_instructions(graph, board.cpu)
-        return memory
+        memory = {"peak_sram": peak_sram_bound(spec), "flash": flash, "planned": False,
+                  "mac_overhead": 0.0}
+        if memory["peak_sram"] > sram_budget(board) or flash > board.flash_bytes:
+            return memory
+        graph = graph_from_spec(spec)
+        if max_instructions is not None:
+            bound = fastest_instructions(graph, board.cpu)
+            if bound > max_instructions:
+                return {**memory, "instructions": bound}
+        peak, graph, overhead = firmware_memory(spec, graph)
+        if spec.patch_split is not None:
+            flash = flash_estimate(spec, graph=graph, cpu=board.cpu)
+        # the latency objective, from the kernel cost model (`edgekit.kernel_costs`)
+        return {"peak_sram": peak, "flash": flash, "planned": True, "mac_overhead": overhead,
+                "instructions": fastest_instructions(graph, board.cpu)}
 
     def optimise_space(self, space, board, *, sram: int, samples: int, seed: int):
         """TinyNAS's choice of resolution and width for ``board`` (`edgekit.nas.space_opt`)."""

@@ -39,7 +39,39 @@ MAX_DRAWS = 10_000
 #: small ones (seeded from the sampler's own seed, so a resumed search screens the same way)
 SAMPLER_DRAWS = 100
 #: rejection reasons, in the order they are checked (a draw counts once, by the first)
-REASONS = ("sram", "flash", "recompute", "refused")
+REASONS = ("sram", "flash", "recompute", "latency", "refused")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a candidate must fit before it costs anything: the arena's SRAM budget, the board's
+    flash, the patches' recomputed MACs (a fraction of the layer-by-layer MACs) and, when
+    given, the estimated instructions per inference of its fastest plan (`edgekit.kernel_costs`:
+    the latency constraint)."""
+
+    sram: int
+    flash: int
+    max_mac_overhead: float = 1.0
+    max_instructions: int | None = None
+
+    @classmethod
+    def of(cls, config, board) -> "Limits":
+        """The limits of a `edgekit.nas.search.SearchConfig` on ``board``."""
+        from edgekit.nas.search import sram_budget
+
+        return cls(sram_budget(board), board.flash_bytes, config.max_mac_overhead,
+                   config.max_instructions)
+
+    def names(self) -> tuple[str, ...]:
+        """The names of `violations`' values, in order."""
+        return ("sram", "flash", "mac_overhead") + (
+            ("instructions",) if self.max_instructions is not None else ())
+
+    def text(self) -> str:
+        latency = ("" if self.max_instructions is None
+                   else f", at most {self.max_instructions:,} estimated instructions")
+        return (f"{self.sram} B SRAM for the arena, {self.flash} B flash, at most"
+                f" {self.max_mac_overhead:g}x MACs recomputed{latency}")
 
 
 @dataclass
@@ -53,20 +85,32 @@ class Screened:
     screened: bool = True
 
 
-def violations(memory: dict, sram: int, flash: int, max_mac_overhead: float) -> list[float]:
-    """The constraint values (feasible when <= 0): SRAM, flash, recomputed MACs."""
-    return [float(int(memory["peak_sram"]) - sram), float(int(memory["flash"]) - flash),
-            float(memory.get("mac_overhead", 0.0)) - max_mac_overhead]
+def violations(memory: dict, limits: Limits) -> list[float]:
+    """The constraint values (feasible when <= 0), named by `Limits.names`: SRAM, flash,
+    recomputed MACs, and estimated instructions when ``limits`` bounds them."""
+    values = [float(int(memory["peak_sram"]) - limits.sram),
+              float(int(memory["flash"]) - limits.flash),
+              float(memory.get("mac_overhead", 0.0)) - limits.max_mac_overhead]
+    if limits.max_instructions is not None:
+        # a candidate over the SRAM or flash budget is not planned and has no estimate: it is
+        # rejected by those values first
+        instructions = memory.get("instructions")
+        values.append(0.0 if instructions is None
+                      else float(int(instructions) - limits.max_instructions))
+    return values
 
 
-def rejection(family, spec, board, sram: int, max_mac_overhead: float) -> tuple[dict | None, str | None]:
-    """(memory figures, None) when ``spec`` fits, else (figures or None, the first reason)."""
+def rejection(family, spec, board, limits: Limits) -> tuple[dict | None, str | None]:
+    """(memory figures, None) when ``spec`` fits ``limits``, else (figures or None, the first
+    reason)."""
     try:
-        memory = family.memory(spec, board)
+        if limits.max_instructions is None:
+            memory = family.memory(spec, board)
+        else:  # only families with an instruction estimate take it (`SearchConfig` checks)
+            memory = family.memory(spec, board, max_instructions=limits.max_instructions)
     except EdgekitError:
         return None, "refused"  # a candidate the planner or the patcher refuses
-    for reason, value in zip(REASONS, violations(memory, sram, board.flash_bytes,
-                                                 max_mac_overhead)):
+    for reason, value in zip(REASONS, violations(memory, limits)):
         if value > 0:
             return memory, reason
     return memory, None
@@ -122,7 +166,7 @@ def _frozen(trial):
     return next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
 
 
-def draw_feasible(trial, sampler, family, space, board, *, sram: int, max_mac_overhead: float,
+def draw_feasible(trial, sampler, family, space, board, limits: Limits, *,
                   max_draws: int = MAX_DRAWS) -> Screened:
     """Draw candidates from ``sampler`` until one fits ``board``, then make it ``trial``'s
     parameters (the study's sampler is left as a `replay_sampler`). `SearchError` after
@@ -131,7 +175,7 @@ def draw_feasible(trial, sampler, family, space, board, *, sram: int, max_mac_ov
     if frozen.system_attrs.get("fixed_params"):
         # a trial queued again with the parameters its lost run had drawn (and screened)
         spec = family.sample(trial, space)
-        memory, _ = rejection(family, spec, board, sram, max_mac_overhead)
+        memory, _ = rejection(family, spec, board, limits)
         if memory is None:
             memory = family.memory(spec, board)  # the refusal, as the trial's error
         return Screened(spec, memory, {}, screened=False)
@@ -141,15 +185,14 @@ def draw_feasible(trial, sampler, family, space, board, *, sram: int, max_mac_ov
             sampler = _uniform_fallback(sampler)
         proposal = _Proposal(trial.study, frozen, sampler)
         spec = family.sample(proposal, space)
-        memory, reason = rejection(family, spec, board, sram, max_mac_overhead)
+        memory, reason = rejection(family, spec, board, limits)
         if reason is None:
             trial.study.sampler = replay_sampler(proposal.params)
             chosen = family.sample(trial, space)
             return Screened(chosen, memory, {r: rejected[r] for r in REASONS if rejected[r]})
         rejected[reason] += 1
     raise SearchError(
-        f"no candidate of the {family.name} space fits {board.id} ({sram} B SRAM for the arena,"
-        f" {board.flash_bytes} B flash, at most {max_mac_overhead:g}x MACs recomputed):"
+        f"no candidate of the {family.name} space fits {board.id} ({limits.text()}):"
         f" {max_draws} draws rejected ({_totals_text(rejected)}); widen the space"
         " (--resolutions, --widths) towards smaller models or choose a larger board")
 

@@ -6,7 +6,9 @@ Objectives: maximise the proxy accuracy (short training) and minimise the peak S
 planner's arena, patch schedule included). Constraints (``Trial.set_constraint``, feasible
 when <= 0): arena + the firmware's stack and static data <= the board's SRAM
 (`sram_budget`), and predicted flash <= the board's flash, and a patch schedule's recomputed
-MACs <= ``max_mac_overhead`` of the layer-by-layer MACs (0 for families without patches). A
+MACs <= ``max_mac_overhead`` of the layer-by-layer MACs (0 for families without patches), and
+(mcunet, with ``max_instructions``) the fastest plan's estimated instructions per inference
+(`edgekit.kernel_costs`) <= ``max_instructions``: the latency constraint. A
 candidate whose memory figures break a budget is recorded with accuracy 0 and never trained.
 For mcunet, a candidate whose fast memory figure (`peak_sram_bound`: exact without a patch, a
 lower bound with one) or flash already breaks a budget is not even planned; every candidate
@@ -42,7 +44,7 @@ from edgekit.atomic import atomic_directory, atomic_write_text, atomic_writer
 from edgekit.errors import EdgekitError, SearchError, UsageError
 from edgekit.nas.datasets import Dataset, Split, load_dataset
 from edgekit.nas.family import Family, check_space, get_family
-from edgekit.nas.screen import draw_feasible, rejected_totals, violations
+from edgekit.nas.screen import Limits, draw_feasible, rejected_totals, violations
 from edgekit.nas.search_constraints import constraint_summary
 from edgekit.nas.search_study import (DRAWN_ATTR, HEARTBEAT_SECONDS, GRACE_HEARTBEATS, counts,
                                       fail_lost_trials, finished_states, last_trial,
@@ -88,6 +90,9 @@ class SearchConfig:
     #: patch schedules may recompute at most this fraction of the layer-by-layer MACs (the
     #: halos); `edgekit.patching.auto_patch` uses the same default
     max_mac_overhead: float = 1.0
+    #: the latency constraint: at most this many estimated instructions per inference (the
+    #: fastest plan's, `edgekit.kernel_costs`); None: no limit. mcunet only
+    max_instructions: int | None = None
     #: bounds of the space (None: the family's defaults); ``widths`` is mcunet's
     resolutions: tuple[int, ...] | None = None
     widths: tuple[float, ...] | None = None
@@ -130,6 +135,11 @@ class SearchConfig:
             raise UsageError(f"widths must be > 0, got {self.widths}")
         if not self.max_mac_overhead >= 0:
             raise UsageError(f"max-mac-overhead must be >= 0, got {self.max_mac_overhead}")
+        if self.max_instructions is not None and (self.space != "mcunet"
+                                                  or int(self.max_instructions) < 1):
+            raise UsageError(f"max-instructions {self.max_instructions}: a positive count, for"
+                             f" the mcunet space only (this search is {self.space!r}: its"
+                             " candidates have no instruction estimate)")
         if self.bits is not None and (str(self.bits) not in ("8", "4", "mixed")
                                       or (self.space != "mcunet" and str(self.bits) != "8")):
             raise UsageError(f"bits {self.bits!r}: choose 8, 4 or mixed (4 and mixed for the"
@@ -210,7 +220,7 @@ class Objective:
                  val: Split):
         self.config, self.family, self.space, self.board = config, family, space, board
         self.train, self.val = train, val
-        self.sram = sram_budget(board)
+        self.limits = Limits.of(config, board)
         self.worker = this_worker()
         #: the number of the trial this worker is running (or ran last)
         self.current: int | None = None
@@ -239,8 +249,7 @@ class Objective:
 
     def _evaluate(self, trial, slot: int, sampler) -> tuple[float, float]:
         start = time.monotonic()
-        found = draw_feasible(trial, sampler, self.family, self.space, self.board,
-                              sram=self.sram, max_mac_overhead=self.config.max_mac_overhead)
+        found = draw_feasible(trial, sampler, self.family, self.space, self.board, self.limits)
         spec, memory = found.spec, found.memory
         trial.set_user_attr(DRAWN_ATTR, spec.to_dict())
         trial.set_user_attr("rejected", found.rejected)
@@ -254,10 +263,9 @@ class Objective:
         trial.set_user_attr("mac_overhead", round(overhead, 4))
         # latency: estimated instructions per inference (families with a cost model)
         trial.set_user_attr("instructions", memory.get("instructions"))
-        constraints = violations(memory, self.sram, self.board.flash_bytes,
-                                 self.config.max_mac_overhead)
+        constraints = violations(memory, self.limits)
         trial.set_user_attr("constraints", constraints)
-        for name, value in zip(("sram", "flash", "mac_overhead"), constraints):
+        for name, value in zip(self.limits.names(), constraints):
             trial.set_constraint(name, value)
         if max(constraints) > 0:
             # only a trial queued again with parameters screened under other settings
@@ -564,11 +572,13 @@ def _write_outputs(optuna, study, config: SearchConfig, family: Family, data: Da
     chosen = max(pareto, key=lambda r: (r["accuracy"], -r["peak_sram"]))
     total = counts(study).finished
     rejected = _rejected(optuna, study)
-    constraints = constraint_summary(rejected, chosen, sram_budget(board), board.flash_bytes)
+    limits = Limits.of(config, board)
+    constraints = constraint_summary(rejected, chosen, limits)
     atomic_write_text(out_dir / "pareto.json", json.dumps(
         {"board": board.id, "dataset": config.dataset, "space": config.space,
          "sram_budget": sram_budget(board),
-         "flash_budget": board.flash_bytes, "trials": total, "objectives": PARETO_OBJECTIVES,
+         "flash_budget": board.flash_bytes, "max_instructions": limits.max_instructions,
+         "trials": total, "objectives": PARETO_OBJECTIVES,
          "rejected": rejected, "constraints": constraints, "space_choice": space_choice,
          "pareto": pareto}, indent=2) + "\n")
     _plot(out_dir / "pareto.png", rows, pareto, sram_budget(board))

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 #: the screen's reasons that are budgets of the board (``refused`` is a candidate that cannot be
 #: planned at all)
-BUDGETS = ("sram", "flash", "recompute")
+BUDGETS = ("sram", "flash", "recompute", "latency")
 
 
-def constraint_summary(rejected: dict, chosen: dict | None, sram_budget: int,
-                       flash_budget: int) -> dict:
+def constraint_summary(rejected: dict, chosen: dict | None, limits) -> dict:
     """``rejected``: the screen's totals by reason; ``chosen``: the chosen Pareto row
-    (``peak_sram``, ``flash``) or None."""
+    (``peak_sram``, ``flash``, ``instructions``) or None; ``limits``: the search's
+    `edgekit.nas.screen.Limits`."""
     summary = {"binding": [name for name in BUDGETS if rejected.get(name)]}
     if chosen is not None:
-        summary["chosen_sram_fraction"] = round(chosen["peak_sram"] / sram_budget, 4)
-        summary["chosen_flash_fraction"] = round(chosen["flash"] / flash_budget, 4)
+        summary["chosen_sram_fraction"] = round(chosen["peak_sram"] / limits.sram, 4)
+        summary["chosen_flash_fraction"] = round(chosen["flash"] / limits.flash, 4)
+        if limits.max_instructions is not None and chosen.get("instructions") is not None:
+            summary["chosen_instructions_fraction"] = round(
+                chosen["instructions"] / limits.max_instructions, 4)
     return summary
 
 
@@ -27,4 +30,7 @@ def describe(summary: dict) -> str:
     if "chosen_sram_fraction" in summary:
         text += (f"; the chosen model takes {100 * summary['chosen_sram_fraction']:.0f}% of the"
                  f" SRAM budget and {100 * summary['chosen_flash_fraction']:.0f}% of flash")
+        if "chosen_instructions_fraction" in summary:
+            text += (f" ({100 * summary['chosen_instructions_fraction']:.0f}% of the instruction"
+                     " limit)")
     return text

@@ -106,11 +106,11 @@ class Evolution:
     """Evaluations recorded as trials of ``study`` until it holds ``config.trials``."""
 
     def __init__(self, config, family, space, board, study, net, train, val, log=print):
-        from edgekit.nas.search import sram_budget
+        from edgekit.nas.screen import Limits
 
         self.config, self.family, self.space, self.board = config, family, space, board
         self.study, self.net, self.val, self.log = study, net, val, log
-        self.sram = sram_budget(board)
+        self.limits = Limits.of(config, board)
         self.calib_images = train.images[:RECALIBRATION_IMAGES]
         self.options: dict = {}
         self.parents: dict[int, list[dict]] = {}
@@ -177,14 +177,13 @@ class Evolution:
             if json.dumps(genome, sort_keys=True) in seen:
                 continue
             spec = decode(sample, self.space, genome)
-            memory, reason = rejection(self.family, spec, self.board, self.sram,
-                                       self.config.max_mac_overhead)
+            memory, reason = rejection(self.family, spec, self.board, self.limits)
             if reason is None:
                 return genome, spec, memory, {r: n for r, n in rejected.items() if n}
             rejected[reason] += 1
         raise SearchError(
-            f"no sub-network of the mcunet space fits {self.board.id} ({self.sram} B SRAM for"
-            f" the arena, {self.board.flash_bytes} B flash) after {MAX_DRAWS} draws"
+            f"no sub-network of the mcunet space fits {self.board.id} ({self.limits.text()})"
+            f" after {MAX_DRAWS} draws"
             f" ({rejected}); widen the space (--resolutions, --widths) or choose a larger board")
 
     def _parents(self, number: int, genomes: list[dict], points: list) -> list[dict]:
@@ -216,8 +215,7 @@ class Evolution:
         overhead = float(memory.get("mac_overhead", 0.0))
         macs = spec_macs(spec) * (1 + overhead)
         peak = int(memory["peak_sram"])
-        constraints = violations(memory, self.sram, self.board.flash_bytes,
-                                 self.config.max_mac_overhead)
+        constraints = violations(memory, self.limits)
         trial = optuna.trial.create_trial(
             params=genome, values=[accuracy, float(peak), float(macs)],
             distributions={k: CategoricalDistribution(list(self.options[k])) for k in genome},

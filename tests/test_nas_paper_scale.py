@@ -13,6 +13,7 @@ from edgekit.errors import UsageError
 from edgekit.nas.datasets import Dataset, Split
 from edgekit.nas.family import get_family
 from edgekit.nas.search import SearchConfig, sram_budget
+from edgekit.nas.screen import Limits
 from edgekit.nas.search_constraints import constraint_summary, describe
 
 
@@ -75,9 +76,10 @@ def test_paper_embbert_space_reaches_the_papers_size():
 
 def test_constraint_summary_names_the_budgets_that_rejected_candidates():
     rejected = {"sram": 2, "flash": 1, "recompute": 0, "refused": 3, "total": 6}
-    summary = constraint_summary(rejected, {"peak_sram": 150, "flash": 50}, 200, 100)
+    summary = constraint_summary(rejected, {"peak_sram": 150, "flash": 50}, Limits(200, 100))
     assert summary["binding"] == ["sram", "flash"]
     assert summary["chosen_sram_fraction"] == 0.75 and summary["chosen_flash_fraction"] == 0.5
     assert describe(summary).startswith("bound by sram, flash; the chosen model takes 75%")
-    none = constraint_summary({"sram": 0, "flash": 0, "recompute": 0, "refused": 2}, None, 200, 100)
+    none = constraint_summary({"sram": 0, "flash": 0, "recompute": 0, "refused": 2}, None,
+                              Limits(200, 100))
     assert none["binding"] == [] and "no budget rejected" in describe(none)

@@ -12,8 +12,10 @@ import pytest
 import graph_builders as gb
 from conftest import mlperf_path
 from edgekit.cli import main
+from edgekit.converters.int4_requant import requantize_weights
 from edgekit.errors import PlanError, UsageError
-from edgekit.kernel_costs import COSTS_FILE, cost_table, core_family, mode_penalty, variant
+from edgekit.kernel_costs import (COSTS_FILE, INT4_SUFFIX, cost_table, core_family, mode_penalty,
+                                  variant)
 from edgekit.planner import plan
 from edgekit.planner.objective import (costly_modes, fastest_instructions, objective_plan,
                                       plan_costs, sram_budget)
@@ -42,8 +44,9 @@ def test_the_cost_table_has_every_variant_fitted_with_its_error() -> None:
     assert data["generated_by"] == "bench/fit_kernel_costs.py"
     for family in ("dsp", "portable"):
         variants = data["families"][family]["variants"]
-        for name in ("conv", "conv_1x1", "conv_pointwise_inplace", "depthwise",
-                     "depthwise_channelwise", "conv_add", "add", "fully_connected"):
+        int8 = ("conv", "conv_1x1", "conv_pointwise_inplace", "depthwise",
+                "depthwise_channelwise", "conv_add", "fully_connected")
+        for name in (*int8, "add", *(name + INT4_SUFFIX for name in int8)):
             model = variants[name]
             assert len(model["coefficients"]) == len(model["features"]) <= model["samples"]
             assert 0 <= model["mean_relative_error"] <= model["max_relative_error"]
@@ -65,6 +68,8 @@ def test_variants_follow_the_kernel_each_mode_runs() -> None:
     assert variant(dw.ops[0], dw, "depthwise_channelwise") == "depthwise_channelwise"
     assert variant(conv.ops[0], conv, None) == "conv_1x1"
     assert variant(conv.ops[0], conv, "pointwise_inplace") == "conv_pointwise_inplace"
+    packed = requantize_weights(conv, "4")  # the _s4 kernels: variants of their own
+    assert variant(packed.ops[0], packed, "pointwise_inplace") == "conv_pointwise_inplace_s4"
     table = cost_table("dsp")
     assert mode_penalty(dw, 0, "conv_sliding", table) == 0  # the plain kernel, shifted
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from edgekit.costs import op_macs
 from edgekit.errors import DataFileError, UsageError
-from edgekit.ir import Graph, Op
+from edgekit.ir import DType, Graph, Op
 
 COSTS_FILE = Path(__file__).with_name("kernel_costs.json")
 
@@ -62,10 +62,22 @@ def _is_1x1(op: Op, graph: Graph) -> bool:
     return len(w) == 4 and w[1] == 1 and w[2] == 1
 
 
+#: suffix of the variants whose weights are packed int4 (the ``_s4`` kernels unpack nibbles)
+INT4_SUFFIX = "_s4"
+
+
 def variant(op: Op, graph: Graph, mode: str | None) -> str | None:
     """The kernel variant ``op`` runs under in-place ``mode`` (None: out of place); None when
     the op's kind has no model. A conv fused with its ADD (``conv_add_skip``, given at the
-    conv) is ``conv_add``: the one call that computes both."""
+    conv) is ``conv_add``: the one call that computes both. An op with int4 weights runs the
+    ``_s4`` twin of its kernel, a variant of its own (``conv_1x1_s4``, ...)."""
+    name = _int8_variant(op, graph, mode)
+    if name is not None and name != "add" and graph[op.inputs[1]].dtype == DType.INT4:
+        return name + INT4_SUFFIX
+    return name
+
+
+def _int8_variant(op: Op, graph: Graph, mode: str | None) -> str | None:
     kind = op.kind
     if kind == "CONV_2D":
         if mode == FUSED_MODE:

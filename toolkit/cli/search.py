@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-mac-overhead", type=float, default=1.0, metavar="F",
                         help="patch schedules may recompute at most F times the layer-by-layer"
                         " MACs (default 1.0)")
+    parser.add_argument("--max-instructions", type=int, metavar="N",
+                        help="latency constraint (mcunet): candidates whose estimated"
+                        " instructions per inference (the kernel cost model's figure for their"
+                        " fastest plan on the board's core) exceed N are rejected before they"
+                        " are trained, like those over the SRAM or flash budget")
     parser.add_argument("--resolutions", type=_numbers(int), metavar="R,R,...",
                         help="input resolutions to search (mcunet default 32,40,48,56,64;"
                         " mcuformer 28,32,48)")
@@ -158,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
                           storage=args.storage, resume=args.resume, proxy_steps=args.proxy_steps,
                           train_limit=args.train_limit, final_epochs=args.final_epochs,
                           test_limit=args.test_limit, max_mac_overhead=args.max_mac_overhead,
+                          max_instructions=args.max_instructions,
                           resolutions=args.resolutions, widths=args.widths, space=args.space,
                           scale=args.scale, space_opt=args.space_opt == "on",
                           space_samples=args.space_samples, bits=args.bits)
