@@ -38,6 +38,19 @@ def _tight_board(monkeypatch, sram: int, flash: int):
     return board
 
 
+def _trained_specs(monkeypatch, family) -> list:
+    """The specs ``family`` trains from now on (proxy and final trainings), in order."""
+    trained = []
+    real_train = type(family).train
+
+    def counting_train(self, spec, split, **kw):
+        trained.append(spec)
+        return real_train(self, spec, split, **kw)
+
+    monkeypatch.setattr(type(family), "train", counting_train)
+    return trained
+
+
 def _config(out, npz, **kw):
     # int8 weights: the screen, not the bits, is under test (mixed would be the default on a
     # board whose flash binds)
@@ -52,14 +65,7 @@ def test_a_tight_board_trains_only_candidates_that_fit(tmp_path, npz, monkeypatc
     # 32/40 px: 80 KB to 850 KB, median 290 KB): random draws are rejected often
     board = _tight_board(monkeypatch, sram=64 * 1024, flash=290_000)
     family = get_family("mcunet")
-    trained = []
-    real_train = type(family).train
-
-    def counting_train(self, spec, split, **kw):
-        trained.append(spec)
-        return real_train(self, spec, split, **kw)
-
-    monkeypatch.setattr(type(family), "train", counting_train)
+    trained = _trained_specs(monkeypatch, family)
     result = run_search(_config(tmp_path / "s", npz, trials=4, seed=3))
     # 4 proxy trainings, one final training; every one of them fits the board
     assert result.trials_total == 4 and len(trained) == 5
@@ -133,14 +139,7 @@ def test_the_latency_limit_trains_only_candidates_under_it(tmp_path, npz, monkey
     # about the median estimate of this space's candidates on the board's core: about half of
     # the random draws are over it
     limit = 13_000_000
-    trained = []
-    real_train = type(family).train
-
-    def counting_train(self, spec, split, **kw):
-        trained.append(spec)
-        return real_train(self, spec, split, **kw)
-
-    monkeypatch.setattr(type(family), "train", counting_train)
+    trained = _trained_specs(monkeypatch, family)
     result = run_search(_config(tmp_path / "s", npz, trials=3, seed=1, max_instructions=limit))
     assert result.rejected["latency"] > 0
     limits = Limits(sram_budget(board), board.flash_bytes, max_instructions=limit)
