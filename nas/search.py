@@ -493,8 +493,13 @@ def _open_study(optuna, url: str, config: SearchConfig, board):
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
                                 directions=directions,
                                 sampler=optuna.samplers.TPESampler(seed=config.seed))
+    # what decides which candidates exist and fit: a resumed search or another worker with
+    # other values would fill the study with candidates of another search
     record_settings(study, {"board": board.id, "space": config.space, "seed": config.seed,
-                            "space_opt": config.space_opt})
+                            "space_opt": config.space_opt, "bits": config.bits or "default",
+                            "resolutions": str(config.resolutions), "widths": str(config.widths),
+                            "max_mac_overhead": config.max_mac_overhead,
+                            "max_instructions": str(config.max_instructions)})
     return study
 
 

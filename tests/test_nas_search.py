@@ -41,6 +41,8 @@ def test_resume_runs_up_to_the_total_and_a_second_fresh_run_is_refused(tmp_path,
         run_search(_config(out, npz, trials=1, seed=1))
     with pytest.raises(SearchError, match="seed"):
         run_search(_config(out, npz, trials=5, seed=2, resume=True))
+    with pytest.raises(SearchError, match="started with bits 'default', not '4'"):
+        run_search(_config(out, npz, trials=5, seed=1, resume=True, bits="4"))
     # --trials is the total the study holds: 2 more, not 5 more
     second = run_search(_config(out, npz, trials=5, seed=1, resume=True))
     assert (second.trials_run, second.trials_total) == (2, 5)
