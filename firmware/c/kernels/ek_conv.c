@@ -21,6 +21,19 @@
 #endif
 #include "ek_elementwise.h"
 
+/* The model's kernel configuration (EK_CONV_WIDE_TAPS, the int4 window): generated with each
+ * model build (edgekit.firmware.op_emitters.model_config_header). */
+#if defined(__has_include)
+#if __has_include("ek_model_config.h")
+#include "ek_model_config.h"
+#endif
+#endif
+/* The longest window (k_h * k_w * in_c taps) of the widened two-pixel path; its stack buffer
+ * is 4 bytes per tap. Without a model build: a 3x3 conv over 64 channels. */
+#ifndef EK_CONV_WIDE_TAPS
+#define EK_CONV_WIDE_TAPS 576
+#endif
+
 #if defined(__GNUC__)
 #define EK_CONV_NOINLINE __attribute__((noinline))
 #else
@@ -662,30 +675,37 @@ static inline int pw_requant_mode(const ek_conv2d_params *p)
     return p->act_min == -128 && p->act_max == 127 ? PW_FAST_FULL : PW_FAST;
 }
 
-/* Channel oc's results for pixels A and B, requantised with one load of its constants and
- * stored at out_a[oc] and out_b[oc] (plain stores: no fused ADD on this path). */
+/* Channel oc's results for pixels A and B (*ya, *yb), requantised with one load of its
+ * constants. */
+EK_CONV_FORCE_INLINE void pw_requant_channel(const pw_layer *l, int32_t oc, int32_t acc_a,
+                                             int32_t acc_b, int mode, int32_t *ya, int32_t *yb)
+{
+    const int32_t multiplier = l->multipliers[oc], shift = l->shifts[oc];
+    if (mode != PW_EXACT) {
+        const int32_t k_hi = ek_requant_fast_k_hi(shift, l->output_offset);
+        *ya = ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1);
+        *yb = ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1);
+        if (mode == PW_FAST_FULL) {
+            *ya = ek_ssat8(*ya);
+            *yb = ek_ssat8(*yb);
+        } else {
+            *ya = ek_clamp(*ya, l->act_min, l->act_max);
+            *yb = ek_clamp(*yb, l->act_min, l->act_max);
+        }
+    } else {
+        *ya = ek_conv_requantize(acc_a, multiplier, shift, l->output_offset, l->act_min,
+                                 l->act_max);
+        *yb = ek_conv_requantize(acc_b, multiplier, shift, l->output_offset, l->act_min,
+                                 l->act_max);
+    }
+}
+
+/* pw_requant_channel stored at out_a[oc] and out_b[oc] (plain stores: no fused ADD here). */
 EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, int8_t *out_a, int8_t *out_b,
                                            int32_t oc, int32_t acc_a, int32_t acc_b, int mode)
 {
-    const int32_t multiplier = l->multipliers[oc], shift = l->shifts[oc];
     int32_t ya, yb;
-    if (mode != PW_EXACT) {
-        const int32_t k_hi = ek_requant_fast_k_hi(shift, l->output_offset);
-        ya = ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1);
-        yb = ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1);
-        if (mode == PW_FAST_FULL) {
-            ya = ek_ssat8(ya);
-            yb = ek_ssat8(yb);
-        } else {
-            ya = ek_clamp(ya, l->act_min, l->act_max);
-            yb = ek_clamp(yb, l->act_min, l->act_max);
-        }
-    } else {
-        ya = ek_conv_requantize(acc_a, multiplier, shift, l->output_offset, l->act_min,
-                                l->act_max);
-        yb = ek_conv_requantize(acc_b, multiplier, shift, l->output_offset, l->act_min,
-                                l->act_max);
-    }
+    pw_requant_channel(l, oc, acc_a, acc_b, mode, &ya, &yb);
     out_a[oc] = (int8_t)ya;
     out_b[oc] = (int8_t)yb;
 }
@@ -872,6 +892,160 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
 }
 #endif
 
+#if EK_FILTER_DSP && EK_CONV_WIDE_TAPS > 0
+/* --- Longer windows: two pixels x two output channels on widened windows ----------------------
+ * Layers whose window is longer than the short path's (a 3x3 convolution over 16-64 channels:
+ * most of a ResNet's MACs) widen the windows of two output pixels once to int16, the input
+ * offset added (a padding tap is 0: the reference skips it, so no effective bias is needed and
+ * border pixels run the same loop), in pw_dot2x2_wide's layout: per 4 taps the words {A lanes
+ * 0,2; A lanes 1,3; B lanes 0,2; B lanes 1,3}. Then every pair of filter rows runs the 1x1
+ * path's inner loop over the whole window (16 instructions per 16 MACs), each filter word
+ * loaded and widened once for both pixels, each window word once for both channels.
+ * Exactness: |x + input_offset| <= 255 fits an int16 lane and SMLAD's products and sums wrap
+ * mod 2^32 as the reference's accumulator does.
+ *
+ * Conditions (conv_wide_apply, mirrored by edgekit.firmware.op_emitters.wide_path_applies):
+ * filter offset 0, in_c % 4 == 0 (every tap's channels are whole words, padding or not), at
+ * least two output channels, and a window of at most EK_CONV_WIDE_TAPS taps: the stack buffer
+ * holds two windows of 2 bytes per tap, sized by the model's build (ek_model_config.h) to its
+ * longest such window, 0 (no path) when it has none.
+ *
+ * Both windows are widened before any output of the pair is stored and pixels run in
+ * increasing order, which keeps the in-place modes exact (conv_sliding, see edgekit.planner). */
+static inline int conv_wide_apply(const ek_conv2d_params *p)
+{
+    const int32_t len = p->k_h * p->k_w * p->in_c;
+    return p->filter_offset == 0 && (p->in_c & 3) == 0 && len > 0 && len <= EK_CONV_WIDE_TAPS
+           && p->out_c >= 2;
+}
+
+/* n taps (n % 4 == 0) of one pixel from x plus the input offset into its two words of each
+ * group of four at dst; returns the next group. */
+static inline uint32_t *wide_put(uint32_t *dst, const int8_t *x, int32_t n, uint32_t offset2)
+{
+    for (const int8_t *const end = x + n; x != end; x += 4, dst += 4) {
+        const uint32_t v = ek_read_u32(x);
+        dst[0] = ek_sxtab16(offset2, v);
+        dst[1] = ek_sxtab16_ror8(offset2, v);
+    }
+    return dst;
+}
+
+/* n padding taps (n % 4 == 0): zero words. */
+static inline uint32_t *wide_zero(uint32_t *dst, int32_t n)
+{
+    for (; n > 0; n -= 4, dst += 4) {
+        dst[0] = 0;
+        dst[1] = 0;
+    }
+    return dst;
+}
+
+/* The widened window (OHWI tap order) of the output pixel whose taps start at (iy0, ix0),
+ * into the pixel's slot dst (buf for pixel A, buf + 2 for pixel B). */
+static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
+                        int32_t ix0, uint32_t *dst)
+{
+    const int32_t c_in = p->in_c;
+    const uint32_t offset2 = ek_dup16(p->input_offset);
+    int32_t kx0, kx1;
+    ek_conv_valid_taps(ix0, p->in_w, p->k_w, p->dilation_w, &kx0, &kx1);
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dilation_h;
+        if (iy < 0 || iy >= p->in_h || kx1 <= kx0) {
+            dst = wide_zero(dst, p->k_w * c_in);
+            continue;
+        }
+        dst = wide_zero(dst, kx0 * c_in);
+        if (p->dilation_w == 1) { /* the row's valid taps are one run of bytes */
+            dst = wide_put(dst, input + (iy * p->in_w + ix0 + kx0) * c_in, (kx1 - kx0) * c_in,
+                           offset2);
+        } else {
+            for (int32_t kx = kx0; kx < kx1; ++kx) {
+                dst = wide_put(dst, input + (iy * p->in_w + ix0 + kx * p->dilation_w) * c_in,
+                               c_in, offset2);
+            }
+        }
+        dst = wide_zero(dst, (p->k_w - kx1) * c_in);
+    }
+}
+
+/* Every output channel of the pair widened in x, stored at base_a and base_b (with_b == 0: a
+ * lone last pixel, whose B results are not stored: under the fused ADD a second store would
+ * add the skip twice). An odd last channel is the second row of the pair ending at it. */
+EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *x, int32_t len,
+                                             int8_t *output, const conv_epilogue *e,
+                                             int32_t base_a, int32_t base_b, int with_b,
+                                             int mode)
+{
+    static const int32_t no_bias[2] = {0, 0};
+    const int32_t c_out = l->c_out;
+    for (int32_t oc = 0; oc < c_out; oc += 2) {
+        const int32_t first = oc + 1 < c_out ? oc : oc - 1;
+        int32_t acc[4], ya, yb;
+        pw_dot2x2_wide(x, l->filter + first * len, len, l->bias != 0 ? l->bias + first : no_bias,
+                       acc);
+        for (int32_t r = oc - first; r < 2; ++r) {
+            pw_requant_channel(l, first + r, acc[r], acc[2 + r], mode, &ya, &yb);
+            conv_store(e, output, base_a + first + r, ya);
+            if (with_b) {
+                conv_store(e, output, base_b + first + r, yb);
+            }
+        }
+    }
+}
+
+/* Every output pixel, two at a time (conv_wide_apply holds); buf: EK_CONV_WIDE_TAPS words. */
+EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *input,
+                                      const int8_t *filter, const int32_t *bias, int8_t *output,
+                                      const conv_epilogue *e, uint32_t *buf)
+{
+    pw_layer l = pw_layer_of(p, filter);
+    const int mode = pw_requant_mode(p);
+    const int32_t c_out = p->out_c, pixels = p->out_h * p->out_w;
+    const int32_t len = p->k_h * p->k_w * p->in_c;
+    int32_t oy = 0, ox = 0, pixel = 0;
+    l.bias = bias; /* the raw bias: the windows carry the input offset */
+    for (; pixel + 2 <= pixels; pixel += 2) {
+        wide_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, buf);
+        if (++ox == p->out_w) {
+            ox = 0;
+            ++oy;
+        }
+        wide_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                    buf + 2);
+        if (++ox == p->out_w) {
+            ox = 0;
+            ++oy;
+        }
+        conv_wide_channels(&l, buf, len, output, e, pixel * c_out, (pixel + 1) * c_out, 1, mode);
+    }
+    if (pixel < pixels) { /* a lone last pixel: its window in both slots */
+        const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+        wide_window(p, input, iy0, ix0, buf);
+        wide_window(p, input, iy0, ix0, buf + 2);
+        conv_wide_channels(&l, buf, len, output, e, pixel * c_out, pixel * c_out, 0, mode);
+    }
+}
+
+/* Out of line once per epilogue, with the two windows on its own stack frame. */
+static EK_CONV_NOINLINE void conv2d_wide_plain(const ek_conv2d_params *p, const int8_t *input,
+                                               const int8_t *filter, const int32_t *bias,
+                                               int8_t *output)
+{
+    uint32_t buf[EK_CONV_WIDE_TAPS]; /* two windows of EK_CONV_WIDE_TAPS int16 taps */
+    conv2d_wide(p, input, filter, bias, output, 0, buf);
+}
+
+static EK_CONV_NOINLINE void conv2d_wide_fused(const ek_conv2d_params *p, const int8_t *input,
+                                               const int8_t *filter, const int32_t *bias,
+                                               int8_t *output, const conv_epilogue *e)
+{
+    uint32_t buf[EK_CONV_WIDE_TAPS];
+    conv2d_wide(p, input, filter, bias, output, e, buf);
+}
+#endif
+
 #if EK_FILTER_DSP
 /* The two-pixel path out of line, once per epilogue: its registers and its window buffer stay
  * out of conv2d_run's frame (the hand-allocated SMLAD asm there needs 13 free registers). */
@@ -937,6 +1111,16 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
 #if EK_FILTER_DSP
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
+#if EK_CONV_WIDE_TAPS > 0
+    if (conv_wide_apply(p)) {
+        if (e == 0) {
+            conv2d_wide_plain(p, input, filter, bias, output);
+        } else {
+            conv2d_wide_fused(p, input, filter, bias, output, e);
+        }
+        return;
+    }
+#endif
     if (conv_pairs_apply(p)) {
         if (e == 0) {
             conv2d_pairs_plain(p, input, filter, output);
