@@ -923,11 +923,43 @@ static inline int conv_wide_apply(const ek_conv2d_params *p)
  * group of four at dst; returns the next group. */
 static inline uint32_t *wide_put(uint32_t *dst, const int8_t *x, int32_t n, uint32_t offset2)
 {
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+    /* gcc 12 keeps an index and two single stores per group (8 instructions); by hand one
+     * STRD with write-back: 5 per group in pairs, an odd group first */
+    const int8_t *const end = x + n;
+    uint32_t v, a, b;
+    if (n > 0) {
+        __asm__ volatile("tst %[n], #4\n\t"
+                         "beq 2f\n\t"
+                         "ldr %[v], [%[x]], #4\n\t"
+                         "sxtab16 %[a], %[o], %[v]\n\t"
+                         "sxtab16 %[b], %[o], %[v], ror #8\n\t"
+                         "strd %[a], %[b], [%[d]], #16\n\t"
+                         "cmp %[x], %[end]\n\t"
+                         "beq 3f\n"
+                         "2:\n\t"
+                         "ldr %[v], [%[x]], #4\n\t"
+                         "sxtab16 %[a], %[o], %[v]\n\t"
+                         "sxtab16 %[b], %[o], %[v], ror #8\n\t"
+                         "strd %[a], %[b], [%[d]], #16\n\t"
+                         "ldr %[v], [%[x]], #4\n\t"
+                         "sxtab16 %[a], %[o], %[v]\n\t"
+                         "sxtab16 %[b], %[o], %[v], ror #8\n\t"
+                         "strd %[a], %[b], [%[d]], #16\n\t"
+                         "cmp %[x], %[end]\n\t"
+                         "bne 2b\n"
+                         "3:\n"
+                         : [x] "+r"(x), [d] "+r"(dst), [v] "=&r"(v), [a] "=&r"(a), [b] "=&r"(b)
+                         : [n] "r"(n), [end] "r"(end), [o] "r"(offset2)
+                         : "cc", "memory");
+    }
+#else
     for (const int8_t *const end = x + n; x != end; x += 4, dst += 4) {
         const uint32_t v = ek_read_u32(x);
         dst[0] = ek_sxtab16(offset2, v);
         dst[1] = ek_sxtab16_ror8(offset2, v);
     }
+#endif
     return dst;
 }
 
@@ -970,9 +1002,24 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
     }
 }
 
-/* Every output channel of the pair widened in x, stored at base_a and base_b (with_b == 0: a
- * lone last pixel, whose B results are not stored: under the fused ADD a second store would
- * add the skip twice). An odd last channel is the second row of the pair ending at it. */
+/* Channel oc's results for pixels A and B requantised and stored at out_a[oc] and out_b[oc]
+ * (with_b == 0: a lone last pixel, whose B result is not stored: under the fused ADD a second
+ * store would add the skip twice). */
+EK_CONV_FORCE_INLINE void conv_wide_store(const pw_layer *l, const conv_epilogue *e,
+                                          int8_t *output, int32_t base_a, int32_t base_b,
+                                          int32_t oc, int32_t acc_a, int32_t acc_b, int with_b,
+                                          int mode)
+{
+    int32_t ya, yb;
+    pw_requant_channel(l, oc, acc_a, acc_b, mode, &ya, &yb);
+    conv_store(e, output, base_a + oc, ya);
+    if (with_b) {
+        conv_store(e, output, base_b + oc, yb);
+    }
+}
+
+/* Every output channel of the pair widened in x, two filter rows at a time; an odd last
+ * channel is the second row of the pair ending at it. */
 EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *x, int32_t len,
                                              int8_t *output, const conv_epilogue *e,
                                              int32_t base_a, int32_t base_b, int with_b,
@@ -980,18 +1027,18 @@ EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *
 {
     static const int32_t no_bias[2] = {0, 0};
     const int32_t c_out = l->c_out;
-    for (int32_t oc = 0; oc < c_out; oc += 2) {
-        const int32_t first = oc + 1 < c_out ? oc : oc - 1;
-        int32_t acc[4], ya, yb;
-        pw_dot2x2_wide(x, l->filter + first * len, len, l->bias != 0 ? l->bias + first : no_bias,
-                       acc);
-        for (int32_t r = oc - first; r < 2; ++r) {
-            pw_requant_channel(l, first + r, acc[r], acc[2 + r], mode, &ya, &yb);
-            conv_store(e, output, base_a + first + r, ya);
-            if (with_b) {
-                conv_store(e, output, base_b + first + r, yb);
-            }
-        }
+    const int32_t bias_step = l->bias != 0 ? 2 : 0;
+    const int32_t *bias2 = l->bias != 0 ? l->bias : no_bias;
+    const int8_t *w = l->filter;
+    int32_t oc = 0, acc[4];
+    for (; oc + 2 <= c_out; oc += 2, w += 2 * len, bias2 += bias_step) {
+        pw_dot2x2_wide(x, w, len, bias2, acc);
+        conv_wide_store(l, e, output, base_a, base_b, oc, acc[0], acc[2], with_b, mode);
+        conv_wide_store(l, e, output, base_a, base_b, oc + 1, acc[1], acc[3], with_b, mode);
+    }
+    if (oc < c_out) { /* rows oc - 1 and oc */
+        pw_dot2x2_wide(x, w - len, len, l->bias != 0 ? l->bias + oc - 1 : no_bias, acc);
+        conv_wide_store(l, e, output, base_a, base_b, oc, acc[1], acc[3], with_b, mode);
     }
 }
 
@@ -1018,13 +1065,20 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
             ox = 0;
             ++oy;
         }
-        conv_wide_channels(&l, buf, len, output, e, pixel * c_out, (pixel + 1) * c_out, 1, mode);
+        if (mode == PW_FAST_FULL) { /* the common case, its requantisation inlined alone */
+            conv_wide_channels(&l, buf, len, output, e, pixel * c_out, (pixel + 1) * c_out, 1,
+                               PW_FAST_FULL);
+        } else {
+            conv_wide_channels(&l, buf, len, output, e, pixel * c_out, (pixel + 1) * c_out, 1,
+                               mode);
+        }
     }
     if (pixel < pixels) { /* a lone last pixel: its window in both slots */
         const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
         wide_window(p, input, iy0, ix0, buf);
         wide_window(p, input, iy0, ix0, buf + 2);
-        conv_wide_channels(&l, buf, len, output, e, pixel * c_out, pixel * c_out, 0, mode);
+        /* the plain kernel may store B too (the same value at the same place) */
+        conv_wide_channels(&l, buf, len, output, e, pixel * c_out, pixel * c_out, e == 0, mode);
     }
 }
 
