@@ -223,7 +223,8 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model_testdata.c": _testdata_source(graph, inputs),
         "model.c": _model_source(graph, plan, names, op_sections, calls),
         "ek_model_config.h": model_config_header(max((t[0] for t in window_taps), default=0),
-                                                 max((t[1] for t in window_taps), default=0)),
+                                                 max((t[1] for t in window_taps), default=0),
+                                                 bool(pair_kernels)),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,

@@ -33,6 +33,11 @@
 #ifndef EK_CONV_WIDE_TAPS
 #define EK_CONV_WIDE_TAPS 576
 #endif
+/* 1 when some call may take the short-window byte path (conv_pairs_apply); a model build
+ * leaves it out (0) when none of its layers does. */
+#ifndef EK_CONV_PAIRS_PATH
+#define EK_CONV_PAIRS_PATH 1
+#endif
 
 #if defined(__GNUC__)
 #define EK_CONV_NOINLINE __attribute__((noinline))
@@ -312,9 +317,15 @@ static inline void fill_short(int8_t *dst, int8_t value, int32_t n)
 
 /* The window of the output pixel whose taps start at (iy0, ix0), len = k_h*k_w*in_c bytes in
  * OHWI tap order (dilation_w == 1), taps outside the input set to the input zero point; then
- * the tail word moved into place (see the layout above). */
-static void gather_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
-                          int32_t ix0, int8_t *dst)
+ * the tail word moved into place (see the layout above), its leading bytes tail_fill (0 for
+ * raw-byte arithmetic, the zero point where the input offset is added later). */
+/* Out of line: inlined into its one caller (a build without the byte path), gcc 12 -O2 turned
+ * its short copies into memcpy/memset calls whose results were not bit-exact on resnet's
+ * first layer (-fno-tree-loop-distribute-patterns restored them); every build so far ran it
+ * out of line. */
+static EK_CONV_NOINLINE void gather_window(const ek_conv2d_params *p, const int8_t *input,
+                                           int32_t iy0, int32_t ix0, int8_t *dst,
+                                           int8_t tail_fill)
 {
     const int32_t c_in = p->in_c, row = p->k_w * c_in, len = p->k_h * row;
     const int8_t zero_point = (int8_t)(-p->input_offset);
@@ -336,7 +347,7 @@ static void gather_window(const ek_conv2d_params *p, const int8_t *input, int32_
         for (int32_t i = t - 1; i >= 0; --i) { /* backwards: the ranges overlap */
             dst[at + 4 - t + i] = dst[at + i];
         }
-        fill_short(dst + at, 0, 4 - t);
+        fill_short(dst + at, tail_fill, 4 - t);
     }
 }
 
@@ -474,6 +485,21 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
     "smlad %[b0], %[v], %[t], %[b0]\n\t"
 #endif
 
+/* One step in C: window words x[0..3] against the filter words at w and w + stride. */
+#define PW_WIDE_STEP_C(x, w, stride)                                                           \
+    do {                                                                                       \
+        uint32_t wv_ = ek_read_u32((w) + (stride));                                            \
+        a1 = ek_smlad(ek_sxtb16(wv_), (x)[0], a1);                                             \
+        a1 = ek_smlad(ek_sxtb16_ror8(wv_), (x)[1], a1);                                        \
+        b1 = ek_smlad(ek_sxtb16(wv_), (x)[2], b1);                                             \
+        b1 = ek_smlad(ek_sxtb16_ror8(wv_), (x)[3], b1);                                        \
+        wv_ = ek_read_u32(w);                                                                  \
+        a0 = ek_smlad(ek_sxtb16(wv_), (x)[0], a0);                                             \
+        a0 = ek_smlad(ek_sxtb16_ror8(wv_), (x)[1], a0);                                        \
+        b0 = ek_smlad(ek_sxtb16(wv_), (x)[2], b0);                                             \
+        b0 = ek_smlad(ek_sxtb16_ror8(wv_), (x)[3], b0);                                        \
+    } while (0)
+
 static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, int32_t n,
                                             const int32_t *bias2, int32_t acc[4])
 {
@@ -508,6 +534,38 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
         b0 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b0);
     }
 #endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* pw_dot2x2_wide for a short window whose length n (>= 4) is not a multiple of 4: rows n
+ * bytes apart, n / 4 whole steps, then the last window group, which holds 4 - n % 4 zero taps
+ * and the last n % 4 taps, against the filter words that END at each row's last byte (the zero
+ * taps meet the bytes before them), so no byte past a row is read. */
+static EK_CONV_NOINLINE void dot2x2_wide_tail(const uint32_t *x, const int8_t *w, int32_t n,
+                                              const int32_t *bias2, int32_t acc[4])
+{
+    int32_t a0 = bias2[0], a1 = bias2[1], b0 = bias2[0], b1 = bias2[1];
+    const int8_t *const end = w + (n & ~3);
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+    uint32_t p, q, r, t, u, v;
+    while (w != end) { /* pw_dot2x2_wide's step: its loop needs the row stride == n */
+        __asm__ volatile(EK_PW_WIDE_STEP
+                         : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1),
+                           [b0] "+r"(b0), [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q),
+                           [r] "=&r"(r), [t] "=&r"(t), [u] "=&r"(u), [v] "=&r"(v)
+                         : [n] "r"(n)
+                         : "memory");
+    }
+#else
+    for (; w != end; w += 4, x += 4) {
+        PW_WIDE_STEP_C(x, w, n);
+    }
+#endif
+    w -= 4 - (n & 3);
+    PW_WIDE_STEP_C(x, w, n);
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = b0;
@@ -812,7 +870,7 @@ static EK_CONV_NOINLINE void pw_inplace_pairs(const ek_conv2d_params *p, const i
 }
 #endif
 
-#if EK_FILTER_DSP
+#if EK_FILTER_DSP && EK_CONV_PAIRS_PATH
 /* Whether the two-pixel path takes the layer: DSP arithmetic (filter offset 0), an effective
  * bias (padding taps become zero-point bytes, exact for every pixel), rows of taps contiguous,
  * and a window that fits the buffer. */
@@ -870,13 +928,13 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
     int32_t oy = 0, ox = 0, pixel = 0;
     for (; pixel + 2 <= pixels; pixel += 2) {
         gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                      buf);
+                      buf, 0);
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
         }
         gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                      buf + EK_PAIR_MAX_LEN);
+                      buf + EK_PAIR_MAX_LEN, 0);
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
@@ -885,7 +943,7 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
     }
     if (pixel < pixels) { /* a lone last pixel: window A in both slots */
         gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                      buf);
+                      buf, 0);
         copy_short(buf + EK_PAIR_MAX_LEN, buf, (p->k_h * p->k_w * p->in_c + 3) & ~3);
         conv_pair_channels(p, filter, buf, output, e, pixel * c_out, pixel * c_out, 0);
     }
@@ -905,18 +963,30 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
  * mod 2^32 as the reference's accumulator does.
  *
  * Conditions (conv_wide_apply, mirrored by edgekit.firmware.op_emitters.wide_path_applies):
- * filter offset 0, in_c % 4 == 0 (every tap's channels are whole words, padding or not), at
- * least two output channels, and a window of at most EK_CONV_WIDE_TAPS taps: the stack buffer
- * holds two windows of 2 bytes per tap, sized by the model's build (ek_model_config.h) to its
- * longest such window, 0 (no path) when it has none.
+ * filter offset 0, at least two output channels, a window of 4 taps or more, and either
+ * in_c % 4 == 0 (every tap's channels are whole words, padding or not: widened straight from
+ * the input) or a short window (dilation_w == 1, at most EK_PAIR_MAX_LEN taps: a first layer
+ * over 1-3 channels), gathered as bytes first (gather_window, padding and the tail's leading
+ * taps the zero point, so they widen to 0; pw_dot2x2_wide's tail meets them). A short window
+ * over whole words with an effective bias stays on the byte path above (resnet's 1x1 layers ran
+ * 7-10% fewer instructions there). The stack buffer
+ * holds two windows of 2 bytes per tap (the length rounded up to 4), EK_CONV_WIDE_TAPS taps,
+ * sized by the model's build (ek_model_config.h) to its longest such window, 0 (no path) when
+ * it has none.
  *
  * Both windows are widened before any output of the pair is stored and pixels run in
  * increasing order, which keeps the in-place modes exact (conv_sliding, see edgekit.planner). */
 static inline int conv_wide_apply(const ek_conv2d_params *p)
 {
     const int32_t len = p->k_h * p->k_w * p->in_c;
-    return p->filter_offset == 0 && (p->in_c & 3) == 0 && len > 0 && len <= EK_CONV_WIDE_TAPS
-           && p->out_c >= 2;
+    if (p->filter_offset != 0 || p->out_c < 2 || len < 4) {
+        return 0;
+    }
+    if ((p->in_c & 3) == 0) { /* short windows with an effective bias: the byte path is faster */
+        return len <= EK_CONV_WIDE_TAPS
+               && !(p->effective_bias != 0 && p->dilation_w == 1 && len <= EK_PAIR_MAX_LEN);
+    }
+    return p->dilation_w == 1 && len <= EK_PAIR_MAX_LEN && ((len + 3) & ~3) <= EK_CONV_WIDE_TAPS;
 }
 
 /* n taps (n % 4 == 0) of one pixel from x plus the input offset into its two words of each
@@ -981,6 +1051,13 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
     const int32_t c_in = p->in_c;
     const uint32_t offset2 = ek_dup16(p->input_offset);
     int32_t kx0, kx1;
+    if (c_in & 3) { /* a short window: bytes first, then widened whole */
+        int32_t bytes[EK_PAIR_MAX_LEN / 4];
+        const int32_t len = p->k_h * p->k_w * c_in;
+        gather_window(p, input, iy0, ix0, (int8_t *)bytes, (int8_t)(-p->input_offset));
+        wide_put(dst, (const int8_t *)bytes, (len + 3) & ~3, offset2);
+        return;
+    }
     ek_conv_valid_taps(ix0, p->in_w, p->k_w, p->dilation_w, &kx0, &kx1);
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dilation_h;
@@ -1018,6 +1095,12 @@ EK_CONV_FORCE_INLINE void conv_wide_store(const pw_layer *l, const conv_epilogue
     }
 }
 
+/* One filter row pair against the widened windows: the whole-word loop, or the short one
+ * with its tail group. */
+#define CONV_WIDE_DOT(x, w, len, bias2, acc)                                                   \
+    (((len) & 3) == 0 ? pw_dot2x2_wide((x), (w), (len), (bias2), (acc))                         \
+                      : dot2x2_wide_tail((x), (w), (len), (bias2), (acc)))
+
 /* Every output channel of the pair widened in x, two filter rows at a time; an odd last
  * channel is the second row of the pair ending at it. */
 EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *x, int32_t len,
@@ -1032,12 +1115,12 @@ EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *
     const int8_t *w = l->filter;
     int32_t oc = 0, acc[4];
     for (; oc + 2 <= c_out; oc += 2, w += 2 * len, bias2 += bias_step) {
-        pw_dot2x2_wide(x, w, len, bias2, acc);
+        CONV_WIDE_DOT(x, w, len, bias2, acc);
         conv_wide_store(l, e, output, base_a, base_b, oc, acc[0], acc[2], with_b, mode);
         conv_wide_store(l, e, output, base_a, base_b, oc + 1, acc[1], acc[3], with_b, mode);
     }
     if (oc < c_out) { /* rows oc - 1 and oc */
-        pw_dot2x2_wide(x, w - len, len, l->bias != 0 ? l->bias + oc - 1 : no_bias, acc);
+        CONV_WIDE_DOT(x, w - len, len, l->bias != 0 ? l->bias + oc - 1 : no_bias, acc);
         conv_wide_store(l, e, output, base_a, base_b, oc, acc[1], acc[3], with_b, mode);
     }
 }
@@ -1100,7 +1183,7 @@ static EK_CONV_NOINLINE void conv2d_wide_fused(const ek_conv2d_params *p, const 
 }
 #endif
 
-#if EK_FILTER_DSP
+#if EK_FILTER_DSP && EK_CONV_PAIRS_PATH
 /* The two-pixel path out of line, once per epilogue: its registers and its window buffer stay
  * out of conv2d_run's frame (the hand-allocated SMLAD asm there needs 13 free registers). */
 static EK_CONV_NOINLINE void conv2d_pairs_plain(const ek_conv2d_params *p, const int8_t *input,
@@ -1175,6 +1258,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
         return;
     }
 #endif
+#if EK_CONV_PAIRS_PATH
     if (conv_pairs_apply(p)) {
         if (e == 0) {
             conv2d_pairs_plain(p, input, filter, output);
@@ -1183,6 +1267,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
         }
         return;
     }
+#endif
 #endif
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
