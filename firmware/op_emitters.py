@@ -169,6 +169,8 @@ def s4_window_taps(kernel: str, fields: dict) -> int:
     takes no window (depthwise, a filter offset, a window too long)."""
     if "_s4" not in kernel or "depthwise" in kernel or fields["filter_offset"] != 0:
         return 0
+    if kernel in WIDE_S4_PATH_HELPERS and wide_s4_path_applies(fields):
+        return 0  # the two-pixel path, tried first
     if kernel.startswith("ek_fully_connected"):
         length, odd_allowed = fields["depth"], False
     else:
@@ -186,6 +188,11 @@ def s4_window_taps(kernel: str, fields: dict) -> int:
 WIDE_TAPS_MAX = 576
 #: the int8 conv kernels that run the widened two-pixel path on DSP cores, and its helper
 WIDE_PATH_HELPERS = {"ek_conv2d_s8": "conv2d_wide_plain", "ek_conv2d_add_s8": "conv2d_wide_fused"}
+#: the same for the packed int4 kernels (ek_conv_s4.c names its helpers apart)
+WIDE_S4_PATH_HELPERS = {"ek_conv2d_s4": "conv2d_wide_s4_plain",
+                        "ek_conv2d_add_s4": "conv2d_wide_s4_fused"}
+#: ek_conv.c's PW_S4_MAX_C_IN: the longest window the int4 pair loop sums exactly
+PW_S4_MAX_TAPS = 504
 
 
 def wide_path_applies(fields: dict) -> bool:
@@ -200,9 +207,19 @@ def wide_path_applies(fields: dict) -> bool:
     return short  # gathered as bytes first
 
 
+def wide_s4_path_applies(fields: dict) -> bool:
+    """Whether a packed int4 CONV_2D call takes the two-pixel path (ek_conv.c's
+    ``conv_wide_apply`` compiled as ek_conv_s4.c)."""
+    length = fields["k_h"] * fields["k_w"] * fields["in_c"]
+    return (fields["filter_offset"] == 0 and "effective_bias" in fields and fields["out_c"] >= 2
+            and fields["in_c"] % 8 == 0 and 0 < length <= PW_S4_MAX_TAPS)
+
+
 def wide_window_taps(kernel: str, fields: dict) -> int:
     """The window buffer (taps: the length rounded up to 4) a call of ``kernel`` gives the
     widened path, 0 when it takes another."""
+    if kernel in WIDE_S4_PATH_HELPERS and wide_s4_path_applies(fields):
+        return fields["k_h"] * fields["k_w"] * fields["in_c"]
     if kernel not in WIDE_PATH_HELPERS or not wide_path_applies(fields):
         return 0
     return -(-fields["k_h"] * fields["k_w"] * fields["in_c"] // 4) * 4

@@ -950,7 +950,11 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
 }
 #endif
 
-#if EK_FILTER_DSP && EK_CONV_WIDE_TAPS > 0
+#if (EK_FILTER_DSP || EK_S4_DSP) && EK_CONV_WIDE_TAPS > 0
+#if EK_CONV_S4 /* the int4 TU's helpers by their own names (edgekit.firmware.stack_paths) */
+#define conv2d_wide_plain conv2d_wide_s4_plain
+#define conv2d_wide_fused conv2d_wide_s4_fused
+#endif
 /* --- Longer windows: two pixels x two output channels on widened windows ----------------------
  * Layers whose window is longer than the short path's (a 3x3 convolution over 16-64 channels:
  * most of a ResNet's MACs) widen the windows of two output pixels once to int16, the input
@@ -976,6 +980,50 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
  *
  * Both windows are widened before any output of the pair is stored and pixels run in
  * increasing order, which keeps the in-place modes exact (conv_sliding, see edgekit.planner). */
+#if EK_CONV_S4
+/* Packed int4 filters (ek_conv_s4.c): the 1x1 path's int4 loop (pw_dot2x2_wide, 30
+ * instructions per 32 MACs) over two windows widened from raw bytes in its layout, padding taps
+ * the input zero point (the effective bias carries the input offset, as on the 1x1 path). Its
+ * exactness bound holds for at most PW_S4_MAX_C_IN taps; in_c % 8 == 0 keeps every tap's
+ * channels whole groups of 8. Mirrored by edgekit.firmware.op_emitters.wide_s4_path_applies. */
+static inline int conv_wide_apply(const ek_conv2d_params *p)
+{
+    const int32_t len = p->k_h * p->k_w * p->in_c;
+    return p->filter_offset == 0 && p->effective_bias != 0 && p->out_c >= 2
+           && (p->in_c & 7) == 0 && len > 0 && len <= PW_S4_MAX_C_IN && len <= EK_CONV_WIDE_TAPS;
+}
+
+/* The raw window (OHWI tap order) of the output pixel whose taps start at (iy0, ix0) into the
+ * pixel's slot dst (buf for pixel A, buf + 1 for pixel B), padding taps the zero point. */
+static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
+                        int32_t ix0, uint32_t *dst)
+{
+    const int32_t c_in = p->in_c;
+    const uint32_t zero2 = ek_dup16(-p->input_offset);
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dilation_h;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dilation_w;
+            const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+            const int8_t *x = input + (iy * p->in_w + ix) * c_in;
+            for (int32_t g = 0; g < c_in; g += 8, dst += 8) {
+                if (inside) {
+                    pw_widen8_s4(x + g, dst);
+                } else {
+                    dst[0] = dst[2] = dst[4] = dst[6] = zero2;
+                }
+            }
+        }
+    }
+}
+
+#define CONV_WIDE_DOT(x, w, len, bias2, acc) pw_dot2x2_wide((x), (w), (len) / 2, (bias2), (acc))
+#define CONV_WIDE_ROW_BYTES(len) ((len) / 2)
+#define CONV_WIDE_SLOT_B 1 /* pixel B's words interleave with A's */
+#else
+#define CONV_WIDE_ROW_BYTES(len) (len)
+#define CONV_WIDE_SLOT_B 2
+
 static inline int conv_wide_apply(const ek_conv2d_params *p)
 {
     const int32_t len = p->k_h * p->k_w * p->in_c;
@@ -1079,6 +1127,13 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
     }
 }
 
+/* One filter row pair against the widened windows: the whole-word loop, or the short one
+ * with its tail group. */
+#define CONV_WIDE_DOT(x, w, len, bias2, acc)                                                   \
+    (((len) & 3) == 0 ? pw_dot2x2_wide((x), (w), (len), (bias2), (acc))                         \
+                      : dot2x2_wide_tail((x), (w), (len), (bias2), (acc)))
+#endif /* EK_CONV_S4 */
+
 /* Channel oc's results for pixels A and B requantised and stored at out_a[oc] and out_b[oc]
  * (with_b == 0: a lone last pixel, whose B result is not stored: under the fused ADD a second
  * store would add the skip twice). */
@@ -1095,11 +1150,6 @@ EK_CONV_FORCE_INLINE void conv_wide_store(const pw_layer *l, const conv_epilogue
     }
 }
 
-/* One filter row pair against the widened windows: the whole-word loop, or the short one
- * with its tail group. */
-#define CONV_WIDE_DOT(x, w, len, bias2, acc)                                                   \
-    (((len) & 3) == 0 ? pw_dot2x2_wide((x), (w), (len), (bias2), (acc))                         \
-                      : dot2x2_wide_tail((x), (w), (len), (bias2), (acc)))
 
 /* Every output channel of the pair widened in x, two filter rows at a time; an odd last
  * channel is the second row of the pair ending at it. */
@@ -1114,13 +1164,14 @@ EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *
     const int32_t *bias2 = l->bias != 0 ? l->bias : no_bias;
     const int8_t *w = l->filter;
     int32_t oc = 0, acc[4];
-    for (; oc + 2 <= c_out; oc += 2, w += 2 * len, bias2 += bias_step) {
+    for (; oc + 2 <= c_out; oc += 2, w += 2 * CONV_WIDE_ROW_BYTES(len), bias2 += bias_step) {
         CONV_WIDE_DOT(x, w, len, bias2, acc);
         conv_wide_store(l, e, output, base_a, base_b, oc, acc[0], acc[2], with_b, mode);
         conv_wide_store(l, e, output, base_a, base_b, oc + 1, acc[1], acc[3], with_b, mode);
     }
     if (oc < c_out) { /* rows oc - 1 and oc */
-        CONV_WIDE_DOT(x, w - len, len, l->bias != 0 ? l->bias + oc - 1 : no_bias, acc);
+        CONV_WIDE_DOT(x, w - CONV_WIDE_ROW_BYTES(len), len,
+                      l->bias != 0 ? l->bias + oc - 1 : no_bias, acc);
         conv_wide_store(l, e, output, base_a, base_b, oc, acc[1], acc[3], with_b, mode);
     }
 }
@@ -1135,7 +1186,11 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
     const int32_t c_out = p->out_c, pixels = p->out_h * p->out_w;
     const int32_t len = p->k_h * p->k_w * p->in_c;
     int32_t oy = 0, ox = 0, pixel = 0;
+#if EK_CONV_S4
+    (void)bias; /* the effective bias (pw_layer_of): raw windows */
+#else
     l.bias = bias; /* the raw bias: the windows carry the input offset */
+#endif
     for (; pixel + 2 <= pixels; pixel += 2) {
         wide_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, buf);
         if (++ox == p->out_w) {
@@ -1143,7 +1198,7 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
             ++oy;
         }
         wide_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                    buf + 2);
+                    buf + CONV_WIDE_SLOT_B);
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
@@ -1159,7 +1214,7 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
     if (pixel < pixels) { /* a lone last pixel: its window in both slots */
         const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
         wide_window(p, input, iy0, ix0, buf);
-        wide_window(p, input, iy0, ix0, buf + 2);
+        wide_window(p, input, iy0, ix0, buf + CONV_WIDE_SLOT_B);
         /* the plain kernel may store B too (the same value at the same place) */
         conv_wide_channels(&l, buf, len, output, e, pixel * c_out, pixel * c_out, e == 0, mode);
     }
@@ -1239,6 +1294,16 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     const ek_conv2d_params local = *params;
     const ek_conv2d_params *p = &local;
     const int32_t c_out = p->out_c;
+#if EK_S4_DSP && EK_CONV_WIDE_TAPS > 0
+    if (conv_wide_apply(p)) {
+        if (e == 0) {
+            conv2d_wide_plain(p, input, filter, bias, output);
+        } else {
+            conv2d_wide_fused(p, input, filter, bias, output, e);
+        }
+        return;
+    }
+#endif
 #if EK_S4_DSP
     if (ek_s4_conv_dsp_applies(p->filter_offset, p->k_h * p->k_w * p->in_c)) {
         conv2d_s4_pixels(p, input, filter, bias, output, e);
