@@ -191,8 +191,6 @@ WIDE_PATH_HELPERS = {"ek_conv2d_s8": "conv2d_wide_plain", "ek_conv2d_add_s8": "c
 #: the same for the packed int4 kernels (ek_conv_s4.c names its helpers apart)
 WIDE_S4_PATH_HELPERS = {"ek_conv2d_s4": "conv2d_wide_s4_plain",
                         "ek_conv2d_add_s4": "conv2d_wide_s4_fused"}
-#: ek_conv.c's PW_S4_MAX_C_IN: the longest window the int4 pair loop sums exactly
-PW_S4_MAX_TAPS = 504
 
 
 def wide_path_applies(fields: dict) -> bool:
@@ -212,7 +210,7 @@ def wide_s4_path_applies(fields: dict) -> bool:
     ``conv_wide_apply`` compiled as ek_conv_s4.c)."""
     length = fields["k_h"] * fields["k_w"] * fields["in_c"]
     return (fields["filter_offset"] == 0 and "effective_bias" in fields and fields["out_c"] >= 2
-            and fields["in_c"] % 8 == 0 and 0 < length <= PW_S4_MAX_TAPS)
+            and fields["in_c"] % 8 == 0 and 0 < length <= WIDE_TAPS_MAX)
 
 
 def wide_window_taps(kernel: str, fields: dict) -> int:

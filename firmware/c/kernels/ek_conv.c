@@ -657,6 +657,56 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
     acc[3] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(b1 >> 12));
 }
 
+/* pw_dot2x2_wide for windows longer than PW_S4_MAX_C_IN taps (a 3x3 conv over 64 channels):
+ * rows `stride` bytes apart, the n bytes (n % 4 == 0) in runs of at most PW_S4_MAX_C_IN taps,
+ * each run's x4096 sums exact in int32 and shifted down before the next. */
+#define PW_S4_RUN_BYTES (PW_S4_MAX_C_IN / 2)
+static EK_CONV_NOINLINE void pw_dot2x2_wide_runs(const uint32_t *x, const int8_t *w,
+                                                 int32_t stride, int32_t n,
+                                                 const int32_t *bias2, int32_t acc[4])
+{
+    uint32_t t0 = (uint32_t)bias2[0], t1 = (uint32_t)bias2[1];
+    uint32_t u0 = (uint32_t)bias2[0], u1 = (uint32_t)bias2[1];
+    while (n > 0) {
+        const int32_t run = n < PW_S4_RUN_BYTES ? n : PW_S4_RUN_BYTES;
+        const int8_t *const end = w + run;
+        int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+        n -= run;
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+        const uint32_t mask = 0xF000F000u;
+        uint32_t p, q, t, v0, v1;
+        while (w != end) { /* pw_dot2x2_wide's step, its row offset the stride */
+            __asm__ volatile(EK_PW_S4_STEP
+                             : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1),
+                               [b0] "+r"(b0), [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q),
+                               [t] "=&r"(t), [v0] "=&r"(v0), [v1] "=&r"(v1)
+                             : [n] "r"(stride), [m] "r"(mask)
+                             : "memory");
+        }
+#else
+        for (; w != end; w += 4, x += 8) {
+            const uint32_t v0 = ek_read_u32(w), v1 = ek_read_u32(w + stride);
+            for (int32_t k = 0; k < 4; ++k) {
+                const uint32_t shift = (uint32_t)(12 - 4 * k);
+                const uint32_t m0 = (v0 << shift) & 0xF000F000u, m1 = (v1 << shift) & 0xF000F000u;
+                a0 = ek_smlad(m0, x[2 * k], a0);
+                b0 = ek_smlad(m0, x[2 * k + 1], b0);
+                a1 = ek_smlad(m1, x[2 * k], a1);
+                b1 = ek_smlad(m1, x[2 * k + 1], b1);
+            }
+        }
+#endif
+        t0 += (uint32_t)(a0 >> 12); /* exact multiples of 4096 */
+        t1 += (uint32_t)(a1 >> 12);
+        u0 += (uint32_t)(b0 >> 12);
+        u1 += (uint32_t)(b1 >> 12);
+    }
+    acc[0] = (int32_t)t0;
+    acc[1] = (int32_t)t1;
+    acc[2] = (int32_t)u0;
+    acc[3] = (int32_t)u1;
+}
+
 /* Words {x0,x4}, {x1,x5}, {x2,x6}, {x3,x7} of the 8 bytes at src, at dst[0], [2], [4], [6]
  * (the other pixel's words interleave). */
 static inline void pw_widen8_s4(const int8_t *src, uint32_t *dst)
@@ -984,13 +1034,13 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
 /* Packed int4 filters (ek_conv_s4.c): the 1x1 path's int4 loop (pw_dot2x2_wide, 30
  * instructions per 32 MACs) over two windows widened from raw bytes in its layout, padding taps
  * the input zero point (the effective bias carries the input offset, as on the 1x1 path). Its
- * exactness bound holds for at most PW_S4_MAX_C_IN taps; in_c % 8 == 0 keeps every tap's
- * channels whole groups of 8. Mirrored by edgekit.firmware.op_emitters.wide_s4_path_applies. */
+ * exactness bound holds for at most PW_S4_MAX_C_IN taps, longer windows run in runs
+ * (pw_dot2x2_wide_runs); in_c % 8 == 0 keeps every tap's channels whole groups of 8. Mirrored by edgekit.firmware.op_emitters.wide_s4_path_applies. */
 static inline int conv_wide_apply(const ek_conv2d_params *p)
 {
     const int32_t len = p->k_h * p->k_w * p->in_c;
     return p->filter_offset == 0 && p->effective_bias != 0 && p->out_c >= 2
-           && (p->in_c & 7) == 0 && len > 0 && len <= PW_S4_MAX_C_IN && len <= EK_CONV_WIDE_TAPS;
+           && (p->in_c & 7) == 0 && len > 0 && len <= EK_CONV_WIDE_TAPS;
 }
 
 /* The raw window (OHWI tap order) of the output pixel whose taps start at (iy0, ix0) into the
@@ -1017,7 +1067,9 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
     }
 }
 
-#define CONV_WIDE_DOT(x, w, len, bias2, acc) pw_dot2x2_wide((x), (w), (len) / 2, (bias2), (acc))
+#define CONV_WIDE_DOT(x, w, len, bias2, acc)                                                   \
+    ((len) <= PW_S4_MAX_C_IN ? pw_dot2x2_wide((x), (w), (len) / 2, (bias2), (acc))              \
+                             : pw_dot2x2_wide_runs((x), (w), (len) / 2, (len) / 2, (bias2), (acc)))
 #define CONV_WIDE_ROW_BYTES(len) ((len) / 2)
 #define CONV_WIDE_SLOT_B 1 /* pixel B's words interleave with A's */
 #else
