@@ -429,7 +429,7 @@ static inline void dot2x2(const int8_t *x, const int8_t *w, int32_t len, int32_t
 
 /* The residual ADD fused after the convolution (planner mode conv_add_skip), or none. */
 typedef struct {
-    const ek_add_params *add; /* 0: plain convolution */
+    const ek_add_s8_consts *add; /* the ADD's prepared constants (ek_add_s8_prepare) */
     const int8_t *skip;       /* the ADD's other input, same NHWC layout as the output */
     int32_t conv_input_position; /* which ADD input (0 or 1) the conv result is */
 } conv_epilogue;
@@ -443,8 +443,10 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
         output[i] = (int8_t)y;
     } else {
         const int32_t s = e->skip[i];
-        output[i] = (int8_t)(e->conv_input_position == 0 ? ek_add_element(e->add, y, s)
-                                                         : ek_add_element(e->add, s, y));
+        /* ek_add_s8_output: ek_add_element's value for int8 inputs, its constants prepared
+         * once per call */
+        output[i] = e->conv_input_position == 0 ? ek_add_s8_output(e->add, y, s)
+                                                : ek_add_s8_output(e->add, s, y);
     }
 }
 
@@ -1457,8 +1459,8 @@ void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_p
                       const int8_t *input, const int8_t *filter, const int32_t *bias,
                       const int8_t *skip, int8_t *output, int32_t conv_input_position)
 {
-    /* private copy of the ADD's params, for the same reason as the conv's */
-    const ek_add_params add = *add_params;
+    /* the ADD's constants in a local, for the same reason as the conv's params copy */
+    const ek_add_s8_consts add = ek_add_s8_prepare(add_params);
     const conv_epilogue fused = {&add, skip, conv_input_position};
     conv2d_run(params, input, filter, bias, output, &fused);
 }
