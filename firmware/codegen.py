@@ -35,8 +35,8 @@ from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
 from edgekit.firmware import stack_paths
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
                                           EmitContext, OpCall, check_inplace_mode,
-                                          emit_conv_add, pairs_path_applies, s4_config_header,
-                                          s4_window_taps)
+                                          emit_conv_add, model_config_header, pairs_path_applies,
+                                          s4_window_taps, wide_window_taps)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
@@ -191,7 +191,8 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     shared_constants = _SharedConstants()
     pair_kernels: set[str] = set()
     path_helpers: set[str] = set()
-    window_taps: list[int] = []  # the int4 DSP window each call needs (ek_model_config.h)
+    # the int4 DSP window and the int8 widened window each call needs (ek_model_config.h)
+    window_taps: list[tuple[int, int]] = []
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
@@ -221,7 +222,9 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model_weights.c": _weights_source(graph, names, used_constants),
         "model_testdata.c": _testdata_source(graph, inputs),
         "model.c": _model_source(graph, plan, names, op_sections, calls),
-        "ek_model_config.h": s4_config_header(max(window_taps, default=0)),
+        "ek_model_config.h": model_config_header(max((t[0] for t in window_taps), default=0),
+                                                 max((t[1] for t in window_taps), default=0),
+                                                 bool(pair_kernels)),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
@@ -261,7 +264,7 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
              shared_constants: "_SharedConstants", fusion=None,
              pair_kernels: set[str] | None = None,
              path_helpers: set[str] | None = None,
-             window_taps: list[int] | None = None) -> tuple[str, str, str, str]:
+             window_taps: list[tuple[int, int]] | None = None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -292,7 +295,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
     if path_helpers is not None:
         path_helpers |= stack_paths.taken_helpers(call.kernel, call.fields)
     if window_taps is not None and call.params_type is not None:
-        window_taps.append(s4_window_taps(call.kernel, call.fields))
+        window_taps.append((s4_window_taps(call.kernel, call.fields),
+                            wide_window_taps(call.kernel, call.fields)))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from edgekit.firmware.op_emitters import DSP_PAIR_HELPERS, pairs_path_applies
+from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, WIDE_PATH_HELPERS,
+                                          WIDE_S4_PATH_HELPERS, pairs_path_applies,
+                                          wide_path_applies, wide_s4_path_applies)
 
 
 def _broadcasts(fields: dict) -> bool:
@@ -72,6 +74,10 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     "pw_inplace_pairs": (POINTWISE_PAIR_KERNELS, _pointwise_pairs),
     **{helper: (frozenset({kernel}), pairs_path_applies)
        for kernel, helper in DSP_PAIR_HELPERS.items()},
+    **{helper: (frozenset({kernel}), wide_path_applies)
+       for kernel, helper in WIDE_PATH_HELPERS.items()},
+    **{helper: (frozenset({kernel}), wide_s4_path_applies)
+       for kernel, helper in WIDE_S4_PATH_HELPERS.items()},
     **{f"{kernel}_broadcast": (frozenset({kernel}), _broadcasts)
        for kernel in ("ek_add_s8", "ek_add_s16", "ek_mul_s8", "ek_mul_s16")},
     "dot4_raw": (RAW_DOT_KERNELS, _raw_dot_product),

@@ -108,6 +108,10 @@ SINGLE_OPS = {
     "conv_valid_1x1": lambda r: gb.conv2d(r, in_shape=(1, 5, 5, 10), out_channels=3,
                                           kernel=(1, 1), padding="VALID"),
     "conv_long_window": lambda r: gb.conv2d(r, in_shape=(1, 4, 4, 80), out_channels=4),
+    # the two-pixel path's longest window (576 taps: runs of 504 and 72), padding on every
+    # side, an odd last channel, weights over [-8, 7]
+    "conv_pairs_two_runs": lambda r: gb.conv2d(r, in_shape=(1, 5, 4, 64), out_channels=5,
+                                               weight_dtype=DType.INT4),
     # 288 taps: two 256-tap runs; weights over [-8, 7] and extreme products
     "conv_two_runs_full_range": lambda r: gb.conv2d(r, in_shape=(1, 5, 5, 32), out_channels=3,
                                                     weight_dtype=DType.INT4),
@@ -181,11 +185,12 @@ def test_search_flash_model_counts_packed_int4_constants():
             == graph_features(int4)["constants"])
 
 
-@pytest.mark.parametrize("model,bits,taps", [("kws", "4", 64), ("resnet", "4", 576),
+@pytest.mark.parametrize("model,bits,taps", [("kws", "4", 64), ("resnet", "4", 64),
                                              ("kws", "mixed:default=8", 16)])
 def test_window_buffer_is_sized_to_the_models_longest_window(model, bits, taps):
-    # kws: 1x1 convs over 64 channels (its first conv's window is 40); resnet: 3x3x64; an int8
-    # model needs none (the smallest buffer)
+    # kws: 1x1 convs over 64 channels (its first conv's window is 40); resnet: its first conv's
+    # odd window (27 taps, two halves of 32: its 3x3 convs take the two-pixel path, sized by
+    # EK_CONV_WIDE_TAPS); an int8 model needs none (the smallest buffer)
     gen = generate(_graph(model, bits))
     assert f"#define EK_S4_WINDOW_TAPS {taps} " in gen.files["ek_model_config.h"]
 

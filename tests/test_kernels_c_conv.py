@@ -356,6 +356,24 @@ def test_two_pixel_path(libs, in_shape, c_out, kernel, stride, padding):
     check_graph(libs, graph, rng, inputs=3)
 
 
+@pytest.mark.parametrize("in_shape, c_out, kernel, stride, padding, dilation", [
+    ((1, 7, 9, 16), 8, (3, 3), (1, 1), "SAME", (1, 1)),   # resnet's 3x3: len 144, odd pixels
+    ((1, 8, 8, 32), 7, (3, 3), (2, 2), "SAME", (1, 1)),   # strided, odd c_out
+    ((1, 5, 6, 64), 4, (3, 3), (1, 1), "VALID", (1, 1)),  # the longest window: 576 taps
+    ((1, 9, 9, 4), 5, (5, 3), (1, 2), "SAME", (1, 1)),    # wide padding on every side
+    ((1, 9, 10, 8), 6, (3, 3), (1, 1), "SAME", (2, 2)),   # dilated: one tap at a time
+    ((1, 3, 3, 12), 2, (3, 3), (1, 1), "SAME", (1, 1)),   # one pixel's window mostly padding
+])
+def test_widened_two_pixel_path(libs, in_shape, c_out, kernel, stride, padding, dilation):
+    """The DSP path's widened windows (in_c % 4 == 0, up to 576 taps): the input offset added
+    while widening, padding taps 0, a lone last pixel, an odd last channel."""
+    rng = np.random.default_rng(sum(in_shape) * c_out)
+    graph = gb.conv2d(rng, in_shape=in_shape, out_channels=c_out, kernel=kernel, stride=stride,
+                      padding=padding, dilation=dilation,
+                      activation="RELU6" if c_out % 2 else "RELU")
+    check_graph(libs, graph, rng, inputs=3)
+
+
 @pytest.mark.parametrize("in_shape, c_out, kernel, stride", [
     ((1, 12, 12, 3), 8, (3, 3), (2, 2)), ((1, 7, 9, 8), 16, (1, 1), (1, 1)),
     ((1, 9, 9, 4), 12, (3, 3), (1, 1)), ((1, 6, 6, 32), 16, (1, 1), (1, 1))])

@@ -21,6 +21,24 @@
 #endif
 #include "ek_elementwise.h"
 
+/* The model's kernel configuration (EK_CONV_WIDE_TAPS, the int4 window): generated with each
+ * model build (edgekit.firmware.op_emitters.model_config_header). */
+#if defined(__has_include)
+#if __has_include("ek_model_config.h")
+#include "ek_model_config.h"
+#endif
+#endif
+/* The longest window (k_h * k_w * in_c taps) of the widened two-pixel path; its stack buffer
+ * is 4 bytes per tap. Without a model build: a 3x3 conv over 64 channels. */
+#ifndef EK_CONV_WIDE_TAPS
+#define EK_CONV_WIDE_TAPS 576
+#endif
+/* 1 when some call may take the short-window byte path (conv_pairs_apply); a model build
+ * leaves it out (0) when none of its layers does. */
+#ifndef EK_CONV_PAIRS_PATH
+#define EK_CONV_PAIRS_PATH 1
+#endif
+
 #if defined(__GNUC__)
 #define EK_CONV_NOINLINE __attribute__((noinline))
 #else
@@ -299,9 +317,15 @@ static inline void fill_short(int8_t *dst, int8_t value, int32_t n)
 
 /* The window of the output pixel whose taps start at (iy0, ix0), len = k_h*k_w*in_c bytes in
  * OHWI tap order (dilation_w == 1), taps outside the input set to the input zero point; then
- * the tail word moved into place (see the layout above). */
-static void gather_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
-                          int32_t ix0, int8_t *dst)
+ * the tail word moved into place (see the layout above), its leading bytes tail_fill (0 for
+ * raw-byte arithmetic, the zero point where the input offset is added later). */
+/* Out of line: inlined into its one caller (a build without the byte path), gcc 12 -O2 turned
+ * its short copies into memcpy/memset calls whose results were not bit-exact on resnet's
+ * first layer (-fno-tree-loop-distribute-patterns restored them); every build so far ran it
+ * out of line. */
+static EK_CONV_NOINLINE void gather_window(const ek_conv2d_params *p, const int8_t *input,
+                                           int32_t iy0, int32_t ix0, int8_t *dst,
+                                           int8_t tail_fill)
 {
     const int32_t c_in = p->in_c, row = p->k_w * c_in, len = p->k_h * row;
     const int8_t zero_point = (int8_t)(-p->input_offset);
@@ -323,7 +347,7 @@ static void gather_window(const ek_conv2d_params *p, const int8_t *input, int32_
         for (int32_t i = t - 1; i >= 0; --i) { /* backwards: the ranges overlap */
             dst[at + 4 - t + i] = dst[at + i];
         }
-        fill_short(dst + at, 0, 4 - t);
+        fill_short(dst + at, tail_fill, 4 - t);
     }
 }
 
@@ -405,7 +429,7 @@ static inline void dot2x2(const int8_t *x, const int8_t *w, int32_t len, int32_t
 
 /* The residual ADD fused after the convolution (planner mode conv_add_skip), or none. */
 typedef struct {
-    const ek_add_params *add; /* 0: plain convolution */
+    const ek_add_s8_consts *add; /* the ADD's prepared constants (ek_add_s8_prepare) */
     const int8_t *skip;       /* the ADD's other input, same NHWC layout as the output */
     int32_t conv_input_position; /* which ADD input (0 or 1) the conv result is */
 } conv_epilogue;
@@ -419,8 +443,10 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
         output[i] = (int8_t)y;
     } else {
         const int32_t s = e->skip[i];
-        output[i] = (int8_t)(e->conv_input_position == 0 ? ek_add_element(e->add, y, s)
-                                                         : ek_add_element(e->add, s, y));
+        /* ek_add_s8_output: ek_add_element's value for int8 inputs, its constants prepared
+         * once per call */
+        output[i] = e->conv_input_position == 0 ? ek_add_s8_output(e->add, y, s)
+                                                : ek_add_s8_output(e->add, s, y);
     }
 }
 
@@ -461,6 +487,21 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
     "smlad %[b0], %[v], %[t], %[b0]\n\t"
 #endif
 
+/* One step in C: window words x[0..3] against the filter words at w and w + stride. */
+#define PW_WIDE_STEP_C(x, w, stride)                                                           \
+    do {                                                                                       \
+        uint32_t wv_ = ek_read_u32((w) + (stride));                                            \
+        a1 = ek_smlad(ek_sxtb16(wv_), (x)[0], a1);                                             \
+        a1 = ek_smlad(ek_sxtb16_ror8(wv_), (x)[1], a1);                                        \
+        b1 = ek_smlad(ek_sxtb16(wv_), (x)[2], b1);                                             \
+        b1 = ek_smlad(ek_sxtb16_ror8(wv_), (x)[3], b1);                                        \
+        wv_ = ek_read_u32(w);                                                                  \
+        a0 = ek_smlad(ek_sxtb16(wv_), (x)[0], a0);                                             \
+        a0 = ek_smlad(ek_sxtb16_ror8(wv_), (x)[1], a0);                                        \
+        b0 = ek_smlad(ek_sxtb16(wv_), (x)[2], b0);                                             \
+        b0 = ek_smlad(ek_sxtb16_ror8(wv_), (x)[3], b0);                                        \
+    } while (0)
+
 static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, int32_t n,
                                             const int32_t *bias2, int32_t acc[4])
 {
@@ -495,6 +536,38 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
         b0 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b0);
     }
 #endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* pw_dot2x2_wide for a short window whose length n (>= 4) is not a multiple of 4: rows n
+ * bytes apart, n / 4 whole steps, then the last window group, which holds 4 - n % 4 zero taps
+ * and the last n % 4 taps, against the filter words that END at each row's last byte (the zero
+ * taps meet the bytes before them), so no byte past a row is read. */
+static EK_CONV_NOINLINE void dot2x2_wide_tail(const uint32_t *x, const int8_t *w, int32_t n,
+                                              const int32_t *bias2, int32_t acc[4])
+{
+    int32_t a0 = bias2[0], a1 = bias2[1], b0 = bias2[0], b1 = bias2[1];
+    const int8_t *const end = w + (n & ~3);
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+    uint32_t p, q, r, t, u, v;
+    while (w != end) { /* pw_dot2x2_wide's step: its loop needs the row stride == n */
+        __asm__ volatile(EK_PW_WIDE_STEP
+                         : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1),
+                           [b0] "+r"(b0), [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q),
+                           [r] "=&r"(r), [t] "=&r"(t), [u] "=&r"(u), [v] "=&r"(v)
+                         : [n] "r"(n)
+                         : "memory");
+    }
+#else
+    for (; w != end; w += 4, x += 4) {
+        PW_WIDE_STEP_C(x, w, n);
+    }
+#endif
+    w -= 4 - (n & 3);
+    PW_WIDE_STEP_C(x, w, n);
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = b0;
@@ -586,6 +659,56 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
     acc[3] = (int32_t)((uint32_t)bias2[1] + (uint32_t)(b1 >> 12));
 }
 
+/* pw_dot2x2_wide for windows longer than PW_S4_MAX_C_IN taps (a 3x3 conv over 64 channels):
+ * rows `stride` bytes apart, the n bytes (n % 4 == 0) in runs of at most PW_S4_MAX_C_IN taps,
+ * each run's x4096 sums exact in int32 and shifted down before the next. */
+#define PW_S4_RUN_BYTES (PW_S4_MAX_C_IN / 2)
+static EK_CONV_NOINLINE void pw_dot2x2_wide_runs(const uint32_t *x, const int8_t *w,
+                                                 int32_t stride, int32_t n,
+                                                 const int32_t *bias2, int32_t acc[4])
+{
+    uint32_t t0 = (uint32_t)bias2[0], t1 = (uint32_t)bias2[1];
+    uint32_t u0 = (uint32_t)bias2[0], u1 = (uint32_t)bias2[1];
+    while (n > 0) {
+        const int32_t run = n < PW_S4_RUN_BYTES ? n : PW_S4_RUN_BYTES;
+        const int8_t *const end = w + run;
+        int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+        n -= run;
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+        const uint32_t mask = 0xF000F000u;
+        uint32_t p, q, t, v0, v1;
+        while (w != end) { /* pw_dot2x2_wide's step, its row offset the stride */
+            __asm__ volatile(EK_PW_S4_STEP
+                             : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1),
+                               [b0] "+r"(b0), [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q),
+                               [t] "=&r"(t), [v0] "=&r"(v0), [v1] "=&r"(v1)
+                             : [n] "r"(stride), [m] "r"(mask)
+                             : "memory");
+        }
+#else
+        for (; w != end; w += 4, x += 8) {
+            const uint32_t v0 = ek_read_u32(w), v1 = ek_read_u32(w + stride);
+            for (int32_t k = 0; k < 4; ++k) {
+                const uint32_t shift = (uint32_t)(12 - 4 * k);
+                const uint32_t m0 = (v0 << shift) & 0xF000F000u, m1 = (v1 << shift) & 0xF000F000u;
+                a0 = ek_smlad(m0, x[2 * k], a0);
+                b0 = ek_smlad(m0, x[2 * k + 1], b0);
+                a1 = ek_smlad(m1, x[2 * k], a1);
+                b1 = ek_smlad(m1, x[2 * k + 1], b1);
+            }
+        }
+#endif
+        t0 += (uint32_t)(a0 >> 12); /* exact multiples of 4096 */
+        t1 += (uint32_t)(a1 >> 12);
+        u0 += (uint32_t)(b0 >> 12);
+        u1 += (uint32_t)(b1 >> 12);
+    }
+    acc[0] = (int32_t)t0;
+    acc[1] = (int32_t)t1;
+    acc[2] = (int32_t)u0;
+    acc[3] = (int32_t)u1;
+}
+
 /* Words {x0,x4}, {x1,x5}, {x2,x6}, {x3,x7} of the 8 bytes at src, at dst[0], [2], [4], [6]
  * (the other pixel's words interleave). */
 static inline void pw_widen8_s4(const int8_t *src, uint32_t *dst)
@@ -662,30 +785,37 @@ static inline int pw_requant_mode(const ek_conv2d_params *p)
     return p->act_min == -128 && p->act_max == 127 ? PW_FAST_FULL : PW_FAST;
 }
 
-/* Channel oc's results for pixels A and B, requantised with one load of its constants and
- * stored at out_a[oc] and out_b[oc] (plain stores: no fused ADD on this path). */
+/* Channel oc's results for pixels A and B (*ya, *yb), requantised with one load of its
+ * constants. */
+EK_CONV_FORCE_INLINE void pw_requant_channel(const pw_layer *l, int32_t oc, int32_t acc_a,
+                                             int32_t acc_b, int mode, int32_t *ya, int32_t *yb)
+{
+    const int32_t multiplier = l->multipliers[oc], shift = l->shifts[oc];
+    if (mode != PW_EXACT) {
+        const int32_t k_hi = ek_requant_fast_k_hi(shift, l->output_offset);
+        *ya = ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1);
+        *yb = ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1);
+        if (mode == PW_FAST_FULL) {
+            *ya = ek_ssat8(*ya);
+            *yb = ek_ssat8(*yb);
+        } else {
+            *ya = ek_clamp(*ya, l->act_min, l->act_max);
+            *yb = ek_clamp(*yb, l->act_min, l->act_max);
+        }
+    } else {
+        *ya = ek_conv_requantize(acc_a, multiplier, shift, l->output_offset, l->act_min,
+                                 l->act_max);
+        *yb = ek_conv_requantize(acc_b, multiplier, shift, l->output_offset, l->act_min,
+                                 l->act_max);
+    }
+}
+
+/* pw_requant_channel stored at out_a[oc] and out_b[oc] (plain stores: no fused ADD here). */
 EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, int8_t *out_a, int8_t *out_b,
                                            int32_t oc, int32_t acc_a, int32_t acc_b, int mode)
 {
-    const int32_t multiplier = l->multipliers[oc], shift = l->shifts[oc];
     int32_t ya, yb;
-    if (mode != PW_EXACT) {
-        const int32_t k_hi = ek_requant_fast_k_hi(shift, l->output_offset);
-        ya = ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1);
-        yb = ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1);
-        if (mode == PW_FAST_FULL) {
-            ya = ek_ssat8(ya);
-            yb = ek_ssat8(yb);
-        } else {
-            ya = ek_clamp(ya, l->act_min, l->act_max);
-            yb = ek_clamp(yb, l->act_min, l->act_max);
-        }
-    } else {
-        ya = ek_conv_requantize(acc_a, multiplier, shift, l->output_offset, l->act_min,
-                                l->act_max);
-        yb = ek_conv_requantize(acc_b, multiplier, shift, l->output_offset, l->act_min,
-                                l->act_max);
-    }
+    pw_requant_channel(l, oc, acc_a, acc_b, mode, &ya, &yb);
     out_a[oc] = (int8_t)ya;
     out_b[oc] = (int8_t)yb;
 }
@@ -792,7 +922,7 @@ static EK_CONV_NOINLINE void pw_inplace_pairs(const ek_conv2d_params *p, const i
 }
 #endif
 
-#if EK_FILTER_DSP
+#if EK_FILTER_DSP && EK_CONV_PAIRS_PATH
 /* Whether the two-pixel path takes the layer: DSP arithmetic (filter offset 0), an effective
  * bias (padding taps become zero-point bytes, exact for every pixel), rows of taps contiguous,
  * and a window that fits the buffer. */
@@ -850,13 +980,13 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
     int32_t oy = 0, ox = 0, pixel = 0;
     for (; pixel + 2 <= pixels; pixel += 2) {
         gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                      buf);
+                      buf, 0);
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
         }
         gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                      buf + EK_PAIR_MAX_LEN);
+                      buf + EK_PAIR_MAX_LEN, 0);
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
@@ -865,14 +995,304 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
     }
     if (pixel < pixels) { /* a lone last pixel: window A in both slots */
         gather_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                      buf);
+                      buf, 0);
         copy_short(buf + EK_PAIR_MAX_LEN, buf, (p->k_h * p->k_w * p->in_c + 3) & ~3);
         conv_pair_channels(p, filter, buf, output, e, pixel * c_out, pixel * c_out, 0);
     }
 }
 #endif
 
-#if EK_FILTER_DSP
+#if (EK_FILTER_DSP || EK_S4_DSP) && EK_CONV_WIDE_TAPS > 0
+#if EK_CONV_S4 /* the int4 TU's helpers by their own names (edgekit.firmware.stack_paths) */
+#define conv2d_wide_plain conv2d_wide_s4_plain
+#define conv2d_wide_fused conv2d_wide_s4_fused
+#endif
+/* --- Longer windows: two pixels x two output channels on widened windows ----------------------
+ * Layers whose window is longer than the short path's (a 3x3 convolution over 16-64 channels:
+ * most of a ResNet's MACs) widen the windows of two output pixels once to int16, the input
+ * offset added (a padding tap is 0: the reference skips it, so no effective bias is needed and
+ * border pixels run the same loop), in pw_dot2x2_wide's layout: per 4 taps the words {A lanes
+ * 0,2; A lanes 1,3; B lanes 0,2; B lanes 1,3}. Then every pair of filter rows runs the 1x1
+ * path's inner loop over the whole window (16 instructions per 16 MACs), each filter word
+ * loaded and widened once for both pixels, each window word once for both channels.
+ * Exactness: |x + input_offset| <= 255 fits an int16 lane and SMLAD's products and sums wrap
+ * mod 2^32 as the reference's accumulator does.
+ *
+ * Conditions (conv_wide_apply, mirrored by edgekit.firmware.op_emitters.wide_path_applies):
+ * filter offset 0, at least two output channels, a window of 4 taps or more, and either
+ * in_c % 4 == 0 (every tap's channels are whole words, padding or not: widened straight from
+ * the input) or a short window (dilation_w == 1, at most EK_PAIR_MAX_LEN taps: a first layer
+ * over 1-3 channels), gathered as bytes first (gather_window, padding and the tail's leading
+ * taps the zero point, so they widen to 0; pw_dot2x2_wide's tail meets them). A short window
+ * over whole words with an effective bias stays on the byte path above (resnet's 1x1 layers ran
+ * 7-10% fewer instructions there). The stack buffer
+ * holds two windows of 2 bytes per tap (the length rounded up to 4), EK_CONV_WIDE_TAPS taps,
+ * sized by the model's build (ek_model_config.h) to its longest such window, 0 (no path) when
+ * it has none.
+ *
+ * Both windows are widened before any output of the pair is stored and pixels run in
+ * increasing order, which keeps the in-place modes exact (conv_sliding, see edgekit.planner). */
+#if EK_CONV_S4
+/* Packed int4 filters (ek_conv_s4.c): the 1x1 path's int4 loop (pw_dot2x2_wide, 30
+ * instructions per 32 MACs) over two windows widened from raw bytes in its layout, padding taps
+ * the input zero point (the effective bias carries the input offset, as on the 1x1 path). Its
+ * exactness bound holds for at most PW_S4_MAX_C_IN taps, longer windows run in runs
+ * (pw_dot2x2_wide_runs); in_c % 8 == 0 keeps every tap's channels whole groups of 8. Mirrored by edgekit.firmware.op_emitters.wide_s4_path_applies. */
+static inline int conv_wide_apply(const ek_conv2d_params *p)
+{
+    const int32_t len = p->k_h * p->k_w * p->in_c;
+    return p->filter_offset == 0 && p->effective_bias != 0 && p->out_c >= 2
+           && (p->in_c & 7) == 0 && len > 0 && len <= EK_CONV_WIDE_TAPS;
+}
+
+/* The raw window (OHWI tap order) of the output pixel whose taps start at (iy0, ix0) into the
+ * pixel's slot dst (buf for pixel A, buf + 1 for pixel B), padding taps the zero point. */
+static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
+                        int32_t ix0, uint32_t *dst)
+{
+    const int32_t c_in = p->in_c;
+    const uint32_t zero2 = ek_dup16(-p->input_offset);
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dilation_h;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dilation_w;
+            const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+            const int8_t *x = input + (iy * p->in_w + ix) * c_in;
+            for (int32_t g = 0; g < c_in; g += 8, dst += 8) {
+                if (inside) {
+                    pw_widen8_s4(x + g, dst);
+                } else {
+                    dst[0] = dst[2] = dst[4] = dst[6] = zero2;
+                }
+            }
+        }
+    }
+}
+
+#define CONV_WIDE_DOT(x, w, len, bias2, acc)                                                   \
+    ((len) <= PW_S4_MAX_C_IN ? pw_dot2x2_wide((x), (w), (len) / 2, (bias2), (acc))              \
+                             : pw_dot2x2_wide_runs((x), (w), (len) / 2, (len) / 2, (bias2), (acc)))
+#define CONV_WIDE_ROW_BYTES(len) ((len) / 2)
+#define CONV_WIDE_SLOT_B 1 /* pixel B's words interleave with A's */
+#else
+#define CONV_WIDE_ROW_BYTES(len) (len)
+#define CONV_WIDE_SLOT_B 2
+
+static inline int conv_wide_apply(const ek_conv2d_params *p)
+{
+    const int32_t len = p->k_h * p->k_w * p->in_c;
+    if (p->filter_offset != 0 || p->out_c < 2 || len < 4) {
+        return 0;
+    }
+    if ((p->in_c & 3) == 0) { /* short windows with an effective bias: the byte path is faster */
+        return len <= EK_CONV_WIDE_TAPS
+               && !(p->effective_bias != 0 && p->dilation_w == 1 && len <= EK_PAIR_MAX_LEN);
+    }
+    return p->dilation_w == 1 && len <= EK_PAIR_MAX_LEN && ((len + 3) & ~3) <= EK_CONV_WIDE_TAPS;
+}
+
+/* n taps (n % 4 == 0) of one pixel from x plus the input offset into its two words of each
+ * group of four at dst; returns the next group. */
+static inline uint32_t *wide_put(uint32_t *dst, const int8_t *x, int32_t n, uint32_t offset2)
+{
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+    /* gcc 12 keeps an index and two single stores per group (8 instructions); by hand one
+     * STRD with write-back: 5 per group in pairs, an odd group first */
+    const int8_t *const end = x + n;
+    uint32_t v, a, b;
+    if (n > 0) {
+        __asm__ volatile("tst %[n], #4\n\t"
+                         "beq 2f\n\t"
+                         "ldr %[v], [%[x]], #4\n\t"
+                         "sxtab16 %[a], %[o], %[v]\n\t"
+                         "sxtab16 %[b], %[o], %[v], ror #8\n\t"
+                         "strd %[a], %[b], [%[d]], #16\n\t"
+                         "cmp %[x], %[end]\n\t"
+                         "beq 3f\n"
+                         "2:\n\t"
+                         "ldr %[v], [%[x]], #4\n\t"
+                         "sxtab16 %[a], %[o], %[v]\n\t"
+                         "sxtab16 %[b], %[o], %[v], ror #8\n\t"
+                         "strd %[a], %[b], [%[d]], #16\n\t"
+                         "ldr %[v], [%[x]], #4\n\t"
+                         "sxtab16 %[a], %[o], %[v]\n\t"
+                         "sxtab16 %[b], %[o], %[v], ror #8\n\t"
+                         "strd %[a], %[b], [%[d]], #16\n\t"
+                         "cmp %[x], %[end]\n\t"
+                         "bne 2b\n"
+                         "3:\n"
+                         : [x] "+r"(x), [d] "+r"(dst), [v] "=&r"(v), [a] "=&r"(a), [b] "=&r"(b)
+                         : [n] "r"(n), [end] "r"(end), [o] "r"(offset2)
+                         : "cc", "memory");
+    }
+#else
+    for (const int8_t *const end = x + n; x != end; x += 4, dst += 4) {
+        const uint32_t v = ek_read_u32(x);
+        dst[0] = ek_sxtab16(offset2, v);
+        dst[1] = ek_sxtab16_ror8(offset2, v);
+    }
+#endif
+    return dst;
+}
+
+/* n padding taps (n % 4 == 0): zero words. */
+static inline uint32_t *wide_zero(uint32_t *dst, int32_t n)
+{
+    for (; n > 0; n -= 4, dst += 4) {
+        dst[0] = 0;
+        dst[1] = 0;
+    }
+    return dst;
+}
+
+/* The widened window (OHWI tap order) of the output pixel whose taps start at (iy0, ix0),
+ * into the pixel's slot dst (buf for pixel A, buf + 2 for pixel B). */
+static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
+                        int32_t ix0, uint32_t *dst)
+{
+    const int32_t c_in = p->in_c;
+    const uint32_t offset2 = ek_dup16(p->input_offset);
+    int32_t kx0, kx1;
+    if (c_in & 3) { /* a short window: bytes first, then widened whole */
+        int32_t bytes[EK_PAIR_MAX_LEN / 4];
+        const int32_t len = p->k_h * p->k_w * c_in;
+        gather_window(p, input, iy0, ix0, (int8_t *)bytes, (int8_t)(-p->input_offset));
+        wide_put(dst, (const int8_t *)bytes, (len + 3) & ~3, offset2);
+        return;
+    }
+    ek_conv_valid_taps(ix0, p->in_w, p->k_w, p->dilation_w, &kx0, &kx1);
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dilation_h;
+        if (iy < 0 || iy >= p->in_h || kx1 <= kx0) {
+            dst = wide_zero(dst, p->k_w * c_in);
+            continue;
+        }
+        dst = wide_zero(dst, kx0 * c_in);
+        if (p->dilation_w == 1) { /* the row's valid taps are one run of bytes */
+            dst = wide_put(dst, input + (iy * p->in_w + ix0 + kx0) * c_in, (kx1 - kx0) * c_in,
+                           offset2);
+        } else {
+            for (int32_t kx = kx0; kx < kx1; ++kx) {
+                dst = wide_put(dst, input + (iy * p->in_w + ix0 + kx * p->dilation_w) * c_in,
+                               c_in, offset2);
+            }
+        }
+        dst = wide_zero(dst, (p->k_w - kx1) * c_in);
+    }
+}
+
+/* One filter row pair against the widened windows: the whole-word loop, or the short one
+ * with its tail group. */
+#define CONV_WIDE_DOT(x, w, len, bias2, acc)                                                   \
+    (((len) & 3) == 0 ? pw_dot2x2_wide((x), (w), (len), (bias2), (acc))                         \
+                      : dot2x2_wide_tail((x), (w), (len), (bias2), (acc)))
+#endif /* EK_CONV_S4 */
+
+/* Channel oc's results for pixels A and B requantised and stored at out_a[oc] and out_b[oc]
+ * (with_b == 0: a lone last pixel, whose B result is not stored: under the fused ADD a second
+ * store would add the skip twice). */
+EK_CONV_FORCE_INLINE void conv_wide_store(const pw_layer *l, const conv_epilogue *e,
+                                          int8_t *output, int32_t base_a, int32_t base_b,
+                                          int32_t oc, int32_t acc_a, int32_t acc_b, int with_b,
+                                          int mode)
+{
+    int32_t ya, yb;
+    pw_requant_channel(l, oc, acc_a, acc_b, mode, &ya, &yb);
+    conv_store(e, output, base_a + oc, ya);
+    if (with_b) {
+        conv_store(e, output, base_b + oc, yb);
+    }
+}
+
+
+/* Every output channel of the pair widened in x, two filter rows at a time; an odd last
+ * channel is the second row of the pair ending at it. */
+EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *x, int32_t len,
+                                             int8_t *output, const conv_epilogue *e,
+                                             int32_t base_a, int32_t base_b, int with_b,
+                                             int mode)
+{
+    static const int32_t no_bias[2] = {0, 0};
+    const int32_t c_out = l->c_out;
+    const int32_t bias_step = l->bias != 0 ? 2 : 0;
+    const int32_t *bias2 = l->bias != 0 ? l->bias : no_bias;
+    const int8_t *w = l->filter;
+    int32_t oc = 0, acc[4];
+    for (; oc + 2 <= c_out; oc += 2, w += 2 * CONV_WIDE_ROW_BYTES(len), bias2 += bias_step) {
+        CONV_WIDE_DOT(x, w, len, bias2, acc);
+        conv_wide_store(l, e, output, base_a, base_b, oc, acc[0], acc[2], with_b, mode);
+        conv_wide_store(l, e, output, base_a, base_b, oc + 1, acc[1], acc[3], with_b, mode);
+    }
+    if (oc < c_out) { /* rows oc - 1 and oc */
+        CONV_WIDE_DOT(x, w - CONV_WIDE_ROW_BYTES(len), len,
+                      l->bias != 0 ? l->bias + oc - 1 : no_bias, acc);
+        conv_wide_store(l, e, output, base_a, base_b, oc, acc[1], acc[3], with_b, mode);
+    }
+}
+
+/* Every output pixel, two at a time (conv_wide_apply holds); buf: EK_CONV_WIDE_TAPS words. */
+EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *input,
+                                      const int8_t *filter, const int32_t *bias, int8_t *output,
+                                      const conv_epilogue *e, uint32_t *buf)
+{
+    pw_layer l = pw_layer_of(p, filter);
+    const int mode = pw_requant_mode(p);
+    const int32_t c_out = p->out_c, pixels = p->out_h * p->out_w;
+    const int32_t len = p->k_h * p->k_w * p->in_c;
+    int32_t oy = 0, ox = 0, pixel = 0;
+#if EK_CONV_S4
+    (void)bias; /* the effective bias (pw_layer_of): raw windows */
+#else
+    l.bias = bias; /* the raw bias: the windows carry the input offset */
+#endif
+    for (; pixel + 2 <= pixels; pixel += 2) {
+        wide_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, buf);
+        if (++ox == p->out_w) {
+            ox = 0;
+            ++oy;
+        }
+        wide_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                    buf + CONV_WIDE_SLOT_B);
+        if (++ox == p->out_w) {
+            ox = 0;
+            ++oy;
+        }
+        if (mode == PW_FAST_FULL) { /* the common case, its requantisation inlined alone */
+            conv_wide_channels(&l, buf, len, output, e, pixel * c_out, (pixel + 1) * c_out, 1,
+                               PW_FAST_FULL);
+        } else {
+            conv_wide_channels(&l, buf, len, output, e, pixel * c_out, (pixel + 1) * c_out, 1,
+                               mode);
+        }
+    }
+    if (pixel < pixels) { /* a lone last pixel: its window in both slots */
+        const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+        wide_window(p, input, iy0, ix0, buf);
+        wide_window(p, input, iy0, ix0, buf + CONV_WIDE_SLOT_B);
+        /* the plain kernel may store B too (the same value at the same place) */
+        conv_wide_channels(&l, buf, len, output, e, pixel * c_out, pixel * c_out, e == 0, mode);
+    }
+}
+
+/* Out of line once per epilogue, with the two windows on its own stack frame. */
+static EK_CONV_NOINLINE void conv2d_wide_plain(const ek_conv2d_params *p, const int8_t *input,
+                                               const int8_t *filter, const int32_t *bias,
+                                               int8_t *output)
+{
+    uint32_t buf[EK_CONV_WIDE_TAPS]; /* two windows of EK_CONV_WIDE_TAPS int16 taps */
+    conv2d_wide(p, input, filter, bias, output, 0, buf);
+}
+
+static EK_CONV_NOINLINE void conv2d_wide_fused(const ek_conv2d_params *p, const int8_t *input,
+                                               const int8_t *filter, const int32_t *bias,
+                                               int8_t *output, const conv_epilogue *e)
+{
+    uint32_t buf[EK_CONV_WIDE_TAPS];
+    conv2d_wide(p, input, filter, bias, output, e, buf);
+}
+#endif
+
+#if EK_FILTER_DSP && EK_CONV_PAIRS_PATH
 /* The two-pixel path out of line, once per epilogue: its registers and its window buffer stay
  * out of conv2d_run's frame (the hand-allocated SMLAD asm there needs 13 free registers). */
 static EK_CONV_NOINLINE void conv2d_pairs_plain(const ek_conv2d_params *p, const int8_t *input,
@@ -928,6 +1348,16 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     const ek_conv2d_params local = *params;
     const ek_conv2d_params *p = &local;
     const int32_t c_out = p->out_c;
+#if EK_S4_DSP && EK_CONV_WIDE_TAPS > 0
+    if (conv_wide_apply(p)) {
+        if (e == 0) {
+            conv2d_wide_plain(p, input, filter, bias, output);
+        } else {
+            conv2d_wide_fused(p, input, filter, bias, output, e);
+        }
+        return;
+    }
+#endif
 #if EK_S4_DSP
     if (ek_s4_conv_dsp_applies(p->filter_offset, p->k_h * p->k_w * p->in_c)) {
         conv2d_s4_pixels(p, input, filter, bias, output, e);
@@ -937,6 +1367,17 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
 #if EK_FILTER_DSP
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
+#if EK_CONV_WIDE_TAPS > 0
+    if (conv_wide_apply(p)) {
+        if (e == 0) {
+            conv2d_wide_plain(p, input, filter, bias, output);
+        } else {
+            conv2d_wide_fused(p, input, filter, bias, output, e);
+        }
+        return;
+    }
+#endif
+#if EK_CONV_PAIRS_PATH
     if (conv_pairs_apply(p)) {
         if (e == 0) {
             conv2d_pairs_plain(p, input, filter, output);
@@ -945,6 +1386,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
         }
         return;
     }
+#endif
 #endif
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
@@ -1017,8 +1459,8 @@ void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_p
                       const int8_t *input, const int8_t *filter, const int32_t *bias,
                       const int8_t *skip, int8_t *output, int32_t conv_input_position)
 {
-    /* private copy of the ADD's params, for the same reason as the conv's */
-    const ek_add_params add = *add_params;
+    /* the ADD's constants in a local, for the same reason as the conv's params copy */
+    const ek_add_s8_consts add = ek_add_s8_prepare(add_params);
     const conv_epilogue fused = {&add, skip, conv_input_position};
     conv2d_run(params, input, filter, bias, output, &fused);
 }
