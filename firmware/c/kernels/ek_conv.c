@@ -1129,10 +1129,158 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
     }
 }
 
+#if !EK_CONV_S4
+/* The interleaved FULLY_CONNECTED layout (ek_conv.h `interleaved`): group g of four units. */
+
+#if EK_FILTER_DSP
+/* acc[r] += sum_{i < 4 * blocks} x[i] * (unit r's byte i), r = 0..3, over one group of the
+ * interleaved layout (blocks >= 1; w word aligned): raw bytes, the input offset being in the
+ * bias. Per block of 4 input bytes: one word of x split into lanes {0,2} and {1,3}, the four
+ * units' words with one LDM, per unit two SXTB16 and two SMLAD: 20 instructions per 16 MACs
+ * (the row-major dot4_raw needs 23: a load per unit), unrolled 4 times so the loop test is
+ * paid once per 64 MACs. */
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP) && defined(__GNUC__)
+/* Naked: the loop needs 14 registers (4 accumulators, x, end, w, x's two lane pairs, 4 filter
+ * words, 1 temporary), lr included, which inline asm operands cannot name. AAPCS: r0 x, r1 w,
+ * r2 blocks, r3 acc; r4-r11 and lr saved (with r3, 40 bytes: an 8-byte aligned frame). */
+#define FC_IL_BLOCK                                                                         \
+    "ldr r9, [r0], #4\n\t"                                                                  \
+    "sxtb16 r8, r9\n\t"                                                                     \
+    "sxtb16 r9, r9, ror #8\n\t"                                                             \
+    "ldmia r1!, {r3, r10, r11, r12}\n\t"                                                    \
+    "sxtb16 lr, r3\n\t"                                                                     \
+    "smlad r4, lr, r8, r4\n\t"                                                              \
+    "sxtb16 r3, r3, ror #8\n\t"                                                             \
+    "smlad r4, r3, r9, r4\n\t"                                                              \
+    "sxtb16 lr, r10\n\t"                                                                    \
+    "smlad r5, lr, r8, r5\n\t"                                                              \
+    "sxtb16 r10, r10, ror #8\n\t"                                                           \
+    "smlad r5, r10, r9, r5\n\t"                                                             \
+    "sxtb16 lr, r11\n\t"                                                                    \
+    "smlad r6, lr, r8, r6\n\t"                                                              \
+    "sxtb16 r11, r11, ror #8\n\t"                                                           \
+    "smlad r6, r11, r9, r6\n\t"                                                             \
+    "sxtb16 lr, r12\n\t"                                                                    \
+    "smlad r7, lr, r8, r7\n\t"                                                              \
+    "sxtb16 r12, r12, ror #8\n\t"                                                           \
+    "smlad r7, r12, r9, r7\n\t"
+
+__attribute__((naked, noinline)) static void fc_dot4_interleaved(const int8_t *x,
+                                                                 const int8_t *w,
+                                                                 int32_t blocks,
+                                                                 int32_t acc[4])
+{
+    __asm__ volatile(
+        "push {r3, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+        "ldm r3, {r4, r5, r6, r7}\n\t"
+        "and lr, r2, #3\n\t"
+        "add r2, r0, r2, lsl #2\n\t" /* r2: the end of x */
+        /* enter the 4-block loop so that blocks % 4 blocks run in the first pass */
+        "cmp lr, #1\n\t"
+        "beq 4f\n\t"
+        "cmp lr, #2\n\t"
+        "beq 3f\n\t"
+        "cmp lr, #3\n\t"
+        "beq 2f\n\t"
+        "1:\n\t" FC_IL_BLOCK
+        "2:\n\t" FC_IL_BLOCK
+        "3:\n\t" FC_IL_BLOCK
+        "4:\n\t" FC_IL_BLOCK
+        "cmp r0, r2\n\t"
+        "bne 1b\n\t"
+        "ldr r3, [sp]\n\t"
+        "stm r3, {r4, r5, r6, r7}\n\t"
+        "pop {r3, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+}
+#undef FC_IL_BLOCK
+#else
+/* The same loop in C (EDGEKIT_EMULATE_DSP: the host tests run it through the emulated
+ * instructions). */
+static void fc_dot4_interleaved(const int8_t *x, const int8_t *w, int32_t blocks,
+                                int32_t acc[4])
+{
+    int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
+    for (int32_t b = 0; b < blocks; ++b, x += 4) {
+        const uint32_t xv = ek_read_u32(x);
+        const uint32_t x02 = ek_sxtb16(xv), x13 = ek_sxtb16_ror8(xv);
+        for (int32_t r = 0; r < 4; ++r, w += 4) {
+            const uint32_t wv = ek_read_u32(w);
+            a[r] = ek_smlad(ek_sxtb16(wv), x02, a[r]);
+            a[r] = ek_smlad(ek_sxtb16_ror8(wv), x13, a[r]);
+        }
+    }
+    for (int32_t r = 0; r < 4; ++r) {
+        acc[r] = a[r];
+    }
+}
+#endif
+#endif
+
+/* The portable form of one group: any offsets. */
+static void fc_acc4_interleaved(const int8_t *x, int32_t input_offset, const int8_t *w,
+                                int32_t depth, int32_t filter_offset, int32_t acc[4])
+{
+    uint32_t a[4] = {(uint32_t)acc[0], (uint32_t)acc[1], (uint32_t)acc[2], (uint32_t)acc[3]};
+    for (int32_t k = 0; k < depth; k += 4, w += 16) {
+        for (int32_t r = 0; r < 4; ++r) {
+            a[r] = ek_filter_dot(x + k, input_offset, w, 4 * r, 4, filter_offset, a[r]);
+        }
+    }
+    for (int32_t r = 0; r < 4; ++r) {
+        acc[r] = (int32_t)a[r];
+    }
+}
+
+static void fully_connected_interleaved(const ek_fully_connected_params *p, const int8_t *input,
+                                        const int8_t *filter, const int32_t *bias,
+                                        int8_t *output)
+{
+    const int32_t depth = p->depth, units = p->units, grouped = units & ~3;
+    const int fast = REQUANT_FAST_LAYER(p, units);
+    /* in locals: the byte stores to out may alias p's fields as far as C knows, and would
+     * otherwise reload them for every output */
+    const int32_t *const multipliers = p->multipliers, *const shifts = p->shifts;
+    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    for (int32_t row = 0; row < p->rows; ++row) {
+        const int8_t *x = input + row * depth;
+        int8_t *out = output + row * units;
+        int32_t u = 0;
+        for (; u < grouped; u += 4) {
+            int32_t acc[4] = {bias_of(bias, u), bias_of(bias, u + 1), bias_of(bias, u + 2),
+                              bias_of(bias, u + 3)};
+            const int8_t *w = filter + u * depth;
+#if EK_FILTER_DSP
+            if (p->input_offset == 0 && p->filter_offset == 0) {
+                fc_dot4_interleaved(x, w, depth >> 2, acc);
+            } else
+#endif
+            {
+                fc_acc4_interleaved(x, p->input_offset, w, depth, p->filter_offset, acc);
+            }
+            for (int32_t r = 0; r < 4; ++r) {
+                out[u + r] = requantize_channel(multipliers, shifts, u + r, output_offset,
+                                                act_min, act_max, acc[r], fast);
+            }
+        }
+        for (; u < units; ++u) { /* the units % 4 last units, row-major */
+            const uint32_t acc = ek_filter_dot(x, p->input_offset, filter, u * depth, depth,
+                                               p->filter_offset, (uint32_t)bias_of(bias, u));
+            out[u] = CONV_REQUANTIZE(p, (int32_t)acc, u, fast);
+        }
+    }
+}
+#endif
+
 void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *input, const int8_t *filter,
                            const int32_t *bias, int8_t *output)
 {
     const int32_t depth = p->depth, units = p->units;
+#if !EK_CONV_S4
+    if (p->interleaved) {
+        fully_connected_interleaved(p, input, filter, bias, output);
+        return;
+    }
+#endif
 #if EK_S4_DSP
     if (ek_s4_dsp_applies(p->filter_offset, depth)) {
         int16_t win[EK_S4_WINDOW_TAPS];
