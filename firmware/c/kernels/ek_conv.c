@@ -1216,19 +1216,19 @@ static void fc_dot4_interleaved(const int8_t *x, const int8_t *w, int32_t blocks
 #endif
 #endif
 
-/* The portable form of one group: any offsets. */
-static void fc_acc4_interleaved(const int8_t *x, int32_t input_offset, const int8_t *w,
-                                int32_t depth, int32_t filter_offset, int32_t acc[4])
+/* The portable form, one unit: acc + sum_i (x[i] + input_offset) * (w_unit's byte i +
+ * filter_offset), w_unit = its group's start + 4 * (unit % 4): 4 bytes, then 12 of the other
+ * units. Unrolled by the 4 bytes of a block, so the loop test is paid once per 4 MACs. */
+static uint32_t fc_acc1_interleaved(const int8_t *x, int32_t input_offset, const int8_t *w_unit,
+                                    int32_t depth, int32_t filter_offset, uint32_t acc)
 {
-    uint32_t a[4] = {(uint32_t)acc[0], (uint32_t)acc[1], (uint32_t)acc[2], (uint32_t)acc[3]};
-    for (int32_t k = 0; k < depth; k += 4, w += 16) {
-        for (int32_t r = 0; r < 4; ++r) {
-            a[r] = ek_filter_dot(x + k, input_offset, w, 4 * r, 4, filter_offset, a[r]);
-        }
+    for (const int8_t *const end = x + depth; x != end; x += 4, w_unit += 16) {
+        acc += (uint32_t)((x[0] + input_offset) * (w_unit[0] + filter_offset));
+        acc += (uint32_t)((x[1] + input_offset) * (w_unit[1] + filter_offset));
+        acc += (uint32_t)((x[2] + input_offset) * (w_unit[2] + filter_offset));
+        acc += (uint32_t)((x[3] + input_offset) * (w_unit[3] + filter_offset));
     }
-    for (int32_t r = 0; r < 4; ++r) {
-        acc[r] = (int32_t)a[r];
-    }
+    return acc;
 }
 
 static void fully_connected_interleaved(const ek_fully_connected_params *p, const int8_t *input,
@@ -1237,29 +1237,28 @@ static void fully_connected_interleaved(const ek_fully_connected_params *p, cons
 {
     const int32_t depth = p->depth, units = p->units, grouped = units & ~3;
     const int fast = REQUANT_FAST_LAYER(p, units);
-    /* in locals: the byte stores to out may alias p's fields as far as C knows, and would
-     * otherwise reload them for every output */
-    const int32_t *const multipliers = p->multipliers, *const shifts = p->shifts;
-    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     for (int32_t row = 0; row < p->rows; ++row) {
         const int8_t *x = input + row * depth;
         int8_t *out = output + row * units;
         int32_t u = 0;
         for (; u < grouped; u += 4) {
-            int32_t acc[4] = {bias_of(bias, u), bias_of(bias, u + 1), bias_of(bias, u + 2),
-                              bias_of(bias, u + 3)};
             const int8_t *w = filter + u * depth;
 #if EK_FILTER_DSP
             if (p->input_offset == 0 && p->filter_offset == 0) {
+                int32_t acc[4] = {bias_of(bias, u), bias_of(bias, u + 1),
+                                  bias_of(bias, u + 2), bias_of(bias, u + 3)};
                 fc_dot4_interleaved(x, w, depth >> 2, acc);
-            } else
-#endif
-            {
-                fc_acc4_interleaved(x, p->input_offset, w, depth, p->filter_offset, acc);
+                for (int32_t r = 0; r < 4; ++r) {
+                    out[u + r] = CONV_REQUANTIZE(p, acc[r], u + r, fast);
+                }
+                continue;
             }
+#endif
             for (int32_t r = 0; r < 4; ++r) {
-                out[u + r] = requantize_channel(multipliers, shifts, u + r, output_offset,
-                                                act_min, act_max, acc[r], fast);
+                const uint32_t acc = fc_acc1_interleaved(x, p->input_offset, w + 4 * r, depth,
+                                                         p->filter_offset,
+                                                         (uint32_t)bias_of(bias, u + r));
+                out[u + r] = CONV_REQUANTIZE(p, (int32_t)acc, u + r, fast);
             }
         }
         for (; u < units; ++u) { /* the units % 4 last units, row-major */
