@@ -269,8 +269,9 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
             graph[w].data, None if bias is None else graph[bias].data, p.input_offset)))
         fields["input_offset"] = 0
         bias_arg = ctx.array("effective_bias").name
-    filter_arg = ctx.ptr(w)
-    if fc_interleaves(bits, p.filter_offset, units, depth):
+    if not fc_interleaves(bits, p.filter_offset, units, depth):
+        filter_arg = ctx.ptr(w)
+    else:
         # the filter re-laid out for the DSP loop (ek_conv.h `interleaved`): the op's own
         # array replaces the tensor's, so flash holds the same bytes once, in another order
         arrays.append(("int8_t", "filter", interleave_fc_filter(graph[w].data)))
