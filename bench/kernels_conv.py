@@ -159,8 +159,12 @@ def _params(layer: Layer, i: int, with_effective_bias: bool) -> str:
     if with_effective_bias and layer.op.kind == "CONV_2D":
         common += f", .effective_bias = eb{i}"
     if layer.op.kind == "FULLY_CONNECTED":
+        from edgekit.firmware.op_emitters import requant_fast_everywhere
+
         units, depth = w.shape
         layout = ", .interleaved = 1" if _interleaves_fc(layer, with_effective_bias) else ""
+        if requant_fast_everywhere(p.multipliers, p.shifts):  # as the generator marks it
+            layout += ", .requant_fast = 1"
         return (f"static const ek_fully_connected_params p{i} = {{.rows = {x.size // depth}, "
                 f".depth = {depth}, .units = {units}, {common}{layout}}};\n")
     _, oh, ow, oc = p.out_shape

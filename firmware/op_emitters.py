@@ -260,6 +260,8 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
         call.kernel = weights_kernel(call.kernel, bits)
         return call
     arrays = _per_channel(p)
+    if requant_fast_everywhere(p.multipliers, p.shifts):
+        fields["requant_fast"] = 1
     bias_arg = ctx.ptr(bias)
     if p.filter_offset == 0 and p.input_offset != 0:
         # the input offset folded into the bias at build time: bias + sum((x + io) * w) equals
@@ -280,6 +282,13 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
     args = [ctx.ptr(x), filter_arg, bias_arg, ctx.ptr(out)]
     return OpCall(weights_kernel("ek_fully_connected_s8", bits), "ek_fully_connected_params",
                   fields, arrays, args)
+
+
+def requant_fast_everywhere(multipliers, shifts) -> bool:
+    """Whether every channel takes the kernels' fast requantisation (ek_conv_common.h
+    ``ek_requant_fast_applies``: multiplier >= 0 and a right shift of 2 to 23)."""
+    m, s = np.asarray(multipliers, np.int64), np.asarray(shifts, np.int64)
+    return bool(m.size) and bool(((m >= 0) & (s <= -2) & (s >= -23)).all())
 
 
 def fc_interleaves(bits: str, filter_offset: int, units: int, depth: int) -> bool:

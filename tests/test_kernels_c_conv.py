@@ -28,6 +28,7 @@ from edgekit import reference
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.interpreter import Interpreter
 from edgekit.ir import Graph, Quantization
+from edgekit.firmware.op_emitters import requant_fast_everywhere
 from edgekit.planner.inplace import MODES_BY_NAME
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,8 @@ class FcParamsC(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_int32) for name in (
         "rows", "depth", "units", "input_offset", "filter_offset", "output_offset", "act_min",
-        "act_max")] + [("multipliers", I32P), ("shifts", I32P), ("interleaved", ctypes.c_int32)]
+        "act_max")] + [("multipliers", I32P), ("shifts", I32P), ("interleaved", ctypes.c_int32),
+                   ("requant_fast", ctypes.c_int32)]
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +119,8 @@ def fc_params(p, x_size, w_shape) -> tuple[FcParamsC, list[np.ndarray]]:
                   filter_offset=p.filter_offset, output_offset=p.output_offset,
                   act_min=p.act_min, act_max=p.act_max,
                   multipliers=_ptr(multipliers, ctypes.c_int32),
-                  shifts=_ptr(shifts, ctypes.c_int32))
+                  shifts=_ptr(shifts, ctypes.c_int32),
+                  requant_fast=int(requant_fast_everywhere(p.multipliers, p.shifts)))
     return c, [multipliers, shifts]
 
 

@@ -36,6 +36,11 @@ static int32_t bias_of(const int32_t *bias, int32_t c)
  * once per call, so the per-output path has no test of its own. P: a conv or FC params. */
 #define REQUANT_FAST_LAYER(P, channels) requant_fast_all((P)->multipliers, (P)->shifts, (channels))
 
+/* REQUANT_FAST_LAYER of a FULLY_CONNECTED, skipped where the generator has already checked
+ * every unit (ek_fully_connected_params.requant_fast): the check costs a loop over the units
+ * per call, as much as a few outputs' dot products in a small layer. */
+#define FC_REQUANT_FAST(P) ((P)->requant_fast || REQUANT_FAST_LAYER(P, (P)->units))
+
 static int requant_fast_all(const int32_t *multipliers, const int32_t *shifts, int32_t channels)
 {
     for (int32_t c = 0; c < channels; ++c) {
@@ -1236,7 +1241,7 @@ static void fully_connected_interleaved(const ek_fully_connected_params *p, cons
                                         int8_t *output)
 {
     const int32_t depth = p->depth, units = p->units, grouped = units & ~3;
-    const int fast = REQUANT_FAST_LAYER(p, units);
+    const int fast = FC_REQUANT_FAST(p);
     for (int32_t row = 0; row < p->rows; ++row) {
         const int8_t *x = input + row * depth;
         int8_t *out = output + row * units;
@@ -1294,7 +1299,7 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
         return;
     }
 #endif
-    const int fast = REQUANT_FAST_LAYER(p, units);
+    const int fast = FC_REQUANT_FAST(p);
     for (int32_t row = 0; row < p->rows; ++row) {
         const int8_t *x = input + row * depth;
         int8_t *out = output + row * units;

@@ -74,6 +74,10 @@ typedef struct {
      * then the units % 4 last units row-major. The array must be word aligned. Same size, same
      * results: only the order of the bytes changes. */
     int32_t interleaved;
+    /* 1: the generator found that every unit's requantisation takes the fast form
+     * (multipliers[u] >= 0, -23 <= shifts[u] <= -2), so the kernel need not check; 0: the
+     * kernel checks the units itself. The result is the same either way. */
+    int32_t requant_fast;
 } ek_fully_connected_params;
 
 /* In all four: bias may be NULL (no bias); scratch is used only where named. */
