@@ -19,7 +19,8 @@ from edgekit.firmware.stack_paths import PATH_HELPERS, never_called
 SOURCES = ["ek_conv.c", "ek_conv_depthwise.c", "ek_elementwise.c", "ek_misc.c", "ek_norm.c",
            "ek_pool.c", "ek_softmax.c", "ek_transformer.c"]
 DSP_ONLY = {"conv2d_pairs_plain", "conv2d_pairs_fused", "dot4_raw", "pw_inplace_pairs",
-            "inplace_quad_on_stack", "fc_dot4_interleaved"}
+            "inplace_quad_on_stack", "fc_dot4_interleaved",
+            "fc_store4_fast"}
 
 
 def _depths(frames, never=()):

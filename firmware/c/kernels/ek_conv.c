@@ -1221,6 +1221,29 @@ static void fc_dot4_interleaved(const int8_t *x, const int8_t *w, int32_t blocks
 #endif
 #endif
 
+#if EK_FILTER_DSP
+/* The four outputs of a group in the fast requantisation, stored as one (unaligned) word: no
+ * byte store between them, after which C would reload p's fields for each output, and one SSAT
+ * for the clamp where the activation range is all of int8. Little-endian (Cortex-M; the host
+ * tests' x86): byte r of the word is out[r]. */
+static EK_CONV_NOINLINE void fc_store4_fast(const ek_fully_connected_params *p, const int32_t acc[4],
+                                           int32_t u, int8_t *out)
+{
+    const int32_t *multipliers = p->multipliers + u, *shifts = p->shifts + u;
+    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const int full = act_min == -128 && act_max == 127;
+    uint32_t word = 0;
+    for (int32_t r = 0; r < 4; ++r) {
+        const int32_t shift = shifts[r];
+        const int32_t v = ek_requant_fast(acc[r], multipliers[r],
+                                          ek_requant_fast_k_hi(shift, output_offset), -shift - 1);
+        const int32_t y = full ? ek_ssat8(v) : ek_clamp(v, act_min, act_max);
+        word |= ((uint32_t)y & 0xFFu) << (8 * r);
+    }
+    memcpy(out, &word, sizeof word);
+}
+#endif
+
 /* The portable form, one unit: acc + sum_i (x[i] + input_offset) * (w_unit's byte i +
  * filter_offset), w_unit = its group's start + 4 * (unit % 4): 4 bytes, then 12 of the other
  * units. Unrolled by the 4 bytes of a block, so the loop test is paid once per 4 MACs. */
@@ -1253,6 +1276,10 @@ static void fully_connected_interleaved(const ek_fully_connected_params *p, cons
                 int32_t acc[4] = {bias_of(bias, u), bias_of(bias, u + 1),
                                   bias_of(bias, u + 2), bias_of(bias, u + 3)};
                 fc_dot4_interleaved(x, w, depth >> 2, acc);
+                if (fast) {
+                    fc_store4_fast(p, acc, u, out + u);
+                    continue;
+                }
                 for (int32_t r = 0; r < 4; ++r) {
                     out[u + r] = CONV_REQUANTIZE(p, acc[r], u + r, fast);
                 }
