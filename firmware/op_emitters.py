@@ -293,9 +293,9 @@ def requant_fast_everywhere(multipliers, shifts) -> bool:
 
 def fc_interleaves(bits: str, filter_offset: int, units: int, depth: int) -> bool:
     """Whether a FULLY_CONNECTED's filter is emitted in the interleaved layout: int8 weights
-    (the int4 kernel reads the packed TFLite order), filter offset 0 (the DSP loop multiplies
-    raw bytes), a group of four units at least and whole words per unit (LDM needs aligned
-    words)."""
+    (the int4 kernel reads the packed TFLite order), filter offset 0 (the kernel multiplies raw
+    bytes: the input offset is then folded into the bias), a group of four units at least and
+    whole words per unit (LDM needs aligned words)."""
     return bits == "s8" and filter_offset == 0 and units >= 4 and depth % 4 == 0
 
 

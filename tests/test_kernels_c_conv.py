@@ -440,33 +440,37 @@ def test_fully_connected_with_the_input_offset_in_the_bias(libs, seed):
 
 
 @pytest.mark.parametrize("depth", [4, 8, 12, 16, 20, 36, 68])
-@pytest.mark.parametrize("folded", [True, False])
-def test_fully_connected_interleaved_filter(libs, depth, folded):
-    """The interleaved filter layout (ek_conv.h `interleaved`, what the generator emits for an
-    int8 FC with depth % 4 == 0): the DSP loop's four-block unrolling entered at every
-    residue of depth / 4, groups of four units and the units % 4 row-major tail, the bytes of
-    the reference. Unfolded (input offset in the kernel) takes the group's portable loop."""
+@pytest.mark.parametrize("batch", [1, 2])
+def test_fully_connected_interleaved_filter(libs, depth, batch):
+    """The interleaved filter layout (ek_conv.h `interleaved`), as the generator emits it for an
+    int8 FC with depth % 4 == 0: input offset folded into the bias. The DSP loop's four-block
+    unrolling entered at every residue of depth / 4, groups of four units, the units % 4
+    row-major tail, fast and exact requantisation (per-channel shifts of seed-dependent size),
+    every row of a batch: the bytes of the reference."""
     import dataclasses
 
     from edgekit.firmware.op_emitters import effective_bias as folded_bias
     from edgekit.firmware.op_emitters import fc_interleaves
 
-    rng = np.random.default_rng(4700 + depth)
+    rng = np.random.default_rng(4700 + depth + 100 * batch)
     units = int(rng.integers(4, 15))
     assert fc_interleaves("s8", 0, units, depth)
-    graph = gb.fully_connected(rng, batch=int(rng.choice([1, 2])), in_features=depth,
-                               out_features=units, activation="RELU", bias=True,
+    graph = gb.fully_connected(rng, batch=batch, in_features=depth, out_features=units,
+                               activation=str(rng.choice(["NONE", "RELU"])), bias=True,
                                per_channel=bool(depth % 8))
     op = graph.ops[0]
     prepared = reference.prepare(op, graph)
+    if batch == 2:  # one unit off the fast requantisation (a right shift of 1): the exact form
+        shifts = np.array(prepared.shifts)
+        shifts[1] = -1
+        prepared = dataclasses.replace(prepared, shifts=shifts)
     w, bias = graph[op.inputs[1]].data, graph[op.inputs[2]].data
     x = gb.random_values(rng, graph[op.inputs[0]].shape, graph[op.inputs[0]].dtype)
     expected = reference.run_op(prepared, [x, w, bias])
-    if folded:
-        prepared, bias = (dataclasses.replace(prepared, input_offset=0),
-                          folded_bias(w, bias, prepared.input_offset).astype(np.int32))
+    folded = dataclasses.replace(prepared, input_offset=0)
+    b = folded_bias(w, bias, prepared.input_offset).astype(np.int32)
     for variant, lib in libs.items():
-        got = run_c(lib, prepared, x, w, bias, interleaved=True)
+        got = run_c(lib, folded, x, w, b, interleaved=True)
         assert got.tobytes() == expected.tobytes(), f"{variant} depth {depth} units {units}"
 
 

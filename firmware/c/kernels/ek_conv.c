@@ -1244,21 +1244,32 @@ static EK_CONV_NOINLINE void fc_store4_fast(const ek_fully_connected_params *p, 
 }
 #endif
 
-/* The portable form, one unit: acc + sum_i (x[i] + input_offset) * (w_unit's byte i +
- * filter_offset), w_unit = its group's start + 4 * (unit % 4): 4 bytes, then 12 of the other
- * units. Unrolled by the 4 bytes of a block, so the loop test is paid once per 4 MACs. */
-static uint32_t fc_acc1_interleaved(const int8_t *x, int32_t input_offset, const int8_t *w_unit,
-                                    int32_t depth, int32_t filter_offset, uint32_t acc)
+/* CONV_REQUANTIZE out of line: the interleaved path's outputs outside fc_store4_fast (a layer
+ * off the fast form, the portable build, the units % 4 last units) share one copy of it. */
+static EK_CONV_NOINLINE int8_t fc_requantize(const ek_fully_connected_params *p, int32_t acc,
+                                             int32_t unit, int fast)
+{
+    return CONV_REQUANTIZE(p, acc, unit, fast);
+}
+
+#if !EK_FILTER_DSP
+/* The portable form, one unit: acc + sum_i x[i] * (w_unit's byte i), w_unit = its group's start
+ * + 4 * (unit % 4): 4 bytes, then 12 of the other units. Unrolled by the 4 bytes of a block, so
+ * the loop test is paid once per 4 MACs. */
+static uint32_t fc_acc1_interleaved(const int8_t *x, const int8_t *w_unit, int32_t depth,
+                                    uint32_t acc)
 {
     for (const int8_t *const end = x + depth; x != end; x += 4, w_unit += 16) {
-        acc += (uint32_t)((x[0] + input_offset) * (w_unit[0] + filter_offset));
-        acc += (uint32_t)((x[1] + input_offset) * (w_unit[1] + filter_offset));
-        acc += (uint32_t)((x[2] + input_offset) * (w_unit[2] + filter_offset));
-        acc += (uint32_t)((x[3] + input_offset) * (w_unit[3] + filter_offset));
+        acc += (uint32_t)(x[0] * w_unit[0]);
+        acc += (uint32_t)(x[1] * w_unit[1]);
+        acc += (uint32_t)(x[2] * w_unit[2]);
+        acc += (uint32_t)(x[3] * w_unit[3]);
     }
     return acc;
 }
+#endif
 
+/* Both offsets are 0 here (ek_conv.h `interleaved`): raw bytes on every path. */
 static void fully_connected_interleaved(const ek_fully_connected_params *p, const int8_t *input,
                                         const int8_t *filter, const int32_t *bias,
                                         int8_t *output)
@@ -1272,31 +1283,28 @@ static void fully_connected_interleaved(const ek_fully_connected_params *p, cons
         for (; u < grouped; u += 4) {
             const int8_t *w = filter + u * depth;
 #if EK_FILTER_DSP
-            if (p->input_offset == 0 && p->filter_offset == 0) {
-                int32_t acc[4] = {bias_of(bias, u), bias_of(bias, u + 1),
-                                  bias_of(bias, u + 2), bias_of(bias, u + 3)};
-                fc_dot4_interleaved(x, w, depth >> 2, acc);
-                if (fast) {
-                    fc_store4_fast(p, acc, u, out + u);
-                    continue;
-                }
-                for (int32_t r = 0; r < 4; ++r) {
-                    out[u + r] = CONV_REQUANTIZE(p, acc[r], u + r, fast);
-                }
+            int32_t acc[4] = {bias_of(bias, u), bias_of(bias, u + 1), bias_of(bias, u + 2),
+                              bias_of(bias, u + 3)};
+            fc_dot4_interleaved(x, w, depth >> 2, acc);
+            if (fast) {
+                fc_store4_fast(p, acc, u, out + u);
                 continue;
             }
-#endif
             for (int32_t r = 0; r < 4; ++r) {
-                const uint32_t acc = fc_acc1_interleaved(x, p->input_offset, w + 4 * r, depth,
-                                                         p->filter_offset,
-                                                         (uint32_t)bias_of(bias, u + r));
-                out[u + r] = CONV_REQUANTIZE(p, (int32_t)acc, u + r, fast);
+                out[u + r] = fc_requantize(p, acc[r], u + r, fast);
             }
+#else
+            for (int32_t r = 0; r < 4; ++r) {
+                const uint32_t acc = fc_acc1_interleaved(x, w + 4 * r, depth,
+                                                         (uint32_t)bias_of(bias, u + r));
+                out[u + r] = fc_requantize(p, (int32_t)acc, u + r, fast);
+            }
+#endif
         }
         for (; u < units; ++u) { /* the units % 4 last units, row-major */
-            const uint32_t acc = ek_filter_dot(x, p->input_offset, filter, u * depth, depth,
-                                               p->filter_offset, (uint32_t)bias_of(bias, u));
-            out[u] = CONV_REQUANTIZE(p, (int32_t)acc, u, fast);
+            const uint32_t acc = ek_filter_dot(x, 0, filter, u * depth, depth, 0,
+                                               (uint32_t)bias_of(bias, u));
+            out[u] = fc_requantize(p, (int32_t)acc, u, fast);
         }
     }
 }

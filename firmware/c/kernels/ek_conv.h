@@ -66,7 +66,8 @@ typedef struct {
     int32_t act_min, act_max;
     const int32_t *multipliers; /* [units] (a per-tensor layer repeats its one multiplier) */
     const int32_t *shifts;      /* [units] */
-    /* 0: filter [units, depth] row-major. 1 (int8 filters only, depth % 4 == 0; the _s4 kernel
+    /* 0: filter [units, depth] row-major. 1 (int8 filters only, depth % 4 == 0, input_offset
+     * and filter_offset 0: the generator folds the input offset into the bias; the _s4 kernel
      * must not be given it): the generator's build-time layout for the DSP loop, which reads
      * four units' words with one load-multiple. Units in groups of four, group g (units
      * 4g..4g+3, the first units / 4 * 4 units) at byte 4 * g * depth:
