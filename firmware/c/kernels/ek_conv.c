@@ -1244,13 +1244,19 @@ static EK_CONV_NOINLINE void fc_store4_fast(const ek_fully_connected_params *p, 
 }
 #endif
 
-/* CONV_REQUANTIZE out of line: the interleaved path's outputs outside fc_store4_fast (a layer
- * off the fast form, the portable build, the units % 4 last units) share one copy of it. */
+#if EK_FILTER_DSP
+/* CONV_REQUANTIZE out of line: on DSP cores the interleaved path's outputs outside
+ * fc_store4_fast (a layer off the fast form, the units % 4 last units) share one copy of it
+ * (flash); the portable build keeps it inline (a smaller stack on the M0+). */
 static EK_CONV_NOINLINE int8_t fc_requantize(const ek_fully_connected_params *p, int32_t acc,
                                              int32_t unit, int fast)
 {
     return CONV_REQUANTIZE(p, acc, unit, fast);
 }
+#define FC_TAIL_REQUANTIZE fc_requantize
+#else
+#define FC_TAIL_REQUANTIZE CONV_REQUANTIZE
+#endif
 
 #if !EK_FILTER_DSP
 /* The portable form, one unit: acc + sum_i x[i] * (w_unit's byte i), w_unit = its group's start
@@ -1297,14 +1303,14 @@ static void fully_connected_interleaved(const ek_fully_connected_params *p, cons
             for (int32_t r = 0; r < 4; ++r) {
                 const uint32_t acc = fc_acc1_interleaved(x, w + 4 * r, depth,
                                                          (uint32_t)bias_of(bias, u + r));
-                out[u + r] = fc_requantize(p, (int32_t)acc, u + r, fast);
+                out[u + r] = CONV_REQUANTIZE(p, (int32_t)acc, u + r, fast);
             }
 #endif
         }
         for (; u < units; ++u) { /* the units % 4 last units, row-major */
             const uint32_t acc = ek_filter_dot(x, 0, filter, u * depth, depth, 0,
                                                (uint32_t)bias_of(bias, u));
-            out[u] = fc_requantize(p, (int32_t)acc, u, fast);
+            out[u] = FC_TAIL_REQUANTIZE(p, (int32_t)acc, u, fast);
         }
     }
 }
