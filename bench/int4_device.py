@@ -58,7 +58,7 @@ def run_one(graph, board: str, work: Path) -> dict:
         "flash_bytes": measured["flash_bytes"],
         "estimate_flash_bytes": result.estimate.flash_bytes,
         # the weight arrays in the linked ELF (symbol sizes), and everything else (code, params)
-        "elf_weight_bytes": sum(elf.symbol_sizes(result.elf_path, "ek_w_").values()),
+        "elf_weight_bytes": elf.weight_bytes(result.elf_path),
         "constants_bytes": result.estimate.constants_bytes,
         "peak_sram_bytes": measured["peak_sram_bytes"],
         "estimate_peak_sram_bytes": result.estimate.peak_sram_bytes,

@@ -140,6 +140,16 @@ def _folds_fc_bias(layer: Layer, with_effective_bias: bool) -> bool:
             and layer.prepared.filter_offset == 0)
 
 
+def _interleaves_fc(layer: Layer, with_effective_bias: bool) -> bool:
+    """Whether the generator emits this FULLY_CONNECTED's filter interleaved (ek_conv.h)."""
+    from edgekit.firmware.op_emitters import fc_interleaves
+
+    if not _folds_fc_bias(layer, with_effective_bias):
+        return False
+    units, depth = layer.w.shape
+    return fc_interleaves("s8", layer.prepared.filter_offset, units, depth)
+
+
 def _params(layer: Layer, i: int, with_effective_bias: bool) -> str:
     p, x, w = layer.prepared, layer.x, layer.w
     input_offset = 0 if _folds_fc_bias(layer, with_effective_bias) else p.input_offset
@@ -149,9 +159,14 @@ def _params(layer: Layer, i: int, with_effective_bias: bool) -> str:
     if with_effective_bias and layer.op.kind == "CONV_2D":
         common += f", .effective_bias = eb{i}"
     if layer.op.kind == "FULLY_CONNECTED":
+        from edgekit.firmware.op_emitters import requant_fast_everywhere
+
         units, depth = w.shape
+        layout = ", .interleaved = 1" if _interleaves_fc(layer, with_effective_bias) else ""
+        if requant_fast_everywhere(p.multipliers, p.shifts):  # as the generator marks it
+            layout += ", .requant_fast = 1"
         return (f"static const ek_fully_connected_params p{i} = {{.rows = {x.size // depth}, "
-                f".depth = {depth}, .units = {units}, {common}}};\n")
+                f".depth = {depth}, .units = {units}, {common}{layout}}};\n")
     _, oh, ow, oc = p.out_shape
     return (f"static const ek_conv2d_params p{i} = {{.in_h = {x.shape[1]}, .in_w = {x.shape[2]},"
             f" .in_c = {x.shape[3]}, .out_h = {oh}, .out_w = {ow}, .out_c = {oc},"
@@ -185,7 +200,12 @@ def program_source(layers: list[Layer], with_effective_bias: bool = True) -> tup
              f"int8_t io[{io_bytes}] __attribute__((aligned(16)));\n"]
     setups, runs = [], []
     for i, layer in enumerate(layers):
-        parts.append(_array("int8_t", f"w{i}", layer.w))
+        if _interleaves_fc(layer, with_effective_bias):
+            from edgekit.firmware.op_emitters import interleave_fc_filter
+
+            parts.append(_array("int8_t", f"w{i}", interleave_fc_filter(layer.w)))
+        else:
+            parts.append(_array("int8_t", f"w{i}", layer.w))
         parts.append(_array("int8_t", f"x{i}", layer.x))
         if layer.bias is not None:
             parts.append(_array("int32_t", f"b{i}", layer.bias.astype(np.int64)))

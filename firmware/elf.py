@@ -63,6 +63,14 @@ def _symbol_values(elf: ELFFile, names: tuple[str, ...]) -> dict[str, int]:
     return found
 
 
+def weight_bytes(elf_path: str | Path) -> int:
+    """Bytes of the model's weights in the ELF: the tensors' arrays (``ek_w_``) and the
+    filters an op emits re-laid out as its own array (``opNNN_<kind>_filter``: an int8
+    FULLY_CONNECTED's interleaved filter, op_emitters.interleave_fc_filter)."""
+    return sum(size for name, size in symbol_sizes(elf_path).items()
+               if name.startswith("ek_w_") or (name.startswith("op") and name.endswith("_filter")))
+
+
 def symbol_sizes(elf_path: str | Path, prefix: str = "") -> dict[str, int]:
     """Size in bytes of every data object (``STT_OBJECT``) of the ELF whose name starts with
     ``prefix``, e.g. ``ek_w_`` for the model's weight arrays."""

@@ -307,6 +307,8 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
         call.kernel = weights_kernel(call.kernel, bits)
         return call
     arrays = _per_channel(p)
+    if requant_fast_everywhere(p.multipliers, p.shifts):
+        fields["requant_fast"] = 1
     bias_arg = ctx.ptr(bias)
     if p.filter_offset == 0 and p.input_offset != 0:
         # the input offset folded into the bias at build time: bias + sum((x + io) * w) equals
@@ -316,9 +318,42 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
             graph[w].data, None if bias is None else graph[bias].data, p.input_offset)))
         fields["input_offset"] = 0
         bias_arg = ctx.array("effective_bias").name
-    args = [ctx.ptr(x), ctx.ptr(w), bias_arg, ctx.ptr(out)]
+    if not fc_interleaves(bits, p.filter_offset, units, depth):
+        filter_arg = ctx.ptr(w)
+    else:
+        # the filter re-laid out for the DSP loop (ek_conv.h `interleaved`): the op's own
+        # array replaces the tensor's, so flash holds the same bytes once, in another order
+        arrays.append(("int8_t", "filter", interleave_fc_filter(graph[w].data)))
+        fields["interleaved"] = 1
+        filter_arg = ctx.array("filter").name
+    args = [ctx.ptr(x), filter_arg, bias_arg, ctx.ptr(out)]
     return OpCall(weights_kernel("ek_fully_connected_s8", bits), "ek_fully_connected_params",
                   fields, arrays, args)
+
+
+def requant_fast_everywhere(multipliers, shifts) -> bool:
+    """Whether every channel takes the kernels' fast requantisation (ek_conv_common.h
+    ``ek_requant_fast_applies``: multiplier >= 0 and a right shift of 2 to 23)."""
+    m, s = np.asarray(multipliers, np.int64), np.asarray(shifts, np.int64)
+    return bool(m.size) and bool(((m >= 0) & (s <= -2) & (s >= -23)).all())
+
+
+def fc_interleaves(bits: str, filter_offset: int, units: int, depth: int) -> bool:
+    """Whether a FULLY_CONNECTED's filter is emitted in the interleaved layout: int8 weights
+    (the int4 kernel reads the packed TFLite order), filter offset 0 (the kernel multiplies raw
+    bytes: the input offset is then folded into the bias), a group of four units at least and
+    whole words per unit (LDM needs aligned words)."""
+    return bits == "s8" and filter_offset == 0 and units >= 4 and depth % 4 == 0
+
+
+def interleave_fc_filter(weights: np.ndarray) -> np.ndarray:
+    """[units, depth] int8 -> ek_conv.h's interleaved layout: per group of four units, for
+    each 4-byte column block, the four units' words in turn; the units % 4 last rows as they
+    are."""
+    units, depth = weights.shape
+    grouped = units // 4 * 4
+    groups = weights[:grouped].reshape(grouped // 4, 4, depth // 4, 4).transpose(0, 2, 1, 3)
+    return np.concatenate([groups.reshape(-1), weights[grouped:].reshape(-1)])
 
 
 def _fully_connected_pointwise(ctx: EmitContext, p, fc_fields: dict) -> OpCall:

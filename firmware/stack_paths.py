@@ -31,7 +31,21 @@ def _raw_dot_product(fields: dict) -> bool:
     convolution call counts as taking it (its conditions depend on the pixel)."""
     if "units" not in fields:
         return True
-    return fields["filter_offset"] == 0 and fields["input_offset"] == 0 and fields["units"] >= 4
+    return (fields["filter_offset"] == 0 and fields["input_offset"] == 0
+            and fields["units"] >= 4 and not fields.get("interleaved", 0))
+
+
+def _interleaved_dot_product(fields: dict) -> bool:
+    """Whether a FULLY_CONNECTED call runs fc_dot4_interleaved (ek_conv.c): its filter is
+    interleaved and both offsets are 0."""
+    return (bool(fields.get("interleaved", 0)) and fields["filter_offset"] == 0
+            and fields["input_offset"] == 0)
+
+
+def _interleaved_fast_store(fields: dict) -> bool:
+    """Whether it also runs fc_store4_fast: every unit's requantisation in the fast form,
+    which the generator marks (``requant_fast``) exactly when the kernel's own check holds."""
+    return _interleaved_dot_product(fields) and bool(fields.get("requant_fast", 0))
 
 
 #: the kernels that call dot4_raw (DSP builds only)
@@ -81,6 +95,8 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     **{f"{kernel}_broadcast": (frozenset({kernel}), _broadcasts)
        for kernel in ("ek_add_s8", "ek_add_s16", "ek_mul_s8", "ek_mul_s16")},
     "dot4_raw": (RAW_DOT_KERNELS, _raw_dot_product),
+    "fc_dot4_interleaved": (frozenset({"ek_fully_connected_s8"}), _interleaved_dot_product),
+    "fc_store4_fast": (frozenset({"ek_fully_connected_s8"}), _interleaved_fast_store),
     "inplace_quad_on_stack": (frozenset({"ek_depthwise_conv2d_s8_inplace",
                                          "ek_depthwise_conv2d_s4_inplace"}), _quad_ring_on_stack),
 }

@@ -28,6 +28,7 @@ from edgekit import reference
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.interpreter import Interpreter
 from edgekit.ir import Graph, Quantization
+from edgekit.firmware.op_emitters import requant_fast_everywhere
 from edgekit.planner.inplace import MODES_BY_NAME
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,8 @@ class FcParamsC(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_int32) for name in (
         "rows", "depth", "units", "input_offset", "filter_offset", "output_offset", "act_min",
-        "act_max")] + [("multipliers", I32P), ("shifts", I32P)]
+        "act_max")] + [("multipliers", I32P), ("shifts", I32P), ("interleaved", ctypes.c_int32),
+                   ("requant_fast", ctypes.c_int32)]
 
 
 @pytest.fixture(scope="module")
@@ -117,15 +119,18 @@ def fc_params(p, x_size, w_shape) -> tuple[FcParamsC, list[np.ndarray]]:
                   filter_offset=p.filter_offset, output_offset=p.output_offset,
                   act_min=p.act_min, act_max=p.act_max,
                   multipliers=_ptr(multipliers, ctypes.c_int32),
-                  shifts=_ptr(shifts, ctypes.c_int32))
+                  shifts=_ptr(shifts, ctypes.c_int32),
+                  requant_fast=int(requant_fast_everywhere(p.multipliers, p.shifts)))
     return c, [multipliers, shifts]
 
 
 def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
           inplace: bool = False, with_effective_bias: bool = False,
-          scratch_bytes: int | None = None) -> np.ndarray:
+          scratch_bytes: int | None = None, interleaved: bool = False) -> np.ndarray:
     """Run one op's C kernel on (x, w, bias); returns the output array (out_shape, int8).
-    ``with_effective_bias``: CONV_2D gets ek_conv2d_params.effective_bias too. In place, the
+    ``with_effective_bias``: CONV_2D gets ek_conv2d_params.effective_bias too.
+    ``interleaved``: a FULLY_CONNECTED's filter in the generator's interleaved layout
+    (op_emitters.interleave_fc_filter), as the generator emits it. In place, the
     kernel gets exactly ``scratch_bytes`` of scratch (the planner's figure for its mode), with
     guard bytes on both sides: a kernel that needs more than the planner gives fails here."""
     x = np.ascontiguousarray(x, dtype=np.int8)
@@ -135,6 +140,11 @@ def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.nda
     out = np.zeros(prepared.out_shape, np.int8)
     if prepared.kind == "FULLY_CONNECTED":
         params, keep = fc_params(prepared, x.size, w.shape)
+        if interleaved:
+            from edgekit.firmware.op_emitters import interleave_fc_filter
+
+            w = np.ascontiguousarray(interleave_fc_filter(w), dtype=np.int8)
+            params.interleaved = 1
         lib.ek_fully_connected_s8(ctypes.byref(params), _ptr(x, ctypes.c_int8),
                                   _ptr(w, ctypes.c_int8), b_ptr, _ptr(out, ctypes.c_int8))
         return out
@@ -445,6 +455,56 @@ def test_fully_connected_with_the_input_offset_in_the_bias(libs, seed):
         for variant, lib in libs.items():
             got = run_c(lib, folded, x, w, b)
             assert got.tobytes() == expected.tobytes(), f"{variant} seed {seed}"
+
+
+@pytest.mark.parametrize("depth", [4, 8, 12, 16, 20, 36, 68])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_fully_connected_interleaved_filter(libs, depth, batch):
+    """The interleaved filter layout (ek_conv.h `interleaved`), as the generator emits it for an
+    int8 FC with depth % 4 == 0: input offset folded into the bias. The DSP loop's four-block
+    unrolling entered at every residue of depth / 4, groups of four units, the units % 4
+    row-major tail, fast and exact requantisation (per-channel shifts of seed-dependent size),
+    every row of a batch: the bytes of the reference."""
+    import dataclasses
+
+    from edgekit.firmware.op_emitters import effective_bias as folded_bias
+    from edgekit.firmware.op_emitters import fc_interleaves
+
+    rng = np.random.default_rng(4700 + depth + 100 * batch)
+    units = int(rng.integers(4, 15))
+    assert fc_interleaves("s8", 0, units, depth)
+    graph = gb.fully_connected(rng, batch=batch, in_features=depth, out_features=units,
+                               activation=str(rng.choice(["NONE", "RELU"])), bias=True,
+                               per_channel=bool(depth % 8))
+    op = graph.ops[0]
+    prepared = reference.prepare(op, graph)
+    if batch == 2:  # one unit off the fast requantisation (a right shift of 1): the exact form
+        shifts = np.array(prepared.shifts)
+        shifts[1] = -1
+        prepared = dataclasses.replace(prepared, shifts=shifts)
+    w, bias = graph[op.inputs[1]].data, graph[op.inputs[2]].data
+    x = gb.random_values(rng, graph[op.inputs[0]].shape, graph[op.inputs[0]].dtype)
+    expected = reference.run_op(prepared, [x, w, bias])
+    folded = dataclasses.replace(prepared, input_offset=0)
+    b = folded_bias(w, bias, prepared.input_offset).astype(np.int32)
+    for variant, lib in libs.items():
+        got = run_c(lib, folded, x, w, b, interleaved=True)
+        assert got.tobytes() == expected.tobytes(), f"{variant} depth {depth} units {units}"
+
+
+def test_interleave_fc_filter_layout():
+    """interleave_fc_filter against ek_conv.h's description, element by element."""
+    from edgekit.firmware.op_emitters import interleave_fc_filter
+
+    units, depth = 10, 12
+    w = np.arange(units * depth).reshape(units, depth)
+    got = interleave_fc_filter(w)
+    assert got.shape == (units * depth,)
+    for u in range(8):
+        for k in range(depth):
+            g, r = divmod(u, 4)
+            assert got[4 * g * depth + (k // 4) * 16 + r * 4 + k % 4] == w[u, k]
+    assert (got[8 * depth:] == w[8:].reshape(-1)).all()
 
 
 # --- edges: offsets the DSP path must refuse or survive ------------------------------------------

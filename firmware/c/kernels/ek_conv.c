@@ -54,6 +54,11 @@ static int32_t bias_of(const int32_t *bias, int32_t c)
  * once per call, so the per-output path has no test of its own. P: a conv or FC params. */
 #define REQUANT_FAST_LAYER(P, channels) requant_fast_all((P)->multipliers, (P)->shifts, (channels))
 
+/* REQUANT_FAST_LAYER of a FULLY_CONNECTED, skipped where the generator has already checked
+ * every unit (ek_fully_connected_params.requant_fast): the check costs a loop over the units
+ * per call, as much as a few outputs' dot products in a small layer. */
+#define FC_REQUANT_FAST(P) ((P)->requant_fast || REQUANT_FAST_LAYER(P, (P)->units))
+
 static int requant_fast_all(const int32_t *multipliers, const int32_t *shifts, int32_t channels)
 {
     for (int32_t c = 0; c < channels; ++c) {
@@ -1571,10 +1576,198 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
     }
 }
 
+#if !EK_CONV_S4
+/* The interleaved FULLY_CONNECTED layout (ek_conv.h `interleaved`): group g of four units. */
+
+#if EK_FILTER_DSP
+/* acc[r] += sum_{i < 4 * blocks} x[i] * (unit r's byte i), r = 0..3, over one group of the
+ * interleaved layout (blocks >= 1; w word aligned): raw bytes, the input offset being in the
+ * bias. Per block of 4 input bytes: one word of x split into lanes {0,2} and {1,3}, the four
+ * units' words with one LDM, per unit two SXTB16 and two SMLAD: 20 instructions per 16 MACs
+ * (the row-major dot4_raw needs 23: a load per unit), unrolled 4 times so the loop test is
+ * paid once per 64 MACs. */
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP) && defined(__GNUC__)
+/* Naked: the loop needs 14 registers (4 accumulators, x, end, w, x's two lane pairs, 4 filter
+ * words, 1 temporary), lr included, which inline asm operands cannot name. AAPCS: r0 x, r1 w,
+ * r2 blocks, r3 acc; r4-r11 and lr saved (with r3, 40 bytes: an 8-byte aligned frame). */
+#define FC_IL_BLOCK                                                                         \
+    "ldr r9, [r0], #4\n\t"                                                                  \
+    "sxtb16 r8, r9\n\t"                                                                     \
+    "sxtb16 r9, r9, ror #8\n\t"                                                             \
+    "ldmia r1!, {r3, r10, r11, r12}\n\t"                                                    \
+    "sxtb16 lr, r3\n\t"                                                                     \
+    "smlad r4, lr, r8, r4\n\t"                                                              \
+    "sxtb16 r3, r3, ror #8\n\t"                                                             \
+    "smlad r4, r3, r9, r4\n\t"                                                              \
+    "sxtb16 lr, r10\n\t"                                                                    \
+    "smlad r5, lr, r8, r5\n\t"                                                              \
+    "sxtb16 r10, r10, ror #8\n\t"                                                           \
+    "smlad r5, r10, r9, r5\n\t"                                                             \
+    "sxtb16 lr, r11\n\t"                                                                    \
+    "smlad r6, lr, r8, r6\n\t"                                                              \
+    "sxtb16 r11, r11, ror #8\n\t"                                                           \
+    "smlad r6, r11, r9, r6\n\t"                                                             \
+    "sxtb16 lr, r12\n\t"                                                                    \
+    "smlad r7, lr, r8, r7\n\t"                                                              \
+    "sxtb16 r12, r12, ror #8\n\t"                                                           \
+    "smlad r7, r12, r9, r7\n\t"
+
+__attribute__((naked, noinline)) static void fc_dot4_interleaved(const int8_t *x,
+                                                                 const int8_t *w,
+                                                                 int32_t blocks,
+                                                                 int32_t acc[4])
+{
+    __asm__ volatile(
+        "push {r3, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+        "ldm r3, {r4, r5, r6, r7}\n\t"
+        "and lr, r2, #3\n\t"
+        "add r2, r0, r2, lsl #2\n\t" /* r2: the end of x */
+        /* enter the 4-block loop so that blocks % 4 blocks run in the first pass */
+        "cmp lr, #1\n\t"
+        "beq 4f\n\t"
+        "cmp lr, #2\n\t"
+        "beq 3f\n\t"
+        "cmp lr, #3\n\t"
+        "beq 2f\n\t"
+        "1:\n\t" FC_IL_BLOCK
+        "2:\n\t" FC_IL_BLOCK
+        "3:\n\t" FC_IL_BLOCK
+        "4:\n\t" FC_IL_BLOCK
+        "cmp r0, r2\n\t"
+        "bne 1b\n\t"
+        "ldr r3, [sp]\n\t"
+        "stm r3, {r4, r5, r6, r7}\n\t"
+        "pop {r3, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+}
+#undef FC_IL_BLOCK
+#else
+/* The same loop in C (EDGEKIT_EMULATE_DSP: the host tests run it through the emulated
+ * instructions). */
+static void fc_dot4_interleaved(const int8_t *x, const int8_t *w, int32_t blocks,
+                                int32_t acc[4])
+{
+    int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
+    for (int32_t b = 0; b < blocks; ++b, x += 4) {
+        const uint32_t xv = ek_read_u32(x);
+        const uint32_t x02 = ek_sxtb16(xv), x13 = ek_sxtb16_ror8(xv);
+        for (int32_t r = 0; r < 4; ++r, w += 4) {
+            const uint32_t wv = ek_read_u32(w);
+            a[r] = ek_smlad(ek_sxtb16(wv), x02, a[r]);
+            a[r] = ek_smlad(ek_sxtb16_ror8(wv), x13, a[r]);
+        }
+    }
+    for (int32_t r = 0; r < 4; ++r) {
+        acc[r] = a[r];
+    }
+}
+#endif
+#endif
+
+#if EK_FILTER_DSP
+/* The four outputs of a group in the fast requantisation, stored as one (unaligned) word: no
+ * byte store between them, after which C would reload p's fields for each output, and one SSAT
+ * for the clamp where the activation range is all of int8. Little-endian (Cortex-M; the host
+ * tests' x86): byte r of the word is out[r]. */
+static EK_CONV_NOINLINE void fc_store4_fast(const ek_fully_connected_params *p, const int32_t acc[4],
+                                           int32_t u, int8_t *out)
+{
+    const int32_t *multipliers = p->multipliers + u, *shifts = p->shifts + u;
+    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const int full = act_min == -128 && act_max == 127;
+    uint32_t word = 0;
+    for (int32_t r = 0; r < 4; ++r) {
+        const int32_t shift = shifts[r];
+        const int32_t v = ek_requant_fast(acc[r], multipliers[r],
+                                          ek_requant_fast_k_hi(shift, output_offset), -shift - 1);
+        const int32_t y = full ? ek_ssat8(v) : ek_clamp(v, act_min, act_max);
+        word |= ((uint32_t)y & 0xFFu) << (8 * r);
+    }
+    memcpy(out, &word, sizeof word);
+}
+#endif
+
+#if EK_FILTER_DSP
+/* CONV_REQUANTIZE out of line: on DSP cores the interleaved path's outputs outside
+ * fc_store4_fast (a layer off the fast form, the units % 4 last units) share one copy of it
+ * (flash); the portable build keeps it inline (a smaller stack on the M0+). */
+static EK_CONV_NOINLINE int8_t fc_requantize(const ek_fully_connected_params *p, int32_t acc,
+                                             int32_t unit, int fast)
+{
+    return CONV_REQUANTIZE(p, acc, unit, fast);
+}
+#define FC_TAIL_REQUANTIZE fc_requantize
+#else
+#define FC_TAIL_REQUANTIZE CONV_REQUANTIZE
+#endif
+
+#if !EK_FILTER_DSP
+/* The portable form, one unit: acc + sum_i x[i] * (w_unit's byte i), w_unit = its group's start
+ * + 4 * (unit % 4): 4 bytes, then 12 of the other units. Unrolled by the 4 bytes of a block, so
+ * the loop test is paid once per 4 MACs. */
+static uint32_t fc_acc1_interleaved(const int8_t *x, const int8_t *w_unit, int32_t depth,
+                                    uint32_t acc)
+{
+    for (const int8_t *const end = x + depth; x != end; x += 4, w_unit += 16) {
+        acc += (uint32_t)(x[0] * w_unit[0]);
+        acc += (uint32_t)(x[1] * w_unit[1]);
+        acc += (uint32_t)(x[2] * w_unit[2]);
+        acc += (uint32_t)(x[3] * w_unit[3]);
+    }
+    return acc;
+}
+#endif
+
+/* Both offsets are 0 here (ek_conv.h `interleaved`): raw bytes on every path. */
+static void fully_connected_interleaved(const ek_fully_connected_params *p, const int8_t *input,
+                                        const int8_t *filter, const int32_t *bias,
+                                        int8_t *output)
+{
+    const int32_t depth = p->depth, units = p->units, grouped = units & ~3;
+    const int fast = FC_REQUANT_FAST(p);
+    for (int32_t row = 0; row < p->rows; ++row) {
+        const int8_t *x = input + row * depth;
+        int8_t *out = output + row * units;
+        int32_t u = 0;
+        for (; u < grouped; u += 4) {
+            const int8_t *w = filter + u * depth;
+#if EK_FILTER_DSP
+            int32_t acc[4] = {bias_of(bias, u), bias_of(bias, u + 1), bias_of(bias, u + 2),
+                              bias_of(bias, u + 3)};
+            fc_dot4_interleaved(x, w, depth >> 2, acc);
+            if (fast) {
+                fc_store4_fast(p, acc, u, out + u);
+                continue;
+            }
+            for (int32_t r = 0; r < 4; ++r) {
+                out[u + r] = fc_requantize(p, acc[r], u + r, fast);
+            }
+#else
+            for (int32_t r = 0; r < 4; ++r) {
+                const uint32_t acc = fc_acc1_interleaved(x, w + 4 * r, depth,
+                                                         (uint32_t)bias_of(bias, u + r));
+                out[u + r] = CONV_REQUANTIZE(p, (int32_t)acc, u + r, fast);
+            }
+#endif
+        }
+        for (; u < units; ++u) { /* the units % 4 last units, row-major */
+            const uint32_t acc = ek_filter_dot(x, 0, filter, u * depth, depth, 0,
+                                               (uint32_t)bias_of(bias, u));
+            out[u] = FC_TAIL_REQUANTIZE(p, (int32_t)acc, u, fast);
+        }
+    }
+}
+#endif
+
 void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *input, const int8_t *filter,
                            const int32_t *bias, int8_t *output)
 {
     const int32_t depth = p->depth, units = p->units;
+#if !EK_CONV_S4
+    if (p->interleaved) {
+        fully_connected_interleaved(p, input, filter, bias, output);
+        return;
+    }
+#endif
 #if EK_S4_DSP
     if (ek_s4_dsp_applies(p->filter_offset, depth)) {
         int16_t win[EK_S4_WINDOW_TAPS];
@@ -1589,7 +1782,7 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
         return;
     }
 #endif
-    const int fast = REQUANT_FAST_LAYER(p, units);
+    const int fast = FC_REQUANT_FAST(p);
     for (int32_t row = 0; row < p->rows; ++row) {
         const int8_t *x = input + row * depth;
         int8_t *out = output + row * units;

@@ -66,6 +66,19 @@ typedef struct {
     int32_t act_min, act_max;
     const int32_t *multipliers; /* [units] (a per-tensor layer repeats its one multiplier) */
     const int32_t *shifts;      /* [units] */
+    /* 0: filter [units, depth] row-major. 1 (int8 filters only, depth % 4 == 0, input_offset
+     * and filter_offset 0: the generator folds the input offset into the bias; the _s4 kernel
+     * must not be given it): the generator's build-time layout for the DSP loop, which reads
+     * four units' words with one load-multiple. Units in groups of four, group g (units
+     * 4g..4g+3, the first units / 4 * 4 units) at byte 4 * g * depth:
+     *     for k in 0, 4, .., depth - 4: unit 4g's bytes k..k+3, 4g+1's, 4g+2's, 4g+3's
+     * then the units % 4 last units row-major. The array must be word aligned. Same size, same
+     * results: only the order of the bytes changes. */
+    int32_t interleaved;
+    /* 1: the generator found that every unit's requantisation takes the fast form
+     * (multipliers[u] >= 0, -23 <= shifts[u] <= -2), so the kernel need not check; 0: the
+     * kernel checks the units itself. The result is the same either way. */
+    int32_t requant_fast;
 } ek_fully_connected_params;
 
 /* In all four: bias may be NULL (no bias); scratch is used only where named. */
