@@ -142,12 +142,13 @@ def _folds_fc_bias(layer: Layer, with_effective_bias: bool) -> bool:
 
 def _interleaves_fc(layer: Layer, with_effective_bias: bool) -> bool:
     """Whether the generator emits this FULLY_CONNECTED's filter interleaved (ek_conv.h)."""
-    from edgekit.firmware.op_emitters import fc_interleaves
+    from edgekit.firmware.op_emitters import fc_interleave_pays, fc_interleaves
 
     if not _folds_fc_bias(layer, with_effective_bias):
         return False
     units, depth = layer.w.shape
-    return fc_interleaves("s8", layer.prepared.filter_offset, units, depth)
+    return (fc_interleaves("s8", layer.prepared.filter_offset, units, depth)
+            and fc_interleave_pays(layer.macs))
 
 
 def _params(layer: Layer, i: int, with_effective_bias: bool) -> str:

@@ -192,7 +192,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     pair_kernels: set[str] = set()
     path_helpers: set[str] = set()
     # the int4 DSP window and the int8 widened window each call needs (ek_model_config.h)
-    window_taps: list[tuple[int, int]] = []
+    window_taps: list[tuple[int, int, bool]] = []
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
@@ -224,7 +224,8 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model.c": _model_source(graph, plan, names, op_sections, calls),
         "ek_model_config.h": model_config_header(max((t[0] for t in window_taps), default=0),
                                                  max((t[1] for t in window_taps), default=0),
-                                                 bool(pair_kernels)),
+                                                 bool(pair_kernels),
+                                                 any(t[2] for t in window_taps)),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
@@ -264,7 +265,7 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
              shared_constants: "_SharedConstants", fusion=None,
              pair_kernels: set[str] | None = None,
              path_helpers: set[str] | None = None,
-             window_taps: list[tuple[int, int]] | None = None) -> tuple[str, str, str, str]:
+             window_taps: list[tuple[int, int, bool]] | None = None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -296,7 +297,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         path_helpers |= stack_paths.taken_helpers(call.kernel, call.fields)
     if window_taps is not None and call.params_type is not None:
         window_taps.append((s4_window_taps(call.kernel, call.fields),
-                            wide_window_taps(call.kernel, call.fields)))
+                            wide_window_taps(call.kernel, call.fields),
+                            bool(call.fields.get("interleaved"))))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

@@ -38,6 +38,11 @@
 #ifndef EK_CONV_PAIRS_PATH
 #define EK_CONV_PAIRS_PATH 1
 #endif
+/* 1 when some FULLY_CONNECTED call may have the interleaved filter (ek_conv.h `interleaved`);
+ * a model build leaves its code out (0) when none has. */
+#ifndef EK_FC_INTERLEAVED
+#define EK_FC_INTERLEAVED 1
+#endif
 
 #if defined(__GNUC__)
 #define EK_CONV_NOINLINE __attribute__((noinline))
@@ -1576,7 +1581,7 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
     }
 }
 
-#if !EK_CONV_S4
+#if !EK_CONV_S4 && EK_FC_INTERLEAVED
 /* The interleaved FULLY_CONNECTED layout (ek_conv.h `interleaved`): group g of four units. */
 
 #if EK_FILTER_DSP
@@ -1762,7 +1767,7 @@ void ek_fully_connected_s8(const ek_fully_connected_params *p, const int8_t *inp
                            const int32_t *bias, int8_t *output)
 {
     const int32_t depth = p->depth, units = p->units;
-#if !EK_CONV_S4
+#if !EK_CONV_S4 && EK_FC_INTERLEAVED
     if (p->interleaved) {
         fully_connected_interleaved(p, input, filter, bias, output);
         return;
