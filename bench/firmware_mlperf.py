@@ -7,8 +7,13 @@ marks), and record
 its error, ``instructions`` per inference, the model's MACs and instructions per MAC, beside
 TFLite Micro's host arena (measured here with the ``tflite_micro`` package) and the issue's peer
 figures for TFLite Micro on Cortex-M4 (quoted, not measured here). Writes one JSON file.
+Beyond the four: ``mobilenetv2`` is bench/patch_mobilenet.py's MobileNetV2-0.35 at 144 px
+(random weights through edgekit's converter; issue 14's depthwise-heavy model), without a peer.
 
-    .venv/bin/python bench/firmware_mlperf.py [--boards nucleo-l4r5zi disco-f746ng] [--out FILE]
+    .venv/bin/python bench/firmware_mlperf.py [--boards nucleo-l4r5zi disco-f746ng]
+        [--models vww kws resnet ad01 mobilenetv2] [--out FILE]
+
+Running some of the models replaces only their entries of an existing ``--out``.
 """
 
 from __future__ import annotations
@@ -78,9 +83,21 @@ def run_one(model_path: Path, board: str, work: Path) -> dict:
     }
 
 
-def benchmark(models_dir: Path, boards: list[str], work: Path) -> dict:
+#: models beyond the MLPerf four (no peer figures)
+BEYOND = ("mobilenetv2",)
+
+
+def benchmark(models_dir: Path, boards: list[str], work: Path, models) -> dict:
     results = {}
+    if "mobilenetv2" in models:
+        from patch_mobilenet import mobilenet_v2_tflite
+
+        path = mobilenet_v2_tflite(work / "mobilenet_v2_035_144.tflite")
+        results["mobilenetv2"] = {"model": "MobileNetV2-0.35, 144 px (bench/patch_mobilenet.py)",
+                                  "runs": [run_one(path, board, work) for board in boards]}
     for short, file_name in MODELS.items():
+        if short not in models:
+            continue
         path = models_dir / file_name
         peer = TFLM_PEER[short]
         runs = [run_one(path, board, work) for board in boards]
@@ -97,10 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     parser.add_argument("--boards", nargs="+", default=list(DEFAULT_BOARDS))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--models", nargs="+", default=[*MODELS, *BEYOND],
+                        choices=[*MODELS, *BEYOND])
     args = parser.parse_args(argv)
     gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True)
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as work:
-        results = benchmark(args.models_dir, args.boards, Path(work))
+        results = benchmark(args.models_dir, args.boards, Path(work), args.models)
+    if args.out.exists() and set(args.models) != {*MODELS, *BEYOND}:
+        results = {**json.loads(args.out.read_text()).get("models", {}), **results}
     report = {
         "benchmark": "firmware_mlperf",
         "machine": platform.platform(),
@@ -114,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{'x CMSIS':>9}{'instr/MAC':>10}{'est err':>9}  bit-exact")
     for short, entry in results.items():
         for run in entry["runs"]:
+            peer = short not in BEYOND
             print(f"{short:<8}{run['board']:<15}{run['peak_sram_bytes']:>10,}"
-                  f"{run['peak_sram_vs_tflm']:>8.2f}{run['flash_bytes']:>9,}"
-                  f"{run['instructions']:>12,}{run['instructions_vs_tflm_cmsis_nn']:>9.2f}"
+                  f"{run['peak_sram_vs_tflm'] if peer else float('nan'):>8.2f}"
+                  f"{run['flash_bytes']:>9,}{run['instructions']:>12,}"
+                  f"{run['instructions_vs_tflm_cmsis_nn'] if peer else float('nan'):>9.2f}"
                   f"{run['instructions_per_mac']:>10.2f}{100 * run['estimate_error']:>8.2f}%"
                   f"  {run['bit_exact']}")
     print("instructions per MAC by kind of op (first board):")

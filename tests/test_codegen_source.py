@@ -91,11 +91,12 @@ def test_weights_are_const_and_comments_give_shapes_and_quantization(kws):
     definitions = re.findall(r"^(.*) ek_w_\w+\[\d+\]", weights, re.M)
     assert definitions and all(d.startswith("const ") for d in definitions)
     used = {n for op in graph.ops for n in op.present_inputs() if graph[n].is_constant}
-    # an int8 FULLY_CONNECTED's filter is its op's own interleaved array in model.c instead
-    interleaved = {op.inputs[1] for op in graph.ops if op.kind == "FULLY_CONNECTED"}
-    assert interleaved and len(definitions) == len(used - interleaved)
+    # kws's FULLY_CONNECTED (768 MACs) keeps its row-major filter: the interleaved layout's
+    # code would not pay for itself (op_emitters.FC_INTERLEAVE_MIN_MACS), and is compiled out
+    assert len(definitions) == len(used)
     source = gen.files["model.c"]
-    assert len(re.findall(r"static const int8_t op\d+_fully_connected_filter\[", source)) == 1
+    assert not re.findall(r"op\d+_fully_connected_filter\[", source)
+    assert "#define EK_FC_INTERLEAVED 0" in gen.files["ek_model_config.h"]
     source = gen.files["model.c"]
     assert "1x49x10x1 int8, scale" in source  # the input's shape and quantization
     assert "per-channel on axis 0" in source
@@ -167,3 +168,18 @@ def test_effective_bias_folds_the_input_offset():
     bias = np.array([5, 2**31 - 1], dtype=np.int32)
     got = effective_bias(w, bias, 128)
     assert got.tolist() == [5 + 128 * -1, -(2**31) + 128 * 254 - 1]
+
+
+@pytest.mark.parametrize("units, depth, interleaved", [(32, 128, True), (12, 64, False)])
+def test_a_large_fully_connected_takes_the_interleaved_layout(units, depth, interleaved):
+    """From `FC_INTERLEAVE_MIN_MACS` MACs the filter is re-laid out (its op's own array) and
+    the model's config links the interleaved loop; below, neither."""
+    from edgekit.firmware.op_emitters import FC_INTERLEAVE_MIN_MACS
+
+    assert (units * depth >= FC_INTERLEAVE_MIN_MACS) == interleaved
+    graph = gb.fully_connected(np.random.default_rng(1), batch=1, in_features=depth,
+                               out_features=units)
+    gen = generate(graph, seed=1)
+    arrays = re.findall(r"op\d+_fully_connected_filter\[", gen.files["model.c"])
+    assert len(arrays) == int(interleaved)
+    assert f"#define EK_FC_INTERLEAVED {int(interleaved)}" in gen.files["ek_model_config.h"]
