@@ -35,7 +35,8 @@ from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
 from edgekit.firmware import stack_paths
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
                                           EmitContext, OpCall, check_inplace_mode,
-                                          emit_conv_add, model_config_header, pairs_path_applies,
+                                          depthwise_surely_quad, emit_conv_add,
+                                          model_config_header, pairs_path_applies,
                                           s4_window_taps, wide_window_taps)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
@@ -192,7 +193,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     pair_kernels: set[str] = set()
     path_helpers: set[str] = set()
     # the int4 DSP window and the int8 widened window each call needs (ek_model_config.h)
-    window_taps: list[tuple[int, int, bool]] = []
+    window_taps: list[tuple] = []
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
@@ -225,7 +226,8 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "ek_model_config.h": model_config_header(max((t[0] for t in window_taps), default=0),
                                                  max((t[1] for t in window_taps), default=0),
                                                  bool(pair_kernels),
-                                                 any(t[2] for t in window_taps)),
+                                                 any(t[2] for t in window_taps),
+                                                 dw_only_quad(window_taps)),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
@@ -260,12 +262,18 @@ class _SharedConstants:
         return alias or f"static const {ctype} {name} = {initializer_text};\n"
 
 
+def dw_only_quad(calls: list[tuple]) -> bool:
+    """Whether every in-place depthwise call of ``calls`` (`generate`'s per-call kernel
+    configuration) surely runs the four-channel ring on DSP cores."""
+    return all(surely for inplace, surely in (c[3] for c in calls) if inplace)
+
+
 def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
              prepared: interpreter.Interpreter, used_constants: list[str],
              shared_constants: "_SharedConstants", fusion=None,
              pair_kernels: set[str] | None = None,
              path_helpers: set[str] | None = None,
-             window_taps: list[tuple[int, int, bool]] | None = None) -> tuple[str, str, str, str]:
+             window_taps: list[tuple] | None = None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -298,7 +306,10 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
     if window_taps is not None and call.params_type is not None:
         window_taps.append((s4_window_taps(call.kernel, call.fields),
                             wide_window_taps(call.kernel, call.fields),
-                            bool(call.fields.get("interleaved"))))
+                            bool(call.fields.get("interleaved")),
+                            # in-place depthwise: (True, whether it surely runs the quad ring)
+                            ("_inplace" in call.kernel and "depthwise" in call.kernel,
+                             depthwise_surely_quad(call.kernel, call.fields))))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

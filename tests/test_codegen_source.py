@@ -183,3 +183,22 @@ def test_a_large_fully_connected_takes_the_interleaved_layout(units, depth, inte
     arrays = re.findall(r"op\d+_fully_connected_filter\[", gen.files["model.c"])
     assert len(arrays) == int(interleaved)
     assert f"#define EK_FC_INTERLEAVED {int(interleaved)}" in gen.files["ek_model_config.h"]
+
+
+def test_kws_depthwise_runs_only_the_quad_ring_and_links_nothing_else(kws):
+    """Every in-place depthwise call of kws (3x3, 64 channels, 25x5 planes) surely takes the
+    four-channel ring on DSP cores: the config leaves the other in-place kernels out."""
+    from edgekit.firmware.op_emitters import depthwise_surely_quad
+
+    graph, gen = kws
+    assert "#define EK_DW_ONLY_QUAD 1" in gen.files["ek_model_config.h"]
+    fields = {"in_h": 25, "in_w": 5, "in_c": 64, "out_h": 25, "out_w": 5, "k_h": 3, "k_w": 3,
+              "stride_h": 1, "stride_w": 1, "dilation_h": 1, "dilation_w": 1, "pad_top": 1,
+              "depth_multiplier": 1, "filter_offset": 0}
+    kernel = "ek_depthwise_conv2d_s8_inplace"
+    assert depthwise_surely_quad(kernel, fields)
+    assert depthwise_surely_quad("ek_depthwise_conv2d_s4_inplace", fields)
+    assert not depthwise_surely_quad("ek_depthwise_conv2d_s8", fields)  # not in place
+    for change in ({"k_h": 5, "k_w": 5}, {"in_c": 62}, {"filter_offset": 3}, {"stride_w": 3},
+                   {"dilation_h": 2}, {"out_w": 40, "in_w": 40}):  # 40 wide: a long ring
+        assert not depthwise_surely_quad(kernel, {**fields, **change}), change

@@ -23,6 +23,14 @@
 #include <string.h>
 
 #include "ek_arm_dsp.h"
+
+/* The model's kernel configuration (EK_DW_ONLY_QUAD below): generated with each model build
+ * (edgekit.firmware.op_emitters.model_config_header). */
+#if defined(__has_include)
+#if __has_include("ek_model_config.h")
+#include "ek_model_config.h"
+#endif
+#endif
 #include "ek_conv_common.h"
 #include "ek_conv_weights.h"
 
@@ -32,7 +40,11 @@
 #if defined(__GNUC__)
 #define EK_DW_INLINE static inline __attribute__((always_inline))
 #define EK_DW_NOINLINE static __attribute__((noinline))
+/* the one-channel ring and plane kernels, which a model build may leave uncalled
+ * (EK_DW_ONLY_QUAD below): then dropped by the compiler, without a warning */
+#define EK_DW_MAYBE_UNUSED __attribute__((unused))
 #else
+#define EK_DW_MAYBE_UNUSED
 #define EK_DW_INLINE static inline
 #define EK_DW_NOINLINE static
 #endif
@@ -249,7 +261,7 @@ static void interior_range(int32_t out, int32_t stride, int32_t pad, int32_t spa
 }
 
 /* The plane-scratch in-place kernel: any window and dilation (the ring kernel's fallback). */
-EK_DW_NOINLINE void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *input,
+EK_DW_NOINLINE EK_DW_MAYBE_UNUSED void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *input,
                           const int8_t *filter, const int32_t *bias, int8_t *output,
                           int8_t *scratch)
 {
@@ -922,7 +934,7 @@ static int32_t ring_bytes(const ek_depthwise_conv2d_params *p, int32_t *rw)
     return 2 * p->k_h * *rw + 3;
 }
 
-EK_DW_NOINLINE void inplace_ring(const ek_depthwise_conv2d_params *p, int8_t *data,
+EK_DW_NOINLINE EK_DW_MAYBE_UNUSED void inplace_ring(const ek_depthwise_conv2d_params *p, int8_t *data,
                                  const int8_t *filter, const int32_t *bias, int8_t *ring)
 {
     dw_layer g;
@@ -966,12 +978,42 @@ EK_DW_NOINLINE void inplace_ring(const ek_depthwise_conv2d_params *p, int8_t *da
 }
 
 /* inplace_ring with the ring on the stack (scratch planes smaller than the ring). */
-EK_DW_NOINLINE void inplace_ring_on_stack(const ek_depthwise_conv2d_params *p, int8_t *data,
+EK_DW_NOINLINE EK_DW_MAYBE_UNUSED void inplace_ring_on_stack(const ek_depthwise_conv2d_params *p, int8_t *data,
                                           const int8_t *filter, const int32_t *bias)
 {
     int8_t ring[EK_DW_RING_STACK];
     inplace_ring(p, data, filter, bias, ring);
 }
+
+#if EK_USE_DSP
+/* The four-channel ring in the scratch plane (from its first word boundary) when it fits
+ * there, else on the stack when it fits that; 0 when neither (or dw_quad_applies fails). */
+static int run_quad(const ek_depthwise_conv2d_params *p, int8_t *output, const int8_t *filter,
+                    const int32_t *bias, int8_t *scratch)
+{
+    if (!dw_quad_applies(p)) {
+        return 0;
+    }
+    const int32_t words = quad_ring_words(p);
+    const uintptr_t skip = (4u - ((uintptr_t)scratch & 3u)) & 3u;
+    if ((int32_t)skip + 4 * words <= p->in_h * p->in_w) {
+        inplace_quad(p, output, filter, bias, (uint32_t *)(void *)(scratch + skip));
+        return 1;
+    }
+    if (words <= EK_DW_QUAD_STACK_WORDS) {
+        inplace_quad_on_stack(p, output, filter, bias);
+        return 1;
+    }
+    return 0;
+}
+#endif
+
+/* 1 when every in-place call of the model surely runs the four-channel ring on DSP cores
+ * (edgekit.firmware.op_emitters.depthwise_surely_quad, ek_model_config.h): the one-channel
+ * ring and the plane kernels are then left out of DSP builds (flash). */
+#ifndef EK_DW_ONLY_QUAD
+#define EK_DW_ONLY_QUAD 0
+#endif
 
 void ek_depthwise_conv2d_s8_inplace(const ek_depthwise_conv2d_params *params, int8_t *input,
                                     const int8_t *filter, const int32_t *bias, int8_t *output,
@@ -980,25 +1022,22 @@ void ek_depthwise_conv2d_s8_inplace(const ek_depthwise_conv2d_params *params, in
     /* No private copy here: nothing is stored before the paths below take theirs (or read the
      * fields once per channel). */
     const ek_depthwise_conv2d_params *p = params;
+#if EK_USE_DSP && EK_DW_ONLY_QUAD
+    (void)input; /* every call takes the ring (see above): the same checks, no other path */
     if (p->dilation_h == 1 && p->dilation_w == 1 && p->k_h * p->k_w <= EK_DW_MAX_TAPS
         && ring_order_safe(p)) {
-        int32_t rw;
-        const int32_t bytes = ring_bytes(p, &rw);
+        (void)run_quad(p, output, filter, bias, scratch);
+    }
+#else
+    if (p->dilation_h == 1 && p->dilation_w == 1 && p->k_h * p->k_w <= EK_DW_MAX_TAPS
+        && ring_order_safe(p)) {
 #if EK_USE_DSP
-        if (dw_quad_applies(p)) {
-            const int32_t words = quad_ring_words(p);
-            /* the scratch plane's first word boundary */
-            const uintptr_t skip = (4u - ((uintptr_t)scratch & 3u)) & 3u;
-            if ((int32_t)skip + 4 * words <= p->in_h * p->in_w) {
-                inplace_quad(p, output, filter, bias, (uint32_t *)(void *)(scratch + skip));
-                return;
-            }
-            if (words <= EK_DW_QUAD_STACK_WORDS) {
-                inplace_quad_on_stack(p, output, filter, bias);
-                return;
-            }
+        if (run_quad(p, output, filter, bias, scratch)) {
+            return;
         }
 #endif
+        int32_t rw;
+        const int32_t bytes = ring_bytes(p, &rw);
         if (bytes <= p->in_h * p->in_w) {
             inplace_ring(p, output, filter, bias, scratch);
             return;
@@ -1009,4 +1048,5 @@ void ek_depthwise_conv2d_s8_inplace(const ek_depthwise_conv2d_params *params, in
         }
     }
     inplace_plane(params, input, filter, bias, output, scratch);
+#endif
 }
