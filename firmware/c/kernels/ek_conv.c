@@ -626,6 +626,29 @@ static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, ui
             EK_PW_S4_LANES("0", "[%[x], #-8]")
 #endif
 
+#if !(defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP))
+/* EK_PW_S4_STEP in C, over the filter bytes w .. end of two rows `stride` bytes apart against
+ * interleaved pixel pairs x: nibble k of each byte in the top of its lane (x4096, no sign
+ * extension), SMLAD against the pixels. Returns x past the pairs read. */
+static const uint32_t *s4_dot2x2_portable(const uint32_t *x, const int8_t *w, const int8_t *end,
+                                          int32_t stride, int32_t *a0, int32_t *a1, int32_t *b0,
+                                          int32_t *b1)
+{
+    for (; w != end; w += 4, x += 8) {
+        const uint32_t v0 = ek_read_u32(w), v1 = ek_read_u32(w + stride);
+        for (int32_t k = 0; k < 4; ++k) {
+            const uint32_t shift = (uint32_t)(12 - 4 * k);
+            const uint32_t m0 = (v0 << shift) & 0xF000F000u, m1 = (v1 << shift) & 0xF000F000u;
+            *a0 = ek_smlad(m0, x[2 * k], *a0);
+            *b0 = ek_smlad(m0, x[2 * k + 1], *b0);
+            *a1 = ek_smlad(m1, x[2 * k], *a1);
+            *b1 = ek_smlad(m1, x[2 * k + 1], *b1);
+        }
+    }
+    return x;
+}
+#endif
+
 /* acc = {(A, row 0), (A, row 1), (B, row 0), (B, row 1)} from bias2[0] / bias2[1]; the
  * filter rows are n = in_c / 2 bytes apart (n % 4 == 0). */
 static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, int32_t n,
@@ -650,17 +673,7 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
                      : [n] "r"(n), [end] "r"(end), [m] "r"(mask)
                      : "cc", "memory");
 #else
-    for (const int8_t *const end = w + n; w != end; w += 4, x += 8) {
-        const uint32_t v0 = ek_read_u32(w), v1 = ek_read_u32(w + n);
-        for (int32_t k = 0; k < 4; ++k) {
-            const uint32_t shift = (uint32_t)(12 - 4 * k);
-            const uint32_t t0 = (v0 << shift) & 0xF000F000u, t1 = (v1 << shift) & 0xF000F000u;
-            a0 = ek_smlad(t0, x[2 * k], a0);
-            b0 = ek_smlad(t0, x[2 * k + 1], b0);
-            a1 = ek_smlad(t1, x[2 * k], a1);
-            b1 = ek_smlad(t1, x[2 * k + 1], b1);
-        }
-    }
+    x = s4_dot2x2_portable(x, w, w + n, n, &a0, &a1, &b0, &b1);
 #endif
     /* exact multiples of 4096: the arithmetic shift loses nothing */
     acc[0] = (int32_t)((uint32_t)bias2[0] + (uint32_t)(a0 >> 12));
@@ -696,17 +709,8 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide_runs(const uint32_t *x, const int8_t
                              : "memory");
         }
 #else
-        for (; w != end; w += 4, x += 8) {
-            const uint32_t v0 = ek_read_u32(w), v1 = ek_read_u32(w + stride);
-            for (int32_t k = 0; k < 4; ++k) {
-                const uint32_t shift = (uint32_t)(12 - 4 * k);
-                const uint32_t m0 = (v0 << shift) & 0xF000F000u, m1 = (v1 << shift) & 0xF000F000u;
-                a0 = ek_smlad(m0, x[2 * k], a0);
-                b0 = ek_smlad(m0, x[2 * k + 1], b0);
-                a1 = ek_smlad(m1, x[2 * k], a1);
-                b1 = ek_smlad(m1, x[2 * k + 1], b1);
-            }
-        }
+        x = s4_dot2x2_portable(x, w, end, stride, &a0, &a1, &b0, &b1);
+        w = end;
 #endif
         t0 += (uint32_t)(a0 >> 12); /* exact multiples of 4096 */
         t1 += (uint32_t)(a1 >> 12);
