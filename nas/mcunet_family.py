@@ -72,9 +72,11 @@ class MCUNetFamily:
         instructions of ``spec`` on ``board``. With ``max_instructions``, a candidate whose
         layer-by-layer estimate is already over it is not planned (its figures stay the fast
         ones): a patch schedule only adds recomputed work, so that estimate is a lower bound,
-        found in milliseconds where the planner takes seconds."""
+        found in milliseconds where the planner takes seconds. The planned figure uses
+        `SCREEN_STRATEGY`: never below the build's arena (`final_memory` plans that exactly)."""
         from edgekit.nas.codesize import flash_estimate
-        from edgekit.nas.memory import firmware_memory, graph_from_spec, peak_sram_bound
+        from edgekit.nas.memory import (SCREEN_STRATEGY, firmware_memory, graph_from_spec,
+                                        peak_sram_bound)
         from edgekit.nas.search import sram_budget
         from edgekit.planner.objective import fastest_instructions
 
@@ -88,7 +90,7 @@ class MCUNetFamily:
             bound = fastest_instructions(graph, board.cpu)
             if bound > max_instructions:
                 return {**memory, "instructions": bound}
-        peak, graph, overhead = firmware_memory(spec, graph)
+        peak, graph, overhead = firmware_memory(spec, graph, strategy=SCREEN_STRATEGY)
         if spec.patch_split is not None:
             flash = flash_estimate(spec, graph=graph, cpu=board.cpu)
         # the latency objective, from the kernel cost model (`edgekit.kernel_costs`)

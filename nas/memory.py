@@ -143,20 +143,31 @@ def planner_arena(spec: MCUNetSpec, graph: Graph | None = None) -> int:
     return plan(graph_from_spec(spec) if graph is None else graph).arena_bytes
 
 
-def firmware_memory(spec: MCUNetSpec, graph: Graph | None = None
-                    ) -> tuple[int, Graph, float]:
+#: the offset strategy the search's screen plans candidates with: the multi-order first and best
+#: fit that the build's branch and bound starts from and only improves on, so its arena is never
+#: below the build's (an upper bound: a candidate it admits fits); equal to it on every
+#: candidate tests/test_nas_memory.py draws, in about half the time
+SCREEN_STRATEGY = "multi"
+
+
+def firmware_memory(spec: MCUNetSpec, graph: Graph | None = None, *,
+                    strategy: str | None = None) -> tuple[int, Graph, float]:
     """(the firmware's arena in bytes, the graph the firmware runs, the MACs the patches
     recompute as a fraction of the layer-by-layer MACs): the planner with the code generator's
     in-place modes, on the patched graph when ``spec`` has a patch schedule (and
     ``edgekit.patching`` is there). ``graph`` defaults to `graph_from_spec(spec)` (or pass the
-    converted graph)."""
+    converted graph). ``strategy``: the planner's offset strategy (default: the build's);
+    `SCREEN_STRATEGY` gives an upper bound of the build's arena, faster."""
     graph = graph_from_spec(spec) if graph is None else graph
+    options = {"inplace": firmware_modes()}
+    if strategy is not None:
+        options["strategy"] = strategy
     if spec.patch_split is not None and patching_available():
         from edgekit.patching import plan_patched
 
-        patched = plan_patched(graph, patch_schedule(spec, graph), inplace=firmware_modes())
+        patched = plan_patched(graph, patch_schedule(spec, graph), **options)
         return patched.plan.arena_bytes, patched.graph, patched.mac_overhead
-    return firmware_plan(graph, inplace=firmware_modes()).arena_bytes, graph, 0.0
+    return firmware_plan(graph, **options).arena_bytes, graph, 0.0
 
 
 def peak_sram(spec: MCUNetSpec, graph: Graph | None = None) -> int:

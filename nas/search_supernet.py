@@ -9,6 +9,10 @@ evaluated with inherited weights and recalibrated BatchNorm on the validation im
 - Every evaluated sub-network is one COMPLETE trial of the study (``edgekit-mcunet-supernet``,
   the same storage as the proxy search's, values: accuracy, peak SRAM, MACs), written as it
   ends, so a resumed search keeps every finished evaluation. ``--trials`` counts evaluations.
+- Each generation's evaluations run on ``--threads`` worker processes (`Evolution`), with the
+  same trials as one process would record; the screen plans with the planner's faster
+  multi-order placement (`edgekit.nas.memory.SCREEN_STRATEGY`, an upper bound of the build's
+  arena, equal on the candidates tested).
 - Only feasible sub-networks are evaluated: each draw (random, or a child of two parents) is
   screened first with the same check as the proxy search (`edgekit.nas.screen.rejection`: the
   planner's peak SRAM, flash, recomputation); rejected draws are counted per reason on the
@@ -24,6 +28,9 @@ evaluated with inherited weights and recalibrated BatchNorm on the validation im
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import json
 import random
 import time
@@ -102,16 +109,119 @@ def trained_supernet(config, space, train, progress=None, log=print):
     return net.eval()
 
 
-class Evolution:
-    """Evaluations recorded as trials of ``study`` until it holds ``config.trials``."""
+@dataclasses.dataclass
+class Evaluated:
+    """One evaluated sub-network: evaluation ``number``'s draw and its accuracy."""
 
-    def __init__(self, config, family, space, board, study, net, train, val, log=print):
+    number: int
+    genome: dict
+    spec: object
+    memory: dict
+    rejected: dict
+    screen_seconds: float
+    accuracy: float
+    options: dict
+
+
+def genome_key(genome: dict) -> str:
+    return json.dumps(genome, sort_keys=True)
+
+
+def genome_hash(genome: dict) -> str:
+    """A short name of a genome (what the workers are sent of the evaluated ones)."""
+    return hashlib.blake2b(genome_key(genome).encode(), digest_size=8).hexdigest()
+
+
+class Evaluator:
+    """Draws and evaluates sub-networks, in the search's process or in a worker's: what the
+    evaluation of number n gives depends on (seed, n, its generation's parents, the genomes
+    evaluated before) alone, never on the process that ran it."""
+
+    def __init__(self, config, space, board, net, calib_images, val):
+        from edgekit.nas.family import get_family
         from edgekit.nas.screen import Limits
 
+        self.config, self.space, self.board = config, space, board
+        self.family = get_family(config.space)
+        self.net, self.calib_images, self.val = net, calib_images, val
+        self.limits = Limits.of(config, board)
+
+    def evaluate(self, number: int, parents: list[dict], seen: frozenset[str],
+                 options: dict) -> Evaluated:
+        """Evaluation ``number``: the first feasible draw of its stream whose `genome_hash` is
+        not in ``seen``, and its accuracy with inherited weights."""
+        began = time.monotonic()
+        genome, spec, memory, rejected, options = self._draw(number, parents, seen, options)
+        screened = time.monotonic() - began
+        return Evaluated(number, genome, spec, memory, rejected, round(screened, 3),
+                         self._accuracy(spec), options)
+
+    def _draw(self, number: int, parents: list[dict], seen: frozenset[str], options: dict):
+        from edgekit.nas.mcunet import sample
+        from edgekit.nas.screen import REASONS, rejection
+
+        rng = random.Random(f"{self.config.seed}/evolve/{number}")
+        rejected = dict.fromkeys(REASONS, 0)
+        options = dict(options)
+        for _ in range(MAX_DRAWS):
+            genome, drawn = random_genome(sample, self.space, rng)
+            options.update(drawn)
+            if parents:
+                a, b = rng.sample(parents, 2)
+                genome = mutate(crossover(a, b, rng), options, rng, MUTATION_RATE)
+            if genome_hash(genome) in seen:
+                continue
+            spec = decode(sample, self.space, genome)
+            memory, reason = rejection(self.family, spec, self.board, self.limits)
+            if reason is None:
+                return genome, spec, memory, {r: n for r, n in rejected.items() if n}, options
+            rejected[reason] += 1
+        raise SearchError(
+            f"no sub-network of the mcunet space fits {self.board.id} ({self.limits.text()})"
+            f" after {MAX_DRAWS} draws"
+            f" ({rejected}); widen the space (--resolutions, --widths) or choose a larger board")
+
+    def _accuracy(self, spec) -> float:
+        from edgekit.nas.supernet import subnet
+        from edgekit.nas.train import to_input
+
+        model = subnet(self.net, spec, to_input(self.calib_images, spec.resolution))
+        return self.family.float_accuracy(model, spec, self.val)
+
+
+#: the evaluator of a worker process (`_start_worker`)
+_WORKER: Evaluator | None = None
+
+
+def _start_worker(config, space, board, weights: dict, calib_images, val) -> None:
+    from edgekit.nas.supernet import SuperNet
+
+    global _WORKER
+    torch.set_num_threads(1)
+    net = SuperNet(space)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    _WORKER = Evaluator(config, space, board, net.eval(), calib_images, val)
+
+
+def _evaluate_in_worker(task) -> Evaluated:
+    return _WORKER.evaluate(*task)
+
+
+class Evolution:
+    """Evaluations recorded as trials of ``study`` until it holds ``config.trials``.
+
+    A generation's evaluations run in parallel on ``config.threads`` worker processes (one
+    torch thread each), every one drawn against the genomes evaluated before the generation
+    (plus those of it a resumed search already holds); results are recorded in order, and one
+    that repeats a genome evaluated earlier in its generation is drawn again here, against
+    all of them: the trials are those of one process evaluating in order, whatever the number
+    of workers (tests/test_nas_supernet.py)."""
+
+    def __init__(self, config, family, space, board, study, net, train, val, log=print):
         self.config, self.family, self.space, self.board = config, family, space, board
         self.study, self.net, self.val, self.log = study, net, val, log
-        self.limits = Limits.of(config, board)
         self.calib_images = train.images[:RECALIBRATION_IMAGES]
+        self.evaluator = Evaluator(config, space, board, net, self.calib_images, val)
         self.options: dict = {}
         self.parents: dict[int, list[dict]] = {}
 
@@ -127,64 +237,73 @@ class Evolution:
         done = self._done()
         genomes = [dict(t.params) for t in done]
         points = [self._point(t.values) for t in done]
-        seen = {json.dumps(g, sort_keys=True) for g in genomes}
+        for t in done:
+            self.options.update({k: tuple(d.choices) for k, d in t.distributions.items()})
+        seen = {genome_hash(g) for g in genomes}
         totals = {"screened": 0, "rejected": 0}
         timed_out = False
-        while len(genomes) < self.config.trials:
-            if (self.config.time_budget is not None
-                    and time.monotonic() - start >= self.config.time_budget):
-                timed_out = True
-                break
-            number = len(genomes)
-            began = time.monotonic()
-            genome, spec, memory, rejected = self._draw(number, genomes, points, seen)
-            screened = time.monotonic() - began
-            accuracy = self._accuracy(spec)
-            trial = self._record(genome, spec, memory, accuracy, rejected, screened, number)
-            genomes.append(genome)
-            points.append(self._point(trial.values))
-            seen.add(json.dumps(genome, sort_keys=True))
-            mine.add(trial.number)
-            totals["screened"] += 1 + sum(rejected.values())
-            totals["rejected"] += sum(rejected.values())
-            if bar:
-                bar.update(1)
-                bar.set_postfix_str(f"screened {totals['screened']}, rejected"
-                                    f" {totals['rejected']}, best {max(-p[0] for p in points):.3f}")
+        threads = torch.get_num_threads()
+        # one torch thread per evaluation wherever it runs: the same arithmetic, the same scores
+        torch.set_num_threads(1)
+        with self._pool() as pool:
+            while len(genomes) < self.config.trials and not timed_out:
+                number = len(genomes)
+                end = min(self.config.trials, (number // POPULATION + 1) * POPULATION)
+                parents = self._parents(number, genomes, points)
+                before = frozenset(seen)
+                tasks = [(n, parents, before, self.options) for n in range(number, end)]
+                for result in (pool.imap(_evaluate_in_worker, tasks) if pool
+                               else map(lambda task: self.evaluator.evaluate(*task), tasks)):
+                    if genome_hash(result.genome) in seen:  # evaluated earlier in the generation
+                        result = self.evaluator.evaluate(result.number, parents, frozenset(seen),
+                                                         self.options)
+                    self.options.update(result.options)
+                    trial = self._record(result)
+                    genomes.append(result.genome)
+                    points.append(self._point(trial.values))
+                    seen.add(genome_hash(result.genome))
+                    mine.add(trial.number)
+                    totals["screened"] += 1 + sum(result.rejected.values())
+                    totals["rejected"] += sum(result.rejected.values())
+                    if bar:
+                        bar.update(1)
+                        bar.set_postfix_str(
+                            f"screened {totals['screened']}, rejected {totals['rejected']},"
+                            f" best {max(-p[0] for p in points):.3f}")
+                    if (self.config.time_budget is not None
+                            and time.monotonic() - start >= self.config.time_budget):
+                        timed_out = True
+                        break
+        torch.set_num_threads(threads)
         self.log(f"evolution: {len(mine)} sub-networks evaluated here ({len(genomes)} in the"
-                 f" study); {totals['screened']} screened, {totals['rejected']} rejected before"
+                 f" study) on {self.workers} worker(s) in {time.monotonic() - start:.0f} s;"
+                 f" {totals['screened']} screened, {totals['rejected']} rejected before"
                  " evaluation" + (" (the time budget ran out)" if timed_out else ""))
         return mine, timed_out
+
+    @property
+    def workers(self) -> int:
+        return max(1, int(self.config.threads))
+
+    @contextlib.contextmanager
+    def _pool(self):
+        """Worker processes for the evaluations (None with one worker: evaluate here)."""
+        if self.workers == 1 or len(self._done()) >= self.config.trials:
+            yield None
+            return
+        import multiprocessing
+
+        # spawn: a fork would copy torch's thread pools, which may hang in the child
+        weights = {k: v.detach().numpy() for k, v in self.net.state_dict().items()}
+        with multiprocessing.get_context("spawn").Pool(
+                self.workers, _start_worker,
+                (self.config, self.space, self.board, weights, self.calib_images,
+                 self.val)) as pool:
+            yield pool
 
     @staticmethod
     def _point(values) -> tuple[float, float, float]:
         return (-values[0], values[1], values[2])  # every objective minimised
-
-    def _draw(self, number: int, genomes: list[dict], points: list, seen: set):
-        """(genome, spec, memory, rejected draws by reason) of evaluation ``number``."""
-        from edgekit.nas.mcunet import sample
-        from edgekit.nas.screen import REASONS, rejection
-
-        rng = random.Random(f"{self.config.seed}/evolve/{number}")
-        rejected = dict.fromkeys(REASONS, 0)
-        parents = self._parents(number, genomes, points)
-        for _ in range(MAX_DRAWS):
-            genome, options = random_genome(sample, self.space, rng)
-            self.options.update(options)
-            if parents:
-                a, b = rng.sample(parents, 2)
-                genome = mutate(crossover(a, b, rng), self.options, rng, MUTATION_RATE)
-            if json.dumps(genome, sort_keys=True) in seen:
-                continue
-            spec = decode(sample, self.space, genome)
-            memory, reason = rejection(self.family, spec, self.board, self.limits)
-            if reason is None:
-                return genome, spec, memory, {r: n for r, n in rejected.items() if n}
-            rejected[reason] += 1
-        raise SearchError(
-            f"no sub-network of the mcunet space fits {self.board.id} ({self.limits.text()})"
-            f" after {MAX_DRAWS} draws"
-            f" ({rejected}); widen the space (--resolutions, --widths) or choose a larger board")
 
     def _parents(self, number: int, genomes: list[dict], points: list) -> list[dict]:
         """The parents of evaluation ``number``'s generation: NSGA-II's selection of every
@@ -198,33 +317,28 @@ class Evolution:
                                         for i in select(points[:before], POPULATION)]
         return self.parents[generation]
 
-    def _accuracy(self, spec) -> float:
-        from edgekit.nas.supernet import subnet
-        from edgekit.nas.train import to_input
-
-        model = subnet(self.net, spec, to_input(self.calib_images, spec.resolution))
-        return self.family.float_accuracy(model, spec, self.val)
-
-    def _record(self, genome, spec, memory, accuracy, rejected, screened, number):
+    def _record(self, result: Evaluated):
         import optuna
         from optuna.distributions import CategoricalDistribution
 
         from edgekit.nas.screen import violations
         from edgekit.nas.space_opt import spec_macs
 
+        memory, spec = result.memory, result.spec
         overhead = float(memory.get("mac_overhead", 0.0))
         macs = spec_macs(spec) * (1 + overhead)
         peak = int(memory["peak_sram"])
-        constraints = violations(memory, self.limits)
+        constraints = violations(memory, self.evaluator.limits)
         trial = optuna.trial.create_trial(
-            params=genome, values=[accuracy, float(peak), float(macs)],
-            distributions={k: CategoricalDistribution(list(self.options[k])) for k in genome},
+            params=result.genome, values=[result.accuracy, float(peak), float(macs)],
+            distributions={k: CategoricalDistribution(list(self.options[k]))
+                           for k in result.genome},
             user_attrs={"spec": spec.to_dict(), "peak_sram": peak, "peak_planned":
                         bool(memory["planned"]), "flash": int(memory["flash"]),
                         "mac_overhead": round(overhead, 4), "macs": int(macs),
-                        "constraints": constraints, "rejected": rejected, "trained": False,
-                        "evaluated": "supernet", "slot": number,
-                        "screen_seconds": round(screened, 3)},
+                        "constraints": constraints, "rejected": result.rejected,
+                        "trained": False, "evaluated": "supernet", "slot": result.number,
+                        "screen_seconds": result.screen_seconds},
             system_attrs={"constraints": constraints})
         self.study.add_trial(trial)
         return self.study.get_trials(deepcopy=False)[-1]

@@ -79,10 +79,11 @@ def npz(tmp_path_factory):
 
 
 def _config(out, npz, **kw):
-    return SearchConfig(board="mps2-an386", dataset=str(npz), out_dir=out, strategy="supernet",
-                        supernet_steps=4, train_limit=60, val_limit=10, final_epochs=0,
-                        proxy_steps=2, test_limit=10, batch_size=16, threads=1,
-                        resolutions=(32,), widths=(0.25,), space_samples=20, **kw)
+    settings = dict(board="mps2-an386", dataset=str(npz), out_dir=out, strategy="supernet",
+                    supernet_steps=4, train_limit=60, val_limit=10, final_epochs=0,
+                    proxy_steps=2, test_limit=10, batch_size=16, threads=1,
+                    resolutions=(32,), widths=(0.25,), space_samples=20)
+    return SearchConfig(**{**settings, **kw})
 
 
 class Killed(BaseException):
@@ -111,7 +112,7 @@ def test_kill_and_resume_keep_the_checkpoint_and_every_evaluation(tmp_path, npz,
     assert (out / "supernet.pt").exists() and not (out / "best").exists()
 
     # killed again during the evolution, after 3 evaluations
-    real_accuracy = search_supernet.Evolution._accuracy
+    real_accuracy = search_supernet.Evaluator._accuracy
     calls = []
 
     def accuracy(self, spec):
@@ -120,7 +121,7 @@ def test_kill_and_resume_keep_the_checkpoint_and_every_evaluation(tmp_path, npz,
             raise Killed
         return real_accuracy(self, spec)
 
-    monkeypatch.setattr(search_supernet.Evolution, "_accuracy", accuracy)
+    monkeypatch.setattr(search_supernet.Evaluator, "_accuracy", accuracy)
     with pytest.raises(Killed):
         run_search(_config(out, npz, trials=6, resume=True))
     assert trained == [(0, 4), (2, 4)]  # resumed from the step-2 checkpoint
@@ -131,7 +132,7 @@ def test_kill_and_resume_keep_the_checkpoint_and_every_evaluation(tmp_path, npz,
     first = [(t.params, t.values) for t in study.trials]
     assert len(first) == 3
 
-    monkeypatch.setattr(search_supernet.Evolution, "_accuracy", real_accuracy)
+    monkeypatch.setattr(search_supernet.Evaluator, "_accuracy", real_accuracy)
     result = run_search(_config(out, npz, trials=6, resume=True))
     assert trained == [(0, 4), (2, 4)]  # the trained supernet is not trained again
     study = optuna.load_study(study_name="edgekit-mcunet-supernet",
@@ -141,6 +142,30 @@ def test_kill_and_resume_keep_the_checkpoint_and_every_evaluation(tmp_path, npz,
     assert all(len(t.values) == 3 for t in study.trials)  # accuracy, peak SRAM, MACs
     report = json.loads((out / "best" / "report.json").read_text())
     assert report["fits"] and report["space"] == "mcunet"
+
+
+@pytest.mark.slow  # ~40 s on 2 shared cores (two worker processes start)
+def test_workers_evaluate_what_one_process_evaluates(tmp_path, npz, monkeypatch):
+    """Three generations on two worker processes hold the trials of one process, in order:
+    the draws depend on (seed, number, parents, earlier genomes) alone."""
+    import optuna
+
+    import shutil
+
+    monkeypatch.setattr(search_supernet, "POPULATION", 4)
+    trials = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        if workers == 2:  # the same supernet (torch's threads change the training's sums)
+            out.mkdir()
+            shutil.copy(tmp_path / "w1" / search_supernet.CHECKPOINT, out)
+        run_search(_config(out, npz, trials=11, threads=workers, supernet_steps=2,
+                           resume=workers == 2))
+        study = optuna.load_study(study_name="edgekit-mcunet-supernet",
+                                  storage=f"sqlite:///{out / 'search.db'}")
+        trials[workers] = [(t.params, t.values, t.user_attrs["rejected"]) for t in study.trials]
+    assert len(trials[1]) == 11 and trials[2] == trials[1]
+    assert len({json.dumps(p, sort_keys=True) for p, _, _ in trials[1]}) == 11
 
 
 def test_cli_supernet_strategy_reports_the_screening(tmp_path, npz, capsys):

@@ -82,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " mixed where the board's flash binds (the space's largest int8"
                         " candidate does not fit it), else 8")
     parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads for training and evaluation (default 2)")
+                        help="torch threads for training and evaluation; --strategy supernet evaluates"
+                        " sub-networks on this many worker processes (default 2)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR")
 
 
