@@ -1137,16 +1137,13 @@ static EK_CONV_NOINLINE void wide_window_short(const ek_conv2d_params *p, const 
 }
 
 /* The raw window (OHWI tap order) of the output pixel whose taps start at (iy0, ix0) into the
- * pixel's slot dst (buf for pixel A, buf + 1 for pixel B), padding taps the zero point. */
+ * pixel's slot dst (buf for pixel A, buf + 1 for pixel B), padding taps the zero point; in_c %
+ * 8 == 0 (wide_window_short for the others). */
 static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
                         int32_t ix0, uint32_t *dst)
 {
     const int32_t c_in = p->in_c;
     const uint32_t zero2 = ek_dup16(-p->input_offset);
-    if (c_in & 7) {
-        wide_window_short(p, input, iy0, ix0, dst);
-        return;
-    }
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dilation_h;
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
@@ -1170,9 +1167,15 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
                              : pw_dot2x2_wide_runs((x), (w), (len) / 2, (len) / 2, (bias2), (acc)))
 #define CONV_WIDE_ROW_BYTES(len) ((len) / 2)
 #define CONV_WIDE_SLOT_B 1 /* pixel B's words interleave with A's */
+/* A pixel's window: a short one (in_c % 8 != 0) in the plain kernel only (conv_wide_apply), so
+ * the fused kernel's code never calls wide_window_short (the stack bound follows the calls). */
+#define CONV_WIDE_WINDOW(p, input, iy0, ix0, dst, e)                                            \
+    ((e) == 0 && ((p)->in_c & 7) != 0 ? wide_window_short((p), (input), (iy0), (ix0), (dst))    \
+                                       : wide_window((p), (input), (iy0), (ix0), (dst)))
 #else
 #define CONV_WIDE_ROW_BYTES(len) (len)
 #define CONV_WIDE_SLOT_B 2
+#define CONV_WIDE_WINDOW(p, input, iy0, ix0, dst, e) wide_window((p), (input), (iy0), (ix0), (dst))
 
 static inline int conv_wide_apply(const ek_conv2d_params *p)
 {
@@ -1382,13 +1385,14 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
     l.bias = bias; /* the raw bias: the windows carry the input offset */
 #endif
     for (; pixel + 2 <= pixels; pixel += 2) {
-        wide_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, buf);
+        CONV_WIDE_WINDOW(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                         buf, e);
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
         }
-        wide_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                    buf + CONV_WIDE_SLOT_B);
+        CONV_WIDE_WINDOW(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                         buf + CONV_WIDE_SLOT_B, e);
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
@@ -1403,8 +1407,8 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
     }
     if (pixel < pixels) { /* a lone last pixel: its window in both slots */
         const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
-        wide_window(p, input, iy0, ix0, buf);
-        wide_window(p, input, iy0, ix0, buf + CONV_WIDE_SLOT_B);
+        CONV_WIDE_WINDOW(p, input, iy0, ix0, buf, e);
+        CONV_WIDE_WINDOW(p, input, iy0, ix0, buf + CONV_WIDE_SLOT_B, e);
         /* the plain kernel may store B too (the same value at the same place) */
         conv_wide_channels(&l, buf, len, output, e, pixel * c_out, pixel * c_out, e == 0, mode);
     }
