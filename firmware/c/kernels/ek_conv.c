@@ -40,13 +40,10 @@
 #define EK_CONV_PAIRS_PATH 1
 #endif
 /* int4 kernels: 1 when some call may take the widened path with a window whose length is
- * not a multiple of 8 (conv_wide_channels_short), 1 when some CONV_2D call may take the
- * one-pixel DSP path (conv2d_s4_pixels); a model build leaves each out (0) when none does. */
+ * not a multiple of 8 (conv_wide_channels_short); a model build leaves it out (0) when none
+ * does. (EK_S4_CONV_PIXELS, the one-pixel DSP path: ek_conv_s4_dsp.h.) */
 #ifndef EK_CONV_S4_SHORT
 #define EK_CONV_S4_SHORT 1
-#endif
-#ifndef EK_S4_CONV_PIXELS
-#define EK_S4_CONV_PIXELS 1
 #endif
 /* 1 when some FULLY_CONNECTED call may have the interleaved filter (ek_conv.h `interleaved`);
  * a model build leaves its code out (0) when none has. */
