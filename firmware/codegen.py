@@ -37,7 +37,8 @@ from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MO
                                           EmitContext, OpCall, check_inplace_mode,
                                           depthwise_surely_quad, emit_conv_add,
                                           model_config_header, pairs_path_applies,
-                                          s4_window_taps, wide_window_taps)
+                                          s4_conv_pixels, s4_window_taps,
+                                          wide_s4_short_rows, wide_window_taps)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
@@ -192,7 +193,9 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     shared_constants = _SharedConstants()
     pair_kernels: set[str] = set()
     path_helpers: set[str] = set()
-    # the int4 DSP window and the int8 widened window each call needs (ek_model_config.h)
+    # per call, what ek_model_config.h is made of: the int4 DSP window (taps), the widened
+    # window (words), an interleaved FC, (in-place depthwise, surely quad), int4 widened rows
+    # of part groups, the int4 one-pixel conv path
     window_taps: list[tuple] = []
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
@@ -227,7 +230,9 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
                                                  max((t[1] for t in window_taps), default=0),
                                                  bool(pair_kernels),
                                                  any(t[2] for t in window_taps),
-                                                 dw_only_quad(window_taps)),
+                                                 dw_only_quad(window_taps),
+                                                 any(t[4] for t in window_taps),
+                                                 any(t[5] for t in window_taps)),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
@@ -309,7 +314,9 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
                             bool(call.fields.get("interleaved")),
                             # in-place depthwise: (True, whether it surely runs the quad ring)
                             ("_inplace" in call.kernel and "depthwise" in call.kernel,
-                             depthwise_surely_quad(call.kernel, call.fields))))
+                             depthwise_surely_quad(call.kernel, call.fields)),
+                            wide_s4_short_rows(call.kernel, call.fields),
+                            s4_conv_pixels(call.kernel, call.fields)))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

@@ -169,7 +169,7 @@ def s4_window_taps(kernel: str, fields: dict) -> int:
     takes no window (depthwise, a filter offset, a window too long)."""
     if "_s4" not in kernel or "depthwise" in kernel or fields["filter_offset"] != 0:
         return 0
-    if kernel in WIDE_S4_PATH_HELPERS and wide_s4_path_applies(fields):
+    if kernel in WIDE_S4_PATH_HELPERS and wide_s4_path_applies(kernel, fields):
         return 0  # the two-pixel path, tried first
     if kernel.startswith("ek_fully_connected"):
         length, odd_allowed = fields["depth"], False
@@ -205,19 +205,48 @@ def wide_path_applies(fields: dict) -> bool:
     return short  # gathered as bytes first
 
 
-def wide_s4_path_applies(fields: dict) -> bool:
-    """Whether a packed int4 CONV_2D call takes the two-pixel path (ek_conv.c's
-    ``conv_wide_apply`` compiled as ek_conv_s4.c)."""
+def wide_s4_path_applies(kernel: str, fields: dict) -> bool:
+    """Whether a call of a packed int4 CONV_2D kernel (``ek_conv2d_s4``, or ``ek_conv2d_add_s4``
+    fused with its ADD) takes the two-pixel path (ek_conv.c's ``conv_wide_apply`` compiled as
+    ek_conv_s4.c): whole groups of 8 channels per tap, or, in the plain kernel, a short window
+    over other channel counts (a first layer over 1-3 channels), gathered as bytes first."""
     length = fields["k_h"] * fields["k_w"] * fields["in_c"]
-    return (fields["filter_offset"] == 0 and "effective_bias" in fields and fields["out_c"] >= 2
-            and fields["in_c"] % 8 == 0 and 0 < length <= WIDE_TAPS_MAX)
+    if not (fields["filter_offset"] == 0 and "effective_bias" in fields
+            and fields["out_c"] >= 2 and length > 0):
+        return False
+    if fields["in_c"] % 8 == 0:
+        return length <= WIDE_TAPS_MAX
+    return (kernel == "ek_conv2d_s4" and fields["dilation_w"] == 1 and length <= PAIR_MAX_LEN
+            and wide_s4_words(length) <= WIDE_TAPS_MAX)
+
+
+def wide_s4_short_rows(kernel: str, fields: dict) -> bool:
+    """Whether a call takes the int4 two-pixel path with a window whose length is not a multiple
+    of 8 (ek_conv.c's ``conv_wide_channels_short``, compiled where some call does:
+    EK_CONV_S4_SHORT)."""
+    return (kernel in WIDE_S4_PATH_HELPERS and wide_s4_path_applies(kernel, fields)
+            and fields["k_h"] * fields["k_w"] * fields["in_c"] % 8 != 0)
+
+
+def s4_conv_pixels(kernel: str, fields: dict) -> bool:
+    """Whether an int4 CONV_2D call takes the one-pixel DSP path (ek_conv.c's
+    ``conv2d_s4_pixels``, compiled where some call does: EK_S4_CONV_PIXELS)."""
+    return kernel in WIDE_S4_PATH_HELPERS and s4_window_taps(kernel, fields) > 0
+
+
+def wide_s4_words(length: int) -> int:
+    """Words of the int4 widened path's stack buffer a window of ``length`` taps takes (ek_conv.c
+    ``wide_s4_words``): 8 per group of 8 taps (two pixels, 2 bytes a tap), twice for an odd
+    window (its odd channels read a second window, one tap later)."""
+    return 8 * -(-length // 8) * (2 if length % 2 else 1)
 
 
 def wide_window_taps(kernel: str, fields: dict) -> int:
-    """The window buffer (taps: the length rounded up to 4) a call of ``kernel`` gives the
-    widened path, 0 when it takes another."""
-    if kernel in WIDE_S4_PATH_HELPERS and wide_s4_path_applies(fields):
-        return fields["k_h"] * fields["k_w"] * fields["in_c"]
+    """The window buffer (words, 4 bytes per tap: the length rounded up to 4, int4 to its
+    groups of 8, twice for an odd int4 window) a call of ``kernel`` gives the widened path, 0
+    when it takes another."""
+    if kernel in WIDE_S4_PATH_HELPERS and wide_s4_path_applies(kernel, fields):
+        return wide_s4_words(fields["k_h"] * fields["k_w"] * fields["in_c"])
     if kernel not in WIDE_PATH_HELPERS or not wide_path_applies(fields):
         return 0
     return -(-fields["k_h"] * fields["k_w"] * fields["in_c"] // 4) * 4
@@ -250,22 +279,27 @@ def depthwise_surely_quad(kernel: str, fields: dict) -> bool:
 
 
 def model_config_header(s4_taps: int, wide_taps: int, pairs_path: bool,
-                        fc_interleaved: bool, dw_only_quad: bool = False) -> str:
+                        fc_interleaved: bool, dw_only_quad: bool = False,
+                        s4_short: bool = True, s4_conv_pixels: bool = True) -> str:
     """``ek_model_config.h``: the int4 window buffer sized to the model's largest window (a
-    multiple of 16, so the odd window's half starts on a group), the int8 widened path's
+    multiple of 16, so the odd window's half starts on a group), the widened path's
     buffer to its longest window (0: no call takes it, the path is compiled out), and whether
     any call takes the short-window byte path or the interleaved FULLY_CONNECTED layout
     (each compiled out otherwise: flash), and whether every in-place depthwise call surely
     runs the four-channel ring on DSP cores (`depthwise_surely_quad`: the one-channel ring and
-    plane kernels are then compiled out of DSP builds)."""
+    plane kernels are then compiled out of DSP builds), and whether any int4 call takes the
+    widened path with rows of part groups (`wide_s4_short_rows`) or the one-pixel CONV_2D path
+    (`s4_conv_pixels`), each compiled out otherwise."""
     size = max(16, -(-s4_taps // 16) * 16)
     return ("/* Kernel configuration of this model: generated by edgekit.firmware.codegen. */\n"
             "#ifndef EK_MODEL_CONFIG_H\n#define EK_MODEL_CONFIG_H\n"
             f"#define EK_S4_WINDOW_TAPS {size} /* the int4 DSP path's window buffer (taps) */\n"
-            f"#define EK_CONV_WIDE_TAPS {wide_taps} /* the int8 widened path's windows (taps) */\n"
+            f"#define EK_CONV_WIDE_TAPS {wide_taps} /* the widened path's windows (words) */\n"
             f"#define EK_CONV_PAIRS_PATH {int(pairs_path)} /* the int8 short-window byte path */\n"
             f"#define EK_FC_INTERLEAVED {int(fc_interleaved)} /* the interleaved FC layout */\n"
             f"#define EK_DW_ONLY_QUAD {int(dw_only_quad)} /* DSP: in-place depthwise, quad only */\n"
+            f"#define EK_CONV_S4_SHORT {int(s4_short)} /* int4: widened rows of part groups */\n"
+            f"#define EK_S4_CONV_PIXELS {int(s4_conv_pixels)} /* int4: the one-pixel CONV_2D path */\n"
             "#endif\n")
 
 

@@ -14,6 +14,7 @@ checks that each is a function of the compiled kernels called only from the kern
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, WIDE_PATH_HELPERS,
@@ -90,7 +91,7 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
        for kernel, helper in DSP_PAIR_HELPERS.items()},
     **{helper: (frozenset({kernel}), wide_path_applies)
        for kernel, helper in WIDE_PATH_HELPERS.items()},
-    **{helper: (frozenset({kernel}), wide_s4_path_applies)
+    **{helper: (frozenset({kernel}), partial(wide_s4_path_applies, kernel))
        for kernel, helper in WIDE_S4_PATH_HELPERS.items()},
     **{f"{kernel}_broadcast": (frozenset({kernel}), _broadcasts)
        for kernel in ("ek_add_s8", "ek_add_s16", "ek_mul_s8", "ek_mul_s16")},

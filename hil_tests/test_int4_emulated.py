@@ -3,7 +3,8 @@ mixed (first weighted layer int8: both kernel sets in one build), built with the
 kernels and run on QEMU and Unicorn. Each run must give the reference interpreter's bytes
 (which equal TFLite Micro's on the same `.tflite`: tests/test_codegen_int4.py), the measured
 peak SRAM must be within 1% of the estimate, and the int4 layers' weights must take half their
-int8 bytes in the linked ELF."""
+int8 bytes in the linked ELF. int4 first layers over 1-3 channels run the widened path's M4
+assembly (tests/test_codegen_int4_first_layer.py's cases)."""
 
 from __future__ import annotations
 
@@ -105,3 +106,44 @@ def test_int4_pointwise_pairs_widest_input_on_the_cortex_m4(c_in, tmp_path):
     assert result.manifest["kernels"] == ["ek_conv2d_s4_pointwise_inplace_backward"]
     measured = measure(resolve_firmware(result.directory, None), "unicorn", timeout_s=300)
     assert measured["bit_exact"] is True
+
+
+#: int4 first layers (tests/test_codegen_int4_first_layer.py) run on the M4: odd windows, rows of
+#: part groups, kws's whole groups; and the most their instructions may be over their int8 twin's
+FIRST_LAYER_CASES = ["c1_3x3_odd", "c1_3x3_odd_c7_stride2", "c2_3x3_even", "c3_3x3_c3",
+                     "c1_10x4_kws"]
+FIRST_LAYER_MAX_VS_INT8 = 1.5
+
+
+@pytest.mark.parametrize("case", FIRST_LAYER_CASES)
+def test_int4_first_layer_widened_on_the_cortex_m4(case, tmp_path):
+    """The M4 assembly of the widened path's short windows (pw_dot2x2_wide and its group-by-group
+    form over gathered windows) on Unicorn: bit-exact, the measured peak SRAM equal to the
+    estimate (the window buffer the build sizes, the path's frames), and the layer within
+    FIRST_LAYER_MAX_VS_INT8 of the instructions of the same layer with int8 weights (the
+    one-pixel path it took before ran 2.5x)."""
+    import sys
+    from dataclasses import replace
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import test_codegen_int4_first_layer as first
+
+    from edgekit.boards.runners.measure import measure, resolve_firmware
+    from edgekit.firmware.model_build import build_model
+    from edgekit.ir import DType, Graph
+
+    graph = first._first_layer(case, 5)
+    w = graph["w"]
+    # the int8 twin: the same layer with the weights as int8 values (same quantization)
+    twin = Graph([replace(w, dtype=DType.INT8) if t.name == "w" else t
+                  for t in graph.tensors.values()], graph.ops, graph.inputs, graph.outputs)
+    runs = {}
+    for name, model in (("int4", graph), ("int8", twin)):
+        result = build_model(model, "mps2-an386", tmp_path / name, seed=3)
+        measured = measure(resolve_firmware(result.directory, None), "unicorn", timeout_s=300)
+        assert measured["bit_exact"] is True, f"{case} {name}: outputs differ"
+        assert measured["peak_sram_bytes"] == result.manifest["estimate"]["peak_sram_bytes"]
+        runs[name] = measured["instructions"]
+    assert result.manifest["kernels"] == ["ek_conv2d_s8"]
+    assert runs["int4"] <= FIRST_LAYER_MAX_VS_INT8 * runs["int8"], runs

@@ -29,7 +29,8 @@
 #endif
 #endif
 /* The longest window (k_h * k_w * in_c taps) of the widened two-pixel path; its stack buffer
- * is 4 bytes per tap. Without a model build: a 3x3 conv over 64 channels. */
+ * is 4 bytes per tap (an odd int4 short window takes two windows, wide_s4_words). Without a
+ * model build: a 3x3 conv over 64 channels. */
 #ifndef EK_CONV_WIDE_TAPS
 #define EK_CONV_WIDE_TAPS 576
 #endif
@@ -37,6 +38,12 @@
  * leaves it out (0) when none of its layers does. */
 #ifndef EK_CONV_PAIRS_PATH
 #define EK_CONV_PAIRS_PATH 1
+#endif
+/* int4 kernels: 1 when some call may take the widened path with a window whose length is
+ * not a multiple of 8 (conv_wide_channels_short); a model build leaves it out (0) when none
+ * does. (EK_S4_CONV_PIXELS, the one-pixel DSP path: ek_conv_s4_dsp.h.) */
+#ifndef EK_CONV_S4_SHORT
+#define EK_CONV_S4_SHORT 1
 #endif
 /* 1 when some FULLY_CONNECTED call may have the interleaved filter (ek_conv.h `interleaved`);
  * a model build leaves its code out (0) when none has. */
@@ -286,7 +293,7 @@ static int32_t conv_acc1_dsp(const ek_conv2d_params *p, const int8_t *input,
 }
 #endif
 
-#if EK_FILTER_DSP
+#if EK_FILTER_DSP || (EK_S4_DSP && EK_CONV_WIDE_TAPS > 0)
 /* --- Two output pixels at a time, for short windows ------------------------------------------
  * Layers whose whole window is short (len = k_h*k_w*in_c <= EK_PAIR_MAX_LEN: the first
  * convolution with 1-3 input channels, 1x1 convolutions with few input channels) spend most of
@@ -303,7 +310,10 @@ static int32_t conv_acc1_dsp(const ek_conv2d_params *p, const int8_t *input,
  * contribute nothing, and no filter byte outside the channel is ever read.
  *
  * The windows are copied before any output of the pair is stored, which keeps the in-place
- * modes exact (pointwise_inplace, conv_sliding: see edgekit.planner). */
+ * modes exact (pointwise_inplace, conv_sliding: see edgekit.planner).
+ *
+ * The int4 kernels (ek_conv_s4.c) gather their short windows the same way for the widened
+ * two-pixel path (conv2d_wide), so EK_PAIR_MAX_LEN and gather_window are compiled there too. */
 #define EK_PAIR_MAX_LEN 64
 
 /* n bytes from src to dst (short runs: words, then bytes; any alignment). */
@@ -328,7 +338,9 @@ static inline void fill_short(int8_t *dst, int8_t value, int32_t n)
 /* The window of the output pixel whose taps start at (iy0, ix0), len = k_h*k_w*in_c bytes in
  * OHWI tap order (dilation_w == 1), taps outside the input set to the input zero point; then
  * the tail word moved into place (see the layout above), its leading bytes tail_fill (0 for
- * raw-byte arithmetic, the zero point where the input offset is added later). */
+ * raw-byte arithmetic, the zero point where the input offset is added later). In the int4
+ * kernels no tail word is moved: the bytes after the window to the end of its group of 8 are
+ * tail_fill (dst holds at least len rounded up to 8 bytes). */
 /* Out of line: inlined into its one caller (a build without the byte path), gcc 12 -O2 turned
  * its short copies into memcpy/memset calls whose results were not bit-exact on resnet's
  * first layer (-fno-tree-loop-distribute-patterns restored them); every build so far ran it
@@ -352,6 +364,11 @@ static EK_CONV_NOINLINE void gather_window(const ek_conv2d_params *p, const int8
         copy_short(d + kx0 * c_in, input + (iy * p->in_w + ix0 + kx0) * c_in, (kx1 - kx0) * c_in);
         fill_short(d + kx1 * c_in, zero_point, (p->k_w - kx1) * c_in);
     }
+#if EK_CONV_S4
+    /* the int4 widened path reads whole groups of 8 taps: the window's last group is completed
+     * with tail_fill taps (0: they meet the next channel's nibbles), no tail word moved */
+    fill_short(dst + len, tail_fill, (8 - (len & 7)) & 7);
+#else
     if (len & 3) {
         const int32_t t = len & 3, at = len & ~3;
         for (int32_t i = t - 1; i >= 0; --i) { /* backwards: the ranges overlap */
@@ -359,7 +376,11 @@ static EK_CONV_NOINLINE void gather_window(const ek_conv2d_params *p, const int8
         }
         fill_short(dst + at, tail_fill, 4 - t);
     }
+#endif
 }
+#endif
+
+#if EK_FILTER_DSP
 
 /* The requantisation constants of one output channel (ek_mbqm_nonneg with the shift split
  * once): shared by the pair's two pixels. */
@@ -1040,9 +1061,9 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
  * taps the zero point, so they widen to 0; pw_dot2x2_wide's tail meets them). A short window
  * over whole words with an effective bias stays on the byte path above (resnet's 1x1 layers ran
  * 7-10% fewer instructions there). The stack buffer
- * holds two windows of 2 bytes per tap (the length rounded up to 4), EK_CONV_WIDE_TAPS taps,
- * sized by the model's build (ek_model_config.h) to its longest such window, 0 (no path) when
- * it has none.
+ * holds two windows of 2 bytes per tap (the length rounded up to 4; int4: see below),
+ * EK_CONV_WIDE_TAPS words, sized by the model's build (ek_model_config.h) to its longest such
+ * window, 0 (no path) when it has none.
  *
  * Both windows are widened before any output of the pair is stored and pixels run in
  * increasing order, which keeps the in-place modes exact (conv_sliding, see edgekit.planner). */
@@ -1051,16 +1072,70 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
  * instructions per 32 MACs) over two windows widened from raw bytes in its layout, padding taps
  * the input zero point (the effective bias carries the input offset, as on the 1x1 path). Its
  * exactness bound holds for at most PW_S4_MAX_C_IN taps, longer windows run in runs
- * (pw_dot2x2_wide_runs); in_c % 8 == 0 keeps every tap's channels whole groups of 8. Mirrored by edgekit.firmware.op_emitters.wide_s4_path_applies. */
-static inline int conv_wide_apply(const ek_conv2d_params *p)
+ * (pw_dot2x2_wide_runs); in_c % 8 == 0 keeps every tap's channels whole groups of 8.
+ *
+ * Short windows over other channel counts (a first layer over 1-3 channels: dilation_w == 1,
+ * len <= EK_PAIR_MAX_LEN), in the plain kernel (a first layer is no residual block's conv: the
+ * fused kernel keeps the one-pixel path), are gathered as bytes first (gather_window, padding
+ * taps the zero point), their last group of 8 completed with zero taps, and widened whole. The
+ * filter keeps TFLite's packed order (channel oc's nibbles from oc * len on), so the zero taps
+ * meet the next channel's first nibbles (the last channel's: the array's EK_S4_FILTER_PAD
+ * bytes) and add nothing. len % 8 == 0 (kws's 10x4 window): the rows are whole groups, and the
+ * channels run as on the long path. Else (conv_wide_channels_short) every row is read group by
+ * group (pw_dot2x2_wide_runs: rows a stride apart); with an odd len, odd channels start on a
+ * high nibble: they read a second window, the same taps one later behind a zero tap (which
+ * meets the previous channel's last nibble), and pair with their own parity, (oc, oc + 2), rows
+ * len bytes apart. Each window's sum stays far inside the exactness bound (64 taps).
+ *
+ * Mirrored by edgekit.firmware.op_emitters.wide_s4_path_applies and wide_window_taps. */
+
+/* Groups of 8 taps (and 4 filter bytes) that a row is read in. */
+#define S4_GROUPS(len) (((len) + 7) >> 3)
+
+/* Words of the stack buffer a window of len taps takes, both pixels: 4 per tap (8 per group
+ * of 8), twice for an odd short window (its odd channels' window follows). */
+static inline int32_t wide_s4_words(int32_t len)
+{
+    return (8 * S4_GROUPS(len)) << (len & 1);
+}
+
+static inline int conv_wide_apply(const ek_conv2d_params *p, int fused)
 {
     const int32_t len = p->k_h * p->k_w * p->in_c;
-    return p->filter_offset == 0 && p->effective_bias != 0 && p->out_c >= 2
-           && (p->in_c & 7) == 0 && len > 0 && len <= EK_CONV_WIDE_TAPS;
+    if (p->filter_offset != 0 || p->effective_bias == 0 || p->out_c < 2 || len <= 0) {
+        return 0;
+    }
+    if ((p->in_c & 7) == 0) {
+        return len <= EK_CONV_WIDE_TAPS;
+    }
+    return !fused && p->dilation_w == 1 && len <= EK_PAIR_MAX_LEN
+           && (EK_CONV_S4_SHORT || (len & 7) == 0) && wide_s4_words(len) <= EK_CONV_WIDE_TAPS;
+}
+
+/* A short window (in_c % 8 != 0) into the pixel's slot dst: its groups at dst, and for an odd
+ * len the odd channels' window (one tap later) at dst + 8 * groups. */
+static EK_CONV_NOINLINE void wide_window_short(const ek_conv2d_params *p, const int8_t *input,
+                                               int32_t iy0, int32_t ix0, uint32_t *dst)
+{
+    /* the window from byte 4 on (word aligned), byte 3 the odd window's leading zero tap */
+    int32_t bytes[(4 + EK_PAIR_MAX_LEN) / 4];
+    int8_t *const window = (int8_t *)bytes + 4;
+    const int32_t len = p->k_h * p->k_w * p->in_c, groups = S4_GROUPS(len);
+    gather_window(p, input, iy0, ix0, window, 0);
+    for (int32_t g = 0; g < groups; ++g) {
+        pw_widen8_s4(window + 8 * g, dst + 8 * g);
+    }
+    if (EK_CONV_S4_SHORT && (len & 1)) { /* len + 1 taps: still `groups` groups */
+        window[-1] = 0;
+        for (int32_t g = 0; g < groups; ++g) {
+            pw_widen8_s4(window - 1 + 8 * g, dst + 8 * (groups + g));
+        }
+    }
 }
 
 /* The raw window (OHWI tap order) of the output pixel whose taps start at (iy0, ix0) into the
- * pixel's slot dst (buf for pixel A, buf + 1 for pixel B), padding taps the zero point. */
+ * pixel's slot dst (buf for pixel A, buf + 1 for pixel B), padding taps the zero point; in_c %
+ * 8 == 0 (wide_window_short for the others). */
 static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
                         int32_t ix0, uint32_t *dst)
 {
@@ -1083,14 +1158,21 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
     }
 }
 
+/* One pair of filter rows len / 2 bytes apart (len % 8 == 0) against the widened windows. */
 #define CONV_WIDE_DOT(x, w, len, bias2, acc)                                                   \
     ((len) <= PW_S4_MAX_C_IN ? pw_dot2x2_wide((x), (w), (len) / 2, (bias2), (acc))              \
                              : pw_dot2x2_wide_runs((x), (w), (len) / 2, (len) / 2, (bias2), (acc)))
 #define CONV_WIDE_ROW_BYTES(len) ((len) / 2)
 #define CONV_WIDE_SLOT_B 1 /* pixel B's words interleave with A's */
+/* A pixel's window: a short one (in_c % 8 != 0) in the plain kernel only (conv_wide_apply), so
+ * the fused kernel's code never calls wide_window_short (the stack bound follows the calls). */
+#define CONV_WIDE_WINDOW(p, input, iy0, ix0, dst, e)                                            \
+    ((e) == 0 && ((p)->in_c & 7) != 0 ? wide_window_short((p), (input), (iy0), (ix0), (dst))    \
+                                       : wide_window((p), (input), (iy0), (ix0), (dst)))
 #else
 #define CONV_WIDE_ROW_BYTES(len) (len)
 #define CONV_WIDE_SLOT_B 2
+#define CONV_WIDE_WINDOW(p, input, iy0, ix0, dst, e) wide_window((p), (input), (iy0), (ix0), (dst))
 
 static inline int conv_wide_apply(const ek_conv2d_params *p)
 {
@@ -1218,6 +1300,40 @@ EK_CONV_FORCE_INLINE void conv_wide_store(const pw_layer *l, const conv_epilogue
     }
 }
 
+#if EK_CONV_S4 && EK_CONV_S4_SHORT
+/* A short int4 window whose length is not a multiple of 8 (the plain kernel only): channel
+ * pairs (oc, oc + gap), rows gap * len / 2 bytes apart, each read as S4_GROUPS(len) groups.
+ * Even len: gap 1, the window at x. Odd len: gap 2, the even channels against the window at x,
+ * the odd ones against the window one tap later (x + 8 * groups words). A channel without a
+ * partner is the second row of the pair ending at it, or, with no such pair (out_c <= 3), its
+ * own row twice (row offset 0). */
+EK_CONV_FORCE_INLINE void conv_wide_channels_short(const pw_layer *l, const uint32_t *x,
+                                                   int32_t len, int8_t *output,
+                                                   const conv_epilogue *e, int32_t base_a,
+                                                   int32_t base_b, int with_b, int mode)
+{
+    const int32_t c_out = l->c_out, bytes = 4 * S4_GROUPS(len), odd = len & 1, gap = 1 + odd;
+    for (int32_t parity = 0; parity <= odd; ++parity, x += 2 * bytes) {
+        for (int32_t oc = parity; oc < c_out; oc += 2 * gap) {
+            int32_t first = oc, second = oc + gap, bias2[2], acc[4];
+            if (second >= c_out) { /* oc alone: the second row */
+                second = oc;
+                first = oc >= gap ? oc - gap : oc;
+            }
+            bias2[0] = l->bias[first];
+            bias2[1] = l->bias[second];
+            /* channel first's nibbles from first * len on: from its byte (an odd channel's
+             * window starts with a zero tap, meeting the low nibble) */
+            pw_dot2x2_wide_runs(x, l->filter + ((first * len) >> 1), ((second - first) * len) >> 1,
+                                bytes, bias2, acc);
+            if (second != oc) { /* oc is the first row */
+                conv_wide_store(l, e, output, base_a, base_b, oc, acc[0], acc[2], with_b, mode);
+            }
+            conv_wide_store(l, e, output, base_a, base_b, second, acc[1], acc[3], with_b, mode);
+        }
+    }
+}
+#endif
 
 /* Every output channel of the pair widened in x, two filter rows at a time; an odd last
  * channel is the second row of the pair ending at it. */
@@ -1228,6 +1344,12 @@ EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *
 {
     static const int32_t no_bias[2] = {0, 0};
     const int32_t c_out = l->c_out;
+#if EK_CONV_S4 && EK_CONV_S4_SHORT
+    if ((len & 7) && e == 0) { /* the plain kernel only (conv_wide_apply) */
+        conv_wide_channels_short(l, x, len, output, e, base_a, base_b, with_b, mode);
+        return;
+    }
+#endif
     const int32_t bias_step = l->bias != 0 ? 2 : 0;
     const int32_t *bias2 = l->bias != 0 ? l->bias : no_bias;
     const int8_t *w = l->filter;
@@ -1260,13 +1382,14 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
     l.bias = bias; /* the raw bias: the windows carry the input offset */
 #endif
     for (; pixel + 2 <= pixels; pixel += 2) {
-        wide_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, buf);
+        CONV_WIDE_WINDOW(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                         buf, e);
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
         }
-        wide_window(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                    buf + CONV_WIDE_SLOT_B);
+        CONV_WIDE_WINDOW(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                         buf + CONV_WIDE_SLOT_B, e);
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
@@ -1281,8 +1404,8 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
     }
     if (pixel < pixels) { /* a lone last pixel: its window in both slots */
         const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
-        wide_window(p, input, iy0, ix0, buf);
-        wide_window(p, input, iy0, ix0, buf + CONV_WIDE_SLOT_B);
+        CONV_WIDE_WINDOW(p, input, iy0, ix0, buf, e);
+        CONV_WIDE_WINDOW(p, input, iy0, ix0, buf + CONV_WIDE_SLOT_B, e);
         /* the plain kernel may store B too (the same value at the same place) */
         conv_wide_channels(&l, buf, len, output, e, pixel * c_out, pixel * c_out, e == 0, mode);
     }
@@ -1325,7 +1448,7 @@ static EK_CONV_NOINLINE void conv2d_pairs_fused(const ek_conv2d_params *p, const
 }
 #endif
 
-#if EK_S4_DSP
+#if EK_S4_DSP && EK_S4_CONV_PIXELS
 /* Packed int4 filters on the DSP path (ek_conv_s4_dsp.h): every output pixel, in increasing
  * order, its window gathered before any of its outputs is stored (the in-place modes). */
 EK_CONV_FORCE_INLINE void conv2d_s4_pixels(const ek_conv2d_params *p, const int8_t *input,
@@ -1363,7 +1486,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     const ek_conv2d_params *p = &local;
     const int32_t c_out = p->out_c;
 #if EK_S4_DSP && EK_CONV_WIDE_TAPS > 0
-    if (conv_wide_apply(p)) {
+    if (conv_wide_apply(p, e != 0)) {
         if (e == 0) {
             conv2d_wide_plain(p, input, filter, bias, output);
         } else {
@@ -1372,7 +1495,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
         return;
     }
 #endif
-#if EK_S4_DSP
+#if EK_S4_DSP && EK_S4_CONV_PIXELS
     if (ek_s4_conv_dsp_applies(p->filter_offset, p->k_h * p->k_w * p->in_c)) {
         conv2d_s4_pixels(p, input, filter, bias, output, e);
         return;

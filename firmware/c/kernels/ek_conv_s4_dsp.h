@@ -43,6 +43,11 @@
 #ifndef EK_S4_WINDOW_TAPS
 #define EK_S4_WINDOW_TAPS 576
 #endif
+/* 1 when some CONV_2D call may take the one-pixel path (ek_conv.c's conv2d_s4_pixels, which
+ * alone calls ek_s4_conv_window); a model build leaves it out (0) when none does. */
+#ifndef EK_S4_CONV_PIXELS
+#define EK_S4_CONV_PIXELS 1
+#endif
 #define EK_S4_RUN_GROUPS 32
 
 static inline int ek_s4_dsp_applies(int32_t filter_offset, int32_t len)
@@ -107,6 +112,7 @@ static inline int32_t ek_s4_finish(int16_t *win, int32_t t)
     return ek_s4_put_zeros(win, t, (8 - (t & 7)) & 7) >> 3;
 }
 
+#if EK_S4_CONV_PIXELS
 /* The window of the conv output pixel whose taps start at (iy0, ix0), OHWI tap order, from
  * slot `first` on (0, or 1 behind a zero tap: the odd channels' window). */
 static int32_t ek_s4_conv_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
@@ -135,6 +141,7 @@ static int32_t ek_s4_conv_window(const ek_conv2d_params *p, const int8_t *input,
     }
     return ek_s4_finish(win, t);
 }
+#endif
 
 /* One run of n (>= 1) groups: {a0, a1} += 4096 * the window against filter words w0 and w1. */
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
