@@ -25,7 +25,9 @@ winners with their patch schedule, `edgekit build`'s default objective) and run 
 Unicorn: ``device`` holds the measured instructions per inference, flash and peak SRAM, and
 whether the firmware's output equals the reference interpreter's. The summary's ``verdict``
 compares the search's winner with the best hand-designed baseline (mean top-1 over the seeds)
-on accuracy and on measured instructions. Torch runs on 1 thread.
+on accuracy and on measured instructions. The searches run on ``--threads`` processes
+(supernet: one evaluation per worker, each on 1 torch thread; proxy: torch threads); the
+baselines' training on 1 thread.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ RANDOM_TRIALS = 10  # TPE's random start-up trials: all uniform random feasible 
 
 def _search(args, board: str, seed: int, out: Path, extra: list[str]) -> dict:
     cmd = [str(Path(sys.executable).parent / "edgekit"), "search", "--json", "--board", board,
-           "--dataset", "fashion-mnist", "--seed", str(seed), "--threads", "1",
+           "--dataset", "fashion-mnist", "--seed", str(seed), "--threads", str(args.threads),
            "--train-limit", str(args.train_limit), "--final-epochs", str(args.final_epochs),
            "--test-limit", "10000", "--bits", "8", "--resolutions", args.resolutions,
            "--widths", args.widths, "--space-samples", str(args.space_samples), "-o", str(out),
@@ -206,7 +208,10 @@ def run_board(args, board_id: str, seed: int, work: Path) -> dict:
 
     board = load_board(board_id)
     row: dict = {"board": board_id, "seed": seed, "sram_bytes": board.sram_bytes,
-                 "flash_bytes": board.flash_bytes}
+                 "flash_bytes": board.flash_bytes,
+                 # per row, because a results file gathers rows from several runs
+                 "settings": {"evaluations": args.evaluations,
+                              "supernet_steps": args.supernet_steps, "threads": args.threads}}
     steps = math.ceil(args.final_epochs * args.train_limit / 64)
     out = work / f"{board_id}-{seed}"
 
@@ -299,6 +304,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--supernet-steps", type=int, default=150)
     parser.add_argument("--evaluations", type=int, default=150)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="the searches' worker processes (the machine's 2 cores)")
     parser.add_argument("--train-limit", type=int, default=6000)
     parser.add_argument("--final-epochs", type=int, default=3)
     parser.add_argument("--resolutions", default="32,40,48")

@@ -34,11 +34,9 @@ from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
                                        identifier, initializer, packed_int4, shape_text)
 from edgekit.firmware import stack_paths
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
-                                          EmitContext, OpCall, check_inplace_mode,
-                                          depthwise_surely_quad, emit_conv_add,
-                                          model_config_header, pairs_path_applies,
-                                          s4_conv_pixels, s4_window_taps,
-                                          wide_s4_short_rows, wide_window_taps)
+                                          CallConfig, EmitContext, OpCall, check_inplace_mode,
+                                          emit_conv_add, model_config_header,
+                                          pairs_path_applies)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
@@ -193,10 +191,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     shared_constants = _SharedConstants()
     pair_kernels: set[str] = set()
     path_helpers: set[str] = set()
-    # per call, what ek_model_config.h is made of: the int4 DSP window (taps), the widened
-    # window (words), an interleaved FC, (in-place depthwise, surely quad), int4 widened rows
-    # of part groups, the int4 one-pixel conv path
-    window_taps: list[tuple] = []
+    call_configs: list[CallConfig] = []  # what ek_model_config.h is made of
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
@@ -210,7 +205,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step, prepared,
                                                    used_constants, shared_constants,
                                                    fusions.get(index), pair_kernels,
-                                                   path_helpers, window_taps)
+                                                   path_helpers, call_configs)
         op_sections.append(section)
         calls.append(call)
         kernels.append(kernel)
@@ -226,13 +221,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model_weights.c": _weights_source(graph, names, used_constants),
         "model_testdata.c": _testdata_source(graph, inputs),
         "model.c": _model_source(graph, plan, names, op_sections, calls),
-        "ek_model_config.h": model_config_header(max((t[0] for t in window_taps), default=0),
-                                                 max((t[1] for t in window_taps), default=0),
-                                                 bool(pair_kernels),
-                                                 any(t[2] for t in window_taps),
-                                                 dw_only_quad(window_taps),
-                                                 any(t[4] for t in window_taps),
-                                                 any(t[5] for t in window_taps)),
+        "ek_model_config.h": model_config_header(call_configs, pairs_path=bool(pair_kernels)),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
@@ -267,18 +256,12 @@ class _SharedConstants:
         return alias or f"static const {ctype} {name} = {initializer_text};\n"
 
 
-def dw_only_quad(calls: list[tuple]) -> bool:
-    """Whether every in-place depthwise call of ``calls`` (`generate`'s per-call kernel
-    configuration) surely runs the four-channel ring on DSP cores."""
-    return all(surely for inplace, surely in (c[3] for c in calls) if inplace)
-
-
 def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
              prepared: interpreter.Interpreter, used_constants: list[str],
              shared_constants: "_SharedConstants", fusion=None,
              pair_kernels: set[str] | None = None,
              path_helpers: set[str] | None = None,
-             window_taps: list[tuple] | None = None) -> tuple[str, str, str, str]:
+             call_configs: list[CallConfig] | None = None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -308,15 +291,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         pair_kernels.add(call.kernel)
     if path_helpers is not None:
         path_helpers |= stack_paths.taken_helpers(call.kernel, call.fields)
-    if window_taps is not None and call.params_type is not None:
-        window_taps.append((s4_window_taps(call.kernel, call.fields),
-                            wide_window_taps(call.kernel, call.fields),
-                            bool(call.fields.get("interleaved")),
-                            # in-place depthwise: (True, whether it surely runs the quad ring)
-                            ("_inplace" in call.kernel and "depthwise" in call.kernel,
-                             depthwise_surely_quad(call.kernel, call.fields)),
-                            wide_s4_short_rows(call.kernel, call.fields),
-                            s4_conv_pixels(call.kernel, call.fields)))
+    if call_configs is not None and call.params_type is not None:
+        call_configs.append(CallConfig.of_call(call.kernel, call.fields))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

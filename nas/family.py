@@ -66,6 +66,12 @@ class Family(Protocol):
     #     ``peak_sram_without_input``."""
     # def artifacts(self, spec) -> dict[str, str]:
     #     """Files for ``best/`` besides the model (name -> text): embbert's tokenizer.json."""
+    # def supernet(self, space) -> torch.nn.Module:
+    #     """The weight-sharing supernet of ``space`` (``--strategy supernet``): ``forward(x,
+    #     spec)``, ``sandwich(rng)`` (a training step's specs), ``subnet(spec, calib)`` (a
+    #     plain `train`-able module of ``spec`` with the inherited weights)."""
+    # def macs(self, spec) -> int:
+    #     """Multiply-accumulates of one inference (the supernet evolution's cost objective)."""
 
 
 #: search space name -> the module that registers it

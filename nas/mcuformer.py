@@ -154,6 +154,16 @@ def sample(source, space: SearchSpace = SearchSpace()) -> MCUFormerSpec:
                          rank_ratio=choose("rank_ratio", space.rank_ratios), patch=patch)
 
 
+def spec_macs(spec: MCUFormerSpec) -> int:
+    """Multiply-accumulates of one inference, as `edgekit.costs.graph_macs` counts them on the
+    spec's graph: the patch embedding, per block q/k/v/projection, the attention's two matmuls
+    and the two low-rank MLP layers, and the classifier."""
+    t, d, hidden, rank = spec.tokens, spec.embed_dim, spec.hidden, spec.rank
+    block = 4 * t * d * d + 2 * t * t * d + 2 * t * rank * (d + hidden)
+    return (t * d * spec.in_channels * spec.patch ** 2 + spec.depth * block
+            + d * spec.num_classes)
+
+
 def space_for(data, config=None) -> SearchSpace:
     """The default space for ``data`` (images NHWC), its pairs limited to the config's
     ``resolutions`` when given."""
@@ -193,10 +203,21 @@ class MCUFormerFamily:
 
         return memory(spec, board)
 
-    def train(self, spec, split, *, steps: int, batch_size: int, seed: int, threads: int):
+    def supernet(self, space):
+        from edgekit.nas.mcuformer_supernet import SuperFormer
+
+        return SuperFormer(space)
+
+    def macs(self, spec) -> int:
+        return spec_macs(spec)
+
+    def train(self, spec, split, *, steps: int, batch_size: int, seed: int, threads: int,
+              model=None):
+        """``model``: a module of ``spec`` to continue training (the supernet's weights)."""
         from edgekit.nas.mcuformer_torch import train
 
-        return train(spec, split, steps=steps, batch_size=batch_size, seed=seed, threads=threads)
+        return train(spec, split, steps=steps, batch_size=batch_size, seed=seed, threads=threads,
+                     model=model)
 
     def float_accuracy(self, module, spec, split) -> float:
         from edgekit.nas.train import float_accuracy

@@ -84,10 +84,11 @@ def to_torch(spec: MCUFormerSpec, seed: int | None = None) -> MCUFormer:
 
 
 def train(spec: MCUFormerSpec, data, *, steps: int, batch_size: int = 64, seed: int = 0,
-          threads: int = 2, lr: float = LEARNING_RATE) -> MCUFormer:
-    """``steps`` Adam batches from a seeded initialisation; the model in eval mode."""
+          threads: int = 2, lr: float = LEARNING_RATE, model: MCUFormer | None = None) -> MCUFormer:
+    """``steps`` Adam batches from a seeded initialisation (or from ``model``'s weights: the
+    supernet's); the model in eval mode."""
     from edgekit.nas.train import train as train_loop
 
     torch.set_num_threads(threads)
     return train_loop(spec, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                      threads=threads, model=to_torch(spec, seed))
+                      threads=threads, model=model if model is not None else to_torch(spec, seed))

@@ -103,6 +103,16 @@ class MCUNetFamily:
 
         return optimise_space(space, board, sram=sram, samples=samples, seed=seed)
 
+    def supernet(self, space):
+        from edgekit.nas.supernet import SuperNet
+
+        return SuperNet(space)
+
+    def macs(self, spec) -> int:
+        from edgekit.nas.space_opt import spec_macs
+
+        return spec_macs(spec)
+
     def train(self, spec, split, *, steps: int, batch_size: int, seed: int, threads: int,
               model=None):
         """``model``: a module of ``spec`` to continue training (the supernet's weights)."""

@@ -64,6 +64,8 @@ FIRMWARE_DATA_BYTES = 64
 SCALES = ("default", "paper")
 #: `SearchConfig.strategy` values
 STRATEGIES = ("proxy", "supernet")
+#: the spaces whose family has a weight-sharing supernet (`Family.supernet`)
+SUPERNET_SPACES = ("mcunet", "mcuformer")
 
 
 @dataclass
@@ -110,7 +112,7 @@ class SearchConfig:
     #: weight bits per layer, mcunet only: "8", "4", "mixed" or None (the family's default:
     #: `edgekit.nas.mcunet_family.default_bits`)
     bits: str | None = None
-    #: "proxy": Optuna trials each training its candidate briefly; "supernet" (mcunet only):
+    #: "proxy": Optuna trials each training its candidate briefly; "supernet" (SUPERNET_SPACES):
     #: one weight-sharing supernet and an evolution over its sub-networks
     #: (`edgekit.nas.search_supernet`), ``trials`` then counting evaluated sub-networks
     strategy: str = "proxy"
@@ -147,9 +149,10 @@ class SearchConfig:
         if self.bits is not None:
             self.bits = str(self.bits)
         if self.strategy not in STRATEGIES or (self.strategy == "supernet"
-                                               and self.space != "mcunet"):
+                                               and self.space not in SUPERNET_SPACES):
             raise UsageError(f"strategy {self.strategy!r}: choose one of {STRATEGIES} (supernet"
-                             f" for the mcunet space only; this search is {self.space!r})")
+                             f" for the {' and '.join(SUPERNET_SPACES)} spaces; this search is"
+                             f" {self.space!r})")
         if int(self.supernet_steps) < 1:
             raise UsageError(f"supernet-steps must be >= 1, got {self.supernet_steps}")
         if self.time_budget is not None and not self.time_budget > 0:

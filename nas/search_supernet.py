@@ -1,12 +1,14 @@
-"""``edgekit search --strategy supernet`` (mcunet space): train one weight-sharing supernet
-(`edgekit.nas.supernet`), then evolve its sub-networks (`edgekit.nas.evolution`), each
-evaluated with inherited weights and recalibrated BatchNorm on the validation images.
+"""``edgekit search --strategy supernet`` (mcunet and mcuformer spaces): train one
+weight-sharing supernet (the family's: `edgekit.nas.supernet`,
+`edgekit.nas.mcuformer_supernet`), then evolve its sub-networks (`edgekit.nas.evolution`),
+each evaluated with inherited weights (BatchNorm recalibrated, for the CNNs) on the validation
+images.
 
 - The supernet is trained for ``SearchConfig.supernet_steps`` sandwich steps and checkpointed
   atomically to ``DIR/supernet.pt`` (weights, optimiser, step) every `CHECKPOINT_EVERY` steps:
   a killed search resumed with ``--resume`` continues from the last checkpoint, and a trained
   supernet is never trained again.
-- Every evaluated sub-network is one COMPLETE trial of the study (``edgekit-mcunet-supernet``,
+- Every evaluated sub-network is one COMPLETE trial of the study (``edgekit-SPACE-supernet``,
   the same storage as the proxy search's, values: accuracy, peak SRAM, MACs), written as it
   ends, so a resumed search keeps every finished evaluation. ``--trials`` counts evaluations.
 - Each generation's evaluations run on ``--threads`` worker processes (`Evolution`), with the
@@ -59,14 +61,14 @@ def checkpoint_key(config, space) -> str:
                        "batch_size": config.batch_size, "train_limit": config.train_limit})
 
 
-def trained_supernet(config, space, train, progress=None, log=print):
-    """The supernet of ``space``, trained (or its training continued from ``DIR/supernet.pt``
-    when ``config.resume``) to ``config.supernet_steps`` steps."""
-    from edgekit.nas.supernet import SuperNet, train_steps
+def trained_supernet(config, family, space, train, progress=None, log=print):
+    """``family``'s supernet of ``space``, trained (or its training continued from
+    ``DIR/supernet.pt`` when ``config.resume``) to ``config.supernet_steps`` steps."""
+    from edgekit.nas.supernet import train_steps
 
     torch.manual_seed(config.seed)
-    net = SuperNet(space)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    net = family.supernet(space)
+    opt = torch.optim.Adam(net.parameters(), lr=net.learning_rate)
     path = Path(config.out_dir) / CHECKPOINT
     key, step = checkpoint_key(config, space), 0
     if config.resume and path.exists():
@@ -99,7 +101,7 @@ def trained_supernet(config, space, train, progress=None, log=print):
         try:
             train_steps(net, opt, train.images, train.labels, start=step, stop=total,
                         total=total, batch_size=config.batch_size, seed=config.seed,
-                        on_step=save)
+                        lr=net.learning_rate, on_step=save)
         finally:
             if bar:
                 bar.close()
@@ -157,8 +159,9 @@ class Evaluator:
                          self._accuracy(spec), options)
 
     def _draw(self, number: int, parents: list[dict], seen: frozenset[str], options: dict):
-        from edgekit.nas.mcunet import sample
         from edgekit.nas.screen import REASONS, rejection
+
+        sample = self.family.sample
 
         rng = random.Random(f"{self.config.seed}/evolve/{number}")
         rejected = dict.fromkeys(REASONS, 0)
@@ -177,15 +180,15 @@ class Evaluator:
                 return genome, spec, memory, {r: n for r, n in rejected.items() if n}, options
             rejected[reason] += 1
         raise SearchError(
-            f"no sub-network of the mcunet space fits {self.board.id} ({self.limits.text()})"
+            f"no sub-network of the {self.config.space} space fits {self.board.id}"
+            f" ({self.limits.text()})"
             f" after {MAX_DRAWS} draws"
             f" ({rejected}); widen the space (--resolutions, --widths) or choose a larger board")
 
     def _accuracy(self, spec) -> float:
-        from edgekit.nas.supernet import subnet
         from edgekit.nas.train import to_input
 
-        model = subnet(self.net, spec, to_input(self.calib_images, spec.resolution))
+        model = self.net.subnet(spec, to_input(self.calib_images, spec.resolution))
         return self.family.float_accuracy(model, spec, self.val)
 
 
@@ -194,11 +197,11 @@ _WORKER: Evaluator | None = None
 
 
 def _start_worker(config, space, board, weights: dict, calib_images, val) -> None:
-    from edgekit.nas.supernet import SuperNet
+    from edgekit.nas.family import get_family
 
     global _WORKER
     torch.set_num_threads(1)
-    net = SuperNet(space)
+    net = get_family(config.space).supernet(space)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     _WORKER = Evaluator(config, space, board, net.eval(), calib_images, val)
 
@@ -322,11 +325,10 @@ class Evolution:
         from optuna.distributions import CategoricalDistribution
 
         from edgekit.nas.screen import violations
-        from edgekit.nas.space_opt import spec_macs
 
         memory, spec = result.memory, result.spec
         overhead = float(memory.get("mac_overhead", 0.0))
-        macs = spec_macs(spec) * (1 + overhead)
+        macs = self.family.macs(spec) * (1 + overhead)
         peak = int(memory["peak_sram"])
         constraints = violations(memory, self.evaluator.limits)
         trial = optuna.trial.create_trial(
@@ -358,7 +360,7 @@ def run_supernet(config, family, space, board, study, data, train, val, *, progr
     log = log or (lambda text: print(text, file=sys.stderr))
     torch.set_num_threads(config.threads)
     complete_at_start = counts(study).finished >= config.trials
-    net = trained_supernet(config, space, train, progress, log)
+    net = trained_supernet(config, family, space, train, progress, log)
     evolution = Evolution(config, family, space, board, study, net, train, val, log)
     missing = max(0, config.trials - counts(study).finished)
     bar = progress(total=missing, desc="sub-networks") if progress and missing else None
@@ -373,11 +375,10 @@ def run_supernet(config, family, space, board, study, data, train, val, *, progr
                             pareto=[], best=None, out_dir=config.out_dir,
                             best_dir=config.out_dir / "best", not_written=not_written,
                             rejected=_rejected(optuna, study), space_choice=space_choice)
-    from edgekit.nas.supernet import subnet
     from edgekit.nas.train import to_input
 
     def inherited(spec):
-        return subnet(net, spec, to_input(evolution.calib_images, spec.resolution))
+        return net.subnet(spec, to_input(evolution.calib_images, spec.resolution))
 
     return _write_outputs(optuna, study, config, family, data, train, board, config.out_dir,
                           trials_run=len(mine), space_choice=space_choice,

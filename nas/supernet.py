@@ -100,6 +100,8 @@ class _SharedBlock(nn.Module):
 class SuperNet(nn.Module):
     """The shared weights of every candidate of ``space``; ``forward(x, spec)`` runs one."""
 
+    learning_rate = 3e-3  # Adam's, as the sub-networks' own training (`edgekit.nas.train`)
+
     def __init__(self, space: SearchSpace):
         super().__init__()
         big = largest_spec(space)
@@ -149,6 +151,12 @@ class SuperNet(nn.Module):
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
         return F.linear(x, self.classifier.weight[:, :spec.last_channels], self.classifier.bias)
 
+    def sandwich(self, rng: random.Random, randoms: int = 2) -> list[MCUNetSpec]:
+        return sandwich(self.space, rng, randoms)
+
+    def subnet(self, spec: MCUNetSpec, calib: torch.Tensor | None = None) -> nn.Module:
+        return subnet(self, spec, calib)
+
 
 def subnet(supernet: SuperNet, spec: MCUNetSpec, calib: torch.Tensor | None = None) -> nn.Module:
     """``spec`` as a plain `to_torch` model with the supernet's weights; with ``calib`` (an
@@ -178,12 +186,14 @@ def sandwich(space: SearchSpace, rng: random.Random, randoms: int = 2) -> list[M
                                                           for _ in range(randoms)]
 
 
-def train_steps(supernet: SuperNet, opt, images: np.ndarray, labels: np.ndarray, *,
+def train_steps(supernet: nn.Module, opt, images: np.ndarray, labels: np.ndarray, *,
                 start: int, stop: int, total: int, batch_size: int, seed: int,
                 lr: float = 3e-3, on_step=None) -> None:
     """Sandwich-rule steps ``start``..``stop - 1`` of a ``total``-step cosine schedule. Each
     step's batch and sub-networks are drawn from (seed, step) alone, so a schedule resumed
-    from a checkpoint at step k trains exactly as the uninterrupted one would."""
+    from a checkpoint at step k trains exactly as the uninterrupted one would. ``supernet``:
+    any family's (`SuperNet`, `edgekit.nas.mcuformer_supernet.SuperFormer`): its
+    ``sandwich(rng)`` names the step's sub-networks, ``forward(x, spec)`` runs one."""
     from edgekit.nas.train import to_input
 
     y_all = torch.from_numpy(labels)
@@ -197,7 +207,7 @@ def train_steps(supernet: SuperNet, opt, images: np.ndarray, labels: np.ndarray,
             group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / max(total, 1))))
         opt.zero_grad()
         teacher = None
-        for i, spec in enumerate(sandwich(supernet.space, rng)):
+        for i, spec in enumerate(supernet.sandwich(rng)):
             if spec.resolution not in inputs:
                 inputs[spec.resolution] = to_input(images, spec.resolution)
             logits = supernet(inputs[spec.resolution][idx], spec)

@@ -11,6 +11,7 @@ import pytest
 
 import graph_builders as gb
 from conftest import HOST_KERNEL_DEFINES as PATHS, mlperf_path
+from generated_c import assert_matches_interpreter
 from edgekit.converters.int4_requant import requantize_weights
 from edgekit.converters.tflite_reader import load_tflite, load_tflite_bytes
 from edgekit.converters.tflite_writer import to_bytes
@@ -54,12 +55,7 @@ def test_int4_model_is_bit_exact_op_by_op(model, bits, path, kernel_objects, tmp
                            "_s4_pointwise_inplace_backward")) for k in kernels)
     assert ("ek_conv2d_s8" in kernels) == bits.startswith("mixed")  # the int8 first layer
     run = run_on_host(gen, tmp_path, defines=PATHS[path], kernel_objects=kernel_objects[path])
-    _, values = Interpreter(graph).run(gen.test_inputs, intermediates=True)
-    for (step, name), got in zip(gen.traced, run.op_outputs):
-        index = gen.plan.schedule[step]
-        assert got == np.ascontiguousarray(values[name]).tobytes(), (
-            f"{model} {bits}: step {step} op {index} ({graph.ops[index].kind}) differs")
-    assert run.outputs == gen.expected_outputs
+    assert_matches_interpreter(graph, gen, run, label=f"{model} {bits}")
 
 
 @pytest.mark.parametrize("model,bits", CASES[:3])

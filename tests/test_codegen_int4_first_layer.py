@@ -17,12 +17,12 @@ import pytest
 
 import graph_builders as gb
 from conftest import HOST_KERNEL_DEFINES as PATHS
+from generated_c import assert_matches_interpreter
 from edgekit.converters.int4_requant import requantize_weights
 from edgekit.firmware.codegen import generate
 from edgekit.firmware.host_run import run_on_host
 from edgekit.firmware.op_emitters import (s4_conv_pixels, wide_s4_path_applies,
                                           wide_s4_short_rows, wide_window_taps)
-from edgekit.interpreter import Interpreter
 from edgekit.ir import DType, Graph
 
 pytestmark = pytest.mark.skipif(__import__("shutil").which("gcc") is None, reason="no host gcc")
@@ -64,15 +64,6 @@ def _first_layer(case: str, seed: int) -> Graph:
                  graph.inputs, graph.outputs, name=graph.name)
 
 
-def _assert_bit_exact(graph: Graph, gen, run) -> None:
-    _, values = Interpreter(graph).run(gen.test_inputs, intermediates=True)
-    for (step, name), got in zip(gen.traced, run.op_outputs):
-        index = gen.plan.schedule[step]
-        assert got == np.ascontiguousarray(values[name]).tobytes(), (
-            f"step {step} op {index} ({graph.ops[index].kind}) differs")
-    assert run.outputs == gen.expected_outputs
-
-
 def _generate_first_layer(case: str, seed: int):
     """The case's graph and generated model, with the generator's mirror of the C dispatch
     checked: the widened path, its buffer sized for the window (twice for an odd one), the
@@ -97,7 +88,7 @@ def test_int4_first_layer_takes_the_widened_path_bit_exact(case, path, kernel_ob
         graph, gen = _generate_first_layer(case, seed)
         run = run_on_host(gen, tmp_path / str(seed), defines=PATHS[path],
                           kernel_objects=kernel_objects[path])
-        _assert_bit_exact(graph, gen, run)
+        assert_matches_interpreter(graph, gen, run)
 
 
 @pytest.mark.parametrize("case", ["c3_3x3_c3", "c2_3x3_even"])
@@ -106,7 +97,7 @@ def test_int4_first_layer_fits_the_buffer_its_build_sizes(case, tmp_path):
     # the default buffer): the window buffer the build sizes holds the widened windows
     graph, gen = _generate_first_layer(case, 4)
     run = run_on_host(gen, tmp_path, defines=PATHS["dsp"])
-    _assert_bit_exact(graph, gen, run)
+    assert_matches_interpreter(graph, gen, run)
 
 
 def _two_convs(rng) -> Graph:
@@ -144,14 +135,14 @@ def test_mixed_model_with_an_int4_first_layer_is_bit_exact(bits, path, kernel_ob
     assert "#define EK_CONV_WIDE_TAPS 144 " in config
     assert f"#define EK_CONV_S4_SHORT {int(MIXED[bits][0].endswith('s4'))} " in config
     run = run_on_host(gen, tmp_path, defines=PATHS[path], kernel_objects=kernel_objects[path])
-    _assert_bit_exact(graph, gen, run)
+    assert_matches_interpreter(graph, gen, run)
 
 
 def test_mixed_model_fits_the_buffer_its_build_sizes(tmp_path):
     graph = requantize_weights(_two_convs(np.random.default_rng(8)), "mixed:default=8,#0=4")
     gen = generate(graph, seed=3)
     run = run_on_host(gen, tmp_path, defines=PATHS["dsp"])
-    _assert_bit_exact(graph, gen, run)
+    assert_matches_interpreter(graph, gen, run)
 
 
 def _fields(**overrides) -> dict:

@@ -4,14 +4,13 @@ the model outputs, byte for byte, on the portable kernels and on the emulated DS
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from conftest import HOST_KERNEL_DEFINES as PATHS, mlperf_path
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.firmware.codegen import generate
 from edgekit.firmware.host_run import run_on_host
-from edgekit.interpreter import Interpreter
+from generated_c import assert_matches_interpreter
 
 pytestmark = pytest.mark.skipif(__import__("shutil").which("gcc") is None, reason="no host gcc")
 
@@ -22,14 +21,7 @@ def test_generated_model_is_bit_exact_op_by_op(model, path, kernel_objects, tmp_
     graph = load_tflite(mlperf_path(model))
     gen = generate(graph, seed=7)
     run = run_on_host(gen, tmp_path, defines=PATHS[path], kernel_objects=kernel_objects[path])
-    _, values = Interpreter(graph).run(gen.test_inputs, intermediates=True)
-    # one trace per emitted call (a fused conv+ADD traces the ADD's output)
-    assert len(run.op_outputs) == len(gen.traced) >= len(graph.ops) - len(gen.plan.fusions)
-    for (step, name), got in zip(gen.traced, run.op_outputs):
-        index = gen.plan.schedule[step]
-        assert got == np.ascontiguousarray(values[name]).tobytes(), (
-            f"{model}: step {step} op {index} ({graph.ops[index].kind}) output {name!r} differs")
-    assert run.outputs == gen.expected_outputs
+    assert_matches_interpreter(graph, gen, run, label=model)
 
 
 def test_two_seeds_give_different_inputs_and_outputs_still_match(kernel_objects, tmp_path):

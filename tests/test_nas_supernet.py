@@ -182,8 +182,8 @@ def test_cli_supernet_strategy_reports_the_screening(tmp_path, npz, capsys):
     assert (out / "best" / "model.tflite").exists()
 
 
-def test_supernet_strategy_is_refused_for_other_spaces(tmp_path, npz, capsys):
-    code = main(["search", "--strategy", "supernet", "--space", "mcuformer", "--board",
+def test_supernet_strategy_is_refused_for_spaces_without_one(tmp_path, npz, capsys):
+    code = main(["search", "--strategy", "supernet", "--space", "embbert", "--board",
                  "mps2-an386", "--dataset", str(npz), "-o", str(tmp_path / "x")])
     assert code != 0
     assert "supernet" in capsys.readouterr().err
