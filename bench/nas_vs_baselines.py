@@ -184,7 +184,7 @@ def _widest_mobilenet(board, resolutions):
     """The MobileNetV2 of the largest MACs over (width, resolution) that fits ``board``."""
     from edgekit.nas.mcunet import make_divisible, mobilenet_v2_spec
     from edgekit.nas.mcunet_family import FAMILY
-    from edgekit.nas.screen import rejection
+    from edgekit.nas.screen import Limits, rejection
     from edgekit.nas.search import sram_budget
     from edgekit.nas.space_opt import spec_macs
 
@@ -195,7 +195,8 @@ def _widest_mobilenet(board, resolutions):
             # width-scaled throughout: the last conv too (Keras keeps 1280 below width 1,
             # whose weights alone would not fit these boards' flash)
             spec = type(spec)(**{**spec.to_dict(), "last_channels": make_divisible(1280 * width)})
-            _, reason = rejection(FAMILY, spec, board, sram_budget(board), 1.0)
+            _, reason = rejection(FAMILY, spec, board,
+                                  Limits(sram_budget(board), board.flash_bytes))
             if reason is None and (best is None or spec_macs(spec) > spec_macs(best)):
                 best = spec
     return best
