@@ -87,6 +87,9 @@ class GeneratedModel:
     #: kernel helpers some call takes (`edgekit.firmware.stack_paths.taken_helpers`): the
     #: estimate's stack bound leaves the others out
     path_helpers: set[str] = field(default_factory=set)
+    #: (kernel, params fields) of every call with a params struct, in schedule order: what
+    #: ek_model_config.h is made of (`edgekit.firmware.op_emitters.CallConfig`)
+    kernel_calls: list[tuple[str, dict]] = field(default_factory=list)
 
     @property
     def sources(self) -> list[str]:
@@ -191,7 +194,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     shared_constants = _SharedConstants()
     pair_kernels: set[str] = set()
     path_helpers: set[str] = set()
-    call_configs: list[CallConfig] = []  # what ek_model_config.h is made of
+    kernel_calls: list[tuple[str, dict]] = []
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
@@ -205,7 +208,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step, prepared,
                                                    used_constants, shared_constants,
                                                    fusions.get(index), pair_kernels,
-                                                   path_helpers, call_configs)
+                                                   path_helpers, kernel_calls)
         op_sections.append(section)
         calls.append(call)
         kernels.append(kernel)
@@ -221,11 +224,13 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model_weights.c": _weights_source(graph, names, used_constants),
         "model_testdata.c": _testdata_source(graph, inputs),
         "model.c": _model_source(graph, plan, names, op_sections, calls),
-        "ek_model_config.h": model_config_header(call_configs, pairs_path=bool(pair_kernels)),
+        "ek_model_config.h": model_config_header(
+            [CallConfig.of_call(kernel, fields) for kernel, fields in kernel_calls],
+            pairs_path=bool(pair_kernels)),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
-                          pair_kernels, path_helpers)
+                          pair_kernels, path_helpers, kernel_calls)
 
 
 class _SharedConstants:
@@ -261,7 +266,7 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
              shared_constants: "_SharedConstants", fusion=None,
              pair_kernels: set[str] | None = None,
              path_helpers: set[str] | None = None,
-             call_configs: list[CallConfig] | None = None) -> tuple[str, str, str, str]:
+             kernel_calls: list[tuple[str, dict]] | None = None) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -291,8 +296,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         pair_kernels.add(call.kernel)
     if path_helpers is not None:
         path_helpers |= stack_paths.taken_helpers(call.kernel, call.fields)
-    if call_configs is not None and call.params_type is not None:
-        call_configs.append(CallConfig.of_call(call.kernel, call.fields))
+    if kernel_calls is not None and call.params_type is not None:
+        kernel_calls.append((call.kernel, call.fields))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

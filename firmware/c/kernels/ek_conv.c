@@ -45,6 +45,12 @@
 #ifndef EK_CONV_S4_SHORT
 #define EK_CONV_S4_SHORT 1
 #endif
+/* int8 kernels: 1 when some CONV_2D call may take the one-pixel DSP loop (conv_acc4_dsp,
+ * conv_acc1_dsp: neither two-pixel path takes it); a model build leaves it out (0) when none
+ * does. A call that reached it anyway would run the portable loop: the same bytes, slower. */
+#ifndef EK_CONV_PIXELS
+#define EK_CONV_PIXELS 1
+#endif
 /* 1 when some FULLY_CONNECTED call may have the interleaved filter (ek_conv.h `interleaved`);
  * a model build leaves its code out (0) when none has. */
 #ifndef EK_FC_INTERLEAVED
@@ -128,6 +134,7 @@ static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
 #endif
 
 #if EK_FILTER_DSP
+#if EK_CONV_PIXELS
 /* Four output channels oc..oc+3 at one pixel (filter offset 0), input offset added in the
  * loop: the pixels whose window leaves the input, or layers without an effective bias. */
 static void conv_acc4_dsp(const ek_conv2d_params *p, const int8_t *input, const int8_t *filter,
@@ -151,6 +158,7 @@ static void conv_acc4_dsp(const ek_conv2d_params *p, const int8_t *input, const 
         }
     }
 }
+#endif
 
 /* acc[r] += sum_i x[i] * w[r*stride + i], r = 0..3, raw int8 x (the input offset is in the
  * effective bias). Without the offset register the loop's state fits the 13 free registers
@@ -241,6 +249,7 @@ static EK_CONV_NOINLINE void dot4_raw(const int8_t *x, const int8_t *w, int32_t 
     acc[3] = a3;
 }
 
+#if EK_CONV_PIXELS
 /* conv_acc4_dsp for a window wholly inside the input, acc starting from the effective bias. */
 static void conv_acc4_interior(const ek_conv2d_params *p, const int8_t *input,
                                const int8_t *filter, int32_t oc, int32_t iy0, int32_t ix0,
@@ -291,6 +300,7 @@ static int32_t conv_acc1_dsp(const ek_conv2d_params *p, const int8_t *input,
     }
     return acc;
 }
+#endif /* EK_CONV_PIXELS */
 #endif
 
 #if EK_FILTER_DSP || (EK_S4_DSP && EK_CONV_WIDE_TAPS > 0)
@@ -1502,8 +1512,10 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     }
 #endif
 #if EK_FILTER_DSP
+#if EK_CONV_PIXELS
     const int use_dsp = p->filter_offset == 0;
     const int32_t *effective_bias = p->effective_bias;
+#endif
 #if EK_CONV_WIDE_TAPS > 0
     if (conv_wide_apply(p)) {
         if (e == 0) {
@@ -1535,7 +1547,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
             int32_t kx0, kx1;
             int32_t oc = 0;
             ek_conv_valid_taps(ix0, p->in_w, p->k_w, p->dilation_w, &kx0, &kx1);
-#if EK_FILTER_DSP
+#if EK_FILTER_DSP && EK_CONV_PIXELS
             if (use_dsp) {
                 /* effective bias only where every tap is inside: padding taps contribute
                  * nothing in the reference, but the folded sum counts them */

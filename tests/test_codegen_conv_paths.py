@@ -1,0 +1,89 @@
+"""The generator's mirror of ek_conv.c's int8 CONV_2D dispatch (`edgekit.firmware.op_emitters`):
+`wide_path_applies`, `pairs_path_applies` and `conv_pixels` against the C predicates they
+mirror (``conv_wide_apply``, ``conv_pairs_apply``), compiled from ek_conv.c itself, on random
+layers and on every CONV_2D of the MLPerf models. A build compiles out the paths its calls do
+not take (EK_CONV_PIXELS, EK_CONV_PAIRS_PATH): a wrong mirror would leave a layer on the
+portable loop (the same bytes, many more instructions)."""
+
+from __future__ import annotations
+
+import ctypes
+import random
+
+import pytest
+
+from c_kernels import build_library
+from conftest import HOST_KERNEL_DEFINES, mlperf_path
+from edgekit.converters.tflite_reader import load_tflite
+from edgekit.firmware.codegen import generate
+from edgekit.firmware.op_emitters import (WIDE_TAPS_MAX, conv_pixels, pairs_path_applies,
+                                          wide_path_applies)
+
+# the C predicates, on a params struct made from plain ints (statics of ek_conv.c: included)
+SHIM = """
+#include "ek_conv.c"
+static ek_conv2d_params make(int32_t in_c, int32_t k_h, int32_t k_w, int32_t out_c,
+                             int32_t dilation_w, int32_t filter_offset, int32_t has_bias)
+{
+    static const int32_t eb[1];
+    ek_conv2d_params p;
+    memset(&p, 0, sizeof p);
+    p.in_c = in_c; p.k_h = k_h; p.k_w = k_w; p.out_c = out_c;
+    p.dilation_w = dilation_w; p.filter_offset = filter_offset;
+    p.effective_bias = has_bias ? eb : 0;
+    return p;
+}
+int wide_applies(int32_t in_c, int32_t k_h, int32_t k_w, int32_t out_c, int32_t dilation_w,
+                 int32_t filter_offset, int32_t has_bias)
+{
+    const ek_conv2d_params p = make(in_c, k_h, k_w, out_c, dilation_w, filter_offset, has_bias);
+    return conv_wide_apply(&p);
+}
+int pairs_applies(int32_t in_c, int32_t k_h, int32_t k_w, int32_t out_c, int32_t dilation_w,
+                  int32_t filter_offset, int32_t has_bias)
+{
+    const ek_conv2d_params p = make(in_c, k_h, k_w, out_c, dilation_w, filter_offset, has_bias);
+    return conv_pairs_apply(&p);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def c_dispatch():
+    return build_library([], defines=(*HOST_KERNEL_DEFINES["dsp"], f"EK_CONV_WIDE_TAPS={WIDE_TAPS_MAX}"),
+                         shim="#include <string.h>\n" + SHIM)
+
+
+def _check(lib, fields: dict) -> None:
+    args = [ctypes.c_int32(fields[k]) for k in ("in_c", "k_h", "k_w", "out_c", "dilation_w",
+                                                   "filter_offset")]
+    args.append(ctypes.c_int32(int("effective_bias" in fields)))
+    wide, pairs = bool(lib.wide_applies(*args)), bool(lib.pairs_applies(*args))
+    assert wide_path_applies(fields) == wide, fields
+    assert pairs_path_applies(fields) == (pairs and not wide), fields
+    pixels = fields["filter_offset"] == 0 and not wide and not pairs
+    assert conv_pixels("ek_conv2d_s8", fields) == pixels, fields
+    assert conv_pixels("ek_conv2d_add_s8", fields) == pixels, fields
+
+
+def test_mirror_on_random_layers(c_dispatch):
+    rng = random.Random(0)
+    for _ in range(3000):
+        fields = {"in_c": rng.choice([1, 2, 3, 4, 5, 8, 12, 16, 24, 32, 64, 65, 96]),
+                  "k_h": rng.randint(1, 7), "k_w": rng.randint(1, 7),
+                  "out_c": rng.choice([1, 2, 3, 8]), "dilation_w": rng.choice([1, 1, 2]),
+                  "filter_offset": rng.choice([0, 0, 0, 3])}
+        if rng.random() < 0.7:
+            fields["effective_bias"] = object()
+        _check(c_dispatch, fields)
+
+
+@pytest.mark.parametrize("model", ["kws", "resnet", "vww"])  # ad01 has no CONV_2D
+def test_mirror_on_the_mlperf_convolutions(c_dispatch, model):
+    gen = generate(load_tflite(mlperf_path(model)), seed=0)
+    calls = [(k, f) for k, f in gen.kernel_calls if k in ("ek_conv2d_s8", "ek_conv2d_add_s8")]
+    assert calls
+    for _, fields in calls:
+        _check(c_dispatch, fields)
+    pixels = any(conv_pixels(kernel, fields) for kernel, fields in calls)
+    assert f"#define EK_CONV_PIXELS {int(pixels)} " in gen.files["ek_model_config.h"]
