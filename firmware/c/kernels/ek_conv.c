@@ -59,8 +59,11 @@
 
 #if defined(__GNUC__)
 #define EK_CONV_NOINLINE __attribute__((noinline))
+/* helpers of the two-pixel paths that a model build may compile out of every caller */
+#define EK_CONV_MAYBE_UNUSED __attribute__((unused))
 #else
 #define EK_CONV_NOINLINE
+#define EK_CONV_MAYBE_UNUSED
 #endif
 
 static int32_t bias_of(const int32_t *bias, int32_t c)
@@ -355,7 +358,7 @@ static inline void fill_short(int8_t *dst, int8_t value, int32_t n)
  * its short copies into memcpy/memset calls whose results were not bit-exact on resnet's
  * first layer (-fno-tree-loop-distribute-patterns restored them); every build so far ran it
  * out of line. */
-static EK_CONV_NOINLINE void gather_window(const ek_conv2d_params *p, const int8_t *input,
+static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void gather_window(const ek_conv2d_params *p, const int8_t *input,
                                            int32_t iy0, int32_t ix0, int8_t *dst,
                                            int8_t tail_fill)
 {
@@ -587,7 +590,7 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
  * bytes apart, n / 4 whole steps, then the last window group, which holds 4 - n % 4 zero taps
  * and the last n % 4 taps, against the filter words that END at each row's last byte (the zero
  * taps meet the bytes before them), so no byte past a row is read. */
-static EK_CONV_NOINLINE void dot2x2_wide_tail(const uint32_t *x, const int8_t *w, int32_t n,
+static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void dot2x2_wide_tail(const uint32_t *x, const int8_t *w, int32_t n,
                                               const int32_t *bias2, int32_t acc[4])
 {
     int32_t a0 = bias2[0], a1 = bias2[1], b0 = bias2[0], b1 = bias2[1];
@@ -717,7 +720,7 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
  * rows `stride` bytes apart, the n bytes (n % 4 == 0) in runs of at most PW_S4_MAX_C_IN taps,
  * each run's x4096 sums exact in int32 and shifted down before the next. */
 #define PW_S4_RUN_BYTES (PW_S4_MAX_C_IN / 2)
-static EK_CONV_NOINLINE void pw_dot2x2_wide_runs(const uint32_t *x, const int8_t *w,
+static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_dot2x2_wide_runs(const uint32_t *x, const int8_t *w,
                                                  int32_t stride, int32_t n,
                                                  const int32_t *bias2, int32_t acc[4])
 {
@@ -1756,6 +1759,9 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
     "sxtb16 r12, r12, ror #8\n\t"                                                           \
     "smlad r7, r12, r9, r7\n\t"
 
+/* naked: the asm reads the arguments from r0-r3, which -Wextra cannot see */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
 __attribute__((naked, noinline)) static void fc_dot4_interleaved(const int8_t *x,
                                                                  const int8_t *w,
                                                                  int32_t blocks,
@@ -1783,6 +1789,7 @@ __attribute__((naked, noinline)) static void fc_dot4_interleaved(const int8_t *x
         "stm r3, {r4, r5, r6, r7}\n\t"
         "pop {r3, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
+#pragma GCC diagnostic pop
 #undef FC_IL_BLOCK
 #else
 /* The same loop in C (EDGEKIT_EMULATE_DSP: the host tests run it through the emulated
