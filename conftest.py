@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -33,6 +35,20 @@ def mlperf_path(name: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def bench_module(name: str):
+    """``bench/NAME.py`` imported as a module, for the tests of a benchmark's pieces (registered
+    under its name, whose dataclasses look their module up; bench/ on the path for the imports
+    of its neighbours)."""
+    bench_dir = REPO_ROOT / "bench"
+    if str(bench_dir) not in sys.path:
+        sys.path.insert(0, str(bench_dir))
+    spec = importlib.util.spec_from_file_location(name, bench_dir / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 #: the host builds of the C kernels that generated models are linked against in the tests

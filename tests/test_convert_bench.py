@@ -3,25 +3,21 @@ exported files in TFLite Micro and writes the results JSON (the full run is the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from conftest import bench_module
+
 pytest.importorskip("torch")
 from edgekit.nas.datasets import fashion_mnist_available  # noqa: E402
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "convert_fashion_mnist.py"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not fashion_mnist_available(),
                     reason="Debian package dataset-fashion-mnist not installed")
 def test_bench_runs_on_small_slices(tmp_path):
-    spec = importlib.util.spec_from_file_location("convert_fashion_mnist", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = bench_module("convert_fashion_mnist")
     out = tmp_path / "r.json"
     assert bench.main(["-o", str(out), "--epochs", "1", "--train-limit", "1000",
                        "--test-limit", "60", "--calib", "32"]) == 0

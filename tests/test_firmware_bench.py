@@ -3,27 +3,18 @@ models, and one run (ad01 on the emulated M4) yields a complete, bit-exact recor
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import MLPERF_MODELS, mlperf_path
+from conftest import MLPERF_MODELS, bench_module, mlperf_path
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.costs import graph_macs
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "firmware_mlperf.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("firmware_mlperf", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("firmware_mlperf")
 
 
 @pytest.mark.parametrize("model", sorted(MLPERF_MODELS))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -706,12 +705,9 @@ def test_mlperf_layers(libs, model):
 # --- the real DSP instructions, on Unicorn's Cortex-M4 -------------------------------------------
 
 def _bench_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("kernels_conv", REPO / "bench" / "kernels_conv.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    from conftest import bench_module
+
+    return bench_module("kernels_conv")
 
 
 @pytest.mark.slow

@@ -4,24 +4,17 @@ is hours long: a broken baseline choice must fail here, not at its end)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
+from conftest import bench_module
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "nas_vs_baselines.py"
+pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("nas_vs_baselines", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("nas_vs_baselines")
 
 
 @pytest.mark.parametrize("board_id", ["lm3s6965evb", "nucleo-l4r5zi"])

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, mlperf_path
+from conftest import bench_module, mlperf_path
 
 pytest.importorskip("tflite_micro", reason="the tflite_micro host package is not installed")
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("plan_vs_tflm",
-                                                  REPO_ROOT / "bench" / "plan_vs_tflm.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("plan_vs_tflm")
 
 
 def test_bench_writes_json_and_our_arena_beats_or_matches_tflm(tmp_path: Path, capsys):
