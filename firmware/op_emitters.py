@@ -311,9 +311,9 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool) -> str:
     widened path's buffer to its longest window (0: no call takes it, the path is compiled
     out); whether any call takes the short-window byte path (``pairs_path``), the interleaved
     FULLY_CONNECTED layout, the int4 widened rows of part groups or the int8 or int4 one-pixel
-    CONV_2D paths (each compiled out otherwise: flash); and whether every in-place depthwise call surely
-    runs the four-channel ring on DSP cores (the one-channel ring and plane kernels are then
-    compiled out of DSP builds)."""
+    CONV_2D paths (each compiled out otherwise: flash); and whether every in-place depthwise
+    call surely runs the four-channel ring on DSP cores (the one-channel ring and plane kernels
+    are then compiled out of DSP builds)."""
     size = max(16, -(-max((c.s4_taps for c in calls), default=0) // 16) * 16)
     wide_taps = max((c.wide_taps for c in calls), default=0)
     defines = (

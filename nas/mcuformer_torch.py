@@ -84,7 +84,8 @@ def to_torch(spec: MCUFormerSpec, seed: int | None = None) -> MCUFormer:
 
 
 def train(spec: MCUFormerSpec, data, *, steps: int, batch_size: int = 64, seed: int = 0,
-          threads: int = 2, lr: float = LEARNING_RATE, model: MCUFormer | None = None) -> MCUFormer:
+          threads: int = 2, lr: float = LEARNING_RATE,
+          model: MCUFormer | None = None) -> MCUFormer:
     """``steps`` Adam batches from a seeded initialisation (or from ``model``'s weights: the
     supernet's); the model in eval mode."""
     from edgekit.nas.train import train as train_loop

@@ -50,8 +50,8 @@ int pairs_applies(int32_t in_c, int32_t k_h, int32_t k_w, int32_t out_c, int32_t
 
 @pytest.fixture(scope="module")
 def c_dispatch():
-    return build_library([], defines=(*HOST_KERNEL_DEFINES["dsp"], f"EK_CONV_WIDE_TAPS={WIDE_TAPS_MAX}"),
-                         shim="#include <string.h>\n" + SHIM)
+    defines = (*HOST_KERNEL_DEFINES["dsp"], f"EK_CONV_WIDE_TAPS={WIDE_TAPS_MAX}")
+    return build_library([], defines=defines, shim="#include <string.h>\n" + SHIM)
 
 
 def _check(lib, fields: dict) -> None:

@@ -52,7 +52,8 @@ def test_largest_and_smallest_bound_the_space():
 
 def test_a_subnetwork_inherits_the_leading_slices():
     net = SuperFormer(SPACE)
-    spec = next(s for s in _specs(20) if s.embed_dim < 32 and s.rank < net.blocks[0].fc1_u.out_features)
+    widest_rank = net.blocks[0].fc1_u.out_features
+    spec = next(s for s in _specs(20) if s.embed_dim < 32 and s.rank < widest_rank)
     model = net.subnet(spec)
     d, shared, plain = spec.embed_dim, net.blocks[0], model.blocks[0]
     assert torch.equal(plain.q.weight, shared.q.weight[:d, :d])

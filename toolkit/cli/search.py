@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " (default 300)")
     parser.add_argument("--strategy", choices=("proxy", "supernet"), default="proxy",
                         help="proxy (default): each trial trains its candidate for"
-                        " --proxy-steps; supernet (mcunet, mcuformer): train one weight-sharing supernet,"
-                        " then evolve its sub-networks evaluated with inherited weights")
+                        " --proxy-steps; supernet (mcunet, mcuformer): train one weight-sharing"
+                        " supernet, then evolve its sub-networks evaluated with inherited weights")
     parser.add_argument("--supernet-steps", type=int, default=400, metavar="N",
                         help="--strategy supernet: sandwich-rule training steps (default 400)")
     parser.add_argument("--time-budget", type=float, metavar="S",
