@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from edgekit.errors import UnsupportedError
-from edgekit.firmware.c_source import CArray
+from edgekit.firmware.c_source import CArray, packed_int4
 from edgekit.ir import DType, Graph, Op
 from edgekit.reference.common import where
 
@@ -111,7 +111,9 @@ def _bias(op: Op, graph: Graph) -> str | None:
 POINTWISE_MODES = ("pointwise_inplace", "pointwise_inplace_backward")
 
 
-def emit_conv(ctx: EmitContext, p) -> OpCall:
+def emit_conv(ctx: EmitContext, p, *, fused: bool = False) -> OpCall:
+    """A CONV_2D or DEPTHWISE_CONV_2D call (``fused``: the conv of `emit_conv_add`, whose call
+    passes the tensor's filter: its rows are never padded)."""
     op, graph = ctx.op, ctx.graph
     x, w = op.inputs[0], op.inputs[1]
     out = op.outputs[0]
@@ -152,7 +154,33 @@ def emit_conv(ctx: EmitContext, p) -> OpCall:
         kernel = "ek_depthwise_conv2d_s8"
         args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     params_type = "ek_conv2d_params" if op.kind == "CONV_2D" else "ek_depthwise_conv2d_params"
-    return OpCall(weights_kernel(kernel, bits), params_type, fields, arrays, args)
+    kernel = weights_kernel(kernel, bits)
+    if not fused and s4_rows_padded(kernel, fields) and fields["k_h"] * fields["k_w"] * ic % 8:
+        # the op's own filter, each output channel's row padded to whole groups of 8 taps: the
+        # kernel reads it so on every path (ek_conv_weights.h ek_s4_rows_padded)
+        arrays.append(("int8_t", "filter", padded_s4_rows(graph[w].data)))
+        args[1] = ctx.array("filter").name
+    return OpCall(kernel, params_type, fields, arrays, args)
+
+
+def s4_rows_padded(kernel: str, fields: dict) -> bool:
+    """Whether a call's int4 filter rows are padded to whole groups of 8 taps (ek_conv_weights.h
+    ``ek_s4_rows_padded``): a plain int4 CONV_2D whose short window (a first layer over 1-3
+    channels) takes the widened path on DSP cores, the portable loop elsewhere."""
+    length = fields["k_h"] * fields["k_w"] * fields["in_c"]
+    return (kernel == "ek_conv2d_s4" and fields["in_c"] % 8 != 0
+            and fields["filter_offset"] == 0 and "effective_bias" in fields
+            and fields["out_c"] >= 2 and fields["dilation_w"] == 1
+            and 0 < length <= PAIR_MAX_LEN)
+
+
+def padded_s4_rows(weights: np.ndarray) -> np.ndarray:
+    """int4 filter values [out_c, ...] as packed bytes with each channel's row padded with zero
+    weights to whole groups of 8 (`s4_rows_padded`), plus the array's pad."""
+    rows = weights.reshape(weights.shape[0], -1)
+    padded = np.zeros((rows.shape[0], _groups(rows.shape[1])), dtype=np.int8)
+    padded[:, :rows.shape[1]] = rows
+    return packed_int4(padded.reshape(-1))
 
 
 #: ek_conv_s4_dsp.h's default EK_S4_WINDOW_TAPS: the longest window a build may give the DSP path
@@ -216,16 +244,7 @@ def wide_s4_path_applies(kernel: str, fields: dict) -> bool:
         return False
     if fields["in_c"] % 8 == 0:
         return length <= WIDE_TAPS_MAX
-    return (kernel == "ek_conv2d_s4" and fields["dilation_w"] == 1 and length <= PAIR_MAX_LEN
-            and wide_s4_words(length) <= WIDE_TAPS_MAX)
-
-
-def wide_s4_short_rows(kernel: str, fields: dict) -> bool:
-    """Whether a call takes the int4 two-pixel path with a window whose length is not a multiple
-    of 8 (ek_conv.c's ``conv_wide_channels_short``, compiled where some call does:
-    EK_CONV_S4_SHORT)."""
-    return (kernel in WIDE_S4_PATH_HELPERS and wide_s4_path_applies(kernel, fields)
-            and fields["k_h"] * fields["k_w"] * fields["in_c"] % 8 != 0)
+    return s4_rows_padded(kernel, fields) and wide_s4_words(length) <= WIDE_TAPS_MAX
 
 
 def s4_conv_pixels(kernel: str, fields: dict) -> bool:
@@ -236,14 +255,13 @@ def s4_conv_pixels(kernel: str, fields: dict) -> bool:
 
 def wide_s4_words(length: int) -> int:
     """Words of the int4 widened path's stack buffer a window of ``length`` taps takes (ek_conv.c
-    ``wide_s4_words``): 8 per group of 8 taps (two pixels, 2 bytes a tap), twice for an odd
-    window (its odd channels read a second window, one tap later)."""
-    return 8 * -(-length // 8) * (2 if length % 2 else 1)
+    ``wide_s4_words``): 8 per group of 8 taps (two pixels, 2 bytes a tap)."""
+    return _groups(length)
 
 
 def wide_window_taps(kernel: str, fields: dict) -> int:
     """The window buffer (words, 4 bytes per tap: the length rounded up to 4, int4 to its
-    groups of 8, twice for an odd int4 window) a call of ``kernel`` gives the widened path, 0
+    groups of 8) a call of ``kernel`` gives the widened path, 0
     when it takes another."""
     if kernel in WIDE_S4_PATH_HELPERS and wide_s4_path_applies(kernel, fields):
         return wide_s4_words(fields["k_h"] * fields["k_w"] * fields["in_c"])
@@ -278,6 +296,23 @@ def depthwise_surely_quad(kernel: str, fields: dict) -> bool:
     return words <= DW_QUAD_STACK_WORDS or 3 + 4 * words <= f["in_h"] * f["in_w"]
 
 
+#: ek_conv.c's PW_S4_MAX_C_IN: the longest int4 row the two-pixel pointwise loop sums exactly
+PW_S4_MAX_C_IN = 504
+
+
+def pointwise_surely_pairs(kernel: str, fields: dict) -> bool:
+    """Whether an in-place pointwise call runs the two-pixel loop on a DSP core (ek_conv.c's
+    ``pw_pairs_apply``: the planner's 4 * C_in scratch, DSP arithmetic on raw bytes, whole
+    words per pixel (int4: groups of 8 channels, at most PW_S4_MAX_C_IN), two channels), so
+    the one-pixel loop is not reached."""
+    if "_pointwise_inplace" not in kernel:
+        return False
+    c_in, int4 = fields["in_c"], "_s4" in kernel
+    return (fields.get("wide_scratch", 0) == 1 and fields["filter_offset"] == 0
+            and "effective_bias" in fields and fields["out_c"] >= 2 and c_in > 0
+            and c_in % (8 if int4 else 4) == 0 and (not int4 or c_in <= PW_S4_MAX_C_IN))
+
+
 @dataclass(frozen=True)
 class CallConfig:
     """What one kernel call asks of ``ek_model_config.h``: the paths it takes and the buffers
@@ -289,7 +324,8 @@ class CallConfig:
     fc_interleaved: bool = False  # the interleaved FULLY_CONNECTED layout
     inplace_depthwise: bool = False
     surely_quad: bool = False  # (in-place depthwise) surely runs the four-channel ring on DSP
-    s4_short_rows: bool = False  # int4 widened rows of part groups (`wide_s4_short_rows`)
+    inplace_pointwise: bool = False
+    surely_pairs: bool = False  # (in-place pointwise) surely runs the two-pixel loop on DSP
     s4_conv_pixels: bool = False  # the int4 one-pixel CONV_2D path (`s4_conv_pixels`)
     conv_pixels: bool = False  # the int8 one-pixel CONV_2D loop (`conv_pixels`)
 
@@ -300,7 +336,8 @@ class CallConfig:
                    fc_interleaved=bool(fields.get("interleaved")),
                    inplace_depthwise="_inplace" in kernel and "depthwise" in kernel,
                    surely_quad=depthwise_surely_quad(kernel, fields),
-                   s4_short_rows=wide_s4_short_rows(kernel, fields),
+                   inplace_pointwise="_pointwise_inplace" in kernel,
+                   surely_pairs=pointwise_surely_pairs(kernel, fields),
                    s4_conv_pixels=s4_conv_pixels(kernel, fields),
                    conv_pixels=conv_pixels(kernel, fields))
 
@@ -310,10 +347,10 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool) -> str:
     model's largest window (a multiple of 16, so the odd window's half starts on a group), the
     widened path's buffer to its longest window (0: no call takes it, the path is compiled
     out); whether any call takes the short-window byte path (``pairs_path``), the interleaved
-    FULLY_CONNECTED layout, the int4 widened rows of part groups or the int8 or int4 one-pixel
-    CONV_2D paths (each compiled out otherwise: flash); and whether every in-place depthwise
-    call surely runs the four-channel ring on DSP cores (the one-channel ring and plane kernels
-    are then compiled out of DSP builds)."""
+    FULLY_CONNECTED layout or the int8 or int4 one-pixel CONV_2D paths (each compiled out
+    otherwise: flash); whether every in-place depthwise call surely runs the four-channel ring
+    on DSP cores (the one-channel ring and plane kernels are then compiled out of DSP builds),
+    and every in-place pointwise call the two-pixel loop (the one-pixel loop is then)."""
     size = max(16, -(-max((c.s4_taps for c in calls), default=0) // 16) * 16)
     wide_taps = max((c.wide_taps for c in calls), default=0)
     defines = (
@@ -324,8 +361,8 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool) -> str:
          "the interleaved FC layout"),
         ("EK_DW_ONLY_QUAD", int(all(c.surely_quad for c in calls if c.inplace_depthwise)),
          "DSP: in-place depthwise, quad only"),
-        ("EK_CONV_S4_SHORT", int(any(c.s4_short_rows for c in calls)),
-         "int4: widened rows of part groups"),
+        ("EK_PW_ONLY_PAIRS", int(all(c.surely_pairs for c in calls if c.inplace_pointwise)),
+         "DSP: in-place pointwise, pairs only"),
         ("EK_S4_CONV_PIXELS", int(any(c.s4_conv_pixels for c in calls)),
          "int4: the one-pixel CONV_2D path"),
         ("EK_CONV_PIXELS", int(any(c.conv_pixels for c in calls)),
@@ -381,7 +418,7 @@ def emit_conv_add(ctx: EmitContext, conv_p, add_op: Op, add_p, fusion) -> OpCall
     call computing the conv and adding the skip tensor, written over the skip tensor. The conv
     keeps its own params; the ADD's params are those of ``ek_add_s8`` in the ADD's input order,
     and ``conv_input_position`` says which ADD input the conv result is."""
-    conv = emit_conv(ctx, conv_p)
+    conv = emit_conv(ctx, conv_p, fused=True)
     add_ctx = EmitContext(ctx.graph, add_op, ctx._pointer, ctx._array_ref, None, None)
     add = emit_add_mul(add_ctx, add_p)
     x, w = ctx.op.inputs[0], ctx.op.inputs[1]

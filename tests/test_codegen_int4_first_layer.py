@@ -1,9 +1,9 @@
 """int4 first layers on the widened two-pixel path (ek_conv.c, compiled as ek_conv_s4.c): a
 CONV_2D over 1-3 input channels whose short window (k_h * k_w * in_c <= 64 taps) is gathered as
-bytes and widened, the packed filter read in TFLite's order: rows of whole groups of 8 taps,
-rows of part groups (even length), odd lengths (odd channels on a second window one tap later,
-paired with their own parity), padding, stride 1 and 2, odd and tiny output channel counts, and
-a mixed model. Each is compiled with the host gcc (AddressSanitizer on: no read past a packed
+bytes and widened; windows of whole groups of 8 taps keep TFLite's packed filter, the others
+(odd and even lengths) get the op's own filter with each row padded to whole groups
+(`padded_s4_rows`), which the portable kernels read too; padding, stride 1 and 2, odd and tiny
+output channel counts, and a mixed model. Each is compiled with the host gcc (AddressSanitizer on: no read past a packed
 array's pad, no write past the window buffer the build sized) on the portable kernels and on the
 emulated DSP path under the model's own configuration, and compared with the reference
 interpreter op by op."""
@@ -21,19 +21,19 @@ from generated_c import assert_matches_interpreter
 from edgekit.converters.int4_requant import requantize_weights
 from edgekit.firmware.codegen import generate
 from edgekit.firmware.host_run import run_on_host
-from edgekit.firmware.op_emitters import (s4_conv_pixels, wide_s4_path_applies,
-                                          wide_s4_short_rows, wide_window_taps)
+from edgekit.firmware.op_emitters import (padded_s4_rows, s4_conv_pixels, s4_rows_padded,
+                                          wide_s4_path_applies, wide_window_taps)
 from edgekit.ir import DType, Graph
 
 pytestmark = pytest.mark.skipif(__import__("shutil").which("gcc") is None, reason="no host gcc")
 
-#: name -> (conv2d builder options, window length, whether its rows are part groups)
+#: name -> (conv2d builder options, window length, whether its rows are padded)
 FIRST_LAYERS = {
     # the Fashion-MNIST CNN's first layer: 9 taps (odd), SAME padding, stride 1
     "c1_3x3_odd": (dict(in_shape=(1, 9, 8, 1), out_channels=16), 9, True),
-    # odd output channels: a lone channel in each parity
+    # odd output channels
     "c1_3x3_odd_c7_stride2": (dict(in_shape=(1, 9, 9, 1), out_channels=7, stride=(2, 2)), 9, True),
-    # 2 and 3 output channels: a channel with no partner of its parity runs its own row twice
+    # 2 and 3 output channels
     "c1_3x3_c2": (dict(in_shape=(1, 5, 6, 1), out_channels=2), 9, True),
     "c3_3x3_c3": (dict(in_shape=(1, 5, 5, 3), out_channels=3, stride=(2, 2)), 27, True),
     # MLPerf kws's first layer: 40 taps, rows of whole groups (the long path's channel loop)
@@ -66,18 +66,17 @@ def _first_layer(case: str, seed: int) -> Graph:
 
 def _generate_first_layer(case: str, seed: int):
     """The case's graph and generated model, with the generator's mirror of the C dispatch
-    checked: the widened path, its buffer sized for the window (twice for an odd one), the
-    part-group loop compiled where the rows need it, the one-pixel path compiled out."""
-    _, length, part_groups = FIRST_LAYERS[case]
+    checked: the widened path, its buffer sized for the window's groups, the op's own padded
+    filter where the rows are no whole groups, the one-pixel path compiled out."""
+    _, length, padded = FIRST_LAYERS[case]
     graph = _first_layer(case, seed)
     gen = generate(graph, seed=seed)
     assert gen.kernels == ["ek_conv2d_s4"]
     assert gen.path_helpers == {"conv2d_wide_s4_plain"}
     config = gen.files["ek_model_config.h"]
-    words = 8 * -(-length // 8) * (2 if length % 2 else 1)
-    assert f"#define EK_CONV_WIDE_TAPS {words} " in config
-    assert f"#define EK_CONV_S4_SHORT {int(part_groups)} " in config
+    assert f"#define EK_CONV_WIDE_TAPS {8 * -(-length // 8)} " in config
     assert "#define EK_S4_CONV_PIXELS 0 " in config
+    assert ("op000_conv_2d_filter[" in gen.files["model.c"]) == padded
     return graph, gen
 
 
@@ -129,11 +128,9 @@ def test_mixed_model_with_an_int4_first_layer_is_bit_exact(bits, path, kernel_ob
     helpers = {"conv2d_wide_s4_plain" if k.endswith("s4") else "conv2d_wide_plain"
                for k in MIXED[bits]}
     assert helpers <= gen.path_helpers
-    # one buffer for both translation units: the longer of the int4 odd window's 32 words and
-    # the second conv's 144 taps
-    config = gen.files["ek_model_config.h"]
-    assert "#define EK_CONV_WIDE_TAPS 144 " in config
-    assert f"#define EK_CONV_S4_SHORT {int(MIXED[bits][0].endswith('s4'))} " in config
+    # one buffer for both translation units: the longer of the int4 window's 16 words and the
+    # second conv's 144 taps
+    assert "#define EK_CONV_WIDE_TAPS 144 " in gen.files["ek_model_config.h"]
     run = run_on_host(gen, tmp_path, defines=PATHS[path], kernel_objects=kernel_objects[path])
     assert_matches_interpreter(graph, gen, run)
 
@@ -154,18 +151,27 @@ def _fields(**overrides) -> dict:
 
 def test_short_window_mirror_of_the_c_dispatch():
     plain, fused = "ek_conv2d_s4", "ek_conv2d_add_s4"
-    # buffer words: 8 per group of 8 taps, twice for an odd window
-    assert wide_window_taps(plain, _fields()) == 32
-    assert wide_window_taps(plain, _fields(in_c=3)) == 64
+    # buffer words: 8 per group of 8 taps
+    assert wide_window_taps(plain, _fields()) == 16
+    assert wide_window_taps(plain, _fields(in_c=3)) == 32
     assert wide_window_taps(plain, _fields(in_c=2)) == 24
     assert wide_window_taps(plain, _fields(k_h=10, k_w=4)) == 40
-    assert wide_s4_short_rows(plain, _fields()) and not wide_s4_short_rows(plain, _fields(k_h=10, k_w=4))
-    # the fused kernel keeps short windows on the one-pixel path
+    assert s4_rows_padded(plain, _fields()) and s4_rows_padded(plain, _fields(k_h=10, k_w=4))
+    # the fused kernel keeps short windows on the one-pixel path, its rows TFLite's
     assert not wide_s4_path_applies(fused, _fields()) and s4_conv_pixels(fused, _fields())
+    assert not s4_rows_padded(fused, _fields())
     assert wide_s4_path_applies(fused, _fields(in_c=8))
     # no short path: dilated rows, a window over 64 taps, one output channel, no effective bias
     for off in (_fields(dilation_w=2), _fields(in_c=3, k_h=5, k_w=5), _fields(out_c=1)):
         assert not wide_s4_path_applies(plain, off) and s4_conv_pixels(plain, off)
+        assert not s4_rows_padded(plain, off)
     no_bias = _fields()
     del no_bias["effective_bias"]
     assert not wide_s4_path_applies(plain, no_bias)
+
+
+def test_padded_rows_layout():
+    # two channels of 3 taps: each row 8 nibbles (4 bytes), low nibble first, then the pad
+    rows = np.array([[1, -2, 3], [-8, 7, 0]], dtype=np.int8)
+    packed = padded_s4_rows(rows).view(np.uint8)
+    assert packed.tolist() == [0xE1, 0x03, 0, 0, 0x78, 0x00, 0, 0, 0, 0, 0, 0]

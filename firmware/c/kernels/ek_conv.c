@@ -29,7 +29,7 @@
 #endif
 #endif
 /* The longest window (k_h * k_w * in_c taps) of the widened two-pixel path; its stack buffer
- * is 4 bytes per tap (an odd int4 short window takes two windows, wide_s4_words). Without a
+ * is 4 bytes per tap (int4: whole groups of 8 taps, wide_s4_words). Without a
  * model build: a 3x3 conv over 64 channels. */
 #ifndef EK_CONV_WIDE_TAPS
 #define EK_CONV_WIDE_TAPS 576
@@ -39,12 +39,13 @@
 #ifndef EK_CONV_PAIRS_PATH
 #define EK_CONV_PAIRS_PATH 1
 #endif
-/* int4 kernels: 1 when some call may take the widened path with a window whose length is
- * not a multiple of 8 (conv_wide_channels_short); a model build leaves it out (0) when none
- * does. (EK_S4_CONV_PIXELS, the one-pixel DSP path: ek_conv_s4_dsp.h.) */
-#ifndef EK_CONV_S4_SHORT
-#define EK_CONV_S4_SHORT 1
+/* 1 when every in-place pointwise call of the model surely takes the two-pixel loop on a DSP
+ * core (pw_pairs_apply; edgekit.firmware.op_emitters.pointwise_surely_pairs): the one-pixel loop
+ * is then compiled out of DSP builds. */
+#ifndef EK_PW_ONLY_PAIRS
+#define EK_PW_ONLY_PAIRS 0
 #endif
+#define EK_PW_PIXEL_LOOP (!(EK_FILTER_DSP || EK_S4_DSP) || !EK_PW_ONLY_PAIRS)
 /* int8 kernels: 1 when some CONV_2D call may take the one-pixel DSP loop (conv_acc4_dsp,
  * conv_acc1_dsp: neither two-pixel path takes it); a model build leaves it out (0) when none
  * does. A call that reached it anyway would run the portable loop: the same bytes, slower. */
@@ -109,10 +110,12 @@ static inline int8_t requantize_channel(const int32_t *multipliers, const int32_
     return ek_conv_requantize(acc, multipliers[oc], shifts[oc], output_offset, act_min, act_max);
 }
 
-/* acc of output channel oc at the pixel whose window starts at (iy0, ix0), valid taps only. */
+/* acc of output channel oc at the pixel whose window starts at (iy0, ix0), valid taps only;
+ * channel oc's filter row starts at element oc * row (int4 rows may be padded: ek_s4_rows_padded). */
 static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
-                                 const int8_t *filter, int32_t oc, int32_t iy0, int32_t ix0,
-                                 int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1, uint32_t acc)
+                                 const int8_t *filter, int32_t oc, int32_t row, int32_t iy0,
+                                 int32_t ix0, int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1,
+                                 uint32_t acc)
 {
     const int32_t c_in = p->in_c;
     for (int32_t ky = ky0; ky < ky1; ++ky) {
@@ -121,8 +124,7 @@ static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
             const int32_t ix = ix0 + kx * p->dilation_w;
             const int8_t *x = input + ((int32_t)iy * p->in_w + ix) * c_in;
             acc = ek_filter_dot(x, p->input_offset, filter,
-                                ((oc * p->k_h + ky) * p->k_w + kx) * c_in, c_in,
-                                p->filter_offset, acc);
+                                oc * row + (ky * p->k_w + kx) * c_in, c_in, p->filter_offset, acc);
         }
     }
     return (int32_t)acc;
@@ -327,8 +329,6 @@ static int32_t conv_acc1_dsp(const ek_conv2d_params *p, const int8_t *input,
  *
  * The int4 kernels (ek_conv_s4.c) gather their short windows the same way for the widened
  * two-pixel path (conv2d_wide), so EK_PAIR_MAX_LEN and gather_window are compiled there too. */
-#define EK_PAIR_MAX_LEN 64
-
 /* n bytes from src to dst (short runs: words, then bytes; any alignment). */
 static inline void copy_short(int8_t *dst, const int8_t *src, int32_t n)
 {
@@ -770,13 +770,20 @@ static inline void pw_widen8_s4(const int8_t *src, uint32_t *dst)
     dst[6] = (l13 >> 16) | (h57 & 0xFFFF0000u);
 }
 
+/* The n bytes at src (n % 8 == 0) widened into one pixel's words of the int4 layout at dst.
+ * Out of line, called per pixel: one copy of the widening (flash) for a loop over channels. */
+static EK_CONV_NOINLINE void pw_widen_s4(const int8_t *src, int32_t n, uint32_t *dst)
+{
+    for (const int8_t *const end = src + n; src != end; src += 8, dst += 8) {
+        pw_widen8_s4(src, dst);
+    }
+}
+
 /* Pixels a and b (n bytes each, n % 8 == 0) widened into dst in the int4 layout. */
 static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, uint32_t *dst)
 {
-    for (const int8_t *const end = a + n; a != end; a += 8, b += 8, dst += 8) {
-        pw_widen8_s4(a, dst);
-        pw_widen8_s4(b, dst + 1);
-    }
+    pw_widen_s4(a, n, dst);
+    pw_widen_s4(b, n, dst + 1);
 }
 #endif
 
@@ -1090,15 +1097,10 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
  * Short windows over other channel counts (a first layer over 1-3 channels: dilation_w == 1,
  * len <= EK_PAIR_MAX_LEN), in the plain kernel (a first layer is no residual block's conv: the
  * fused kernel keeps the one-pixel path), are gathered as bytes first (gather_window, padding
- * taps the zero point), their last group of 8 completed with zero taps, and widened whole. The
- * filter keeps TFLite's packed order (channel oc's nibbles from oc * len on), so the zero taps
- * meet the next channel's first nibbles (the last channel's: the array's EK_S4_FILTER_PAD
- * bytes) and add nothing. len % 8 == 0 (kws's 10x4 window): the rows are whole groups, and the
- * channels run as on the long path. Else (conv_wide_channels_short) every row is read group by
- * group (pw_dot2x2_wide_runs: rows a stride apart); with an odd len, odd channels start on a
- * high nibble: they read a second window, the same taps one later behind a zero tap (which
- * meets the previous channel's last nibble), and pair with their own parity, (oc, oc + 2), rows
- * len bytes apart. Each window's sum stays far inside the exactness bound (64 taps).
+ * taps the zero point), their last group of 8 completed with zero taps, and widened whole. Their
+ * filter rows are padded to whole groups (ek_s4_rows_padded: the generator emits them so), so
+ * every row starts on a word and the channels run as on the long path; the zero taps meet zero
+ * nibbles. Each window's sum stays far inside the exactness bound (64 taps).
  *
  * Mirrored by edgekit.firmware.op_emitters.wide_s4_path_applies and wide_window_taps. */
 
@@ -1106,10 +1108,10 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
 #define S4_GROUPS(len) (((len) + 7) >> 3)
 
 /* Words of the stack buffer a window of len taps takes, both pixels: 4 per tap (8 per group
- * of 8), twice for an odd short window (its odd channels' window follows). */
+ * of 8). */
 static inline int32_t wide_s4_words(int32_t len)
 {
-    return (8 * S4_GROUPS(len)) << (len & 1);
+    return 8 * S4_GROUPS(len);
 }
 
 static inline int conv_wide_apply(const ek_conv2d_params *p, int fused)
@@ -1121,29 +1123,19 @@ static inline int conv_wide_apply(const ek_conv2d_params *p, int fused)
     if ((p->in_c & 7) == 0) {
         return len <= EK_CONV_WIDE_TAPS;
     }
-    return !fused && p->dilation_w == 1 && len <= EK_PAIR_MAX_LEN
-           && (EK_CONV_S4_SHORT || (len & 7) == 0) && wide_s4_words(len) <= EK_CONV_WIDE_TAPS;
+    return !fused && ek_s4_rows_padded(p->in_c, len, p->out_c, p->dilation_w, p->filter_offset,
+                                       p->effective_bias)
+           && wide_s4_words(len) <= EK_CONV_WIDE_TAPS;
 }
 
-/* A short window (in_c % 8 != 0) into the pixel's slot dst: its groups at dst, and for an odd
- * len the odd channels' window (one tap later) at dst + 8 * groups. */
+/* A short window (in_c % 8 != 0) into the pixel's slot dst, as whole groups of 8 taps. */
 static EK_CONV_NOINLINE void wide_window_short(const ek_conv2d_params *p, const int8_t *input,
                                                int32_t iy0, int32_t ix0, uint32_t *dst)
 {
-    /* the window from byte 4 on (word aligned), byte 3 the odd window's leading zero tap */
-    int32_t bytes[(4 + EK_PAIR_MAX_LEN) / 4];
-    int8_t *const window = (int8_t *)bytes + 4;
-    const int32_t len = p->k_h * p->k_w * p->in_c, groups = S4_GROUPS(len);
+    int32_t bytes[EK_PAIR_MAX_LEN / 4]; /* word aligned; the last group completed with zeros */
+    int8_t *const window = (int8_t *)bytes;
     gather_window(p, input, iy0, ix0, window, 0);
-    for (int32_t g = 0; g < groups; ++g) {
-        pw_widen8_s4(window + 8 * g, dst + 8 * g);
-    }
-    if (EK_CONV_S4_SHORT && (len & 1)) { /* len + 1 taps: still `groups` groups */
-        window[-1] = 0;
-        for (int32_t g = 0; g < groups; ++g) {
-            pw_widen8_s4(window - 1 + 8 * g, dst + 8 * (groups + g));
-        }
-    }
+    pw_widen_s4(window, EK_S4_ROW_TAPS(p->k_h * p->k_w * p->in_c), dst);
 }
 
 /* The raw window (OHWI tap order) of the output pixel whose taps start at (iy0, ix0) into the
@@ -1171,10 +1163,13 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
     }
 }
 
-/* One pair of filter rows len / 2 bytes apart (len % 8 == 0) against the widened windows. */
+/* One pair of filter rows len / 2 bytes apart (len % 8 == 0: the row's taps, padded or whole
+ * groups) against the widened windows; the runs only where the build's longest window (len
+ * <= EK_CONV_WIDE_TAPS) may need them. */
 #define CONV_WIDE_DOT(x, w, len, bias2, acc)                                                   \
-    ((len) <= PW_S4_MAX_C_IN ? pw_dot2x2_wide((x), (w), (len) / 2, (bias2), (acc))              \
-                             : pw_dot2x2_wide_runs((x), (w), (len) / 2, (len) / 2, (bias2), (acc)))
+    (EK_CONV_WIDE_TAPS <= PW_S4_MAX_C_IN || (len) <= PW_S4_MAX_C_IN                             \
+         ? pw_dot2x2_wide((x), (w), (len) / 2, (bias2), (acc))                                  \
+         : pw_dot2x2_wide_runs((x), (w), (len) / 2, (len) / 2, (bias2), (acc)))
 #define CONV_WIDE_ROW_BYTES(len) ((len) / 2)
 #define CONV_WIDE_SLOT_B 1 /* pixel B's words interleave with A's */
 /* A pixel's window: a short one (in_c % 8 != 0) in the plain kernel only (conv_wide_apply), so
@@ -1313,41 +1308,6 @@ EK_CONV_FORCE_INLINE void conv_wide_store(const pw_layer *l, const conv_epilogue
     }
 }
 
-#if EK_CONV_S4 && EK_CONV_S4_SHORT
-/* A short int4 window whose length is not a multiple of 8 (the plain kernel only): channel
- * pairs (oc, oc + gap), rows gap * len / 2 bytes apart, each read as S4_GROUPS(len) groups.
- * Even len: gap 1, the window at x. Odd len: gap 2, the even channels against the window at x,
- * the odd ones against the window one tap later (x + 8 * groups words). A channel without a
- * partner is the second row of the pair ending at it, or, with no such pair (out_c <= 3), its
- * own row twice (row offset 0). */
-EK_CONV_FORCE_INLINE void conv_wide_channels_short(const pw_layer *l, const uint32_t *x,
-                                                   int32_t len, int8_t *output,
-                                                   const conv_epilogue *e, int32_t base_a,
-                                                   int32_t base_b, int with_b, int mode)
-{
-    const int32_t c_out = l->c_out, bytes = 4 * S4_GROUPS(len), odd = len & 1, gap = 1 + odd;
-    for (int32_t parity = 0; parity <= odd; ++parity, x += 2 * bytes) {
-        for (int32_t oc = parity; oc < c_out; oc += 2 * gap) {
-            int32_t first = oc, second = oc + gap, bias2[2], acc[4];
-            if (second >= c_out) { /* oc alone: the second row */
-                second = oc;
-                first = oc >= gap ? oc - gap : oc;
-            }
-            bias2[0] = l->bias[first];
-            bias2[1] = l->bias[second];
-            /* channel first's nibbles from first * len on: from its byte (an odd channel's
-             * window starts with a zero tap, meeting the low nibble) */
-            pw_dot2x2_wide_runs(x, l->filter + ((first * len) >> 1), ((second - first) * len) >> 1,
-                                bytes, bias2, acc);
-            if (second != oc) { /* oc is the first row */
-                conv_wide_store(l, e, output, base_a, base_b, oc, acc[0], acc[2], with_b, mode);
-            }
-            conv_wide_store(l, e, output, base_a, base_b, second, acc[1], acc[3], with_b, mode);
-        }
-    }
-}
-#endif
-
 /* Every output channel of the pair widened in x, two filter rows at a time; an odd last
  * channel is the second row of the pair ending at it. */
 EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *x, int32_t len,
@@ -1357,12 +1317,6 @@ EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *
 {
     static const int32_t no_bias[2] = {0, 0};
     const int32_t c_out = l->c_out;
-#if EK_CONV_S4 && EK_CONV_S4_SHORT
-    if ((len & 7) && e == 0) { /* the plain kernel only (conv_wide_apply) */
-        conv_wide_channels_short(l, x, len, output, e, base_a, base_b, with_b, mode);
-        return;
-    }
-#endif
     const int32_t bias_step = l->bias != 0 ? 2 : 0;
     const int32_t *bias2 = l->bias != 0 ? l->bias : no_bias;
     const int8_t *w = l->filter;
@@ -1387,11 +1341,13 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
     pw_layer l = pw_layer_of(p, filter);
     const int mode = pw_requant_mode(p);
     const int32_t c_out = p->out_c, pixels = p->out_h * p->out_w;
-    const int32_t len = p->k_h * p->k_w * p->in_c;
     int32_t oy = 0, ox = 0, pixel = 0;
 #if EK_CONV_S4
+    /* a row's taps: whole groups (a short window's rows are padded: ek_s4_rows_padded) */
+    const int32_t len = EK_S4_ROW_TAPS(p->k_h * p->k_w * p->in_c);
     (void)bias; /* the effective bias (pw_layer_of): raw windows */
 #else
+    const int32_t len = p->k_h * p->k_w * p->in_c;
     l.bias = bias; /* the raw bias: the windows carry the input offset */
 #endif
     for (; pixel + 2 <= pixels; pixel += 2) {
@@ -1497,7 +1453,15 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
      * apart, and would otherwise force every field to be reloaded after each output byte. */
     const ek_conv2d_params local = *params;
     const ek_conv2d_params *p = &local;
-    const int32_t c_out = p->out_c;
+    const int32_t c_out = p->out_c, len = p->k_h * p->k_w * p->in_c;
+#if EK_CONV_S4
+    /* a padded filter's rows (the plain kernel: ek_s4_rows_padded) are read on every path */
+    const int padded = e == 0 && ek_s4_rows_padded(p->in_c, len, c_out, p->dilation_w,
+                                                   p->filter_offset, p->effective_bias);
+    const int32_t row = padded ? EK_S4_ROW_TAPS(len) : len;
+#else
+    const int32_t row = len;
+#endif
 #if EK_S4_DSP && EK_CONV_WIDE_TAPS > 0
     if (conv_wide_apply(p, e != 0)) {
         if (e == 0) {
@@ -1509,7 +1473,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     }
 #endif
 #if EK_S4_DSP && EK_S4_CONV_PIXELS
-    if (ek_s4_conv_dsp_applies(p->filter_offset, p->k_h * p->k_w * p->in_c)) {
+    if (!padded && ek_s4_conv_dsp_applies(p->filter_offset, len)) {
         conv2d_s4_pixels(p, input, filter, bias, output, e);
         return;
     }
@@ -1591,8 +1555,8 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
             }
 #endif
             for (; oc < c_out; ++oc) {
-                int32_t acc = conv_acc_portable(p, input, filter, oc, iy0, ix0, ky0, ky1, kx0,
-                                                kx1, (uint32_t)bias_of(bias, oc));
+                int32_t acc = conv_acc_portable(p, input, filter, oc, row, iy0, ix0, ky0, ky1,
+                                                kx0, kx1, (uint32_t)bias_of(bias, oc));
                 conv_store(e, output, base + oc,
                            ek_conv_requantize(acc, p->multipliers[oc], p->shifts[oc],
                                               p->output_offset, p->act_min, p->act_max));
@@ -1696,11 +1660,15 @@ void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *inpu
         return;
     }
 #endif
+#if EK_PW_PIXEL_LOOP
     EK_POINTWISE_WINDOW(local);
     const int fast = REQUANT_FAST_LAYER(&local, local.out_c);
     for (int32_t pixel = 0; pixel < local.out_h * local.out_w; ++pixel) {
         pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win, fast);
     }
+#else
+    (void)bias; /* every call took the two-pixel loop (EK_PW_ONLY_PAIRS) */
+#endif
 }
 
 /* pointwise_inplace_backward: the same pixels in decreasing order, so an output wider than its
@@ -1716,11 +1684,15 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
         return;
     }
 #endif
+#if EK_PW_PIXEL_LOOP
     EK_POINTWISE_WINDOW(local);
     const int fast = REQUANT_FAST_LAYER(&local, local.out_c);
     for (int32_t pixel = local.out_h * local.out_w - 1; pixel >= 0; --pixel) {
         pointwise_pixel(&local, input, filter, bias, output, scratch, pixel, win, fast);
     }
+#else
+    (void)bias;
+#endif
 }
 
 #if !EK_CONV_S4 && EK_FC_INTERLEAVED

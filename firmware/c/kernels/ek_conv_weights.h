@@ -75,6 +75,27 @@ static inline uint32_t ek_filter_dot(const int8_t *x, int32_t input_offset, cons
     return acc;
 }
 
+/* The longest window (k_h * k_w * in_c taps) of the short-window paths: gathered as bytes. */
+#define EK_PAIR_MAX_LEN 64
+
+/* Whether a plain (not ADD-fused) int4 CONV_2D's filter rows are padded: a short window over
+ * channels that are no whole groups of 8 (a first layer over 1-3 channels) has each output
+ * channel's row padded with zero nibbles to whole groups of 8 taps, so that every row starts
+ * on a word and the widened path (ek_conv.c conv2d_wide) runs it as whole groups; the padding
+ * meets window taps past the window and adds nothing. The generator emits the rows padded
+ * where this holds, on every core (edgekit.firmware.op_emitters.s4_rows_padded mirrors it),
+ * so every path of that layer reads channel oc's taps from oc * ek_s4_row_taps(len) on. */
+static inline int ek_s4_rows_padded(int32_t in_c, int32_t len, int32_t out_c,
+                                    int32_t dilation_w, int32_t filter_offset,
+                                    const int32_t *effective_bias)
+{
+    return (in_c & 7) != 0 && filter_offset == 0 && effective_bias != 0 && out_c >= 2
+           && dilation_w == 1 && len > 0 && len <= EK_PAIR_MAX_LEN;
+}
+
+/* Taps of a padded row: the window rounded up to whole groups of 8. */
+#define EK_S4_ROW_TAPS(len) (((len) + 7) & ~7)
+
 #if EK_CONV_S4
 #define EK_FILTER_WORD4(f, i) ek_s4_bytes4((f), (i))
 #define EK_FILTER(f, i) ek_s4_at((f), (i))
