@@ -108,8 +108,8 @@ def test_int4_pointwise_pairs_widest_input_on_the_cortex_m4(c_in, tmp_path):
     assert measured["bit_exact"] is True
 
 
-#: int4 first layers (tests/test_codegen_int4_first_layer.py) run on the M4: odd windows, rows of
-#: part groups, kws's whole groups; and the most their instructions may be over their int8 twin's
+#: int4 first layers (tests/test_codegen_int4_first_layer.py) run on the M4: odd and even windows
+#: on padded rows, kws's whole groups; and the most their instructions may be over their int8 twin's
 FIRST_LAYER_CASES = ["c1_3x3_odd", "c1_3x3_odd_c7_stride2", "c2_3x3_even", "c3_3x3_c3",
                      "c1_10x4_kws"]
 FIRST_LAYER_MAX_VS_INT8 = 1.5
@@ -117,8 +117,8 @@ FIRST_LAYER_MAX_VS_INT8 = 1.5
 
 @pytest.mark.parametrize("case", FIRST_LAYER_CASES)
 def test_int4_first_layer_widened_on_the_cortex_m4(case, tmp_path):
-    """The M4 assembly of the widened path's short windows (pw_dot2x2_wide and its group-by-group
-    form over gathered windows) on Unicorn: bit-exact, the measured peak SRAM equal to the
+    """The M4 assembly of the widened path's short windows (pw_dot2x2_wide over gathered
+    windows, the filter rows padded to whole groups) on Unicorn: bit-exact, the measured peak SRAM equal to the
     estimate (the window buffer the build sizes, the path's frames), and the layer within
     FIRST_LAYER_MAX_VS_INT8 of the instructions of the same layer with int8 weights (the
     one-pixel path it took before ran 2.5x)."""

@@ -3,10 +3,10 @@ CONV_2D over 1-3 input channels whose short window (k_h * k_w * in_c <= 64 taps)
 bytes and widened; windows of whole groups of 8 taps keep TFLite's packed filter, the others
 (odd and even lengths) get the op's own filter with each row padded to whole groups
 (`padded_s4_rows`), which the portable kernels read too; padding, stride 1 and 2, odd and tiny
-output channel counts, and a mixed model. Each is compiled with the host gcc (AddressSanitizer on: no read past a packed
-array's pad, no write past the window buffer the build sized) on the portable kernels and on the
-emulated DSP path under the model's own configuration, and compared with the reference
-interpreter op by op."""
+output channel counts, and a mixed model. Each is compiled with the host gcc (AddressSanitizer
+on: no read past a packed array's pad, no write past the window buffer the build sized) on the
+portable kernels and on the emulated DSP path under the model's own configuration, and compared
+with the reference interpreter op by op."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ FIRST_LAYERS = {
     # MLPerf kws's first layer: 40 taps, rows of whole groups (the long path's channel loop)
     "c1_10x4_kws": (dict(in_shape=(1, 13, 6, 1), out_channels=8, kernel=(10, 4),
                          stride=(2, 2)), 40, False),
-    # 2 channels: 18 taps (even, part groups), stride 2, an odd pixel count
+    # 2 channels: 18 taps (even, padded to 24), stride 2, an odd pixel count
     "c2_3x3_even": (dict(in_shape=(1, 7, 5, 2), out_channels=5, stride=(2, 2)), 18, True),
     # 3 channels (resnet's first layer): 27 taps, stride 1, no bias
     "c3_3x3_odd": (dict(in_shape=(1, 6, 7, 3), out_channels=6, bias=False), 27, True),

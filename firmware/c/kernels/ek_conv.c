@@ -111,7 +111,7 @@ static inline int8_t requantize_channel(const int32_t *multipliers, const int32_
 }
 
 /* acc of output channel oc at the pixel whose window starts at (iy0, ix0), valid taps only;
- * channel oc's filter row starts at element oc * row (int4 rows may be padded: ek_s4_rows_padded). */
+ * channel oc's filter row starts at element oc * row (padded int4 rows: ek_s4_rows_padded). */
 static int32_t conv_acc_portable(const ek_conv2d_params *p, const int8_t *input,
                                  const int8_t *filter, int32_t oc, int32_t row, int32_t iy0,
                                  int32_t ix0, int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1,

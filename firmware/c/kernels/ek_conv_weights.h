@@ -84,7 +84,7 @@ static inline uint32_t ek_filter_dot(const int8_t *x, int32_t input_offset, cons
  * on a word and the widened path (ek_conv.c conv2d_wide) runs it as whole groups; the padding
  * meets window taps past the window and adds nothing. The generator emits the rows padded
  * where this holds, on every core (edgekit.firmware.op_emitters.s4_rows_padded mirrors it),
- * so every path of that layer reads channel oc's taps from oc * ek_s4_row_taps(len) on. */
+ * so every path of that layer reads channel oc's taps from oc * EK_S4_ROW_TAPS(len) on. */
 static inline int ek_s4_rows_padded(int32_t in_c, int32_t len, int32_t out_c,
                                     int32_t dilation_w, int32_t filter_offset,
                                     const int32_t *effective_bias)
