@@ -98,7 +98,7 @@ def searches(args, log) -> dict:
             try:
                 result = run_search(SearchConfig(
                     board=args.search_board, dataset="fashion-mnist", out_dir=Path(tmp) / bits,
-                    trials=args.trials, seed=args.seed, proxy_steps=args.proxy_steps,
+                    strategy="proxy", trials=args.trials, seed=args.seed, proxy_steps=args.proxy_steps,
                     train_limit=args.train_limit, final_epochs=args.final_epochs,
                     test_limit=args.test_limit, threads=args.threads, bits=bits))
             except SearchError as err:  # no trial fits: an outcome to report, not a crash

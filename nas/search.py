@@ -66,6 +66,16 @@ SCALES = ("default", "paper")
 STRATEGIES = ("proxy", "supernet")
 #: the spaces whose family has a weight-sharing supernet (`Family.supernet`)
 SUPERNET_SPACES = ("mcunet", "mcuformer")
+#: the strategy a search takes when none is given: the supernet where it beat the proxy search
+#: and the hand-designed baselines (mcunet: bench/nas_vs_baselines.py), else the proxy one
+#: (mcuformer's supernet ranked below its proxy search; embbert has no supernet)
+DEFAULT_STRATEGY = {"mcunet": "supernet"}
+#: `SearchConfig.trials` when none is given, per strategy (supernet: sub-networks evaluated)
+DEFAULT_TRIALS = {"proxy": 20, "supernet": 1000}
+
+
+def default_strategy(space: str) -> str:
+    return DEFAULT_STRATEGY.get(space, "proxy")
 
 
 @dataclass
@@ -77,7 +87,8 @@ class SearchConfig:
     board: str
     dataset: str
     out_dir: Path
-    trials: int = 20
+    #: None: DEFAULT_TRIALS of the strategy
+    trials: int | None = None
     time_budget: float | None = None
     seed: int = 0
     storage: str | None = None
@@ -114,14 +125,19 @@ class SearchConfig:
     bits: str | None = None
     #: "proxy": Optuna trials each training its candidate briefly; "supernet" (SUPERNET_SPACES):
     #: one weight-sharing supernet and an evolution over its sub-networks
-    #: (`edgekit.nas.search_supernet`), ``trials`` then counting evaluated sub-networks
-    strategy: str = "proxy"
+    #: (`edgekit.nas.search_supernet`), ``trials`` then counting evaluated sub-networks; None:
+    #: the space's `default_strategy`
+    strategy: str | None = None
     #: sandwich-rule training steps of the supernet
-    supernet_steps: int = 400
+    supernet_steps: int = 600
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
         check_space(self.space)
+        if self.strategy is None:
+            self.strategy = default_strategy(self.space)
+        if self.trials is None:
+            self.trials = DEFAULT_TRIALS.get(self.strategy, DEFAULT_TRIALS["proxy"])
         if self.scale not in SCALES:
             raise UsageError(f"scale must be one of {SCALES}, got {self.scale!r}")
         for name in ("trials", "proxy_steps", "train_limit", "val_limit", "test_limit",

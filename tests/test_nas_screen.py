@@ -55,7 +55,7 @@ def _config(out, npz, **kw):
     # int8 weights: the screen, not the bits, is under test (mixed would be the default on a
     # board whose flash binds)
     kw = {"resolutions": (32, 40), "widths": (0.25, 0.5, 0.75), "space_opt": False, "bits": "8",
-          **kw}
+          "strategy": "proxy", **kw}
     return SearchConfig(board="lm3s6965evb", dataset=str(npz), out_dir=out, proxy_steps=1,
                         train_limit=60, val_limit=10, final_epochs=0, test_limit=10, **kw)
 

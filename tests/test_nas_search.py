@@ -18,7 +18,7 @@ from edgekit.errors import SearchError  # noqa: E402
 from edgekit.nas.datasets import fashion_mnist_available  # noqa: E402
 from edgekit.nas.search import SearchConfig, run_search  # noqa: E402
 
-TINY = ["--proxy-steps", "2", "--train-limit", "60", "--final-epochs", "0", "--test-limit", "10"]
+TINY = ["--strategy", "proxy", "--proxy-steps", "2", "--train-limit", "60", "--final-epochs", "0", "--test-limit", "10"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,8 @@ def npz(tmp_path_factory):
 
 
 def _config(out, npz, **kw):
-    return SearchConfig(board="mps2-an386", dataset=str(npz), out_dir=out, proxy_steps=2,
+    return SearchConfig(board="mps2-an386", dataset=str(npz), out_dir=out, strategy="proxy",
+                        proxy_steps=2,
                         train_limit=60, val_limit=10, final_epochs=0, test_limit=10,
                         resolutions=(32, 40), widths=(0.25, 0.35), **kw)
 
@@ -96,7 +97,7 @@ def test_tiny_search_on_fashion_mnist_builds_for_the_board(tmp_path, capsys):
         pytest.skip("arm-none-eabi-gcc is not installed")
     out = tmp_path / "search"
     argv = ["search", "--space", "mcunet", "--board", "mps2-an386", "--dataset", "fashion-mnist",
-            "--trials", "3", "--time-budget", "60", "--proxy-steps", "20", "--train-limit",
+            "--strategy", "proxy", "--trials", "3", "--time-budget", "60", "--proxy-steps", "20", "--train-limit",
             "1000", "--final-epochs", "1", "--test-limit", "50", "--resolutions", "32,40",
             "--widths", "0.25,0.35", "-o", str(out), "--json"]
     assert main(argv) == 0
@@ -114,3 +115,15 @@ def test_tiny_search_on_fashion_mnist_builds_for_the_board(tmp_path, capsys):
     built = json.loads(capsys.readouterr().out)
     assert built["plan_arena_bytes"] == best["peak_sram_layer_by_layer"]
     assert abs(built["flash_bytes"] - best["flash_estimate"]) <= 0.1 * built["flash_bytes"]
+
+
+def test_the_default_strategy_is_the_supernet_for_mcunet_only(tmp_path):
+    """mcunet searches with its supernet unless told otherwise (it beat the proxy search and the
+    hand-designed baselines: bench/nas_vs_baselines.py); the other spaces keep the proxy."""
+    mcunet = SearchConfig(board="mps2-an386", dataset="x", out_dir=tmp_path)
+    assert (mcunet.strategy, mcunet.trials, mcunet.supernet_steps) == ("supernet", 1000, 600)
+    for space in ("mcuformer", "embbert"):
+        other = SearchConfig(board="mps2-an386", dataset="x", out_dir=tmp_path, space=space)
+        assert (other.strategy, other.trials) == ("proxy", 20)
+    explicit = SearchConfig(board="mps2-an386", dataset="x", out_dir=tmp_path, strategy="proxy")
+    assert (explicit.strategy, explicit.trials) == ("proxy", 20)

@@ -116,7 +116,8 @@ def test_a_mixed_search_reports_flash_and_converts_with_the_chosen_bits(tmp_path
     npz = write_toy_npz(tmp_path / "toy.npz")
     out = tmp_path / "s"
     result = run_search(SearchConfig(
-        board="mps2-an386", dataset=str(npz), out_dir=out, trials=3, seed=4, proxy_steps=2,
+        board="mps2-an386", dataset=str(npz), out_dir=out, strategy="proxy", trials=3, seed=4,
+        proxy_steps=2,
         train_limit=60, val_limit=10, final_epochs=0, test_limit=10, resolutions=(32,),
         widths=(0.25,), bits="mixed"))
     pareto = json.loads((out / "pareto.json").read_text())

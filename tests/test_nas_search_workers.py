@@ -34,7 +34,7 @@ from test_nas_search import npz  # noqa: E402,F401  (the toy 8x8 image dataset f
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")
 State = optuna.trial.TrialState
 SPACE = ["--resolutions", "32,40", "--widths", "0.25,0.35"]
-TINY = ["--proxy-steps", "2", "--train-limit", "60", "--final-epochs", "0", "--test-limit", "10"]
+TINY = ["--strategy", "proxy", "--proxy-steps", "2", "--train-limit", "60", "--final-epochs", "0", "--test-limit", "10"]
 EDGEKIT = [sys.executable, "-c", "import sys; from edgekit.cli import main; sys.exit(main())"]
 
 
@@ -141,7 +141,8 @@ def test_a_trial_another_worker_took_for_lost_is_left_to_it(tmp_path):
 
 @pytest.mark.slow
 def test_a_resumed_worker_on_a_complete_study_runs_nothing(tmp_path, npz):
-    config = dict(board="mps2-an386", dataset=str(npz), out_dir=tmp_path / "s", proxy_steps=2,
+    config = dict(board="mps2-an386", dataset=str(npz), out_dir=tmp_path / "s", strategy="proxy",
+                  proxy_steps=2,
                   train_limit=60, val_limit=10, final_epochs=0, test_limit=10, trials=3,
                   seed=1, resolutions=(32, 40), widths=(0.25, 0.35))
     assert run_search(SearchConfig(**config)).trials_total == 3
@@ -222,7 +223,8 @@ def test_sigkill_in_a_trial_then_resume_keeps_every_trial_once(tmp_path, npz, re
 
     # the same candidates, slot by slot, as a search that was never killed
     calm = run_search(SearchConfig(board="mps2-an386", dataset=str(npz), out_dir=tmp_path / "calm",
-                                   trials=trials, seed=3, proxy_steps=2, train_limit=60,
+                                   strategy="proxy", trials=trials, seed=3, proxy_steps=2,
+                                   train_limit=60,
                                    final_epochs=0, test_limit=10, resolutions=(32, 40),
                                    widths=(0.25, 0.35)))
     assert calm.trials_run == trials

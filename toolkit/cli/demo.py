@@ -84,8 +84,9 @@ def _demo(args, directory: Path) -> dict:
     from edgekit.firmware.model_build import build_model
     from edgekit.nas.search import SearchConfig, run_search
 
+    # the proxy strategy: a search of minutes (the supernet's training alone takes longer)
     config = SearchConfig(board=args.board, dataset=args.dataset, out_dir=directory / "search",
-                          trials=args.trials, time_budget=args.time_budget, seed=args.seed,
+                          strategy="proxy", trials=args.trials, time_budget=args.time_budget, seed=args.seed,
                           proxy_steps=args.proxy_steps, train_limit=args.train_limit,
                           val_limit=500, final_epochs=1, test_limit=1000,
                           resolutions=DEMO_RESOLUTIONS, widths=DEMO_WIDTHS,

@@ -27,13 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="finished trials the search should hold in all (default 20); with"
                         " --resume, or with several workers on one --storage, each runs only"
                         " what is missing. --strategy supernet: sub-networks evaluated"
-                        " (default 300)")
-    parser.add_argument("--strategy", choices=("proxy", "supernet"), default="proxy",
-                        help="proxy (default): each trial trains its candidate for"
-                        " --proxy-steps; supernet (mcunet, mcuformer): train one weight-sharing"
-                        " supernet, then evolve its sub-networks evaluated with inherited weights")
-    parser.add_argument("--supernet-steps", type=int, default=400, metavar="N",
-                        help="--strategy supernet: sandwich-rule training steps (default 400)")
+                        " (default 1000)")
+    parser.add_argument("--strategy", choices=("proxy", "supernet"),
+                        help="supernet (mcunet's default; mcunet, mcuformer): train one"
+                        " weight-sharing supernet, then evolve its sub-networks evaluated with"
+                        " inherited weights; proxy (the default of the other spaces): each trial"
+                        " trains its candidate for --proxy-steps")
+    parser.add_argument("--supernet-steps", type=int, default=600, metavar="N",
+                        help="--strategy supernet: sandwich-rule training steps (default 600)")
     parser.add_argument("--time-budget", type=float, metavar="S",
                         help="start no trial after S seconds (the final training of the chosen model"
                         " comes after)")
@@ -156,9 +157,7 @@ def run(args: argparse.Namespace) -> int:
     check_space(args.space)
 
     config = SearchConfig(board=args.board, dataset=args.dataset, out_dir=args.output,
-                          trials=(args.trials if args.trials is not None
-                                  else 300 if args.strategy == "supernet" else 20),
-                          strategy=args.strategy, threads=args.threads,
+                          trials=args.trials, strategy=args.strategy, threads=args.threads,
                           supernet_steps=args.supernet_steps,
                           time_budget=args.time_budget, seed=args.seed,
                           storage=args.storage, resume=args.resume, proxy_steps=args.proxy_steps,
