@@ -24,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " image folder with one subfolder per class, or (embbert) a .csv with"
                         " columns text,label")
     parser.add_argument("--trials", type=int,
-                        help="finished trials the search should hold in all (default 20); with"
-                        " --resume, or with several workers on one --storage, each runs only"
-                        " what is missing. --strategy supernet: sub-networks evaluated"
-                        " (default 1000)")
+                        help="finished trials the search should hold in all (default: 1000"
+                        " sub-networks evaluated by the supernet strategy, 20 trials by the proxy"
+                        " one); with --resume, or with several workers on one --storage, each runs"
+                        " only what is missing")
     parser.add_argument("--strategy", choices=("proxy", "supernet"),
                         help="supernet (mcunet's default; mcunet, mcuformer): train one"
                         " weight-sharing supernet, then evolve its sub-networks evaluated with"
