@@ -36,7 +36,7 @@ from edgekit.firmware import stack_paths
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
                                           CallConfig, EmitContext, OpCall, check_inplace_mode,
                                           emit_conv_add, model_config_header,
-                                          pairs_path_applies)
+                                          pairs_path_applies, requant_needs_wide)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
@@ -226,7 +226,10 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
         "model.c": _model_source(graph, plan, names, op_sections, calls),
         "ek_model_config.h": model_config_header(
             [CallConfig.of_call(kernel, fields) for kernel, fields in kernel_calls],
-            pairs_path=bool(pair_kernels)),
+            pairs_path=bool(pair_kernels),
+            requant_wide=any(op.kind in ("CONV_2D", "FULLY_CONNECTED")
+                             and requant_needs_wide(prepared.prepared[index])
+                             for index, op in enumerate(graph.ops))),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,

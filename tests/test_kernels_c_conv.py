@@ -15,6 +15,7 @@ Tiny models run on the interpreter's own intermediate tensors.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,7 +28,7 @@ from edgekit import reference
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.interpreter import Interpreter
 from edgekit.ir import Graph, Quantization
-from edgekit.firmware.op_emitters import requant_fast_everywhere
+from edgekit.firmware.op_emitters import kernel_shifts, requant_fast_everywhere, requant_needs_wide
 from edgekit.planner.inplace import MODES_BY_NAME
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,8 +97,9 @@ def effective_bias(p, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
 def conv_params(p, x_shape, w_shape, eb: np.ndarray | None = None
                 ) -> tuple[ConvParamsC, list[np.ndarray]]:
     """ek_conv2d_params from the reference's ConvParams (the arrays must outlive the struct);
-    ``eb``: the optional effective bias (None: the field is NULL)."""
-    multipliers, shifts = _i32(p.multipliers), _i32(p.shifts)
+    ``eb``: the optional effective bias (None: the field is NULL). The shifts as the generator
+    emits them (`kernel_shifts`)."""
+    multipliers, shifts = _i32(p.multipliers), _i32(kernel_shifts(p.multipliers, p.shifts))
     _, oh, ow, oc = p.out_shape
     c = ConvParamsC(
         in_h=x_shape[1], in_w=x_shape[2], in_c=x_shape[3], out_h=oh, out_w=ow, out_c=oc,
@@ -112,14 +114,14 @@ def conv_params(p, x_shape, w_shape, eb: np.ndarray | None = None
 
 
 def fc_params(p, x_size, w_shape) -> tuple[FcParamsC, list[np.ndarray]]:
-    multipliers, shifts = _i32(p.multipliers), _i32(p.shifts)
+    multipliers, shifts = _i32(p.multipliers), _i32(kernel_shifts(p.multipliers, p.shifts))
     units, depth = w_shape
     c = FcParamsC(rows=x_size // depth, depth=depth, units=units, input_offset=p.input_offset,
                   filter_offset=p.filter_offset, output_offset=p.output_offset,
                   act_min=p.act_min, act_max=p.act_max,
                   multipliers=_ptr(multipliers, ctypes.c_int32),
                   shifts=_ptr(shifts, ctypes.c_int32),
-                  requant_fast=int(requant_fast_everywhere(p.multipliers, p.shifts)))
+                  requant_fast=int(requant_fast_everywhere(p.multipliers, shifts)))
     return c, [multipliers, shifts]
 
 
@@ -761,3 +763,93 @@ def test_mbqm_nonneg_equals_reference(tmp_path):
             _ptr(shifts, ctypes.c_int32), _ptr(y, ctypes.c_int32), ctypes.c_int(x.size))
     expected = fp.multiply_by_quantized_multiplier(x, multipliers, shifts)
     assert np.array_equal(y.astype(np.int64), expected)
+
+
+def test_requant_fast_forms_equal_reference(tmp_path):
+    """ek_requant_fast in both forms against edgekit.fixedpoint's MultiplyByQuantizedMultiplier
+    plus the output offset: the fast form (offset in k_hi) for right shifts 2-23, the wide form
+    (offset added after) for 2-31, on extreme and random accumulators, multipliers and offsets."""
+    if shutil.which("gcc") is None:
+        pytest.skip("host gcc not found")
+    from edgekit import fixedpoint as fp
+    shim = tmp_path / "shim.c"
+    shim.write_text(
+        '#include "ek_conv_common.h"\n'
+        "void run(const int32_t *x, const int32_t *m, const int32_t *s, const int32_t *o,"
+        " int32_t *fast, int32_t *wide, int n) { for (int i = 0; i < n; ++i) {"
+        " if (ek_requant_fast_applies(m[i], s[i])) fast[i] = ek_requant_fast(x[i], m[i],"
+        " ek_requant_fast_k_hi(s[i], o[i]), -s[i] - 1);"
+        " if (ek_requant_wide_applies(m[i], s[i])) wide[i] = ek_requant_fast(x[i], m[i],"
+        " ek_requant_wide_k_hi(s[i]), -s[i] - 1) + o[i]; } }\n")
+    lib_path = tmp_path / "libshim.so"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-shared", f"-I{KERNELS}", str(shim),
+                    "-o", str(lib_path)], check=True, capture_output=True, text=True)
+    lib = ctypes.CDLL(str(lib_path))
+    rng = np.random.default_rng(29)
+    n = 300_000
+    edges = np.array([-(1 << 31), (1 << 31) - 1, -1, 0, 1, 1 << 30, -(1 << 30)], np.int64)
+    x = np.concatenate([np.tile(edges, 30 * 4), rng.integers(-(1 << 31), 1 << 31, n)])
+    m = np.concatenate([np.repeat([0, 1 << 30, (1 << 31) - 1, 1518500250], 30 * 7),
+                        rng.integers(1 << 30, 1 << 31, n)])
+    s = np.concatenate([np.tile(-np.arange(2, 32), 7 * 4), rng.integers(-31, -1, n)])
+    o = np.concatenate([np.tile([-128, 127, 0, -5, 3, 100, -77], 30 * 4),
+                        rng.integers(-128, 128, n)])
+    x, m, s, o = (_i32(a) for a in (x, m, s, o))
+    fast, wide = np.full_like(x, 12345), np.full_like(x, 12345)
+    lib.run(*(_ptr(a, ctypes.c_int32) for a in (x, m, s, o, fast, wide)), ctypes.c_int(x.size))
+    expected = fp.multiply_by_quantized_multiplier(x, m, s) + o.astype(np.int64)
+    takes_fast = s >= -23
+    assert np.array_equal(fast[takes_fast].astype(np.int64), expected[takes_fast])
+    assert np.array_equal(wide.astype(np.int64), expected)
+
+
+def _tiny_scale_channels(p, rng, bias: np.ndarray):
+    """``p`` (prepared) with channels of tiny scale, as trained models have: right shifts of
+    24-31 (a nearly dead channel) and a zero multiplier with TFLite's shift 0, beside ordinary
+    ones; and a bias large enough that the tiny channels' outputs are not all their offset."""
+    c = len(p.multipliers)
+    shifts = np.asarray(p.shifts, np.int64).copy()
+    multipliers = np.asarray(p.multipliers, np.int64).copy()
+    tiny = rng.permutation(c)[:max(1, c // 2)]
+    shifts[tiny] = rng.integers(-31, -23, tiny.size)
+    multipliers[tiny[0]], shifts[tiny[0]] = 0, 0
+    bias = np.asarray(bias, np.int64).copy()
+    bias[tiny] = rng.integers(-(1 << 30), 1 << 30, tiny.size)
+    return dataclasses.replace(p, multipliers=multipliers, shifts=shifts), bias
+
+
+@pytest.mark.parametrize("case", [
+    dict(in_shape=(1, 6, 5, 16), c_out=9, kernel=(1, 1), inplace=True, activation="NONE"),
+    dict(in_shape=(1, 6, 5, 16), c_out=9, kernel=(1, 1), inplace=True, activation="RELU"),
+    dict(in_shape=(1, 5, 6, 8), c_out=24, kernel=(1, 1), inplace="backward", activation="NONE"),
+    dict(in_shape=(1, 7, 7, 8), c_out=7, kernel=(3, 3), inplace=False, activation="NONE"),
+    dict(in_shape=(1, 7, 7, 8), c_out=6, kernel=(3, 3), inplace=False, activation="RELU6"),
+    dict(in_shape=(1, 9, 9, 3), c_out=8, kernel=(3, 3), inplace=False, activation="NONE"),
+])
+def test_tiny_scale_channels_take_the_wide_requantisation(libs, case):
+    """Layers with right shifts over 23 and zero multipliers (vww's later 1x1 layers): the two-
+    pixel paths' wide modes (and the generator's shift for a zero multiplier) give the
+    reference's bytes, clamped to all of int8 (SSAT) and to a ReLU's range."""
+    rng = np.random.default_rng(sum(case["in_shape"]) * case["c_out"])
+    graph = gb.conv2d(rng, in_shape=case["in_shape"], out_channels=case["c_out"],
+                      kernel=case["kernel"], stride=(1, 1), padding="SAME"
+                      if case["kernel"] != (1, 1) else "VALID", activation=case["activation"])
+    op = graph.ops[0]
+    prepared = reference.prepare(op, graph)
+    prepared, bias = _tiny_scale_channels(prepared, rng, graph["bias"].data)
+    assert requant_needs_wide(prepared) and not requant_fast_everywhere(
+        prepared.multipliers, kernel_shifts(prepared.multipliers, prepared.shifts))
+    w = graph["w"].data
+    inplace = case["inplace"]
+    scratch = planned_scratch(op, graph, inplace)
+    for _ in range(3):
+        x = gb.random_values(rng, graph["x"].shape, graph["x"].dtype)
+        expected = reference.run_op(prepared, [x, w, bias])
+        assert len(np.unique(expected)) > 2
+        for variant, lib, eb in variants(libs, "CONV_2D"):
+            if inplace and not eb:
+                continue  # the generator gives an in-place 1x1 its effective bias
+            got = run_c(lib, prepared, x, w, bias, inplace=inplace, with_effective_bias=eb,
+                        scratch_bytes=scratch)
+            assert got.tobytes() == expected.tobytes(), (
+                f"{variant} eb={eb}: {int((got != expected).sum())} of {expected.size} differ")

@@ -57,6 +57,12 @@
 #ifndef EK_FC_INTERLEAVED
 #define EK_FC_INTERLEAVED 1
 #endif
+/* 1 when some layer's channels all take the wide fast requantisation (ek_requant_wide_applies)
+ * but not all the fast one: the two-pixel paths' wide modes (PW_WIDE, PW_WIDE_FULL); a model
+ * build leaves them out (0) when no layer needs them. */
+#ifndef EK_REQUANT_WIDE
+#define EK_REQUANT_WIDE 1
+#endif
 
 #if defined(__GNUC__)
 #define EK_CONV_NOINLINE __attribute__((noinline))
@@ -366,16 +372,27 @@ static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void gather_window(const ek_conv2d_
     const int8_t zero_point = (int8_t)(-p->input_offset);
     int32_t kx0, kx1;
     int8_t *d = dst;
-    ek_conv_valid_taps(ix0, p->in_w, p->k_w, 1, &kx0, &kx1);
-    for (int32_t ky = 0; ky < p->k_h; ++ky, d += row) {
-        const int32_t iy = iy0 + ky * p->dilation_h;
-        if (iy < 0 || iy >= p->in_h || kx1 <= kx0) {
-            fill_short(d, zero_point, row);
-            continue;
+    if (iy0 >= 0 && iy0 + (p->k_h - 1) * p->dilation_h < p->in_h && ix0 >= 0
+        && ix0 + p->k_w <= p->in_w) {
+        /* inside the input (most windows): each row one run of bytes, no border checks */
+        const int32_t step = p->dilation_h * p->in_w * c_in;
+        const int8_t *src = input + (iy0 * p->in_w + ix0) * c_in;
+        for (int32_t ky = 0; ky < p->k_h; ++ky, d += row, src += step) {
+            copy_short(d, src, row);
         }
-        fill_short(d, zero_point, kx0 * c_in);
-        copy_short(d + kx0 * c_in, input + (iy * p->in_w + ix0 + kx0) * c_in, (kx1 - kx0) * c_in);
-        fill_short(d + kx1 * c_in, zero_point, (p->k_w - kx1) * c_in);
+    } else {
+        ek_conv_valid_taps(ix0, p->in_w, p->k_w, 1, &kx0, &kx1);
+        for (int32_t ky = 0; ky < p->k_h; ++ky, d += row) {
+            const int32_t iy = iy0 + ky * p->dilation_h;
+            if (iy < 0 || iy >= p->in_h || kx1 <= kx0) {
+                fill_short(d, zero_point, row);
+                continue;
+            }
+            fill_short(d, zero_point, kx0 * c_in);
+            copy_short(d + kx0 * c_in, input + (iy * p->in_w + ix0 + kx0) * c_in,
+                       (kx1 - kx0) * c_in);
+            fill_short(d + kx1 * c_in, zero_point, (p->k_w - kx1) * c_in);
+        }
     }
 #if EK_CONV_S4
     /* the int4 widened path reads whole groups of 8 taps: the window's last group is completed
@@ -510,11 +527,11 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
  * (rows 0 / 1): the two pixels were widened once into the scratch,
  * four words per four input bytes {A lanes 0,2; A lanes 1,3; B lanes 0,2; B lanes 1,3} (the
  * lanes SXTB16 and SXTB16 ROR #8 give, so the filter words need no shuffle), and are read
- * with two LDRD: per 16 MACs two LDRD, two LDR, four SXTB16 and eight SMLAD. */
+ * with one LDM: per 16 MACs one LDM, two LDR, four SXTB16 and eight SMLAD. The LDM's four
+ * destinations must ascend, so the callers bind them to registers (EK_PW_WIDE_REGS). */
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
 #define EK_PW_WIDE_STEP                                                                        \
-    "ldrd %[p], %[q], [%[x]], #16\n\t"                                                         \
-    "ldrd %[r], %[t], [%[x], #-8]\n\t"                                                         \
+    "ldmia %[x]!, {%[p], %[q], %[r], %[t]}\n\t"                                                \
     "ldr %[v], [%[w], %[n]]\n\t"                                                               \
     "sxtb16 %[u], %[v]\n\t"                                                                    \
     "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
@@ -529,6 +546,11 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
     "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                       \
     "smlad %[b0], %[u], %[r], %[b0]\n\t"                                                       \
     "smlad %[b0], %[v], %[t], %[b0]\n\t"
+/* EK_PW_WIDE_STEP's registers: the window words in ascending registers for its LDM (r7 left
+ * out: Thumb's frame pointer), the filter word and its other half anywhere. */
+#define EK_PW_WIDE_REGS                                                                        \
+    register uint32_t p __asm__("r4"), q __asm__("r5"), r __asm__("r6"), t __asm__("r8");     \
+    uint32_t u, v
 #endif
 
 /* One step in C: window words x[0..3] against the filter words at w and w + stride. */
@@ -552,7 +574,7 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
     int32_t a0 = bias2[0], a1 = bias2[1], b0 = bias2[0], b1 = bias2[1];
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
     const int8_t *const end = w + n; /* the loop ends with row 0 */
-    uint32_t p, q, r, t, u, v;
+    EK_PW_WIDE_REGS;
     __asm__ volatile("tst %[n], #4\n\t"
                      "beq 2f\n\t" EK_PW_WIDE_STEP
                      "cmp %[w], %[end]\n\t"
@@ -596,7 +618,7 @@ static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void dot2x2_wide_tail(const uint32_
     int32_t a0 = bias2[0], a1 = bias2[1], b0 = bias2[0], b1 = bias2[1];
     const int8_t *const end = w + (n & ~3);
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
-    uint32_t p, q, r, t, u, v;
+    EK_PW_WIDE_REGS;
     while (w != end) { /* pw_dot2x2_wide's step: its loop needs the row stride == n */
         __asm__ volatile(EK_PW_WIDE_STEP
                          : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1),
@@ -829,15 +851,35 @@ EK_CONV_FORCE_INLINE pw_layer pw_layer_of(const ek_conv2d_params *p, const int8_
 
 /* How the two-pixel path requantises a layer (a constant in each instantiation): every
  * channel's ek_requant_fast, clamped to the activation range or, where that range is all of
- * int8, by one SSAT; else ek_conv_requantize. */
-enum { PW_EXACT, PW_FAST, PW_FAST_FULL };
+ * int8, by one SSAT; where some channel's right shift is too long for it, the wide fast form
+ * (the offset added after the shift: one instruction more per output), clamped either way;
+ * else ek_conv_requantize. */
+enum { PW_EXACT, PW_FAST, PW_FAST_FULL, PW_WIDE, PW_WIDE_FULL };
+
+#if EK_REQUANT_WIDE
+static int requant_wide_all(const int32_t *multipliers, const int32_t *shifts, int32_t channels)
+{
+    for (int32_t c = 0; c < channels; ++c) {
+        if (!ek_requant_wide_applies(multipliers[c], shifts[c])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+#endif
 
 static inline int pw_requant_mode(const ek_conv2d_params *p)
 {
-    if (!REQUANT_FAST_LAYER(p, p->out_c)) {
-        return PW_EXACT;
+    const int full = p->act_min == -128 && p->act_max == 127;
+    if (REQUANT_FAST_LAYER(p, p->out_c)) {
+        return full ? PW_FAST_FULL : PW_FAST;
     }
-    return p->act_min == -128 && p->act_max == 127 ? PW_FAST_FULL : PW_FAST;
+#if EK_REQUANT_WIDE
+    if (requant_wide_all(p->multipliers, p->shifts, p->out_c)) {
+        return full ? PW_WIDE_FULL : PW_WIDE;
+    }
+#endif
+    return PW_EXACT;
 }
 
 /* Channel oc's results for pixels A and B (*ya, *yb), requantised with one load of its
@@ -846,7 +888,18 @@ EK_CONV_FORCE_INLINE void pw_requant_channel(const pw_layer *l, int32_t oc, int3
                                              int32_t acc_b, int mode, int32_t *ya, int32_t *yb)
 {
     const int32_t multiplier = l->multipliers[oc], shift = l->shifts[oc];
-    if (mode != PW_EXACT) {
+    if (mode == PW_WIDE || mode == PW_WIDE_FULL) {
+        const int32_t k_hi = ek_requant_wide_k_hi(shift);
+        *ya = ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1) + l->output_offset;
+        *yb = ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1) + l->output_offset;
+        if (mode == PW_WIDE_FULL) {
+            *ya = ek_ssat8(*ya);
+            *yb = ek_ssat8(*yb);
+        } else {
+            *ya = ek_clamp(*ya, l->act_min, l->act_max);
+            *yb = ek_clamp(*yb, l->act_min, l->act_max);
+        }
+    } else if (mode != PW_EXACT) {
         const int32_t k_hi = ek_requant_fast_k_hi(shift, l->output_offset);
         *ya = ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1);
         *yb = ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1);
@@ -927,9 +980,33 @@ static EK_CONV_NOINLINE void pw_channels_exact(const pw_layer *l, const uint32_t
     pw_channels(l, x, out_a, out_b, PW_EXACT);
 }
 
+#if EK_REQUANT_WIDE
+static EK_CONV_NOINLINE void pw_channels_wide(const pw_layer *l, const uint32_t *x,
+                                              int8_t *out_a, int8_t *out_b)
+{
+    pw_channels(l, x, out_a, out_b, PW_WIDE);
+}
+
+static EK_CONV_NOINLINE void pw_channels_wide_full(const pw_layer *l, const uint32_t *x,
+                                                   int8_t *out_a, int8_t *out_b)
+{
+    pw_channels(l, x, out_a, out_b, PW_WIDE_FULL);
+}
+#endif
+
 static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *out_a,
                                   int8_t *out_b, int mode)
 {
+#if EK_REQUANT_WIDE
+    if (mode == PW_WIDE_FULL) {
+        pw_channels_wide_full(l, x, out_a, out_b);
+        return;
+    }
+    if (mode == PW_WIDE) {
+        pw_channels_wide(l, x, out_a, out_b);
+        return;
+    }
+#endif
     if (mode == PW_FAST_FULL) {
         pw_channels_full(l, x, out_a, out_b);
     } else if (mode == PW_FAST) {

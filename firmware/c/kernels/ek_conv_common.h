@@ -57,6 +57,28 @@ static inline int32_t ek_requant_fast(int32_t acc, int32_t multiplier, int32_t k
     return (int32_t)(t >> 32) >> right_m1;
 }
 
+/* The wide fast form: ek_requant_fast with the output offset left out of k_hi and added to its
+ * value, for a right shift r = -shift in [2, 31] (ek_requant_wide_applies). QuantizeMultiplier
+ * gives r up to 31 for a channel of tiny scale (a nearly dead one), where the fast form's k_hi
+ * would overflow and the offset would not fit the bits left after its shift.
+ *
+ * Why it is exact: the fast form's argument above with output_offset = 0, which nowhere needs
+ * r <= 23: T = P + 2^30 + 2^(30+r) - neg * 2^31 stays below 2^62 + 2^61 + 2^31 < 2^63 in
+ * magnitude for r <= 31, k_hi = 2^(r-2) <= 2^29 fits a word with acc >> 31 added, and the result
+ * floor(T / 2^(31+r)) = ek_mbqm_nonneg(acc, ...) is at most 2^(31-r) + 1 in magnitude, within the
+ * 33 - r bits of T's high word that the shift by r - 1 keeps. Adding the offset afterwards is
+ * what ek_conv_requantize does. */
+static inline int ek_requant_wide_applies(int32_t multiplier, int32_t shift)
+{
+    return multiplier >= 0 && shift <= -2 && shift >= -31;
+}
+
+/* k_hi of the wide fast form (no output offset in it): 2^(r-2). */
+static inline int32_t ek_requant_wide_k_hi(int32_t shift)
+{
+    return (int32_t)(UINT32_C(1) << (-shift - 2));
+}
+
 /* v clamped to [-128, 127]: one SSAT where the core has it (the clamp of a layer whose
  * activation range is the whole int8 range). */
 static inline int32_t ek_ssat8(int32_t v)
