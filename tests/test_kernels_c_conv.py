@@ -733,21 +733,26 @@ def test_mlperf_layers_on_cortex_m4(model):
     assert sum(r["instructions"] for r in dsp) < sum(r["instructions"] for r in portable)
 
 
+def _shim_library(tmp_path, source: str) -> ctypes.CDLL:
+    """A host shared library of one C source over the kernel headers."""
+    shim = tmp_path / "shim.c"
+    shim.write_text(source)
+    lib_path = tmp_path / "libshim.so"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-shared", f"-I{KERNELS}", str(shim),
+                    "-o", str(lib_path)], check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(lib_path))
+
+
 def test_mbqm_nonneg_equals_reference(tmp_path):
     """ek_mbqm_nonneg (the conv kernels' requantisation) against edgekit.fixedpoint's
     MultiplyByQuantizedMultiplier on extreme and random accumulators, multipliers and shifts."""
     if shutil.which("gcc") is None:
         pytest.skip("host gcc not found")
     from edgekit import fixedpoint as fp
-    shim = tmp_path / "shim.c"
-    shim.write_text('#include "ek_fixedpoint.h"\n'
-                    "void run(const int32_t *x, const int32_t *m, const int32_t *s, int32_t *y,"
-                    " int n) { for (int i = 0; i < n; ++i) y[i] = ek_mbqm_nonneg(x[i], m[i],"
-                    " s[i]); }\n")
-    lib_path = tmp_path / "libshim.so"
-    subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-shared", f"-I{KERNELS}", str(shim),
-                    "-o", str(lib_path)], check=True, capture_output=True, text=True)
-    lib = ctypes.CDLL(str(lib_path))
+    lib = _shim_library(tmp_path, '#include "ek_fixedpoint.h"\n'
+                        "void run(const int32_t *x, const int32_t *m, const int32_t *s, int32_t *y,"
+                        " int n) { for (int i = 0; i < n; ++i) y[i] = ek_mbqm_nonneg(x[i], m[i],"
+                        " s[i]); }\n")
     rng = np.random.default_rng(23)
     n = 200_000
     edges = np.array([-(1 << 31), (1 << 31) - 1, -1, 0, 1, 1 << 30, -(1 << 30)], np.int64)
@@ -772,19 +777,14 @@ def test_requant_fast_forms_equal_reference(tmp_path):
     if shutil.which("gcc") is None:
         pytest.skip("host gcc not found")
     from edgekit import fixedpoint as fp
-    shim = tmp_path / "shim.c"
-    shim.write_text(
-        '#include "ek_conv_common.h"\n'
+    lib = _shim_library(
+        tmp_path, '#include "ek_conv_common.h"\n'
         "void run(const int32_t *x, const int32_t *m, const int32_t *s, const int32_t *o,"
         " int32_t *fast, int32_t *wide, int n) { for (int i = 0; i < n; ++i) {"
         " if (ek_requant_fast_applies(m[i], s[i])) fast[i] = ek_requant_fast(x[i], m[i],"
         " ek_requant_fast_k_hi(s[i], o[i]), -s[i] - 1);"
         " if (ek_requant_wide_applies(m[i], s[i])) wide[i] = ek_requant_fast(x[i], m[i],"
         " ek_requant_wide_k_hi(s[i]), -s[i] - 1) + o[i]; } }\n")
-    lib_path = tmp_path / "libshim.so"
-    subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-shared", f"-I{KERNELS}", str(shim),
-                    "-o", str(lib_path)], check=True, capture_output=True, text=True)
-    lib = ctypes.CDLL(str(lib_path))
     rng = np.random.default_rng(29)
     n = 300_000
     edges = np.array([-(1 << 31), (1 << 31) - 1, -1, 0, 1, 1 << 30, -(1 << 30)], np.int64)
