@@ -245,10 +245,9 @@ def wide_path_applies(fields: dict) -> bool:
     length = fields["k_h"] * fields["k_w"] * fields["in_c"]
     if fields["filter_offset"] != 0 or fields["out_c"] < 2 or length < 4:
         return False
-    short = fields["dilation_w"] == 1 and length <= PAIR_MAX_LEN
-    if fields["in_c"] % 4 == 0:  # a short window with an effective bias keeps the byte path
-        return length <= WIDE_TAPS_MAX and not (short and "effective_bias" in fields)
-    return short  # gathered as bytes first
+    if fields["in_c"] % 4 == 0:
+        return length <= WIDE_TAPS_MAX
+    return fields["dilation_w"] == 1 and length <= PAIR_MAX_LEN  # gathered as bytes first
 
 
 def wide_s4_path_applies(kernel: str, fields: dict) -> bool:

@@ -356,11 +356,14 @@ def test_pointwise_inplace_backward(libs, c_in, c_out, stride, hw):
     ((1, 5, 5, 64), 7, (1, 1), (1, 1), "VALID"),   # the largest window the path takes
     ((1, 5, 5, 13), 6, (1, 1), (1, 1), "VALID"),   # 1x1 with len % 4 == 1
     ((1, 8, 6, 3), 4, (5, 3), (1, 2), "SAME"),     # wide padding on every side
+    ((1, 6, 5, 3), 7, (1, 1), (1, 1), "VALID"),    # 3 taps: the byte path (no widened path)
+    ((1, 7, 7, 4), 1, (3, 3), (1, 1), "SAME"),     # one output channel: the byte path
 ])
 def test_two_pixel_path(libs, in_shape, c_out, kernel, stride, padding):
-    """The DSP path's two-pixel loop (windows of at most 64 bytes with an effective bias):
-    gathered windows with zero-point padding, the tail word, a lone last pixel, an odd last
-    channel; check_graph runs it with and without the effective bias."""
+    """The DSP paths for windows of at most 64 bytes: the widened two-pixel loop, and the byte
+    loop where that one does not apply (fewer than 4 taps, one output channel); gathered windows
+    with zero-point padding, the tail word, a lone last pixel, an odd last channel;
+    check_graph runs them with and without the effective bias."""
     rng = np.random.default_rng(sum(in_shape) + c_out)
     graph = gb.conv2d(rng, in_shape=in_shape, out_channels=c_out, kernel=kernel, stride=stride,
                       padding=padding, activation="RELU6" if c_out % 2 else "NONE")

@@ -1155,9 +1155,11 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
  * in_c % 4 == 0 (every tap's channels are whole words, padding or not: widened straight from
  * the input) or a short window (dilation_w == 1, at most EK_PAIR_MAX_LEN taps: a first layer
  * over 1-3 channels), gathered as bytes first (gather_window, padding and the tail's leading
- * taps the zero point, so they widen to 0; pw_dot2x2_wide's tail meets them). A short window
- * over whole words with an effective bias stays on the byte path above (resnet's 1x1 layers ran
- * 7-10% fewer instructions there). The stack buffer
+ * taps the zero point, so they widen to 0; pw_dot2x2_wide's tail meets them). Short windows
+ * over whole words take this path too: the byte path above widens the window again for every
+ * pair of channels and requantises in the exact two-rounding form, which made MobileNetV2's
+ * expanding 1x1 layers (8-24 channels in, 6x out) run 4-6.5 instructions per MAC; it keeps the
+ * layers this one cannot take (fewer than 4 taps, one output channel). The stack buffer
  * holds two windows of 2 bytes per tap (the length rounded up to 4; int4: see below),
  * EK_CONV_WIDE_TAPS words, sized by the model's build (ek_model_config.h) to its longest such
  * window, 0 (no path) when it has none.
@@ -1265,9 +1267,8 @@ static inline int conv_wide_apply(const ek_conv2d_params *p)
     if (p->filter_offset != 0 || p->out_c < 2 || len < 4) {
         return 0;
     }
-    if ((p->in_c & 3) == 0) { /* short windows with an effective bias: the byte path is faster */
-        return len <= EK_CONV_WIDE_TAPS
-               && !(p->effective_bias != 0 && p->dilation_w == 1 && len <= EK_PAIR_MAX_LEN);
+    if ((p->in_c & 3) == 0) {
+        return len <= EK_CONV_WIDE_TAPS;
     }
     return p->dilation_w == 1 && len <= EK_PAIR_MAX_LEN && ((len + 3) & ~3) <= EK_CONV_WIDE_TAPS;
 }
