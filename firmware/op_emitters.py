@@ -309,7 +309,7 @@ def depthwise_surely_quad(kernel: str, fields: dict) -> bool:
         gathered = min(oy * f["stride_h"] - f["pad_top"] + f["k_h"], f["in_h"])
         if (oy + 1) * f["out_w"] > gathered * f["in_w"]:
             return False
-    words = 2 * f["k_h"] * ((f["out_w"] - 1) * f["stride_w"] + f["k_w"])
+    words = f["k_h"] * ((f["out_w"] - 1) * f["stride_w"] + f["k_w"])  # one copy of k_h rows
     return words <= DW_QUAD_STACK_WORDS or 3 + 4 * words <= f["in_h"] * f["in_w"]
 
 

@@ -71,14 +71,14 @@ POINTWISE_PAIR_KERNELS = frozenset({
 
 def _quad_ring_on_stack(fields: dict) -> bool:
     """Whether an in-place depthwise call may run inplace_quad_on_stack (ek_conv_depthwise.c:
-    dw_quad_applies, and a ring of at most EK_DW_QUAD_STACK_WORDS words, 2 * k_h * its row's
+    dw_quad_applies, and a ring of at most EK_DW_QUAD_STACK_WORDS words, k_h times its row's
     width). The kernel takes it only when the scratch plane is too small for that ring and the
     ring order is safe; a call counted here without those checks can only make the bound higher."""
     row = (fields["out_w"] - 1) * fields["stride_w"] + fields["k_w"]
     return (fields["in_c"] % 4 == 0 and fields["depth_multiplier"] == 1
             and fields["filter_offset"] == 0 and fields["k_h"] == 3 and fields["k_w"] == 3
             and fields["stride_w"] in (1, 2) and fields["dilation_h"] == 1
-            and fields["dilation_w"] == 1 and 2 * fields["k_h"] * row <= QUAD_STACK_WORDS)
+            and fields["dilation_w"] == 1 and fields["k_h"] * row <= QUAD_STACK_WORDS)
 
 
 #: ek_conv_depthwise.c's EK_DW_QUAD_STACK_WORDS: the stack ring's size in words

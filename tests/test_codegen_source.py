@@ -200,5 +200,6 @@ def test_kws_depthwise_runs_only_the_quad_ring_and_links_nothing_else(kws):
     assert depthwise_surely_quad("ek_depthwise_conv2d_s4_inplace", fields)
     assert not depthwise_surely_quad("ek_depthwise_conv2d_s8", fields)  # not in place
     for change in ({"k_h": 5, "k_w": 5}, {"in_c": 62}, {"filter_offset": 3}, {"stride_w": 3},
-                   {"dilation_h": 2}, {"out_w": 40, "in_w": 40}):  # 40 wide: a long ring
+                   {"dilation_h": 2},
+                   {"in_h": 3, "out_h": 3, "out_w": 40, "in_w": 40}):  # ring > plane and stack
         assert not depthwise_surely_quad(kernel, {**fields, **change}), change

@@ -687,7 +687,10 @@ static int32_t ring_bytes(const ek_depthwise_conv2d_params *p, int32_t *rw);
  * SMLAxy for four MACs instead of a byte gather per channel, and the requantisation constants
  * of a group are set up once per group. Same ring rows, slots, padding by zero points and write
  * order as the one-channel ring (ring_order_safe holds per channel, so for the group: its writes
- * are the four channels' slots of the same pixels). Ring: 2 * 3 * rw words, word aligned. */
+ * are the four channels' slots of the same pixels). Ring: 3 * rw words, word aligned, one copy
+ * of each row (the one-channel ring keeps two, so that a window's rows are contiguous; here a
+ * window steps from row to row by its own two offsets, and the ring takes half the memory: it
+ * fits the scratch plane of the 3x3 layers over 12-24 pixel wide planes, or the stack). */
 
 /* Words of the quad ring kept on the stack when the scratch plane is smaller. */
 #define EK_DW_QUAD_STACK_WORDS 64
@@ -696,7 +699,7 @@ static int32_t quad_ring_words(const ek_depthwise_conv2d_params *p)
 {
     int32_t rw;
     (void)ring_bytes(p, &rw);
-    return 2 * p->k_h * rw;
+    return p->k_h * rw;
 }
 
 /* The layers the four-channel ring takes: channel groups of four, 3x3, stride_w 1 or 2. A group
@@ -708,33 +711,29 @@ static int dw_quad_applies(const ek_depthwise_conv2d_params *p)
            && p->k_h == 3 && p->k_w == 3 && (p->stride_w == 1 || p->stride_w == 2);
 }
 
-/* Input row iy of the group at `group` (its first channel's byte) into both copies of slot. */
+/* Input row iy of the group at `group` (its first channel's byte) into slot. */
 static void dw_quad_fill_row(const dw_layer *g, const int8_t *group, uint32_t *ring, int32_t iy,
                              int32_t slot)
 {
     uint32_t *dst = ring + slot * g->rw;
-    uint32_t *dst2 = dst + g->k_h * g->rw;
     if (iy < 0 || iy >= g->in_h) {
         const uint32_t zp4 = ((uint32_t)(uint8_t)g->zero_point) * 0x01010101u;
         for (int32_t i = 0; i < g->rw; ++i) {
             dst[i] = zp4;
-            dst2[i] = zp4;
         }
         return;
     }
     const int32_t step = g->channels;
     const int8_t *src = group + iy * g->in_w * step;
     for (int32_t i = g->pad_left, end = g->pad_left + g->cols; i < end; ++i, src += step) {
-        const uint32_t v = ek_read_u32(src);
-        dst[i] = v;
-        dst2[i] = v;
+        dst[i] = ek_read_u32(src);
     }
 }
 
-/* The group's four accumulators at the window starting at win (rows rw words apart). */
+/* The group's four accumulators at the window starting at win (row ky at row[ky]). */
 #define EK_DW_QUAD_TAP(ky, kx)                                                                  \
     do {                                                                                        \
-        const uint32_t v_ = win[(ky) * rw + (kx)];                                              \
+        const uint32_t v_ = row[ky][kx];                                                        \
         const uint32_t x02_ = ek_sxtb16(v_), x13_ = ek_sxtb16_ror8(v_);                         \
         const uint32_t w02_ = w[6 * (ky) + 2 * (kx)], w13_ = w[6 * (ky) + 2 * (kx) + 1];        \
         a0 = ek_smlabb(x02_, w02_, a0);                                                         \
@@ -760,9 +759,9 @@ EK_DW_NOINLINE void dw_quad_store_each(const dw_requant *q, const int *modes, in
 /* One output row of the group: pixels from the window at win, stored at out (stride `step`
  * bytes per pixel); modes == NULL (a constant after inlining): every channel requantised in
  * the fast form with the int8-range clamp, else each in its own (dw_quad_store_each). */
-EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t rw, int32_t stride, int32_t out_w,
-                              const uint32_t *w, const int32_t *base, const dw_requant *q,
-                              const int *modes, int8_t *out, int32_t step)
+EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t d1, int32_t d2, int32_t stride,
+                              int32_t out_w, const uint32_t *w, const int32_t *base,
+                              const dw_requant *q, const int *modes, int8_t *out, int32_t step)
 {
     for (int32_t ox = 0; ox < out_w; ++ox, win += stride, out += step) {
         int32_t a0 = base[0], a1 = base[1], a2 = base[2], a3 = base[3];
@@ -772,7 +771,7 @@ EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t rw, int32_t stride, i
          * all loaded first and spilled). */
         {
             const uint32_t *x = win;
-            const int32_t row_bytes = 4 * rw;
+            const int32_t step1 = 4 * d1, step2 = 4 * d2; /* bytes to the window's next row */
             uint32_t v, t, wl, wh;
 #define EK_DW_QUAD_ASM_TAP(xoff, woff)                                                          \
     "ldr %[v], [%[x], #" #xoff "]\n\t"                                                           \
@@ -784,17 +783,18 @@ EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t rw, int32_t stride, i
     "smlabb %[a1], %[t], %[wh], %[a1]\n\t"                                                     \
     "smlatt %[a3], %[t], %[wh], %[a3]\n\t"
             __asm__(EK_DW_QUAD_ASM_TAP(0, 0) EK_DW_QUAD_ASM_TAP(4, 8) EK_DW_QUAD_ASM_TAP(8, 16)
-                    "add %[x], %[x], %[rb]\n\t"
+                    "add %[x], %[x], %[d1]\n\t"
                     EK_DW_QUAD_ASM_TAP(0, 24) EK_DW_QUAD_ASM_TAP(4, 32) EK_DW_QUAD_ASM_TAP(8, 40)
-                    "add %[x], %[x], %[rb]\n\t"
+                    "add %[x], %[x], %[d2]\n\t"
                     EK_DW_QUAD_ASM_TAP(0, 48) EK_DW_QUAD_ASM_TAP(4, 56) EK_DW_QUAD_ASM_TAP(8, 64)
                     : [x] "+r"(x), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
                       [v] "=&r"(v), [t] "=&r"(t), [wl] "=&r"(wl), [wh] "=&r"(wh)
-                    : [w] "r"(w), [rb] "r"(row_bytes)
+                    : [w] "r"(w), [d1] "r"(step1), [d2] "r"(step2)
                     : "memory");
 #undef EK_DW_QUAD_ASM_TAP
         }
 #else
+        const uint32_t *const row[3] = {win, win + d1, win + d1 + d2};
         EK_DW_QUAD_TAP(0, 0);
         EK_DW_QUAD_TAP(0, 1);
         EK_DW_QUAD_TAP(0, 2);
@@ -841,8 +841,12 @@ EK_DW_INLINE void dw_quad_group(const dw_layer *g, uint32_t *ring, int8_t *group
                 slot = 0;
             }
         }
-        dw_quad_row(ring + first_slot * g->rw, g->rw, g->stride_w, g->out_w, w, base, q, modes,
-                    group + oy * g->out_w * channels, channels);
+        { /* the window's rows sit in slots first_slot, +1, +2 (mod 3) */
+            const int32_t s1 = first_slot == 2 ? 0 : first_slot + 1, s2 = s1 == 2 ? 0 : s1 + 1;
+            dw_quad_row(ring + first_slot * g->rw, (s1 - first_slot) * g->rw,
+                        (s2 - s1) * g->rw, g->stride_w, g->out_w, w, base, q, modes,
+                        group + oy * g->out_w * channels, channels);
+        }
     }
 }
 
