@@ -69,6 +69,7 @@ VARIANT_FEATURES = {
     "depthwise": ("valid_macs", "tap_rows", "outputs", "pixels", "calls"),
     "depthwise_channelwise": ("valid_macs", "valid_macs_3x3", "tap_rows", "tap_rows_3x3",
                               "outputs", "inputs", "channel_rows", "channel_taps", "calls"),
+    "depthwise_channelwise_quad": ("valid_macs", "outputs", "inputs", "channel_rows", "calls"),
     "fully_connected": ("macs", "outputs", "calls"),
     "fc_pointwise_inplace": ("macs", "outputs", "inputs", "calls"),
     "add": ("outputs", "calls"),
@@ -279,7 +280,10 @@ def main(argv=None) -> int:
     if args.reuse and (saved.get("seed"), saved.get("cases")) != (args.seed, args.cases):
         raise SystemExit(f"{args.measurements} holds other cases (seed {saved.get('seed')},"
                          f" {saved.get('cases')} per variant): measure again without --reuse")
-    counts = saved.get("families", {}) if args.reuse else {}
+    # the families not measured now keep their saved counts (a run of one family once dropped
+    # the other's); a measured family starts afresh unless reused
+    counts = {family: done for family, done in saved.get("families", {}).items()
+              if args.reuse or family not in args.families}
     start = time.monotonic()
     for family in args.families:
         board = FAMILY_BOARDS[family]

@@ -86,7 +86,11 @@ def _int8_variant(op: Op, graph: Graph, mode: str | None) -> str | None:
             return "conv_pointwise_inplace"
         return "conv_1x1" if _is_1x1(op, graph) else "conv"
     if kind == "DEPTHWISE_CONV_2D":
-        return "depthwise_channelwise" if mode == "depthwise_channelwise" else "depthwise"
+        if mode != "depthwise_channelwise":
+            return "depthwise"
+        # the four-channel ring is a kernel of its own under the same mode (on DSP cores; the
+        # portable family fits the same split over its one kernel)
+        return "depthwise_channelwise_quad" if _runs_quad_ring(op, graph) else mode
     if kind == "FULLY_CONNECTED":
         return "fc_pointwise_inplace" if mode in POINTWISE_MODES else "fully_connected"
     if kind == "ADD":
@@ -120,6 +124,26 @@ def features(op: Op, graph: Graph) -> dict[str, float]:
             # the same for 3x3 windows only (0 otherwise): the kernels' specialised rows
             "valid_macs_3x3": valid_macs if is_3x3 else 0.0,
             "tap_rows_3x3": tap_rows if is_3x3 else 0.0}
+
+
+def _runs_quad_ring(op: Op, graph: Graph) -> bool:
+    """Whether ``op`` run in place would surely take the four-channel depthwise ring on a DSP
+    core (the generator's mirror of the kernel's dispatch, `op_emitters.depthwise_surely_quad`)."""
+    if op.kind != "DEPTHWISE_CONV_2D" or len(graph[op.outputs[0]].shape) != 4:
+        return False
+    from edgekit.firmware.op_emitters import depthwise_surely_quad  # firmware imports the planner
+
+    (_, in_h, in_w, in_c), w = graph[op.inputs[0]].shape, graph[op.inputs[1]]
+    _, out_h, out_w, out_c = graph[op.outputs[0]].shape
+    stride, dilation = op.attrs.get("stride", (1, 1)), op.attrs.get("dilation", (1, 1))
+    zero_points = w.quant.zero_point if w.quant is not None else np.zeros(1)
+    fields = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
+              "k_h": w.shape[1], "k_w": w.shape[2], "stride_h": stride[0], "stride_w": stride[1],
+              "dilation_h": dilation[0], "dilation_w": dilation[1],
+              "pad_top": op.attrs.get("pad", (0, 0, 0, 0))[0],
+              "depth_multiplier": out_c // max(in_c, 1),
+              "filter_offset": 0 if not np.any(zero_points) else 1}
+    return depthwise_surely_quad("ek_depthwise_conv2d_s8_inplace", fields)
 
 
 def _valid_per_output(size: int, out: int, kernel: int, stride: int, pad: int,
@@ -167,8 +191,10 @@ def cost_table(family: str, path: Path = COSTS_FILE) -> dict[str, dict]:
 
 
 def estimate(name: str | None, values: dict[str, float], table: dict[str, dict]) -> float | None:
-    """Instructions of ``name`` (a variant) for these feature ``values``; None if not modelled."""
-    model = table.get(name) if name else None
+    """Instructions of ``name`` (a variant) for these feature ``values``; None if not modelled.
+    A four-channel-ring variant the fit had too few samples of (``depthwise_channelwise_quad_s4``)
+    takes its mode's general formula."""
+    model = (table.get(name) or table.get(name.replace("_quad", ""))) if name else None
     if model is None:
         return None
     # a fitted formula can dip below zero far outside the shapes it was fitted on
@@ -179,7 +205,7 @@ def estimate(name: str | None, values: dict[str, float], table: dict[str, dict])
 def op_instructions(op: Op, graph: Graph, mode: str | None, table: dict[str, dict]) -> float | None:
     """Estimated instructions of ``op`` under ``mode`` (None when its kind has no model)."""
     name = variant(op, graph, mode)
-    return None if name not in table else estimate(name, features(op, graph), table)
+    return estimate(name, features(op, graph), table)
 
 
 def mode_penalty(graph: Graph, index: int, mode: str, table: dict[str, dict],
@@ -217,7 +243,7 @@ def graph_instructions(graph: Graph, table: dict[str, dict],
                          "variant": None, "instructions": 0})
             continue
         name = variant(op, graph, mode)
-        value = None if name not in table else estimate(name, features(op, graph), table)
+        value = estimate(name, features(op, graph), table)
         if value is None:
             unmodelled += 1
         else:

@@ -87,8 +87,8 @@ def fastest_instructions(graph: Graph, cpu: str | None) -> int:
         kernels = {variant(op, graph, mode.name) for mode in INPLACE_MODES
                    if op.kind in mode.kinds and variant(op, graph, mode.name) != plain
                    and mode.inputs(op, graph)}
-        total += min(estimate(name, values[index], table) for name in kernels | {plain}
-                     if name in table)
+        costs = (estimate(name, values[index], table) for name in kernels | {plain})
+        total += min(cost for cost in costs if cost is not None)
     for fusable in fusion_candidates(graph).values():
         total += min([0.0, *(mode_penalty(graph, f.conv, FUSED_MODE, table, add_index=f.add)
                              for f in fusable)])
