@@ -74,6 +74,26 @@ def test_variants_follow_the_kernel_each_mode_runs() -> None:
     assert mode_penalty(dw, 0, "conv_sliding", table) == 0  # the plain kernel, shifted
 
 
+def test_the_four_channel_ring_is_a_variant_of_its_own() -> None:
+    """An in-place 3x3 depthwise over whole groups of four channels whose ring fits runs the
+    four-channel ring on DSP cores (`depthwise_surely_quad`): its own formula, and the int4
+    twin, fitted on too few samples of its own, the mode's general one."""
+    from edgekit.kernel_costs import op_instructions
+
+    rng = np.random.default_rng(2)
+    ring = gb.depthwise_conv2d(rng, in_shape=(1, 12, 12, 32), kernel=(3, 3))
+    assert variant(ring.ops[0], ring, "depthwise_channelwise") == "depthwise_channelwise_quad"
+    odd = gb.depthwise_conv2d(rng, in_shape=(1, 12, 12, 30), kernel=(3, 3))  # 30 % 4 != 0
+    assert variant(odd.ops[0], odd, "depthwise_channelwise") == "depthwise_channelwise"
+    packed = requantize_weights(ring, "4")
+    assert variant(packed.ops[0], packed, "depthwise_channelwise") == "depthwise_channelwise_quad_s4"
+    for family in ("dsp", "portable"):
+        table = cost_table(family)
+        assert "depthwise_channelwise_quad" in table
+        for graph in (ring, odd, packed):
+            assert op_instructions(graph.ops[0], graph, "depthwise_channelwise", table) > 0
+
+
 def test_the_wake_word_depthwise_in_place_costs_more_than_the_plain_kernel() -> None:
     # the issue's example: a tall, 1-wide depthwise kernel over a streaming window, where the
     # channel-by-channel copy outweighs a window of 9 MACs per output
