@@ -205,7 +205,7 @@ def estimate(name: str | None, values: dict[str, float], table: dict[str, dict])
 def op_instructions(op: Op, graph: Graph, mode: str | None, table: dict[str, dict]) -> float | None:
     """Estimated instructions of ``op`` under ``mode`` (None when its kind has no model)."""
     name = variant(op, graph, mode)
-    return estimate(name, features(op, graph), table)
+    return None if name is None else estimate(name, features(op, graph), table)
 
 
 def mode_penalty(graph: Graph, index: int, mode: str, table: dict[str, dict],
@@ -243,7 +243,7 @@ def graph_instructions(graph: Graph, table: dict[str, dict],
                          "variant": None, "instructions": 0})
             continue
         name = variant(op, graph, mode)
-        value = estimate(name, features(op, graph), table)
+        value = None if name is None else estimate(name, features(op, graph), table)
         if value is None:
             unmodelled += 1
         else:
