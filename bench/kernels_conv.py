@@ -41,6 +41,7 @@ from elftools.elf.sections import SymbolTableSection
 from unicorn import arm_const
 
 from edgekit.converters.tflite_reader import load_tflite
+from edgekit.firmware.op_emitters import kernel_shifts
 from edgekit.interpreter import Interpreter
 from edgekit.ir import Graph, Op
 
@@ -164,7 +165,8 @@ def _params(layer: Layer, i: int, with_effective_bias: bool) -> str:
 
         units, depth = w.shape
         layout = ", .interleaved = 1" if _interleaves_fc(layer, with_effective_bias) else ""
-        if requant_fast_everywhere(p.multipliers, p.shifts):  # as the generator marks it
+        # as the generator marks it
+        if requant_fast_everywhere(p.multipliers, kernel_shifts(p.multipliers, p.shifts)):
             layout += ", .requant_fast = 1"
         return (f"static const ek_fully_connected_params p{i} = {{.rows = {x.size // depth}, "
                 f".depth = {depth}, .units = {units}, {common}{layout}}};\n")
@@ -211,7 +213,8 @@ def program_source(layers: list[Layer], with_effective_bias: bool = True) -> tup
         if layer.bias is not None:
             parts.append(_array("int32_t", f"b{i}", layer.bias.astype(np.int64)))
         parts.append(_array("int32_t", f"m{i}", layer.prepared.multipliers))
-        parts.append(_array("int32_t", f"s{i}", layer.prepared.shifts))
+        parts.append(_array("int32_t", f"s{i}", kernel_shifts(layer.prepared.multipliers,
+                                                              layer.prepared.shifts)))
         if (with_effective_bias and layer.op.kind == "CONV_2D"
                 or _folds_fc_bias(layer, with_effective_bias)):
             parts.append(_array("int32_t", f"eb{i}", effective_bias(layer)))

@@ -111,10 +111,9 @@ def requant_needs_wide(p) -> bool:
     """Whether a layer's channels all take the kernels' wide fast requantisation but not all the
     fast one (ek_conv_common.h ``ek_requant_wide_applies``: a right shift of 2 to 31, some
     over 23): such a layer needs the wide modes compiled in (``EK_REQUANT_WIDE``)."""
-    m = np.asarray(p.multipliers, np.int64)
-    s = kernel_shifts(m, p.shifts)
-    return (bool(m.size) and bool(((m >= 0) & (s <= -2) & (s >= -31)).all())
-            and not requant_fast_everywhere(m, s))
+    s = kernel_shifts(p.multipliers, p.shifts)
+    return (requant_fast_everywhere(p.multipliers, s, longest_right_shift=31)
+            and not requant_fast_everywhere(p.multipliers, s))
 
 
 def _bias(op: Op, graph: Graph) -> str | None:
@@ -497,11 +496,12 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
                   fields, arrays, args)
 
 
-def requant_fast_everywhere(multipliers, shifts) -> bool:
+def requant_fast_everywhere(multipliers, shifts, longest_right_shift: int = 23) -> bool:
     """Whether every channel takes the kernels' fast requantisation (ek_conv_common.h
-    ``ek_requant_fast_applies``: multiplier >= 0 and a right shift of 2 to 23)."""
+    ``ek_requant_fast_applies``: multiplier >= 0 and a right shift of 2 to 23; with
+    ``longest_right_shift`` 31, the wide form's ``ek_requant_wide_applies``)."""
     m, s = np.asarray(multipliers, np.int64), np.asarray(shifts, np.int64)
-    return bool(m.size) and bool(((m >= 0) & (s <= -2) & (s >= -23)).all())
+    return bool(m.size) and bool(((m >= 0) & (s <= -2) & (s >= -longest_right_shift)).all())
 
 
 def fc_interleaves(bits: str, filter_offset: int, units: int, depth: int) -> bool:

@@ -80,17 +80,21 @@ static int32_t bias_of(const int32_t *bias, int32_t c)
 
 /* 1 when every output channel's requantisation takes the fast form (ek_requant_fast): checked
  * once per call, so the per-output path has no test of its own. P: a conv or FC params. */
-#define REQUANT_FAST_LAYER(P, channels) requant_fast_all((P)->multipliers, (P)->shifts, (channels))
+#define REQUANT_FAST_LAYER(P, channels)                                                      \
+    requant_all((P)->multipliers, (P)->shifts, (channels), 23)
 
 /* REQUANT_FAST_LAYER of a FULLY_CONNECTED, skipped where the generator has already checked
  * every unit (ek_fully_connected_params.requant_fast): the check costs a loop over the units
  * per call, as much as a few outputs' dot products in a small layer. */
 #define FC_REQUANT_FAST(P) ((P)->requant_fast || REQUANT_FAST_LAYER(P, (P)->units))
 
-static int requant_fast_all(const int32_t *multipliers, const int32_t *shifts, int32_t channels)
+/* 1 when every channel takes a fast form whose right shift may be up to `longest`
+ * (ek_requant_right_within: 23 the fast form, 31 the wide one). */
+static int requant_all(const int32_t *multipliers, const int32_t *shifts, int32_t channels,
+                       int32_t longest)
 {
     for (int32_t c = 0; c < channels; ++c) {
-        if (!ek_requant_fast_applies(multipliers[c], shifts[c])) {
+        if (!ek_requant_right_within(multipliers[c], shifts[c], longest)) {
             return 0;
         }
     }
@@ -856,18 +860,6 @@ EK_CONV_FORCE_INLINE pw_layer pw_layer_of(const ek_conv2d_params *p, const int8_
  * else ek_conv_requantize. */
 enum { PW_EXACT, PW_FAST, PW_FAST_FULL, PW_WIDE, PW_WIDE_FULL };
 
-#if EK_REQUANT_WIDE
-static int requant_wide_all(const int32_t *multipliers, const int32_t *shifts, int32_t channels)
-{
-    for (int32_t c = 0; c < channels; ++c) {
-        if (!ek_requant_wide_applies(multipliers[c], shifts[c])) {
-            return 0;
-        }
-    }
-    return 1;
-}
-#endif
-
 static inline int pw_requant_mode(const ek_conv2d_params *p)
 {
     const int full = p->act_min == -128 && p->act_max == 127;
@@ -875,7 +867,7 @@ static inline int pw_requant_mode(const ek_conv2d_params *p)
         return full ? PW_FAST_FULL : PW_FAST;
     }
 #if EK_REQUANT_WIDE
-    if (requant_wide_all(p->multipliers, p->shifts, p->out_c)) {
+    if (requant_all(p->multipliers, p->shifts, p->out_c, 31)) {
         return full ? PW_WIDE_FULL : PW_WIDE;
     }
 #endif

@@ -34,9 +34,16 @@ static inline int8_t ek_conv_requantize(int32_t acc, int32_t multiplier, int32_t
  * high = k_hi - neg (acc >> 31 added), with k_hi = 2^(r-2) + output_offset * 2^(r-1) the high
  * word of the constant; then one SMLAL adds P; the result is T's high word shifted right by
  * r - 1 (31 + r >= 32), before the clamp. */
+/* Whether a channel takes a fast form whose right shift may be up to `longest`: 23 for the
+ * fast form (ek_requant_fast_applies), 31 for the wide one (ek_requant_wide_applies). */
+static inline int ek_requant_right_within(int32_t multiplier, int32_t shift, int32_t longest)
+{
+    return multiplier >= 0 && shift <= -2 && shift >= -longest;
+}
+
 static inline int ek_requant_fast_applies(int32_t multiplier, int32_t shift)
 {
-    return multiplier >= 0 && shift <= -2 && shift >= -23;
+    return ek_requant_right_within(multiplier, shift, 23);
 }
 
 /* k_hi of the fast form for the params shift (-r) and the output offset. */
@@ -70,7 +77,7 @@ static inline int32_t ek_requant_fast(int32_t acc, int32_t multiplier, int32_t k
  * what ek_conv_requantize does. */
 static inline int ek_requant_wide_applies(int32_t multiplier, int32_t shift)
 {
-    return multiplier >= 0 && shift <= -2 && shift >= -31;
+    return ek_requant_right_within(multiplier, shift, 31);
 }
 
 /* k_hi of the wide fast form (no output offset in it): 2^(r-2). */
