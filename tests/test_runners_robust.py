@@ -340,6 +340,40 @@ def test_qemu_dies_with_a_killed_caller(tiny, tmp_path: Path) -> None:
     assert not any(_running(pid) for pid in qemu_pids), f"QEMU {qemu_pids} outlived its caller"
 
 
+def test_an_emulator_orphaned_before_it_asks_for_the_signal_exits(tmp_path: Path) -> None:
+    """The caller dies between fork and the child's PR_SET_PDEATHSIG (the race that once left a
+    QEMU running after a SIGKILL): the kernel sends no signal then, so the child must see its
+    new parent and exit before it runs the emulator."""
+    from edgekit.boards.runners.base import _die_with_parent_hook
+
+    if _die_with_parent_hook() is None:
+        pytest.skip("no prctl on this platform")
+    ran_on = tmp_path / "ran_on"
+    script = f"""
+import os, sys, time
+from edgekit.boards.runners.base import _die_with_parent_hook
+hook = _die_with_parent_hook()
+parent = os.getpid()
+child = os.fork()
+if child == 0:
+    while os.getppid() == parent:
+        time.sleep(0.01)
+    hook()
+    open({str(ran_on)!r}, "w").close()
+    os._exit(0)
+print(child, flush=True)
+os._exit(0)
+"""
+    caller = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, timeout=60)
+    orphan = int(caller.stdout)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _running(orphan):
+        time.sleep(0.05)
+    assert not _running(orphan), "the orphan is still running"
+    assert not ran_on.exists(), "the orphan went on past the hook"
+
+
 def _running(pid: int) -> bool:
     """`pid` exists and is not a zombie waiting for its (new) parent to reap it."""
     try:

@@ -257,22 +257,36 @@ class PipeConsole:
         pass  # the pipe belongs to the process object
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec (Linux): SIGKILL when the parent dies. A runner killed by its
-    caller (a test timeout, SIGKILL) never gets to stop its emulator, whose own session keeps it
-    away from the terminal's signals: without this it runs on, orphaned."""
+def _die_with_parent_hook():
+    """A ``preexec_fn`` for Linux: the child gets SIGKILL when this process dies. A runner killed
+    by its caller (a test timeout, SIGKILL) never gets to stop its emulator, whose own session
+    keeps it away from the terminal's signals: without this it runs on, orphaned. None where
+    ``prctl`` is missing (not Linux): `stop_process_group` still ends every run that ends normally.
+
+    ``prctl`` is looked up here, in the parent: the child between fork and exec should only make
+    system calls, not import modules."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass  # not Linux: stop_process_group still ends every run that ends normally
+        return None
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        # The parent may have died between fork and the line above: then no signal will come.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return die_with_parent
 
 
 def start_emulator(cmd: list[str], **popen_kwargs) -> subprocess.Popen:
     """Start an emulator in its own process group (killed whole by `stop_process_group` when the
     run ends, helpers included) that also dies with this process."""
-    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent, **popen_kwargs)
+    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent_hook(),
+                            **popen_kwargs)
 
 
 def stop_process_group(proc: subprocess.Popen) -> None:
