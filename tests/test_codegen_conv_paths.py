@@ -1,9 +1,10 @@
 """The generator's mirror of ek_conv.c's int8 CONV_2D dispatch (`edgekit.firmware.op_emitters`):
-`wide_path_applies`, `pairs_path_applies` and `conv_pixels` against the C predicates they
-mirror (``conv_wide_apply``, ``conv_pairs_apply``), compiled from ek_conv.c itself, on random
-layers and on every CONV_2D of the MLPerf models. A build compiles out the paths its calls do
-not take (EK_CONV_PIXELS, EK_CONV_PAIRS_PATH): a wrong mirror would leave a layer on the
-portable loop (the same bytes, many more instructions)."""
+`wide_path_applies`, `pairs_path_applies`, `conv_pixels`, `wide_window_taps` and
+`short_rows_readers` against the C predicates they mirror (``conv_wide_apply``,
+``conv_pairs_apply``, ``wide_short_words``, ``wide_plan_applies``), compiled from ek_conv.c
+itself, on random layers and on every CONV_2D of the MLPerf models. A build compiles out the
+paths its calls do not take (EK_CONV_PIXELS, EK_CONV_PAIRS_PATH, EK_CONV_SHORT_ROWS): a wrong
+mirror would leave a layer on a slower path (the same bytes, many more instructions)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from conftest import HOST_KERNEL_DEFINES, mlperf_path
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.firmware.codegen import generate
 from edgekit.firmware.op_emitters import (WIDE_TAPS_MAX, conv_pixels, pairs_path_applies,
-                                          wide_path_applies)
+                                          short_rows_readers, wide_path_applies,
+                                          wide_window_taps)
 
 # the C predicates, on a params struct made from plain ints (statics of ek_conv.c: included)
 SHIM = """
@@ -45,6 +47,18 @@ int pairs_applies(int32_t in_c, int32_t k_h, int32_t k_w, int32_t out_c, int32_t
     const ek_conv2d_params p = make(in_c, k_h, k_w, out_c, dilation_w, filter_offset, has_bias);
     return conv_pairs_apply(&p);
 }
+int short_window_words(int32_t in_c, int32_t k_h, int32_t k_w)
+{
+    const ek_conv2d_params p = make(in_c, k_h, k_w, 2, 1, 0, 1);
+    return wide_short_words(&p, k_h * k_w * in_c);
+}
+int plan_applies(int32_t in_c, int32_t k_h, int32_t k_w, int32_t in_w, int32_t dilation_h)
+{
+    ek_conv2d_params p = make(in_c, k_h, k_w, 2, 1, 0, 1);
+    p.in_w = in_w;
+    p.dilation_h = dilation_h;
+    return wide_plan_applies(&p);
+}
 """
 
 
@@ -64,6 +78,11 @@ def _check(lib, fields: dict) -> None:
     pixels = fields["filter_offset"] == 0 and not wide and not pairs
     assert conv_pixels("ek_conv2d_s8", fields) == pixels, fields
     assert conv_pixels("ek_conv2d_add_s8", fields) == pixels, fields
+    in_c, k_h, k_w = fields["in_c"], fields["k_h"], fields["k_w"]
+    if wide and in_c % 4 != 0:  # a short window: its buffer with the plan, the plan's reader
+        assert wide_window_taps("ek_conv2d_s8", fields) == lib.short_window_words(in_c, k_h, k_w)
+        plan = bool(lib.plan_applies(in_c, k_h, k_w, fields["in_w"], fields["dilation_h"]))
+        assert short_rows_readers("ek_conv2d_s8", fields) & 1 == plan, fields
 
 
 def test_mirror_on_random_layers(c_dispatch):
@@ -72,7 +91,8 @@ def test_mirror_on_random_layers(c_dispatch):
         fields = {"in_c": rng.choice([1, 2, 3, 4, 5, 8, 12, 16, 24, 32, 64, 65, 96]),
                   "k_h": rng.randint(1, 7), "k_w": rng.randint(1, 7),
                   "out_c": rng.choice([1, 2, 3, 8]), "dilation_w": rng.choice([1, 1, 2]),
-                  "filter_offset": rng.choice([0, 0, 0, 3])}
+                  "filter_offset": rng.choice([0, 0, 0, 3]), "in_w": rng.randint(1, 9),
+                  "dilation_h": rng.choice([1, 1, 2])}
         if rng.random() < 0.7:
             fields["effective_bias"] = object()
         _check(c_dispatch, fields)
@@ -87,3 +107,7 @@ def test_mirror_on_the_mlperf_convolutions(c_dispatch, model):
         _check(c_dispatch, fields)
     pixels = any(conv_pixels(kernel, fields) for kernel, fields in calls)
     assert f"#define EK_CONV_PIXELS {int(pixels)} " in gen.files["ek_model_config.h"]
+    # the first layers: 3x3 over RGB (rows of 9 bytes: the plan), kws's 10x4 over one channel
+    # (rows of one word)
+    short_rows = {"kws": 2, "resnet": 1, "vww": 1}[model]
+    assert f"#define EK_CONV_SHORT_ROWS {short_rows} " in gen.files["ek_model_config.h"]

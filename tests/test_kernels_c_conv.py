@@ -371,6 +371,30 @@ def test_two_pixel_path(libs, in_shape, c_out, kernel, stride, padding):
 
 
 @pytest.mark.parametrize("in_shape, c_out, kernel, stride, padding, dilation", [
+    ((1, 12, 12, 3), 8, (3, 3), (2, 2), "SAME", (1, 1)),   # vww's first layer: rows of 9 bytes
+    ((1, 9, 8, 1), 6, (3, 3), (1, 1), "VALID", (1, 1)),    # rows of 3: the last pixel's guard
+    ((1, 13, 6, 1), 8, (10, 4), (2, 2), "SAME", (1, 1)),   # kws's first layer: whole-word rows
+    ((1, 7, 9, 2), 5, (2, 3), (1, 1), "SAME", (2, 1)),     # rows of 6, dilated rows
+    ((1, 6, 7, 3), 4, (1, 3), (1, 2), "VALID", (1, 1)),    # one row of 9 bytes
+    ((1, 8, 9, 1), 3, (4, 1), (1, 1), "VALID", (1, 1)),    # rows of 1: groups over four rows
+    ((1, 8, 9, 2), 7, (3, 1), (2, 1), "SAME", (1, 1)),     # rows of 2
+    ((1, 7, 7, 5), 6, (1, 1), (1, 1), "VALID", (1, 1)),    # 1x1 over 5 channels
+    ((1, 5, 1, 2), 4, (3, 1), (1, 1), "VALID", (1, 1)),    # a 2-byte pitch: gathered instead
+    ((1, 6, 6, 7), 3, (3, 3), (1, 1), "VALID", (1, 1)),    # 63 taps, the longest short window
+])
+def test_short_windows_widened_from_their_rows(libs, in_shape, c_out, kernel, stride, padding,
+                                               dilation):
+    """The DSP path's short windows (in_c % 4 != 0) of pixels inside the input, widened
+    straight from their rows: groups across rows of 1-9 bytes, the tail group, the word loads
+    past a row's end (the last pixels fall back to the gathered window), dilated rows."""
+    rng = np.random.default_rng(sum(in_shape) * c_out + kernel[0])
+    graph = gb.conv2d(rng, in_shape=in_shape, out_channels=c_out, kernel=kernel, stride=stride,
+                      padding=padding, dilation=dilation,
+                      activation="RELU" if c_out % 2 else "NONE")
+    check_graph(libs, graph, rng, inputs=3)
+
+
+@pytest.mark.parametrize("in_shape, c_out, kernel, stride, padding, dilation", [
     ((1, 7, 9, 16), 8, (3, 3), (1, 1), "SAME", (1, 1)),   # resnet's 3x3: len 144, odd pixels
     ((1, 8, 8, 32), 7, (3, 3), (2, 2), "SAME", (1, 1)),   # strided, odd c_out
     ((1, 5, 6, 64), 4, (3, 3), (1, 1), "VALID", (1, 1)),  # the longest window: 576 taps

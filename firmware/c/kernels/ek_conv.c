@@ -52,6 +52,13 @@
 #ifndef EK_CONV_PIXELS
 #define EK_CONV_PIXELS 1
 #endif
+/* Which readers of short windows straight from their rows the build keeps (the widened path,
+ * in_c % 4 != 0): bit 0 the plan (rows that are no whole words), bit 1 rows of whole words
+ * (edgekit.firmware.op_emitters.short_rows_readers); a pixel whose reader is compiled out
+ * gathers its window as bytes. */
+#ifndef EK_CONV_SHORT_ROWS
+#define EK_CONV_SHORT_ROWS 3
+#endif
 /* 1 when some FULLY_CONNECTED call may have the interleaved filter (ek_conv.h `interleaved`);
  * a model build leaves its code out (0) when none has. */
 #ifndef EK_FC_INTERLEAVED
@@ -623,13 +630,23 @@ static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void dot2x2_wide_tail(const uint32_
     const int8_t *const end = w + (n & ~3);
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
     EK_PW_WIDE_REGS;
-    while (w != end) { /* pw_dot2x2_wide's step: its loop needs the row stride == n */
+    if (n & 4) { /* an odd number of whole steps: one first, then pairs as pw_dot2x2_wide */
         __asm__ volatile(EK_PW_WIDE_STEP
                          : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1),
                            [b0] "+r"(b0), [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q),
                            [r] "=&r"(r), [t] "=&r"(t), [u] "=&r"(u), [v] "=&r"(v)
                          : [n] "r"(n)
                          : "memory");
+    }
+    if (w != end) {
+        __asm__ volatile("2:\n\t" EK_PW_WIDE_STEP EK_PW_WIDE_STEP
+                         "cmp %[w], %[end]\n\t"
+                         "bne 2b\n"
+                         : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1),
+                           [b0] "+r"(b0), [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q),
+                           [r] "=&r"(r), [t] "=&r"(t), [u] "=&r"(u), [v] "=&r"(v)
+                         : [n] "r"(n), [end] "r"(end)
+                         : "cc", "memory");
     }
 #else
     for (; w != end; w += 4, x += 4) {
@@ -1146,13 +1163,16 @@ EK_CONV_FORCE_INLINE void conv2d_pairs(const ek_conv2d_params *p, const int8_t *
  * filter offset 0, at least two output channels, a window of 4 taps or more, and either
  * in_c % 4 == 0 (every tap's channels are whole words, padding or not: widened straight from
  * the input) or a short window (dilation_w == 1, at most EK_PAIR_MAX_LEN taps: a first layer
- * over 1-3 channels), gathered as bytes first (gather_window, padding and the tail's leading
- * taps the zero point, so they widen to 0; pw_dot2x2_wide's tail meets them). Short windows
+ * over 1-3 channels) in the layout gather_window gives (padding and the tail's leading taps
+ * the zero point, so they widen to 0; pw_dot2x2_wide's tail meets them): read straight from
+ * the input's rows for two pixels inside it (wide_windows), gathered as bytes first at the
+ * border. Short windows
  * over whole words take this path too: the byte path above widens the window again for every
  * pair of channels and requantises in the exact two-rounding form, which made MobileNetV2's
  * expanding 1x1 layers (8-24 channels in, 6x out) run 4-6.5 instructions per MAC; it keeps the
  * layers this one cannot take (fewer than 4 taps, one output channel). The stack buffer
- * holds two windows of 2 bytes per tap (the length rounded up to 4; int4: see below),
+ * holds two windows of 2 bytes per tap (the length rounded up to 4; int4: see below; a short
+ * window's rows that are no whole words add their plan: wide_short_words),
  * EK_CONV_WIDE_TAPS words, sized by the model's build (ek_model_config.h) to its longest such
  * window, 0 (no path) when it has none.
  *
@@ -1248,10 +1268,25 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
 #define CONV_WIDE_WINDOW(p, input, iy0, ix0, dst, e)                                            \
     ((e) == 0 && ((p)->in_c & 7) != 0 ? wide_window_short((p), (input), (iy0), (ix0), (dst))    \
                                        : wide_window((p), (input), (iy0), (ix0), (dst)))
+#define CONV_WIDE_WINDOWS(p, input, iy_a, ix_a, iy_b, ix_b, buf, e, plan)                       \
+    do {                                                                                        \
+        CONV_WIDE_WINDOW((p), (input), (iy_a), (ix_a), (buf), (e));                             \
+        CONV_WIDE_WINDOW((p), (input), (iy_b), (ix_b), (buf) + CONV_WIDE_SLOT_B, (e));          \
+    } while (0)
 #else
 #define CONV_WIDE_ROW_BYTES(len) (len)
 #define CONV_WIDE_SLOT_B 2
 #define CONV_WIDE_WINDOW(p, input, iy0, ix0, dst, e) wide_window((p), (input), (iy0), (ix0), (dst))
+#define CONV_WIDE_WINDOWS(p, input, iy_a, ix_a, iy_b, ix_b, buf, e, plan)                       \
+    wide_windows((p), (input), (iy_a), (ix_a), (iy_b), (ix_b), (buf), (plan))
+
+/* Words of the stack buffer the widened path needs for a short window of len taps (in_c % 4
+ * != 0): both pixels' windows (4 words per group of four), and where its rows are no whole
+ * words, the plan (wide_group: 3 words per group). */
+static inline int32_t wide_short_words(const ek_conv2d_params *p, int32_t len)
+{
+    return ((p->k_w * p->in_c) & 3) != 0 ? 7 * ((len + 3) >> 2) : (len + 3) & ~3;
+}
 
 static inline int conv_wide_apply(const ek_conv2d_params *p)
 {
@@ -1262,7 +1297,8 @@ static inline int conv_wide_apply(const ek_conv2d_params *p)
     if ((p->in_c & 3) == 0) {
         return len <= EK_CONV_WIDE_TAPS;
     }
-    return p->dilation_w == 1 && len <= EK_PAIR_MAX_LEN && ((len + 3) & ~3) <= EK_CONV_WIDE_TAPS;
+    return p->dilation_w == 1 && len <= EK_PAIR_MAX_LEN
+           && wide_short_words(p, len) <= EK_CONV_WIDE_TAPS;
 }
 
 /* n taps (n % 4 == 0) of one pixel from x plus the input offset into its two words of each
@@ -1319,6 +1355,98 @@ static inline uint32_t *wide_zero(uint32_t *dst, int32_t n)
     return dst;
 }
 
+/* One group of four taps v (raw bytes) plus the input offset into its two words at dst;
+ * returns the next group. */
+static inline uint32_t *wide_put_word(uint32_t *dst, uint32_t v, uint32_t offset2)
+{
+    dst[0] = ek_sxtab16(offset2, v);
+    dst[1] = ek_sxtab16_ror8(offset2, v);
+    return dst + 4;
+}
+
+/* The low n bytes of a word (n in 1..3). */
+#define WIDE_LOW_BYTES(n) (0xFFFFFFFFu >> (32 - 8 * (n)))
+
+/* Short windows (in_c % 4 != 0, dilation_w == 1) of pixels inside the input are widened
+ * straight from their k_h rows (row = k_w * in_c >= 3 bytes each, `pitch` bytes apart) in the
+ * layout gather_window + wide_put give, following a plan made once per layer: for each group
+ * of four taps of the rows laid end to end, a word load at `lo` (relative to the window's first
+ * byte), and for a group that straddles two rows a second at `hi`, whose bytes the mask `keep`
+ * does not select; the last part group, moved as gather_window moves it (zero points, then the
+ * window's last taps), from the word ending at the window's last byte. The loads stay inside
+ * the input: at most 3 bytes past a row that is not the last, 3 before one that is not the first
+ * (pitch >= 3). Gathering the window as bytes first cost 240 instructions a pixel on vww's first
+ * layer (3x3 over RGB), and a generic row-by-row loop 230. */
+typedef struct {
+    int32_t lo, hi;
+    uint32_t keep;
+} wide_group;
+
+/* Whether a short window's pixels inside the input take the plan: rows of 3 bytes or more
+ * that are no whole words (rows of whole words are read as words: wide_pair_rows). */
+static inline int wide_plan_applies(const ek_conv2d_params *p)
+{
+    const int32_t row = p->k_w * p->in_c;
+    return (EK_CONV_SHORT_ROWS & 1) && (row & 3) != 0 && row >= 3
+           && p->dilation_h * p->in_w * p->in_c >= 3;
+}
+
+/* The plan of a layer's short windows into plan[0 .. ceil(len / 4)). */
+static void wide_plan_make(const ek_conv2d_params *p, wide_group *plan)
+{
+    const int32_t row = p->k_w * p->in_c, pitch = p->dilation_h * p->in_w * p->in_c;
+    const int32_t len = p->k_h * row;
+    for (int32_t at = 0; at + 4 <= len; at += 4, ++plan) {
+        const int32_t r = at / row, c = at - r * row, left = row - c;
+        plan->lo = r * pitch + c;
+        plan->hi = left >= 4 ? plan->lo : (r + 1) * pitch - left;
+        plan->keep = left >= 4 ? 0xFFFFFFFFu : WIDE_LOW_BYTES(left);
+    }
+    if (len & 3) { /* the tail: the word ending at the last byte, its first 4 - t bytes zp */
+        plan->lo = (p->k_h - 1) * pitch + row - 4;
+        plan->hi = plan->lo;
+        plan->keep = WIDE_LOW_BYTES(4 - (len & 3));
+    }
+}
+
+/* Group `g` of the window whose first byte is src, by its plan entry. */
+static inline uint32_t wide_planned_word(const int8_t *src, const wide_group *g)
+{
+    return (ek_read_u32(src + g->lo) & g->keep) | (ek_read_u32(src + g->hi) & ~g->keep);
+}
+
+/* The windows of pixels A and B (first bytes a and b, both inside the input), widened by the
+ * plan into buf: per group the four words {A lanes 0,2; A lanes 1,3; B lanes 0,2; B lanes 1,3}.
+ * Out of line: the per-pixel window code's frame and checks stay off this loop. */
+static EK_CONV_NOINLINE void wide_pair_planned(const int8_t *a, const int8_t *b,
+                                               const wide_group *plan, int32_t len,
+                                               uint32_t zero4, uint32_t offset2, uint32_t *dst)
+{
+    for (const wide_group *const end = plan + (len >> 2); plan != end; ++plan, dst += 4) {
+        const uint32_t va = wide_planned_word(a, plan), vb = wide_planned_word(b, plan);
+        dst[0] = ek_sxtab16(offset2, va);
+        dst[1] = ek_sxtab16_ror8(offset2, va);
+        dst[2] = ek_sxtab16(offset2, vb);
+        dst[3] = ek_sxtab16_ror8(offset2, vb);
+    }
+    if (len & 3) {
+        const uint32_t keep = plan->keep, zero = zero4 & keep;
+        const uint32_t va = (ek_read_u32(a + plan->lo) & ~keep) | zero;
+        const uint32_t vb = (ek_read_u32(b + plan->lo) & ~keep) | zero;
+        dst[0] = ek_sxtab16(offset2, va);
+        dst[1] = ek_sxtab16_ror8(offset2, va);
+        dst[2] = ek_sxtab16(offset2, vb);
+        dst[3] = ek_sxtab16_ror8(offset2, vb);
+    }
+}
+
+/* Whether the window whose taps start at (iy0, ix0) lies inside the input (dilation_w == 1). */
+static inline int wide_inside(const ek_conv2d_params *p, int32_t iy0, int32_t ix0)
+{
+    return iy0 >= 0 && iy0 + (p->k_h - 1) * p->dilation_h < p->in_h && ix0 >= 0
+           && ix0 + p->k_w <= p->in_w;
+}
+
 /* The widened window (OHWI tap order) of the output pixel whose taps start at (iy0, ix0),
  * into the pixel's slot dst (buf for pixel A, buf + 2 for pixel B). */
 static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
@@ -1327,7 +1455,7 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
     const int32_t c_in = p->in_c;
     const uint32_t offset2 = ek_dup16(p->input_offset);
     int32_t kx0, kx1;
-    if (c_in & 3) { /* a short window: bytes first, then widened whole */
+    if (c_in & 3) { /* a short window not read by wide_windows: bytes first, widened whole */
         int32_t bytes[EK_PAIR_MAX_LEN / 4];
         const int32_t len = p->k_h * p->k_w * c_in;
         gather_window(p, input, iy0, ix0, (int8_t *)bytes, (int8_t)(-p->input_offset));
@@ -1353,6 +1481,50 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
         }
         dst = wide_zero(dst, (p->k_w - kx1) * c_in);
     }
+}
+
+/* The windows of pixels A and B (first bytes a and b, both inside the input) whose k_h rows
+ * are whole words (row % 4 == 0, `pitch` bytes apart), widened into buf as wide_pair_planned
+ * lays them out. */
+static EK_CONV_NOINLINE void wide_pair_rows(const int8_t *a, const int8_t *b, int32_t k_h,
+                                            int32_t row, int32_t pitch, uint32_t offset2,
+                                            uint32_t *dst)
+{
+    for (int32_t ky = 0; ky < k_h; ++ky, a += pitch, b += pitch) {
+        for (int32_t i = 0; i < row; i += 4, dst += 4) {
+            const uint32_t va = ek_read_u32(a + i), vb = ek_read_u32(b + i);
+            dst[0] = ek_sxtab16(offset2, va);
+            dst[1] = ek_sxtab16_ror8(offset2, va);
+            dst[2] = ek_sxtab16(offset2, vb);
+            dst[3] = ek_sxtab16_ror8(offset2, vb);
+        }
+    }
+}
+
+/* Both pixels' windows into buf. Short windows (in_c % 4 != 0) of two pixels inside the input
+ * are read from their rows: by the plan, or as words where the rows are whole words; the
+ * others are widened one pixel at a time (a short one gathered as bytes first). */
+EK_CONV_FORCE_INLINE void wide_windows(const ek_conv2d_params *p, const int8_t *input,
+                                      int32_t iy_a, int32_t ix_a, int32_t iy_b, int32_t ix_b,
+                                      uint32_t *buf, const wide_group *plan)
+{
+    const int32_t c_in = p->in_c, row = p->k_w * c_in;
+    if ((c_in & 3) != 0 && (plan != 0 || ((EK_CONV_SHORT_ROWS & 2) && (row & 3) == 0))
+        && wide_inside(p, iy_a, ix_a) && wide_inside(p, iy_b, ix_b)) {
+        const int8_t *const a = input + (iy_a * p->in_w + ix_a) * c_in;
+        const int8_t *const b = input + (iy_b * p->in_w + ix_b) * c_in;
+        if ((EK_CONV_SHORT_ROWS & 1) && plan != 0) {
+            wide_pair_planned(a, b, plan, p->k_h * row,
+                              (uint32_t)(uint8_t)(-p->input_offset) * 0x01010101u,
+                              ek_dup16(p->input_offset), buf);
+        } else if (EK_CONV_SHORT_ROWS & 2) {
+            wide_pair_rows(a, b, p->k_h, row, p->dilation_h * p->in_w * c_in,
+                           ek_dup16(p->input_offset), buf);
+        }
+        return;
+    }
+    wide_window(p, input, iy_a, ix_a, buf);
+    wide_window(p, input, iy_b, ix_b, buf + 2);
 }
 
 /* One filter row pair against the widened windows: the whole-word loop, or the short one
@@ -1418,17 +1590,24 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
     (void)bias; /* the effective bias (pw_layer_of): raw windows */
 #else
     const int32_t len = p->k_h * p->k_w * p->in_c;
+    /* a short window's plan, after the two windows in buf (conv_wide_apply: wide_short_words) */
+    wide_group *const plan = (p->in_c & 3) != 0 && wide_plan_applies(p)
+                                 ? (wide_group *)(void *)(buf + ((len + 3) & ~3))
+                                 : 0;
+    if (plan != 0) {
+        wide_plan_make(p, plan);
+    }
     l.bias = bias; /* the raw bias: the windows carry the input offset */
 #endif
     for (; pixel + 2 <= pixels; pixel += 2) {
-        CONV_WIDE_WINDOW(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                         buf, e);
+        const int32_t iy_a = oy * p->stride_h - p->pad_top;
+        const int32_t ix_a = ox * p->stride_w - p->pad_left;
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
         }
-        CONV_WIDE_WINDOW(p, input, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                         buf + CONV_WIDE_SLOT_B, e);
+        CONV_WIDE_WINDOWS(p, input, iy_a, ix_a, oy * p->stride_h - p->pad_top,
+                          ox * p->stride_w - p->pad_left, buf, e, plan);
         if (++ox == p->out_w) {
             ox = 0;
             ++oy;
@@ -1443,8 +1622,7 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
     }
     if (pixel < pixels) { /* a lone last pixel: its window in both slots */
         const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
-        CONV_WIDE_WINDOW(p, input, iy0, ix0, buf, e);
-        CONV_WIDE_WINDOW(p, input, iy0, ix0, buf + CONV_WIDE_SLOT_B, e);
+        CONV_WIDE_WINDOWS(p, input, iy0, ix0, iy0, ix0, buf, e, plan);
         /* the plain kernel may store B too (the same value at the same place) */
         conv_wide_channels(&l, buf, len, output, e, pixel * c_out, pixel * c_out, e == 0, mode);
     }
