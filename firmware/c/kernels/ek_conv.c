@@ -52,10 +52,10 @@
 #ifndef EK_CONV_PIXELS
 #define EK_CONV_PIXELS 1
 #endif
-/* Which readers of short windows straight from their rows the build keeps (the widened path,
- * in_c % 4 != 0): bit 0 the plan (rows that are no whole words), bit 1 rows of whole words
- * (edgekit.firmware.op_emitters.short_rows_readers); a pixel whose reader is compiled out
- * gathers its window as bytes. */
+/* Which readers of two windows straight from their rows the build keeps (the widened path,
+ * dilation_w 1): bit 0 the plan (short windows, in_c % 4 != 0, whose rows are no whole words),
+ * bit 1 rows of whole words (edgekit.firmware.op_emitters.short_rows_readers); the pixels of a
+ * layer whose reader is compiled out are widened one at a time. */
 #ifndef EK_CONV_SHORT_ROWS
 #define EK_CONV_SHORT_ROWS 3
 #endif
@@ -1483,14 +1483,36 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
     }
 }
 
-/* The windows of pixels A and B (first bytes a and b, both inside the input) whose k_h rows
- * are whole words (row % 4 == 0, `pitch` bytes apart), widened into buf as wide_pair_planned
- * lays them out. */
+/* The windows of pixels A and B (first bytes a and b, both inside the input, dilation_w 1)
+ * whose k_h rows are whole words (row % 4 == 0, `pitch` bytes apart), widened into buf as
+ * wide_pair_planned lays them out: per group of four taps two loads, four SXTAB16 and one
+ * STM for both pixels (the one-pixel wide_window spent 363 instructions on a window of 144
+ * taps, 3x3 over 16 channels, this about 150). */
 static EK_CONV_NOINLINE void wide_pair_rows(const int8_t *a, const int8_t *b, int32_t k_h,
                                             int32_t row, int32_t pitch, uint32_t offset2,
                                             uint32_t *dst)
 {
     for (int32_t ky = 0; ky < k_h; ++ky, a += pitch, b += pitch) {
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+        /* the STM's four sources bound to ascending registers (r7 left out, as EK_PW_WIDE_REGS) */
+        register uint32_t p __asm__("r4"), q __asm__("r5"), r __asm__("r6"), t __asm__("r8");
+        const int8_t *x = a, *y = b;
+        const int8_t *const end = a + row;
+        __asm__ volatile("1:\n\t"
+                         "ldr %[p], [%[x]], #4\n\t"
+                         "ldr %[r], [%[y]], #4\n\t"
+                         "sxtab16 %[q], %[o], %[p], ror #8\n\t"
+                         "sxtab16 %[p], %[o], %[p]\n\t"
+                         "sxtab16 %[t], %[o], %[r], ror #8\n\t"
+                         "sxtab16 %[r], %[o], %[r]\n\t"
+                         "stmia %[d]!, {%[p], %[q], %[r], %[t]}\n\t"
+                         "cmp %[x], %[end]\n\t"
+                         "bne 1b\n"
+                         : [x] "+r"(x), [y] "+r"(y), [d] "+r"(dst), [p] "=&r"(p), [q] "=&r"(q),
+                           [r] "=&r"(r), [t] "=&r"(t)
+                         : [end] "r"(end), [o] "r"(offset2)
+                         : "cc", "memory");
+#else
         for (int32_t i = 0; i < row; i += 4, dst += 4) {
             const uint32_t va = ek_read_u32(a + i), vb = ek_read_u32(b + i);
             dst[0] = ek_sxtab16(offset2, va);
@@ -1498,18 +1520,20 @@ static EK_CONV_NOINLINE void wide_pair_rows(const int8_t *a, const int8_t *b, in
             dst[2] = ek_sxtab16(offset2, vb);
             dst[3] = ek_sxtab16_ror8(offset2, vb);
         }
+#endif
     }
 }
 
-/* Both pixels' windows into buf. Short windows (in_c % 4 != 0) of two pixels inside the input
- * are read from their rows: by the plan, or as words where the rows are whole words; the
- * others are widened one pixel at a time (a short one gathered as bytes first). */
+/* Both pixels' windows into buf. The windows of two pixels inside the input (dilation_w 1)
+ * are read from their rows: as words where the rows are whole words (in_c % 4 == 0, or a
+ * short window's rows), else by the plan; the others are widened one pixel at a time (a
+ * short one gathered as bytes first). */
 EK_CONV_FORCE_INLINE void wide_windows(const ek_conv2d_params *p, const int8_t *input,
                                       int32_t iy_a, int32_t ix_a, int32_t iy_b, int32_t ix_b,
                                       uint32_t *buf, const wide_group *plan)
 {
     const int32_t c_in = p->in_c, row = p->k_w * c_in;
-    if ((c_in & 3) != 0 && (plan != 0 || ((EK_CONV_SHORT_ROWS & 2) && (row & 3) == 0))
+    if (p->dilation_w == 1 && (plan != 0 || ((EK_CONV_SHORT_ROWS & 2) && (row & 3) == 0))
         && wide_inside(p, iy_a, ix_a) && wide_inside(p, iy_b, ix_b)) {
         const int8_t *const a = input + (iy_a * p->in_w + ix_a) * c_in;
         const int8_t *const b = input + (iy_b * p->in_w + ix_b) * c_in;

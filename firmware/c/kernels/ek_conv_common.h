@@ -1,6 +1,7 @@
 /* Helpers shared by the convolution-family kernels (ek_conv*.c): requantisation of one
- * accumulator and the range of kernel taps that fall inside the input. Internal: the generated
- * code includes ek_conv.h, not this. */
+ * accumulator and the range of kernel taps that fall inside the input; the int8 ADD's fast
+ * form (ek_elementwise.h) requantises with ek_requant_fast too. The generated code includes
+ * ek_conv.h and ek_elementwise.h, not this. */
 #ifndef EK_CONV_COMMON_H
 #define EK_CONV_COMMON_H
 

@@ -92,6 +92,12 @@ void ek_add_s8(const ek_add_params *p, const int8_t *in1, const int8_t *in2, int
      * them after every element would cost more than the registers */
     const ek_add_s8_consts k = ek_add_s8_prepare(p);
     const int32_t size = p->shape.size;
+    if (k.fast) { /* the form chosen once per call, not per element */
+        for (int32_t i = 0; i < size; ++i) {
+            out[i] = ek_add_s8_fast_output(&k, in1[i], in2[i]);
+        }
+        return;
+    }
     for (int32_t i = 0; i < size; ++i) {
         out[i] = ek_add_s8_output(&k, in1[i], in2[i]);
     }

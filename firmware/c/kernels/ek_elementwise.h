@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 
+#include "ek_conv_common.h"
 #include "ek_fixedpoint.h"
 
 /* Broadcast shapes of a binary op, right-aligned into EK_BROADCAST_DIMS dimensions (leading
@@ -140,13 +141,30 @@ static inline int32_t ek_rdbpot_small(int32_t x, int32_t half, int exponent)
 
 /* One int8 ADD element with the bounds of int8 inputs: |(a - zp) << 20| < 2^28, so both input
  * rescalings and their sum stay below 2^29 and ek_rdbpot_small applies to all three. Same
- * result as ek_add_element (the tests run both paths: s8 here, s16 there). */
+ * result as ek_add_element (the tests run both paths: s8 here, s16 there).
+ *
+ * The fast form (`fast`: both input shifts in [-31, 0], the output's fast requantisation in
+ * range) does each rescaling with one 64-bit multiply-accumulate and a shift. An input's
+ * rescaling is h = RoundingDivideByPOT(SRDHM(x, m), e) with x = (a + offset) * 2^20, and
+ * SRDHM(x, m) = floor((x m + 2^30) / 2^31) (gemmlowp's nudge and truncating division). For
+ * e = 0 that is the high word of 2x m + 2^31; for e >= 1 it is floor(T / 2^(31+e)) with
+ * T = x m + 2^30 + 2^(30+e) - [x < 0] 2^31, ek_requant_fast's argument (ek_conv_common.h) with
+ * no output offset, so doubling numerator and denominator: the high word of
+ * 2x m + 2^31 + (2^(e-1) - [x < 0]) 2^32, shifted right by e. Both start from the low word
+ * 2^31 and a high word hi0 + (sign & (x >> 31)): hi0 = 2^(e-1) and sign = -1, or 0 and 0 for
+ * e = 0. Bounds: |2x| < 2^29 and m < 2^31, so every term stays below 2^62 (e <= 31). The sum
+ * of the two is requantised by ek_requant_fast (right shift 2-23, the output offset in k_hi;
+ * 24-31, the wide form and the offset added after). */
 typedef struct {
     int32_t off1, off2;          /* input offsets << left_shift */
     int32_t m1, m2, mo;
     int32_t half1, half2, half_o;
     int e1, e2, eo;
     int32_t out_offset, act_min, act_max;
+    /* the fast form: */
+    int fast, out_wide;          /* out_wide: the output's wide form (offset added after) */
+    int32_t x_off1, x_off2;      /* input offsets << 21 */
+    int32_t hi1, hi2, sign1, sign2, k_hi_o;
 } ek_add_s8_consts;
 
 static inline int32_t ek_add_s8_element(const ek_add_s8_consts *k, int32_t a, int32_t b)
@@ -159,9 +177,24 @@ static inline int32_t ek_add_s8_element(const ek_add_s8_consts *k, int32_t a, in
     return ek_rdbpot_small(ho, k->half_o, k->eo);
 }
 
+/* One input's rescaling in the fast form (see above); x_off = offset << 21. */
+static inline int32_t ek_add_s8_fast_input(int32_t a, int32_t x_off, int32_t m, int32_t hi0,
+                                           int32_t sign, int e)
+{
+    const int32_t x2 = (int32_t)((uint32_t)a << 21) + x_off; /* 2 (a + offset) 2^20 */
+    const uint32_t hi = (uint32_t)hi0 + ((uint32_t)(x2 >> 31) & (uint32_t)sign);
+    const int64_t t = (int64_t)(((uint64_t)hi << 32) | 0x80000000u) + (int64_t)x2 * m;
+    return (int32_t)(t >> 32) >> e;
+}
+
 /* ek_add_params -> the constants of ek_add_s8_output (computed once per kernel call). */
 static inline ek_add_s8_consts ek_add_s8_prepare(const ek_add_params *p)
 {
+    const int in_range = p->input1_multiplier >= 0 && p->input2_multiplier >= 0
+                         && p->input1_shift <= 0 && p->input1_shift >= -31
+                         && p->input2_shift <= 0 && p->input2_shift >= -31;
+    const int out_fast = ek_requant_fast_applies(p->output_multiplier, p->output_shift);
+    const int out_wide = ek_requant_wide_applies(p->output_multiplier, p->output_shift);
     const ek_add_s8_consts k = {
         .off1 = p->input1_offset * (1 << 20), .off2 = p->input2_offset * (1 << 20),
         .m1 = p->input1_multiplier, .m2 = p->input2_multiplier, .mo = p->output_multiplier,
@@ -170,14 +203,36 @@ static inline ek_add_s8_consts ek_add_s8_prepare(const ek_add_params *p)
         .half_o = p->output_shift < 0 ? 1 << (-p->output_shift - 1) : 0,
         .e1 = -p->input1_shift, .e2 = -p->input2_shift, .eo = -p->output_shift,
         .out_offset = p->output_offset, .act_min = p->act_min, .act_max = p->act_max,
+        .fast = in_range && (out_fast || out_wide),
+        .out_wide = !out_fast,
+        .x_off1 = (int32_t)((uint32_t)p->input1_offset << 21),
+        .x_off2 = (int32_t)((uint32_t)p->input2_offset << 21),
+        .hi1 = p->input1_shift < 0 ? 1 << (-p->input1_shift - 1) : 0,
+        .hi2 = p->input2_shift < 0 ? 1 << (-p->input2_shift - 1) : 0,
+        .sign1 = p->input1_shift < 0 ? -1 : 0, .sign2 = p->input2_shift < 0 ? -1 : 0,
+        .k_hi_o = out_fast ? ek_requant_fast_k_hi(p->output_shift, p->output_offset)
+                  : out_wide ? ek_requant_wide_k_hi(p->output_shift) : 0,
     };
     return k;
+}
+
+/* One int8 ADD output in the fast form (k->fast). */
+static inline int8_t ek_add_s8_fast_output(const ek_add_s8_consts *k, int32_t a, int32_t b)
+{
+    const int32_t sum = ek_add_s8_fast_input(a, k->x_off1, k->m1, k->hi1, k->sign1, k->e1)
+                        + ek_add_s8_fast_input(b, k->x_off2, k->m2, k->hi2, k->sign2, k->e2);
+    const int32_t y = ek_requant_fast(sum, k->mo, k->k_hi_o, k->eo - 1)
+                      + (k->out_wide ? k->out_offset : 0);
+    return (int8_t)ek_clamp(y, k->act_min, k->act_max);
 }
 
 /* One int8 ADD output, equal to (int8_t)ek_add_element(p, a, b) for int8 a, b and the
  * ek_add_params k was prepared from (a fused conv + residual add may use either). */
 static inline int8_t ek_add_s8_output(const ek_add_s8_consts *k, int32_t a, int32_t b)
 {
+    if (k->fast) {
+        return ek_add_s8_fast_output(k, a, b);
+    }
     return (int8_t)ek_clamp(ek_add_s8_element(k, a, b) + k->out_offset, k->act_min, k->act_max);
 }
 
