@@ -50,6 +50,21 @@ void ek_test_add_s8_output(const ek_add_params *p, const int8_t *a, const int8_t
     const ek_add_s8_consts k = ek_add_s8_prepare(p);
     for (int32_t i = 0; i < n; ++i) out[i] = ek_add_s8_output(&k, a[i], b[i]);
 }
+/* one input's rescaling in the fast forms: general (sign term) and, for shift 0, the e0 one */
+void ek_test_add_s8_fast_input(int32_t offset, int32_t m, int32_t shift, const int8_t *a,
+                               int32_t *general, int32_t *e0, int32_t n)
+{
+    ek_add_params p = {0};
+    p.input1_offset = offset; p.input2_offset = offset;
+    p.input1_multiplier = m; p.input2_multiplier = m;
+    p.input1_shift = shift; p.input2_shift = shift;
+    p.output_multiplier = 1 << 30; p.output_shift = -2;
+    const ek_add_s8_consts k = ek_add_s8_prepare(&p);
+    for (int32_t i = 0; i < n; ++i) {
+        general[i] = ek_add_s8_fast_input(a[i], k.x_off1, k.m1, k.hi1, k.sign1, k.e1);
+        e0[i] = ek_add_s8_fast_input_e0(a[i], k.x_off2, k.m2);
+    }
+}
 """
 
 
@@ -194,12 +209,14 @@ def test_add_on_arbitrary_parameters(lib, dtype):
         in_shift = lambda: -int(rng.integers(left_shift - 2, 32) if small else rng.integers(0, 4))
         out_shift = -int(rng.choice([0, 0, 1, 2]) if small else rng.integers(left_shift - 3, 32))
         zp = lambda: int(rng.integers(dtype.min // 2, dtype.max // 2)) if dtype == DType.INT8 else 0
+        full = rng.random() < 0.3  # the whole range: ek_add_s8's loop with one SSAT
         p = reference.elementwise.AddParams(
             kind="ADD", out_dtype=dtype, input1_offset=-zp(), input2_offset=-zp(),
             output_offset=zp(), left_shift=left_shift, input1_multiplier=_multiplier(rng),
             input1_shift=in_shift(), input2_multiplier=_multiplier(rng), input2_shift=in_shift(),
             output_multiplier=_multiplier(rng), output_shift=out_shift,
-            act_min=int(rng.integers(dtype.min, 0)), act_max=int(rng.integers(0, dtype.max + 1)),
+            act_min=dtype.min if full else int(rng.integers(dtype.min, 0)),
+            act_max=dtype.max if full else int(rng.integers(0, dtype.max + 1)),
             out_shape=a.shape)
         expected = reference.elementwise.add(p, [a, b])
         fields = {**prepared_fields(p), "shape": broadcast_fields(a.shape, b.shape, a.shape)}
@@ -216,6 +233,29 @@ def test_add_on_arbitrary_parameters(lib, dtype):
                                       ctypes.c_int32(a.size))
                 assert_no_undefined_behaviour()
                 assert out.tobytes() == expected.tobytes(), f"{element} {p}"
+
+
+def test_add_s8_input_rescaling_on_every_input_and_shift(lib):
+    """The int8 ADD's fast form rescales each input with one multiply-accumulate
+    (ek_add_s8_fast_input; for a shift of 0 the form without a sign term that ek_add_s8 uses):
+    each equal to MultiplyByQuantizedMultiplier((a + offset) << 20, m, shift) for every int8
+    input, every shift 0..31 and multipliers over their range. The whole-ADD test above cannot
+    see a rounding error here once its output shift divides it away."""
+    from edgekit import fixedpoint as fp
+    rng = np.random.default_rng(41)
+    a = np.arange(-128, 128, dtype=np.int8)
+    for shift in range(0, -32, -1):
+        for _ in range(12):
+            offset, m = int(rng.integers(-127, 129)), _multiplier(rng)
+            general, e0 = np.zeros(a.size, np.int32), np.zeros(a.size, np.int32)
+            lib.ek_test_add_s8_fast_input(ctypes.c_int32(offset), ctypes.c_int32(m),
+                                          ctypes.c_int32(shift), carray(a), carray(general),
+                                          carray(e0), ctypes.c_int32(a.size))
+            x = (a.astype(np.int64) + offset) << 20
+            expected = fp.multiply_by_quantized_multiplier(x, np.int64(m), np.int64(shift))
+            assert np.array_equal(general.astype(np.int64), expected), (offset, m, shift)
+            if shift == 0:
+                assert np.array_equal(e0.astype(np.int64), expected), (offset, m)
 
 
 def test_requantize_and_mul_on_arbitrary_parameters(lib):

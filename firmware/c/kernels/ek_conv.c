@@ -501,9 +501,10 @@ static inline void dot2x2(const int8_t *x, const int8_t *w, int32_t len, int32_t
 
 /* The residual ADD fused after the convolution (planner mode conv_add_skip), or none. */
 typedef struct {
-    const ek_add_s8_consts *add; /* the ADD's prepared constants (ek_add_s8_prepare) */
+    /* the ADD's prepared constants (ek_add_s8_prepare), its inputs exchanged where the conv
+     * result is the second (the rescaled inputs' sum is symmetric) */
+    const ek_add_s8_consts *add;
     const int8_t *skip;       /* the ADD's other input, same NHWC layout as the output */
-    int32_t conv_input_position; /* which ADD input (0 or 1) the conv result is */
 } conv_epilogue;
 
 /* Stores output element i: the conv's int8 result y, or the fused ADD of y and skip[i]
@@ -514,11 +515,9 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
     if (e == 0) {
         output[i] = (int8_t)y;
     } else {
-        const int32_t s = e->skip[i];
         /* ek_add_s8_output: ek_add_element's value for int8 inputs, its constants prepared
          * once per call */
-        output[i] = e->conv_input_position == 0 ? ek_add_s8_output(e->add, y, s)
-                                                : ek_add_s8_output(e->add, s, y);
+        output[i] = ek_add_s8_output(e->add, y, e->skip[i]);
     }
 }
 
@@ -1848,8 +1847,10 @@ void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_p
                       const int8_t *skip, int8_t *output, int32_t conv_input_position)
 {
     /* the ADD's constants in a local, for the same reason as the conv's params copy */
-    const ek_add_s8_consts add = ek_add_s8_prepare(add_params);
-    const conv_epilogue fused = {&add, skip, conv_input_position};
+    const ek_add_s8_consts prepared = ek_add_s8_prepare(add_params);
+    const ek_add_s8_consts add = conv_input_position == 0 ? prepared
+                                                          : ek_add_s8_swapped(&prepared);
+    const conv_epilogue fused = {&add, skip};
     conv2d_run(params, input, filter, bias, output, &fused);
 }
 

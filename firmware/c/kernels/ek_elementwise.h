@@ -226,12 +226,41 @@ static inline int8_t ek_add_s8_fast_output(const ek_add_s8_consts *k, int32_t a,
     return (int8_t)ek_clamp(y, k->act_min, k->act_max);
 }
 
+/* ek_add_s8_fast_input for a shift of 0: the high word of 2x m + 2^31, no sign term, no
+ * shift. */
+static inline int32_t ek_add_s8_fast_input_e0(int32_t a, int32_t x_off, int32_t m)
+{
+    const int32_t x2 = (int32_t)((uint32_t)a << 21) + x_off;
+    return (int32_t)((INT64_C(0x80000000) + (int64_t)x2 * m) >> 32);
+}
+
+/* ek_add_s8_fast_output where the second input's shift is 0 (k->e2 == 0). */
+static inline int8_t ek_add_s8_fast_output_e0(const ek_add_s8_consts *k, int32_t a, int32_t b)
+{
+    const int32_t sum = ek_add_s8_fast_input(a, k->x_off1, k->m1, k->hi1, k->sign1, k->e1)
+                        + ek_add_s8_fast_input_e0(b, k->x_off2, k->m2);
+    const int32_t y = ek_requant_fast(sum, k->mo, k->k_hi_o, k->eo - 1)
+                      + (k->out_wide ? k->out_offset : 0);
+    return (int8_t)ek_clamp(y, k->act_min, k->act_max);
+}
+
+/* k with its two inputs' constants exchanged (the sum of the rescaled inputs is symmetric). */
+static inline ek_add_s8_consts ek_add_s8_swapped(const ek_add_s8_consts *k)
+{
+    ek_add_s8_consts s = *k;
+    s.off1 = k->off2, s.off2 = k->off1, s.m1 = k->m2, s.m2 = k->m1;
+    s.half1 = k->half2, s.half2 = k->half1, s.e1 = k->e2, s.e2 = k->e1;
+    s.x_off1 = k->x_off2, s.x_off2 = k->x_off1, s.hi1 = k->hi2, s.hi2 = k->hi1;
+    s.sign1 = k->sign2, s.sign2 = k->sign1;
+    return s;
+}
+
 /* One int8 ADD output, equal to (int8_t)ek_add_element(p, a, b) for int8 a, b and the
  * ek_add_params k was prepared from (a fused conv + residual add may use either). */
 static inline int8_t ek_add_s8_output(const ek_add_s8_consts *k, int32_t a, int32_t b)
 {
     if (k->fast) {
-        return ek_add_s8_fast_output(k, a, b);
+        return k->e2 == 0 ? ek_add_s8_fast_output_e0(k, a, b) : ek_add_s8_fast_output(k, a, b);
     }
     return (int8_t)ek_clamp(ek_add_s8_element(k, a, b) + k->out_offset, k->act_min, k->act_max);
 }
