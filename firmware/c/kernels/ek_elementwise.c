@@ -87,7 +87,7 @@ static EK_NOINLINE void ek_add_s8_broadcast(const ek_add_params *p, const int8_t
 /* ek_add_s8_fast_output_e0 over n elements where the first input's shift is 1..31 and the
  * output takes the fast form with its offset (out_wide == 0): its constants in locals, so
  * that the loop keeps them in registers, and the clamp one SSAT where the activation range
- * is all of int8 (`full`, a constant after inlining): 27 instructions an element on resnet's
+ * is all of int8 (`full`, a constant after inlining): 26 instructions an element on resnet's
  * ADDs, from 37. */
 EK_ALWAYS_INLINE void ek_add_s8_loop_e0(const ek_add_s8_consts *k, const int8_t *a,
                                         const int8_t *b, int8_t *out, int32_t n, int full)
