@@ -1354,15 +1354,6 @@ static inline uint32_t *wide_zero(uint32_t *dst, int32_t n)
     return dst;
 }
 
-/* One group of four taps v (raw bytes) plus the input offset into its two words at dst;
- * returns the next group. */
-static inline uint32_t *wide_put_word(uint32_t *dst, uint32_t v, uint32_t offset2)
-{
-    dst[0] = ek_sxtab16(offset2, v);
-    dst[1] = ek_sxtab16_ror8(offset2, v);
-    return dst + 4;
-}
-
 /* The low n bytes of a word (n in 1..3). */
 #define WIDE_LOW_BYTES(n) (0xFFFFFFFFu >> (32 - 8 * (n)))
 

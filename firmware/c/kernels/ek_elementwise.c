@@ -104,7 +104,6 @@ EK_ALWAYS_INLINE void ek_add_s8_loop_e0(const ek_add_s8_consts *k, const int8_t 
     }
 }
 
-
 void ek_add_s8(const ek_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
     if (p->shape.broadcast) {
