@@ -1477,7 +1477,7 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
  * whose k_h rows are whole words (row % 4 == 0, `pitch` bytes apart), widened into buf as
  * wide_pair_planned lays them out: per group of four taps two loads, four SXTAB16 and one
  * STM for both pixels (the one-pixel wide_window spent 363 instructions on a window of 144
- * taps, 3x3 over 16 channels, this about 150). */
+ * taps, 3x3 over 16 channels, this about 160). */
 static EK_CONV_NOINLINE void wide_pair_rows(const int8_t *a, const int8_t *b, int32_t k_h,
                                             int32_t row, int32_t pitch, uint32_t offset2,
                                             uint32_t *dst)
