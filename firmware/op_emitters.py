@@ -310,6 +310,16 @@ DW_MAX_TAPS = 25
 DW_QUAD_STACK_WORDS = 64
 
 
+def depthwise_maybe_quad(kernel: str, fields: dict) -> bool:
+    """Whether an in-place depthwise call may run the four-channel ring on a DSP core
+    (ek_conv_depthwise.c's ``dw_quad_applies``); a build none of whose calls may leaves the
+    ring's code out (``EK_DW_QUAD``). True whenever unsure: that only keeps code linked."""
+    f = fields
+    return (kernel.startswith("ek_depthwise_conv2d_s") and kernel.endswith("_inplace")
+            and f["in_c"] % 4 == 0 and f["depth_multiplier"] == 1 and f["filter_offset"] == 0
+            and f["k_h"] == 3 and f["k_w"] == 3 and f["stride_w"] in (1, 2))
+
+
 def depthwise_surely_quad(kernel: str, fields: dict) -> bool:
     """Whether an in-place depthwise call certainly runs the four-channel ring on a DSP core
     (ek_conv_depthwise.c's dispatch: ring_order_safe, dw_quad_applies, and a ring that fits the
@@ -358,6 +368,7 @@ class CallConfig:
     wide_taps: int = 0  # the widened path's window (words)
     fc_interleaved: bool = False  # the interleaved FULLY_CONNECTED layout
     inplace_depthwise: bool = False
+    maybe_quad: bool = False  # (in-place depthwise) may run the four-channel ring on DSP
     surely_quad: bool = False  # (in-place depthwise) surely runs the four-channel ring on DSP
     inplace_pointwise: bool = False
     surely_pairs: bool = False  # (in-place pointwise) surely runs the two-pixel loop on DSP
@@ -371,6 +382,7 @@ class CallConfig:
                    wide_taps=wide_window_taps(kernel, fields),
                    fc_interleaved=bool(fields.get("interleaved")),
                    inplace_depthwise="_inplace" in kernel and "depthwise" in kernel,
+                   maybe_quad=depthwise_maybe_quad(kernel, fields),
                    surely_quad=depthwise_surely_quad(kernel, fields),
                    inplace_pointwise="_pointwise_inplace" in kernel,
                    surely_pairs=pointwise_surely_pairs(kernel, fields),
@@ -398,6 +410,8 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool,
         ("EK_CONV_PAIRS_PATH", int(pairs_path), "the int8 short-window byte path"),
         ("EK_FC_INTERLEAVED", int(any(c.fc_interleaved for c in calls)),
          "the interleaved FC layout"),
+        ("EK_DW_QUAD", int(any(c.maybe_quad for c in calls)),
+         "DSP: the four-channel depthwise ring"),
         ("EK_DW_ONLY_QUAD", int(all(c.surely_quad for c in calls if c.inplace_depthwise)),
          "DSP: in-place depthwise, quad only"),
         ("EK_PW_ONLY_PAIRS", int(all(c.surely_pairs for c in calls if c.inplace_pointwise)),

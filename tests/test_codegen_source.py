@@ -203,3 +203,27 @@ def test_kws_depthwise_runs_only_the_quad_ring_and_links_nothing_else(kws):
                    {"dilation_h": 2},
                    {"in_h": 3, "out_h": 3, "out_w": 40, "in_w": 40}):  # ring > plane and stack
         assert not depthwise_surely_quad(kernel, {**fields, **change}), change
+
+
+def test_a_model_no_depthwise_call_of_which_may_take_the_quad_ring_leaves_it_out(kws):
+    """EK_DW_QUAD: kws's 3x3 layers may take the four-channel ring; a 1-D kernel (EmbBERT's
+    causal convolution), a 5x5 window, a channel count that is no multiple of 4 or a filter
+    offset may not (`depthwise_maybe_quad` mirrors dw_quad_applies), and a model of only such
+    calls links none of the ring's code; the generated C of such a model runs op by op equal
+    to the reference interpreter on the emulated DSP path (hil and EmbBERT tests build it)."""
+    from edgekit.firmware.op_emitters import depthwise_maybe_quad
+
+    _, gen = kws
+    assert "#define EK_DW_QUAD 1 " in gen.files["ek_model_config.h"]
+    fields = {"in_c": 64, "k_h": 3, "k_w": 3, "stride_w": 1, "depth_multiplier": 1,
+              "filter_offset": 0}
+    kernel = "ek_depthwise_conv2d_s8_inplace"
+    assert depthwise_maybe_quad(kernel, fields)
+    assert not depthwise_maybe_quad("ek_depthwise_conv2d_s8", fields)  # not in place
+    for change in ({"k_h": 1, "k_w": 5}, {"k_h": 5, "k_w": 5}, {"in_c": 62},
+                   {"filter_offset": 3}, {"stride_w": 3}, {"depth_multiplier": 2}):
+        assert not depthwise_maybe_quad(kernel, {**fields, **change}), change
+    one_d = gb.depthwise_conv2d(np.random.default_rng(3), in_shape=(1, 1, 24, 16),
+                                kernel=(1, 5))
+    config = generate(one_d, seed=3).files["ek_model_config.h"]
+    assert "#define EK_DW_QUAD 0 " in config

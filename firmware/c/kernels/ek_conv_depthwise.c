@@ -706,12 +706,19 @@ static int32_t quad_ring_words(const ek_depthwise_conv2d_params *p)
     return p->k_h * rw;
 }
 
+/* 0 when no in-place call of the model may take the four-channel ring (the generator's
+ * mirror, edgekit.firmware.op_emitters.depthwise_maybe_quad, ek_model_config.h): its code, both
+ * rings, is left out (flash; a 1-D or 5x5 depthwise model). */
+#ifndef EK_DW_QUAD
+#define EK_DW_QUAD 1
+#endif
+
 /* The layers the four-channel ring takes: channel groups of four, 3x3, stride_w 1 or 2. A group
  * whose channels all take the fast requantisation with the int8-range clamp (DW_FAST_FULL, as
  * every int8 MLPerf depthwise layer) stores inline; the others through dw_quad_store_each. */
 static int dw_quad_applies(const ek_depthwise_conv2d_params *p)
 {
-    return (p->in_c & 3) == 0 && p->depth_multiplier == 1 && p->filter_offset == 0
+    return EK_DW_QUAD && (p->in_c & 3) == 0 && p->depth_multiplier == 1 && p->filter_offset == 0
            && p->k_h == 3 && p->k_w == 3 && (p->stride_w == 1 || p->stride_w == 2);
 }
 
