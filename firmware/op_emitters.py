@@ -896,7 +896,7 @@ def emit_attention(ctx: EmitContext, p) -> OpCall:
         raise UnsupportedError(f"{where(op)}: the plan gives ATTENTION no scratch row")
     tq, d, tk, dv = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
     fields = {"batch": q.size // (tq * d), "q_rows": tq, "kv_rows": tk, "depth": d,
-              "v_cols": dv}
+              "v_cols": dv, "masked": int(p.mask is not None)}
     qk = _batch_matmul_fields(p.qk, (1, d), (tk, d), (1, tk))
     pv = _batch_matmul_fields(p.pv, (1, tk), (tk, dv), (1, dv))
     sm = p.softmax

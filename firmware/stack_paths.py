@@ -100,6 +100,7 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     "fc_store4_fast": (frozenset({"ek_fully_connected_s8"}), _interleaved_fast_store),
     "inplace_quad_on_stack": (frozenset({"ek_depthwise_conv2d_s8_inplace",
                                          "ek_depthwise_conv2d_s4_inplace"}), _quad_ring_on_stack),
+    "attention_mask_add": (frozenset({"ek_attention_s8"}), lambda fields: bool(fields["masked"])),
 }
 
 

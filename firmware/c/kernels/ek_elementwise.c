@@ -39,14 +39,6 @@ static inline int32_t ek_clamp64(int64_t v, int32_t lo, int32_t hi)
         }}}}                                                                                  \
     } while (0)
 
-#if defined(__GNUC__)
-#define EK_NOINLINE __attribute__((noinline))
-#define EK_ALWAYS_INLINE static inline __attribute__((always_inline))
-#else
-#define EK_NOINLINE
-#define EK_ALWAYS_INLINE static inline
-#endif
-
 /* A binary kernel runs the flat loop (both inputs of the output's shape) itself and the
  * broadcast walk in an out-of-line helper NAME_broadcast: the walk's nested loops keep many
  * values live, and inlined they would deepen the frame of every call, broadcasting or not. The
@@ -84,21 +76,21 @@ static EK_NOINLINE void ek_add_s8_broadcast(const ek_add_params *p, const int8_t
     EK_BROADCAST_WALK(&p->shape, out[o] = ek_add_s8_output(&k, in1[i1], in2[i2]));
 }
 
-/* ek_add_s8_fast_output_e0 over n elements where the first input's shift is 1..31 and the
- * output takes the fast form with its offset (out_wide == 0): its constants in locals, so
- * that the loop keeps them in registers, and the clamp one SSAT where the activation range
- * is all of int8 (`full`, a constant after inlining): 26 instructions an element on resnet's
- * ADDs, from 37. */
-EK_ALWAYS_INLINE void ek_add_s8_loop_e0(const ek_add_s8_consts *k, const int8_t *a,
-                                        const int8_t *b, int8_t *out, int32_t n, int full)
+/* ek_add_s8_fast_output_e0 over n elements: input a's shift e_a is 1..31, b's is 0, and the
+ * output takes the fast form with its offset (out_wide == 0). The constants come as scalars,
+ * not in a struct, so that the loop keeps them in registers and the caller's frame holds no
+ * copy; the clamp is one SSAT where the activation range is all of int8 (`full`, a constant
+ * after inlining): 26 instructions an element on resnet's ADDs, from 37. */
+EK_ALWAYS_INLINE void ek_add_s8_loop_e0(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                                        int32_t x_off_a, int32_t m_a, int32_t hi_a, int32_t e_a,
+                                        int32_t x_off_b, int32_t m_b, const ek_add_s8_consts *k,
+                                        int full)
 {
-    const int32_t x_off1 = k->x_off1, m1 = k->m1, hi1 = k->hi1, e1 = k->e1;
-    const int32_t x_off2 = k->x_off2, m2 = k->m2;
     const int32_t mo = k->mo, k_hi = k->k_hi_o, right_m1 = k->eo - 1;
     const int32_t act_min = k->act_min, act_max = k->act_max;
     for (int32_t i = 0; i < n; ++i) {
-        const int32_t sum = ek_add_s8_fast_input(a[i], x_off1, m1, hi1, -1, e1)
-                            + ek_add_s8_fast_input_e0(b[i], x_off2, m2);
+        const int32_t sum = ek_add_s8_fast_input(a[i], x_off_a, m_a, hi_a, -1, e_a)
+                            + ek_add_s8_fast_input_e0(b[i], x_off_b, m_b);
         const int32_t y = ek_requant_fast(sum, mo, k_hi, right_m1);
         out[i] = (int8_t)(full ? ek_ssat8(y) : ek_clamp(y, act_min, act_max));
     }
@@ -118,12 +110,14 @@ void ek_add_s8(const ek_add_params *p, const int8_t *in1, const int8_t *in2, int
         /* the common case: the input of the larger scale has no rounding shift, the other one
          * has; the sum is symmetric, so the first is made the second */
         const int swap = k.e2 != 0;
-        const ek_add_s8_consts s = swap ? ek_add_s8_swapped(&k) : k;
-        /* inline, so that the stack bound's deepest path stays the broadcast one */
-        if (s.act_min == -128 && s.act_max == 127) {
-            ek_add_s8_loop_e0(&s, swap ? in2 : in1, swap ? in1 : in2, out, size, 1);
+        const int8_t *a = swap ? in2 : in1, *b = swap ? in1 : in2;
+        const int32_t x_off_a = swap ? k.x_off2 : k.x_off1, m_a = swap ? k.m2 : k.m1;
+        const int32_t hi_a = swap ? k.hi2 : k.hi1, e_a = swap ? k.e2 : k.e1;
+        const int32_t x_off_b = swap ? k.x_off1 : k.x_off2, m_b = swap ? k.m1 : k.m2;
+        if (k.act_min == -128 && k.act_max == 127) {
+            ek_add_s8_loop_e0(a, b, out, size, x_off_a, m_a, hi_a, e_a, x_off_b, m_b, &k, 1);
         } else {
-            ek_add_s8_loop_e0(&s, swap ? in2 : in1, swap ? in1 : in2, out, size, 0);
+            ek_add_s8_loop_e0(a, b, out, size, x_off_a, m_a, hi_a, e_a, x_off_b, m_b, &k, 0);
         }
         return;
     }

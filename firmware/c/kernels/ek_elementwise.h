@@ -18,6 +18,14 @@
 #include "ek_conv_common.h"
 #include "ek_fixedpoint.h"
 
+#if defined(__GNUC__)
+#define EK_NOINLINE __attribute__((noinline))
+#define EK_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define EK_NOINLINE
+#define EK_ALWAYS_INLINE static inline
+#endif
+
 /* Broadcast shapes of a binary op, right-aligned into EK_BROADCAST_DIMS dimensions (leading
  * dimensions 1). Strides are in elements; a broadcast dimension of an input has stride 0.
  * `broadcast` == 0 means both inputs have the output's shape (one flat loop over `size`). */
@@ -187,8 +195,10 @@ static inline int32_t ek_add_s8_fast_input(int32_t a, int32_t x_off, int32_t m, 
     return (int32_t)(t >> 32) >> e;
 }
 
-/* ek_add_params -> the constants of ek_add_s8_output (computed once per kernel call). */
-static inline ek_add_s8_consts ek_add_s8_prepare(const ek_add_params *p)
+/* ek_add_params -> the constants of ek_add_s8_output (computed once per kernel call). Always
+ * inline: out of line it returns the struct through memory and every caller holds a copy,
+ * 88 more bytes of stack on the Cortex-M4 ADD's path. */
+EK_ALWAYS_INLINE ek_add_s8_consts ek_add_s8_prepare(const ek_add_params *p)
 {
     const int in_range = p->input1_multiplier >= 0 && p->input2_multiplier >= 0
                          && p->input1_shift <= 0 && p->input1_shift >= -31

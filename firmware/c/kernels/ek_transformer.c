@@ -104,6 +104,14 @@ void ek_lut_s8(const ek_lut_params *p, const int8_t *in, int8_t *out)
     }
 }
 
+/* The mask's ADD, out of line so that the stack bound can leave the ADD's frames out of an
+ * attention without a mask (edgekit.firmware.stack_paths); a tail call, no frame of its own. */
+static EK_NOINLINE void attention_mask_add(const ek_add_params *add, int8_t *scores,
+                                           const int8_t *mask)
+{
+    ek_add_s8(add, scores, mask, scores);
+}
+
 void ek_attention_s8(const ek_attention_params *p, const ek_batch_matmul_params *qk,
                      const ek_add_params *add, const ek_softmax_params *softmax,
                      const ek_batch_matmul_params *pv, const int8_t *q, const int8_t *k,
@@ -114,8 +122,8 @@ void ek_attention_s8(const ek_attention_params *p, const ek_batch_matmul_params 
     for (int32_t b = 0; b < p->batch; ++b) {
         for (int32_t i = 0; i < p->q_rows; ++i) {
             ek_batch_matmul_s8(qk, q + b * q_head + i * p->depth, k + b * k_head, scratch);
-            if (mask != NULL) {
-                ek_add_s8(add, scratch, mask, scratch);
+            if (p->masked) {
+                attention_mask_add(add, scratch, mask);
             }
             ek_softmax_s8(softmax, scratch, scratch);
             ek_batch_matmul_s8(pv, scratch, v + b * v_head, out);

@@ -15,8 +15,8 @@
  *   ek_lut_s8           out[i] = lut[in[i] + 128]: GELU's table, computed by the generator.
  *   ek_attention_s8     ATTENTION (edgekit.reference.attention): for each batch b (heads) and
  *                       query row i: scores = ek_batch_matmul_s8(qk, q row i, k) into `scratch`
- *                       (kv_rows bytes), ek_add_s8(add, scratch, mask) in place where mask is
- *                       not NULL (one row of key biases for every row and head), then
+ *                       (kv_rows bytes), ek_add_s8(add, scratch, mask) in place where
+ *                       `masked` (one row of key biases for every row and head), then
  *                       ek_softmax_s8(softmax) over it in place, then
  *                       ek_batch_matmul_s8(pv, scratch, v) into out row i. qk, add, softmax, pv
  *                       are the unfused ops' params for ONE row (rows 1, batch 1), so the
@@ -77,6 +77,7 @@ typedef struct {
     int32_t kv_rows;        /* Tk: the scratch row's length */
     int32_t depth;          /* d of q and k */
     int32_t v_cols;         /* dv */
+    int32_t masked;         /* 1 where the call passes a mask (the stack bound reads it) */
 } ek_attention_params;
 
 void ek_batch_matmul_s8(const ek_batch_matmul_params *p, const int8_t *a, const int8_t *b,
