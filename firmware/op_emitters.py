@@ -174,6 +174,12 @@ def emit_conv(ctx: EmitContext, p, *, fused: bool = False) -> OpCall:
         args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     params_type = "ek_conv2d_params" if op.kind == "CONV_2D" else "ek_depthwise_conv2d_params"
     kernel = weights_kernel(kernel, bits)
+    if pointwise_paired(kernel, fields):
+        # the filter re-laid out for the two-pixel DSP loop (ek_conv.h `paired_filter`): the
+        # op's own array replaces the tensor's, so flash holds the same bytes once
+        arrays.append(("int8_t", "filter", pair_pointwise_filter(graph[w].data)))
+        fields["paired_filter"] = 1
+        args[1] = ctx.array("filter").name
     if not fused and s4_rows_padded(kernel, fields) and fields["k_h"] * fields["k_w"] * ic % 8:
         # the op's own filter, each output channel's row padded to whole groups of 8 taps: the
         # kernel reads it so on every path (ek_conv_weights.h ek_s4_rows_padded)
@@ -305,9 +311,35 @@ def wide_window_taps(kernel: str, fields: dict) -> int:
     return 7 * groups if planned else 4 * groups
 
 
-#: ek_conv_depthwise.c's EK_DW_MAX_TAPS and EK_DW_QUAD_STACK_WORDS
+#: ek_conv_depthwise.c's EK_DW_MAX_TAPS, and the largest stack ring of its four-channel
+#: depthwise (EK_DW_QUAD_STACK_WORDS, in words: each build sizes it to its largest user,
+#: `depthwise_quad_stack_words`)
 DW_MAX_TAPS = 25
-DW_QUAD_STACK_WORDS = 64
+DW_QUAD_STACK_WORDS = 160
+
+
+def _quad_ring_words(f: dict) -> int:
+    """ek_conv_depthwise.c's quad_ring_words: one copy of k_h ring rows, a word per pixel."""
+    return f["k_h"] * ((f["out_w"] - 1) * f["stride_w"] + f["k_w"])
+
+
+def depthwise_quad_stack_words(kernel: str, fields: dict) -> int:
+    """The stack ring (words) an in-place depthwise call may take on a DSP core (ek_conv_depthwise.c
+    ``run_quad``): the widened ring (two words a pixel) where the scratch plane cannot hold it
+    and it fits `DW_QUAD_STACK_WORDS`, else the byte ring where that fits; 0 where the plane
+    holds the widened ring or no ring applies. A build's EK_DW_QUAD_STACK_WORDS is the largest
+    of its calls', so every call takes the ring it was sized for."""
+    return quad_stack_ring_words(fields) if depthwise_maybe_quad(kernel, fields) else 0
+
+
+def quad_stack_ring_words(fields: dict) -> int:
+    """`depthwise_quad_stack_words` of an in-place depthwise call the four-channel ring takes."""
+    words = _quad_ring_words(fields)
+    if 3 + 8 * words <= fields["in_h"] * fields["in_w"]:
+        return 0
+    if 2 * words <= DW_QUAD_STACK_WORDS:
+        return 2 * words
+    return words if words <= DW_QUAD_STACK_WORDS else 0
 
 
 def depthwise_maybe_quad(kernel: str, fields: dict) -> bool:
@@ -337,7 +369,7 @@ def depthwise_surely_quad(kernel: str, fields: dict) -> bool:
         gathered = min(oy * f["stride_h"] - f["pad_top"] + f["k_h"], f["in_h"])
         if (oy + 1) * f["out_w"] > gathered * f["in_w"]:
             return False
-    words = f["k_h"] * ((f["out_w"] - 1) * f["stride_w"] + f["k_w"])  # one copy of k_h rows
+    words = _quad_ring_words(f)
     return words <= DW_QUAD_STACK_WORDS or 3 + 4 * words <= f["in_h"] * f["in_w"]
 
 
@@ -358,6 +390,22 @@ def pointwise_surely_pairs(kernel: str, fields: dict) -> bool:
             and c_in % (8 if int4 else 4) == 0 and (not int4 or c_in <= PW_S4_MAX_C_IN))
 
 
+def pointwise_paired(kernel: str, fields: dict) -> bool:
+    """Whether an in-place pointwise call's filter is emitted in the paired layout (ek_conv.h
+    ``paired_filter``): int8 weights (the int4 loop reads the packed TFLite order), a call the
+    two-pixel loop takes on DSP cores (`pointwise_surely_pairs`), an even number of rows."""
+    return (kernel.startswith("ek_conv2d_s8_pointwise_inplace")
+            and pointwise_surely_pairs(kernel, fields) and fields["out_c"] % 2 == 0)
+
+
+def pair_pointwise_filter(weights: np.ndarray) -> np.ndarray:
+    """OHWI [out_c, 1, 1, in_c] int8 -> the paired layout (ek_conv.h ``paired_filter``): per
+    pair of rows, for each 4-byte column block, the first row's word, then the second's."""
+    rows = weights.reshape(weights.shape[0], -1)
+    out_c, in_c = rows.shape
+    return rows.reshape(out_c // 2, 2, in_c // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+
+
 @dataclass(frozen=True)
 class CallConfig:
     """What one kernel call asks of ``ek_model_config.h``: the paths it takes and the buffers
@@ -370,8 +418,11 @@ class CallConfig:
     inplace_depthwise: bool = False
     maybe_quad: bool = False  # (in-place depthwise) may run the four-channel ring on DSP
     surely_quad: bool = False  # (in-place depthwise) surely runs the four-channel ring on DSP
+    quad_stack_words: int = 0  # (in-place depthwise) the ring it may keep on the stack (words)
     inplace_pointwise: bool = False
     surely_pairs: bool = False  # (in-place pointwise) surely runs the two-pixel loop on DSP
+    #: (an int8 call of the two-pixel pointwise loop) whether its filter is paired; None: not one
+    paired: bool | None = None
     s4_conv_pixels: bool = False  # the int4 one-pixel CONV_2D path (`s4_conv_pixels`)
     conv_pixels: bool = False  # the int8 one-pixel CONV_2D loop (`conv_pixels`)
     short_rows: int = 0  # readers of short windows from their rows (`short_rows_readers`)
@@ -384,11 +435,24 @@ class CallConfig:
                    inplace_depthwise="_inplace" in kernel and "depthwise" in kernel,
                    maybe_quad=depthwise_maybe_quad(kernel, fields),
                    surely_quad=depthwise_surely_quad(kernel, fields),
+                   quad_stack_words=depthwise_quad_stack_words(kernel, fields),
                    inplace_pointwise="_pointwise_inplace" in kernel,
                    surely_pairs=pointwise_surely_pairs(kernel, fields),
+                   paired=(bool(fields.get("paired_filter"))
+                           if kernel.startswith("ek_conv2d_s8_pointwise_inplace")
+                           and pointwise_surely_pairs(kernel, fields) else None),
                    s4_conv_pixels=s4_conv_pixels(kernel, fields),
                    conv_pixels=conv_pixels(kernel, fields),
                    short_rows=short_rows_readers(kernel, fields))
+
+
+def pointwise_paired_config(calls: list[CallConfig]) -> int:
+    """ek_conv.c's EK_PW_PAIRED: 0 when no call's filter is paired, 1 when every int8 call the
+    two-pixel loop takes is, 2 when some are and some are not (checked per call)."""
+    paired = [c.paired for c in calls if c.paired is not None]
+    if not any(paired):
+        return 0
+    return 1 if all(paired) else 2
 
 
 def model_config_header(calls: list[CallConfig], pairs_path: bool,
@@ -414,8 +478,11 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool,
          "DSP: the four-channel depthwise ring"),
         ("EK_DW_ONLY_QUAD", int(all(c.surely_quad for c in calls if c.inplace_depthwise)),
          "DSP: in-place depthwise, quad only"),
+        ("EK_DW_QUAD_STACK_WORDS", max([1] + [c.quad_stack_words for c in calls]),
+         "DSP: the depthwise ring on the stack (words)"),
         ("EK_PW_ONLY_PAIRS", int(all(c.surely_pairs for c in calls if c.inplace_pointwise)),
          "DSP: in-place pointwise, pairs only"),
+        ("EK_PW_PAIRED", pointwise_paired_config(calls), "in-place pointwise: paired filters"),
         ("EK_S4_CONV_PIXELS", int(any(c.s4_conv_pixels for c in calls)),
          "int4: the one-pixel CONV_2D path"),
         ("EK_CONV_PIXELS", int(any(c.conv_pixels for c in calls)),

@@ -19,6 +19,7 @@ from typing import Callable
 
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, WIDE_PATH_HELPERS,
                                           WIDE_S4_PATH_HELPERS, pairs_path_applies,
+                                          quad_stack_ring_words,
                                           wide_path_applies, wide_s4_path_applies)
 
 
@@ -71,18 +72,14 @@ POINTWISE_PAIR_KERNELS = frozenset({
 
 def _quad_ring_on_stack(fields: dict) -> bool:
     """Whether an in-place depthwise call may run inplace_quad_on_stack (ek_conv_depthwise.c:
-    dw_quad_applies, and a ring of at most EK_DW_QUAD_STACK_WORDS words, k_h times its row's
-    width). The kernel takes it only when the scratch plane is too small for that ring and the
-    ring order is safe; a call counted here without those checks can only make the bound higher."""
-    row = (fields["out_w"] - 1) * fields["stride_w"] + fields["k_w"]
+    dw_quad_applies, and a ring the scratch plane cannot hold that fits the build's
+    EK_DW_QUAD_STACK_WORDS). The kernel also needs the ring order safe; a call counted here
+    without that check can only make the bound higher."""
     return (fields["in_c"] % 4 == 0 and fields["depth_multiplier"] == 1
             and fields["filter_offset"] == 0 and fields["k_h"] == 3 and fields["k_w"] == 3
             and fields["stride_w"] in (1, 2) and fields["dilation_h"] == 1
-            and fields["dilation_w"] == 1 and fields["k_h"] * row <= QUAD_STACK_WORDS)
+            and fields["dilation_w"] == 1 and quad_stack_ring_words(fields) > 0)
 
-
-#: ek_conv_depthwise.c's EK_DW_QUAD_STACK_WORDS: the stack ring's size in words
-QUAD_STACK_WORDS = 64
 
 #: helper symbol -> (the kernels that call it, whether a call with these params fields takes it)
 PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {

@@ -116,3 +116,44 @@ def test_a_pointwise_call_off_the_pairs_loop_keeps_the_pixel_loop(tmp_path):
     assert "#define EK_PW_ONLY_PAIRS 0 " in gen.files["ek_model_config.h"]
     run = run_on_host(gen, tmp_path, defines=HOST_KERNEL_DEFINES["dsp"])
     assert_matches_interpreter(graph, gen, run)
+
+
+@pytest.mark.parametrize("variant", ["portable", "dsp"])
+def test_kws_pointwise_filters_are_paired_and_run_bit_exact(variant, tmp_path):
+    """kws's in-place 1x1 layers (64 channels, the two-pixel loop) get their filters in the
+    paired layout, the op's own array in place of the tensor's; the model runs bit-exact on
+    the host's emulated DSP loop and on the portable one-pixel loop over the paired rows (the
+    path of the cores without DSP)."""
+    from edgekit.firmware.op_emitters import pair_pointwise_filter
+
+    graph = load_tflite(mlperf_path("kws"))
+    gen = generate(graph, seed=0)
+    calls = [f for k, f in gen.kernel_calls if k.startswith("ek_conv2d_s8_pointwise_inplace")]
+    assert calls and all(f.get("paired_filter") == 1 for f in calls)
+    assert "#define EK_PW_PAIRED 1 " in gen.files["ek_model_config.h"]
+    # the paired array holds the same bytes as the tensor, rows 2j and 2j + 1 word by word
+    weights = next(graph[op.inputs[1]].data for op in graph.ops
+                   if op.kind == "CONV_2D" and graph[op.inputs[1]].shape[1:3] == (1, 1))
+    paired = pair_pointwise_filter(weights).reshape(32, 16, 2, 4)
+    rows = weights.reshape(64, 16, 4)
+    assert np.array_equal(paired[:, :, 0], rows[0::2]) and np.array_equal(paired[:, :, 1],
+                                                                           rows[1::2])
+    run = run_on_host(gen, tmp_path, defines=HOST_KERNEL_DEFINES[variant])
+    assert_matches_interpreter(graph, gen, run)
+
+
+def test_paired_config_is_per_build():
+    """EK_PW_PAIRED: 0 without a paired filter (its code left out), 1 when every int8 call of
+    the two-pixel loop has one, 2 when only some do (an odd out_c keeps its OHWI rows)."""
+    from edgekit.firmware.op_emitters import CallConfig, pointwise_paired_config
+
+    base = {"in_c": 16, "filter_offset": 0, "effective_bias": 1, "wide_scratch": 1,
+            "k_h": 1, "k_w": 1}
+    even = CallConfig.of_call("ek_conv2d_s8_pointwise_inplace",
+                              {**base, "out_c": 8, "paired_filter": 1})
+    odd = CallConfig.of_call("ek_conv2d_s8_pointwise_inplace", {**base, "out_c": 9})
+    int4 = CallConfig.of_call("ek_conv2d_s4_pointwise_inplace", {**base, "out_c": 8})
+    assert (even.paired, odd.paired, int4.paired) == (True, False, None)
+    assert pointwise_paired_config([even, int4]) == 1
+    assert pointwise_paired_config([even, odd]) == 2
+    assert pointwise_paired_config([odd, int4]) == 0

@@ -201,8 +201,32 @@ def test_kws_depthwise_runs_only_the_quad_ring_and_links_nothing_else(kws):
     assert not depthwise_surely_quad("ek_depthwise_conv2d_s8", fields)  # not in place
     for change in ({"k_h": 5, "k_w": 5}, {"in_c": 62}, {"filter_offset": 3}, {"stride_w": 3},
                    {"dilation_h": 2},
-                   {"in_h": 3, "out_h": 3, "out_w": 40, "in_w": 40}):  # ring > plane and stack
+                   {"in_h": 3, "out_h": 3, "out_w": 60, "in_w": 60}):  # ring > plane and stack
         assert not depthwise_surely_quad(kernel, {**fields, **change}), change
+
+
+def test_the_stack_ring_is_sized_to_the_builds_largest_user(kws):
+    """EK_DW_QUAD_STACK_WORDS: kws's 3x3 layers keep the widened ring (two words a pixel of a
+    7-word row, three rows) on the stack, and the build sizes it to that, not to the default;
+    a layer whose widened ring the scratch plane holds needs none, one too wide for the cap
+    takes the byte ring, and one too wide for that none."""
+    from edgekit.firmware.op_emitters import DW_QUAD_STACK_WORDS, depthwise_quad_stack_words
+
+    _, gen = kws
+    assert "#define EK_DW_QUAD_STACK_WORDS 42 " in gen.files["ek_model_config.h"]
+    kernel = "ek_depthwise_conv2d_s8_inplace"
+    layer = {"in_c": 32, "depth_multiplier": 1, "filter_offset": 0, "k_h": 3, "k_w": 3,
+             "stride_w": 1, "dilation_h": 1, "dilation_w": 1}
+
+    def words(h: int, w: int) -> int:
+        return depthwise_quad_stack_words(kernel, {**layer, "in_h": h, "in_w": w,
+                                                   "out_h": h, "out_w": w})
+    assert words(48, 48) == 0  # 8 * 150 words' bytes fit the 48x48 plane
+    assert words(24, 24) == 2 * 3 * 26 <= DW_QUAD_STACK_WORDS  # vww's 24x24 layers
+    assert words(3, 40) == 3 * 42  # the widened ring over the cap: the byte ring
+    assert words(3, 60) == 0  # neither fits
+    assert depthwise_quad_stack_words("ek_depthwise_conv2d_s8", {**layer, "in_h": 24,
+                                      "in_w": 24, "out_h": 24, "out_w": 24}) == 0
 
 
 def test_a_model_no_depthwise_call_of_which_may_take_the_quad_ring_leaves_it_out(kws):

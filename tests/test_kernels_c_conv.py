@@ -50,7 +50,7 @@ class ConvParamsC(ctypes.Structure):
         "dilation_h", "dilation_w", "pad_top", "pad_left", "depth_multiplier", "input_offset",
         "filter_offset", "output_offset", "act_min", "act_max")] + [
         ("multipliers", I32P), ("shifts", I32P), ("effective_bias", I32P),
-        ("wide_scratch", ctypes.c_int32)]
+        ("wide_scratch", ctypes.c_int32), ("paired_filter", ctypes.c_int32)]
 
 
 class FcParamsC(ctypes.Structure):
@@ -127,11 +127,13 @@ def fc_params(p, x_size, w_shape) -> tuple[FcParamsC, list[np.ndarray]]:
 
 def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
           inplace: bool = False, with_effective_bias: bool = False,
-          scratch_bytes: int | None = None, interleaved: bool = False) -> np.ndarray:
+          scratch_bytes: int | None = None, interleaved: bool = False,
+          paired: bool = False) -> np.ndarray:
     """Run one op's C kernel on (x, w, bias); returns the output array (out_shape, int8).
     ``with_effective_bias``: CONV_2D gets ek_conv2d_params.effective_bias too.
     ``interleaved``: a FULLY_CONNECTED's filter in the generator's interleaved layout
-    (op_emitters.interleave_fc_filter), as the generator emits it. In place, the
+    (op_emitters.interleave_fc_filter), as the generator emits it; ``paired``: an in-place 1x1
+    CONV_2D's filter in the paired layout (op_emitters.pair_pointwise_filter). In place, the
     kernel gets exactly ``scratch_bytes`` of scratch (the planner's figure for its mode), with
     guard bytes on both sides: a kernel that needs more than the planner gives fails here."""
     x = np.ascontiguousarray(x, dtype=np.int8)
@@ -159,6 +161,11 @@ def run_c(lib: ctypes.CDLL, prepared, x: np.ndarray, w: np.ndarray, bias: np.nda
         buf[guard:guard + x.size] = x.reshape(-1)
         scratch = np.full(scratch_bytes + 2 * guard, 0x5A, np.int8)
         params.wide_scratch = int(scratch_bytes >= 4 * x.shape[3])  # as the generator sets it
+        if paired:
+            from edgekit.firmware.op_emitters import pair_pointwise_filter
+
+            w = np.ascontiguousarray(pair_pointwise_filter(w), dtype=np.int8)
+            params.paired_filter = 1
         data = _ptr(buf[guard:], ctypes.c_int8)
         kernel = (lib.ek_conv2d_s8_pointwise_inplace_backward if inplace == "backward"
                   else lib.ek_conv2d_s8_pointwise_inplace)
@@ -208,6 +215,20 @@ def planned_scratch(op, graph: Graph, inplace: bool | str) -> int | None:
     return MODES_BY_NAME[mode].scratch_bytes(op, graph)
 
 
+def paired_options(prepared, x_shape, w_shape, eb: bool, inplace, scratch_bytes) -> list[bool]:
+    """The filter layouts the generator may give this in-place call: also the paired one where
+    `op_emitters.pointwise_paired` holds."""
+    from edgekit.firmware.op_emitters import pointwise_paired
+
+    if prepared.kind != "CONV_2D" or not inplace or not eb:
+        return [False]
+    fields = {"in_c": x_shape[3], "out_c": w_shape[0], "filter_offset": prepared.filter_offset,
+              "effective_bias": 1, "wide_scratch": int(scratch_bytes >= 4 * x_shape[3])}
+    kernel = ("ek_conv2d_s8_pointwise_inplace_backward" if inplace == "backward"
+              else "ek_conv2d_s8_pointwise_inplace")
+    return [False, True] if pointwise_paired(kernel, fields) else [False]
+
+
 def check_graph(libs, graph: Graph, rng: np.random.Generator, inputs: int = 2,
                 inplace: bool | str = False, scratch_bytes: int | None = None) -> None:
     """The single op of ``graph`` on random inputs: every C variant equals the reference.
@@ -221,11 +242,13 @@ def check_graph(libs, graph: Graph, rng: np.random.Generator, inputs: int = 2,
         x = gb.random_values(rng, x_t.shape, x_t.dtype)
         expected = reference.run_op(prepared, [x, w_t.data, bias])
         for variant, lib, eb in variants(libs, op.kind):
-            got = run_c(lib, prepared, x, w_t.data, bias, inplace=inplace, with_effective_bias=eb,
-                        scratch_bytes=scratch)
-            assert got.tobytes() == expected.tobytes(), (
-                f"{variant} eb={eb} {op.kind} {x_t.shape} -> {prepared.out_shape} attrs {op.attrs}: "
-                f"{int((got != expected).sum())} of {expected.size} bytes differ")
+            for paired in paired_options(prepared, x_t.shape, w_t.shape, eb, inplace, scratch):
+                got = run_c(lib, prepared, x, w_t.data, bias, inplace=inplace,
+                            with_effective_bias=eb, scratch_bytes=scratch, paired=paired)
+                assert got.tobytes() == expected.tobytes(), (
+                    f"{variant} eb={eb} paired={paired} {op.kind} {x_t.shape} ->"
+                    f" {prepared.out_shape} attrs {op.attrs}:"
+                    f" {int((got != expected).sum())} of {expected.size} bytes differ")
 
 
 # --- randomized single ops -----------------------------------------------------------------------
@@ -723,10 +746,13 @@ def test_mlperf_layers(libs, model):
             modes.append(True)
         for variant, lib, eb in variants(libs, op.kind):
             for inplace in modes:
-                got = run_c(lib, prepared, x, w, bias, inplace=inplace, with_effective_bias=eb,
-                            scratch_bytes=planned_scratch(op, graph, inplace))
-                assert got.tobytes() == expected.tobytes(), (
-                    f"{model} {op.kind} {op.name!r} ({variant}, eb={eb}, inplace={inplace})")
+                scratch = planned_scratch(op, graph, inplace)
+                for paired in paired_options(prepared, x.shape, w.shape, eb, inplace, scratch):
+                    got = run_c(lib, prepared, x, w, bias, inplace=inplace,
+                                with_effective_bias=eb, scratch_bytes=scratch, paired=paired)
+                    assert got.tobytes() == expected.tobytes(), (
+                        f"{model} {op.kind} {op.name!r} ({variant}, eb={eb}, inplace={inplace},"
+                        f" paired={paired})")
         checked += 1
     assert checked > 0
 
@@ -876,7 +902,9 @@ def test_tiny_scale_channels_take_the_wide_requantisation(libs, case):
         for variant, lib, eb in variants(libs, "CONV_2D"):
             if inplace and not eb:
                 continue  # the generator gives an in-place 1x1 its effective bias
-            got = run_c(lib, prepared, x, w, bias, inplace=inplace, with_effective_bias=eb,
-                        scratch_bytes=scratch)
-            assert got.tobytes() == expected.tobytes(), (
-                f"{variant} eb={eb}: {int((got != expected).sum())} of {expected.size} differ")
+            for paired in paired_options(prepared, x.shape, w.shape, eb, inplace, scratch):
+                got = run_c(lib, prepared, x, w, bias, inplace=inplace, with_effective_bias=eb,
+                            scratch_bytes=scratch, paired=paired)
+                assert got.tobytes() == expected.tobytes(), (
+                    f"{variant} eb={eb} paired={paired}:"
+                    f" {int((got != expected).sum())} of {expected.size} differ")

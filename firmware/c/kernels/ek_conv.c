@@ -46,6 +46,12 @@
 #define EK_PW_ONLY_PAIRS 0
 #endif
 #define EK_PW_PIXEL_LOOP (!(EK_FILTER_DSP || EK_S4_DSP) || !EK_PW_ONLY_PAIRS)
+/* Which int8 in-place pointwise filters are paired (ek_conv.h `paired_filter`;
+ * edgekit.firmware.op_emitters.pointwise_paired): 0 none (that code is compiled out), 1 every
+ * one the two-pixel loop reads, 2 some (the loop checks the flag per channel pair). */
+#ifndef EK_PW_PAIRED
+#define EK_PW_PAIRED 2
+#endif
 /* int8 kernels: 1 when some CONV_2D call may take the one-pixel DSP loop (conv_acc4_dsp,
  * conv_acc1_dsp: neither two-pixel path takes it); a model build leaves it out (0) when none
  * does. A call that reached it anyway would run the portable loop: the same bytes, slower. */
@@ -578,8 +584,10 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
         b0 = ek_smlad(ek_sxtb16_ror8(wv_), (x)[3], b0);                                        \
     } while (0)
 
-static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, int32_t n,
-                                            const int32_t *bias2, int32_t acc[4])
+static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_dot2x2_wide(const uint32_t *x,
+                                                                 const int8_t *w, int32_t n,
+                                                                 const int32_t *bias2,
+                                                                 int32_t acc[4])
 {
     int32_t a0 = bias2[0], a1 = bias2[1], b0 = bias2[0], b1 = bias2[1];
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
@@ -617,6 +625,73 @@ static EK_CONV_NOINLINE void pw_dot2x2_wide(const uint32_t *x, const int8_t *w, 
     acc[2] = b0;
     acc[3] = b1;
 }
+
+#if EK_PW_PAIRED
+/* pw_dot2x2_wide over a paired filter (ek_conv.h `paired_filter`): both rows' words of a step
+ * are adjacent, so one LDRD reads them, and a step is one LDM, one LDRD, four SXTB16 and eight
+ * SMLAD: 14 instructions per 16 MACs, from 15. n: the row length (bytes). */
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+#define EK_PW_PAIRED_STEP                                                                      \
+    "ldmia %[x]!, {%[p], %[q], %[r], %[t]}\n\t"                                                \
+    "ldrd %[v], %[s], [%[w]], #8\n\t"                                                          \
+    "sxtb16 %[u], %[v]\n\t"                                                                    \
+    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
+    "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                       \
+    "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                       \
+    "smlad %[b0], %[u], %[r], %[b0]\n\t"                                                       \
+    "smlad %[b0], %[v], %[t], %[b0]\n\t"                                                       \
+    "sxtb16 %[u], %[s]\n\t"                                                                    \
+    "sxtb16 %[s], %[s], ror #8\n\t"                                                            \
+    "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                       \
+    "smlad %[a1], %[s], %[q], %[a1]\n\t"                                                       \
+    "smlad %[b1], %[u], %[r], %[b1]\n\t"                                                       \
+    "smlad %[b1], %[s], %[t], %[b1]\n\t"
+#endif
+
+static EK_CONV_NOINLINE void pw_dot2x2_paired(const uint32_t *x, const int8_t *w, int32_t n,
+                                              const int32_t *bias2, int32_t acc[4])
+{
+    int32_t a0 = bias2[0], a1 = bias2[1], b0 = bias2[0], b1 = bias2[1];
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+    EK_PW_WIDE_REGS;
+    /* n's register is the step's second filter word once the loop's end and the parity test
+     * have read it: the loop needs all fourteen others */
+    uint32_t s = (uint32_t)n;
+    const int8_t *end;
+    __asm__ volatile("add %[end], %[w], %[s], lsl #1\n\t"
+                     "tst %[s], #4\n\t"
+                     "beq 2f\n\t" EK_PW_PAIRED_STEP
+                     "cmp %[w], %[end]\n\t"
+                     "beq 3f\n"
+                     "2:\n\t" EK_PW_PAIRED_STEP EK_PW_PAIRED_STEP
+                     "cmp %[w], %[end]\n\t"
+                     "bne 2b\n"
+                     "3:\n"
+                     : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0),
+                       [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [r] "=&r"(r), [t] "=&r"(t),
+                       [u] "=&r"(u), [v] "=&r"(v), [s] "+r"(s), [end] "=&r"(end)
+                     :
+                     : "cc", "memory");
+#else
+    for (const int8_t *const end = w + 2 * n; w != end; w += 8, x += 4) {
+        uint32_t wv = ek_read_u32(w);
+        a0 = ek_smlad(ek_sxtb16(wv), x[0], a0);
+        a0 = ek_smlad(ek_sxtb16_ror8(wv), x[1], a0);
+        b0 = ek_smlad(ek_sxtb16(wv), x[2], b0);
+        b0 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b0);
+        wv = ek_read_u32(w + 4);
+        a1 = ek_smlad(ek_sxtb16(wv), x[0], a1);
+        a1 = ek_smlad(ek_sxtb16_ror8(wv), x[1], a1);
+        b1 = ek_smlad(ek_sxtb16(wv), x[2], b1);
+        b1 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b1);
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+#endif
 
 /* pw_dot2x2_wide for a short window whose length n (>= 4) is not a multiple of 4: rows n
  * bytes apart, n / 4 whole steps, then the last window group, which holds 4 - n % 4 zero taps
@@ -852,6 +927,8 @@ typedef struct {
     const int32_t *bias; /* the effective bias */
     const int32_t *multipliers, *shifts;
     int32_t c_in, c_out, output_offset, act_min, act_max;
+    int32_t paired; /* ek_conv.h `paired_filter` */
+    uint32_t k_hi_unit; /* 1 + 2 * output_offset: ek_requant_fast_k_hi's factor */
 } pw_layer;
 
 EK_CONV_FORCE_INLINE pw_layer pw_layer_of(const ek_conv2d_params *p, const int8_t *filter)
@@ -866,6 +943,8 @@ EK_CONV_FORCE_INLINE pw_layer pw_layer_of(const ek_conv2d_params *p, const int8_
     l.output_offset = p->output_offset;
     l.act_min = p->act_min;
     l.act_max = p->act_max;
+    l.paired = p->paired_filter;
+    l.k_hi_unit = 1u + 2u * (uint32_t)p->output_offset;
     return l;
 }
 
@@ -908,9 +987,15 @@ EK_CONV_FORCE_INLINE void pw_requant_channel(const pw_layer *l, int32_t oc, int3
             *yb = ek_clamp(*yb, l->act_min, l->act_max);
         }
     } else if (mode != PW_EXACT) {
-        const int32_t k_hi = ek_requant_fast_k_hi(shift, l->output_offset);
-        *ya = ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1);
-        *yb = ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1);
+        /* ek_requant_fast_k_hi(shift, output_offset) from the right shift ~shift = -shift - 1:
+         * one instruction a channel fewer than from the shift */
+        int32_t right_m1 = ~shift;
+#if defined(__GNUC__)
+        __asm__("" : "+r"(right_m1)); /* else GCC folds the shift below back into -2 - shift */
+#endif
+        const int32_t k_hi = (int32_t)(l->k_hi_unit << (right_m1 - 1));
+        *ya = ek_requant_fast(acc_a, multiplier, k_hi, right_m1);
+        *yb = ek_requant_fast(acc_b, multiplier, k_hi, right_m1);
         if (mode == PW_FAST_FULL) {
             *ya = ek_ssat8(*ya);
             *yb = ek_ssat8(*yb);
@@ -936,11 +1021,23 @@ EK_CONV_FORCE_INLINE void pw_store_channel(const pw_layer *l, int8_t *out_a, int
     out_b[oc] = (int8_t)yb;
 }
 
-/* One channel pair's dot products from the widened pair. */
+/* One channel pair's dot products from the widened pair (paired: the filter's layout). */
 static inline void pw_dot_pair(const uint32_t *x, const int8_t *w, int32_t c_in,
-                               const int32_t *bias2, int32_t acc[4])
+                               const int32_t *bias2, int32_t acc[4], int32_t paired)
 {
+#if !EK_CONV_S4 && EK_PW_PAIRED == 1
+    (void)paired;
+    pw_dot2x2_paired(x, w, c_in, bias2, acc);
+#elif !EK_CONV_S4 && EK_PW_PAIRED == 2
+    if (paired) {
+        pw_dot2x2_paired(x, w, c_in, bias2, acc);
+    } else {
+        pw_dot2x2_wide(x, w, c_in, bias2, acc);
+    }
+#else
+    (void)paired;
     pw_dot2x2_wide(x, w, EK_CONV_S4 ? c_in / 2 : c_in, bias2, acc);
+#endif
 }
 
 /* Bytes of one filter row (in_c weights). */
@@ -959,13 +1056,13 @@ EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const uint32_t *x, 
     int32_t oc = 0;
     for (; oc + 2 <= c_out; oc += 2, w += 2 * row) {
         int32_t acc[4];
-        pw_dot_pair(x, w, c_in, l.bias + oc, acc);
+        pw_dot_pair(x, w, c_in, l.bias + oc, acc, l.paired);
         pw_store_channel(&l, out_a, out_b, oc, acc[0], acc[2], mode);
         pw_store_channel(&l, out_a, out_b, oc + 1, acc[1], acc[3], mode);
     }
-    if (oc < c_out) { /* rows oc - 1 and oc */
+    if (oc < c_out) { /* rows oc - 1 and oc (an odd out_c: never a paired filter) */
         int32_t acc[4];
-        pw_dot_pair(x, w - row, c_in, l.bias + oc - 1, acc);
+        pw_dot_pair(x, w - row, c_in, l.bias + oc - 1, acc, 0);
         pw_store_channel(&l, out_a, out_b, oc, acc[1], acc[3], mode);
     }
 }
@@ -1913,6 +2010,43 @@ static inline __attribute__((always_inline)) void pointwise_pixel(
     }
 }
 
+#if EK_PW_PIXEL_LOOP && !EK_CONV_S4 && EK_PW_PAIRED
+/* pointwise_pixel over a paired filter (ek_conv.h `paired_filter`): raw bytes from the
+ * effective bias, as the two-pixel loop, which takes every paired call on DSP cores; this runs
+ * on the others. */
+static void pointwise_paired_pixel(const ek_conv2d_params *p, const int8_t *input,
+                                   const int8_t *filter, int8_t *output, int8_t *scratch,
+                                   int32_t pixel, int fast)
+{
+    const int32_t c_in = p->in_c, c_out = p->out_c;
+    const int32_t oy = pixel / p->out_w, ox = pixel % p->out_w;
+    const int32_t src = oy * p->stride_h * p->in_w + ox * p->stride_w;
+    int8_t *out = output + pixel * c_out;
+    memcpy(scratch, input + src * c_in, (size_t)c_in); /* the outputs may overwrite it */
+    for (int32_t oc = 0; oc < c_out; ++oc) {
+        const int8_t *w = filter + (oc & ~1) * c_in + 4 * (oc & 1);
+        uint32_t acc = (uint32_t)p->effective_bias[oc];
+        for (int32_t k = 0; k < c_in; k += 4, w += 8) {
+            for (int32_t j = 0; j < 4; ++j) {
+                acc += (uint32_t)((int32_t)scratch[k + j] * w[j]);
+            }
+        }
+        out[oc] = CONV_REQUANTIZE(p, (int32_t)acc, oc, fast);
+    }
+}
+
+#define EK_PW_PAIRED_PIXELS(P, first, end, step)                                               \
+    if ((P).paired_filter) {                                                                   \
+        const int fast_ = REQUANT_FAST_LAYER(&(P), (P).out_c);                                 \
+        for (int32_t pixel_ = (first); pixel_ != (end); pixel_ += (step)) {                    \
+            pointwise_paired_pixel(&(P), input, filter, output, scratch, pixel_, fast_);       \
+        }                                                                                      \
+        return;                                                                                \
+    }
+#else
+#define EK_PW_PAIRED_PIXELS(P, first, end, step)
+#endif
+
 void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *input,
                                     const int8_t *filter, const int32_t *bias, int8_t *output,
                                     int8_t *scratch)
@@ -1925,6 +2059,7 @@ void ek_conv2d_s8_pointwise_inplace(const ek_conv2d_params *params, int8_t *inpu
     }
 #endif
 #if EK_PW_PIXEL_LOOP
+    EK_PW_PAIRED_PIXELS(local, 0, local.out_h * local.out_w, 1)
     EK_POINTWISE_WINDOW(local);
     const int fast = REQUANT_FAST_LAYER(&local, local.out_c);
     for (int32_t pixel = 0; pixel < local.out_h * local.out_w; ++pixel) {
@@ -1949,6 +2084,7 @@ void ek_conv2d_s8_pointwise_inplace_backward(const ek_conv2d_params *params, int
     }
 #endif
 #if EK_PW_PIXEL_LOOP
+    EK_PW_PAIRED_PIXELS(local, local.out_h * local.out_w - 1, -1, -1)
     EK_POINTWISE_WINDOW(local);
     const int fast = REQUANT_FAST_LAYER(&local, local.out_c);
     for (int32_t pixel = local.out_h * local.out_w - 1; pixel >= 0; --pixel) {

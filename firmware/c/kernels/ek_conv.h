@@ -54,6 +54,12 @@ typedef struct {
      * planner's figure for a 1x1 CONV_2D), so the DSP path may widen two pixels into it; 0 (a
      * token FULLY_CONNECTED's 2 * in_c) keeps them to one int8 pixel at a time. */
     int32_t wide_scratch;
+    /* The pointwise in-place kernels, int8 filters only: 1 when the filter is in the paired
+     * layout the two-pixel DSP loop reads, rows 2j and 2j + 1 word by word (out_c even,
+     * in_c % 4 == 0, filter_offset 0, effective_bias set, word aligned):
+     *     for k in 0, 4, .., in_c - 4: row 2j's bytes k..k+3, then row 2j + 1's
+     * at byte 2 * j * in_c; 0: OHWI. Same bytes, same results: only their order changes. */
+    int32_t paired_filter;
 } ek_conv2d_params;
 
 typedef ek_conv2d_params ek_depthwise_conv2d_params;

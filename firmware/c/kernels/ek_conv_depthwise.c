@@ -696,8 +696,12 @@ static int32_t ring_bytes(const ek_depthwise_conv2d_params *p, int32_t *rw);
  * per input pixel instead of once per tap, and a tap is one LDRD of the window, one of the
  * weights and four SMLAxy. */
 
-/* Words of the quad ring kept on the stack when the scratch plane is smaller. */
-#define EK_DW_QUAD_STACK_WORDS 64
+/* Words of the quad ring kept on the stack when the scratch plane is smaller: a build sizes
+ * it to its largest user (ek_model_config.h; edgekit.firmware.op_emitters
+ * .depthwise_quad_stack_words), at most this default. */
+#ifndef EK_DW_QUAD_STACK_WORDS
+#define EK_DW_QUAD_STACK_WORDS 160
+#endif
 
 static int32_t quad_ring_words(const ek_depthwise_conv2d_params *p)
 {
