@@ -298,7 +298,9 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
             and pairs_path_applies(call.fields)):
         pair_kernels.add(call.kernel)
     if path_helpers is not None:
-        path_helpers |= stack_paths.taken_helpers(call.kernel, call.fields)
+        # the params fields, the per-op arrays' values in place of their names
+        values = {**call.fields, **{suffix: data for _, suffix, data in call.arrays}}
+        path_helpers |= stack_paths.taken_helpers(call.kernel, values)
     if kernel_calls is not None and call.params_type is not None:
         kernel_calls.append((call.kernel, call.fields))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]

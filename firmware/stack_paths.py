@@ -19,7 +19,7 @@ from typing import Callable
 
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, WIDE_PATH_HELPERS,
                                           WIDE_S4_PATH_HELPERS, pairs_path_applies,
-                                          quad_stack_ring_words,
+                                          quad_stack_ring_words, requant_fast_everywhere,
                                           wide_path_applies, wide_s4_path_applies)
 
 
@@ -81,7 +81,20 @@ def _quad_ring_on_stack(fields: dict) -> bool:
             and fields["dilation_w"] == 1 and quad_stack_ring_words(fields) > 0)
 
 
-#: helper symbol -> (the kernels that call it, whether a call with these params fields takes it)
+def _quad_stores_each(fields: dict) -> bool:
+    """Whether an in-place depthwise call's four-channel ring may store a group through
+    dw_quad_store_each (ek_conv_depthwise.c): some channel not in DW_FAST_FULL, the fast
+    requantisation (dw_requant_setup) with the clamp to all of int8."""
+    full = fields["act_min"] == -128 and fields["act_max"] == 127
+    return not (full and requant_fast_everywhere(fields["multipliers"], fields["shifts"]))
+
+
+#: the in-place depthwise kernels, whose four-channel ring (DSP builds only) calls its helpers
+INPLACE_DEPTHWISE_KERNELS = frozenset({"ek_depthwise_conv2d_s8_inplace",
+                                       "ek_depthwise_conv2d_s4_inplace"})
+
+#: helper symbol -> (the kernels that call it, whether a call with these params fields, the
+#: per-op arrays' values in place of their names, takes it)
 PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     "pw_inplace_pairs": (POINTWISE_PAIR_KERNELS, _pointwise_pairs),
     **{helper: (frozenset({kernel}), pairs_path_applies)
@@ -95,8 +108,8 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     "dot4_raw": (RAW_DOT_KERNELS, _raw_dot_product),
     "fc_dot4_interleaved": (frozenset({"ek_fully_connected_s8"}), _interleaved_dot_product),
     "fc_store4_fast": (frozenset({"ek_fully_connected_s8"}), _interleaved_fast_store),
-    "inplace_quad_on_stack": (frozenset({"ek_depthwise_conv2d_s8_inplace",
-                                         "ek_depthwise_conv2d_s4_inplace"}), _quad_ring_on_stack),
+    "inplace_quad_on_stack": (INPLACE_DEPTHWISE_KERNELS, _quad_ring_on_stack),
+    "dw_quad_store_each": (INPLACE_DEPTHWISE_KERNELS, _quad_stores_each),
     "attention_mask_add": (frozenset({"ek_attention_s8"}), lambda fields: bool(fields["masked"])),
 }
 

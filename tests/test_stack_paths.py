@@ -21,7 +21,8 @@ SOURCES = ["ek_conv.c", "ek_conv_depthwise.c", "ek_elementwise.c", "ek_misc.c", 
 DSP_ONLY = {"conv2d_pairs_plain", "conv2d_pairs_fused", "conv2d_wide_plain", "conv2d_wide_fused",
             "conv2d_wide_s4_plain", "conv2d_wide_s4_fused",
             "dot4_raw", "pw_inplace_pairs",
-            "inplace_quad_on_stack", "fc_dot4_interleaved", "fc_store4_fast"}
+            "inplace_quad_on_stack", "dw_quad_store_each", "fc_dot4_interleaved",
+            "fc_store4_fast"}
 
 
 def _depths(frames, never=()):

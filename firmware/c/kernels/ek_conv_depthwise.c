@@ -790,12 +790,13 @@ EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t d1, int32_t d2, int32
                               int wide)
 {
     for (int32_t ox = 0; ox < out_w; ++ox, win += stride << wide, out += step) {
-        int32_t a0 = base[0], a1 = base[1], a2 = base[2], a3 = base[3];
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
         /* The nine taps as one block: per tap one LDR, two SXTB16, one LDRD of the tap's two
          * weight words and four SMLAxy (compiled from C, the window words and weights were
          * all loaded first and spilled); from the widened ring, the window's two words by one
-         * LDRD and no SXTB16. */
+         * LDRD and no SXTB16. The accumulators start from base by two LDRD in the block (from
+         * C, four loads into one register and four moves out of it). */
+        int32_t a0, a1, a2, a3;
         {
             const uint32_t *x = win;
             const int32_t step1 = 4 * d1, step2 = 4 * d2; /* bytes to the window's next row */
@@ -808,7 +809,9 @@ EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t d1, int32_t d2, int32
     "smlatt %[a2], %[v], %[wl], %[a2]\n\t"                                                     \
     "smlabb %[a1], %[t], %[wh], %[a1]\n\t"                                                     \
     "smlatt %[a3], %[t], %[wh], %[a3]\n\t"
-                __asm__(EK_DW_QUAD_WIDE_TAP(0, 0) EK_DW_QUAD_WIDE_TAP(8, 8)
+                __asm__("ldrd %[a0], %[a1], [%[base]]\n\t"
+                        "ldrd %[a2], %[a3], [%[base], #8]\n\t"
+                        EK_DW_QUAD_WIDE_TAP(0, 0) EK_DW_QUAD_WIDE_TAP(8, 8)
                         EK_DW_QUAD_WIDE_TAP(16, 16)
                         "add %[x], %[x], %[d1]\n\t"
                         EK_DW_QUAD_WIDE_TAP(0, 24) EK_DW_QUAD_WIDE_TAP(8, 32)
@@ -816,10 +819,10 @@ EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t d1, int32_t d2, int32
                         "add %[x], %[x], %[d2]\n\t"
                         EK_DW_QUAD_WIDE_TAP(0, 48) EK_DW_QUAD_WIDE_TAP(8, 56)
                         EK_DW_QUAD_WIDE_TAP(16, 64)
-                        : [x] "+r"(x), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2),
-                          [a3] "+r"(a3), [v] "=&r"(v), [t] "=&r"(t), [wl] "=&r"(wl),
+                        : [x] "+r"(x), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2),
+                          [a3] "=&r"(a3), [v] "=&r"(v), [t] "=&r"(t), [wl] "=&r"(wl),
                           [wh] "=&r"(wh)
-                        : [w] "r"(w), [d1] "r"(step1), [d2] "r"(step2)
+                        : [w] "r"(w), [d1] "r"(step1), [d2] "r"(step2), [base] "r"(base)
                         : "memory");
 #undef EK_DW_QUAD_WIDE_TAP
             } else {
@@ -832,19 +835,23 @@ EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t d1, int32_t d2, int32
     "smlatt %[a2], %[v], %[wl], %[a2]\n\t"                                                     \
     "smlabb %[a1], %[t], %[wh], %[a1]\n\t"                                                     \
     "smlatt %[a3], %[t], %[wh], %[a3]\n\t"
-                __asm__(EK_DW_QUAD_ASM_TAP(0, 0) EK_DW_QUAD_ASM_TAP(4, 8) EK_DW_QUAD_ASM_TAP(8, 16)
+                __asm__("ldrd %[a0], %[a1], [%[base]]\n\t"
+                        "ldrd %[a2], %[a3], [%[base], #8]\n\t"
+                        EK_DW_QUAD_ASM_TAP(0, 0) EK_DW_QUAD_ASM_TAP(4, 8) EK_DW_QUAD_ASM_TAP(8, 16)
                         "add %[x], %[x], %[d1]\n\t"
                         EK_DW_QUAD_ASM_TAP(0, 24) EK_DW_QUAD_ASM_TAP(4, 32) EK_DW_QUAD_ASM_TAP(8, 40)
                         "add %[x], %[x], %[d2]\n\t"
                         EK_DW_QUAD_ASM_TAP(0, 48) EK_DW_QUAD_ASM_TAP(4, 56) EK_DW_QUAD_ASM_TAP(8, 64)
-                        : [x] "+r"(x), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
-                          [v] "=&r"(v), [t] "=&r"(t), [wl] "=&r"(wl), [wh] "=&r"(wh)
-                        : [w] "r"(w), [d1] "r"(step1), [d2] "r"(step2)
+                        : [x] "+r"(x), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2),
+                          [a3] "=&r"(a3), [v] "=&r"(v), [t] "=&r"(t), [wl] "=&r"(wl),
+                          [wh] "=&r"(wh)
+                        : [w] "r"(w), [d1] "r"(step1), [d2] "r"(step2), [base] "r"(base)
                         : "memory");
             }
 #undef EK_DW_QUAD_ASM_TAP
         }
 #else
+        int32_t a0 = base[0], a1 = base[1], a2 = base[2], a3 = base[3];
         const uint32_t *const row[3] = {win, win + d1, win + d1 + d2};
         EK_DW_QUAD_TAP(0, 0);
         EK_DW_QUAD_TAP(0, 1);
@@ -860,10 +867,31 @@ EK_DW_INLINE void dw_quad_row(const uint32_t *win, int32_t d1, int32_t d2, int32
             dw_quad_store_each(q, modes, a0, a1, a2, a3, out);
             continue;
         }
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+        { /* dw_output's DW_FAST_FULL form, kept in int32 (no SXTB), and four STRB (merged,
+           * GCC clears a word, inserts the four bytes and stores it) */
+            const int32_t y0 = ek_ssat8(ek_requant_fast(a0, q[0].multiplier, q[0].k_hi,
+                                                          q[0].shift));
+            const int32_t y1 = ek_ssat8(ek_requant_fast(a1, q[1].multiplier, q[1].k_hi,
+                                                          q[1].shift));
+            const int32_t y2 = ek_ssat8(ek_requant_fast(a2, q[2].multiplier, q[2].k_hi,
+                                                          q[2].shift));
+            const int32_t y3 = ek_ssat8(ek_requant_fast(a3, q[3].multiplier, q[3].k_hi,
+                                                          q[3].shift));
+            __asm__("strb %[y0], [%[out]]\n\t"
+                    "strb %[y1], [%[out], #1]\n\t"
+                    "strb %[y2], [%[out], #2]\n\t"
+                    "strb %[y3], [%[out], #3]\n\t"
+                    :
+                    : [out] "r"(out), [y0] "r"(y0), [y1] "r"(y1), [y2] "r"(y2), [y3] "r"(y3)
+                    : "memory");
+        }
+#else
         out[0] = dw_output(&q[0], a0, DW_FAST_FULL);
         out[1] = dw_output(&q[1], a1, DW_FAST_FULL);
         out[2] = dw_output(&q[2], a2, DW_FAST_FULL);
         out[3] = dw_output(&q[3], a3, DW_FAST_FULL);
+#endif
     }
 }
 #undef EK_DW_QUAD_TAP
