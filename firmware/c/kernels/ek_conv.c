@@ -562,6 +562,17 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
     "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                       \
     "smlad %[b0], %[u], %[r], %[b0]\n\t"                                                       \
     "smlad %[b0], %[v], %[t], %[b0]\n\t"
+/* The steps of a row pair until w reaches end: one first where the row's 4-byte steps (operand
+ * `n`: the row length) are odd, then two per pass. */
+#define EK_PW_STEPS(n, STEP)                                                                   \
+    "tst %[" n "], #4\n\t"                                                                     \
+    "beq 2f\n\t" STEP                                                                          \
+    "cmp %[w], %[end]\n\t"                                                                     \
+    "beq 3f\n"                                                                                 \
+    "2:\n\t" STEP STEP                                                                         \
+    "cmp %[w], %[end]\n\t"                                                                     \
+    "bne 2b\n"                                                                                 \
+    "3:\n"
 /* EK_PW_WIDE_STEP's registers: the window words in ascending registers for its LDM (r7 left
  * out: Thumb's frame pointer), the filter word and its other half anywhere. */
 #define EK_PW_WIDE_REGS                                                                        \
@@ -593,14 +604,7 @@ static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_dot2x2_wide(const uint32_t 
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
     const int8_t *const end = w + n; /* the loop ends with row 0 */
     EK_PW_WIDE_REGS;
-    __asm__ volatile("tst %[n], #4\n\t"
-                     "beq 2f\n\t" EK_PW_WIDE_STEP
-                     "cmp %[w], %[end]\n\t"
-                     "beq 3f\n"
-                     "2:\n\t" EK_PW_WIDE_STEP EK_PW_WIDE_STEP
-                     "cmp %[w], %[end]\n\t"
-                     "bne 2b\n"
-                     "3:\n"
+    __asm__ volatile(EK_PW_STEPS("n", EK_PW_WIDE_STEP)
                      : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0),
                        [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [r] "=&r"(r), [t] "=&r"(t),
                        [u] "=&r"(u), [v] "=&r"(v)
@@ -608,16 +612,7 @@ static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_dot2x2_wide(const uint32_t 
                      : "cc", "memory");
 #else
     for (const int8_t *const end = w + n; w != end; w += 4, x += 4) {
-        uint32_t wv = ek_read_u32(w + n);
-        a1 = ek_smlad(ek_sxtb16(wv), x[0], a1);
-        a1 = ek_smlad(ek_sxtb16_ror8(wv), x[1], a1);
-        b1 = ek_smlad(ek_sxtb16(wv), x[2], b1);
-        b1 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b1);
-        wv = ek_read_u32(w);
-        a0 = ek_smlad(ek_sxtb16(wv), x[0], a0);
-        a0 = ek_smlad(ek_sxtb16_ror8(wv), x[1], a0);
-        b0 = ek_smlad(ek_sxtb16(wv), x[2], b0);
-        b0 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b0);
+        PW_WIDE_STEP_C(x, w, n);
     }
 #endif
     acc[0] = a0;
@@ -658,15 +653,7 @@ static EK_CONV_NOINLINE void pw_dot2x2_paired(const uint32_t *x, const int8_t *w
      * have read it: the loop needs all fourteen others */
     uint32_t s = (uint32_t)n;
     const int8_t *end;
-    __asm__ volatile("add %[end], %[w], %[s], lsl #1\n\t"
-                     "tst %[s], #4\n\t"
-                     "beq 2f\n\t" EK_PW_PAIRED_STEP
-                     "cmp %[w], %[end]\n\t"
-                     "beq 3f\n"
-                     "2:\n\t" EK_PW_PAIRED_STEP EK_PW_PAIRED_STEP
-                     "cmp %[w], %[end]\n\t"
-                     "bne 2b\n"
-                     "3:\n"
+    __asm__ volatile("add %[end], %[w], %[s], lsl #1\n\t" EK_PW_STEPS("s", EK_PW_PAIRED_STEP)
                      : [x] "+r"(x), [w] "+r"(w), [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0),
                        [b1] "+r"(b1), [p] "=&r"(p), [q] "=&r"(q), [r] "=&r"(r), [t] "=&r"(t),
                        [u] "=&r"(u), [v] "=&r"(v), [s] "+r"(s), [end] "=&r"(end)
@@ -674,16 +661,7 @@ static EK_CONV_NOINLINE void pw_dot2x2_paired(const uint32_t *x, const int8_t *w
                      : "cc", "memory");
 #else
     for (const int8_t *const end = w + 2 * n; w != end; w += 8, x += 4) {
-        uint32_t wv = ek_read_u32(w);
-        a0 = ek_smlad(ek_sxtb16(wv), x[0], a0);
-        a0 = ek_smlad(ek_sxtb16_ror8(wv), x[1], a0);
-        b0 = ek_smlad(ek_sxtb16(wv), x[2], b0);
-        b0 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b0);
-        wv = ek_read_u32(w + 4);
-        a1 = ek_smlad(ek_sxtb16(wv), x[0], a1);
-        a1 = ek_smlad(ek_sxtb16_ror8(wv), x[1], a1);
-        b1 = ek_smlad(ek_sxtb16(wv), x[2], b1);
-        b1 = ek_smlad(ek_sxtb16_ror8(wv), x[3], b1);
+        PW_WIDE_STEP_C(x, w, 4); /* the second row's word right after the first's */
     }
 #endif
     acc[0] = a0;
