@@ -78,9 +78,9 @@ static EK_NOINLINE void ek_add_s8_broadcast(const ek_add_params *p, const int8_t
 
 /* ek_add_s8_fast_output_e0 over n elements: input a's shift e_a is 1..31, b's is 0, and the
  * output takes the fast form with its offset (out_wide == 0). The constants come as scalars,
- * not in a struct, so that the loop keeps them in registers and the caller's frame holds no
- * copy; the clamp is one SSAT where the activation range is all of int8 (`full`, a constant
- * after inlining): 26 instructions an element on resnet's ADDs, from 37. */
+ * not in a struct, so that the caller's frame holds no second copy of them; the clamp is one SSAT where the activation range is all of int8 (`full`, a constant
+ * after inlining): 28 instructions an element on resnet's ADDs, from 37 (26 with the
+ * constants prepared out of line, but that frame held two copies of them: 88 B more stack). */
 EK_ALWAYS_INLINE void ek_add_s8_loop_e0(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                                         int32_t x_off_a, int32_t m_a, int32_t hi_a, int32_t e_a,
                                         int32_t x_off_b, int32_t m_b, const ek_add_s8_consts *k,
