@@ -390,12 +390,18 @@ def pointwise_surely_pairs(kernel: str, fields: dict) -> bool:
             and c_in % (8 if int4 else 4) == 0 and (not int4 or c_in <= PW_S4_MAX_C_IN))
 
 
+def pointwise_int8_pairs(kernel: str, fields: dict) -> bool:
+    """Whether a call runs the int8 two-pixel pointwise loop on DSP cores, the loop that reads
+    a paired filter (the int4 one reads the packed TFLite order)."""
+    return (kernel.startswith("ek_conv2d_s8_pointwise_inplace")
+            and pointwise_surely_pairs(kernel, fields))
+
+
 def pointwise_paired(kernel: str, fields: dict) -> bool:
     """Whether an in-place pointwise call's filter is emitted in the paired layout (ek_conv.h
-    ``paired_filter``): int8 weights (the int4 loop reads the packed TFLite order), a call the
-    two-pixel loop takes on DSP cores (`pointwise_surely_pairs`), an even number of rows."""
-    return (kernel.startswith("ek_conv2d_s8_pointwise_inplace")
-            and pointwise_surely_pairs(kernel, fields) and fields["out_c"] % 2 == 0)
+    ``paired_filter``): a call of the int8 two-pixel loop (`pointwise_int8_pairs`) with an even
+    number of rows."""
+    return pointwise_int8_pairs(kernel, fields) and fields["out_c"] % 2 == 0
 
 
 def pair_pointwise_filter(weights: np.ndarray) -> np.ndarray:
@@ -439,8 +445,7 @@ class CallConfig:
                    inplace_pointwise="_pointwise_inplace" in kernel,
                    surely_pairs=pointwise_surely_pairs(kernel, fields),
                    paired=(bool(fields.get("paired_filter"))
-                           if kernel.startswith("ek_conv2d_s8_pointwise_inplace")
-                           and pointwise_surely_pairs(kernel, fields) else None),
+                           if pointwise_int8_pairs(kernel, fields) else None),
                    s4_conv_pixels=s4_conv_pixels(kernel, fields),
                    conv_pixels=conv_pixels(kernel, fields),
                    short_rows=short_rows_readers(kernel, fields))
