@@ -20,6 +20,7 @@ from typing import Callable
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, WIDE_PATH_HELPERS,
                                           WIDE_S4_PATH_HELPERS, pairs_path_applies,
                                           quad_stack_ring_words, requant_fast_everywhere,
+                                          short_rows_readers,
                                           wide_path_applies, wide_s4_path_applies)
 
 
@@ -89,6 +90,19 @@ def _quad_stores_each(fields: dict) -> bool:
     return not (full and requant_fast_everywhere(fields["multipliers"], fields["shifts"]))
 
 
+def _short_window_gathered(fields: dict) -> bool:
+    """Whether a CONV_2D call on the widened path may gather a short window (in_c % 4 != 0) as
+    bytes (ek_conv.c's wide_window_gathered): unless every window lies inside the input and a
+    row reader takes every pair (wide_windows; the lone last pixel is read as a pair too)."""
+    if not wide_path_applies(fields) or fields["in_c"] % 4 == 0:
+        return False
+    f = fields
+    inside = (f["pad_top"] == 0 and f["pad_left"] == 0
+              and (f["out_h"] - 1) * f["stride_h"] + (f["k_h"] - 1) * f["dilation_h"] < f["in_h"]
+              and (f["out_w"] - 1) * f["stride_w"] + f["k_w"] <= f["in_w"])
+    return not (inside and short_rows_readers("ek_conv2d_s8", fields) != 0)
+
+
 #: the in-place depthwise kernels, whose four-channel ring (DSP builds only) calls its helpers
 INPLACE_DEPTHWISE_KERNELS = frozenset({"ek_depthwise_conv2d_s8_inplace",
                                        "ek_depthwise_conv2d_s4_inplace"})
@@ -110,6 +124,7 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     "fc_store4_fast": (frozenset({"ek_fully_connected_s8"}), _interleaved_fast_store),
     "inplace_quad_on_stack": (INPLACE_DEPTHWISE_KERNELS, _quad_ring_on_stack),
     "dw_quad_store_each": (INPLACE_DEPTHWISE_KERNELS, _quad_stores_each),
+    "wide_window_gathered": (frozenset(WIDE_PATH_HELPERS), _short_window_gathered),
     "attention_mask_add": (frozenset({"ek_attention_s8"}), lambda fields: bool(fields["masked"])),
 }
 

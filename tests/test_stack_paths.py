@@ -22,7 +22,7 @@ DSP_ONLY = {"conv2d_pairs_plain", "conv2d_pairs_fused", "conv2d_wide_plain", "co
             "conv2d_wide_s4_plain", "conv2d_wide_s4_fused",
             "dot4_raw", "pw_inplace_pairs",
             "inplace_quad_on_stack", "dw_quad_store_each", "fc_dot4_interleaved",
-            "fc_store4_fast"}
+            "fc_store4_fast", "wide_window_gathered"}
 
 
 def _depths(frames, never=()):

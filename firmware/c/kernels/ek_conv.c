@@ -1512,6 +1512,20 @@ static inline int wide_inside(const ek_conv2d_params *p, int32_t iy0, int32_t ix
            && ix0 + p->k_w <= p->in_w;
 }
 
+/* A short window (in_c % 4 != 0) that wide_windows does not read from its rows (a border
+ * pixel, a layer without a row reader): gathered as bytes first, widened whole. Out of line,
+ * so that the stack bound can leave its frames out of a layer whose every window lies inside
+ * the input and is read from its rows (edgekit.firmware.stack_paths). */
+static EK_CONV_NOINLINE void wide_window_gathered(const ek_conv2d_params *p,
+                                                  const int8_t *input, int32_t iy0, int32_t ix0,
+                                                  uint32_t *dst)
+{
+    int32_t bytes[EK_PAIR_MAX_LEN / 4];
+    const int32_t len = p->k_h * p->k_w * p->in_c;
+    gather_window(p, input, iy0, ix0, (int8_t *)bytes, (int8_t)(-p->input_offset));
+    wide_put(dst, (const int8_t *)bytes, (len + 3) & ~3, ek_dup16(p->input_offset));
+}
+
 /* The widened window (OHWI tap order) of the output pixel whose taps start at (iy0, ix0),
  * into the pixel's slot dst (buf for pixel A, buf + 2 for pixel B). */
 static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t iy0,
@@ -1520,11 +1534,8 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
     const int32_t c_in = p->in_c;
     const uint32_t offset2 = ek_dup16(p->input_offset);
     int32_t kx0, kx1;
-    if (c_in & 3) { /* a short window not read by wide_windows: bytes first, widened whole */
-        int32_t bytes[EK_PAIR_MAX_LEN / 4];
-        const int32_t len = p->k_h * p->k_w * c_in;
-        gather_window(p, input, iy0, ix0, (int8_t *)bytes, (int8_t)(-p->input_offset));
-        wide_put(dst, (const int8_t *)bytes, (len + 3) & ~3, offset2);
+    if (c_in & 3) {
+        wide_window_gathered(p, input, iy0, ix0, dst);
         return;
     }
     ek_conv_valid_taps(ix0, p->in_w, p->k_w, p->dilation_w, &kx0, &kx1);
