@@ -10,6 +10,7 @@
  * portable path is the reference loop nest. */
 #include "ek_conv.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "ek_arm_dsp.h"
@@ -1051,7 +1052,7 @@ static EK_CONV_NOINLINE void pw_channels_fast(const pw_layer *l, const uint32_t 
     pw_channels(l, x, out_a, out_b, PW_FAST);
 }
 
-static EK_CONV_NOINLINE void pw_channels_full(const pw_layer *l, const uint32_t *x,
+static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_channels_full(const pw_layer *l, const uint32_t *x,
                                               int8_t *out_a, int8_t *out_b)
 {
     pw_channels(l, x, out_a, out_b, PW_FAST_FULL);
@@ -1070,11 +1071,215 @@ static EK_CONV_NOINLINE void pw_channels_wide(const pw_layer *l, const uint32_t 
     pw_channels(l, x, out_a, out_b, PW_WIDE);
 }
 
-static EK_CONV_NOINLINE void pw_channels_wide_full(const pw_layer *l, const uint32_t *x,
+static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_channels_wide_full(const pw_layer *l, const uint32_t *x,
                                                    int8_t *out_a, int8_t *out_b)
 {
     pw_channels(l, x, out_a, out_b, PW_WIDE_FULL);
 }
+#endif
+
+#if !EK_CONV_S4 && defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP) \
+    && defined(__GNUC__)
+#define EK_CHANNELS_ASM 1
+/* The channel loop of the two-pixel paths (pw_channels, conv_wide_channels) with the int8-range
+ * clamp (PW_FAST_FULL, PW_WIDE_FULL) in assembly: in C, the loop state, the four accumulators
+ * and the 14 registers of the MAC loop do not fit the core's registers together, and GCC
+ * passed the accumulators through memory and reloaded the layer per pair (78 instructions a
+ * channel pair outside the MAC loop). Here the MAC loop keeps all 14 (four steps a pass), the
+ * loop state lives in a 40-byte frame read with LDRD/LDM, and each output is ek_requant_fast,
+ * SSAT and a post-indexed STRB: 7 instructions (the wide form 8), the channel's constants 4
+ * more (about 50 a pair in all). The pairs of rows only: an odd last channel stays in C.
+ *
+ * r0: the widened pair, r1: out_a, r2: out_b, r3: the pw_layer (its field offsets are checked
+ * below), the row length (conv: fifth argument). Frame: 0 out_a, 4 out_b, 8 multipliers, 12
+ * shifts, 16 k_hi_unit (the wide form: the output offset), 20 out_a's end, 24 the widened
+ * pair, 28 the next row pair, 32 the next bias pair, 36 the pair's row bytes (paired: both
+ * rows; else one row). */
+_Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
+                   && offsetof(pw_layer, multipliers) == 8 && offsetof(pw_layer, shifts) == 12
+                   && offsetof(pw_layer, c_in) == 16 && offsetof(pw_layer, c_out) == 20
+                   && offsetof(pw_layer, output_offset) == 24
+                   && offsetof(pw_layer, k_hi_unit) == 40,
+               "the channel loops in assembly read pw_layer by these offsets");
+
+/* One output: acc (register) requantised with multiplier m, k_hi k and right shift - 1 rm,
+ * then `post` (the wide form adds the output offset), saturated and stored through out
+ * (post-incremented); r2, r3 scratch. */
+#define EK_ASM_REQUANT_STORE(acc, m, k, rm, out, post)                                         \
+    "and r2, " acc ", #0x80000000\n\t"                                                         \
+    "orr r2, r2, #0x40000000\n\t"                                                              \
+    "add r3, " k ", " acc ", asr #31\n\t"                                                      \
+    "smlal r2, r3, " acc ", " m "\n\t"                                                         \
+    "asr r3, r3, " rm "\n\t" post                                                              \
+    "ssat r3, #8, r3\n\t"                                                                      \
+    "strb r3, [" out "], #1\n\t"
+
+/* EK_PW_PAIRED_STEP on fixed registers: x r0, w r1, window words r4-r7, a0 r8, a1 r9, b0 r10,
+ * b1 r11, the filter words lr and r3, r12 scratch. */
+#define EK_ASM_PAIRED_STEP                                                                     \
+    "ldmia r0!, {r4, r5, r6, r7}\n\t"                                                          \
+    "ldrd lr, r3, [r1], #8\n\t"                                                                \
+    "sxtb16 r12, lr\n\t"                                                                       \
+    "sxtb16 lr, lr, ror #8\n\t"                                                                \
+    "smlad r8, r12, r4, r8\n\t"                                                                \
+    "smlad r8, lr, r5, r8\n\t"                                                                 \
+    "smlad r10, r12, r6, r10\n\t"                                                              \
+    "smlad r10, lr, r7, r10\n\t"                                                               \
+    "sxtb16 r12, r3\n\t"                                                                       \
+    "sxtb16 r3, r3, ror #8\n\t"                                                                \
+    "smlad r9, r12, r4, r9\n\t"                                                                \
+    "smlad r9, r3, r5, r9\n\t"                                                                 \
+    "smlad r11, r12, r6, r11\n\t"                                                              \
+    "smlad r11, r3, r7, r11\n\t"
+
+/* EK_PW_WIDE_STEP on fixed registers: rows r3 bytes apart, the filter word in lr. */
+#define EK_ASM_ROWS_STEP                                                                       \
+    "ldmia r0!, {r4, r5, r6, r7}\n\t"                                                          \
+    "ldr lr, [r1, r3]\n\t"                                                                     \
+    "sxtb16 r12, lr\n\t"                                                                       \
+    "sxtb16 lr, lr, ror #8\n\t"                                                                \
+    "smlad r9, r12, r4, r9\n\t"                                                                \
+    "smlad r9, lr, r5, r9\n\t"                                                                 \
+    "smlad r11, r12, r6, r11\n\t"                                                              \
+    "smlad r11, lr, r7, r11\n\t"                                                               \
+    "ldr lr, [r1], #4\n\t"                                                                     \
+    "sxtb16 r12, lr\n\t"                                                                       \
+    "sxtb16 lr, lr, ror #8\n\t"                                                                \
+    "smlad r8, r12, r4, r8\n\t"                                                                \
+    "smlad r8, lr, r5, r8\n\t"                                                                 \
+    "smlad r10, r12, r6, r10\n\t"                                                              \
+    "smlad r10, lr, r7, r10\n\t"
+
+/* The frame from the arguments; r8 holds the frame's word 36, `k_unit` is the pw_layer field
+ * kept at word 16. */
+#define EK_ASM_CHANNELS_ENTER(k_unit, row_bytes)                                               \
+    "push {r4-r11, lr}\n\t"                                                                    \
+    "sub sp, sp, #40\n\t"                                                                      \
+    "ldm r3, {r4, r5, r6, r7, r8, r9}\n\t" /* filter, bias, multipliers, shifts, c_in, c_out */ \
+    "ldr r10, [r3, #" k_unit "]\n\t"                                                           \
+    "bic r9, r9, #1\n\t"                                                                       \
+    "add r9, r1, r9\n\t" row_bytes                                                             \
+    "strd r1, r2, [sp]\n\t"                                                                    \
+    "strd r6, r7, [sp, #8]\n\t"                                                                \
+    "strd r10, r9, [sp, #16]\n\t"                                                              \
+    "strd r0, r4, [sp, #24]\n\t"                                                               \
+    "strd r5, r8, [sp, #32]\n"                                                                 \
+    "1:\n\t" /* a channel pair: the accumulators from the bias */                              \
+    "ldrd r0, r1, [sp, #24]\n\t"                                                               \
+    "ldrd r2, r3, [sp, #32]\n\t"                                                               \
+    "ldrd r8, r9, [r2]\n\t"                                                                    \
+    "ldrd r10, r11, [r2], #8\n\t"                                                              \
+    "str r2, [sp, #32]\n\t"
+
+/* The MAC loop of `step` to r2 (r3: the frame's word 36): first the steps beyond a multiple of
+ * four (test bits `odd` and `two` of r3), then four a pass. */
+#define EK_ASM_MAC_LOOP(step, odd, two)                                                        \
+    "tst r3, #" odd "\n\t"                                                                     \
+    "beq 4f\n\t" step                                                                          \
+    "4:\n\t"                                                                                   \
+    "tst r3, #" two "\n\t"                                                                     \
+    "beq 5f\n\t" step step                                                                     \
+    "5:\n\t"                                                                                   \
+    "cmp r1, r2\n\t"                                                                           \
+    "beq 3f\n"                                                                                 \
+    "2:\n\t" step step step step                                                               \
+    "cmp r1, r2\n\t"                                                                           \
+    "bne 2b\n"                                                                                 \
+    "3:\n\t"
+
+/* Requantise and store the pair's four outputs (r1: the next row pair), then the next pair or
+ * return; `k_hi(rm)` sets lr to the channel's k_hi from its right shift - 1 in rm (r4: the
+ * frame's word 16; r2 free). */
+#define EK_ASM_CHANNELS_STORE(k_hi, post)                                                      \
+    "str r1, [sp, #28]\n\t"                                                                    \
+    "ldm sp, {r0, r1, r2, r3, r4}\n\t" /* out_a, out_b, multipliers, shifts, frame word 16 */ \
+    "ldrd r5, r6, [r2], #8\n\t"                                                                \
+    "ldrd r7, r12, [r3], #8\n\t"                                                               \
+    "strd r2, r3, [sp, #8]\n\t"                                                                \
+    "mvn r7, r7\n\t" /* channel 0 */                                                           \
+    k_hi("r7")                                                                                 \
+    EK_ASM_REQUANT_STORE("r8", "r5", "lr", "r7", "r0", post)                                   \
+    EK_ASM_REQUANT_STORE("r10", "r5", "lr", "r7", "r1", post)                                  \
+    "mvn r12, r12\n\t" /* channel 1 */                                                         \
+    k_hi("r12")                                                                                \
+    EK_ASM_REQUANT_STORE("r9", "r6", "lr", "r12", "r0", post)                                  \
+    EK_ASM_REQUANT_STORE("r11", "r6", "lr", "r12", "r1", post)                                 \
+    "strd r0, r1, [sp]\n\t"                                                                    \
+    "ldr r2, [sp, #20]\n\t"                                                                    \
+    "cmp r0, r2\n\t"                                                                           \
+    "bne 1b\n\t"                                                                               \
+    "add sp, sp, #40\n\t"                                                                      \
+    "pop {r4-r11, pc}\n\t"
+
+/* A paired filter (the in-place 1x1 layers): both rows' words of a step adjacent, a row pair
+ * 2 * c_in bytes. */
+#define EK_ASM_PAIRED_CHANNELS(k_unit, k_hi, post)                                             \
+    EK_ASM_CHANNELS_ENTER(k_unit, "lsl r8, r8, #1\n\t")                                        \
+    "add r2, r1, r3\n\t" EK_ASM_MAC_LOOP(EK_ASM_PAIRED_STEP, "8", "16")                        \
+    EK_ASM_CHANNELS_STORE(k_hi, post)
+
+/* OHWI rows of `len` bytes (the fifth argument; conv2d_wide): the whole steps, then where len
+ * % 4 != 0 the window's last group against the words ending at each row's last byte (as
+ * dot2x2_wide_tail), then w past the second row. */
+#define EK_ASM_ROWS_CHANNELS(k_unit, k_hi, post)                                               \
+    EK_ASM_CHANNELS_ENTER(k_unit, "ldr r8, [sp, #76]\n\t")                                     \
+    "bic r2, r3, #3\n\t"                                                                       \
+    "add r2, r1, r2\n\t" EK_ASM_MAC_LOOP(EK_ASM_ROWS_STEP, "4", "8")                           \
+    "ands r2, r3, #3\n\t"                                                                      \
+    "beq 6f\n\t"                                                                               \
+    "rsb r2, r2, #4\n\t"                                                                       \
+    "sub r1, r1, r2\n\t" EK_ASM_ROWS_STEP                                                      \
+    "6:\n\t"                                                                                   \
+    "add r1, r1, r3\n\t" EK_ASM_CHANNELS_STORE(k_hi, post)
+
+/* ek_requant_fast_k_hi from the right shift - 1: k_hi_unit << (rm - 1) */
+#define EK_ASM_FAST_K_HI(rm) "sub lr, " rm ", #1\n\t" "lsl lr, r4, lr\n\t"
+/* ek_requant_wide_k_hi: 1 << (rm - 1); the output offset added after the shift */
+#define EK_ASM_WIDE_K_HI(rm) "sub r2, " rm ", #1\n\t" "mov lr, #1\n\t" "lsl lr, lr, r2\n\t"
+#define EK_ASM_WIDE_POST "add r3, r3, r4\n\t"
+#define EK_ASM_NAKED static __attribute__((naked, noinline, unused)) void
+
+#if EK_PW_PAIRED
+#define EK_PW_PAIRED_ASM 1
+EK_ASM_NAKED pw_paired_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
+                                const pw_layer *l)
+{
+    __asm__ volatile(EK_ASM_PAIRED_CHANNELS("40", EK_ASM_FAST_K_HI, ""));
+}
+
+#if EK_REQUANT_WIDE
+EK_ASM_NAKED pw_paired_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
+                                     const pw_layer *l)
+{
+    __asm__ volatile(EK_ASM_PAIRED_CHANNELS("24", EK_ASM_WIDE_K_HI, EK_ASM_WIDE_POST));
+}
+#endif
+#else
+#define EK_PW_PAIRED_ASM 0
+#endif
+
+#if EK_CONV_WIDE_TAPS > 0
+#define EK_CONV_WIDE_ASM 1
+EK_ASM_NAKED conv_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
+                                const pw_layer *l, int32_t len)
+{
+    __asm__ volatile(EK_ASM_ROWS_CHANNELS("40", EK_ASM_FAST_K_HI, ""));
+}
+
+#if EK_REQUANT_WIDE
+EK_ASM_NAKED conv_wide_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
+                                     const pw_layer *l, int32_t len)
+{
+    __asm__ volatile(EK_ASM_ROWS_CHANNELS("24", EK_ASM_WIDE_K_HI, EK_ASM_WIDE_POST));
+}
+#endif
+#else
+#define EK_CONV_WIDE_ASM 0
+#endif
+#else
+#define EK_CHANNELS_ASM 0
+#define EK_PW_PAIRED_ASM 0
+#define EK_CONV_WIDE_ASM 0
 #endif
 
 static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *out_a,
@@ -1082,6 +1287,12 @@ static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *
 {
 #if EK_REQUANT_WIDE
     if (mode == PW_WIDE_FULL) {
+#if EK_PW_PAIRED_ASM
+        if (EK_PW_PAIRED == 1 || l->paired) {
+            pw_paired_wide_full_asm(x, out_a, out_b, l);
+            return;
+        }
+#endif
         pw_channels_wide_full(l, x, out_a, out_b);
         return;
     }
@@ -1091,6 +1302,12 @@ static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *
     }
 #endif
     if (mode == PW_FAST_FULL) {
+#if EK_PW_PAIRED_ASM
+        if (EK_PW_PAIRED == 1 || l->paired) {
+            pw_paired_full_asm(x, out_a, out_b, l);
+            return;
+        }
+#endif
         pw_channels_full(l, x, out_a, out_b);
     } else if (mode == PW_FAST) {
         pw_channels_fast(l, x, out_a, out_b);
@@ -1663,6 +1880,22 @@ EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *
     const int32_t *bias2 = l->bias != 0 ? l->bias : no_bias;
     const int8_t *w = l->filter;
     int32_t oc = 0, acc[4];
+#if EK_CONV_WIDE_ASM
+    if (e == 0 && l->bias != 0 && (mode == PW_FAST_FULL || mode == PW_WIDE_FULL) && c_out >= 2) {
+        /* the pairs of rows in assembly (with_b: the plain kernel stores B always) */
+#if EK_REQUANT_WIDE
+        if (mode == PW_WIDE_FULL) {
+            conv_wide_wide_full_asm(x, output + base_a, output + base_b, l, len);
+        } else
+#endif
+        {
+            conv_wide_full_asm(x, output + base_a, output + base_b, l, len);
+        }
+        oc = c_out & ~1;
+        w += oc * CONV_WIDE_ROW_BYTES(len);
+        bias2 += oc;
+    }
+#endif
     for (; oc + 2 <= c_out; oc += 2, w += 2 * CONV_WIDE_ROW_BYTES(len), bias2 += bias_step) {
         CONV_WIDE_DOT(x, w, len, bias2, acc);
         conv_wide_store(l, e, output, base_a, base_b, oc, acc[0], acc[2], with_b, mode);
