@@ -3,7 +3,7 @@
 
 For each model: the layer-by-layer firmware, and the schedule `--patch auto` picks under each
 objective (the peak with the input in SRAM, and without it as MCUNetV2 counts), each built with
-the code generator and run on Unicorn (exact instructions, painted and hooked stack), on the
+the code generator and run on Unicorn (exact instructions, painted stack, and the runner's own paint), on the
 emulated stand-in of the target board when it fits there (else on mps2-an386, to measure it
 anyway). Every run is checked bit-exact against the *unpatched* model's reference output, whose
 bytes equal TFLite Micro's (checked here on the same test input). Writes

@@ -3,7 +3,7 @@
 
 Each run must give the reference interpreter's output bytes exactly (``bit_exact``), and the
 measured peak SRAM (static RAM + painted stack high-water mark) must be within 1% of the estimate
-that `edgekit build` stated before any run. On Unicorn the hooked stack and arena high-water
+that `edgekit build` stated before any run. On Unicorn the runner's own stack and arena high-water
 marks must equal the painted ones the firmware printed, and the arena must be used up to the
 planner's size but not beyond.
 """

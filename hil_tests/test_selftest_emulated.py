@@ -3,7 +3,7 @@
 For each board the self-test (an int8 convolution whose answer the host computed) is built once
 and run on each emulator the board (or its stand-in) has. Every run must deliver a report the
 host accepts (CRCs, record count), the expected output bytes, a clean exit, and, on Unicorn, a
-hooked stack high-water mark exactly equal to the painted one the firmware printed (and the
+runner's own stack high-water mark (its own paint) exactly equal to the painted one the firmware printed (and the
 same for the arena), plus an exact instruction count cross-checked per instruction.
 """
 

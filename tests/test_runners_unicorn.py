@@ -10,7 +10,7 @@ from edgekit.boards.runners.semihosting import Semihosting
 from edgekit.boards.runners.uart_models import uart_model
 from edgekit.boards.runners.unicorn_runner import Region, UnicornRunner
 from edgekit.errors import DeviceFaultError, RunnerError, RunnerTimeoutError
-from tiny_firmware import (EXPECTED_INSTRUCTIONS, EXPECTED_STACK_PEAK,
+from tiny_firmware import (EXPECTED_INSTRUCTIONS, EXPECTED_STACK_PEAK, LINKER_IT_PAGE,
                            LINKER_STACK_LOADED_IN_FLASH, build_tiny)
 
 MPS2_REGIONS = [Region("flash", 0x0, 0x400000), Region("ram", 0x2000_0000, 0x400000)]
@@ -28,6 +28,16 @@ def test_exact_instruction_count_and_stack_peak(tmp_path: Path) -> None:
     assert result.stack_peak_hooked_bytes == EXPECTED_STACK_PEAK
     assert result.arena_used_hooked_bytes is None  # no arena symbols in this program
     assert result.details["stop_reason"] == "semihosting exit"
+
+
+def test_it_block_ending_at_a_page_boundary(tmp_path: Path) -> None:
+    """A conditional store ending an IT block at a page boundary, a conditional branch after it:
+    with a memory-write hook installed, Unicorn 2.1 ran that branch as if inside the IT block
+    and faulted (invalid instruction); the runner measures memory without such hooks."""
+    elf = build_tiny(tmp_path, "itpage", LINKER_IT_PAGE)
+    result = runner().run(elf, timeout_s=10)
+    assert result.exit_code == 0, result.details
+    assert result.stack_peak_hooked_bytes == 4096  # the two bytes at the stack's bottom
 
 
 def test_block_counts_agree_with_per_instruction_counts(tmp_path: Path) -> None:

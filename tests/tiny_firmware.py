@@ -15,6 +15,10 @@ known by hand, which is what makes them oracles for the Unicorn runner's countin
 * ``flood``: prints "hello\\n", then writes 'x' to the UART forever (a console flood).
 * ``silent``: prints nothing and spins forever.
 * ``semiflood``: prints "semi\\n" through semihosting SYS_WRITE0 forever.
+* ``itpage``: with `LINKER_IT_PAGE`, after the paint marker an IT block of two conditional
+  stores into the stack region ends exactly at the 4 KiB page boundary 0x1000, where a
+  conditional branch (legal only outside an IT block) follows, then exits with status 0; the
+  stores are its only stack writes below the top: peak 4096 - 0 (the stack's lowest bytes).
 """
 
 from __future__ import annotations
@@ -130,6 +134,31 @@ reset:
     bkpt 0xab
     b reset
 """,
+    "itpage": """
+    .thumb_func
+reset:
+    bl edgekit_stack_paint_done
+    ldr r0, =__stack_bottom
+    movs r2, #1
+    movs r3, #7
+    bl it_page_end
+    bl edgekit_report_begin
+    ldr r1, =0x20026
+    movs r0, #0x18
+    bkpt 0xab
+    b hang
+    .section .text.itpage, "ax"
+    .thumb_func
+it_page_end:
+    lsls r2, r2, #31
+    itt ne
+    strbne.w r3, [r0], #1
+    strbne.w r3, [r0], #1
+    bcc 1f
+    b hang
+1:  bx lr
+    .text
+""",
     "semihost": """
     .thumb_func
 reset:
@@ -163,6 +192,12 @@ SECTIONS {
 #: as `_LINKER`, with the stack's load address in flash right after .text (as the board linker
 #: scripts place .bss after .data's flash image)
 LINKER_STACK_LOADED_IN_FLASH = _LINKER.replace("} > RAM", "} > RAM AT > FLASH")
+
+
+#: as `_LINKER`, with ``.text.itpage`` placed so that its IT block ends at 0x1000
+LINKER_IT_PAGE = _LINKER.replace(
+    "*(.text*) *(.rodata*) } > FLASH",
+    "*(.text) *(.rodata*) } > FLASH\n  .itpage 0xff4 : { *(.text.itpage) } > FLASH")
 
 
 def build_tiny(directory: Path, variant: str, linker: str = _LINKER) -> Path:

@@ -191,7 +191,7 @@ def render_measurement(measured: dict) -> str:
              f"  stack peak:       {kib(measured['stack_peak_bytes'])} (painted)"]
     if measured["stack_peak_hooked_bytes"] is not None:
         agree = "agrees" if measured["stack_peak_hooked_bytes"] == measured["stack_peak_bytes"] else "DIFFERS"
-        lines.append(f"                    {measured['stack_peak_hooked_bytes']} B hooked by Unicorn ({agree})")
+        lines.append(f"                    {measured['stack_peak_hooked_bytes']} B by Unicorn's own paint ({agree})")
     lines.append(f"  peak SRAM:        {kib(measured['peak_sram_bytes'])} of {kib(measured['board_sram_bytes'])}"
                  f" -> {'fits' if measured['fits'] else 'DOES NOT FIT'}")
     if measured["arena_bytes"] is not None:

@@ -1,4 +1,4 @@
-"""Unicorn runner: the ELF on a bare Cortex-M core, with exact instruction counts and hooked
+"""Unicorn runner: the ELF on a bare Cortex-M core, with exact instruction counts and its own
 stack/arena high-water marks.
 
 How it measures (see docs/report-protocol.md for the symbols):
@@ -14,10 +14,17 @@ How it measures (see docs/report-protocol.md for the symbols):
   always start a block -- a block that would run into one of them mid-way is refused, not
   guessed at. ``verify_counts=True`` adds a per-instruction hook and checks the two counts agree
   (slow; the tests use it).
-* Stack and arena high-water marks come from memory-write hooks on ``[__stack_bottom,
-  __stack_top)`` and ``[__arena_start, __arena_end)``, counted from ``edgekit_stack_paint_done``
-  (the painting is not a use) and frozen at ``edgekit_report_begin``, the same window the
-  firmware's painted figure describes.
+* Stack and arena high-water marks are the runner's own, independent of the firmware's paint:
+  at ``edgekit_stack_paint_done`` (the painting is not a use) it overwrites the free stack below
+  the stack pointer and the arena with a pattern of its own (each word a hash of its address),
+  and at ``edgekit_report_begin`` (the same window the firmware's painted figure describes) it
+  finds the lowest stack word and the arena bytes the run changed, then puts the firmware's
+  paint back wherever its own pattern is untouched, so the firmware's scan sees what it would
+  have. Not memory-write hooks: with a write hook installed, Unicorn 2.1 keeps a stale IT-block
+  state across a translated block that ends right after a conditional store (unicorn-engine
+  issue 2309), and the next block runs as if still inside the IT block (a conditional branch
+  there faults as an invalid instruction, other instructions run conditionally: wrong outputs
+  where QEMU gives the right ones).
 * The console is a modelled UART (`uart_models`) or semihosting (`semihosting`); the run ends at
   the semihosting exit, at a ``wfi`` (Unicorn models no interrupts to wake it), or shortly after
   a complete report for a firmware that spins instead.
@@ -35,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import capstone
+import numpy as np
 import unicorn
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
@@ -273,6 +281,7 @@ class _Session:
         self.stack_low: int | None = None
         self.arena_low: int | None = None
         self.arena_high: int | None = None
+        self.painted: list[tuple[str, int, np.ndarray, np.ndarray]] = []
         self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
         self.uc.ctl_set_cpu_model(CPU_MODELS[runner.cpu])
         self.disassembler = capstone.Cs(capstone.CS_ARCH_ARM,
@@ -369,14 +378,6 @@ class _Session:
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_interrupt)
         if self.runner.verify_counts:
             uc.hook_add(unicorn.UC_HOOK_CODE, self._on_instruction)
-        symbols = self.image.symbols
-        if "__stack_bottom" in symbols and "__stack_top" in symbols:
-            uc.hook_add(unicorn.UC_HOOK_MEM_WRITE, self._on_stack_write,
-                        begin=symbols["__stack_bottom"], end=symbols["__stack_top"] - 1)
-        if "__arena_start" in symbols and "__arena_end" in symbols \
-                and symbols["__arena_end"] > symbols["__arena_start"]:
-            uc.hook_add(unicorn.UC_HOOK_MEM_WRITE, self._on_arena_write,
-                        begin=symbols["__arena_start"], end=symbols["__arena_end"] - 1)
 
     # --- hooks -----------------------------------------------------------------------------------
 
@@ -459,24 +460,54 @@ class _Session:
         elif mark == "paint_done":
             self.tracking = True
             self.tracked_windows += 1
+            self._paint()
         elif mark == "report_begin":
+            if self.tracking:
+                self._scan()
             self.tracking = False
 
     def _on_instruction(self, uc, address: int, size: int, _user) -> None:
         self.verifier.on_instruction(address)
 
-    def _on_stack_write(self, uc, access, address: int, size: int, value, _user) -> None:
-        if self.tracking and (self.stack_low is None or address < self.stack_low):
-            self.stack_low = address
+    def _tracked_regions(self) -> list[tuple[str, int, int]]:
+        """The regions whose use the runner measures: the free stack below the stack pointer
+        (all of it, at the paint marker) and the arena; word aligned, empty ones left out."""
+        symbols, regions = self.image.symbols, []
+        if "__stack_bottom" in symbols and "__stack_top" in symbols:
+            sp = self.uc.reg_read(arm_const.UC_ARM_REG_SP)
+            regions.append(("stack", symbols["__stack_bottom"],
+                            min(sp, symbols["__stack_top"]) & ~3))
+        if "__arena_start" in symbols and "__arena_end" in symbols:
+            regions.append(("arena", symbols["__arena_start"], symbols["__arena_end"] & ~3))
+        return [(name, start, end) for name, start, end in regions if end > start]
 
-    def _on_arena_write(self, uc, access, address: int, size: int, value, _user) -> None:
-        if not self.tracking:
-            return
-        if self.arena_low is None or address < self.arena_low:
-            self.arena_low = address
-        last = address + size
-        if self.arena_high is None or last > self.arena_high:
-            self.arena_high = last
+    def _paint(self) -> None:
+        """Keep each region's contents and overwrite it with the runner's pattern."""
+        self.painted = []
+        for name, start, end in self._tracked_regions():
+            kept = np.frombuffer(bytes(self.uc.mem_read(start, end - start)), "<u4").copy()
+            pattern = _runner_pattern(start, end)
+            self.uc.mem_write(start, pattern.tobytes())
+            self.painted.append((name, start, kept, pattern))
+
+    def _scan(self) -> None:
+        """The lowest stack word and the arena bytes changed since `_paint`; the kept contents
+        back wherever the pattern is untouched."""
+        for name, start, kept, pattern in self.painted:
+            now = np.frombuffer(bytes(self.uc.mem_read(start, 4 * len(pattern))), "<u4")
+            changed = np.flatnonzero(now != pattern)
+            self.uc.mem_write(start, np.where(now == pattern, kept, now).astype("<u4").tobytes())
+            if not len(changed):
+                continue
+            if name == "stack":
+                self.stack_low = start + 4 * int(changed[0])
+                continue
+            low, high = int(changed[0]), int(changed[-1])
+            low_bytes = (int(now[low]) ^ int(pattern[low])).to_bytes(4, "little")
+            high_bytes = (int(now[high]) ^ int(pattern[high])).to_bytes(4, "little")
+            self.arena_low = start + 4 * low + next(i for i, b in enumerate(low_bytes) if b)
+            self.arena_high = start + 4 * high + 1 + max(i for i, b in enumerate(high_bytes) if b)
+        self.painted = []
 
     def _on_interrupt(self, uc, intno: int, _user) -> None:
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
@@ -574,6 +605,15 @@ class _Session:
         return RunResult(runner="unicorn", console=console, exit_code=self.exit_code,
                          instructions=instructions, stack_peak_hooked_bytes=stack_peak,
                          arena_used_hooked_bytes=arena_used, wall_s=wall, details=details)
+
+
+def _runner_pattern(start: int, end: int) -> np.ndarray:
+    """The runner's paint of the words in [start, end): each a multiplicative hash of its
+    address, so no constant a program stores (zeros, a fill, the firmware's 0xA5 paint) matches
+    more than by chance."""
+    words = np.arange(start, end, 4, dtype=np.uint64)
+    return (((words * np.uint64(0x9E3779B1)) >> np.uint64(7)) ^ np.uint64(0x6C8E9CF5)
+            ).astype("<u4")
 
 
 class _CountVerifier:

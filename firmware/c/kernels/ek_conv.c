@@ -1171,14 +1171,14 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
     "ldrd r10, r11, [r2], #8\n\t"                                                              \
     "str r2, [sp, #32]\n\t"
 
-/* The MAC loop of `step` to r2 (r3: the frame's word 36): first the steps beyond a multiple of
- * four (test bits `odd` and `two` of r3), then four a pass. */
-#define EK_ASM_MAC_LOOP(step, odd, two)                                                        \
-    "tst r3, #" odd "\n\t"                                                                     \
-    "beq 4f\n\t" step                                                                          \
+/* The MAC loop of `step` to r2: first the steps beyond a multiple of four, then four a pass.
+ * Which: bits of r3 (the frame's word 36) moved into the flags by one LSLS by `to_flags`, N the
+ * odd step, C two more; a step sets no flags (the paired step overwrites r3). */
+#define EK_ASM_MAC_LOOP(step, to_flags)                                                        \
+    "lsls r12, r3, #" to_flags "\n\t"                                                          \
+    "bpl 4f\n\t" step                                                                          \
     "4:\n\t"                                                                                   \
-    "tst r3, #" two "\n\t"                                                                     \
-    "beq 5f\n\t" step step                                                                     \
+    "bcc 5f\n\t" step step                                                                     \
     "5:\n\t"                                                                                   \
     "cmp r1, r2\n\t"                                                                           \
     "beq 3f\n"                                                                                 \
@@ -1215,7 +1215,7 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
  * 2 * c_in bytes. */
 #define EK_ASM_PAIRED_CHANNELS(k_unit, k_hi, post)                                             \
     EK_ASM_CHANNELS_ENTER(k_unit, "lsl r8, r8, #1\n\t")                                        \
-    "add r2, r1, r3\n\t" EK_ASM_MAC_LOOP(EK_ASM_PAIRED_STEP, "8", "16")                        \
+    "add r2, r1, r3\n\t" EK_ASM_MAC_LOOP(EK_ASM_PAIRED_STEP, "28")                        \
     EK_ASM_CHANNELS_STORE(k_hi, post)
 
 /* OHWI rows of `len` bytes (the fifth argument; conv2d_wide): the whole steps, then where len
@@ -1224,7 +1224,7 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
 #define EK_ASM_ROWS_CHANNELS(k_unit, k_hi, post)                                               \
     EK_ASM_CHANNELS_ENTER(k_unit, "ldr r8, [sp, #76]\n\t")                                     \
     "bic r2, r3, #3\n\t"                                                                       \
-    "add r2, r1, r2\n\t" EK_ASM_MAC_LOOP(EK_ASM_ROWS_STEP, "4", "8")                           \
+    "add r2, r1, r2\n\t" EK_ASM_MAC_LOOP(EK_ASM_ROWS_STEP, "29")                           \
     "ands r2, r3, #3\n\t"                                                                      \
     "beq 6f\n\t"                                                                               \
     "rsb r2, r2, #4\n\t"                                                                       \

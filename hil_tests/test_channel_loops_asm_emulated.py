@@ -1,0 +1,103 @@
+"""The two-pixel paths' channel loops in assembly (ek_conv.c: `pw_paired_full_asm`,
+`pw_paired_wide_full_asm`, `conv_wide_full_asm`, `conv_wide_wide_full_asm`) on the DSP cores,
+over the shapes their loops branch on: windows of 1 to 18 four-byte steps (every remainder of
+the four-step pass), short windows whose length is no multiple of 4 (the tail step), an odd
+out_c (the last channel in C after the pairs), an odd pixel count (the lone last pixel), and
+layers whose right shifts are too long for the fast requantisation (the wide form). Built for
+the M4, M7 and M55 stand-ins (the assembly) and the M0+ and M3 (the portable loops over the same
+generated layouts), run once: the outputs equal the reference interpreter's and the peak SRAM
+estimate equals the measurement."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import graph_builders as gb  # noqa: E402
+
+pytestmark = pytest.mark.hil
+
+if shutil.which("arm-none-eabi-gcc") is None:
+    pytest.skip("arm-none-eabi-gcc is not installed: cannot build the firmware",
+                allow_module_level=True)
+
+#: board -> runner; the DSP cores first
+BOARDS = {"nucleo-l4r5zi": "unicorn", "disco-f746ng": "unicorn", "mps3-an547": "qemu",
+          "rpi-pico": "unicorn", "lm3s6965evb": "unicorn"}
+DSP_BOARDS = ("nucleo-l4r5zi", "disco-f746ng", "mps3-an547")
+ASM_LOOPS = ("pw_paired_full_asm", "pw_paired_wide_full_asm", "conv_wide_full_asm",
+             "conv_wide_wide_full_asm")
+
+#: (out_channels, kernel, wide): `wide` layers have their first channel's filter scale (and so
+#: its bias scale) divided by 2**20, which lengthens that channel's right shift by 20, past the
+#: fast form's 23 (checked below): the layer takes the wide form, and its other channels still
+#: carry the values on (a whole layer that far down would give the zero point everywhere and
+#: hide every error before it)
+LAYERS = [(7, 3, False), (12, 3, False), (20, 1, False), (28, 1, True), (8, 1, True),
+          (16, 1, False), (4, 1, False), (6, 3, True), (10, 1, False)]
+
+
+def conv_chain(rng, layers, in_shape):
+    """CONV_2Ds in a row, no activation (the int8-range clamp the assembly takes)."""
+    from edgekit.ir import Graph
+
+    tensors, ops, previous, shape = [], [], None, in_shape
+    for i, (out_channels, k, wide) in enumerate(layers):
+        g = gb.conv2d(rng, in_shape=shape, out_channels=out_channels, kernel=(k, k),
+                      padding="SAME" if k > 1 else "VALID")
+        names = {"x": previous or "x", "w": f"w{i}", "bias": f"b{i}", "y": f"t{i}"}
+        for t in g.tensors.values():
+            if t.name == "x" and previous is not None:
+                continue
+            if wide and t.name in ("w", "bias"):
+                scale = np.array(t.quant.scale, dtype=np.float64)
+                scale[0] /= 2**20
+                t = dataclasses.replace(t, quant=dataclasses.replace(t.quant, scale=scale))
+            tensors.append(dataclasses.replace(t, name=names[t.name]))
+        ops.append(dataclasses.replace(g.ops[0], inputs=[names["x"], names["w"], names["bias"]],
+                                       outputs=[names["y"]], name=names["y"]))
+        previous, shape = names["y"], g["y"].shape
+    return Graph(tensors, ops, ["x"], [previous], name="channel_loops")
+
+
+@pytest.fixture(scope="module")
+def graph():
+    from edgekit.interpreter import Interpreter
+    from edgekit.firmware.op_emitters import requant_needs_wide
+
+    g = conv_chain(np.random.default_rng(11), LAYERS, (1, 9, 9, 3))
+    wide = [requant_needs_wide(p) for p in Interpreter(g).prepared]
+    assert wide == [w for _, _, w in LAYERS], wide  # both requantisation forms
+    return g
+
+
+def elf_functions(elf_path: Path) -> set[str]:
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    with open(elf_path, "rb") as f:
+        elf = ELFFile(f)
+        table = next(s for s in elf.iter_sections() if isinstance(s, SymbolTableSection))
+        return {s.name for s in table.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"}
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_channel_loops_bit_exact(graph, board, tmp_path):
+    from edgekit.boards.runners.measure import measure, resolve_firmware
+    from edgekit.firmware.model_build import build_model
+
+    built = build_model(graph, board, tmp_path, seed=2)
+    functions = elf_functions(built.elf_path)
+    if board in DSP_BOARDS:
+        assert set(ASM_LOOPS) <= functions, sorted(set(ASM_LOOPS) - functions)
+    else:
+        assert not set(ASM_LOOPS) & functions
+    measured = measure(resolve_firmware(tmp_path, None), BOARDS[board])
+    assert measured["bit_exact"] is True, f"{board}: outputs differ"
+    assert measured["peak_sram_bytes"] == built.manifest["estimate"]["peak_sram_bytes"]
