@@ -103,6 +103,53 @@ def _short_window_gathered(fields: dict) -> bool:
     return not (inside and short_rows_readers("ek_conv2d_s8", fields) != 0)
 
 
+def _requant_mode(fields: dict) -> str:
+    """ek_conv.c's pw_requant_mode for a conv call: "fast" or "wide" (every channel's fast or
+    wide fast requantisation, `requant_fast_everywhere`), else "exact"; "_full" where the
+    activation range is all of int8. (A build compiles the wide modes in where some layer needs
+    them: EK_REQUANT_WIDE.)"""
+    full = "_full" if fields["act_min"] == -128 and fields["act_max"] == 127 else ""
+    if requant_fast_everywhere(fields["multipliers"], fields["shifts"]):
+        return "fast" + full
+    if requant_fast_everywhere(fields["multipliers"], fields["shifts"], longest_right_shift=31):
+        return "wide" + full
+    return "exact"
+
+
+def _pointwise_channels(mode: str, paired_asm: bool | None, fields: dict) -> bool:
+    """Whether a pointwise pair call runs the channel loop of requantisation `mode`: in C
+    (pw_channels_*: ``paired_asm`` False), or in assembly over a paired int8 filter in the
+    clamp-free full modes (pw_paired_*_asm: True; None: either)."""
+    if not _pointwise_pairs(fields) or _requant_mode(fields) != mode:
+        return False
+    if paired_asm is None:
+        return True
+    return paired_asm == bool(fields.get("paired_filter", 0))
+
+
+def _pointwise_channels_helpers() -> dict:
+    """pw_inplace_pairs' channel loops, one per requantisation mode (ek_conv.c
+    pw_channels_of): the modes with the int8-range clamp in assembly where the filter is
+    paired (int4 filters are never paired)."""
+    helpers = {}
+    for mode, name in (("fast", "fast"), ("exact", "exact"), ("wide", "wide")):
+        helpers[f"pw_channels_{name}"] = (POINTWISE_PAIR_KERNELS,
+                                          partial(_pointwise_channels, mode, None))
+    for mode, c_name, asm_name in (("fast_full", "full", "pw_paired_full_asm"),
+                                   ("wide_full", "wide_full", "pw_paired_wide_full_asm")):
+        helpers[f"pw_channels_{c_name}"] = (POINTWISE_PAIR_KERNELS,
+                                            partial(_pointwise_channels, mode, False))
+        helpers[asm_name] = (POINTWISE_PAIR_KERNELS, partial(_pointwise_channels, mode, True))
+    return helpers
+
+
+def _conv_channels_asm(mode: str, fields: dict) -> bool:
+    """Whether a plain CONV_2D call on the widened path runs conv2d_wide's channel loop in
+    assembly (conv_wide_*_asm: requantisation `mode`; the kernel also needs a bias, which a
+    call counted here without one can only make the bound higher)."""
+    return wide_path_applies(fields) and _requant_mode(fields) == mode
+
+
 #: the in-place depthwise kernels, whose four-channel ring (DSP builds only) calls its helpers
 INPLACE_DEPTHWISE_KERNELS = frozenset({"ek_depthwise_conv2d_s8_inplace",
                                        "ek_depthwise_conv2d_s4_inplace"})
@@ -126,6 +173,10 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     "dw_quad_store_each": (INPLACE_DEPTHWISE_KERNELS, _quad_stores_each),
     "wide_window_gathered": (frozenset(WIDE_PATH_HELPERS), _short_window_gathered),
     "attention_mask_add": (frozenset({"ek_attention_s8"}), lambda fields: bool(fields["masked"])),
+    **_pointwise_channels_helpers(),
+    "conv_wide_full_asm": (frozenset({"ek_conv2d_s8"}), partial(_conv_channels_asm, "fast_full")),
+    "conv_wide_wide_full_asm": (frozenset({"ek_conv2d_s8"}),
+                                partial(_conv_channels_asm, "wide_full")),
 }
 
 
