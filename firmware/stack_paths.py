@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
-from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, WIDE_PATH_HELPERS,
+from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, PW_S4_MAX_C_IN, WIDE_PATH_HELPERS,
                                           WIDE_S4_PATH_HELPERS, pairs_path_applies,
                                           quad_stack_ring_words, requant_fast_everywhere,
                                           short_rows_readers,
@@ -67,9 +67,11 @@ def _pointwise_pairs(fields: dict) -> bool:
 
 
 #: the pointwise in-place kernels, int8 and int4, that call pw_inplace_pairs (DSP builds only)
-POINTWISE_PAIR_KERNELS = frozenset({
-    f"ek_conv2d_{bits}_pointwise_inplace{direction}"
-    for bits in ("s8", "s4") for direction in ("", "_backward")})
+POINTWISE_INT8_PAIR_KERNELS = frozenset({
+    f"ek_conv2d_s8_pointwise_inplace{direction}" for direction in ("", "_backward")})
+POINTWISE_INT4_PAIR_KERNELS = frozenset(k.replace("_s8", "_s4")
+                                        for k in POINTWISE_INT8_PAIR_KERNELS)
+POINTWISE_PAIR_KERNELS = POINTWISE_INT8_PAIR_KERNELS | POINTWISE_INT4_PAIR_KERNELS
 
 def _quad_ring_on_stack(fields: dict) -> bool:
     """Whether an in-place depthwise call may run inplace_quad_on_stack (ek_conv_depthwise.c:
@@ -127,24 +129,38 @@ def _pointwise_channels(mode: str, paired_asm: bool | None, fields: dict) -> boo
     return paired_asm == bool(fields.get("paired_filter", 0))
 
 
+def _s4_channels(mode: str, fields: dict) -> bool:
+    """Whether an int4 call runs the int4 channel loop in assembly (s4_channels_*_asm) in
+    requantisation `mode`: a pointwise pair call, or a plain CONV_2D on the widened path whose
+    window is within one run's exactness bound (PW_S4_MAX_C_IN taps)."""
+    if _requant_mode(fields) != mode:
+        return False
+    window = fields["k_h"] * fields["k_w"] * fields["in_c"]
+    return _pointwise_pairs(fields) or (wide_s4_path_applies("ek_conv2d_s4", fields)
+                                        and window <= PW_S4_MAX_C_IN)
+
+
 def _pointwise_channels_helpers() -> dict:
     """pw_inplace_pairs' channel loops, one per requantisation mode (ek_conv.c
-    pw_channels_of): the modes with the int8-range clamp in assembly where the filter is
-    paired (int4 filters are never paired)."""
+    pw_channels_of): the modes with the int8-range clamp in assembly where the int8 filter is
+    paired, and always for int4 filters (whose loop also serves their widened convolutions)."""
     helpers = {}
     for mode, name in (("fast", "fast"), ("exact", "exact"), ("wide", "wide")):
         helpers[f"pw_channels_{name}"] = (POINTWISE_PAIR_KERNELS,
                                           partial(_pointwise_channels, mode, None))
     for mode, c_name, asm_name in (("fast_full", "full", "pw_paired_full_asm"),
                                    ("wide_full", "wide_full", "pw_paired_wide_full_asm")):
-        helpers[f"pw_channels_{c_name}"] = (POINTWISE_PAIR_KERNELS,
+        helpers[f"pw_channels_{c_name}"] = (POINTWISE_INT8_PAIR_KERNELS,
                                             partial(_pointwise_channels, mode, False))
-        helpers[asm_name] = (POINTWISE_PAIR_KERNELS, partial(_pointwise_channels, mode, True))
+        helpers[asm_name] = (POINTWISE_INT8_PAIR_KERNELS,
+                             partial(_pointwise_channels, mode, True))
+        helpers[asm_name.replace("pw_paired", "s4_channels")] = (
+            POINTWISE_INT4_PAIR_KERNELS | {"ek_conv2d_s4"}, partial(_s4_channels, mode))
     return helpers
 
 
 def _conv_channels_asm(mode: str, fields: dict) -> bool:
-    """Whether a plain CONV_2D call on the widened path runs conv2d_wide's channel loop in
+    """Whether a plain int8 CONV_2D call on the widened path runs conv2d_wide's channel loop in
     assembly (conv_wide_*_asm: requantisation `mode`; the kernel also needs a bias, which a
     call counted here without one can only make the bound higher)."""
     return wide_path_applies(fields) and _requant_mode(fields) == mode

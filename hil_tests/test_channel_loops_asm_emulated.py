@@ -5,7 +5,8 @@ the four-step pass), short windows whose length is no multiple of 4 (the tail st
 out_c (the last channel in C after the pairs), an odd pixel count (the lone last pixel), and
 layers whose right shifts are too long for the fast requantisation (the wide form). Built for
 the M4, M7 and M55 stand-ins (the assembly) and the M0+ and M3 (the portable loops over the same
-generated layouts), run once: the outputs equal the reference interpreter's and the peak SRAM
+generated layouts), with int8 weights and re-quantized to int4 (`s4_channels_full_asm`,
+`s4_channels_wide_full_asm`), run once: the outputs equal the reference interpreter's and the peak SRAM
 estimate equals the measurement."""
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ if shutil.which("arm-none-eabi-gcc") is None:
 BOARDS = {"nucleo-l4r5zi": "unicorn", "disco-f746ng": "unicorn", "mps3-an547": "qemu",
           "rpi-pico": "unicorn", "lm3s6965evb": "unicorn"}
 DSP_BOARDS = ("nucleo-l4r5zi", "disco-f746ng", "mps3-an547")
-ASM_LOOPS = ("pw_paired_full_asm", "pw_paired_wide_full_asm", "conv_wide_full_asm",
-             "conv_wide_wide_full_asm")
+ASM_LOOPS = {"8": ("pw_paired_full_asm", "pw_paired_wide_full_asm", "conv_wide_full_asm",
+                    "conv_wide_wide_full_asm"),
+             "4": ("s4_channels_full_asm", "s4_channels_wide_full_asm")}
 
 #: (out_channels, kernel, wide): `wide` layers have their first channel's filter scale (and so
 #: its bias scale) divided by 2**20, which lengthens that channel's right shift by 20, past the
@@ -43,14 +45,15 @@ LAYERS = [(7, 3, False), (12, 3, False), (20, 1, False), (28, 1, True), (8, 1, T
           (16, 1, False), (4, 1, False), (6, 3, True), (10, 1, False)]
 
 
-def conv_chain(rng, layers, in_shape):
-    """CONV_2Ds in a row, no activation (the int8-range clamp the assembly takes)."""
+def conv_chain(rng, layers, in_shape, weights):
+    """CONV_2Ds in a row with `weights` (INT8 or INT4) filters, no activation (the int8-range
+    clamp the assembly takes)."""
     from edgekit.ir import Graph
 
     tensors, ops, previous, shape = [], [], None, in_shape
     for i, (out_channels, k, wide) in enumerate(layers):
         g = gb.conv2d(rng, in_shape=shape, out_channels=out_channels, kernel=(k, k),
-                      padding="SAME" if k > 1 else "VALID")
+                      padding="SAME" if k > 1 else "VALID", weight_dtype=weights)
         names = {"x": previous or "x", "w": f"w{i}", "bias": f"b{i}", "y": f"t{i}"}
         for t in g.tensors.values():
             if t.name == "x" and previous is not None:
@@ -66,15 +69,27 @@ def conv_chain(rng, layers, in_shape):
     return Graph(tensors, ops, ["x"], [previous], name="channel_loops")
 
 
-@pytest.fixture(scope="module")
-def graph():
-    from edgekit.interpreter import Interpreter
+@pytest.fixture(scope="module", params=["8", "4"])
+def graph(request):
+    """The chain with int8 or int4 weights (the int4 loop: its 1x1 layers over 8 and 16
+    channels, its widened convolutions)."""
+    from edgekit.firmware.codegen import random_test_inputs
     from edgekit.firmware.op_emitters import requant_needs_wide
+    from edgekit.interpreter import Interpreter
 
-    g = conv_chain(np.random.default_rng(11), LAYERS, (1, 9, 9, 3))
+    from edgekit.ir import DType
+
+    weights = DType.INT8 if request.param == "8" else DType.INT4
+    g = conv_chain(np.random.default_rng(11), LAYERS, (1, 9, 9, 3), weights)
+    _, values = Interpreter(g).run(random_test_inputs(g, 2), intermediates=True)
+    spread = [len(np.unique(values[f"t{i}"])) for i in range(len(LAYERS))]
+    assert min(spread) >= 8, spread  # no layer crushes the values (that would hide errors)
     wide = [requant_needs_wide(p) for p in Interpreter(g).prepared]
-    assert wide == [w for _, _, w in LAYERS], wide  # both requantisation forms
-    return g
+    if request.param == "8":
+        assert wide == [w for _, _, w in LAYERS], wide  # both requantisation forms
+    else:  # int4 scales differ: some layers wide, the others not
+        assert any(wide) and not all(wide), wide
+    return request.param, g
 
 
 def elf_functions(elf_path: Path) -> set[str]:
@@ -92,12 +107,13 @@ def test_channel_loops_bit_exact(graph, board, tmp_path):
     from edgekit.boards.runners.measure import measure, resolve_firmware
     from edgekit.firmware.model_build import build_model
 
-    built = build_model(graph, board, tmp_path, seed=2)
-    functions = elf_functions(built.elf_path)
+    bits, g = graph
+    built = build_model(g, board, tmp_path, seed=2)
+    functions, loops = elf_functions(built.elf_path), set(ASM_LOOPS[bits])
     if board in DSP_BOARDS:
-        assert set(ASM_LOOPS) <= functions, sorted(set(ASM_LOOPS) - functions)
+        assert loops <= functions, sorted(loops - functions)
     else:
-        assert not set(ASM_LOOPS) & functions
+        assert not loops & functions
     measured = measure(resolve_firmware(tmp_path, None), BOARDS[board])
     assert measured["bit_exact"] is True, f"{board}: outputs differ"
     assert measured["peak_sram_bytes"] == built.manifest["estimate"]["peak_sram_bytes"]

@@ -72,7 +72,11 @@ def _generate_first_layer(case: str, seed: int):
     graph = _first_layer(case, seed)
     gen = generate(graph, seed=seed)
     assert gen.kernels == ["ek_conv2d_s4"]
-    assert gen.path_helpers == {"conv2d_wide_s4_plain"}
+    # the widened path, and its channel loop in assembly where the layer requantises in a
+    # clamp-free fast form
+    assert "conv2d_wide_s4_plain" in gen.path_helpers
+    assert gen.path_helpers <= {"conv2d_wide_s4_plain", "s4_channels_full_asm",
+                                "s4_channels_wide_full_asm"}
     config = gen.files["ek_model_config.h"]
     assert f"#define EK_CONV_WIDE_TAPS {8 * -(-length // 8)} " in config
     assert "#define EK_S4_CONV_PIXELS 0 " in config

@@ -1078,8 +1078,7 @@ static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_channels_wide_full(const pw
 }
 #endif
 
-#if !EK_CONV_S4 && defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP) \
-    && defined(__GNUC__)
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP) && defined(__GNUC__)
 #define EK_CHANNELS_ASM 1
 /* The channel loop of the two-pixel paths (pw_channels, conv_wide_channels) with the int8-range
  * clamp (PW_FAST_FULL, PW_WIDE_FULL) in assembly: in C, the loop state, the four accumulators
@@ -1151,8 +1150,17 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
     "smlad r10, lr, r7, r10\n\t"
 
 /* The frame from the arguments; r8 holds the frame's word 36, `k_unit` is the pw_layer field
- * kept at word 16. */
+ * kept at word 16; then (label 1) each pair's accumulators from the bias. */
 #define EK_ASM_CHANNELS_ENTER(k_unit, row_bytes)                                               \
+    EK_ASM_CHANNELS_FRAME(k_unit, row_bytes)                                                   \
+    "1:\n\t" /* a channel pair: the accumulators from the bias */                              \
+    "ldrd r0, r1, [sp, #24]\n\t"                                                               \
+    "ldrd r2, r3, [sp, #32]\n\t"                                                               \
+    "ldrd r8, r9, [r2]\n\t"                                                                    \
+    "ldrd r10, r11, [r2], #8\n\t"                                                              \
+    "str r2, [sp, #32]\n\t"
+
+#define EK_ASM_CHANNELS_FRAME(k_unit, row_bytes)                                               \
     "push {r4-r11, lr}\n\t"                                                                    \
     "sub sp, sp, #40\n\t"                                                                      \
     "ldm r3, {r4, r5, r6, r7, r8, r9}\n\t" /* filter, bias, multipliers, shifts, c_in, c_out */ \
@@ -1163,13 +1171,7 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
     "strd r6, r7, [sp, #8]\n\t"                                                                \
     "strd r10, r9, [sp, #16]\n\t"                                                              \
     "strd r0, r4, [sp, #24]\n\t"                                                               \
-    "strd r5, r8, [sp, #32]\n"                                                                 \
-    "1:\n\t" /* a channel pair: the accumulators from the bias */                              \
-    "ldrd r0, r1, [sp, #24]\n\t"                                                               \
-    "ldrd r2, r3, [sp, #32]\n\t"                                                               \
-    "ldrd r8, r9, [r2]\n\t"                                                                    \
-    "ldrd r10, r11, [r2], #8\n\t"                                                              \
-    "str r2, [sp, #32]\n\t"
+    "strd r5, r8, [sp, #32]\n\t"
 
 /* The MAC loop of `step` to r2: first the steps beyond a multiple of four, then four a pass.
  * Which: bits of r3 (the frame's word 36) moved into the flags by one LSLS by `to_flags`, N the
@@ -1239,6 +1241,8 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
 #define EK_ASM_WIDE_POST "add r3, r3, r4\n\t"
 #define EK_ASM_NAKED static __attribute__((naked, noinline, unused)) void
 
+#if !EK_CONV_S4
+#define EK_S4_CHANNELS_ASM 0
 #if EK_PW_PAIRED
 #define EK_PW_PAIRED_ASM 1
 EK_ASM_NAKED pw_paired_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
@@ -1276,10 +1280,84 @@ EK_ASM_NAKED conv_wide_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t *o
 #else
 #define EK_CONV_WIDE_ASM 0
 #endif
+#else /* EK_CONV_S4 */
+/* EK_PW_S4_STEP on fixed registers: x r0, w r1, rows r3 bytes apart, the window words r4 and
+ * r5, the nibbles r6, the filter words r7 (row 0) and r12 (row 1), the mask in lr. */
+#define EK_ASM_S4_LANES(shift, address)                                                        \
+    "ldrd r4, r5, " address "\n\t"                                                             \
+    "and r6, lr, r7, lsl #" shift "\n\t"                                                       \
+    "smlad r8, r6, r4, r8\n\t"                                                                 \
+    "smlad r10, r6, r5, r10\n\t"                                                               \
+    "and r6, lr, r12, lsl #" shift "\n\t"                                                      \
+    "smlad r9, r6, r4, r9\n\t"                                                                 \
+    "smlad r11, r6, r5, r11\n\t"
+#define EK_ASM_S4_STEP                                                                         \
+    "ldr r12, [r1, r3]\n\t"                                                                    \
+    "ldr r7, [r1], #4\n\t" EK_ASM_S4_LANES("12", "[r0], #32")                                 \
+        EK_ASM_S4_LANES("8", "[r0, #-24]") EK_ASM_S4_LANES("4", "[r0, #-16]")                   \
+            EK_ASM_S4_LANES("0", "[r0, #-8]")
+
+/* Packed int4 rows `n` bytes apart (the fifth argument: a 1x1 layer's c_in / 2, a widened
+ * window's taps / 2; n % 4 == 0, at most PW_S4_MAX_C_IN taps): pw_dot2x2_wide's int4 loop from
+ * zero accumulators (x4096), then each shifted down and added to its effective bias. */
+#define EK_ASM_S4_CHANNELS(k_unit, k_hi, post)                                                 \
+    EK_ASM_CHANNELS_FRAME(k_unit, "ldr r8, [sp, #76]\n\t")                                     \
+    "1:\n\t"                                                                                   \
+    "ldrd r0, r1, [sp, #24]\n\t"                                                               \
+    "ldr r3, [sp, #36]\n\t"                                                                    \
+    "add r2, r1, r3\n\t"                                                                       \
+    "mov r8, #0\n\t"                                                                           \
+    "mov r9, #0\n\t"                                                                           \
+    "mov r10, #0\n\t"                                                                          \
+    "mov r11, #0\n\t"                                                                          \
+    "mov lr, #0xF000F000\n\t" EK_ASM_MAC_LOOP(EK_ASM_S4_STEP, "29")                           \
+    "ldr r2, [sp, #32]\n\t"                                                                    \
+    "ldrd r4, r5, [r2], #8\n\t"                                                                \
+    "str r2, [sp, #32]\n\t"                                                                    \
+    "add r8, r4, r8, asr #12\n\t"                                                              \
+    "add r9, r5, r9, asr #12\n\t"                                                              \
+    "add r10, r4, r10, asr #12\n\t"                                                            \
+    "add r11, r5, r11, asr #12\n\t"                                                            \
+    "add r1, r1, r3\n\t" EK_ASM_CHANNELS_STORE(k_hi, post)
+
+#define EK_S4_CHANNELS_ASM 1
+#define EK_PW_PAIRED_ASM 0
+#define EK_CONV_WIDE_ASM (EK_CONV_WIDE_TAPS > 0)
+EK_ASM_NAKED s4_channels_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
+                                  const pw_layer *l, int32_t n)
+{
+    __asm__ volatile(EK_ASM_S4_CHANNELS("40", EK_ASM_FAST_K_HI, ""));
+}
+
+#if EK_REQUANT_WIDE
+EK_ASM_NAKED s4_channels_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
+                                       const pw_layer *l, int32_t n)
+{
+    __asm__ volatile(EK_ASM_S4_CHANNELS("24", EK_ASM_WIDE_K_HI, EK_ASM_WIDE_POST));
+}
+#endif
+#endif /* EK_CONV_S4 */
 #else
 #define EK_CHANNELS_ASM 0
 #define EK_PW_PAIRED_ASM 0
 #define EK_CONV_WIDE_ASM 0
+#define EK_S4_CHANNELS_ASM 0
+#endif
+
+#if EK_S4_CHANNELS_ASM
+/* After the assembly's pairs of rows (int4 filters are never paired, so out_c may be odd): an
+ * odd last channel, as pw_channels computes it. */
+EK_CONV_FORCE_INLINE void pw_odd_last_channel(const pw_layer *l, const uint32_t *x, int8_t *out_a,
+                                              int8_t *out_b, int mode)
+{
+    if (l->c_out & 1) {
+        const int32_t oc = l->c_out - 1;
+        int32_t acc[4];
+        pw_dot_pair(x, l->filter + (oc - 1) * PW_ROW_BYTES(l->c_in), l->c_in, l->bias + oc - 1,
+                    acc, 0);
+        pw_store_channel(l, out_a, out_b, oc, acc[1], acc[3], mode);
+    }
+}
 #endif
 
 static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *out_a,
@@ -1292,6 +1370,10 @@ static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *
             pw_paired_wide_full_asm(x, out_a, out_b, l);
             return;
         }
+#elif EK_S4_CHANNELS_ASM
+        s4_channels_wide_full_asm(x, out_a, out_b, l, l->c_in / 2);
+        pw_odd_last_channel(l, x, out_a, out_b, PW_WIDE_FULL);
+        return;
 #endif
         pw_channels_wide_full(l, x, out_a, out_b);
         return;
@@ -1307,6 +1389,10 @@ static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *
             pw_paired_full_asm(x, out_a, out_b, l);
             return;
         }
+#elif EK_S4_CHANNELS_ASM
+        s4_channels_full_asm(x, out_a, out_b, l, l->c_in / 2);
+        pw_odd_last_channel(l, x, out_a, out_b, PW_FAST_FULL);
+        return;
 #endif
         pw_channels_full(l, x, out_a, out_b);
     } else if (mode == PW_FAST) {
@@ -1554,6 +1640,10 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
          : pw_dot2x2_wide_runs((x), (w), (len) / 2, (len) / 2, (bias2), (acc)))
 #define CONV_WIDE_ROW_BYTES(len) ((len) / 2)
 #define CONV_WIDE_SLOT_B 1 /* pixel B's words interleave with A's */
+/* The channel loop in assembly: windows within the exactness bound of one run. */
+#define CONV_WIDE_ASM_APPLIES(len) (EK_CONV_WIDE_TAPS <= PW_S4_MAX_C_IN || (len) <= PW_S4_MAX_C_IN)
+#define CONV_WIDE_ASM(s8_loop, s4_loop, x, out_a, out_b, l, len)                               \
+    s4_loop((x), (out_a), (out_b), (l), (len) / 2)
 /* A pixel's window: a short one (in_c % 8 != 0) in the plain kernel only (conv_wide_apply), so
  * the fused kernel's code never calls wide_window_short (the stack bound follows the calls). */
 #define CONV_WIDE_WINDOW(p, input, iy0, ix0, dst, e)                                            \
@@ -1567,6 +1657,9 @@ static void wide_window(const ek_conv2d_params *p, const int8_t *input, int32_t 
 #else
 #define CONV_WIDE_ROW_BYTES(len) (len)
 #define CONV_WIDE_SLOT_B 2
+#define CONV_WIDE_ASM_APPLIES(len) 1
+#define CONV_WIDE_ASM(s8_loop, s4_loop, x, out_a, out_b, l, len)                               \
+    s8_loop((x), (out_a), (out_b), (l), (len))
 #define CONV_WIDE_WINDOW(p, input, iy0, ix0, dst, e) wide_window((p), (input), (iy0), (ix0), (dst))
 #define CONV_WIDE_WINDOWS(p, input, iy_a, ix_a, iy_b, ix_b, buf, e, plan)                       \
     wide_windows((p), (input), (iy_a), (ix_a), (iy_b), (ix_b), (buf), (plan))
@@ -1881,15 +1974,18 @@ EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *
     const int8_t *w = l->filter;
     int32_t oc = 0, acc[4];
 #if EK_CONV_WIDE_ASM
-    if (e == 0 && l->bias != 0 && (mode == PW_FAST_FULL || mode == PW_WIDE_FULL) && c_out >= 2) {
+    if (e == 0 && l->bias != 0 && (mode == PW_FAST_FULL || mode == PW_WIDE_FULL) && c_out >= 2
+        && CONV_WIDE_ASM_APPLIES(len)) {
         /* the pairs of rows in assembly (with_b: the plain kernel stores B always) */
 #if EK_REQUANT_WIDE
         if (mode == PW_WIDE_FULL) {
-            conv_wide_wide_full_asm(x, output + base_a, output + base_b, l, len);
+            CONV_WIDE_ASM(conv_wide_wide_full_asm, s4_channels_wide_full_asm, x, output + base_a,
+                          output + base_b, l, len);
         } else
 #endif
         {
-            conv_wide_full_asm(x, output + base_a, output + base_b, l, len);
+            CONV_WIDE_ASM(conv_wide_full_asm, s4_channels_full_asm, x, output + base_a,
+                          output + base_b, l, len);
         }
         oc = c_out & ~1;
         w += oc * CONV_WIDE_ROW_BYTES(len);
