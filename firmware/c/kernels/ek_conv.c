@@ -1239,7 +1239,7 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
 #define EK_ASM_ROWS_CHANNELS(k_unit, k_hi, post)                                               \
     EK_ASM_CHANNELS_ENTER(k_unit, "ldr r8, [sp, #76]\n\t")                                     \
     "bic r2, r3, #3\n\t"                                                                       \
-    "add r2, r1, r2\n\t" EK_ASM_MAC_LOOP2(EK_ASM_ROWS_STEP, "29")                          \
+    "add r2, r1, r2\n\t" EK_ASM_MAC_LOOP(EK_ASM_ROWS_STEP, "29")                           \
     "ands r2, r3, #3\n\t"                                                                      \
     "beq 6f\n\t"                                                                               \
     "rsb r2, r2, #4\n\t"                                                                       \
