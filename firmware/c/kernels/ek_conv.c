@@ -1189,19 +1189,6 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
     "bne 2b\n"                                                                                 \
     "3:\n\t"
 
-/* EK_ASM_MAC_LOOP two steps a pass, the odd step first (N after an LSLS by `to_flags`): for a
- * step long enough that the loop's two instructions matter less than its code (flash). */
-#define EK_ASM_MAC_LOOP2(step, to_flags)                                                       \
-    "lsls r12, r3, #" to_flags "\n\t"                                                          \
-    "bpl 4f\n\t" step                                                                          \
-    "4:\n\t"                                                                                   \
-    "cmp r1, r2\n\t"                                                                           \
-    "beq 3f\n"                                                                                 \
-    "2:\n\t" step step                                                                         \
-    "cmp r1, r2\n\t"                                                                           \
-    "bne 2b\n"                                                                                 \
-    "3:\n\t"
-
 /* Requantise and store the pair's four outputs (r1: the next row pair), then the next pair or
  * return; `k_hi(rm)` sets lr to the channel's k_hi from its right shift - 1 in rm (r4: the
  * frame's word 16; r2 free). */
@@ -1323,7 +1310,7 @@ EK_ASM_NAKED conv_wide_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t *o
     "mov r9, #0\n\t"                                                                           \
     "mov r10, #0\n\t"                                                                          \
     "mov r11, #0\n\t"                                                                          \
-    "mov lr, #0xF000F000\n\t" EK_ASM_MAC_LOOP2(EK_ASM_S4_STEP, "29")                          \
+    "mov lr, #0xF000F000\n\t" EK_ASM_MAC_LOOP(EK_ASM_S4_STEP, "29")                           \
     "ldr r2, [sp, #32]\n\t"                                                                    \
     "ldrd r4, r5, [r2], #8\n\t"                                                                \
     "str r2, [sp, #32]\n\t"                                                                    \
