@@ -275,7 +275,7 @@ class _Session:
         self.instructions = 0
         self.windows = 0
         self.verifier = _CountVerifier(self._read) if runner.verify_counts else None
-        # stack / arena hooks
+        # stack / arena high-water marks (the runner's own paint, `_paint` and `_scan`)
         self.tracking = False
         self.tracked_windows = 0
         self.stack_low: int | None = None
