@@ -547,22 +547,28 @@ EK_CONV_FORCE_INLINE void conv_store(const conv_epilogue *e, int8_t *output, int
  * with one LDM: per 16 MACs one LDM, two LDR, four SXTB16 and eight SMLAD. The LDM's four
  * destinations must ascend, so the callers bind them to registers (EK_PW_WIDE_REGS). */
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+/* The step on registers named by the caller (the asm operands here, fixed registers in the
+ * channel loops below): window x (post-incremented), rows at w and w + n, window words p q r t
+ * (ascending registers, for the LDM), scratch u v, accumulators a0 a1 b0 b1. */
+#define EK_PW_WIDE_STEP_ON(x, w, n, p, q, r, t, u, v, a0, a1, b0, b1)                          \
+    "ldmia " x "!, {" p ", " q ", " r ", " t "}\n\t"                                            \
+    "ldr " v ", [" w ", " n "]\n\t"                                                            \
+    "sxtb16 " u ", " v "\n\t"                                                                  \
+    "sxtb16 " v ", " v ", ror #8\n\t"                                                          \
+    "smlad " a1 ", " u ", " p ", " a1 "\n\t"                                                   \
+    "smlad " a1 ", " v ", " q ", " a1 "\n\t"                                                   \
+    "smlad " b1 ", " u ", " r ", " b1 "\n\t"                                                   \
+    "smlad " b1 ", " v ", " t ", " b1 "\n\t"                                                   \
+    "ldr " v ", [" w "], #4\n\t"                                                               \
+    "sxtb16 " u ", " v "\n\t"                                                                  \
+    "sxtb16 " v ", " v ", ror #8\n\t"                                                          \
+    "smlad " a0 ", " u ", " p ", " a0 "\n\t"                                                   \
+    "smlad " a0 ", " v ", " q ", " a0 "\n\t"                                                   \
+    "smlad " b0 ", " u ", " r ", " b0 "\n\t"                                                   \
+    "smlad " b0 ", " v ", " t ", " b0 "\n\t"
 #define EK_PW_WIDE_STEP                                                                        \
-    "ldmia %[x]!, {%[p], %[q], %[r], %[t]}\n\t"                                                \
-    "ldr %[v], [%[w], %[n]]\n\t"                                                               \
-    "sxtb16 %[u], %[v]\n\t"                                                                    \
-    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
-    "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                       \
-    "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                       \
-    "smlad %[b1], %[u], %[r], %[b1]\n\t"                                                       \
-    "smlad %[b1], %[v], %[t], %[b1]\n\t"                                                       \
-    "ldr %[v], [%[w]], #4\n\t"                                                                 \
-    "sxtb16 %[u], %[v]\n\t"                                                                    \
-    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
-    "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                       \
-    "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                       \
-    "smlad %[b0], %[u], %[r], %[b0]\n\t"                                                       \
-    "smlad %[b0], %[v], %[t], %[b0]\n\t"
+    EK_PW_WIDE_STEP_ON("%[x]", "%[w]", "%[n]", "%[p]", "%[q]", "%[r]", "%[t]", "%[u]", "%[v]",   \
+                       "%[a0]", "%[a1]", "%[b0]", "%[b1]")
 /* The steps of a row pair until w reaches end: one first where the row's 4-byte steps (operand
  * `n`: the row length) are odd, then two per pass. */
 #define EK_PW_STEPS(n, STEP)                                                                   \
@@ -627,21 +633,26 @@ static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_dot2x2_wide(const uint32_t 
  * are adjacent, so one LDRD reads them, and a step is one LDM, one LDRD, four SXTB16 and eight
  * SMLAD: 14 instructions per 16 MACs, from 15. n: the row length (bytes). */
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
+/* The paired step on registers named by the caller (as EK_PW_WIDE_STEP_ON; s: the second
+ * row's word). */
+#define EK_PW_PAIRED_STEP_ON(x, w, p, q, r, t, u, v, s, a0, a1, b0, b1)                        \
+    "ldmia " x "!, {" p ", " q ", " r ", " t "}\n\t"                                            \
+    "ldrd " v ", " s ", [" w "], #8\n\t"                                                       \
+    "sxtb16 " u ", " v "\n\t"                                                                  \
+    "sxtb16 " v ", " v ", ror #8\n\t"                                                          \
+    "smlad " a0 ", " u ", " p ", " a0 "\n\t"                                                   \
+    "smlad " a0 ", " v ", " q ", " a0 "\n\t"                                                   \
+    "smlad " b0 ", " u ", " r ", " b0 "\n\t"                                                   \
+    "smlad " b0 ", " v ", " t ", " b0 "\n\t"                                                   \
+    "sxtb16 " u ", " s "\n\t"                                                                  \
+    "sxtb16 " s ", " s ", ror #8\n\t"                                                          \
+    "smlad " a1 ", " u ", " p ", " a1 "\n\t"                                                   \
+    "smlad " a1 ", " s ", " q ", " a1 "\n\t"                                                   \
+    "smlad " b1 ", " u ", " r ", " b1 "\n\t"                                                   \
+    "smlad " b1 ", " s ", " t ", " b1 "\n\t"
 #define EK_PW_PAIRED_STEP                                                                      \
-    "ldmia %[x]!, {%[p], %[q], %[r], %[t]}\n\t"                                                \
-    "ldrd %[v], %[s], [%[w]], #8\n\t"                                                          \
-    "sxtb16 %[u], %[v]\n\t"                                                                    \
-    "sxtb16 %[v], %[v], ror #8\n\t"                                                            \
-    "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                       \
-    "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                       \
-    "smlad %[b0], %[u], %[r], %[b0]\n\t"                                                       \
-    "smlad %[b0], %[v], %[t], %[b0]\n\t"                                                       \
-    "sxtb16 %[u], %[s]\n\t"                                                                    \
-    "sxtb16 %[s], %[s], ror #8\n\t"                                                            \
-    "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                       \
-    "smlad %[a1], %[s], %[q], %[a1]\n\t"                                                       \
-    "smlad %[b1], %[u], %[r], %[b1]\n\t"                                                       \
-    "smlad %[b1], %[s], %[t], %[b1]\n\t"
+    EK_PW_PAIRED_STEP_ON("%[x]", "%[w]", "%[p]", "%[q]", "%[r]", "%[t]", "%[u]", "%[v]",         \
+                         "%[s]", "%[a0]", "%[a1]", "%[b0]", "%[b1]")
 #endif
 
 static EK_CONV_NOINLINE void pw_dot2x2_paired(const uint32_t *x, const int8_t *w, int32_t n,
@@ -741,19 +752,27 @@ static inline void pw_widen_pair(const int8_t *a, const int8_t *b, int32_t n, ui
  * reference's accumulator does (the effective bias carries the input offset). */
 #define PW_S4_MAX_C_IN 504
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP)
-#define EK_PW_S4_LANES(shift, address)                                                          \
-    "ldrd %[p], %[q], " address "\n\t"                                                          \
-    "and %[t], %[m], %[v0], lsl #" shift "\n\t"                                                 \
-    "smlad %[a0], %[t], %[p], %[a0]\n\t"                                                        \
-    "smlad %[b0], %[t], %[q], %[b0]\n\t"                                                        \
-    "and %[t], %[m], %[v1], lsl #" shift "\n\t"                                                 \
-    "smlad %[a1], %[t], %[p], %[a1]\n\t"                                                        \
-    "smlad %[b1], %[t], %[q], %[b1]\n\t"
+/* On registers named by the caller (the asm operands here, fixed registers in the channel
+ * loops below): window x, rows at w and w + n, window words p q, nibbles t, filter words v0
+ * (row 0) and v1 (row 1), the mask m, accumulators a0 a1 b0 b1. */
+#define EK_PW_S4_LANES_ON(shift, address, p, q, t, m, v0, v1, a0, a1, b0, b1)                  \
+    "ldrd " p ", " q ", " address "\n\t"                                                       \
+    "and " t ", " m ", " v0 ", lsl #" shift "\n\t"                                             \
+    "smlad " a0 ", " t ", " p ", " a0 "\n\t"                                                   \
+    "smlad " b0 ", " t ", " q ", " b0 "\n\t"                                                   \
+    "and " t ", " m ", " v1 ", lsl #" shift "\n\t"                                             \
+    "smlad " a1 ", " t ", " p ", " a1 "\n\t"                                                   \
+    "smlad " b1 ", " t ", " q ", " b1 "\n\t"
+#define EK_PW_S4_STEP_ON(x, w, n, p, q, t, m, v0, v1, a0, a1, b0, b1)                         \
+    "ldr " v1 ", [" w ", " n "]\n\t"                                                           \
+    "ldr " v0 ", [" w "], #4\n\t"                                                              \
+    EK_PW_S4_LANES_ON("12", "[" x "], #32", p, q, t, m, v0, v1, a0, a1, b0, b1)                 \
+    EK_PW_S4_LANES_ON("8", "[" x ", #-24]", p, q, t, m, v0, v1, a0, a1, b0, b1)                 \
+    EK_PW_S4_LANES_ON("4", "[" x ", #-16]", p, q, t, m, v0, v1, a0, a1, b0, b1)                 \
+    EK_PW_S4_LANES_ON("0", "[" x ", #-8]", p, q, t, m, v0, v1, a0, a1, b0, b1)
 #define EK_PW_S4_STEP                                                                           \
-    "ldr %[v1], [%[w], %[n]]\n\t"                                                               \
-    "ldr %[v0], [%[w]], #4\n\t" EK_PW_S4_LANES("12", "[%[x]], #32")                           \
-        EK_PW_S4_LANES("8", "[%[x], #-24]") EK_PW_S4_LANES("4", "[%[x], #-16]")                 \
-            EK_PW_S4_LANES("0", "[%[x], #-8]")
+    EK_PW_S4_STEP_ON("%[x]", "%[w]", "%[n]", "%[p]", "%[q]", "%[t]", "%[m]", "%[v0]", "%[v1]",  \
+                     "%[a0]", "%[a1]", "%[b0]", "%[b1]")
 #endif
 
 #if !(defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP))
@@ -1113,41 +1132,14 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
     "ssat r3, #8, r3\n\t"                                                                      \
     "strb r3, [" out "], #1\n\t"
 
-/* EK_PW_PAIRED_STEP on fixed registers: x r0, w r1, window words r4-r7, a0 r8, a1 r9, b0 r10,
- * b1 r11, the filter words lr and r3, r12 scratch. */
+/* The MAC loops' steps on fixed registers: x r0, w r1, the row offset r3 (the paired step: its
+ * second word), window words r4-r7, a0 r8, a1 r9, b0 r10, b1 r11, scratch r12 and lr. */
 #define EK_ASM_PAIRED_STEP                                                                     \
-    "ldmia r0!, {r4, r5, r6, r7}\n\t"                                                          \
-    "ldrd lr, r3, [r1], #8\n\t"                                                                \
-    "sxtb16 r12, lr\n\t"                                                                       \
-    "sxtb16 lr, lr, ror #8\n\t"                                                                \
-    "smlad r8, r12, r4, r8\n\t"                                                                \
-    "smlad r8, lr, r5, r8\n\t"                                                                 \
-    "smlad r10, r12, r6, r10\n\t"                                                              \
-    "smlad r10, lr, r7, r10\n\t"                                                               \
-    "sxtb16 r12, r3\n\t"                                                                       \
-    "sxtb16 r3, r3, ror #8\n\t"                                                                \
-    "smlad r9, r12, r4, r9\n\t"                                                                \
-    "smlad r9, r3, r5, r9\n\t"                                                                 \
-    "smlad r11, r12, r6, r11\n\t"                                                              \
-    "smlad r11, r3, r7, r11\n\t"
-
-/* EK_PW_WIDE_STEP on fixed registers: rows r3 bytes apart, the filter word in lr. */
+    EK_PW_PAIRED_STEP_ON("r0", "r1", "r4", "r5", "r6", "r7", "r12", "lr", "r3", "r8", "r9",      \
+                         "r10", "r11")
 #define EK_ASM_ROWS_STEP                                                                       \
-    "ldmia r0!, {r4, r5, r6, r7}\n\t"                                                          \
-    "ldr lr, [r1, r3]\n\t"                                                                     \
-    "sxtb16 r12, lr\n\t"                                                                       \
-    "sxtb16 lr, lr, ror #8\n\t"                                                                \
-    "smlad r9, r12, r4, r9\n\t"                                                                \
-    "smlad r9, lr, r5, r9\n\t"                                                                 \
-    "smlad r11, r12, r6, r11\n\t"                                                              \
-    "smlad r11, lr, r7, r11\n\t"                                                               \
-    "ldr lr, [r1], #4\n\t"                                                                     \
-    "sxtb16 r12, lr\n\t"                                                                       \
-    "sxtb16 lr, lr, ror #8\n\t"                                                                \
-    "smlad r8, r12, r4, r8\n\t"                                                                \
-    "smlad r8, lr, r5, r8\n\t"                                                                 \
-    "smlad r10, r12, r6, r10\n\t"                                                              \
-    "smlad r10, lr, r7, r10\n\t"
+    EK_PW_WIDE_STEP_ON("r0", "r1", "r3", "r4", "r5", "r6", "r7", "r12", "lr", "r8", "r9", "r10",  \
+                       "r11")
 
 /* The frame from the arguments; r8 holds the frame's word 36, `k_unit` is the pw_layer field
  * kept at word 16; then (label 1) each pair's accumulators from the bias. */
@@ -1283,19 +1275,9 @@ EK_ASM_NAKED conv_wide_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t *o
 #else /* EK_CONV_S4 */
 /* EK_PW_S4_STEP on fixed registers: x r0, w r1, rows r3 bytes apart, the window words r4 and
  * r5, the nibbles r6, the filter words r7 (row 0) and r12 (row 1), the mask in lr. */
-#define EK_ASM_S4_LANES(shift, address)                                                        \
-    "ldrd r4, r5, " address "\n\t"                                                             \
-    "and r6, lr, r7, lsl #" shift "\n\t"                                                       \
-    "smlad r8, r6, r4, r8\n\t"                                                                 \
-    "smlad r10, r6, r5, r10\n\t"                                                               \
-    "and r6, lr, r12, lsl #" shift "\n\t"                                                      \
-    "smlad r9, r6, r4, r9\n\t"                                                                 \
-    "smlad r11, r6, r5, r11\n\t"
 #define EK_ASM_S4_STEP                                                                         \
-    "ldr r12, [r1, r3]\n\t"                                                                    \
-    "ldr r7, [r1], #4\n\t" EK_ASM_S4_LANES("12", "[r0], #32")                                 \
-        EK_ASM_S4_LANES("8", "[r0, #-24]") EK_ASM_S4_LANES("4", "[r0, #-16]")                   \
-            EK_ASM_S4_LANES("0", "[r0, #-8]")
+    EK_PW_S4_STEP_ON("r0", "r1", "r3", "r4", "r5", "r6", "lr", "r7", "r12", "r8", "r9", "r10",   \
+                     "r11")
 
 /* Packed int4 rows `n` bytes apart (the fifth argument: a 1x1 layer's c_in / 2, a widened
  * window's taps / 2; n % 4 == 0, at most PW_S4_MAX_C_IN taps): pw_dot2x2_wide's int4 loop from
