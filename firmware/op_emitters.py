@@ -315,6 +315,8 @@ def wide_window_taps(kernel: str, fields: dict) -> int:
 #: depthwise (EK_DW_QUAD_STACK_WORDS, in words: each build sizes it to its largest user,
 #: `depthwise_quad_stack_words`)
 DW_MAX_TAPS = 25
+#: ek_conv_depthwise.c's EK_DW_RING_STACK: the largest one-channel ring kept on the stack (bytes)
+DW_RING_STACK = 64
 DW_QUAD_STACK_WORDS = 160
 
 
@@ -325,17 +327,32 @@ def _quad_ring_words(f: dict) -> int:
 
 def depthwise_quad_stack_words(kernel: str, fields: dict) -> int:
     """The stack ring (words) an in-place depthwise call may take on a DSP core (ek_conv_depthwise.c
-    ``run_quad``): the widened ring (two words a pixel) where the scratch plane cannot hold it
-    and it fits `DW_QUAD_STACK_WORDS`, else the byte ring where that fits; 0 where the plane
-    holds the widened ring or no ring applies. A build's EK_DW_QUAD_STACK_WORDS is the largest
+    ``run_quad``, `quad_stack_ring_words`); 0 where the scratch plane holds the ring or no ring
+    applies. A build's EK_DW_QUAD_STACK_WORDS is the largest
     of its calls', so every call takes the ring it was sized for."""
     return quad_stack_ring_words(fields) if depthwise_maybe_quad(kernel, fields) else 0
 
 
+def _pairs_ring_words(f: dict) -> int:
+    """ek_conv_depthwise.c's pairs_ring_words: 3 slots of 4 sub-rows of the ring row's columns
+    in pairs, and the slack a last partial block reads past the last."""
+    m = ((f["out_w"] - 1) * f["stride_w"] + 4) // 2
+    slack = 2 * f["stride_w"] * -(-f["out_w"] // 4) + 1 - m
+    return 12 * m + max(slack, 0)
+
+
 def quad_stack_ring_words(fields: dict) -> int:
-    """`depthwise_quad_stack_words` of an in-place depthwise call the four-channel ring takes."""
+    """`depthwise_quad_stack_words` of an in-place depthwise call the four-channel ring takes:
+    the pair ring where the plane or the stack holds it, else the widened ring, else the byte
+    ring (``run_quad``'s order)."""
+    plane = fields["in_h"] * fields["in_w"]
+    pairs = _pairs_ring_words(fields)
+    if 3 + 4 * pairs <= plane:
+        return 0
+    if pairs <= DW_QUAD_STACK_WORDS:
+        return pairs
     words = _quad_ring_words(fields)
-    if 3 + 8 * words <= fields["in_h"] * fields["in_w"]:
+    if 3 + 8 * words <= plane:
         return 0
     if 2 * words <= DW_QUAD_STACK_WORDS:
         return 2 * words

@@ -17,7 +17,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
-from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, PW_S4_MAX_C_IN, WIDE_PATH_HELPERS,
+from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, DW_MAX_TAPS, DW_RING_STACK,
+                                          PW_S4_MAX_C_IN, WIDE_PATH_HELPERS,
                                           WIDE_S4_PATH_HELPERS, pairs_path_applies,
                                           quad_stack_ring_words, requant_fast_everywhere,
                                           short_rows_readers,
@@ -84,10 +85,24 @@ def _quad_ring_on_stack(fields: dict) -> bool:
             and fields["dilation_w"] == 1 and quad_stack_ring_words(fields) > 0)
 
 
+def _byte_ring_on_stack(fields: dict) -> bool:
+    """Whether an in-place depthwise call may run inplace_ring_on_stack (ek_conv_depthwise.c:
+    the one-channel ring, both copies of k_h rows and 3 bytes, larger than the scratch plane
+    and within EK_DW_RING_STACK). On DSP cores the four-channel rings take most such calls
+    first; a call counted here without that, or without the ring order check, can only make
+    the bound higher."""
+    f = fields
+    rw = (f["out_w"] - 1) * f["stride_w"] + f["k_w"]
+    ring = 2 * f["k_h"] * rw + 3
+    return (f["dilation_h"] == 1 and f["dilation_w"] == 1 and f["k_h"] * f["k_w"] <= DW_MAX_TAPS
+            and f["in_h"] * f["in_w"] < ring <= DW_RING_STACK)
+
+
 def _quad_stores_each(fields: dict) -> bool:
-    """Whether an in-place depthwise call's four-channel ring may store a group through
-    dw_quad_store_each (ek_conv_depthwise.c): some channel not in DW_FAST_FULL, the fast
-    requantisation (dw_requant_setup) with the clamp to all of int8."""
+    """Whether an in-place depthwise call's four-channel rings may store a group in C
+    (ek_conv_depthwise.c: dw_quad_store_each, or the pair ring's dw_pairs_rows instead of its
+    assembly): some channel not in DW_FAST_FULL, the fast requantisation (dw_requant_setup) with
+    the clamp to all of int8."""
     full = fields["act_min"] == -128 and fields["act_max"] == 127
     return not (full and requant_fast_everywhere(fields["multipliers"], fields["shifts"]))
 
@@ -186,7 +201,9 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     "fc_dot4_interleaved": (frozenset({"ek_fully_connected_s8"}), _interleaved_dot_product),
     "fc_store4_fast": (frozenset({"ek_fully_connected_s8"}), _interleaved_fast_store),
     "inplace_quad_on_stack": (INPLACE_DEPTHWISE_KERNELS, _quad_ring_on_stack),
+    "inplace_ring_on_stack": (INPLACE_DEPTHWISE_KERNELS, _byte_ring_on_stack),
     "dw_quad_store_each": (INPLACE_DEPTHWISE_KERNELS, _quad_stores_each),
+    "dw_pairs_rows": (INPLACE_DEPTHWISE_KERNELS, _quad_stores_each),
     "wide_window_gathered": (frozenset(WIDE_PATH_HELPERS), _short_window_gathered),
     "attention_mask_add": (frozenset({"ek_attention_s8"}), lambda fields: bool(fields["masked"])),
     **_pointwise_channels_helpers(),

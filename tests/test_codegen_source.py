@@ -206,14 +206,15 @@ def test_kws_depthwise_runs_only_the_quad_ring_and_links_nothing_else(kws):
 
 
 def test_the_stack_ring_is_sized_to_the_builds_largest_user(kws):
-    """EK_DW_QUAD_STACK_WORDS: kws's 3x3 layers keep the widened ring (two words a pixel of a
-    7-word row, three rows) on the stack, and the build sizes it to that, not to the default;
-    a layer whose widened ring the scratch plane holds needs none, one too wide for the cap
-    takes the byte ring, and one too wide for that none."""
+    """EK_DW_QUAD_STACK_WORDS: kws's 3x3 layers keep the pair ring on the stack (3 slots of 4
+    sub-rows of 4 words, a 7-column row in pairs, and the word a last partial block reads past
+    the last), and the build sizes it to that, not to the default; a layer whose ring the
+    scratch plane holds needs none, one whose pair ring and widened ring are too wide for the
+    cap takes the byte ring, and one too wide for that none."""
     from edgekit.firmware.op_emitters import DW_QUAD_STACK_WORDS, depthwise_quad_stack_words
 
     _, gen = kws
-    assert "#define EK_DW_QUAD_STACK_WORDS 42 " in gen.files["ek_model_config.h"]
+    assert "#define EK_DW_QUAD_STACK_WORDS 49 " in gen.files["ek_model_config.h"]
     kernel = "ek_depthwise_conv2d_s8_inplace"
     layer = {"in_c": 32, "depth_multiplier": 1, "filter_offset": 0, "k_h": 3, "k_w": 3,
              "stride_w": 1, "dilation_h": 1, "dilation_w": 1}
@@ -222,7 +223,9 @@ def test_the_stack_ring_is_sized_to_the_builds_largest_user(kws):
         return depthwise_quad_stack_words(kernel, {**layer, "in_h": h, "in_w": w,
                                                    "out_h": h, "out_w": w})
     assert words(48, 48) == 0  # 8 * 150 words' bytes fit the 48x48 plane
-    assert words(24, 24) == 2 * 3 * 26 <= DW_QUAD_STACK_WORDS  # vww's 24x24 layers
+    assert words(24, 24) == 12 * 13 <= DW_QUAD_STACK_WORDS  # vww's 24x24 layers: 26 columns
+    halved = {**layer, "stride_w": 2, "in_h": 6, "in_w": 6, "out_h": 3, "out_w": 3}
+    assert depthwise_quad_stack_words(kernel, halved) == 12 * 4 + 1  # 7 columns, slack 1
     assert words(3, 40) == 3 * 42  # the widened ring over the cap: the byte ring
     assert words(3, 60) == 0  # neither fits
     assert depthwise_quad_stack_words("ek_depthwise_conv2d_s8", {**layer, "in_h": 24,

@@ -21,7 +21,7 @@ SOURCES = ["ek_conv.c", "ek_conv_depthwise.c", "ek_elementwise.c", "ek_misc.c", 
 DSP_ONLY = {"conv2d_pairs_plain", "conv2d_pairs_fused", "conv2d_wide_plain", "conv2d_wide_fused",
             "conv2d_wide_s4_plain", "conv2d_wide_s4_fused",
             "dot4_raw", "pw_inplace_pairs",
-            "inplace_quad_on_stack", "dw_quad_store_each", "fc_dot4_interleaved",
+            "inplace_quad_on_stack", "dw_quad_store_each", "dw_pairs_rows", "fc_dot4_interleaved",
             "fc_store4_fast", "wide_window_gathered", "pw_channels_fast", "pw_channels_exact",
             "pw_channels_wide", "pw_channels_full", "pw_channels_wide_full", "pw_paired_full_asm",
             "pw_paired_wide_full_asm", "conv_wide_full_asm", "conv_wide_wide_full_asm"}

@@ -17,6 +17,8 @@
  *   SXTAB16 a, x   SADD16(a, SXTB16 x) in one instruction (also with ROR #8)
  *   SMLAD a, b, c  c + a.lo*b.lo + a.hi*b.hi, wrapping mod 2^32 (the Q flag is not used)
  *   SMLABB/SMLATB/SMLATT  c + a.lo*b.lo / a.hi*b.lo / a.hi*b.hi, wrapping mod 2^32
+ *   SMLADX a, b, c c + a.lo*b.hi + a.hi*b.lo, wrapping mod 2^32
+ *   PKHBT a, b, LSL #16 / PKHTB b, a, ASR #16   {a.lo, b.lo} / {a.hi, b.hi} (ek_pack_lo16/hi16)
  * Wrap-around is what the reference's int32 accumulator does too, so results are identical. */
 #ifndef EK_ARM_DSP_H
 #define EK_ARM_DSP_H
@@ -112,6 +114,28 @@ static inline int32_t ek_smlatt(uint32_t a, uint32_t b, int32_t acc)
     return r;
 }
 
+static inline int32_t ek_smladx(uint32_t a, uint32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smladx %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+/* {a.lo, b.lo} and {a.hi, b.hi} as int16 lanes (PKHBT, PKHTB) */
+static inline uint32_t ek_pack_lo16(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline uint32_t ek_pack_hi16(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
+    return r;
+}
+
 #else /* portable emulation of the same instructions */
 
 static inline int32_t ek__lo16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x & 0xFFFFu); }
@@ -168,6 +192,25 @@ static inline int32_t ek_smlatb(uint32_t a, uint32_t b, int32_t acc)
 static inline int32_t ek_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(ek__hi16(a) * ek__hi16(b)));
+}
+
+/* {a.lo, b.lo} and {a.hi, b.hi} as int16 lanes (PKHBT, PKHTB) */
+static inline uint32_t ek_pack_lo16(uint32_t a, uint32_t b)
+{
+    return (a & 0xFFFFu) | (b << 16);
+}
+
+static inline uint32_t ek_pack_hi16(uint32_t a, uint32_t b)
+{
+    return (a >> 16) | (b & 0xFFFF0000u);
+}
+
+/* SMLAD with b's halves exchanged: a.lo * b.hi + a.hi * b.lo */
+static inline int32_t ek_smladx(uint32_t a, uint32_t b, int32_t acc)
+{
+    uint32_t sum = (uint32_t)acc + (uint32_t)(ek__lo16(a) * ek__hi16(b))
+                   + (uint32_t)(ek__hi16(a) * ek__lo16(b));
+    return (int32_t)sum;
 }
 
 #endif

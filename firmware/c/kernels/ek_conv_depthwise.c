@@ -20,6 +20,7 @@
  * {c+1, c+3}; the per-lane products (SMLABB/SMLATT) keep the channels apart. */
 #include "ek_conv.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "ek_arm_dsp.h"
@@ -1003,12 +1004,362 @@ EK_DW_NOINLINE void inplace_quad_wide(const ek_depthwise_conv2d_params *p, int8_
     inplace_quad_run(p, data, filter, bias, ring, 1);
 }
 
-/* inplace_quad, or its widened ring (`wide`), on the stack. */
+/* ---- The pair ring: the four-channel ring with two taps a multiply ---------------------------
+ *
+ * The quad rings pair channels in a word, and a depthwise sum never adds two channels: one
+ * SMLAxy a MAC. Here a word pairs two horizontally adjacent pixels of one channel, ring
+ * columns 2j (low half) and 2j + 1 (high), widened, so one SMLAD adds two taps of a kernel row.
+ * A block is four output pixels of one channel; per kernel row it reads the words P0, P1, ...
+ * from its window's first column and the row's weights A = {w0, w1}, B = {w2, w1}:
+ *   stride 1 (P0 = {x0, x1}, P1 = {x2, x3}, P2 = {x4, x5}):
+ *     out0 = SMLAD(P0, A) + SMLABB(P1, B)     out1 = SMLATB(P0, A) + SMLADX(P1, B)
+ *     out2 = SMLAD(P1, A) + SMLABB(P2, B)     out3 = SMLATB(P1, A) + SMLADX(P2, B)
+ *   stride 2 (out i starts at P_i): out_i = SMLAD(P_i, A) + SMLABB(P_{i+1}, B), P0..P4;
+ * eight instructions for twelve MACs, each weight word loaded once for the four pixels.
+ *
+ * Ring: per slot (3) and channel of the group (4) a sub-row of m words, the ring row's columns;
+ * a last partial block computes pixels past out_w from whatever follows its sub-row and stores
+ * none of them. Same slots, fill order and write order as the quad rings (so ring_order_safe
+ * covers it); at stride 1 with out_w % 4 == 0 it takes exactly the widened ring's words. */
+
+/* One channel of the group, as the block loop reads it (the assembly by these offsets). */
+typedef struct {
+    uint32_t w[6];      /* per kernel row: A = {w0, w1}, B = {w2, w1} as int16 lanes */
+    int32_t base;       /* 24: bias + input_offset * the taps' sum */
+    int32_t multiplier; /* 28 */
+    int32_t k_hi;       /* 32: dw_requant's, fast form */
+    int32_t shift;      /* 36: dw_requant's (r - 1 in the fast forms) */
+    int32_t mode;       /* 40: DW_GENERIC, DW_FAST or DW_FAST_FULL */
+} dw_pairs_channel;
+
+/* What a group's row loop needs of the output row (the assembly's fourth argument). */
+typedef struct {
+    int32_t d1, d12; /* bytes from the window's row 0 to its rows 1 and 2 */
+    int32_t step;    /* bytes from an output pixel to the next (in_c) */
+    int32_t last;    /* the last block's first output, from the row's first (bytes) */
+    int32_t tail;    /* outputs of the last block, 1-4 */
+    int32_t m;       /* bytes from a channel's sub-row to the next's */
+} dw_pairs_row_ctl;
+
+/* A sub-row's words: the ring row's columns, rw = (out_w - 1) * stride_w + 3. */
+static int32_t pairs_sub_row_words(const ek_depthwise_conv2d_params *p)
+{
+    return ((p->out_w - 1) * p->stride_w + 4) / 2;
+}
+
+/* Words of the pair ring: 3 slots of 4 sub-rows, and the slack the last sub-row's partial block
+ * reads past it (a block reads 2 * stride_w words and one more; elsewhere it reads into the
+ * next sub-row). */
+static int32_t pairs_ring_words(const ek_depthwise_conv2d_params *p)
+{
+    const int32_t m = pairs_sub_row_words(p);
+    const int32_t slack = 2 * p->stride_w * ((p->out_w + 3) / 4) + 1 - m;
+    return 12 * m + (slack > 0 ? slack : 0);
+}
+
+/* The four channels' pair words of ring columns 2j, 2j + 1 from their pixels' words a, b. */
+EK_DW_INLINE void dw_pairs_put(uint32_t *d, int32_t m, uint32_t a, uint32_t b)
+{
+    const uint32_t a02 = ek_sxtb16(a), a13 = ek_sxtb16_ror8(a);
+    const uint32_t b02 = ek_sxtb16(b), b13 = ek_sxtb16_ror8(b);
+    d[0] = ek_pack_lo16(a02, b02);
+    d[m] = ek_pack_lo16(a13, b13);
+    d[2 * m] = ek_pack_hi16(a02, b02);
+    d[3 * m] = ek_pack_hi16(a13, b13);
+}
+
+/* Input row iy of the group at `group` into slot (zero points outside the input). */
+EK_DW_NOINLINE void dw_pairs_fill_row(const dw_layer *g, const int8_t *group, uint32_t *ring,
+                                    int32_t m, int32_t iy, int32_t slot)
+{
+    uint32_t *dst = ring + 4 * m * slot;
+    const uint32_t zp4 = ((uint32_t)(uint8_t)g->zero_point) * 0x01010101u;
+    if (iy < 0 || iy >= g->in_h) {
+        const uint32_t fill = ek_sxtb16(zp4);
+        for (int32_t i = 0; i < 4 * m; ++i) {
+            dst[i] = fill;
+        }
+        return;
+    }
+    const int32_t step = g->channels, left = g->pad_left, cols = g->cols;
+    const int8_t *src = group + iy * g->in_w * step;
+    /* words [inner, outer) hold two input pixels; the others a padding column (or beyond the
+     * row, read only for pixels no block stores) */
+    const int32_t inner = (left + 1) / 2, outer = (left + cols) / 2;
+    int32_t j = 0;
+    for (; j < inner && j < m; ++j) {
+        const int32_t x = 2 * j - left;
+        dw_pairs_put(dst + j, m, zp4,
+                     x + 1 >= 0 && x + 1 < cols ? ek_read_u32(src + (x + 1) * step) : zp4);
+    }
+    for (const int8_t *s = src + (2 * j - left) * step; j < outer; ++j, s += 2 * step) {
+        dw_pairs_put(dst + j, m, ek_read_u32(s), ek_read_u32(s + step));
+    }
+    for (; j < m; ++j) {
+        const int32_t x = 2 * j - left;
+        dw_pairs_put(dst + j, m, x >= 0 && x < cols ? ek_read_u32(src + x * step) : zp4, zp4);
+    }
+}
+
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP) && defined(__GNUC__)
+#define EK_DW_PAIRS_ASM 1
+_Static_assert(sizeof(dw_pairs_channel) == 44 && offsetof(dw_pairs_channel, base) == 24
+                   && offsetof(dw_pairs_channel, multiplier) == 28
+                   && offsetof(dw_pairs_channel, shift) == 36
+                   && offsetof(dw_pairs_row_ctl, m) == 20,
+               "dw_pairs_rows_*_asm read their arguments by these offsets");
+
+/* One kernel row of a block: the row's words from `ptr` (after `pre`), its weights A in r12 and
+ * B in lr, the accumulators r5-r8 (stride 1: P0-P2 in r9-r11; stride 2: P0-P2, then P3 and P4
+ * in r9 and r10). */
+#define EK_DW_PAIRS_ROW_S1(pre, ptr, woff)                                                      \
+    pre "ldm " ptr ", {r9, r10, r11}\n\t"                                                       \
+    "ldrd r12, lr, [r2, #" woff "]\n\t"                                                         \
+    "smlad r5, r9, r12, r5\n\t"                                                                 \
+    "smlabb r5, r10, lr, r5\n\t"                                                                \
+    "smlatb r6, r9, r12, r6\n\t"                                                                \
+    "smladx r6, r10, lr, r6\n\t"                                                                \
+    "smlad r7, r10, r12, r7\n\t"                                                                \
+    "smlabb r7, r11, lr, r7\n\t"                                                                \
+    "smlatb r8, r10, r12, r8\n\t"                                                               \
+    "smladx r8, r11, lr, r8\n\t"
+#define EK_DW_PAIRS_ROW_S2(pre, ptr, woff)                                                      \
+    pre "ldm " ptr ", {r9, r10, r11}\n\t"                                                       \
+    "ldrd r12, lr, [r2, #" woff "]\n\t"                                                         \
+    "smlad r5, r9, r12, r5\n\t"                                                                 \
+    "smlabb r5, r10, lr, r5\n\t"                                                                \
+    "smlad r6, r10, r12, r6\n\t"                                                                \
+    "smlabb r6, r11, lr, r6\n\t"                                                                \
+    "smlad r7, r11, r12, r7\n\t" pre                                                            \
+    "ldrd r9, r10, [" ptr ", #12]\n\t"                                                          \
+    "smlabb r7, r9, lr, r7\n\t"                                                                 \
+    "smlad r8, r9, r12, r8\n\t"                                                                 \
+    "smlabb r8, r10, lr, r8\n\t"
+
+/* Accumulator acc requantised (ek_requant_fast: multiplier r12, k_hi lr, right shift - 1 r11)
+ * and saturated into r10 (r9 scratch). */
+#define EK_DW_PAIRS_REQUANT(acc)                                                                \
+    "and r9, " acc ", #0x80000000\n\t"                                                          \
+    "orr r9, r9, #0x40000000\n\t"                                                               \
+    "add r10, lr, " acc ", asr #31\n\t"                                                         \
+    "smlal r9, r10, " acc ", r12\n\t"                                                           \
+    "asr r10, r10, r11\n\t"                                                                     \
+    "ssat r10, #8, r10\n\t"
+
+/* A group's output row, every channel DW_FAST_FULL: per channel its blocks as dw_pairs_rows
+ * computes them (ROW: the stride's kernel row, `advance`: a block's bytes of ring row). r0: the
+ * first block's row-0 words of channel 0, r1: its first output, r2: the four channels, r3: the
+ * row. Frame: 0 step, 4 the channel's last block's first output, 8 that block's outputs,
+ * 12 m, 16 `last` of the row, 20 the channel's first words, 24 its first output, 28 the
+ * channels' end. A whole block at stride 1: 73 instructions for 36 MACs. */
+#define EK_DW_PAIRS_ROWS(ROW, advance)                                                          \
+    "push {r4-r11, lr}\n\t"                                                                     \
+    "ldm r3, {r3, r4, r5, r6, r7, r8}\n\t" /* d1, d12, step, last, tail, m */                 \
+    "sub sp, sp, #32\n\t"                                                                       \
+    "str r5, [sp]\n\t"                                                                          \
+    "strd r7, r8, [sp, #8]\n\t"                                                                 \
+    "str r6, [sp, #16]\n\t"                                                                     \
+    "add r8, r2, #176\n\t"                                                                      \
+    "str r8, [sp, #28]\n"                                                                       \
+    "0:\n\t" /* a channel */                                                                    \
+    "ldr r6, [sp, #16]\n\t"                                                                     \
+    "add r6, r1, r6\n\t"                                                                        \
+    "str r6, [sp, #4]\n\t"                                                                      \
+    "strd r0, r1, [sp, #20]\n"                                                                  \
+    "1:\n\t" /* a block */                                                                      \
+    "ldr r5, [r2, #24]\n\t"                                                                     \
+    "mov r6, r5\n\t"                                                                            \
+    "mov r7, r5\n\t"                                                                            \
+    "mov r8, r5\n\t"                                                                            \
+    ROW("", "r0", "0") ROW("add r9, r0, r3\n\t", "r9", "8")                                     \
+    ROW("add r9, r0, r4\n\t", "r9", "16")                                                       \
+    "add r0, r0, #" advance "\n\t"                                                              \
+    "ldrd r12, lr, [r2, #28]\n\t"                                                               \
+    "ldr r11, [r2, #36]\n\t" EK_DW_PAIRS_REQUANT("r5")                                          \
+    "strb r10, [r1]\n\t"                                                                        \
+    "ldrd r5, r9, [sp]\n\t"                                                                     \
+    "cmp r1, r9\n\t"                                                                            \
+    "beq 2f\n\t" EK_DW_PAIRS_REQUANT("r6")                                                      \
+    "strb r10, [r1, r5]\n\t" EK_DW_PAIRS_REQUANT("r7")                                          \
+    "strb r10, [r1, r5, lsl #1]\n\t"                                                            \
+    "add r1, r1, r5, lsl #1\n\t" EK_DW_PAIRS_REQUANT("r8")                                      \
+    "strb r10, [r1, r5]\n\t"                                                                    \
+    "add r1, r1, r5, lsl #1\n\t"                                                                \
+    "b 1b\n"                                                                                    \
+    "2:\n\t" /* the last block: its first `tail` outputs */                                     \
+    "ldr r0, [sp, #8]\n\t"                                                                      \
+    "cmp r0, #2\n\t"                                                                            \
+    "blt 3f\n\t" EK_DW_PAIRS_REQUANT("r6")                                                      \
+    "strb r10, [r1, r5]\n\t"                                                                    \
+    "cmp r0, #3\n\t"                                                                            \
+    "blt 3f\n\t" EK_DW_PAIRS_REQUANT("r7")                                                      \
+    "strb r10, [r1, r5, lsl #1]\n\t"                                                            \
+    "cmp r0, #4\n\t"                                                                            \
+    "blt 3f\n\t"                                                                                \
+    "add r1, r1, r5, lsl #1\n\t" EK_DW_PAIRS_REQUANT("r8")                                      \
+    "strb r10, [r1, r5]\n"                                                                      \
+    "3:\n\t" /* the next channel */                                                             \
+    "ldrd r0, r1, [sp, #20]\n\t"                                                                \
+    "ldr r9, [sp, #12]\n\t"                                                                     \
+    "add r0, r0, r9\n\t"                                                                        \
+    "add r1, r1, #1\n\t"                                                                        \
+    "add r2, r2, #44\n\t"                                                                       \
+    "ldr r9, [sp, #28]\n\t"                                                                     \
+    "cmp r2, r9\n\t"                                                                            \
+    "bne 0b\n\t"                                                                                \
+    "add sp, sp, #32\n\t"                                                                       \
+    "pop {r4-r11, pc}\n\t"
+
+static __attribute__((naked, noinline)) void dw_pairs_rows_s1_asm(const uint32_t *x, int8_t *out,
+                                                                 const dw_pairs_channel *f,
+                                                                 const dw_pairs_row_ctl *row)
+{
+    __asm__ volatile(EK_DW_PAIRS_ROWS(EK_DW_PAIRS_ROW_S1, "8"));
+}
+
+static __attribute__((naked, noinline)) void dw_pairs_rows_s2_asm(const uint32_t *x, int8_t *out,
+                                                                 const dw_pairs_channel *f,
+                                                                 const dw_pairs_row_ctl *row)
+{
+    __asm__ volatile(EK_DW_PAIRS_ROWS(EK_DW_PAIRS_ROW_S2, "16"));
+}
+#undef EK_DW_PAIRS_ROW_S1
+#undef EK_DW_PAIRS_ROW_S2
+#undef EK_DW_PAIRS_REQUANT
+#undef EK_DW_PAIRS_ROWS
+#else
+#define EK_DW_PAIRS_ASM 0
+#endif
+
+/* A group's output row (channel 0's first window at x, its first output at out): per channel
+ * and block of four output pixels the sums above, then each pixel's requantisation in
+ * dw_output's forms (where the assembly does not apply: some channel not in DW_FAST_FULL, or
+ * the host's emulation; out of line, so that its frame is not on the assembly's path). */
+EK_DW_NOINLINE void dw_pairs_rows(const ek_depthwise_conv2d_params *p, const uint32_t *x,
+                                  const dw_pairs_channel *f, const dw_pairs_row_ctl *row,
+                                  int8_t *out)
+{
+    const int32_t s = p->stride_w;
+    for (int32_t k = 0; k < 4; ++k, ++f, ++out, x += row->m / 4) {
+        const dw_requant q = {f->k_hi, f->multiplier, f->shift, p->output_offset, p->act_min,
+                              p->act_max};
+        const uint32_t *b = x;
+        for (int32_t ox = 0; ox < p->out_w; ox += 4, b += 2 * s) {
+            int32_t a[4] = {f->base, f->base, f->base, f->base};
+            for (int32_t r = 0; r < 3; ++r) {
+                const uint32_t *w = b + (r == 0 ? 0 : r == 1 ? row->d1 : row->d12) / 4;
+                const uint32_t ka = f->w[2 * r], kb = f->w[2 * r + 1];
+                for (int32_t i = 0; i < 4; ++i) {
+                    a[i] = s == 1 ? (i & 1 ? ek_smladx(w[i / 2 + 1], kb, ek_smlatb(w[i / 2], ka, a[i]))
+                                           : ek_smlabb(w[i / 2 + 1], kb, ek_smlad(w[i / 2], ka, a[i])))
+                                  : ek_smlabb(w[i + 1], kb, ek_smlad(w[i], ka, a[i]));
+                }
+            }
+            for (int32_t i = 0; i < 4 && ox + i < p->out_w; ++i) {
+                out[(ox + i) * row->step] = dw_output(&q, a[i], f->mode);
+            }
+        }
+    }
+}
+
+/* The group's channel c: its weights as pairs, base and requantisation. */
+static void dw_pairs_setup(const ek_depthwise_conv2d_params *p, const int8_t *filter,
+                           const int32_t *bias, int32_t c, dw_pairs_channel *f)
+{
+    uint32_t tap_sum = 0;
+    dw_requant q;
+    for (int32_t r = 0; r < 3; ++r) {
+        const int32_t w0 = EK_FILTER(filter, (3 * r) * p->in_c + c);
+        const int32_t w1 = EK_FILTER(filter, (3 * r + 1) * p->in_c + c);
+        const int32_t w2 = EK_FILTER(filter, (3 * r + 2) * p->in_c + c);
+        f->w[2 * r] = dw_pack(w0, w1);
+        f->w[2 * r + 1] = dw_pack(w2, w1);
+        tap_sum += (uint32_t)(w0 + w1 + w2);
+    }
+    f->base = (int32_t)((uint32_t)bias_of(bias, c) + (uint32_t)p->input_offset * tap_sum);
+    f->mode = dw_requant_setup(p, c, &q);
+    f->multiplier = q.multiplier;
+    f->k_hi = q.k_hi;
+    f->shift = q.shift;
+}
+
+/* The pair ring in `ring` (pairs_ring_words words). */
+EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8_t *data,
+                                       const int8_t *filter, const int32_t *bias, uint32_t *ring)
+{
+    dw_layer g;
+    const int32_t m = pairs_sub_row_words(p), channels = p->in_c, out_w = p->out_w;
+    const int32_t slot_words = 4 * m;
+    dw_pairs_row_ctl row;
+    row.step = channels;
+    row.last = (out_w - 1) / 4 * 4 * channels;
+    row.tail = out_w - (out_w - 1) / 4 * 4;
+    row.m = 4 * m;
+    (void)ring_bytes(p, &g.rw);
+    g.pad_left = p->pad_left;
+    g.zero_point = -p->input_offset;
+    g.in_h = p->in_h;
+    g.in_w = p->in_w;
+    g.channels = channels;
+    g.cols = g.rw - g.pad_left < g.in_w ? g.rw - g.pad_left : g.in_w;
+    for (int32_t i = 12 * m, end = pairs_ring_words(p); i < end; ++i) {
+        ring[i] = 0; /* the slack: read for no stored pixel */
+    }
+    for (int32_t c = 0; c < channels; c += 4) {
+        dw_pairs_channel f[4];
+        int all_full = 1;
+        for (int32_t k = 0; k < 4; ++k) {
+            dw_pairs_setup(p, filter, bias, c + k, &f[k]);
+            all_full &= f[k].mode == DW_FAST_FULL;
+        }
+        (void)all_full;
+        int8_t *const group = data + c;
+        int32_t next = -p->pad_top, slot = next % 3;
+        if (slot < 0) {
+            slot += 3;
+        }
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_top;
+            if (next < iy0) {
+                next = iy0;
+                slot = next % 3;
+            }
+            const int32_t first = slot - (next - iy0) < 0 ? slot - (next - iy0) + 3
+                                                         : slot - (next - iy0);
+            for (; next < iy0 + 3; ++next) {
+                dw_pairs_fill_row(&g, group, ring, m, next, slot);
+                if (++slot == 3) {
+                    slot = 0;
+                }
+            }
+            const int32_t s1 = first == 2 ? 0 : first + 1, s2 = s1 == 2 ? 0 : s1 + 1;
+            row.d1 = 4 * (s1 - first) * slot_words;
+            row.d12 = 4 * (s2 - first) * slot_words;
+            const uint32_t *const x = ring + first * slot_words;
+            int8_t *const out = group + oy * out_w * channels;
+#if EK_DW_PAIRS_ASM
+            if (all_full) {
+                if (p->stride_w == 1) {
+                    dw_pairs_rows_s1_asm(x, out, f, &row);
+                } else {
+                    dw_pairs_rows_s2_asm(x, out, f, &row);
+                }
+                continue;
+            }
+#endif
+            dw_pairs_rows(p, x, f, &row, out);
+        }
+    }
+}
+
+/* inplace_quad, its widened ring (`kind` 1) or the pair ring (2), on the stack. */
 EK_DW_NOINLINE void inplace_quad_on_stack(const ek_depthwise_conv2d_params *p, int8_t *data,
-                                          const int8_t *filter, const int32_t *bias, int wide)
+                                          const int8_t *filter, const int32_t *bias, int kind)
 {
     uint32_t ring[EK_DW_QUAD_STACK_WORDS];
-    if (wide) {
+    if (kind == 2) {
+        inplace_quad_pairs(p, data, filter, bias, ring);
+    } else if (kind == 1) {
         inplace_quad_wide(p, data, filter, bias, ring);
     } else {
         inplace_quad(p, data, filter, bias, ring);
@@ -1103,6 +1454,17 @@ static int run_quad(const ek_depthwise_conv2d_params *p, int8_t *output, const i
     const int32_t words = quad_ring_words(p), plane = p->in_h * p->in_w;
     const uintptr_t skip = (4u - ((uintptr_t)scratch & 3u)) & 3u;
     uint32_t *const ring = (uint32_t *)(void *)(scratch + skip);
+    {
+        const int32_t pairs = pairs_ring_words(p);
+        if ((int32_t)skip + 4 * pairs <= plane) {
+            inplace_quad_pairs(p, output, filter, bias, ring);
+            return 1;
+        }
+        if (pairs <= EK_DW_QUAD_STACK_WORDS) {
+            inplace_quad_on_stack(p, output, filter, bias, 2);
+            return 1;
+        }
+    }
     if ((int32_t)skip + 8 * words <= plane) {
         inplace_quad_wide(p, output, filter, bias, ring);
         return 1;

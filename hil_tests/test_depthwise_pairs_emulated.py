@@ -1,0 +1,111 @@
+"""The in-place depthwise pair ring (ek_conv_depthwise.c: `inplace_quad_pairs` and its row loops
+in assembly, `dw_pairs_rows_s1_asm` and `dw_pairs_rows_s2_asm`) on the DSP cores, over what
+its loops branch on: strides 1 and 2, every size of a last partial block (out_w % 4 of 0 to
+3), left padding of 0 and 1 (a pair word holding a padding column), the ring in the scratch
+plane or on the stack, and a layer whose activation clamps inside the int8 range (its groups
+take the C row loop, dw_pairs_rows, on the device too). Chains of depthwise layers, each planned
+in place, built for the M4, M7 and M55 stand-ins and the M0+ (the portable ring over the same
+layers), run once: the outputs equal the reference interpreter's and the peak SRAM estimate
+equals the measurement (bounds it, within 1%, where a path it counts is not taken)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import graph_builders as gb  # noqa: E402
+from test_channel_loops_asm_emulated import elf_functions  # noqa: E402
+
+pytestmark = pytest.mark.hil
+
+if shutil.which("arm-none-eabi-gcc") is None:
+    pytest.skip("arm-none-eabi-gcc is not installed: cannot build the firmware",
+                allow_module_level=True)
+
+BOARDS = {"nucleo-l4r5zi": "unicorn", "disco-f746ng": "unicorn", "mps3-an547": "qemu",
+          "rpi-pico": "unicorn"}
+DSP_BOARDS = ("nucleo-l4r5zi", "disco-f746ng", "mps3-an547")
+PAIR_LOOPS = ("dw_pairs_rows_s1_asm", "dw_pairs_rows_s2_asm")
+
+#: per chain: its input and the layers (stride, padding, activation); the comments give out_w
+#: and what the layer covers (left padding, where its ring lives)
+CHAINS = {
+    "wide": ((1, 30, 30, 8), [(1, "SAME", "NONE"),     # 30: last block 2, left 1, plane
+                              (2, "SAME", "NONE"),     # 15: last block 3, left 0, plane
+                              (1, "SAME", "RELU6"),    # 15: the C row loop, stack
+                              (2, "VALID", "NONE"),    # 7: last block 3, slack word
+                              (1, "VALID", "NONE")]),  # 5: last block 1
+    "narrow": ((1, 20, 20, 12), [(1, "VALID", "NONE"),    # 18: last block 2, left 0
+                                 (2, "SAME", "NONE"),     # 9: last block 1, left 0
+                                 (2, "SAME", "NONE"),     # 5: last block 1, left 1
+                                 (1, "SAME", "NONE"),     # 5
+                                 (1, "VALID", "NONE")]),  # 3: last block 3
+    "whole": ((1, 18, 18, 16), [(1, "VALID", "NONE"),    # 16: whole blocks
+                                (2, "SAME", "NONE"),     # 8: whole blocks, stride 2
+                                (1, "SAME", "NONE")]),   # 8
+}
+
+
+def depthwise_chain(rng, in_shape, layers):
+    """3x3 DEPTHWISE_CONV_2Ds in a row."""
+    from edgekit.ir import Graph
+
+    tensors, ops, previous, shape = [], [], None, in_shape
+    for i, (stride, padding, activation) in enumerate(layers):
+        g = gb.depthwise_conv2d(rng, in_shape=shape, stride=(stride, stride), padding=padding,
+                                activation=activation)
+        names = {"x": previous or "x", "w": f"w{i}", "bias": f"b{i}", "y": f"t{i}"}
+        for t in g.tensors.values():
+            if t.name == "x" and previous is not None:
+                continue
+            tensors.append(dataclasses.replace(t, name=names[t.name]))
+        ops.append(dataclasses.replace(g.ops[0], inputs=[names["x"], names["w"], names["bias"]],
+                                       outputs=[names["y"]], name=names["y"]))
+        previous, shape = names["y"], g["y"].shape
+    return Graph(tensors, ops, ["x"], [previous], name="depthwise_pairs")
+
+
+@pytest.fixture(scope="module", params=list(CHAINS))
+def chain(request):
+    from edgekit.firmware.codegen import random_test_inputs
+    from edgekit.interpreter import Interpreter
+
+    in_shape, layers = CHAINS[request.param]
+    g = depthwise_chain(np.random.default_rng(5), in_shape, layers)
+    _, values = Interpreter(g).run(random_test_inputs(g, 2), intermediates=True)
+    spread = [len(np.unique(values[f"t{i}"])) for i in range(len(layers))]
+    assert min(spread) >= 8, spread  # no layer crushes the values (that would hide errors)
+    return g
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_pair_ring_bit_exact(chain, board, tmp_path):
+    from edgekit.boards.runners.measure import measure, resolve_firmware
+    from edgekit.firmware.model_build import build_model
+
+    from edgekit.planner import plan
+
+    chosen = plan(chain, inplace={"depthwise_channelwise"})
+    modes = {chosen.buffers[op.outputs[0]].inplace_mode for op in chain.ops}
+    assert modes == {"depthwise_channelwise"}, modes  # every layer in place
+    built = build_model(chain, board, tmp_path, seed=2, plan=chosen)
+    functions = elf_functions(built.elf_path)
+    if board in DSP_BOARDS:
+        assert set(PAIR_LOOPS) <= functions, sorted(set(PAIR_LOOPS) - functions)
+    else:
+        assert not set(PAIR_LOOPS) & functions
+    measured = measure(resolve_firmware(tmp_path, None), BOARDS[board])
+    assert measured["bit_exact"] is True, f"{board}: outputs differ"
+    estimate, peak = built.manifest["estimate"]["peak_sram_bytes"], measured["peak_sram_bytes"]
+    if board in DSP_BOARDS and not any(op.attrs["activation"] != "NONE" for op in chain.ops):
+        assert peak == estimate
+    else:
+        # the C row loop's frame (a clamped layer's groups) holds words only its generic
+        # requantisation writes, and the M0+'s bound counts the plane kernel no layer here takes
+        assert peak <= estimate <= 1.01 * peak
