@@ -1068,36 +1068,69 @@ EK_DW_INLINE void dw_pairs_put(uint32_t *d, int32_t m, uint32_t a, uint32_t b)
     d[3 * m] = ek_pack_hi16(a13, b13);
 }
 
-/* Input row iy of the group at `group` into slot (zero points outside the input). */
+/* Input row iy of the group at `group` into slot: zero points outside the input; within it, the
+ * words holding an input pixel (the words of padding columns only keep the zero points
+ * inplace_quad_pairs put there, which no row changes). */
 EK_DW_NOINLINE void dw_pairs_fill_row(const dw_layer *g, const int8_t *group, uint32_t *ring,
-                                    int32_t m, int32_t iy, int32_t slot)
+                                      int32_t m, int32_t iy, int32_t slot)
 {
-    uint32_t *dst = ring + 4 * m * slot;
+    uint32_t *d = ring + 4 * m * slot;
     const uint32_t zp4 = ((uint32_t)(uint8_t)g->zero_point) * 0x01010101u;
     if (iy < 0 || iy >= g->in_h) {
         const uint32_t fill = ek_sxtb16(zp4);
-        for (int32_t i = 0; i < 4 * m; ++i) {
-            dst[i] = fill;
+        for (uint32_t *const end = d + 4 * m; d < end; d += 4) { /* 4 * m words */
+            d[0] = fill;
+            d[1] = fill;
+            d[2] = fill;
+            d[3] = fill;
         }
         return;
     }
-    const int32_t step = g->channels, left = g->pad_left, cols = g->cols;
-    const int8_t *src = group + iy * g->in_w * step;
-    /* words [inner, outer) hold two input pixels; the others a padding column (or beyond the
-     * row, read only for pixels no block stores) */
-    const int32_t inner = (left + 1) / 2, outer = (left + cols) / 2;
-    int32_t j = 0;
-    for (; j < inner && j < m; ++j) {
-        const int32_t x = 2 * j - left;
-        dw_pairs_put(dst + j, m, zp4,
-                     x + 1 >= 0 && x + 1 < cols ? ek_read_u32(src + (x + 1) * step) : zp4);
+    const int32_t step = g->channels;
+    const int8_t *s = group + iy * g->in_w * step;
+    int32_t pixels = g->cols;
+    d += g->pad_left / 2;
+    if ((g->pad_left & 1) && pixels > 0) { /* a padding column, then the row's first pixel */
+        dw_pairs_put(d++, m, zp4, ek_read_u32(s));
+        s += step;
+        --pixels;
     }
-    for (const int8_t *s = src + (2 * j - left) * step; j < outer; ++j, s += 2 * step) {
-        dw_pairs_put(dst + j, m, ek_read_u32(s), ek_read_u32(s + step));
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP) && defined(__GNUC__)
+    if (pixels >= 2) { /* dw_pairs_put over the pixel pairs (from C, 20 instructions to set up) */
+        const int32_t pairs = pixels / 2, m4 = 4 * m;
+        uint32_t *d3 = d + 3 * m, *const end = d + pairs;
+        uint32_t a, b, a13, b13, t0, t1;
+        __asm__ volatile("1:\n\t"
+                         "ldr %[a], [%[s]]\n\t"
+                         "ldr %[b], [%[s], %[step]]\n\t"
+                         "add %[s], %[s], %[step], lsl #1\n\t"
+                         "sxtb16 %[a13], %[a], ror #8\n\t"
+                         "sxtb16 %[a], %[a]\n\t"
+                         "sxtb16 %[b13], %[b], ror #8\n\t"
+                         "sxtb16 %[b], %[b]\n\t"
+                         "pkhbt %[t0], %[a], %[b], lsl #16\n\t"
+                         "pkhtb %[b], %[b], %[a], asr #16\n\t"
+                         "pkhbt %[t1], %[a13], %[b13], lsl #16\n\t"
+                         "pkhtb %[b13], %[b13], %[a13], asr #16\n\t"
+                         "str %[t1], [%[d], %[m4]]\n\t"
+                         "str %[b], [%[d], %[m4], lsl #1]\n\t"
+                         "str %[t0], [%[d]], #4\n\t"
+                         "str %[b13], [%[d3]], #4\n\t"
+                         "cmp %[d], %[end]\n\t"
+                         "bne 1b\n\t"
+                         : [s] "+r"(s), [d] "+r"(d), [d3] "+r"(d3), [a] "=&r"(a), [b] "=&r"(b),
+                           [a13] "=&r"(a13), [b13] "=&r"(b13), [t0] "=&r"(t0), [t1] "=&r"(t1)
+                         : [step] "r"(step), [m4] "r"(m4), [end] "r"(end)
+                         : "memory", "cc");
+        pixels -= 2 * pairs;
     }
-    for (; j < m; ++j) {
-        const int32_t x = 2 * j - left;
-        dw_pairs_put(dst + j, m, x >= 0 && x < cols ? ek_read_u32(src + x * step) : zp4, zp4);
+#else
+    for (; pixels >= 2; pixels -= 2, s += 2 * step) {
+        dw_pairs_put(d++, m, ek_read_u32(s), ek_read_u32(s + step));
+    }
+#endif
+    if (pixels == 1) {
+        dw_pairs_put(d, m, ek_read_u32(s), zp4);
     }
 }
 
@@ -1123,6 +1156,32 @@ _Static_assert(sizeof(dw_pairs_channel) == 44 && offsetof(dw_pairs_channel, base
     "smlabb r7, r11, lr, r7\n\t"                                                                \
     "smlatb r8, r10, r12, r8\n\t"                                                               \
     "smladx r8, r11, lr, r8\n\t"
+/* Row 0 of a block, the accumulators starting from the base in r5 (out0's last, as it
+ * overwrites r5). */
+#define EK_DW_PAIRS_ROW0_S1                                                                     \
+    "ldm r0, {r9, r10, r11}\n\t"                                                                \
+    "ldrd r12, lr, [r2]\n\t"                                                                    \
+    "smlatb r6, r9, r12, r5\n\t"                                                               \
+    "smladx r6, r10, lr, r6\n\t"                                                               \
+    "smlad r7, r10, r12, r5\n\t"                                                               \
+    "smlabb r7, r11, lr, r7\n\t"                                                               \
+    "smlatb r8, r10, r12, r5\n\t"                                                              \
+    "smladx r8, r11, lr, r8\n\t"                                                               \
+    "smlad r5, r9, r12, r5\n\t"                                                                \
+    "smlabb r5, r10, lr, r5\n\t"
+#define EK_DW_PAIRS_ROW0_S2                                                                     \
+    "ldm r0, {r9, r10, r11}\n\t"                                                                \
+    "ldrd r12, lr, [r2]\n\t"                                                                    \
+    "smlad r6, r10, r12, r5\n\t"                                                               \
+    "smlabb r6, r11, lr, r6\n\t"                                                               \
+    "smlad r7, r11, r12, r5\n\t"                                                               \
+    "ldr r11, [r0, #12]\n\t"                                                                   \
+    "smlabb r7, r11, lr, r7\n\t"                                                               \
+    "smlad r8, r11, r12, r5\n\t"                                                               \
+    "smlad r5, r9, r12, r5\n\t"                                                                \
+    "smlabb r5, r10, lr, r5\n\t"                                                               \
+    "ldr r9, [r0, #16]\n\t"                                                                    \
+    "smlabb r8, r9, lr, r8\n\t"
 #define EK_DW_PAIRS_ROW_S2(pre, ptr, woff)                                                      \
     pre "ldm " ptr ", {r9, r10, r11}\n\t"                                                       \
     "ldrd r12, lr, [r2, #" woff "]\n\t"                                                         \
@@ -1151,8 +1210,8 @@ _Static_assert(sizeof(dw_pairs_channel) == 44 && offsetof(dw_pairs_channel, base
  * first block's row-0 words of channel 0, r1: its first output, r2: the four channels, r3: the
  * row. Frame: 0 step, 4 the channel's last block's first output, 8 that block's outputs,
  * 12 m, 16 `last` of the row, 20 the channel's first words, 24 its first output, 28 the
- * channels' end. A whole block at stride 1: 73 instructions for 36 MACs. */
-#define EK_DW_PAIRS_ROWS(ROW, advance)                                                          \
+ * channels' end. A whole block at stride 1: 70 instructions for 36 MACs. */
+#define EK_DW_PAIRS_ROWS(ROW0, ROW, advance)                                                    \
     "push {r4-r11, lr}\n\t"                                                                     \
     "ldm r3, {r3, r4, r5, r6, r7, r8}\n\t" /* d1, d12, step, last, tail, m */                 \
     "sub sp, sp, #32\n\t"                                                                       \
@@ -1167,11 +1226,7 @@ _Static_assert(sizeof(dw_pairs_channel) == 44 && offsetof(dw_pairs_channel, base
     "str r6, [sp, #4]\n\t"                                                                      \
     "strd r0, r1, [sp, #20]\n"                                                                  \
     "1:\n\t" /* a block */                                                                      \
-    "ldr r5, [r2, #24]\n\t"                                                                     \
-    "mov r6, r5\n\t"                                                                            \
-    "mov r7, r5\n\t"                                                                            \
-    "mov r8, r5\n\t"                                                                            \
-    ROW("", "r0", "0") ROW("add r9, r0, r3\n\t", "r9", "8")                                     \
+    "ldr r5, [r2, #24]\n\t" ROW0 ROW("add r9, r0, r3\n\t", "r9", "8")                           \
     ROW("add r9, r0, r4\n\t", "r9", "16")                                                       \
     "add r0, r0, #" advance "\n\t"                                                              \
     "ldrd r12, lr, [r2, #28]\n\t"                                                               \
@@ -1214,15 +1269,17 @@ static __attribute__((naked, noinline)) void dw_pairs_rows_s1_asm(const uint32_t
                                                                  const dw_pairs_channel *f,
                                                                  const dw_pairs_row_ctl *row)
 {
-    __asm__ volatile(EK_DW_PAIRS_ROWS(EK_DW_PAIRS_ROW_S1, "8"));
+    __asm__ volatile(EK_DW_PAIRS_ROWS(EK_DW_PAIRS_ROW0_S1, EK_DW_PAIRS_ROW_S1, "8"));
 }
 
 static __attribute__((naked, noinline)) void dw_pairs_rows_s2_asm(const uint32_t *x, int8_t *out,
                                                                  const dw_pairs_channel *f,
                                                                  const dw_pairs_row_ctl *row)
 {
-    __asm__ volatile(EK_DW_PAIRS_ROWS(EK_DW_PAIRS_ROW_S2, "16"));
+    __asm__ volatile(EK_DW_PAIRS_ROWS(EK_DW_PAIRS_ROW0_S2, EK_DW_PAIRS_ROW_S2, "16"));
 }
+#undef EK_DW_PAIRS_ROW0_S1
+#undef EK_DW_PAIRS_ROW0_S2
 #undef EK_DW_PAIRS_ROW_S1
 #undef EK_DW_PAIRS_ROW_S2
 #undef EK_DW_PAIRS_REQUANT
@@ -1302,8 +1359,11 @@ EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8
     g.in_w = p->in_w;
     g.channels = channels;
     g.cols = g.rw - g.pad_left < g.in_w ? g.rw - g.pad_left : g.in_w;
-    for (int32_t i = 12 * m, end = pairs_ring_words(p); i < end; ++i) {
-        ring[i] = 0; /* the slack: read for no stored pixel */
+    { /* padding columns and the slack (read for no stored pixel): zero points */
+        const uint32_t fill = ek_sxtb16(((uint32_t)(uint8_t)g.zero_point) * 0x01010101u);
+        for (int32_t i = 0, end = pairs_ring_words(p); i < end; ++i) {
+            ring[i] = fill;
+        }
     }
     for (int32_t c = 0; c < channels; c += 4) {
         dw_pairs_channel f[4];
