@@ -33,6 +33,7 @@ from edgekit.errors import UnsupportedError
 from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
                                        identifier, initializer, packed_int4, shape_text)
 from edgekit.firmware import stack_paths
+from edgekit.firmware.constant_channels import fold_constant_channels
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
                                           CallConfig, EmitContext, OpCall, check_inplace_mode,
                                           emit_conv_add, model_config_header,
@@ -188,6 +189,9 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     inputs = (random_test_inputs(graph, seed) if test_inputs is None
               else prepared.check_inputs(list(test_inputs)))
     outputs = prepared.run(inputs)
+    # the firmware's requantisation: channels whose output is constant get a multiplier of 0
+    firmware_params = [fold_constant_channels(op, graph, p)
+                       for op, p in zip(graph.ops, prepared.prepared)]
     names = _Names(graph)
 
     used_constants: list[str] = []
@@ -205,7 +209,8 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
             calls.append(f"    /* op {index} (ADD) runs inside op {conv}'s fused call */")
             kernels.append("")
             continue
-        section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step, prepared,
+        section, call, kernel, out_name = _emit_op(graph, plan, names, op, index, step,
+                                                   firmware_params,
                                                    used_constants, shared_constants,
                                                    fusions.get(index), pair_kernels,
                                                    path_helpers, kernel_calls)
@@ -228,7 +233,7 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
             [CallConfig.of_call(kernel, fields) for kernel, fields in kernel_calls],
             pairs_path=bool(pair_kernels),
             requant_wide=any(op.kind in ("CONV_2D", "FULLY_CONNECTED")
-                             and requant_needs_wide(prepared.prepared[index])
+                             and requant_needs_wide(firmware_params[index])
                              for index, op in enumerate(graph.ops))),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
@@ -265,7 +270,7 @@ class _SharedConstants:
 
 
 def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, step: int,
-             prepared: interpreter.Interpreter, used_constants: list[str],
+             params: Sequence, used_constants: list[str],
              shared_constants: "_SharedConstants", fusion=None,
              pair_kernels: set[str] | None = None,
              path_helpers: set[str] | None = None,
@@ -286,23 +291,23 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
     check_inplace_mode(op, mode)
     ctx = EmitContext(graph, op, pointer, lambda suffix: f"{fn}_{suffix}", mode, scratch_expr)
     if fusion is None:
-        call: OpCall = EMITTERS[op.kind](ctx, prepared.prepared[index])
+        call: OpCall = EMITTERS[op.kind](ctx, params[index])
     else:
         add_op = graph.ops[fusion.add]
         fn = f"op{index:03d}_conv_2d_add"
         ctx = EmitContext(graph, op, pointer, lambda suffix: f"{fn}_{suffix}", None, scratch_expr)
-        call = emit_conv_add(ctx, prepared.prepared[index], add_op, prepared.prepared[fusion.add],
+        call = emit_conv_add(ctx, params[index], add_op, params[fusion.add],
                              fusion)
 
     if (pair_kernels is not None and call.kernel in DSP_PAIR_HELPERS
             and pairs_path_applies(call.fields)):
         pair_kernels.add(call.kernel)
+    # the params fields, the per-op arrays' values in place of their names
+    values = {**call.fields, **{suffix: data for _, suffix, data in call.arrays}}
     if path_helpers is not None:
-        # the params fields, the per-op arrays' values in place of their names
-        values = {**call.fields, **{suffix: data for _, suffix, data in call.arrays}}
         path_helpers |= stack_paths.taken_helpers(call.kernel, values)
     if kernel_calls is not None and call.params_type is not None:
-        kernel_calls.append((call.kernel, call.fields))
+        kernel_calls.append((call.kernel, values))
     lines = [_op_comment(graph, plan, names, op, index, step, scratch)]
     if fusion is not None:
         lines.append(_op_comment(graph, plan, names, graph.ops[fusion.add], fusion.add, step + 1,

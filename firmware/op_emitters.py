@@ -414,6 +414,23 @@ def pointwise_int8_pairs(kernel: str, fields: dict) -> bool:
             and pointwise_surely_pairs(kernel, fields))
 
 
+def constant_pairs(multipliers) -> bool:
+    """Whether some pair of channels 2j, 2j + 1 has both multipliers 0: both output their
+    clamped offset for every input (`edgekit.firmware.constant_channels`)."""
+    m = np.asarray(multipliers, np.int64)
+    m = m[:m.size // 2 * 2].reshape(-1, 2)
+    return bool(((m[:, 0] == 0) & (m[:, 1] == 0)).any())
+
+
+def pointwise_skips_pairs(kernel: str, fields: dict) -> bool:
+    """Whether an int8 call of the two-pixel pointwise loop has constant pairs, whose MAC loop
+    its assembly skips (ek_conv.c pw_paired_*_skip_asm, ``EK_PW_SKIP_PAIRS``). ``fields``: the
+    arrays' values in place of their names."""
+    multipliers = fields.get("multipliers")
+    return (pointwise_int8_pairs(kernel, fields) and multipliers is not None
+            and not isinstance(multipliers, str) and constant_pairs(multipliers))
+
+
 def pointwise_paired(kernel: str, fields: dict) -> bool:
     """Whether an in-place pointwise call's filter is emitted in the paired layout (ek_conv.h
     ``paired_filter``): a call of the int8 two-pixel loop (`pointwise_int8_pairs`) with an even
@@ -449,6 +466,7 @@ class CallConfig:
     s4_conv_pixels: bool = False  # the int4 one-pixel CONV_2D path (`s4_conv_pixels`)
     conv_pixels: bool = False  # the int8 one-pixel CONV_2D loop (`conv_pixels`)
     short_rows: int = 0  # readers of short windows from their rows (`short_rows_readers`)
+    skip_pairs: bool = False  # (int8 two-pixel pointwise) `pointwise_skips_pairs`
 
     @classmethod
     def of_call(cls, kernel: str, fields: dict) -> "CallConfig":
@@ -465,7 +483,8 @@ class CallConfig:
                            if pointwise_int8_pairs(kernel, fields) else None),
                    s4_conv_pixels=s4_conv_pixels(kernel, fields),
                    conv_pixels=conv_pixels(kernel, fields),
-                   short_rows=short_rows_readers(kernel, fields))
+                   short_rows=short_rows_readers(kernel, fields),
+                   skip_pairs=pointwise_skips_pairs(kernel, fields))
 
 
 def pointwise_paired_config(calls: list[CallConfig]) -> int:
@@ -505,6 +524,8 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool,
         ("EK_PW_ONLY_PAIRS", int(all(c.surely_pairs for c in calls if c.inplace_pointwise)),
          "DSP: in-place pointwise, pairs only"),
         ("EK_PW_PAIRED", pointwise_paired_config(calls), "in-place pointwise: paired filters"),
+        ("EK_PW_SKIP_PAIRS", int(any(c.skip_pairs for c in calls)),
+         "in-place pointwise: constant channel pairs"),
         ("EK_S4_CONV_PIXELS", int(any(c.s4_conv_pixels for c in calls)),
          "int4: the one-pixel CONV_2D path"),
         ("EK_CONV_PIXELS", int(any(c.conv_pixels for c in calls)),

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Callable
 
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, DW_MAX_TAPS, DW_RING_STACK,
+                                          constant_pairs,
                                           PW_S4_MAX_C_IN, WIDE_PATH_HELPERS,
                                           WIDE_S4_PATH_HELPERS, pairs_path_applies,
                                           quad_stack_ring_words, requant_fast_everywhere,
@@ -133,15 +134,20 @@ def _requant_mode(fields: dict) -> str:
     return "exact"
 
 
-def _pointwise_channels(mode: str, paired_asm: bool | None, fields: dict) -> bool:
+def _pointwise_channels(mode: str, paired_asm: bool | None, fields: dict,
+                        skips: bool | None = None) -> bool:
     """Whether a pointwise pair call runs the channel loop of requantisation `mode`: in C
     (pw_channels_*: ``paired_asm`` False), or in assembly over a paired int8 filter in the
-    clamp-free full modes (pw_paired_*_asm: True; None: either)."""
+    clamp-free full modes (pw_paired_*_asm: True; None: either), the loop that skips pairs of
+    constant channels where the layer has one (``skips`` True: pw_paired_*_skip_asm; False: the
+    other; None: either)."""
     if not _pointwise_pairs(fields) or _requant_mode(fields) != mode:
         return False
     if paired_asm is None:
         return True
-    return paired_asm == bool(fields.get("paired_filter", 0))
+    if paired_asm != bool(fields.get("paired_filter", 0)):
+        return False
+    return skips is None or not paired_asm or skips == constant_pairs(fields["multipliers"])
 
 
 def _s4_channels(mode: str, fields: dict) -> bool:
@@ -168,7 +174,9 @@ def _pointwise_channels_helpers() -> dict:
         helpers[f"pw_channels_{c_name}"] = (POINTWISE_INT8_PAIR_KERNELS,
                                             partial(_pointwise_channels, mode, False))
         helpers[asm_name] = (POINTWISE_INT8_PAIR_KERNELS,
-                             partial(_pointwise_channels, mode, True))
+                             partial(_pointwise_channels, mode, True, skips=False))
+        helpers[asm_name.replace("_asm", "_skip_asm")] = (
+            POINTWISE_INT8_PAIR_KERNELS, partial(_pointwise_channels, mode, True, skips=True))
         helpers[asm_name.replace("pw_paired", "s4_channels")] = (
             POINTWISE_INT4_PAIR_KERNELS | {"ek_conv2d_s4"}, partial(_s4_channels, mode))
     return helpers

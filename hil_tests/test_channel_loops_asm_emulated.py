@@ -11,7 +11,6 @@ estimate equals the measurement."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -40,7 +39,8 @@ ASM_LOOPS = {"8": ("pw_paired_full_asm", "pw_paired_wide_full_asm", "conv_wide_f
 #: its bias scale) divided by 2**20, which lengthens that channel's right shift by 20, past the
 #: fast form's 23 (checked below): the layer takes the wide form, and its other channels still
 #: carry the values on (a whole layer that far down would give the zero point everywhere and
-#: hide every error before it)
+#: hide every error before it); that channel's bias sits where its output rounds up, so it is
+#: no constant channel (which would get a multiplier of 0 and the fast form)
 LAYERS = [(7, 3, False), (12, 3, False), (20, 1, False), (28, 1, True), (8, 1, True),
           (16, 1, False), (4, 1, False), (6, 3, True), (10, 1, False)]
 
@@ -48,25 +48,15 @@ LAYERS = [(7, 3, False), (12, 3, False), (20, 1, False), (28, 1, True), (8, 1, T
 def conv_chain(rng, layers, in_shape, weights):
     """CONV_2Ds in a row with `weights` (INT8 or INT4) filters, no activation (the int8-range
     clamp the assembly takes)."""
-    from edgekit.ir import Graph
 
-    tensors, ops, previous, shape = [], [], None, in_shape
-    for i, (out_channels, k, wide) in enumerate(layers):
-        g = gb.conv2d(rng, in_shape=shape, out_channels=out_channels, kernel=(k, k),
-                      padding="SAME" if k > 1 else "VALID", weight_dtype=weights)
-        names = {"x": previous or "x", "w": f"w{i}", "bias": f"b{i}", "y": f"t{i}"}
-        for t in g.tensors.values():
-            if t.name == "x" and previous is not None:
-                continue
-            if wide and t.name in ("w", "bias"):
-                scale = np.array(t.quant.scale, dtype=np.float64)
-                scale[0] /= 2**20
-                t = dataclasses.replace(t, quant=dataclasses.replace(t.quant, scale=scale))
-            tensors.append(dataclasses.replace(t, name=names[t.name]))
-        ops.append(dataclasses.replace(g.ops[0], inputs=[names["x"], names["w"], names["bias"]],
-                                       outputs=[names["y"]], name=names["y"]))
-        previous, shape = names["y"], g["y"].shape
-    return Graph(tensors, ops, ["x"], [previous], name="channel_loops")
+    def layer(out_channels, k, wide):
+        def make(shape):
+            g = gb.conv2d(rng, in_shape=shape, out_channels=out_channels, kernel=(k, k),
+                          padding="SAME" if k > 1 else "VALID", weight_dtype=weights)
+            return gb.shrink_channels(g, [0], live=True) if wide else g
+        return make
+
+    return gb.chain(in_shape, [layer(*spec) for spec in layers], name="channel_loops")
 
 
 @pytest.fixture(scope="module", params=["8", "4"])

@@ -10,7 +10,6 @@ equals the measurement (bounds it, within 1%, where a path it counts is not take
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -54,21 +53,12 @@ CHAINS = {
 
 def depthwise_chain(rng, in_shape, layers):
     """3x3 DEPTHWISE_CONV_2Ds in a row."""
-    from edgekit.ir import Graph
 
-    tensors, ops, previous, shape = [], [], None, in_shape
-    for i, (stride, padding, activation) in enumerate(layers):
-        g = gb.depthwise_conv2d(rng, in_shape=shape, stride=(stride, stride), padding=padding,
-                                activation=activation)
-        names = {"x": previous or "x", "w": f"w{i}", "bias": f"b{i}", "y": f"t{i}"}
-        for t in g.tensors.values():
-            if t.name == "x" and previous is not None:
-                continue
-            tensors.append(dataclasses.replace(t, name=names[t.name]))
-        ops.append(dataclasses.replace(g.ops[0], inputs=[names["x"], names["w"], names["bias"]],
-                                       outputs=[names["y"]], name=names["y"]))
-        previous, shape = names["y"], g["y"].shape
-    return Graph(tensors, ops, ["x"], [previous], name="depthwise_pairs")
+    def layer(stride, padding, activation):
+        return lambda shape: gb.depthwise_conv2d(rng, in_shape=shape, stride=(stride, stride),
+                                                 padding=padding, activation=activation)
+
+    return gb.chain(in_shape, [layer(*spec) for spec in layers], name="depthwise_pairs")
 
 
 @pytest.fixture(scope="module", params=list(CHAINS))

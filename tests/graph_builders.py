@@ -15,6 +15,7 @@ IR cannot express (shape arithmetic to fold, unsupported ops or dtypes).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import flatbuffers
@@ -85,6 +86,49 @@ def _single(tensors: list[Tensor], op: Op, inputs: list[str], name: str) -> Grap
 
 
 # --- builders ------------------------------------------------------------------------------------
+
+def shrink_channels(graph: Graph, channels: Sequence[int], factor: float = 2**20,
+                    live: bool = False) -> Graph:
+    """``graph`` with the filter scale (and so the bias scale) of ``channels`` divided by
+    ``factor``: their right shifts grow by log2(factor); with 2**20 every sum they reach rounds
+    to the zero point. ``live``: their biases are set where the output rounds up by one, so
+    the sums still move it (the channels keep their long right shifts without being constant:
+    edgekit.firmware.constant_channels)."""
+    channels = list(channels)
+    x, y = graph[graph.ops[0].inputs[0]], graph[graph.ops[0].outputs[0]]
+    tensors = []
+    for t in graph.tensors.values():
+        if t.name in ("w", "bias"):
+            scale = np.array(t.quant.scale, dtype=np.float64)
+            scale[channels] /= factor
+            t = dataclasses.replace(t, quant=dataclasses.replace(t.quant, scale=scale))
+            if t.name == "bias" and live:
+                data = t.data.copy()
+                data[channels] = np.round(0.5 * float(y.quant.scale[0]) / scale[channels])
+                t = dataclasses.replace(t, data=data)
+        tensors.append(t)
+    return Graph(tensors, graph.ops, graph.inputs, graph.outputs, name=graph.name)
+
+
+def chain(in_shape, layers: Sequence[Callable[[tuple], Graph]], name: str = "chain") -> Graph:
+    """Single-op graphs in a row: each of ``layers`` makes one (x -> y, with its constants) from
+    its input shape; the op i's tensors are renamed w{i}, bias{i} (and so on) and t{i}, and
+    each reads the previous one's output (the first, the graph input x)."""
+    tensors, ops, previous, shape = [], [], None, in_shape
+    for i, layer in enumerate(layers):
+        g = layer(shape)
+        names = {t: (previous or "x") if t == "x" else f"t{i}" if t == "y" else f"{t}{i}"
+                 for t in g.tensors}
+        for t in g.tensors.values():
+            if t.name == "x" and previous is not None:
+                continue
+            tensors.append(dataclasses.replace(t, name=names[t.name]))
+        op = g.ops[0]
+        ops.append(dataclasses.replace(op, inputs=[names[n] if n else n for n in op.inputs],
+                                       outputs=[names[n] for n in op.outputs], name=f"t{i}"))
+        previous, shape = f"t{i}", g["y"].shape
+    return Graph(tensors, ops, ["x"], [previous], name=name)
+
 
 def conv2d(rng: np.random.Generator, *, in_shape=(1, 9, 9, 3), out_channels: int = 4,
            kernel=(3, 3), stride=(1, 1), dilation=(1, 1), padding: str = "SAME",

@@ -14,6 +14,7 @@ from conftest import HOST_KERNEL_DEFINES, mlperf_path
 from generated_c import assert_matches_interpreter
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.firmware.codegen import generate
+from edgekit.firmware.constant_channels import fold_constant_channels
 from edgekit.firmware.host_run import run_on_host
 from edgekit.firmware.op_emitters import kernel_shifts, requant_needs_wide
 from edgekit.ir import Quantization
@@ -52,8 +53,13 @@ def test_tiny_scale_channels_build_bit_exact(tmp_path, activation):
     shifts = kernel_shifts(p.multipliers, p.shifts)
     assert (shifts < -23).any() and (np.asarray(p.multipliers) == 0).any()
     assert requant_needs_wide(p)
+    # the firmware's: under RELU the channels whose large negative bias keeps every sum below
+    # zero are constant (edgekit.firmware.constant_channels), and none left needs the wide form
+    firmware = fold_constant_channels(graph.ops[0], graph, p)
+    assert requant_needs_wide(firmware) == (activation == "NONE")
     gen = generate(graph, seed=0)
-    assert "#define EK_REQUANT_WIDE 1 " in gen.files["ek_model_config.h"]
+    wide = int(activation == "NONE")
+    assert f"#define EK_REQUANT_WIDE {wide} " in gen.files["ek_model_config.h"]
     run = run_on_host(gen, tmp_path, defines=HOST_KERNEL_DEFINES["dsp"])
     assert_matches_interpreter(graph, gen, run)
 

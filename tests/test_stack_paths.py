@@ -24,7 +24,8 @@ DSP_ONLY = {"conv2d_pairs_plain", "conv2d_pairs_fused", "conv2d_wide_plain", "co
             "inplace_quad_on_stack", "dw_quad_store_each", "dw_pairs_rows", "fc_dot4_interleaved",
             "fc_store4_fast", "wide_window_gathered", "pw_channels_fast", "pw_channels_exact",
             "pw_channels_wide", "pw_channels_full", "pw_channels_wide_full", "pw_paired_full_asm",
-            "pw_paired_wide_full_asm", "conv_wide_full_asm", "conv_wide_wide_full_asm"}
+            "pw_paired_wide_full_asm", "conv_wide_full_asm", "conv_wide_wide_full_asm",
+            "pw_paired_full_skip_asm", "pw_paired_wide_full_skip_asm"}
 
 
 def _depths(frames, never=()):

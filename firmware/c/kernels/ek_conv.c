@@ -53,6 +53,12 @@
 #ifndef EK_PW_PAIRED
 #define EK_PW_PAIRED 2
 #endif
+/* 1 when some int8 in-place pointwise call has a pair of channels whose multipliers are both 0
+ * (edgekit.firmware.constant_channels; op_emitters.pointwise_skips_pairs): the channel loops
+ * in assembly that skip such pairs' MAC loops are compiled in. */
+#ifndef EK_PW_SKIP_PAIRS
+#define EK_PW_SKIP_PAIRS 1
+#endif
 /* int8 kernels: 1 when some CONV_2D call may take the one-pixel DSP loop (conv_acc4_dsp,
  * conv_acc1_dsp: neither two-pixel path takes it); a model build leaves it out (0) when none
  * does. A call that reached it anyway would run the portable loop: the same bytes, slower. */
@@ -927,6 +933,7 @@ typedef struct {
     int32_t c_in, c_out, output_offset, act_min, act_max;
     int32_t paired; /* ek_conv.h `paired_filter` */
     uint32_t k_hi_unit; /* 1 + 2 * output_offset: ek_requant_fast_k_hi's factor */
+    int32_t skips; /* some pair of channels 2j, 2j + 1 has both multipliers 0 (pw_inplace_pairs) */
 } pw_layer;
 
 EK_CONV_FORCE_INLINE pw_layer pw_layer_of(const ek_conv2d_params *p, const int8_t *filter)
@@ -943,6 +950,7 @@ EK_CONV_FORCE_INLINE pw_layer pw_layer_of(const ek_conv2d_params *p, const int8_
     l.act_max = p->act_max;
     l.paired = p->paired_filter;
     l.k_hi_unit = 1u + 2u * (uint32_t)p->output_offset;
+    l.skips = 0;
     return l;
 }
 
@@ -1206,11 +1214,24 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
     "pop {r4-r11, pc}\n\t"
 
 /* A paired filter (the in-place 1x1 layers): both rows' words of a step adjacent, a row pair
- * 2 * c_in bytes. */
-#define EK_ASM_PAIRED_CHANNELS(k_unit, k_hi, post)                                             \
+ * 2 * c_in bytes; `skip`: nothing, or EK_ASM_SKIP_CONSTANT_PAIR. */
+#define EK_ASM_PAIRED_CHANNELS(k_unit, k_hi, post, skip)                                       \
     EK_ASM_CHANNELS_ENTER(k_unit, "lsl r8, r8, #1\n\t")                                        \
-    "add r2, r1, r3\n\t" EK_ASM_MAC_LOOP(EK_ASM_PAIRED_STEP, "28")                        \
+    skip "add r2, r1, r3\n\t" EK_ASM_MAC_LOOP(EK_ASM_PAIRED_STEP, "28")                   \
     EK_ASM_CHANNELS_STORE(k_hi, post)
+
+/* A pair of channels whose multipliers are both 0 (edgekit.firmware.constant_channels: their
+ * output is the clamped offset for every input) skips its MAC loop: w past its rows, the
+ * accumulators the bias, which the requantisation maps to the offset (4 instructions a pair
+ * that is computed). */
+#define EK_ASM_SKIP_CONSTANT_PAIR                                                              \
+    "ldr r12, [sp, #8]\n\t"                                                                   \
+    "ldrd r4, r5, [r12]\n\t"                                                                  \
+    "orrs r4, r4, r5\n\t"                                                                     \
+    "bne 6f\n\t"                                                                              \
+    "add r1, r1, r3\n\t"                                                                      \
+    "b 3f\n"                                                                                  \
+    "6:\n\t"
 
 /* OHWI rows of `len` bytes (the fifth argument; conv2d_wide): the whole steps, then where len
  * % 4 != 0 the window's last group against the words ending at each row's last byte (as
@@ -1240,15 +1261,34 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
 EK_ASM_NAKED pw_paired_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
                                 const pw_layer *l)
 {
-    __asm__ volatile(EK_ASM_PAIRED_CHANNELS("40", EK_ASM_FAST_K_HI, ""));
+    __asm__ volatile(EK_ASM_PAIRED_CHANNELS("40", EK_ASM_FAST_K_HI, "", ""));
 }
 
 #if EK_REQUANT_WIDE
 EK_ASM_NAKED pw_paired_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
                                      const pw_layer *l)
 {
-    __asm__ volatile(EK_ASM_PAIRED_CHANNELS("24", EK_ASM_WIDE_K_HI, EK_ASM_WIDE_POST));
+    __asm__ volatile(EK_ASM_PAIRED_CHANNELS("24", EK_ASM_WIDE_K_HI, EK_ASM_WIDE_POST, ""));
 }
+#endif
+
+#if EK_PW_SKIP_PAIRS
+/* The same loops for a layer with pairs of constant channels (pw_layer `skips`). */
+EK_ASM_NAKED pw_paired_full_skip_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
+                                     const pw_layer *l)
+{
+    __asm__ volatile(EK_ASM_PAIRED_CHANNELS("40", EK_ASM_FAST_K_HI, "",
+                                            EK_ASM_SKIP_CONSTANT_PAIR));
+}
+
+#if EK_REQUANT_WIDE
+EK_ASM_NAKED pw_paired_wide_full_skip_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
+                                          const pw_layer *l)
+{
+    __asm__ volatile(EK_ASM_PAIRED_CHANNELS("24", EK_ASM_WIDE_K_HI, EK_ASM_WIDE_POST,
+                                            EK_ASM_SKIP_CONSTANT_PAIR));
+}
+#endif
 #endif
 #else
 #define EK_PW_PAIRED_ASM 0
@@ -1349,6 +1389,12 @@ static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *
     if (mode == PW_WIDE_FULL) {
 #if EK_PW_PAIRED_ASM
         if (EK_PW_PAIRED == 1 || l->paired) {
+#if EK_PW_SKIP_PAIRS
+            if (l->skips) {
+                pw_paired_wide_full_skip_asm(x, out_a, out_b, l);
+                return;
+            }
+#endif
             pw_paired_wide_full_asm(x, out_a, out_b, l);
             return;
         }
@@ -1368,6 +1414,12 @@ static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *
     if (mode == PW_FAST_FULL) {
 #if EK_PW_PAIRED_ASM
         if (EK_PW_PAIRED == 1 || l->paired) {
+#if EK_PW_SKIP_PAIRS
+            if (l->skips) {
+                pw_paired_full_skip_asm(x, out_a, out_b, l);
+                return;
+            }
+#endif
             pw_paired_full_asm(x, out_a, out_b, l);
             return;
         }
@@ -1401,9 +1453,14 @@ static EK_CONV_NOINLINE void pw_inplace_pairs(const ek_conv2d_params *p, const i
                                               const int8_t *filter, int8_t *output,
                                               int8_t *scratch, int32_t step)
 {
-    const pw_layer l = pw_layer_of(p, filter);
+    pw_layer l = pw_layer_of(p, filter);
     const int mode = pw_requant_mode(p);
     uint32_t *const wide = (uint32_t *)(void *)scratch;
+#if EK_PW_SKIP_PAIRS && EK_PW_PAIRED_ASM
+    for (int32_t oc = 0; oc + 2 <= l.c_out && !l.skips; oc += 2) {
+        l.skips = (l.multipliers[oc] | l.multipliers[oc + 1]) == 0;
+    }
+#endif
     const int32_t c_in = l.c_in, c_out = l.c_out, pixels = p->out_h * p->out_w;
     const int32_t out_w = p->out_w, row_step = p->stride_h * p->in_w, col_step = p->stride_w;
     int32_t pixel = step > 0 ? 0 : pixels - 1;
