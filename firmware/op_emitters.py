@@ -369,6 +369,32 @@ def depthwise_maybe_quad(kernel: str, fields: dict) -> bool:
             and f["k_h"] == 3 and f["k_w"] == 3 and f["stride_w"] in (1, 2))
 
 
+def ring_order_safe(f: dict) -> bool:
+    """ek_conv_depthwise.c's ring_order_safe: writing output row oy right after its window's
+    rows are gathered never overwrites an input pixel a later window needs."""
+    for oy in range(f["out_h"]):
+        gathered = min(oy * f["stride_h"] - f["pad_top"] + f["k_h"], f["in_h"])
+        if (oy + 1) * f["out_w"] > gathered * f["in_w"]:
+            return False
+    return True
+
+
+def depthwise_pairs_wide(kernel: str, fields: dict) -> bool:
+    """Whether an in-place depthwise call may give the pair ring a channel in the wide fast form
+    with the int8-range clamp (ek_conv_depthwise.c ``dw_pairs_setup``: a right shift of 24 to
+    31), whose row loops in assembly a build then compiles in (``EK_DW_PAIRS_WIDE``). True
+    whenever unsure (``fields`` without the arrays' values)."""
+    if not depthwise_maybe_quad(kernel, fields):
+        return False
+    multipliers, shifts = fields.get("multipliers"), fields.get("shifts")
+    if multipliers is None or isinstance(multipliers, str):
+        return True
+    if (fields["act_min"], fields["act_max"]) != (-128, 127):
+        return False
+    m, s = np.asarray(multipliers, np.int64), np.asarray(shifts, np.int64)
+    return bool(((m >= 0) & (s < -23) & (s >= -31)).any())
+
+
 def depthwise_surely_quad(kernel: str, fields: dict) -> bool:
     """Whether an in-place depthwise call certainly runs the four-channel ring on a DSP core
     (ek_conv_depthwise.c's dispatch: ring_order_safe, dw_quad_applies, and a ring that fits the
@@ -382,10 +408,8 @@ def depthwise_surely_quad(kernel: str, fields: dict) -> bool:
     if not (f["in_c"] % 4 == 0 and f["depth_multiplier"] == 1 and f["filter_offset"] == 0
             and f["k_h"] == 3 and f["k_w"] == 3 and f["stride_w"] in (1, 2)):
         return False
-    for oy in range(f["out_h"]):  # ring_order_safe
-        gathered = min(oy * f["stride_h"] - f["pad_top"] + f["k_h"], f["in_h"])
-        if (oy + 1) * f["out_w"] > gathered * f["in_w"]:
-            return False
+    if not ring_order_safe(f):
+        return False
     words = _quad_ring_words(f)
     return words <= DW_QUAD_STACK_WORDS or 3 + 4 * words <= f["in_h"] * f["in_w"]
 
@@ -457,6 +481,7 @@ class CallConfig:
     fc_interleaved: bool = False  # the interleaved FULLY_CONNECTED layout
     inplace_depthwise: bool = False
     maybe_quad: bool = False  # (in-place depthwise) may run the four-channel ring on DSP
+    pairs_wide: bool = False  # (in-place depthwise) `depthwise_pairs_wide`
     surely_quad: bool = False  # (in-place depthwise) surely runs the four-channel ring on DSP
     quad_stack_words: int = 0  # (in-place depthwise) the ring it may keep on the stack (words)
     inplace_pointwise: bool = False
@@ -475,6 +500,7 @@ class CallConfig:
                    fc_interleaved=bool(fields.get("interleaved")),
                    inplace_depthwise="_inplace" in kernel and "depthwise" in kernel,
                    maybe_quad=depthwise_maybe_quad(kernel, fields),
+                   pairs_wide=depthwise_pairs_wide(kernel, fields),
                    surely_quad=depthwise_surely_quad(kernel, fields),
                    quad_stack_words=depthwise_quad_stack_words(kernel, fields),
                    inplace_pointwise="_pointwise_inplace" in kernel,
@@ -517,6 +543,8 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool,
          "the interleaved FC layout"),
         ("EK_DW_QUAD", int(any(c.maybe_quad for c in calls)),
          "DSP: the four-channel depthwise ring"),
+        ("EK_DW_PAIRS_WIDE", int(any(c.pairs_wide for c in calls)),
+         "DSP: the pair ring's wide-form loops"),
         ("EK_DW_ONLY_QUAD", int(all(c.surely_quad for c in calls if c.inplace_depthwise)),
          "DSP: in-place depthwise, quad only"),
         ("EK_DW_QUAD_STACK_WORDS", max([1] + [c.quad_stack_words for c in calls]),

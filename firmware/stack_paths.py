@@ -18,7 +18,8 @@ from functools import partial
 from typing import Callable
 
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, DW_MAX_TAPS, DW_RING_STACK,
-                                          constant_pairs,
+                                          constant_pairs, depthwise_surely_quad,
+                                          ring_order_safe,
                                           PW_S4_MAX_C_IN, WIDE_PATH_HELPERS,
                                           WIDE_S4_PATH_HELPERS, pairs_path_applies,
                                           quad_stack_ring_words, requant_fast_everywhere,
@@ -97,6 +98,20 @@ def _byte_ring_on_stack(fields: dict) -> bool:
     ring = 2 * f["k_h"] * rw + 3
     return (f["dilation_h"] == 1 and f["dilation_w"] == 1 and f["k_h"] * f["k_w"] <= DW_MAX_TAPS
             and f["in_h"] * f["in_w"] < ring <= DW_RING_STACK)
+
+
+def _plane_kernel(fields: dict) -> bool:
+    """Whether an in-place depthwise call may run the plane kernel (ek_conv_depthwise.c
+    inplace_plane, the rings' fallback): a dilated or over-25-tap window, an order the rings
+    cannot keep, or a byte ring that fits neither the plane nor the stack where no
+    four-channel ring surely runs (`depthwise_surely_quad`; unsure counts as may)."""
+    f = fields
+    rw = (f["out_w"] - 1) * f["stride_w"] + f["k_w"]
+    ring = 2 * f["k_h"] * rw + 3
+    ring_fits = ring <= f["in_h"] * f["in_w"] or ring <= DW_RING_STACK
+    return not (f["dilation_h"] == 1 and f["dilation_w"] == 1
+                and f["k_h"] * f["k_w"] <= DW_MAX_TAPS and ring_order_safe(f)
+                and (ring_fits or depthwise_surely_quad("ek_depthwise_conv2d_s8_inplace", f)))
 
 
 def _quad_stores_each(fields: dict) -> bool:
@@ -210,6 +225,7 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
     "fc_store4_fast": (frozenset({"ek_fully_connected_s8"}), _interleaved_fast_store),
     "inplace_quad_on_stack": (INPLACE_DEPTHWISE_KERNELS, _quad_ring_on_stack),
     "inplace_ring_on_stack": (INPLACE_DEPTHWISE_KERNELS, _byte_ring_on_stack),
+    "inplace_plane": (INPLACE_DEPTHWISE_KERNELS, _plane_kernel),
     "dw_quad_store_each": (INPLACE_DEPTHWISE_KERNELS, _quad_stores_each),
     "dw_pairs_rows": (INPLACE_DEPTHWISE_KERNELS, _quad_stores_each),
     "wide_window_gathered": (frozenset(WIDE_PATH_HELPERS), _short_window_gathered),

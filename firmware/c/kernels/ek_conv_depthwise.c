@@ -44,8 +44,15 @@
 /* the one-channel ring and plane kernels, which a model build may leave uncalled
  * (EK_DW_ONLY_QUAD below): then dropped by the compiler, without a warning */
 #define EK_DW_MAYBE_UNUSED __attribute__((unused))
+/* the plane kernel keeps its name (no .constprop clone): the stack bound's path list names it */
+#if defined(__clang__)
+#define EK_DW_NOCLONE
+#else
+#define EK_DW_NOCLONE __attribute__((noclone))
+#endif
 #else
 #define EK_DW_MAYBE_UNUSED
+#define EK_DW_NOCLONE
 #define EK_DW_INLINE static inline
 #define EK_DW_NOINLINE static
 #endif
@@ -262,7 +269,7 @@ static void interior_range(int32_t out, int32_t stride, int32_t pad, int32_t spa
 }
 
 /* The plane-scratch in-place kernel: any window and dilation (the ring kernel's fallback). */
-EK_DW_NOINLINE EK_DW_MAYBE_UNUSED void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *input,
+EK_DW_NOINLINE EK_DW_NOCLONE EK_DW_MAYBE_UNUSED void inplace_plane(const ek_depthwise_conv2d_params *params, int8_t *input,
                           const int8_t *filter, const int32_t *bias, int8_t *output,
                           int8_t *scratch)
 {
@@ -358,7 +365,9 @@ typedef struct {
     int32_t output_offset, act_min, act_max;
 } dw_requant;
 
-enum { DW_GENERIC, DW_FAST, DW_FAST_FULL };
+/* DW_WIDE_FULL: the wide fast form (ek_requant_wide_applies) with the int8-range clamp, which
+ * only the pair ring gives a channel (dw_pairs_setup; the others take DW_GENERIC for it). */
+enum { DW_GENERIC, DW_FAST, DW_FAST_FULL, DW_WIDE_FULL };
 
 /* The fast form and why it is exact: ek_requant_fast in ek_conv_common.h. */
 static int dw_requant_setup(const ek_depthwise_conv2d_params *p, int32_t c, dw_requant *q)
@@ -387,6 +396,9 @@ EK_DW_INLINE int8_t dw_output(const dw_requant *q, int32_t acc, int mode)
     const int32_t v = ek_requant_fast(acc, q->multiplier, q->k_hi, q->shift);
     if (mode == DW_FAST_FULL) {
         return (int8_t)ek_ssat8(v);
+    }
+    if (mode == DW_WIDE_FULL) {
+        return (int8_t)ek_ssat8(v + q->output_offset);
     }
     return (int8_t)ek_clamp(v, q->act_min, q->act_max);
 }
@@ -717,6 +729,12 @@ static int32_t quad_ring_words(const ek_depthwise_conv2d_params *p)
 #ifndef EK_DW_QUAD
 #define EK_DW_QUAD 1
 #endif
+/* 1 when some in-place call of the model may give the pair ring a channel in the wide fast form
+ * (edgekit.firmware.op_emitters.depthwise_pairs_wide, ek_model_config.h): its row loops in
+ * assembly for that form are compiled in. */
+#ifndef EK_DW_PAIRS_WIDE
+#define EK_DW_PAIRS_WIDE 1
+#endif
 
 /* The layers the four-channel ring takes: channel groups of four, 3x3, stride_w 1 or 2. A group
  * whose channels all take the fast requantisation with the int8-range clamp (DW_FAST_FULL, as
@@ -1029,7 +1047,8 @@ typedef struct {
     int32_t multiplier; /* 28 */
     int32_t k_hi;       /* 32: dw_requant's, fast form */
     int32_t shift;      /* 36: dw_requant's (r - 1 in the fast forms) */
-    int32_t mode;       /* 40: DW_GENERIC, DW_FAST or DW_FAST_FULL */
+    int32_t offset;     /* 40: the output offset (added after the wide form's shift) */
+    int32_t mode;       /* 44: DW_GENERIC, DW_FAST, DW_FAST_FULL or DW_WIDE_FULL */
 } dw_pairs_channel;
 
 /* What a group's row loop needs of the output row (the assembly's fourth argument). */
@@ -1039,6 +1058,7 @@ typedef struct {
     int32_t last;    /* the last block's first output, from the row's first (bytes) */
     int32_t tail;    /* outputs of the last block, 1-4 */
     int32_t m;       /* bytes from a channel's sub-row to the next's */
+    int32_t span;    /* bytes of the channels to run (the assembly: 44 a channel) */
 } dw_pairs_row_ctl;
 
 /* A sub-row's words: the ring row's columns, rw = (out_w - 1) * stride_w + 3. */
@@ -1136,10 +1156,11 @@ EK_DW_NOINLINE void dw_pairs_fill_row(const dw_layer *g, const int8_t *group, ui
 
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEKIT_EMULATE_DSP) && defined(__GNUC__)
 #define EK_DW_PAIRS_ASM 1
-_Static_assert(sizeof(dw_pairs_channel) == 44 && offsetof(dw_pairs_channel, base) == 24
+_Static_assert(sizeof(dw_pairs_channel) == 48 && offsetof(dw_pairs_channel, base) == 24
                    && offsetof(dw_pairs_channel, multiplier) == 28
                    && offsetof(dw_pairs_channel, shift) == 36
-                   && offsetof(dw_pairs_row_ctl, m) == 20,
+                   && offsetof(dw_pairs_channel, offset) == 40
+                   && offsetof(dw_pairs_row_ctl, span) == 24,
                "dw_pairs_rows_*_asm read their arguments by these offsets");
 
 /* One kernel row of a block: the row's words from `ptr` (after `pre`), its weights A in r12 and
@@ -1204,22 +1225,32 @@ _Static_assert(sizeof(dw_pairs_channel) == 44 && offsetof(dw_pairs_channel, base
     "smlal r9, r10, " acc ", r12\n\t"                                                           \
     "asr r10, r10, r11\n\t"                                                                     \
     "ssat r10, #8, r10\n\t"
+/* The same in the wide form: the output offset added after the shift. */
+#define EK_DW_PAIRS_REQUANT_WIDE(acc)                                                           \
+    "and r9, " acc ", #0x80000000\n\t"                                                          \
+    "orr r9, r9, #0x40000000\n\t"                                                               \
+    "add r10, lr, " acc ", asr #31\n\t"                                                         \
+    "smlal r9, r10, " acc ", r12\n\t"                                                           \
+    "ldr r9, [r2, #40]\n\t"                                                                     \
+    "asr r10, r10, r11\n\t"                                                                     \
+    "add r10, r10, r9\n\t"                                                                      \
+    "ssat r10, #8, r10\n\t"
 
-/* A group's output row, every channel DW_FAST_FULL: per channel its blocks as dw_pairs_rows
- * computes them (ROW: the stride's kernel row, `advance`: a block's bytes of ring row). r0: the
- * first block's row-0 words of channel 0, r1: its first output, r2: the four channels, r3: the
- * row. Frame: 0 step, 4 the channel's last block's first output, 8 that block's outputs,
- * 12 m, 16 `last` of the row, 20 the channel's first words, 24 its first output, 28 the
- * channels' end. A whole block at stride 1: 70 instructions for 36 MACs. */
-#define EK_DW_PAIRS_ROWS(ROW0, ROW, advance)                                                    \
+/* Channels of a group's output row in DW_FAST_FULL: per channel its blocks as dw_pairs_rows
+ * computes them (ROW0, ROW: the stride's kernel rows, `advance`: a block's bytes of ring row).
+ * r0: the first block's row-0 words of the first channel, r1: its first output, r2: the
+ * channels, r3: the row. Frame: 0 step, 4 the channel's last block's first output, 8 that
+ * block's outputs, 12 m, 16 `last` of the row, 20 the channel's first words, 24 its first
+ * output, 28 the channels' end. A whole block at stride 1: 70 instructions for 36 MACs. */
+#define EK_DW_PAIRS_ROWS(ROW0, ROW, advance, REQ)                                                  \
     "push {r4-r11, lr}\n\t"                                                                     \
-    "ldm r3, {r3, r4, r5, r6, r7, r8}\n\t" /* d1, d12, step, last, tail, m */                 \
+    "ldm r3, {r3-r9}\n\t" /* d1, d12, step, last, tail, m, span */                            \
     "sub sp, sp, #32\n\t"                                                                       \
     "str r5, [sp]\n\t"                                                                          \
     "strd r7, r8, [sp, #8]\n\t"                                                                 \
     "str r6, [sp, #16]\n\t"                                                                     \
-    "add r8, r2, #176\n\t"                                                                      \
-    "str r8, [sp, #28]\n"                                                                       \
+    "add r9, r2, r9\n\t"                                                                        \
+    "str r9, [sp, #28]\n"                                                                       \
     "0:\n\t" /* a channel */                                                                    \
     "ldr r6, [sp, #16]\n\t"                                                                     \
     "add r6, r1, r6\n\t"                                                                        \
@@ -1230,91 +1261,111 @@ _Static_assert(sizeof(dw_pairs_channel) == 44 && offsetof(dw_pairs_channel, base
     ROW("add r9, r0, r4\n\t", "r9", "16")                                                       \
     "add r0, r0, #" advance "\n\t"                                                              \
     "ldrd r12, lr, [r2, #28]\n\t"                                                               \
-    "ldr r11, [r2, #36]\n\t" EK_DW_PAIRS_REQUANT("r5")                                          \
+    "ldr r11, [r2, #36]\n\t" REQ("r5")                                          \
     "strb r10, [r1]\n\t"                                                                        \
     "ldrd r5, r9, [sp]\n\t"                                                                     \
     "cmp r1, r9\n\t"                                                                            \
-    "beq 2f\n\t" EK_DW_PAIRS_REQUANT("r6")                                                      \
-    "strb r10, [r1, r5]\n\t" EK_DW_PAIRS_REQUANT("r7")                                          \
+    "beq 2f\n\t" REQ("r6")                                                      \
+    "strb r10, [r1, r5]\n\t" REQ("r7")                                          \
     "strb r10, [r1, r5, lsl #1]\n\t"                                                            \
-    "add r1, r1, r5, lsl #1\n\t" EK_DW_PAIRS_REQUANT("r8")                                      \
+    "add r1, r1, r5, lsl #1\n\t" REQ("r8")                                      \
     "strb r10, [r1, r5]\n\t"                                                                    \
     "add r1, r1, r5, lsl #1\n\t"                                                                \
     "b 1b\n"                                                                                    \
     "2:\n\t" /* the last block: its first `tail` outputs */                                     \
     "ldr r0, [sp, #8]\n\t"                                                                      \
     "cmp r0, #2\n\t"                                                                            \
-    "blt 3f\n\t" EK_DW_PAIRS_REQUANT("r6")                                                      \
+    "blt 3f\n\t" REQ("r6")                                                      \
     "strb r10, [r1, r5]\n\t"                                                                    \
     "cmp r0, #3\n\t"                                                                            \
-    "blt 3f\n\t" EK_DW_PAIRS_REQUANT("r7")                                                      \
+    "blt 3f\n\t" REQ("r7")                                                      \
     "strb r10, [r1, r5, lsl #1]\n\t"                                                            \
     "cmp r0, #4\n\t"                                                                            \
     "blt 3f\n\t"                                                                                \
-    "add r1, r1, r5, lsl #1\n\t" EK_DW_PAIRS_REQUANT("r8")                                      \
+    "add r1, r1, r5, lsl #1\n\t" REQ("r8")                                      \
     "strb r10, [r1, r5]\n"                                                                      \
     "3:\n\t" /* the next channel */                                                             \
     "ldrd r0, r1, [sp, #20]\n\t"                                                                \
     "ldr r9, [sp, #12]\n\t"                                                                     \
     "add r0, r0, r9\n\t"                                                                        \
     "add r1, r1, #1\n\t"                                                                        \
-    "add r2, r2, #44\n\t"                                                                       \
+    "add r2, r2, #48\n\t"                                                                       \
     "ldr r9, [sp, #28]\n\t"                                                                     \
     "cmp r2, r9\n\t"                                                                            \
     "bne 0b\n\t"                                                                                \
     "add sp, sp, #32\n\t"                                                                       \
     "pop {r4-r11, pc}\n\t"
 
-static __attribute__((naked, noinline)) void dw_pairs_rows_s1_asm(const uint32_t *x, int8_t *out,
-                                                                 const dw_pairs_channel *f,
-                                                                 const dw_pairs_row_ctl *row)
-{
-    __asm__ volatile(EK_DW_PAIRS_ROWS(EK_DW_PAIRS_ROW0_S1, EK_DW_PAIRS_ROW_S1, "8"));
-}
-
-static __attribute__((naked, noinline)) void dw_pairs_rows_s2_asm(const uint32_t *x, int8_t *out,
-                                                                 const dw_pairs_channel *f,
-                                                                 const dw_pairs_row_ctl *row)
-{
-    __asm__ volatile(EK_DW_PAIRS_ROWS(EK_DW_PAIRS_ROW0_S2, EK_DW_PAIRS_ROW_S2, "16"));
-}
+#define EK_DW_PAIRS_ASM_FN(name, stride, advance, REQ)                                          \
+    static __attribute__((naked, noinline, unused)) void name(                                  \
+        const uint32_t *x, int8_t *out, const dw_pairs_channel *f, const dw_pairs_row_ctl *row) \
+    {                                                                                           \
+        __asm__ volatile(EK_DW_PAIRS_ROWS(EK_DW_PAIRS_ROW0_##stride, EK_DW_PAIRS_ROW_##stride,  \
+                                          advance, REQ));                                       \
+    }
+EK_DW_PAIRS_ASM_FN(dw_pairs_rows_s1_asm, S1, "8", EK_DW_PAIRS_REQUANT)
+EK_DW_PAIRS_ASM_FN(dw_pairs_rows_s2_asm, S2, "16", EK_DW_PAIRS_REQUANT)
+#if EK_DW_PAIRS_WIDE
+EK_DW_PAIRS_ASM_FN(dw_pairs_rows_s1_wide_asm, S1, "8", EK_DW_PAIRS_REQUANT_WIDE)
+EK_DW_PAIRS_ASM_FN(dw_pairs_rows_s2_wide_asm, S2, "16", EK_DW_PAIRS_REQUANT_WIDE)
+#endif
+#undef EK_DW_PAIRS_ASM_FN
 #undef EK_DW_PAIRS_ROW0_S1
 #undef EK_DW_PAIRS_ROW0_S2
 #undef EK_DW_PAIRS_ROW_S1
 #undef EK_DW_PAIRS_ROW_S2
 #undef EK_DW_PAIRS_REQUANT
+#undef EK_DW_PAIRS_REQUANT_WIDE
 #undef EK_DW_PAIRS_ROWS
 #else
 #define EK_DW_PAIRS_ASM 0
 #endif
 
-/* A group's output row (channel 0's first window at x, its first output at out): per channel
- * and block of four output pixels the sums above, then each pixel's requantisation in
- * dw_output's forms (where the assembly does not apply: some channel not in DW_FAST_FULL, or
- * the host's emulation; out of line, so that its frame is not on the assembly's path). */
-EK_DW_NOINLINE void dw_pairs_rows(const ek_depthwise_conv2d_params *p, const uint32_t *x,
-                                  const dw_pairs_channel *f, const dw_pairs_row_ctl *row,
-                                  int8_t *out)
+/* Channels of a group's output row (the first one's first window at x, its first output at
+ * out; `count` of them): per channel and block of four output pixels the sums above, then
+ * each pixel's requantisation in dw_output's forms (where the assembly does not apply: a
+ * channel not in DW_FAST_FULL, or the host's emulation; out of line, so that its frame is not
+ * on the assembly's path). */
+/* One channel's row of dw_pairs_rows, `stride` a constant after inlining. */
+EK_DW_INLINE void dw_pairs_channel_row(const ek_depthwise_conv2d_params *p, const uint32_t *x,
+                                       const dw_pairs_channel *f, const dw_pairs_row_ctl *row,
+                                       int8_t *out, int32_t stride, int mode)
 {
-    const int32_t s = p->stride_w;
-    for (int32_t k = 0; k < 4; ++k, ++f, ++out, x += row->m / 4) {
-        const dw_requant q = {f->k_hi, f->multiplier, f->shift, p->output_offset, p->act_min,
-                              p->act_max};
-        const uint32_t *b = x;
-        for (int32_t ox = 0; ox < p->out_w; ox += 4, b += 2 * s) {
-            int32_t a[4] = {f->base, f->base, f->base, f->base};
-            for (int32_t r = 0; r < 3; ++r) {
-                const uint32_t *w = b + (r == 0 ? 0 : r == 1 ? row->d1 : row->d12) / 4;
-                const uint32_t ka = f->w[2 * r], kb = f->w[2 * r + 1];
+    const dw_requant q = {f->k_hi, f->multiplier, f->shift, p->output_offset, p->act_min,
+                          p->act_max};
+    const uint32_t *const r1 = x + row->d1 / 4, *const r2 = x + row->d12 / 4;
+    const int32_t step = row->step, out_w = p->out_w;
+    for (int32_t ox = 0, j = 0; ox < out_w; ox += 4, j += 2 * stride) {
+        int32_t a[4] = {f->base, f->base, f->base, f->base};
+        for (int32_t r = 0; r < 3; ++r) {
+            const uint32_t *const w = (r == 0 ? x : r == 1 ? r1 : r2) + j;
+            const uint32_t ka = f->w[2 * r], kb = f->w[2 * r + 1];
+            if (stride == 1) {
+                a[0] = ek_smlabb(w[1], kb, ek_smlad(w[0], ka, a[0]));
+                a[1] = ek_smladx(w[1], kb, ek_smlatb(w[0], ka, a[1]));
+                a[2] = ek_smlabb(w[2], kb, ek_smlad(w[1], ka, a[2]));
+                a[3] = ek_smladx(w[2], kb, ek_smlatb(w[1], ka, a[3]));
+            } else {
                 for (int32_t i = 0; i < 4; ++i) {
-                    a[i] = s == 1 ? (i & 1 ? ek_smladx(w[i / 2 + 1], kb, ek_smlatb(w[i / 2], ka, a[i]))
-                                           : ek_smlabb(w[i / 2 + 1], kb, ek_smlad(w[i / 2], ka, a[i])))
-                                  : ek_smlabb(w[i + 1], kb, ek_smlad(w[i], ka, a[i]));
+                    a[i] = ek_smlabb(w[i + 1], kb, ek_smlad(w[i], ka, a[i]));
                 }
             }
-            for (int32_t i = 0; i < 4 && ox + i < p->out_w; ++i) {
-                out[(ox + i) * row->step] = dw_output(&q, a[i], f->mode);
-            }
+        }
+        for (int32_t i = 0; i < 4 && ox + i < out_w; ++i) {
+            out[(ox + i) * step] = dw_output(&q, a[i], mode);
+        }
+    }
+}
+
+EK_DW_NOINLINE void dw_pairs_rows(const ek_depthwise_conv2d_params *p, const uint32_t *x,
+                                  const dw_pairs_channel *f, const dw_pairs_row_ctl *row,
+                                  int8_t *out, int32_t count)
+{
+    for (int32_t k = 0; k < count; ++k, ++f, ++out, x += row->m / 4) {
+        if (p->stride_w == 1) { /* the mode at run time: this path is rare, its code small */
+            dw_pairs_channel_row(p, x, f, row, out, 1, f->mode);
+        } else {
+            dw_pairs_channel_row(p, x, f, row, out, 2, f->mode);
         }
     }
 }
@@ -1338,6 +1389,13 @@ static void dw_pairs_setup(const ek_depthwise_conv2d_params *p, const int8_t *fi
     f->multiplier = q.multiplier;
     f->k_hi = q.k_hi;
     f->shift = q.shift;
+    f->offset = p->output_offset;
+    if (f->mode == DW_GENERIC && p->act_min == -128 && p->act_max == 127
+        && ek_requant_wide_applies(q.multiplier, q.shift)) {
+        f->mode = DW_WIDE_FULL;
+        f->k_hi = ek_requant_wide_k_hi(q.shift);
+        f->shift = -q.shift - 1;
+    }
 }
 
 /* The pair ring in `ring` (pairs_ring_words words). */
@@ -1372,7 +1430,7 @@ EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8
             dw_pairs_setup(p, filter, bias, c + k, &f[k]);
             all_full &= f[k].mode == DW_FAST_FULL;
         }
-        (void)all_full;
+        row.span = 4 * 48;
         int8_t *const group = data + c;
         int32_t next = -p->pad_top, slot = next % 3;
         if (slot < 0) {
@@ -1398,7 +1456,7 @@ EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8
             const uint32_t *const x = ring + first * slot_words;
             int8_t *const out = group + oy * out_w * channels;
 #if EK_DW_PAIRS_ASM
-            if (all_full) {
+            if (all_full) { /* the common case: the group in one call */
                 if (p->stride_w == 1) {
                     dw_pairs_rows_s1_asm(x, out, f, &row);
                 } else {
@@ -1406,8 +1464,29 @@ EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8
                 }
                 continue;
             }
+            /* runs of channels of one mode: the clamp-free fast forms in assembly, others in C */
+            for (int32_t k = 0, run; k < 4; k += run) {
+                const int mode = f[k].mode;
+                for (run = 1; k + run < 4 && f[k + run].mode == mode; ++run) {
+                }
+                row.span = 48 * run;
+                if (mode == DW_FAST_FULL && p->stride_w == 1) {
+                    dw_pairs_rows_s1_asm(x + k * m, out + k, &f[k], &row);
+                } else if (mode == DW_FAST_FULL) {
+                    dw_pairs_rows_s2_asm(x + k * m, out + k, &f[k], &row);
+#if EK_DW_PAIRS_WIDE
+                } else if (mode == DW_WIDE_FULL && p->stride_w == 1) {
+                    dw_pairs_rows_s1_wide_asm(x + k * m, out + k, &f[k], &row);
+                } else if (mode == DW_WIDE_FULL) {
+                    dw_pairs_rows_s2_wide_asm(x + k * m, out + k, &f[k], &row);
 #endif
-            dw_pairs_rows(p, x, f, &row, out);
+                } else {
+                    dw_pairs_rows(p, x + k * m, &f[k], &row, out + k, run);
+                }
+            }
+#else
+            dw_pairs_rows(p, x, f, &row, out, 4);
+#endif
         }
     }
 }
