@@ -395,6 +395,17 @@ def depthwise_pairs_wide(kernel: str, fields: dict) -> bool:
     return bool(((m >= 0) & (s < -23) & (s >= -31)).any())
 
 
+def depthwise_surely_pairs(kernel: str, fields: dict) -> bool:
+    """Whether an in-place depthwise call certainly runs the pair ring on a DSP core
+    (`depthwise_surely_quad`, and a pair ring the scratch plane holds whatever its alignment or
+    the build's stack buffer holds: `quad_stack_ring_words` sizes it for this call). False
+    whenever unsure: that only keeps code linked."""
+    if not depthwise_surely_quad(kernel, fields):
+        return False
+    pairs = _pairs_ring_words(fields)
+    return 3 + 4 * pairs <= fields["in_h"] * fields["in_w"] or pairs <= DW_QUAD_STACK_WORDS
+
+
 def depthwise_surely_quad(kernel: str, fields: dict) -> bool:
     """Whether an in-place depthwise call certainly runs the four-channel ring on a DSP core
     (ek_conv_depthwise.c's dispatch: ring_order_safe, dw_quad_applies, and a ring that fits the
@@ -482,6 +493,7 @@ class CallConfig:
     inplace_depthwise: bool = False
     maybe_quad: bool = False  # (in-place depthwise) may run the four-channel ring on DSP
     pairs_wide: bool = False  # (in-place depthwise) `depthwise_pairs_wide`
+    surely_pair_ring: bool = False  # (in-place depthwise) `depthwise_surely_pairs`
     surely_quad: bool = False  # (in-place depthwise) surely runs the four-channel ring on DSP
     quad_stack_words: int = 0  # (in-place depthwise) the ring it may keep on the stack (words)
     inplace_pointwise: bool = False
@@ -501,6 +513,7 @@ class CallConfig:
                    inplace_depthwise="_inplace" in kernel and "depthwise" in kernel,
                    maybe_quad=depthwise_maybe_quad(kernel, fields),
                    pairs_wide=depthwise_pairs_wide(kernel, fields),
+                   surely_pair_ring=depthwise_surely_pairs(kernel, fields),
                    surely_quad=depthwise_surely_quad(kernel, fields),
                    quad_stack_words=depthwise_quad_stack_words(kernel, fields),
                    inplace_pointwise="_pointwise_inplace" in kernel,
@@ -545,6 +558,8 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool,
          "DSP: the four-channel depthwise ring"),
         ("EK_DW_PAIRS_WIDE", int(any(c.pairs_wide for c in calls)),
          "DSP: the pair ring's wide-form loops"),
+        ("EK_DW_ONLY_PAIRS", int(all(c.surely_pair_ring for c in calls if c.maybe_quad)),
+         "DSP: the four-channel rings, the pair ring only"),
         ("EK_DW_ONLY_QUAD", int(all(c.surely_quad for c in calls if c.inplace_depthwise)),
          "DSP: in-place depthwise, quad only"),
         ("EK_DW_QUAD_STACK_WORDS", max([1] + [c.quad_stack_words for c in calls]),

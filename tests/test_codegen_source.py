@@ -232,6 +232,23 @@ def test_the_stack_ring_is_sized_to_the_builds_largest_user(kws):
                                       "in_w": 24, "out_h": 24, "out_w": 24}) == 0
 
 
+def test_a_model_whose_depthwise_calls_surely_take_the_pair_ring_leaves_the_others_out(kws):
+    """EK_DW_ONLY_PAIRS: kws's 3x3 layers surely take the pair ring (on the stack), so its build
+    leaves the byte and widened four-channel rings out; a layer whose pair ring fits neither the
+    plane nor the stack buffer keeps them (`depthwise_surely_pairs`)."""
+    from edgekit.firmware.op_emitters import depthwise_surely_pairs, depthwise_surely_quad
+
+    _, gen = kws
+    assert "#define EK_DW_ONLY_PAIRS 1 " in gen.files["ek_model_config.h"]
+    kernel = "ek_depthwise_conv2d_s8_inplace"
+    layer = {"in_c": 32, "depth_multiplier": 1, "filter_offset": 0, "k_h": 3, "k_w": 3,
+             "stride_w": 1, "stride_h": 1, "dilation_h": 1, "dilation_w": 1, "pad_top": 1}
+    small = {**layer, "in_h": 24, "in_w": 24, "out_h": 24, "out_w": 24}
+    wide = {**layer, "in_h": 3, "in_w": 40, "out_h": 3, "out_w": 40}  # 252 words: the byte ring
+    assert depthwise_surely_pairs(kernel, small)
+    assert depthwise_surely_quad(kernel, wide) and not depthwise_surely_pairs(kernel, wide)
+
+
 def test_a_model_no_depthwise_call_of_which_may_take_the_quad_ring_leaves_it_out(kws):
     """EK_DW_QUAD: kws's 3x3 layers may take the four-channel ring; a 1-D kernel (EmbBERT's
     causal convolution), a 5x5 window, a channel count that is no multiple of 4 or a filter

@@ -735,6 +735,12 @@ static int32_t quad_ring_words(const ek_depthwise_conv2d_params *p)
 #ifndef EK_DW_PAIRS_WIDE
 #define EK_DW_PAIRS_WIDE 1
 #endif
+/* 1 when every in-place call of the model that may take the four-channel rings surely takes the
+ * pair ring (op_emitters.depthwise_surely_pairs, ek_model_config.h): the byte and widened rings
+ * it falls back to are left out (flash). */
+#ifndef EK_DW_ONLY_PAIRS
+#define EK_DW_ONLY_PAIRS 0
+#endif
 
 /* The layers the four-channel ring takes: channel groups of four, 3x3, stride_w 1 or 2. A group
  * whose channels all take the fast requantisation with the int8-range clamp (DW_FAST_FULL, as
@@ -1008,7 +1014,7 @@ EK_DW_INLINE void inplace_quad_run(const ek_depthwise_conv2d_params *p, int8_t *
 }
 
 /* The ring of bytes: k_h * rw words. */
-EK_DW_NOINLINE void inplace_quad(const ek_depthwise_conv2d_params *p, int8_t *data,
+EK_DW_NOINLINE EK_DW_MAYBE_UNUSED void inplace_quad(const ek_depthwise_conv2d_params *p, int8_t *data,
                                  const int8_t *filter, const int32_t *bias, uint32_t *ring)
 {
     inplace_quad_run(p, data, filter, bias, ring, 0);
@@ -1016,7 +1022,7 @@ EK_DW_NOINLINE void inplace_quad(const ek_depthwise_conv2d_params *p, int8_t *da
 
 /* The widened ring: 2 * k_h * rw words, two fewer instructions per tap (measured on vww's
  * 3x3 layers: 137 -> 119 instructions per pixel of a group of four channels). */
-EK_DW_NOINLINE void inplace_quad_wide(const ek_depthwise_conv2d_params *p, int8_t *data,
+EK_DW_NOINLINE EK_DW_MAYBE_UNUSED void inplace_quad_wide(const ek_depthwise_conv2d_params *p, int8_t *data,
                                       const int8_t *filter, const int32_t *bias, uint32_t *ring)
 {
     inplace_quad_run(p, data, filter, bias, ring, 1);
@@ -1430,7 +1436,7 @@ EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8
             dw_pairs_setup(p, filter, bias, c + k, &f[k]);
             all_full &= f[k].mode == DW_FAST_FULL;
         }
-        row.span = 4 * 48;
+        row.span = 4 * (int32_t)sizeof(dw_pairs_channel);
         int8_t *const group = data + c;
         int32_t next = -p->pad_top, slot = next % 3;
         if (slot < 0) {
@@ -1469,7 +1475,7 @@ EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8
                 const int mode = f[k].mode;
                 for (run = 1; k + run < 4 && f[k + run].mode == mode; ++run) {
                 }
-                row.span = 48 * run;
+                row.span = run * (int32_t)sizeof(dw_pairs_channel);
                 if (mode == DW_FAST_FULL && p->stride_w == 1) {
                     dw_pairs_rows_s1_asm(x + k * m, out + k, &f[k], &row);
                 } else if (mode == DW_FAST_FULL) {
@@ -1496,6 +1502,10 @@ EK_DW_NOINLINE void inplace_quad_on_stack(const ek_depthwise_conv2d_params *p, i
                                           const int8_t *filter, const int32_t *bias, int kind)
 {
     uint32_t ring[EK_DW_QUAD_STACK_WORDS];
+#if EK_DW_ONLY_PAIRS
+    (void)kind;
+    inplace_quad_pairs(p, data, filter, bias, ring);
+#else
     if (kind == 2) {
         inplace_quad_pairs(p, data, filter, bias, ring);
     } else if (kind == 1) {
@@ -1503,6 +1513,7 @@ EK_DW_NOINLINE void inplace_quad_on_stack(const ek_depthwise_conv2d_params *p, i
     } else {
         inplace_quad(p, data, filter, bias, ring);
     }
+#endif
 }
 #endif
 
@@ -1604,6 +1615,10 @@ static int run_quad(const ek_depthwise_conv2d_params *p, int8_t *output, const i
             return 1;
         }
     }
+#if EK_DW_ONLY_PAIRS
+    (void)words;
+    return 0; /* never: every call takes the pair ring */
+#else
     if ((int32_t)skip + 8 * words <= plane) {
         inplace_quad_wide(p, output, filter, bias, ring);
         return 1;
@@ -1621,6 +1636,7 @@ static int run_quad(const ek_depthwise_conv2d_params *p, int8_t *output, const i
         return 1;
     }
     return 0;
+#endif
 }
 #endif
 
