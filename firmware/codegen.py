@@ -29,11 +29,11 @@ from typing import Sequence
 import numpy as np
 
 from edgekit import interpreter, planner
+from edgekit.constant_channels import fold_constant_channels
 from edgekit.errors import UnsupportedError
 from edgekit.firmware.c_source import (C_TYPES, array_definition, comment_text,
                                        identifier, initializer, packed_int4, shape_text)
 from edgekit.firmware import stack_paths
-from edgekit.firmware.constant_channels import fold_constant_channels
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
                                           CallConfig, EmitContext, OpCall, check_inplace_mode,
                                           emit_conv_add, model_config_header,

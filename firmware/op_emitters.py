@@ -451,7 +451,7 @@ def pointwise_int8_pairs(kernel: str, fields: dict) -> bool:
 
 def constant_pairs(multipliers) -> bool:
     """Whether some pair of channels 2j, 2j + 1 has both multipliers 0: both output their
-    clamped offset for every input (`edgekit.firmware.constant_channels`)."""
+    clamped offset for every input (`edgekit.constant_channels`)."""
     m = np.asarray(multipliers, np.int64)
     m = m[:m.size // 2 * 2].reshape(-1, 2)
     return bool(((m[:, 0] == 0) & (m[:, 1] == 0)).any())

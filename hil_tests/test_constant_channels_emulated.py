@@ -1,4 +1,4 @@
-"""Pairs of constant channels (firmware/constant_channels.py) skipped by the in-place 1x1
+"""Pairs of constant channels (toolkit/constant_channels.py) skipped by the in-place 1x1
 layers' channel loops in assembly (ek_conv.c `pw_paired_full_skip_asm`,
 `pw_paired_wide_full_skip_asm`) on the DSP cores, and computed through a multiplier of 0 by the
 portable loops: built for the M4, M7 and M55 stand-ins and the M0+ and M3, run once, the

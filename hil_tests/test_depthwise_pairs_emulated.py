@@ -88,7 +88,7 @@ def chain(request):
     spread = [len(np.unique(values[f"t{i}"])) for i in range(len(layers))]
     assert min(spread) >= 8, spread  # no layer crushes the values (that would hide errors)
     if request.param == "forms":
-        from edgekit.firmware.constant_channels import fold_constant_channels
+        from edgekit.constant_channels import fold_constant_channels
 
         for op, p in zip(g.ops, Interpreter(g).prepared):
             right = -np.asarray(fold_constant_channels(op, g, p).shifts)

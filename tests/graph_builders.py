@@ -93,7 +93,7 @@ def shrink_channels(graph: Graph, channels: Sequence[int], factor: float = 2**20
     ``factor``: their right shifts grow by log2(factor); with 2**20 every sum they reach rounds
     to the zero point. ``live``: their biases are set where the output rounds up by one, so
     the sums still move it (the channels keep their long right shifts without being constant:
-    edgekit.firmware.constant_channels)."""
+    edgekit.constant_channels)."""
     channels = list(channels)
     x, y = graph[graph.ops[0].inputs[0]], graph[graph.ops[0].outputs[0]]
     tensors = []

@@ -14,7 +14,7 @@ from conftest import HOST_KERNEL_DEFINES, mlperf_path
 from generated_c import assert_matches_interpreter
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.firmware.codegen import generate
-from edgekit.firmware.constant_channels import fold_constant_channels
+from edgekit.constant_channels import fold_constant_channels
 from edgekit.firmware.host_run import run_on_host
 from edgekit.firmware.op_emitters import kernel_shifts, requant_needs_wide
 from edgekit.ir import Quantization
@@ -54,7 +54,7 @@ def test_tiny_scale_channels_build_bit_exact(tmp_path, activation):
     assert (shifts < -23).any() and (np.asarray(p.multipliers) == 0).any()
     assert requant_needs_wide(p)
     # the firmware's: under RELU the channels whose large negative bias keeps every sum below
-    # zero are constant (edgekit.firmware.constant_channels), and none left needs the wide form
+    # zero are constant (edgekit.constant_channels), and none left needs the wide form
     firmware = fold_constant_channels(graph.ops[0], graph, p)
     assert requant_needs_wide(firmware) == (activation == "NONE")
     gen = generate(graph, seed=0)

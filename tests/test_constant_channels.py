@@ -1,4 +1,4 @@
-"""Constant output channels (firmware/constant_channels.py): which channels it finds, that their
+"""Constant output channels (toolkit/constant_channels.py): which channels it finds, that their
 output is the clamped offset for every input (the reference interpreter over random inputs and
 the input range's corners), and that the generated firmware, whose multipliers are 0 there,
 runs bit-exact (the host's emulated DSP loops, with the MAC loops skipped for pairs of such
@@ -16,7 +16,7 @@ from conftest import HOST_KERNEL_DEFINES, mlperf_path
 from generated_c import assert_matches_interpreter
 from edgekit.converters.tflite_reader import load_tflite
 from edgekit.firmware.codegen import generate
-from edgekit.firmware.constant_channels import constant_channels
+from edgekit.constant_channels import constant_channels
 from edgekit.firmware.host_run import run_on_host
 from edgekit.interpreter import Interpreter
 from edgekit.ir import Graph

@@ -29,9 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.constant_channels import constant_pair_macs
 from edgekit.costs import op_macs
 from edgekit.errors import DataFileError, UsageError
 from edgekit.ir import DType, Graph, Op
+from edgekit.reference import prepare
 
 COSTS_FILE = Path(__file__).with_name("kernel_costs.json")
 
@@ -202,10 +204,23 @@ def estimate(name: str | None, values: dict[str, float], table: dict[str, dict])
                               for f, c in zip(model["features"], model["coefficients"]))))
 
 
+def variant_instructions(op: Op, graph: Graph, name: str | None, values: dict[str, float],
+                         table: dict[str, dict]) -> float | None:
+    """`estimate` of ``op`` run as variant ``name`` (``values``: its `features`). A variant
+    marked ``skips_constant_pairs`` (the DSP in-place 1x1 loops in assembly) does not count the
+    MACs of pairs of constant channels (`edgekit.constant_channels`)."""
+    if name is not None and (table.get(name) or {}).get("skips_constant_pairs"):
+        skipped = constant_pair_macs(op, graph, prepare(op, graph))
+        if skipped:
+            values = {**values, "macs": values["macs"] - skipped}
+    return estimate(name, values, table)
+
+
 def op_instructions(op: Op, graph: Graph, mode: str | None, table: dict[str, dict]) -> float | None:
     """Estimated instructions of ``op`` under ``mode`` (None when its kind has no model)."""
     name = variant(op, graph, mode)
-    return None if name is None else estimate(name, features(op, graph), table)
+    return None if name is None else variant_instructions(op, graph, name, features(op, graph),
+                                                          table)
 
 
 def mode_penalty(graph: Graph, index: int, mode: str, table: dict[str, dict],
@@ -215,8 +230,8 @@ def mode_penalty(graph: Graph, index: int, mode: str, table: dict[str, dict],
     index: the fused call is compared with the conv and the ADD run apart."""
     op = graph.ops[index]
     values = features(op, graph)
-    plain = estimate(variant(op, graph, None), values, table)
-    chosen = estimate(variant(op, graph, mode), values, table)
+    plain = variant_instructions(op, graph, variant(op, graph, None), values, table)
+    chosen = variant_instructions(op, graph, variant(op, graph, mode), values, table)
     if mode == FUSED_MODE and add_index is not None and plain is not None:
         add = graph.ops[add_index]
         add_cost = estimate(variant(add, graph, None), features(add, graph), table)
@@ -243,7 +258,7 @@ def graph_instructions(graph: Graph, table: dict[str, dict],
                          "variant": None, "instructions": 0})
             continue
         name = variant(op, graph, mode)
-        value = None if name is None else estimate(name, features(op, graph), table)
+        value = op_instructions(op, graph, mode, table)
         if value is None:
             unmodelled += 1
         else:

@@ -28,8 +28,9 @@ from typing import Callable
 
 from edgekit.errors import PlanError
 from edgekit.ir import Graph
-from edgekit.kernel_costs import (FUSED_MODE, core_family, cost_table, estimate, features,
-                                  graph_instructions, mode_penalty, variant)
+from edgekit.kernel_costs import (FUSED_MODE, core_family, cost_table, features,
+                                  graph_instructions, mode_penalty, variant,
+                                  variant_instructions)
 from edgekit.planner.fusion import fusion_candidates
 from edgekit.planner.inplace import INPLACE_MODES, inplace_candidates
 from edgekit.planner.plan import MemoryPlan, plan
@@ -87,7 +88,8 @@ def fastest_instructions(graph: Graph, cpu: str | None) -> int:
         kernels = {variant(op, graph, mode.name) for mode in INPLACE_MODES
                    if op.kind in mode.kinds and variant(op, graph, mode.name) != plain
                    and mode.inputs(op, graph)}
-        costs = (estimate(name, values[index], table) for name in kernels | {plain})
+        costs = (variant_instructions(op, graph, name, values[index], table)
+                 for name in kernels | {plain})
         total += min(cost for cost in costs if cost is not None)
     for fusable in fusion_candidates(graph).values():
         total += min([0.0, *(mode_penalty(graph, f.conv, FUSED_MODE, table, add_index=f.add)

@@ -54,7 +54,7 @@
 #define EK_PW_PAIRED 2
 #endif
 /* 1 when some int8 in-place pointwise call has a pair of channels whose multipliers are both 0
- * (edgekit.firmware.constant_channels; op_emitters.pointwise_skips_pairs): the channel loops
+ * (edgekit.constant_channels; op_emitters.pointwise_skips_pairs): the channel loops
  * in assembly that skip such pairs' MAC loops are compiled in. */
 #ifndef EK_PW_SKIP_PAIRS
 #define EK_PW_SKIP_PAIRS 1
@@ -1220,7 +1220,7 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
     skip "add r2, r1, r3\n\t" EK_ASM_MAC_LOOP(EK_ASM_PAIRED_STEP, "28")                   \
     EK_ASM_CHANNELS_STORE(k_hi, post)
 
-/* A pair of channels whose multipliers are both 0 (edgekit.firmware.constant_channels: their
+/* A pair of channels whose multipliers are both 0 (edgekit.constant_channels: their
  * output is the clamped offset for every input) skips its MAC loop: w past its rows, the
  * accumulators the bias, which the requantisation maps to the offset (4 instructions a pair
  * that is computed). */

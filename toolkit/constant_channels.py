@@ -69,6 +69,18 @@ def constant_channels(op: Op, graph: Graph, p) -> np.ndarray:
     return inside & (multipliers >= 0) & (at_low == at_high) & (at_low == offset)
 
 
+def constant_pair_macs(op: Op, graph: Graph, p) -> int:
+    """The MACs of a 1x1 CONV_2D's pairs of output channels 2j, 2j + 1 that are both constant:
+    the in-place 1x1 loops in assembly skip them (edgekit.kernel_costs prices that)."""
+    constant = constant_channels(op, graph, p)
+    if constant.size < 2:
+        return 0
+    pairs = constant[:constant.size // 2 * 2].reshape(-1, 2).all(axis=1)
+    out = graph[op.outputs[0]]
+    per_channel = int(np.prod(out.shape[:-1])) * int(np.prod(graph[op.inputs[1]].shape[1:]))
+    return 2 * int(pairs.sum()) * per_channel
+
+
 def fold_constant_channels(op: Op, graph: Graph, p):
     """``p`` with a multiplier of 0 on every `constant_channels` channel (``p`` itself when
     there is none)."""
