@@ -6,9 +6,10 @@ plane or on the stack, a layer whose activation clamps inside the int8 range (it
 the C row loop, dw_pairs_rows, on the device too), and layers with channels in the wide fast
 requantisation (`dw_pairs_rows_s1_wide_asm`, `dw_pairs_rows_s2_wide_asm`) and in none of the
 fast forms (the C loop for those channels, beside the assembly for the others). Chains of
-depthwise layers, each planned in place, built for the M4, M7 and M55 stand-ins and the M0+ (the portable ring over the same
-layers), run once: the outputs equal the reference interpreter's and the peak SRAM estimate
-equals the measurement (bounds it, within 1%, where a path it counts is not taken)."""
+depthwise layers, each planned in place, built for the M4, M7 and M55 stand-ins and the M0+
+(the portable ring over the same layers), run once: the outputs equal the reference
+interpreter's and the peak SRAM estimate equals the measurement (bounds it, within 1%, where a
+path it counts is not taken)."""
 
 from __future__ import annotations
 
