@@ -11,26 +11,14 @@ estimate equals the measurement."""
 
 from __future__ import annotations
 
-import shutil
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from kernel_paths import BOARDS, DSP_BOARDS, elf_functions
 import graph_builders as gb  # noqa: E402
 
 pytestmark = pytest.mark.hil
 
-if shutil.which("arm-none-eabi-gcc") is None:
-    pytest.skip("arm-none-eabi-gcc is not installed: cannot build the firmware",
-                allow_module_level=True)
-
-#: board -> runner; the DSP cores first
-BOARDS = {"nucleo-l4r5zi": "unicorn", "disco-f746ng": "unicorn", "mps3-an547": "qemu",
-          "rpi-pico": "unicorn", "lm3s6965evb": "unicorn"}
-DSP_BOARDS = ("nucleo-l4r5zi", "disco-f746ng", "mps3-an547")
 ASM_LOOPS = {"8": ("pw_paired_full_asm", "pw_paired_wide_full_asm", "conv_wide_full_asm",
                     "conv_wide_wide_full_asm"),
              "4": ("s4_channels_full_asm", "s4_channels_wide_full_asm")}
@@ -80,16 +68,6 @@ def graph(request):
     else:  # int4 scales differ: some layers wide, the others not
         assert any(wide) and not all(wide), wide
     return request.param, g
-
-
-def elf_functions(elf_path: Path) -> set[str]:
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.sections import SymbolTableSection
-
-    with open(elf_path, "rb") as f:
-        elf = ELFFile(f)
-        table = next(s for s in elf.iter_sections() if isinstance(s, SymbolTableSection))
-        return {s.name for s in table.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"}
 
 
 @pytest.mark.parametrize("board", list(BOARDS))

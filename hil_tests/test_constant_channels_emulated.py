@@ -6,25 +6,13 @@ outputs equal the reference interpreter's and the peak SRAM estimate equals the 
 
 from __future__ import annotations
 
-import shutil
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_channel_loops_asm_emulated import elf_functions  # noqa: E402
+from kernel_paths import BOARDS, DSP_BOARDS, elf_functions
 from test_constant_channels import constant_pairs_graph  # noqa: E402
 
 pytestmark = pytest.mark.hil
 
-if shutil.which("arm-none-eabi-gcc") is None:
-    pytest.skip("arm-none-eabi-gcc is not installed: cannot build the firmware",
-                allow_module_level=True)
-
-BOARDS = {"nucleo-l4r5zi": "unicorn", "disco-f746ng": "unicorn", "mps3-an547": "qemu",
-          "rpi-pico": "unicorn", "lm3s6965evb": "unicorn"}
-DSP_BOARDS = ("nucleo-l4r5zi", "disco-f746ng", "mps3-an547")
 SKIP_LOOPS = {"pw_paired_full_skip_asm", "pw_paired_wide_full_skip_asm"}
 
 

@@ -6,33 +6,21 @@ plane or on the stack, a layer whose activation clamps inside the int8 range (it
 the C row loop, dw_pairs_rows, on the device too), and layers with channels in the wide fast
 requantisation (`dw_pairs_rows_s1_wide_asm`, `dw_pairs_rows_s2_wide_asm`) and in none of the
 fast forms (the C loop for those channels, beside the assembly for the others). Chains of
-depthwise layers, each planned in place, built for the M4, M7 and M55 stand-ins and the M0+
-(the portable ring over the same layers), run once: the outputs equal the reference
+depthwise layers, each planned in place, built for the M4, M7 and M55 stand-ins and the M0+ and
+M3 (the portable ring over the same layers), run once: the outputs equal the reference
 interpreter's and the peak SRAM estimate equals the measurement (bounds it, within 1%, where a
 path it counts is not taken)."""
 
 from __future__ import annotations
 
-import shutil
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from kernel_paths import BOARDS, DSP_BOARDS, elf_functions
 import graph_builders as gb  # noqa: E402
-from test_channel_loops_asm_emulated import elf_functions  # noqa: E402
 
 pytestmark = pytest.mark.hil
 
-if shutil.which("arm-none-eabi-gcc") is None:
-    pytest.skip("arm-none-eabi-gcc is not installed: cannot build the firmware",
-                allow_module_level=True)
-
-BOARDS = {"nucleo-l4r5zi": "unicorn", "disco-f746ng": "unicorn", "mps3-an547": "qemu",
-          "rpi-pico": "unicorn"}
-DSP_BOARDS = ("nucleo-l4r5zi", "disco-f746ng", "mps3-an547")
 PAIR_LOOPS = ("dw_pairs_rows_s1_asm", "dw_pairs_rows_s2_asm")
 WIDE_LOOPS = {"dw_pairs_rows_s1_wide_asm", "dw_pairs_rows_s2_wide_asm"}
 #: the chains some of whose groups take the C row loop (dw_pairs_rows) on the DSP cores
