@@ -52,9 +52,12 @@ def constant_channels(op: Op, graph: Graph, p) -> np.ndarray:
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     b = (np.zeros(rows.shape[0], dtype=np.int64) if bias is None
          else np.asarray(graph[bias].data, dtype=np.int64))
+    # x_lo <= 0 <= x_hi (the offset negates an int8 zero point): a positive weight's term is
+    # largest at x_hi, a negative one's at x_lo
     x_lo, x_hi = -128 + int(p.input_offset), 127 + int(p.input_offset)
-    low = b + np.minimum(rows * x_lo, rows * x_hi).sum(axis=1)
-    high = b + np.maximum(rows * x_lo, rows * x_hi).sum(axis=1)
+    positive, negative = np.maximum(rows, 0).sum(axis=1), np.minimum(rows, 0).sum(axis=1)
+    low = b + positive * x_lo + negative * x_hi
+    high = b + positive * x_hi + negative * x_lo
     inside = (low >= INT32_MIN) & (high <= INT32_MAX)  # no wrap-around in the accumulator
     multipliers = np.asarray(p.multipliers, dtype=np.int64)
     shifts = np.asarray(p.shifts, dtype=np.int64)
