@@ -18,8 +18,10 @@ Following the TFLite quantization spec:
 
 Bit widths: ``bits=8``, ``bits=4`` (every CONV_2D/DEPTHWISE_CONV_2D/FULLY_CONNECTED) or a
 ``"mixed:SPEC"`` string, SPEC a comma-separated list of ``KEY=BITS`` where KEY is an op name, a
-glob over op names, ``#i`` (the i-th weighted layer, from 0) or ``default``: ``mixed:default=4,
-#0=8,fc*=8``. Later entries win.
+glob over op names, ``#i`` (the i-th weighted layer, from 0), an op kind (``CONV_2D``,
+``DEPTHWISE_CONV_2D``, ``FULLY_CONNECTED``: every layer of that kind) or ``default``:
+``mixed:default=4,#0=8,fc*=8``. Later entries win. A kind left in both widths links both kernel
+families into the firmware (`split_kinds`).
 
 Accuracy recovery for int4 (``recover=True``), on int4 layers only: per-channel weight clipping
 that minimises the rounding MSE (a grid search over the clip ratio), GPTQ rounding of CONV_2D
@@ -97,6 +99,10 @@ def parse_bits(bits: int | str, graph: Graph) -> dict[int, int]:
         width = int(value)
         if key == "default":
             hits = [i for i, _ in weighted]
+        elif key in WEIGHTED:
+            hits = [i for i, op in weighted if op.kind == key]
+            if not hits:
+                raise UsageError(f"--bits {bits!r}: the model has no {key} layer")
         elif key.startswith("#"):
             try:
                 hits = [weighted[int(key[1:])][0]]
@@ -111,6 +117,19 @@ def parse_bits(bits: int | str, graph: Graph) -> dict[int, int]:
         for i in hits:
             chosen[i] = width
     return chosen
+
+
+def split_kinds(rows: list[LayerBits]) -> dict[str, tuple[list[int], list[int]]]:
+    """The weighted op kinds with layers in both widths: kind -> (its int8 layers, its int4
+    layers), by weighted-layer index. A build links the int8 and the int4 kernels of such a kind
+    (two copies of its code), which an int4 layer's halved weights may not pay for."""
+    split = {}
+    for kind in WEIGHTED:
+        eights = [r.index for r in rows if r.kind == kind and r.bits == 8]
+        fours = [r.index for r in rows if r.kind == kind and r.bits == 4]
+        if eights and fours:
+            split[kind] = (eights, fours)
+    return split
 
 
 def layer_bits(graph: Graph) -> list[LayerBits]:

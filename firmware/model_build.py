@@ -49,13 +49,17 @@ class ModelBuildResult:
 def int4_summary(graph: Graph) -> dict:
     """The manifest's int4 figures: the ops whose weights are packed int4 and the flash their
     weights take (``int4_weight_bytes``, packed) against the same weights as int8
-    (``int4_saved_bytes``: half of the int8 bytes, rounded down per tensor)."""
+    (``int4_saved_bytes``: half of the int8 bytes, rounded down per tensor); the op kinds with
+    layers of both widths (``int4_split_kinds``: their int8 and int4 kernels are both linked)."""
+    from edgekit.converters.quantize import layer_bits, split_kinds
+
     ops = [op for op in graph.ops if len(op.inputs) > 1 and op.inputs[1] is not None
            and graph[op.inputs[1]].dtype == DType.INT4]
     tensors = {op.inputs[1] for op in ops}
     packed = sum(graph[name].nbytes for name in tensors)
     return {"int4_ops": len(ops), "int4_weight_bytes": packed,
-            "int4_saved_bytes": sum(graph[name].size for name in tensors) - packed}
+            "int4_saved_bytes": sum(graph[name].size for name in tensors) - packed,
+            "int4_split_kinds": sorted(split_kinds(layer_bits(graph)))}
 
 
 #: files of a model directory (what `edgekit search` writes as DIR/best)

@@ -58,7 +58,8 @@ def _run(capsys, *argv):
     return code, out.out, out.err
 
 
-@pytest.mark.parametrize("bits, expect", [("8", [8, 8]), ("4", [4, 4]), ("mixed:default=4,fc=8", [4, 8])])
+@pytest.mark.parametrize("bits, expect", [("8", [8, 8]), ("4", [4, 4]), ("mixed:default=4,fc=8", [4, 8]),
+                                          ("mixed:default=8,CONV_2D=4", [4, 8])])
 def test_convert_reports_bits_bytes_and_writes_tflite(files, capsys, bits, expect):
     tmp, model, calib, ev = files
     out = tmp / "q.tflite"
@@ -75,6 +76,7 @@ def test_convert_reports_bits_bytes_and_writes_tflite(files, capsys, bits, expec
     assert report["weights_bytes"] == sum(r["weights_bytes"] for r in report["layers"]) + 28
     assert [graph[op.inputs[1]].dtype for op in graph.ops if op.kind in ("CONV_2D", "FULLY_CONNECTED")] \
         == [DType.INT4 if b == 4 else DType.INT8 for b in expect]
+    assert report["split_kinds"] == {}  # one layer of each kind: never in both widths
     acc = report["accuracy"]
     assert acc["samples"] == 40 and 0 <= acc["quantized_top1"] <= 100
     assert acc["delta_points"] == pytest.approx(acc["quantized_top1"] - acc["float_top1"], abs=0.011)
@@ -87,6 +89,18 @@ def test_text_output_names_layers_and_accuracy(files, capsys):
     assert code == 0
     assert "conv" in stdout and "fc" in stdout and "top-1 on 40 samples" in stdout
     assert "int4 recovery" in stdout and "percentile" in stdout
+
+
+def test_text_output_says_when_a_kind_links_both_kernel_families():
+    from edgekit.cli.convert import _render
+
+    payload = {"model": "m.onnx", "output": "m.tflite", "bits": "mixed:default=4,#0=8",
+               "calibration": "minmax", "calibration_samples": 8, "recover": False,
+               "weights_bytes": 100, "float_weights_bytes": 400, "layers": [],
+               "split_kinds": {"CONV_2D": {"int8": [0], "int4": [1, 2]}}}
+    text = _render(payload)
+    assert "CONV_2D has int8 layers (#0) and int4 layers (#1, #2)" in text
+    assert "CONV_2D=4 or CONV_2D=8" in text
 
 
 def _expect_error(capsys, tmp, argv, *words):

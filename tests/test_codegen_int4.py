@@ -167,6 +167,12 @@ def test_plan_reports_packed_int4_weights(tmp_path, capsys):
     assert payload["int4_saved_bytes"] == int8.weights_bytes - graph.weights_bytes > 0
     assert payload["int4_ops"] == sum(graph[op.inputs[1]].dtype == DType.INT4
                                       for op in graph.ops if len(op.inputs) > 1)
+    assert payload["int4_split_kinds"] == []
+    # kws's pointwise CONV_2D layers int4, its first (a CONV_2D too) int8: both families linked
+    path.write_bytes(to_bytes(requantize_weights(load_tflite(mlperf_path("kws")),
+                                                 "mixed:default=8,#2=4")))
+    assert main(["plan", str(path)]) == 0
+    assert "int8 and int4 layers of CONV_2D: both kernel families" in capsys.readouterr().out
 
 
 def test_search_flash_model_counts_packed_int4_constants():

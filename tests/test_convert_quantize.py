@@ -16,8 +16,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from edgekit.converters.calibrate import collect_ranges, to_ir_layout  # noqa: E402
 from edgekit.converters.float_exec import run_float  # noqa: E402
 from edgekit.converters.onnx_import import import_onnx  # noqa: E402
-from edgekit.converters.quantize import (dequantize_output, layer_bits, parse_bits,  # noqa: E402
-                                         quantize, quantize_input)
+from edgekit.converters.quantize import (LayerBits, dequantize_output, layer_bits,  # noqa: E402
+                                         parse_bits, quantize, quantize_input, split_kinds)
 from edgekit.converters.tflite_reader import load_tflite  # noqa: E402
 from edgekit.converters.tflite_writer import save_tflite, to_bytes  # noqa: E402
 from edgekit.errors import CalibrationError, UsageError  # noqa: E402
@@ -226,6 +226,21 @@ def test_parse_bits():
     for bad in (3, "mixed:conv1=5", "mixed:nosuch=4", "mixed:#9=4", "int4"):
         with pytest.raises(UsageError):
             parse_bits(bad, g)
+    # an op kind names all its layers; later entries still win
+    by_kind = parse_bits("mixed:default=4,DEPTHWISE_CONV_2D=8,dw2=4", g)
+    assert {names[i]: b for i, b in by_kind.items()} == {"conv1": 4, "dw": 8, "pw": 4, "dw2": 4,
+                                                         "fc": 4}
+    from graph_builders import conv2d
+    with pytest.raises(UsageError, match="no FULLY_CONNECTED layer"):
+        parse_bits("mixed:FULLY_CONNECTED=8", conv2d(np.random.default_rng(0)))
+
+
+def test_split_kinds_names_the_kinds_left_in_both_widths():
+    rows = [LayerBits(0, "c0", "CONV_2D", 8, 10), LayerBits(1, "c1", "CONV_2D", 4, 10),
+            LayerBits(2, "d", "DEPTHWISE_CONV_2D", 8, 10), LayerBits(3, "f", "FULLY_CONNECTED", 4, 10),
+            LayerBits(4, "c2", "CONV_2D", 4, 10)]
+    assert split_kinds(rows) == {"CONV_2D": ([0], [1, 4])}
+    assert split_kinds([r for r in rows if r.kind != "CONV_2D"]) == {}
 
 
 @pytest.mark.parametrize("data, match", [

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", default="8", metavar="8|4|mixed:SPEC",
                         help="weight bits: 8, 4 (int4, W4A8), or mixed:SPEC per layer, SPEC a"
                         " comma list of KEY=4|8 with KEY an op name, a glob, #i (i-th weighted"
-                        " layer) or default, e.g. mixed:default=4,#0=8 (default 8)")
+                        " layer), an op kind (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) or"
+                        " default, e.g. mixed:default=4,#0=8 (default 8)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.tflite",
                         help="where to write the quantized .tflite")
     parser.add_argument("--calibration", dest="method", default="minmax",
@@ -231,6 +232,10 @@ def float_top1(graph: Graph, x_ir: np.ndarray, labels: np.ndarray) -> float:
     return float(100.0 * np.mean(np.concatenate(preds) == labels))
 
 
+def _layer_list(indices: list[int]) -> str:
+    return ", ".join(f"#{i}" for i in indices)
+
+
 def _render(p: dict) -> str:
     lines = [f"{p['model']} -> {p['output']}  ({p['bits']}, calibration {p['calibration']},"
              f" {p['calibration_samples']} samples{', int4 recovery' if p['recover'] else ''})",
@@ -242,6 +247,11 @@ def _render(p: dict) -> str:
             note = "  TFLite Micro: no int4 kernel (edgekit firmware runs it)"
         lines.append(f"{row['op'][:32]:32} {row['kind']:20} {row['bits']:>4}"
                      f" {row['weights_bytes']:>8}{note}")
+    for kind, split in p.get("split_kinds", {}).items():
+        lines.append(f"note: {kind} has int8 layers ({_layer_list(split['int8'])}) and int4 layers"
+                     f" ({_layer_list(split['int4'])}): the firmware links both its kernel"
+                     f" families (more code than either); {kind}=4 or {kind}=8 in the spec keeps"
+                     " one")
     if p.get("accuracy"):
         acc = p["accuracy"]
         lines.append(f"top-1 on {acc['samples']} samples: float {acc['float_top1']:.2f}%,"
@@ -253,7 +263,7 @@ def _render(p: dict) -> str:
 
 def run(args) -> int:
     from edgekit.converters.calibrate import to_ir_layout
-    from edgekit.converters.quantize import quantize
+    from edgekit.converters.quantize import layer_bits, quantize, split_kinds
     from edgekit.converters.tflite_writer import save_tflite
 
     check_output_path(args.output, suffixes=(".tflite",))
@@ -279,6 +289,8 @@ def run(args) -> int:
         "float_weights_bytes": int(float_graph.weights_bytes),
         "file_bytes": args.output.stat().st_size,
         "layers": layer_report(qgraph),
+        "split_kinds": {kind: {"int8": eights, "int4": fours}
+                        for kind, (eights, fours) in split_kinds(layer_bits(qgraph)).items()},
     }
     if evaluation is not None:
         f_acc = float_top1(float_graph, x_eval_ir, evaluation[1])

@@ -191,6 +191,9 @@ def _render(p: dict) -> str:
         + (f"  ({p['int4_ops']} int4 layers packed: {p['int4_saved_bytes']:,} B less than int8)"
            if p.get("int4_ops") else ""),
     ]
+    if p.get("int4_split_kinds"):
+        lines.append(f"               int8 and int4 layers of {', '.join(p['int4_split_kinds'])}:"
+                     " both kernel families are linked")
     if "board" in p:
         b = p["board"]
         verdict = "fits" if b["fits"] else "DOES NOT FIT"
