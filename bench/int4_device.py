@@ -1,7 +1,10 @@
 """Benchmark: int8 vs int4 vs mixed builds of the MLPerf kws and resnet models on a Cortex-M4.
 
-Each model's int8 weights are re-quantized to int4 (every weighted layer) and to mixed (first
-and last weighted layers int8, the rest int4) with `edgekit.converters.int4_requant` (plain
+Each model's int8 weights are re-quantized to int4 (every weighted layer) and to two mixed
+variants: ``mixed`` (first and last weighted layers int8, the rest int4: where those are a kind
+the rest also has, a first CONV_2D, the build links that kind's int8 and int4 kernels) and
+``mixed_kinds`` (depthwise and fully-connected layers int8, convolutions int4: no kind in both
+widths) with `edgekit.converters.int4_requant` (plain
 rounding of the int8 weights: a flash and speed figure, not an accuracy one), written as
 `.tflite`, read back, built with `edgekit.firmware.model_build` for the board and run once on
 Unicorn (exact instruction count, painted stack and arena high-water marks). Per build:
@@ -38,10 +41,16 @@ def weighted_layers(graph) -> int:
     return sum(op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") for op in graph.ops)
 
 
+#: the mixed variant that keeps every kind in one width: depthwise and fully-connected layers
+#: (few of a CNN's weights, and the layers least tolerant of 4 bits) int8, convolutions int4
+MIXED_KINDS = "mixed:default=4,DEPTHWISE_CONV_2D=8,FULLY_CONNECTED=8"
+
+
 def variants(graph) -> dict[str, str | None]:
     """Variant name -> `requantize_weights` bits (None: the int8 model as it is)."""
     last = weighted_layers(graph) - 1
-    return {"int8": None, "int4": "4", "mixed": f"mixed:default=4,#0=8,#{last}=8"}
+    return {"int8": None, "int4": "4", "mixed": f"mixed:default=4,#0=8,#{last}=8",
+            "mixed_kinds": MIXED_KINDS}
 
 
 def run_one(graph, board: str, work: Path) -> dict:
@@ -67,6 +76,7 @@ def run_one(graph, board: str, work: Path) -> dict:
         "int4_ops": manifest["int4_ops"],
         "int4_weight_bytes": manifest["int4_weight_bytes"],
         "int4_saved_bytes": manifest["int4_saved_bytes"],
+        "split_kinds": manifest["int4_split_kinds"],
         "kernels": sorted({k for k in manifest["kernels"] if k}),
         "seconds": round(time.time() - started, 1),
     }
@@ -85,7 +95,7 @@ def benchmark(models_dir: Path, models: list[str], board: str, work: Path) -> di
             built = graph if bits is None else load_tflite_bytes(
                 to_bytes(requantize_weights(graph, bits)))
             runs[name] = {"bits": bits or "8", **run_one(built, board, work / f"{model}-{name}")}
-            print(f"{model:7s} {name:6s} flash {runs[name]['flash_bytes']:>8,} B  peak SRAM"
+            print(f"{model:7s} {name:11s} flash {runs[name]['flash_bytes']:>8,} B  peak SRAM"
                   f" {runs[name]['peak_sram_bytes']:>7,} B  instructions"
                   f" {runs[name]['instructions']:>12,}  bit_exact {runs[name]['bit_exact']}",
                   flush=True)

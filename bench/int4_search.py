@@ -2,8 +2,8 @@
 and the search on a board whose flash binds, ``--bits 8`` vs ``--bits mixed``, side by side.
 
 1. ``cnn``: the CNN of bench/convert_fashion_mnist.py, trained on the CPU, converted by edgekit
-   with int8 weights, int4 weights (``--recover``) and mixed (first and last layers int8, the
-   rest int4, ``--recover``); each built for ``--board`` and run once on Unicorn
+   with int8 weights, and int4 weights, mixed and mixed_kinds as bench/int4_device.py defines
+   them (``--recover``); each built for ``--board`` and run once on Unicorn
    (bench/int4_device.py's `run_one`: linked flash, measured peak SRAM, instructions,
    bit-exact with the reference interpreter), and top-1 of the reference interpreter (what the
    firmware computes) on the Fashion-MNIST test images.
@@ -62,7 +62,8 @@ def cnn_variants(args, log) -> dict:
     float_graph = import_torch(model, torch.zeros(1, *calib.shape[1:]), name="fashion_cnn")
     x_test = np.ascontiguousarray(test_set.images.transpose(0, 3, 1, 2))
     runs = {"float": {"top1": round(fm.torch_top1(model, test_set.images, test_set.labels), 2)}}
-    variants = {"int8": (8, False), "int4": (4, True), "mixed": ("mixed:default=4,#0=8,#3=8", True)}
+    variants = {name: (bits or 8, bits is not None)
+                for name, bits in device.variants(float_graph).items()}
     with tempfile.TemporaryDirectory(prefix="edgekit-int4s-") as tmp:
         for name, (bits, recover) in variants.items():
             graph = quantize(float_graph, calib, bits=bits, recover=recover)

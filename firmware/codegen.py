@@ -37,7 +37,8 @@ from edgekit.firmware import stack_paths
 from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MODE_KERNELS,
                                           CallConfig, EmitContext, OpCall, check_inplace_mode,
                                           emit_conv_add, model_config_header,
-                                          pairs_path_applies, requant_needs_wide)
+                                          pairs_path_applies, requant_needs_wide,
+                                          requant_shortest)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
@@ -233,7 +234,9 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
             [CallConfig.of_call(kernel, fields) for kernel, fields in kernel_calls],
             pairs_path=bool(pair_kernels),
             requant_wide=any(op.kind in ("CONV_2D", "FULLY_CONNECTED")
-                             and requant_needs_wide(firmware_params[index])
+                             and requant_needs_wide(
+                                 firmware_params[index],
+                                 1 if graph[op.inputs[1]].dtype == DType.INT4 else 2)
                              for index, op in enumerate(graph.ops))),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
@@ -302,8 +305,9 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
     if (pair_kernels is not None and call.kernel in DSP_PAIR_HELPERS
             and pairs_path_applies(call.fields)):
         pair_kernels.add(call.kernel)
-    # the params fields, the per-op arrays' values in place of their names
-    values = {**call.fields, **{suffix: data for _, suffix, data in call.arrays}}
+    # the params fields, the per-op arrays' values in place of their names, the call's facts
+    values = {**call.fields, **{suffix: data for _, suffix, data in call.arrays}, **call.facts,
+              "requant_shortest": requant_shortest(call.kernel)}
     if path_helpers is not None:
         path_helpers |= stack_paths.taken_helpers(call.kernel, values)
     if kernel_calls is not None and call.params_type is not None:

@@ -46,6 +46,8 @@ class OpCall:
     statement: str | None = None  # used instead of a kernel call when set
     #: more params structs passed after the first: (type, name suffix, fields)
     extra_params: list[tuple[str, str, dict]] = field(default_factory=list)
+    #: what the mirrors of the kernels' dispatch need that is no params field (``has_bias``)
+    facts: dict = field(default_factory=dict)
 
 
 class EmitContext:
@@ -109,13 +111,20 @@ def _per_channel(p) -> list[tuple[str, str, np.ndarray]]:
             ("int32_t", "shifts", kernel_shifts(p.multipliers, p.shifts))]
 
 
-def requant_needs_wide(p) -> bool:
+def requant_shortest(kernel: str) -> int:
+    """The shortest right shift the fast requantisation forms of ``kernel``'s translation unit
+    take (ek_conv_common.h EK_REQUANT_SHORTEST): 1 for the packed int4 kernels (their weight
+    scales give right shifts of 1), 2 for the others."""
+    return 1 if "_s4" in kernel else 2
+
+
+def requant_needs_wide(p, shortest: int = 2) -> bool:
     """Whether a layer's channels all take the kernels' wide fast requantisation but not all the
-    fast one (ek_conv_common.h ``ek_requant_wide_applies``: a right shift of 2 to 31, some
-    over 23): such a layer needs the wide modes compiled in (``EK_REQUANT_WIDE``)."""
+    fast one (ek_conv_common.h ``ek_requant_wide_applies``: a right shift of ``shortest`` to 31,
+    some over 23): such a layer needs the wide modes compiled in (``EK_REQUANT_WIDE``)."""
     s = kernel_shifts(p.multipliers, p.shifts)
-    return (requant_fast_everywhere(p.multipliers, s, longest_right_shift=31)
-            and not requant_fast_everywhere(p.multipliers, s))
+    return (requant_fast_everywhere(p.multipliers, s, 31, shortest)
+            and not requant_fast_everywhere(p.multipliers, s, 23, shortest))
 
 
 def _bias(op: Op, graph: Graph) -> str | None:
@@ -185,7 +194,7 @@ def emit_conv(ctx: EmitContext, p, *, fused: bool = False) -> OpCall:
         # kernel reads it so on every path (ek_conv_weights.h ek_s4_rows_padded)
         arrays.append(("int8_t", "filter", padded_s4_rows(graph[w].data)))
         args[1] = ctx.array("filter").name
-    return OpCall(kernel, params_type, fields, arrays, args)
+    return OpCall(kernel, params_type, fields, arrays, args, facts={"has_bias": bias is not None})
 
 
 def s4_rows_padded(kernel: str, fields: dict) -> bool:
@@ -269,6 +278,54 @@ def short_rows_readers(kernel: str, fields: dict) -> int:
     if row % 4 == 0:
         return 2
     return int(row >= 3 and fields["dilation_h"] * fields["in_w"] * fields["in_c"] >= 3)
+
+
+def requant_mode(fields: dict) -> str:
+    """ek_conv.c's pw_requant_mode for a conv call: "fast" or "wide" (every channel's fast or
+    wide fast requantisation, `requant_fast_everywhere`), else "exact"; "_full" where the
+    activation range is all of int8. (A build compiles the wide modes in where some layer needs
+    them: EK_REQUANT_WIDE.) The shortest right shift the call's kernel takes fast is the
+    codegen's ``requant_shortest`` fact (`requant_shortest`), 2 where absent."""
+    full = "_full" if fields["act_min"] == -128 and fields["act_max"] == 127 else ""
+    shortest = fields.get("requant_shortest", 2)
+    if requant_fast_everywhere(fields["multipliers"], fields["shifts"], 23, shortest):
+        return "fast" + full
+    if requant_fast_everywhere(fields["multipliers"], fields["shifts"], 31, shortest):
+        return "wide" + full
+    return "exact"
+
+
+#: the in-place pointwise kernels (ek_conv.c pw_inplace_pairs: the two-pixel path on DSP cores)
+POINTWISE_INPLACE_KERNELS = frozenset(f"ek_conv2d_{bits}_pointwise_inplace{direction}"
+                                      for bits in ("s8", "s4") for direction in ("", "_backward"))
+#: requant_mode -> ek_conv.c EK_PW_LOOP_* (the modes whose pointwise loops are in C)
+_PW_LOOP_BITS = {"fast": 1, "exact": 2, "wide": 4}
+
+
+def pointwise_loops(kernel: str, fields: dict) -> int:
+    """The pointwise channel loops in C (ek_conv.c EK_PW_LOOPS: pw_channels_fast, _exact,
+    _wide) an in-place pointwise call may run: its requantisation mode's, none for the full
+    modes (their loops are in assembly on DSP cores), all whenever unsure."""
+    if kernel not in POINTWISE_INPLACE_KERNELS:
+        return 0
+    if not _arrays_known(fields):
+        return 7
+    return _PW_LOOP_BITS.get(requant_mode(fields), 0)
+
+
+def wide_tail(kernel: str, fields: dict) -> bool:
+    """Whether an int8 call on the widened path may run ``dot2x2_wide_tail`` (compiled where
+    some call does: EK_CONV_WIDE_TAIL): a window that is no whole groups of four taps (k_h * k_w
+    * in_c % 4 != 0: a first layer over 1-3 channels) whose channels conv_wide_channels' C loop
+    takes: all of a fused call's, an odd last one, or every one where the assembly does not run
+    (a requantisation mode other than the full ones, no bias; ``has_bias``, a fact of the call,
+    unknown counts as none)."""
+    if (kernel not in WIDE_PATH_HELPERS or not wide_path_applies(fields)
+            or fields["k_h"] * fields["k_w"] * fields["in_c"] % 4 == 0):
+        return False
+    return (kernel != "ek_conv2d_s8" or fields["out_c"] % 2 == 1
+            or not fields.get("has_bias", False)
+            or requant_mode(fields) not in ("fast_full", "wide_full"))
 
 
 def wide_s4_path_applies(kernel: str, fields: dict) -> bool:
@@ -406,6 +463,37 @@ def depthwise_surely_pairs(kernel: str, fields: dict) -> bool:
     return 3 + 4 * pairs <= fields["in_h"] * fields["in_w"] or pairs <= DW_QUAD_STACK_WORDS
 
 
+def _arrays_known(fields: dict) -> bool:
+    """Whether ``fields`` holds the per-channel arrays' values (not their names)."""
+    return not isinstance(fields.get("multipliers"), (str, CArray, type(None)))
+
+
+def depthwise_pairs_strides(kernel: str, fields: dict) -> int:
+    """The pair ring's stride_w of an in-place depthwise call that may take it (bit 0: 1,
+    bit 1: 2; ek_conv_depthwise.c EK_DW_PAIRS_STRIDES: each stride's row loops in assembly)."""
+    if not depthwise_maybe_quad(kernel, fields):
+        return 0
+    return {1: 1, 2: 2}.get(fields["stride_w"], 3)
+
+
+def depthwise_pairs_in_c(kernel: str, fields: dict) -> bool:
+    """Whether an in-place depthwise call may give the pair ring a channel whose rows run in C
+    (dw_pairs_rows: one not in the clamp-free fast form, ek_conv_depthwise.c EK_DW_PAIRS_C):
+    some channel off the fast requantisation or an activation range short of all of int8. True
+    whenever unsure."""
+    if not depthwise_maybe_quad(kernel, fields):
+        return False
+    return not _arrays_known(fields) or not requant_fast_full(fields)
+
+
+def requant_fast_full(fields: dict) -> bool:
+    """Whether every channel of a call takes the fast requantisation and its activation range
+    is all of int8 (the clamp-free form the kernels' loops in assembly take)."""
+    return (fields["act_min"] == -128 and fields["act_max"] == 127
+            and requant_fast_everywhere(fields["multipliers"], fields["shifts"], 23,
+                                        fields.get("requant_shortest", 2)))
+
+
 def depthwise_surely_quad(kernel: str, fields: dict) -> bool:
     """Whether an in-place depthwise call certainly runs the four-channel ring on a DSP core
     (ek_conv_depthwise.c's dispatch: ring_order_safe, dw_quad_applies, and a ring that fits the
@@ -489,15 +577,20 @@ class CallConfig:
 
     s4_taps: int = 0  # the int4 DSP path's window (taps)
     wide_taps: int = 0  # the widened path's window (words)
+    wide_tail: bool = False  # (int8 widened path) a window no whole groups of 4: `wide_tail`
     fc_interleaved: bool = False  # the interleaved FULLY_CONNECTED layout
     inplace_depthwise: bool = False
     maybe_quad: bool = False  # (in-place depthwise) may run the four-channel ring on DSP
     pairs_wide: bool = False  # (in-place depthwise) `depthwise_pairs_wide`
     surely_pair_ring: bool = False  # (in-place depthwise) `depthwise_surely_pairs`
     surely_quad: bool = False  # (in-place depthwise) surely runs the four-channel ring on DSP
+    pairs_strides: int = 0  # (in-place depthwise) `depthwise_pairs_strides`
+    pairs_in_c: bool = False  # (in-place depthwise) `depthwise_pairs_in_c`
     quad_stack_words: int = 0  # (in-place depthwise) the ring it may keep on the stack (words)
     inplace_pointwise: bool = False
     surely_pairs: bool = False  # (in-place pointwise) surely runs the two-pixel loop on DSP
+    pw_loops: int = 0  # (in-place pointwise) `pointwise_loops`
+    pw_odd_s4: bool = False  # (in-place int4 pointwise) an odd out_c
     #: (an int8 call of the two-pixel pointwise loop) whether its filter is paired; None: not one
     paired: bool | None = None
     s4_conv_pixels: bool = False  # the int4 one-pixel CONV_2D path (`s4_conv_pixels`)
@@ -509,15 +602,21 @@ class CallConfig:
     def of_call(cls, kernel: str, fields: dict) -> "CallConfig":
         return cls(s4_taps=s4_window_taps(kernel, fields),
                    wide_taps=wide_window_taps(kernel, fields),
+                   wide_tail=wide_tail(kernel, fields),
                    fc_interleaved=bool(fields.get("interleaved")),
                    inplace_depthwise="_inplace" in kernel and "depthwise" in kernel,
                    maybe_quad=depthwise_maybe_quad(kernel, fields),
                    pairs_wide=depthwise_pairs_wide(kernel, fields),
                    surely_pair_ring=depthwise_surely_pairs(kernel, fields),
                    surely_quad=depthwise_surely_quad(kernel, fields),
+                   pairs_strides=depthwise_pairs_strides(kernel, fields),
+                   pairs_in_c=depthwise_pairs_in_c(kernel, fields),
                    quad_stack_words=depthwise_quad_stack_words(kernel, fields),
                    inplace_pointwise="_pointwise_inplace" in kernel,
                    surely_pairs=pointwise_surely_pairs(kernel, fields),
+                   pw_loops=pointwise_loops(kernel, fields),
+                   pw_odd_s4=(kernel in POINTWISE_INPLACE_KERNELS and "_s4" in kernel
+                              and fields["out_c"] % 2 == 1),
                    paired=(bool(fields.get("paired_filter"))
                            if pointwise_int8_pairs(kernel, fields) else None),
                    s4_conv_pixels=s4_conv_pixels(kernel, fields),
@@ -551,6 +650,8 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool,
     defines = (
         ("EK_S4_WINDOW_TAPS", size, "the int4 DSP path's window buffer (taps)"),
         ("EK_CONV_WIDE_TAPS", wide_taps, "the widened path's windows (words)"),
+        ("EK_CONV_WIDE_TAIL", int(any(c.wide_tail for c in calls)),
+         "int8: the widened path's windows of a part group"),
         ("EK_CONV_PAIRS_PATH", int(pairs_path), "the int8 short-window byte path"),
         ("EK_FC_INTERLEAVED", int(any(c.fc_interleaved for c in calls)),
          "the interleaved FC layout"),
@@ -564,8 +665,15 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool,
          "DSP: in-place depthwise, quad only"),
         ("EK_DW_QUAD_STACK_WORDS", max([1] + [c.quad_stack_words for c in calls]),
          "DSP: the depthwise ring on the stack (words)"),
+        ("EK_DW_PAIRS_STRIDES", functools.reduce(operator.or_, (c.pairs_strides for c in calls), 0),
+         "DSP: the pair ring's strides (bit 0: 1, bit 1: 2)"),
+        ("EK_DW_PAIRS_C", int(any(c.pairs_in_c for c in calls)), "DSP: the pair ring's rows in C"),
         ("EK_PW_ONLY_PAIRS", int(all(c.surely_pairs for c in calls if c.inplace_pointwise)),
          "DSP: in-place pointwise, pairs only"),
+        ("EK_PW_LOOPS", functools.reduce(operator.or_, (c.pw_loops for c in calls), 0),
+         "DSP: in-place pointwise, the clamped modes' loops in C"),
+        ("EK_PW_ODD_S4", int(any(c.pw_odd_s4 for c in calls)),
+         "DSP: in-place int4 pointwise, an odd last channel"),
         ("EK_PW_PAIRED", pointwise_paired_config(calls), "in-place pointwise: paired filters"),
         ("EK_PW_SKIP_PAIRS", int(any(c.skip_pairs for c in calls)),
          "in-place pointwise: constant channel pairs"),
@@ -661,7 +769,8 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
         call.kernel = weights_kernel(call.kernel, bits)
         return call
     arrays = _per_channel(p)
-    if requant_fast_everywhere(p.multipliers, kernel_shifts(p.multipliers, p.shifts)):
+    if requant_fast_everywhere(p.multipliers, kernel_shifts(p.multipliers, p.shifts), 23,
+                               requant_shortest(weights_kernel("ek_fully_connected_s8", bits))):
         fields["requant_fast"] = 1
     bias_arg = ctx.ptr(bias)
     if p.filter_offset == 0 and p.input_offset != 0:
@@ -686,12 +795,15 @@ def emit_fully_connected(ctx: EmitContext, p) -> OpCall:
                   fields, arrays, args)
 
 
-def requant_fast_everywhere(multipliers, shifts, longest_right_shift: int = 23) -> bool:
+def requant_fast_everywhere(multipliers, shifts, longest_right_shift: int = 23,
+                            shortest_right_shift: int = 2) -> bool:
     """Whether every channel takes the kernels' fast requantisation (ek_conv_common.h
-    ``ek_requant_fast_applies``: multiplier >= 0 and a right shift of 2 to 23; with
-    ``longest_right_shift`` 31, the wide form's ``ek_requant_wide_applies``)."""
+    ``ek_requant_fast_applies``: multiplier >= 0 and a right shift of 2 to 23, from 1 in the
+    int4 kernels: `requant_shortest`; with ``longest_right_shift`` 31, the wide form's
+    ``ek_requant_wide_applies``)."""
     m, s = np.asarray(multipliers, np.int64), np.asarray(shifts, np.int64)
-    return bool(m.size) and bool(((m >= 0) & (s <= -2) & (s >= -longest_right_shift)).all())
+    return bool(m.size) and bool(((m >= 0) & (s <= -shortest_right_shift)
+                                  & (s >= -longest_right_shift)).all())
 
 
 def fc_interleaves(bits: str, filter_offset: int, units: int, depth: int) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
-from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, DW_MAX_TAPS, DW_RING_STACK,
+from edgekit.firmware.op_emitters import (requant_fast_full, requant_mode, DSP_PAIR_HELPERS, DW_MAX_TAPS, DW_RING_STACK,
                                           constant_pairs, depthwise_surely_quad,
                                           ring_order_safe,
                                           PW_S4_MAX_C_IN, WIDE_PATH_HELPERS,
@@ -119,8 +119,7 @@ def _quad_stores_each(fields: dict) -> bool:
     (ek_conv_depthwise.c: dw_quad_store_each, or the pair ring's dw_pairs_rows instead of its
     assembly): some channel not in DW_FAST_FULL, the fast requantisation (dw_requant_setup) with
     the clamp to all of int8."""
-    full = fields["act_min"] == -128 and fields["act_max"] == 127
-    return not (full and requant_fast_everywhere(fields["multipliers"], fields["shifts"]))
+    return not requant_fast_full(fields)
 
 
 def _short_window_gathered(fields: dict) -> bool:
@@ -136,19 +135,6 @@ def _short_window_gathered(fields: dict) -> bool:
     return not (inside and short_rows_readers("ek_conv2d_s8", fields) != 0)
 
 
-def _requant_mode(fields: dict) -> str:
-    """ek_conv.c's pw_requant_mode for a conv call: "fast" or "wide" (every channel's fast or
-    wide fast requantisation, `requant_fast_everywhere`), else "exact"; "_full" where the
-    activation range is all of int8. (A build compiles the wide modes in where some layer needs
-    them: EK_REQUANT_WIDE.)"""
-    full = "_full" if fields["act_min"] == -128 and fields["act_max"] == 127 else ""
-    if requant_fast_everywhere(fields["multipliers"], fields["shifts"]):
-        return "fast" + full
-    if requant_fast_everywhere(fields["multipliers"], fields["shifts"], longest_right_shift=31):
-        return "wide" + full
-    return "exact"
-
-
 def _pointwise_channels(mode: str, paired_asm: bool | None, fields: dict,
                         skips: bool | None = None) -> bool:
     """Whether a pointwise pair call runs the channel loop of requantisation `mode`: in C
@@ -156,7 +142,7 @@ def _pointwise_channels(mode: str, paired_asm: bool | None, fields: dict,
     clamp-free full modes (pw_paired_*_asm: True; None: either), the loop that skips pairs of
     constant channels where the layer has one (``skips`` True: pw_paired_*_skip_asm; False: the
     other; None: either)."""
-    if not _pointwise_pairs(fields) or _requant_mode(fields) != mode:
+    if not _pointwise_pairs(fields) or requant_mode(fields) != mode:
         return False
     if paired_asm is None:
         return True
@@ -169,7 +155,7 @@ def _s4_channels(mode: str, fields: dict) -> bool:
     """Whether an int4 call runs the int4 channel loop in assembly (s4_channels_*_asm) in
     requantisation `mode`: a pointwise pair call, or a plain CONV_2D on the widened path whose
     window is within one run's exactness bound (PW_S4_MAX_C_IN taps)."""
-    if _requant_mode(fields) != mode:
+    if requant_mode(fields) != mode:
         return False
     window = fields["k_h"] * fields["k_w"] * fields["in_c"]
     return _pointwise_pairs(fields) or (wide_s4_path_applies("ek_conv2d_s4", fields)
@@ -201,7 +187,7 @@ def _conv_channels_asm(mode: str, fields: dict) -> bool:
     """Whether a plain int8 CONV_2D call on the widened path runs conv2d_wide's channel loop in
     assembly (conv_wide_*_asm: requantisation `mode`; the kernel also needs a bias, which a
     call counted here without one can only make the bound higher)."""
-    return wide_path_applies(fields) and _requant_mode(fields) == mode
+    return wide_path_applies(fields) and requant_mode(fields) == mode
 
 
 #: the in-place depthwise kernels, whose four-channel ring (DSP builds only) calls its helpers

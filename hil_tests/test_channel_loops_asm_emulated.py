@@ -85,3 +85,44 @@ def test_channel_loops_bit_exact(graph, board, tmp_path):
     measured = measure(resolve_firmware(tmp_path, None), BOARDS[board])
     assert measured["bit_exact"] is True, f"{board}: outputs differ"
     assert measured["peak_sram_bytes"] == built.manifest["estimate"]["peak_sram_bytes"]
+
+
+#: 3x3 windows over 3 channels (27 taps: no whole groups of four) -> whether the build needs
+#: the widened path's part-group C loop (EK_CONV_WIDE_TAIL): not where the assembly takes
+#: every channel pair; an odd last channel, a clamped activation or no bias keep the C loop
+PART_GROUP_LAYERS = {"even_full": (8, "NONE", True, 0), "odd_channels": (7, "NONE", True, 1),
+                     "relu6": (8, "RELU6", True, 1), "no_bias": (8, "NONE", False, 1)}
+
+
+@pytest.mark.parametrize("case", list(PART_GROUP_LAYERS))
+def test_part_group_windows_compile_their_loop_where_taken(case, tmp_path):
+    from edgekit.boards.runners.measure import measure, resolve_firmware
+    from edgekit.firmware.model_build import build_model
+
+    out_c, activation, bias, tail = PART_GROUP_LAYERS[case]
+    g = gb.conv2d(np.random.default_rng(5), in_shape=(1, 12, 12, 3), out_channels=out_c,
+                  activation=activation, bias=bias)
+    built = build_model(g, "mps2-an386", tmp_path, seed=1)
+    config = (tmp_path / "src" / "ek_model_config.h").read_text()
+    assert f"#define EK_CONV_WIDE_TAIL {tail} " in config
+    assert ("dot2x2_wide_tail" in elf_functions(built.elf_path)) == bool(tail)
+    measured = measure(resolve_firmware(tmp_path, None), "unicorn")
+    assert measured["bit_exact"] is True, case
+
+
+@pytest.mark.parametrize("out_c, odd", [(9, 1), (10, 0)])
+def test_int4_pointwise_odd_last_channel_compiled_where_taken(out_c, odd, tmp_path):
+    """An in-place int4 1x1 layer's odd last channel (after the assembly's pairs) is compiled in
+    only where some such layer has one (EK_PW_ODD_S4); both builds bit-exact."""
+    from edgekit.boards.runners.measure import measure, resolve_firmware
+    from edgekit.firmware.model_build import build_model
+    from edgekit.ir import DType
+
+    g = conv_chain(np.random.default_rng(3), [(16, 3, False), (out_c, 1, False)], (1, 16, 16, 3),
+                   DType.INT4)
+    built = build_model(g, "mps2-an386", tmp_path, seed=1)
+    assert "ek_conv2d_s4_pointwise_inplace" in built.manifest["kernels"]
+    config = (tmp_path / "src" / "ek_model_config.h").read_text()
+    assert f"#define EK_PW_ODD_S4 {odd} " in config
+    measured = measure(resolve_firmware(tmp_path, None), "unicorn")
+    assert measured["bit_exact"] is True, out_c

@@ -4,7 +4,9 @@
 ``conv_pairs_apply``, ``wide_short_words``, ``wide_plan_applies``), compiled from ek_conv.c
 itself, on random layers and on every CONV_2D of the MLPerf models. A build compiles out the
 paths its calls do not take (EK_CONV_PIXELS, EK_CONV_PAIRS_PATH, EK_CONV_SHORT_ROWS): a wrong
-mirror would leave a layer on a slower path (the same bytes, many more instructions)."""
+mirror would leave a layer on a slower path (the same bytes, many more instructions). Without
+EK_CONV_WIDE_TAIL a window of a part group would run the whole-group loop (wrong bytes or a
+fault: hil_tests/test_channel_loops_asm_emulated.py builds the cases that need it)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from edgekit.converters.tflite_reader import load_tflite
 from edgekit.firmware.codegen import generate
 from edgekit.firmware.op_emitters import (WIDE_TAPS_MAX, conv_pixels, pairs_path_applies,
                                           short_rows_readers, wide_path_applies,
-                                          wide_window_taps)
+                                          wide_tail, wide_window_taps)
 
 # the C predicates, on a params struct made from plain ints (statics of ek_conv.c: included)
 SHIM = """
@@ -79,6 +81,9 @@ def _check(lib, fields: dict) -> None:
     assert conv_pixels("ek_conv2d_s8", fields) == pixels, fields
     assert conv_pixels("ek_conv2d_add_s8", fields) == pixels, fields
     in_c, k_h, k_w = fields["in_c"], fields["k_h"], fields["k_w"]
+    if "has_bias" not in fields:  # unknown: counted as none, so the C loop may run
+        assert wide_tail("ek_conv2d_s8", fields) == (wide and k_h * k_w * in_c % 4 != 0), fields
+    assert not wide_tail("ek_conv2d_s4", fields)  # the int4 loops take whole groups of 8
     if wide and in_c % 4 != 0:  # a short window: its buffer with the plan, the plan's reader
         assert wide_window_taps("ek_conv2d_s8", fields) == lib.short_window_words(in_c, k_h, k_w)
         plan = bool(lib.plan_applies(in_c, k_h, k_w, fields["in_w"], fields["dilation_h"]))
@@ -111,3 +116,6 @@ def test_mirror_on_the_mlperf_convolutions(c_dispatch, model):
     # (rows of one word); resnet's 3x3 layers over 16-64 channels (rows of whole words)
     short_rows = {"kws": 2, "resnet": 3, "vww": 1}[model]
     assert f"#define EK_CONV_SHORT_ROWS {short_rows} " in gen.files["ek_model_config.h"]
+    # kws's 40-tap windows are whole groups; the 27-tap ones (3x3x3) of resnet and vww run
+    # every channel pair in the assembly (even channels, full range, a bias): no C tail loop
+    assert "#define EK_CONV_WIDE_TAIL 0 " in gen.files["ek_model_config.h"]

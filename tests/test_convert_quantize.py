@@ -231,8 +231,8 @@ def test_parse_bits():
     assert {names[i]: b for i, b in by_kind.items()} == {"conv1": 4, "dw": 8, "pw": 4, "dw2": 4,
                                                          "fc": 4}
     from graph_builders import conv2d
-    with pytest.raises(UsageError, match="no FULLY_CONNECTED layer"):
-        parse_bits("mixed:FULLY_CONNECTED=8", conv2d(np.random.default_rng(0)))
+    assert list(parse_bits("mixed:default=4,FULLY_CONNECTED=8", conv2d(np.random.default_rng(0))
+                           ).values()) == [4]  # a kind the model lacks: nothing to set
 
 
 def test_split_kinds_names_the_kinds_left_in_both_widths():

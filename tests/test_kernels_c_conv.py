@@ -823,37 +823,43 @@ def test_mbqm_nonneg_equals_reference(tmp_path):
     assert np.array_equal(y.astype(np.int64), expected)
 
 
-def test_requant_fast_forms_equal_reference(tmp_path):
+@pytest.mark.parametrize("shortest", [2, 1])
+def test_requant_fast_forms_equal_reference(tmp_path, shortest):
     """ek_requant_fast in both forms against edgekit.fixedpoint's MultiplyByQuantizedMultiplier
-    plus the output offset: the fast form (offset in k_hi) for right shifts 2-23, the wide form
-    (offset added after) for 2-31, on extreme and random accumulators, multipliers and offsets."""
+    plus the output offset: the fast form (offset in k) for right shifts `shortest`-23, the
+    wide form (offset added after) for `shortest`-31, on extreme and random accumulators,
+    multipliers and offsets; `shortest` 1 is the int4 kernels' build (EK_REQUANT_SHORTEST: a
+    right shift of 1 is common in int4 layers, whose weight scales are about 18x int8's), 2 the
+    others'. Each build refuses the shifts below its shortest."""
     if shutil.which("gcc") is None:
         pytest.skip("host gcc not found")
     from edgekit import fixedpoint as fp
     lib = _shim_library(
-        tmp_path, '#include "ek_conv_common.h"\n'
+        tmp_path, f"#define EK_REQUANT_SHORTEST {shortest}\n" '#include "ek_conv_common.h"\n'
         "void run(const int32_t *x, const int32_t *m, const int32_t *s, const int32_t *o,"
         " int32_t *fast, int32_t *wide, int n) { for (int i = 0; i < n; ++i) {"
         " if (ek_requant_fast_applies(m[i], s[i])) fast[i] = ek_requant_fast(x[i], m[i],"
-        " ek_requant_fast_k_hi(s[i], o[i]), -s[i] - 1);"
+        " ek_requant_fast_k(s[i], o[i]), -s[i] - 1);"
         " if (ek_requant_wide_applies(m[i], s[i])) wide[i] = ek_requant_fast(x[i], m[i],"
-        " ek_requant_wide_k_hi(s[i]), -s[i] - 1) + o[i]; } }\n")
+        " ek_requant_wide_k(s[i]), -s[i] - 1) + o[i]; } }\n")
     rng = np.random.default_rng(29)
     n = 300_000
     edges = np.array([-(1 << 31), (1 << 31) - 1, -1, 0, 1, 1 << 30, -(1 << 30)], np.int64)
-    x = np.concatenate([np.tile(edges, 30 * 4), rng.integers(-(1 << 31), 1 << 31, n)])
-    m = np.concatenate([np.repeat([0, 1 << 30, (1 << 31) - 1, 1518500250], 30 * 7),
+    x = np.concatenate([np.tile(edges, 31 * 4), rng.integers(-(1 << 31), 1 << 31, n)])
+    m = np.concatenate([np.repeat([0, 1 << 30, (1 << 31) - 1, 1518500250], 31 * 7),
                         rng.integers(1 << 30, 1 << 31, n)])
-    s = np.concatenate([np.tile(-np.arange(2, 32), 7 * 4), rng.integers(-31, -1, n)])
-    o = np.concatenate([np.tile([-128, 127, 0, -5, 3, 100, -77], 30 * 4),
+    s = np.concatenate([np.tile(-np.arange(1, 32), 7 * 4), rng.integers(-31, 0, n)])
+    o = np.concatenate([np.tile([-128, 127, 0, -5, 3, 100, -77], 31 * 4),
                         rng.integers(-128, 128, n)])
     x, m, s, o = (_i32(a) for a in (x, m, s, o))
     fast, wide = np.full_like(x, 12345), np.full_like(x, 12345)
     lib.run(*(_ptr(a, ctypes.c_int32) for a in (x, m, s, o, fast, wide)), ctypes.c_int(x.size))
     expected = fp.multiply_by_quantized_multiplier(x, m, s) + o.astype(np.int64)
-    takes_fast = s >= -23
+    takes = s <= -shortest
+    takes_fast = takes & (s >= -23)
     assert np.array_equal(fast[takes_fast].astype(np.int64), expected[takes_fast])
-    assert np.array_equal(wide.astype(np.int64), expected)
+    assert np.array_equal(wide[takes].astype(np.int64), expected[takes])
+    assert (fast[~takes] == 12345).all() and (wide[~takes] == 12345).all()
 
 
 def _tiny_scale_channels(p, rng, bias: np.ndarray):

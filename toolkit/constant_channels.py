@@ -12,7 +12,7 @@ decreases with the accumulator for a non-negative multiplier, so where it gives 
 at both ends it gives it for every input.
 
 Such a channel whose constant is its clamped output offset gets a multiplier of 0 in the
-firmware: every requantisation the kernels have (the fast forms with any right shift of 2 or
+firmware: every requantisation the kernels have (the fast forms with any right shift of 1 or
 more, `edgekit.firmware.op_emitters.kernel_shifts` gives it 2; the exact one) then outputs the
 clamped offset whatever the accumulator, and the kernels that see a pair of such channels skip
 their multiply-accumulates (ek_conv.c). Bit-exact for every input; the reference interpreter

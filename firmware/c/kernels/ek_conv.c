@@ -35,6 +35,12 @@
 #ifndef EK_CONV_WIDE_TAPS
 #define EK_CONV_WIDE_TAPS 576
 #endif
+/* 1 when some int8 call on the widened path has a window of k_h * k_w * in_c % 4 != 0 taps
+ * (edgekit.firmware.op_emitters.wide_tail); a model build leaves dot2x2_wide_tail out (0) when
+ * none has. */
+#ifndef EK_CONV_WIDE_TAIL
+#define EK_CONV_WIDE_TAIL 1
+#endif
 /* 1 when some call may take the short-window byte path (conv_pairs_apply); a model build
  * leaves it out (0) when none of its layers does. */
 #ifndef EK_CONV_PAIRS_PATH
@@ -52,6 +58,21 @@
  * one the two-pixel loop reads, 2 some (the loop checks the flag per channel pair). */
 #ifndef EK_PW_PAIRED
 #define EK_PW_PAIRED 2
+#endif
+/* The two-pixel pointwise path's channel loops in C for the clamped requantisation modes
+ * (pw_channels_of), one bit each: those no in-place pointwise call of the model is in are left
+ * out (edgekit.firmware.op_emitters.pointwise_loops; flash: a model whose 1x1 layers all
+ * clamp to the whole int8 range runs them in assembly). */
+/* 1 when some in-place int4 pointwise call has an odd out_c (op_emitters.CallConfig pw_odd_s4): the
+ * int4 loop's odd last channel (pw_odd_last_channel) is compiled in only then. */
+#ifndef EK_PW_ODD_S4
+#define EK_PW_ODD_S4 1
+#endif
+#define EK_PW_LOOP_FAST 1
+#define EK_PW_LOOP_EXACT 2
+#define EK_PW_LOOP_WIDE 4
+#ifndef EK_PW_LOOPS
+#define EK_PW_LOOPS 7
 #endif
 /* 1 when some int8 in-place pointwise call has a pair of channels whose multipliers are both 0
  * (edgekit.constant_channels; op_emitters.pointwise_skips_pairs): the channel loops
@@ -134,7 +155,7 @@ static inline int8_t requantize_channel(const int32_t *multipliers, const int32_
     if (fast) {
         const int32_t shift = shifts[oc];
         const int32_t v = ek_requant_fast(acc, multipliers[oc],
-                                          ek_requant_fast_k_hi(shift, output_offset), -shift - 1);
+                                          ek_requant_fast_k(shift, output_offset), -shift - 1);
         return (int8_t)ek_clamp(v, act_min, act_max);
     }
     return ek_conv_requantize(acc, multipliers[oc], shifts[oc], output_offset, act_min, act_max);
@@ -932,7 +953,7 @@ typedef struct {
     const int32_t *multipliers, *shifts;
     int32_t c_in, c_out, output_offset, act_min, act_max;
     int32_t paired; /* ek_conv.h `paired_filter` */
-    uint32_t k_hi_unit; /* 1 + 2 * output_offset: ek_requant_fast_k_hi's factor */
+    uint32_t k_hi_unit; /* 1 + 2 * output_offset: ek_requant_fast_k's factor */
     int32_t skips; /* some pair of channels 2j, 2j + 1 has both multipliers 0 (pw_inplace_pairs) */
 } pw_layer;
 
@@ -982,7 +1003,7 @@ EK_CONV_FORCE_INLINE void pw_requant_channel(const pw_layer *l, int32_t oc, int3
 {
     const int32_t multiplier = l->multipliers[oc], shift = l->shifts[oc];
     if (mode == PW_WIDE || mode == PW_WIDE_FULL) {
-        const int32_t k_hi = ek_requant_wide_k_hi(shift);
+        const int32_t k_hi = ek_requant_wide_k(shift);
         *ya = ek_requant_fast(acc_a, multiplier, k_hi, -shift - 1) + l->output_offset;
         *yb = ek_requant_fast(acc_b, multiplier, k_hi, -shift - 1) + l->output_offset;
         if (mode == PW_WIDE_FULL) {
@@ -993,13 +1014,13 @@ EK_CONV_FORCE_INLINE void pw_requant_channel(const pw_layer *l, int32_t oc, int3
             *yb = ek_clamp(*yb, l->act_min, l->act_max);
         }
     } else if (mode != PW_EXACT) {
-        /* ek_requant_fast_k_hi(shift, output_offset) from the right shift ~shift = -shift - 1:
+        /* ek_requant_fast_k(shift, output_offset) from the right shift ~shift = -shift - 1:
          * one instruction a channel fewer than from the shift */
         int32_t right_m1 = ~shift;
 #if defined(__GNUC__)
         __asm__("" : "+r"(right_m1)); /* else GCC folds the shift below back into -2 - shift */
 #endif
-        const int32_t k_hi = (int32_t)(l->k_hi_unit << (right_m1 - 1));
+        const int32_t k_hi = (int32_t)(l->k_hi_unit << (right_m1 + 1 - EK_REQUANT_SHORTEST));
         *ya = ek_requant_fast(acc_a, multiplier, k_hi, right_m1);
         *yb = ek_requant_fast(acc_b, multiplier, k_hi, right_m1);
         if (mode == PW_FAST_FULL) {
@@ -1128,13 +1149,25 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
                    && offsetof(pw_layer, k_hi_unit) == 40,
                "the channel loops in assembly read pw_layer by these offsets");
 
-/* One output: acc (register) requantised with multiplier m, k_hi k and right shift - 1 rm,
+/* T's starting value (ek_requant_fast) in r2 (low) and r3 (high) from acc and k. */
+#if EK_REQUANT_SHORTEST == 1
+#define EK_ASM_REQUANT_START(acc, k)                                                           \
+    "add r3, " k ", " acc ", asr #31\n\t"                                                      \
+    "lsl r2, r3, #31\n\t"                                                                      \
+    "orr r2, r2, #0x40000000\n\t"                                                              \
+    "asr r3, r3, #1\n\t"
+#else
+#define EK_ASM_REQUANT_START(acc, k)                                                           \
+    "and r2, " acc ", #0x80000000\n\t"                                                         \
+    "orr r2, r2, #0x40000000\n\t"                                                              \
+    "add r3, " k ", " acc ", asr #31\n\t"
+#endif
+
+/* One output: acc (register) requantised with multiplier m, k (ek_requant_fast_k) and right shift - 1 rm,
  * then `post` (the wide form adds the output offset), saturated and stored through out
  * (post-incremented); r2, r3 scratch. */
 #define EK_ASM_REQUANT_STORE(acc, m, k, rm, out, post)                                         \
-    "and r2, " acc ", #0x80000000\n\t"                                                         \
-    "orr r2, r2, #0x40000000\n\t"                                                              \
-    "add r3, " k ", " acc ", asr #31\n\t"                                                      \
+    EK_ASM_REQUANT_START(acc, k)                                                               \
     "smlal r2, r3, " acc ", " m "\n\t"                                                         \
     "asr r3, r3, " rm "\n\t" post                                                              \
     "ssat r3, #8, r3\n\t"                                                                      \
@@ -1247,10 +1280,16 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
     "6:\n\t"                                                                                   \
     "add r1, r1, r3\n\t" EK_ASM_CHANNELS_STORE(k_hi, post)
 
-/* ek_requant_fast_k_hi from the right shift - 1: k_hi_unit << (rm - 1) */
+/* ek_requant_fast_k from the right shift - 1 in rm: k_hi_unit << rm (r >= 1), or << (rm - 1) */
+#if EK_REQUANT_SHORTEST == 1
+#define EK_ASM_FAST_K_HI(rm) "lsl lr, r4, " rm "\n\t"
+/* ek_requant_wide_k: 1 << rm; the output offset added after the shift */
+#define EK_ASM_WIDE_K_HI(rm) "mov lr, #1\n\t" "lsl lr, lr, " rm "\n\t"
+#else
 #define EK_ASM_FAST_K_HI(rm) "sub lr, " rm ", #1\n\t" "lsl lr, r4, lr\n\t"
-/* ek_requant_wide_k_hi: 1 << (rm - 1); the output offset added after the shift */
+/* ek_requant_wide_k: 1 << (rm - 1); the output offset added after the shift */
 #define EK_ASM_WIDE_K_HI(rm) "sub r2, " rm ", #1\n\t" "mov lr, #1\n\t" "lsl lr, lr, r2\n\t"
+#endif
 #define EK_ASM_WIDE_POST "add r3, r3, r4\n\t"
 #define EK_ASM_NAKED static __attribute__((naked, noinline, unused)) void
 
@@ -1368,11 +1407,12 @@ EK_ASM_NAKED s4_channels_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t 
 
 #if EK_S4_CHANNELS_ASM
 /* After the assembly's pairs of rows (int4 filters are never paired, so out_c may be odd): an
- * odd last channel, as pw_channels computes it. */
+ * odd last channel, as pw_channels computes it (compiled in where some in-place int4 pointwise
+ * call has one: EK_PW_ODD_S4). */
 EK_CONV_FORCE_INLINE void pw_odd_last_channel(const pw_layer *l, const uint32_t *x, int8_t *out_a,
                                               int8_t *out_b, int mode)
 {
-    if (l->c_out & 1) {
+    if (EK_PW_ODD_S4 && (l->c_out & 1)) {
         const int32_t oc = l->c_out - 1;
         int32_t acc[4];
         pw_dot_pair(x, l->filter + (oc - 1) * PW_ROW_BYTES(l->c_in), l->c_in, l->bias + oc - 1,
@@ -1406,10 +1446,12 @@ static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *
         pw_channels_wide_full(l, x, out_a, out_b);
         return;
     }
+#if EK_PW_LOOPS & EK_PW_LOOP_WIDE
     if (mode == PW_WIDE) {
         pw_channels_wide(l, x, out_a, out_b);
         return;
     }
+#endif
 #endif
     if (mode == PW_FAST_FULL) {
 #if EK_PW_PAIRED_ASM
@@ -1429,11 +1471,17 @@ static inline void pw_channels_of(const pw_layer *l, const uint32_t *x, int8_t *
         return;
 #endif
         pw_channels_full(l, x, out_a, out_b);
-    } else if (mode == PW_FAST) {
+    }
+#if EK_PW_LOOPS & EK_PW_LOOP_FAST
+    else if (mode == PW_FAST) {
         pw_channels_fast(l, x, out_a, out_b);
-    } else {
+    }
+#endif
+#if EK_PW_LOOPS & EK_PW_LOOP_EXACT
+    else if (mode == PW_EXACT) {
         pw_channels_exact(l, x, out_a, out_b);
     }
+#endif
 }
 
 /* The input pixel output pixel `pixel` of a 1x1 unpadded layer reads. */
@@ -1977,10 +2025,11 @@ EK_CONV_FORCE_INLINE void wide_windows(const ek_conv2d_params *p, const int8_t *
 }
 
 /* One filter row pair against the widened windows: the whole-word loop, or the short one
- * with its tail group. */
+ * with its tail group (only where some call's window needs it: EK_CONV_WIDE_TAIL). */
 #define CONV_WIDE_DOT(x, w, len, bias2, acc)                                                   \
-    (((len) & 3) == 0 ? pw_dot2x2_wide((x), (w), (len), (bias2), (acc))                         \
-                      : dot2x2_wide_tail((x), (w), (len), (bias2), (acc)))
+    (!EK_CONV_WIDE_TAIL || ((len) & 3) == 0                                                    \
+         ? pw_dot2x2_wide((x), (w), (len), (bias2), (acc))                                      \
+         : dot2x2_wide_tail((x), (w), (len), (bias2), (acc)))
 #endif /* EK_CONV_S4 */
 
 /* Channel oc's results for pixels A and B requantised and stored at out_a[oc] and out_b[oc]
@@ -2563,7 +2612,7 @@ static EK_CONV_NOINLINE void fc_store4_fast(const ek_fully_connected_params *p, 
     for (int32_t r = 0; r < 4; ++r) {
         const int32_t shift = shifts[r];
         const int32_t v = ek_requant_fast(acc[r], multipliers[r],
-                                          ek_requant_fast_k_hi(shift, output_offset), -shift - 1);
+                                          ek_requant_fast_k(shift, output_offset), -shift - 1);
         const int32_t y = full ? ek_ssat8(v) : ek_clamp(v, act_min, act_max);
         word |= ((uint32_t)y & 0xFFu) << (8 * r);
     }

@@ -82,7 +82,7 @@ typedef struct {
      * results: only the order of the bytes changes. */
     int32_t interleaved;
     /* 1: the generator found that every unit's requantisation takes the fast form
-     * (multipliers[u] >= 0, -23 <= shifts[u] <= -2), so the kernel need not check; 0: the
+     * (multipliers[u] >= 0, -23 <= shifts[u] <= -1), so the kernel need not check; 0: the
      * kernel checks the units itself. The result is the same either way. */
     int32_t requant_fast;
 } ek_fully_connected_params;

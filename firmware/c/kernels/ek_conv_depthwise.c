@@ -349,7 +349,7 @@ EK_DW_NOINLINE EK_DW_NOCLONE EK_DW_MAYBE_UNUSED void inplace_plane(const ek_dept
  * needed (ring_order_safe checks it for the layer; otherwise the plane kernel runs). The ring
  * lives in the planner's scratch plane when it fits there, else in a small stack buffer.
  *
- * Requantisation: a channel whose multiplier is non-negative with a right shift r in [2, 23]
+ * Requantisation: a channel whose multiplier is non-negative with a right shift r in [1, 23]
  * (every MLPerf depthwise layer) takes the fast form (dw_requant_setup): one 64-bit
  * multiply-accumulate and a shift instead of ek_mbqm_nonneg's two roundings; the others take
  * ek_conv_requantize. */
@@ -359,7 +359,7 @@ EK_DW_NOINLINE EK_DW_NOCLONE EK_DW_MAYBE_UNUSED void inplace_plane(const ek_dept
 
 /* Requantisation of one channel: its constants, computed once per channel. */
 typedef struct {
-    int32_t k_hi;       /* fast form: high word of 2^(30+r) + output_offset * 2^(31+r) */
+    int32_t k_hi;       /* fast form: ek_requant_fast_k (the wide form's: ek_requant_wide_k) */
     int32_t multiplier;
     int32_t shift;      /* fast form: r - 1; generic form: the params shift */
     int32_t output_offset, act_min, act_max;
@@ -380,7 +380,7 @@ static int dw_requant_setup(const ek_depthwise_conv2d_params *p, int32_t c, dw_r
     q->k_hi = 0;
     q->shift = shift;
     if (ek_requant_fast_applies(multiplier, shift)) {
-        q->k_hi = ek_requant_fast_k_hi(shift, p->output_offset);
+        q->k_hi = ek_requant_fast_k(shift, p->output_offset);
         q->shift = -shift - 1;
         return p->act_min == -128 && p->act_max == 127 ? DW_FAST_FULL : DW_FAST;
     }
@@ -734,6 +734,18 @@ static int32_t quad_ring_words(const ek_depthwise_conv2d_params *p)
  * assembly for that form are compiled in. */
 #ifndef EK_DW_PAIRS_WIDE
 #define EK_DW_PAIRS_WIDE 1
+#endif
+/* The pair ring's strides_w (bit 0: 1, bit 1: 2) of the in-place calls that may take it
+ * (op_emitters.depthwise_pairs_strides): with one, the other's row loops in assembly are left
+ * out (flash). */
+#ifndef EK_DW_PAIRS_STRIDES
+#define EK_DW_PAIRS_STRIDES 3
+#endif
+/* 1 when some in-place call may give the pair ring a channel whose requantisation is none of
+ * the clamp-free full forms (op_emitters.depthwise_pairs_in_c): on DSP cores its rows in C
+ * (dw_pairs_rows) are compiled in only then. */
+#ifndef EK_DW_PAIRS_C
+#define EK_DW_PAIRS_C 1
 #endif
 /* 1 when every in-place call of the model that may take the four-channel rings surely takes the
  * pair ring (op_emitters.depthwise_surely_pairs, ek_model_config.h): the byte and widened rings
@@ -1224,18 +1236,26 @@ _Static_assert(sizeof(dw_pairs_channel) == 48 && offsetof(dw_pairs_channel, base
 
 /* Accumulator acc requantised (ek_requant_fast: multiplier r12, k_hi lr, right shift - 1 r11)
  * and saturated into r10 (r9 scratch). */
-#define EK_DW_PAIRS_REQUANT(acc)                                                                \
+#if EK_REQUANT_SHORTEST == 1 /* ek_requant_fast's start in r9 (low), r10 (high) */
+#define EK_DW_PAIRS_REQUANT_START(acc)                                                          \
+    "add r10, lr, " acc ", asr #31\n\t"                                                         \
+    "lsl r9, r10, #31\n\t"                                                                      \
+    "orr r9, r9, #0x40000000\n\t"                                                               \
+    "asr r10, r10, #1\n\t"
+#else
+#define EK_DW_PAIRS_REQUANT_START(acc)                                                          \
     "and r9, " acc ", #0x80000000\n\t"                                                          \
     "orr r9, r9, #0x40000000\n\t"                                                               \
-    "add r10, lr, " acc ", asr #31\n\t"                                                         \
+    "add r10, lr, " acc ", asr #31\n\t"
+#endif
+#define EK_DW_PAIRS_REQUANT(acc)                                                                \
+    EK_DW_PAIRS_REQUANT_START(acc)                                                              \
     "smlal r9, r10, " acc ", r12\n\t"                                                           \
     "asr r10, r10, r11\n\t"                                                                     \
     "ssat r10, #8, r10\n\t"
 /* The same in the wide form: the output offset added after the shift. */
 #define EK_DW_PAIRS_REQUANT_WIDE(acc)                                                           \
-    "and r9, " acc ", #0x80000000\n\t"                                                          \
-    "orr r9, r9, #0x40000000\n\t"                                                               \
-    "add r10, lr, " acc ", asr #31\n\t"                                                         \
+    EK_DW_PAIRS_REQUANT_START(acc)                                                              \
     "smlal r9, r10, " acc ", r12\n\t"                                                           \
     "ldr r9, [r2, #40]\n\t"                                                                     \
     "asr r10, r10, r11\n\t"                                                                     \
@@ -1399,7 +1419,7 @@ static void dw_pairs_setup(const ek_depthwise_conv2d_params *p, const int8_t *fi
     if (f->mode == DW_GENERIC && p->act_min == -128 && p->act_max == 127
         && ek_requant_wide_applies(q.multiplier, q.shift)) {
         f->mode = DW_WIDE_FULL;
-        f->k_hi = ek_requant_wide_k_hi(q.shift);
+        f->k_hi = ek_requant_wide_k(q.shift);
         f->shift = -q.shift - 1;
     }
 }
@@ -1463,7 +1483,7 @@ EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8
             int8_t *const out = group + oy * out_w * channels;
 #if EK_DW_PAIRS_ASM
             if (all_full) { /* the common case: the group in one call */
-                if (p->stride_w == 1) {
+                if (EK_DW_PAIRS_STRIDES == 1 || ((EK_DW_PAIRS_STRIDES & 1) && p->stride_w == 1)) {
                     dw_pairs_rows_s1_asm(x, out, f, &row);
                 } else {
                     dw_pairs_rows_s2_asm(x, out, f, &row);
@@ -1476,18 +1496,22 @@ EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8
                 for (run = 1; k + run < 4 && f[k + run].mode == mode; ++run) {
                 }
                 row.span = run * (int32_t)sizeof(dw_pairs_channel);
-                if (mode == DW_FAST_FULL && p->stride_w == 1) {
+                const int s1 = EK_DW_PAIRS_STRIDES == 1
+                               || ((EK_DW_PAIRS_STRIDES & 1) && p->stride_w == 1);
+                if (mode == DW_FAST_FULL && s1) {
                     dw_pairs_rows_s1_asm(x + k * m, out + k, &f[k], &row);
                 } else if (mode == DW_FAST_FULL) {
                     dw_pairs_rows_s2_asm(x + k * m, out + k, &f[k], &row);
 #if EK_DW_PAIRS_WIDE
-                } else if (mode == DW_WIDE_FULL && p->stride_w == 1) {
+                } else if (mode == DW_WIDE_FULL && s1) {
                     dw_pairs_rows_s1_wide_asm(x + k * m, out + k, &f[k], &row);
                 } else if (mode == DW_WIDE_FULL) {
                     dw_pairs_rows_s2_wide_asm(x + k * m, out + k, &f[k], &row);
 #endif
                 } else {
+#if EK_DW_PAIRS_C
                     dw_pairs_rows(p, x + k * m, &f[k], &row, out + k, run);
+#endif
                 }
             }
 #else

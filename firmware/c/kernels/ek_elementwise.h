@@ -161,7 +161,7 @@ static inline int32_t ek_rdbpot_small(int32_t x, int32_t half, int exponent)
  * 2x m + 2^31 + (2^(e-1) - [x < 0]) 2^32, shifted right by e. Both start from the low word
  * 2^31 and a high word hi0 + (sign & (x >> 31)): hi0 = 2^(e-1) and sign = -1, or 0 and 0 for
  * e = 0. Bounds: |2x| < 2^29 and m < 2^31, so every term stays below 2^62 (e <= 31). The sum
- * of the two is requantised by ek_requant_fast (right shift 2-23, the output offset in k_hi;
+ * of the two is requantised by ek_requant_fast (right shift 1-23, the output offset in k;
  * 24-31, the wide form and the offset added after). */
 typedef struct {
     int32_t off1, off2;          /* input offsets << left_shift */
@@ -220,8 +220,8 @@ EK_ALWAYS_INLINE ek_add_s8_consts ek_add_s8_prepare(const ek_add_params *p)
         .hi1 = p->input1_shift < 0 ? 1 << (-p->input1_shift - 1) : 0,
         .hi2 = p->input2_shift < 0 ? 1 << (-p->input2_shift - 1) : 0,
         .sign1 = p->input1_shift < 0 ? -1 : 0, .sign2 = p->input2_shift < 0 ? -1 : 0,
-        .k_hi_o = out_fast ? ek_requant_fast_k_hi(p->output_shift, p->output_offset)
-                  : out_wide ? ek_requant_wide_k_hi(p->output_shift) : 0,
+        .k_hi_o = out_fast ? ek_requant_fast_k(p->output_shift, p->output_offset)
+                  : out_wide ? ek_requant_wide_k(p->output_shift) : 0,
     };
     return k;
 }
