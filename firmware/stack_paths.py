@@ -17,14 +17,13 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
-from edgekit.firmware.op_emitters import (requant_fast_full, requant_mode, DSP_PAIR_HELPERS, DW_MAX_TAPS, DW_RING_STACK,
-                                          constant_pairs, depthwise_surely_quad,
-                                          ring_order_safe,
-                                          PW_S4_MAX_C_IN, WIDE_PATH_HELPERS,
-                                          WIDE_S4_PATH_HELPERS, pairs_path_applies,
-                                          quad_stack_ring_words, requant_fast_everywhere,
-                                          short_rows_readers,
-                                          wide_path_applies, wide_s4_path_applies)
+from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, DW_MAX_TAPS, DW_RING_STACK,
+                                          POINTWISE_INPLACE_KERNELS, PW_S4_MAX_C_IN,
+                                          WIDE_PATH_HELPERS, WIDE_S4_PATH_HELPERS, constant_pairs,
+                                          depthwise_surely_quad, pairs_path_applies,
+                                          quad_stack_ring_words, requant_fast_full, requant_mode,
+                                          ring_order_safe, short_rows_readers, wide_path_applies,
+                                          wide_s4_path_applies)
 
 
 def _broadcasts(fields: dict) -> bool:
@@ -72,9 +71,8 @@ def _pointwise_pairs(fields: dict) -> bool:
 #: the pointwise in-place kernels, int8 and int4, that call pw_inplace_pairs (DSP builds only)
 POINTWISE_INT8_PAIR_KERNELS = frozenset({
     f"ek_conv2d_s8_pointwise_inplace{direction}" for direction in ("", "_backward")})
-POINTWISE_INT4_PAIR_KERNELS = frozenset(k.replace("_s8", "_s4")
-                                        for k in POINTWISE_INT8_PAIR_KERNELS)
-POINTWISE_PAIR_KERNELS = POINTWISE_INT8_PAIR_KERNELS | POINTWISE_INT4_PAIR_KERNELS
+POINTWISE_PAIR_KERNELS = POINTWISE_INPLACE_KERNELS
+POINTWISE_INT4_PAIR_KERNELS = POINTWISE_PAIR_KERNELS - POINTWISE_INT8_PAIR_KERNELS
 
 def _quad_ring_on_stack(fields: dict) -> bool:
     """Whether an in-place depthwise call may run inplace_quad_on_stack (ek_conv_depthwise.c:

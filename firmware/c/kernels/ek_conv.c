@@ -36,8 +36,9 @@
 #define EK_CONV_WIDE_TAPS 576
 #endif
 /* 1 when some int8 call on the widened path has a window of k_h * k_w * in_c % 4 != 0 taps
- * (edgekit.firmware.op_emitters.wide_tail); a model build leaves dot2x2_wide_tail out (0) when
- * none has. */
+ * whose channels the C loop may take (edgekit.firmware.op_emitters.wide_tail: an odd last one,
+ * a clamped activation, no bias, the fused kernel); a model build leaves dot2x2_wide_tail out
+ * (0) when none has. */
 #ifndef EK_CONV_WIDE_TAIL
 #define EK_CONV_WIDE_TAIL 1
 #endif
@@ -59,15 +60,15 @@
 #ifndef EK_PW_PAIRED
 #define EK_PW_PAIRED 2
 #endif
+/* 1 when some in-place int4 pointwise call has an odd out_c (op_emitters.CallConfig
+ * pw_odd_s4): the int4 loop's odd last channel (pw_odd_last_channel) is compiled in only then. */
+#ifndef EK_PW_ODD_S4
+#define EK_PW_ODD_S4 1
+#endif
 /* The two-pixel pointwise path's channel loops in C for the clamped requantisation modes
  * (pw_channels_of), one bit each: those no in-place pointwise call of the model is in are left
  * out (edgekit.firmware.op_emitters.pointwise_loops; flash: a model whose 1x1 layers all
  * clamp to the whole int8 range runs them in assembly). */
-/* 1 when some in-place int4 pointwise call has an odd out_c (op_emitters.CallConfig pw_odd_s4): the
- * int4 loop's odd last channel (pw_odd_last_channel) is compiled in only then. */
-#ifndef EK_PW_ODD_S4
-#define EK_PW_ODD_S4 1
-#endif
 #define EK_PW_LOOP_FAST 1
 #define EK_PW_LOOP_EXACT 2
 #define EK_PW_LOOP_WIDE 4
@@ -1094,8 +1095,9 @@ EK_CONV_FORCE_INLINE void pw_channels(const pw_layer *layer, const uint32_t *x, 
     }
 }
 
-static EK_CONV_NOINLINE void pw_channels_fast(const pw_layer *l, const uint32_t *x,
-                                              int8_t *out_a, int8_t *out_b)
+static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_channels_fast(const pw_layer *l,
+                                                                   const uint32_t *x, int8_t *out_a,
+                                                                   int8_t *out_b)
 {
     pw_channels(l, x, out_a, out_b, PW_FAST);
 }
@@ -1106,15 +1108,17 @@ static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_channels_full(const pw_laye
     pw_channels(l, x, out_a, out_b, PW_FAST_FULL);
 }
 
-static EK_CONV_NOINLINE void pw_channels_exact(const pw_layer *l, const uint32_t *x,
-                                               int8_t *out_a, int8_t *out_b)
+static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_channels_exact(const pw_layer *l,
+                                                                    const uint32_t *x, int8_t *out_a,
+                                                                    int8_t *out_b)
 {
     pw_channels(l, x, out_a, out_b, PW_EXACT);
 }
 
 #if EK_REQUANT_WIDE
-static EK_CONV_NOINLINE void pw_channels_wide(const pw_layer *l, const uint32_t *x,
-                                              int8_t *out_a, int8_t *out_b)
+static EK_CONV_NOINLINE EK_CONV_MAYBE_UNUSED void pw_channels_wide(const pw_layer *l,
+                                                                   const uint32_t *x, int8_t *out_a,
+                                                                   int8_t *out_b)
 {
     pw_channels(l, x, out_a, out_b, PW_WIDE);
 }
@@ -1163,8 +1167,8 @@ _Static_assert(offsetof(pw_layer, filter) == 0 && offsetof(pw_layer, bias) == 4
     "add r3, " k ", " acc ", asr #31\n\t"
 #endif
 
-/* One output: acc (register) requantised with multiplier m, k (ek_requant_fast_k) and right shift - 1 rm,
- * then `post` (the wide form adds the output offset), saturated and stored through out
+/* One output: acc (register) requantised with multiplier m, k (ek_requant_fast_k) and right
+ * shift - 1 rm, then `post` (the wide form adds the output offset), saturated and stored through out
  * (post-incremented); r2, r3 scratch. */
 #define EK_ASM_REQUANT_STORE(acc, m, k, rm, out, post)                                         \
     EK_ASM_REQUANT_START(acc, k)                                                               \

@@ -349,8 +349,9 @@ EK_DW_NOINLINE EK_DW_NOCLONE EK_DW_MAYBE_UNUSED void inplace_plane(const ek_dept
  * needed (ring_order_safe checks it for the layer; otherwise the plane kernel runs). The ring
  * lives in the planner's scratch plane when it fits there, else in a small stack buffer.
  *
- * Requantisation: a channel whose multiplier is non-negative with a right shift r in [1, 23]
- * (every MLPerf depthwise layer) takes the fast form (dw_requant_setup): one 64-bit
+ * Requantisation: a channel whose multiplier is non-negative with a right shift r in
+ * [EK_REQUANT_SHORTEST, 23] (ek_conv_common.h: 2, the int4 kernels 1; every MLPerf
+ * depthwise layer) takes the fast form (dw_requant_setup): one 64-bit
  * multiply-accumulate and a shift instead of ek_mbqm_nonneg's two roundings; the others take
  * ek_conv_requantize. */
 
@@ -1383,9 +1384,10 @@ EK_DW_INLINE void dw_pairs_channel_row(const ek_depthwise_conv2d_params *p, cons
     }
 }
 
-EK_DW_NOINLINE void dw_pairs_rows(const ek_depthwise_conv2d_params *p, const uint32_t *x,
-                                  const dw_pairs_channel *f, const dw_pairs_row_ctl *row,
-                                  int8_t *out, int32_t count)
+EK_DW_NOINLINE EK_DW_MAYBE_UNUSED void dw_pairs_rows(const ek_depthwise_conv2d_params *p,
+                                                     const uint32_t *x, const dw_pairs_channel *f,
+                                                     const dw_pairs_row_ctl *row, int8_t *out,
+                                                     int32_t count)
 {
     for (int32_t k = 0; k < count; ++k, ++f, ++out, x += row->m / 4) {
         if (p->stride_w == 1) { /* the mode at run time: this path is rare, its code small */
@@ -1482,8 +1484,11 @@ EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8
             const uint32_t *const x = ring + first * slot_words;
             int8_t *const out = group + oy * out_w * channels;
 #if EK_DW_PAIRS_ASM
+            /* stride_w 1 (the build's only stride, or this layer's) */
+            const int stride1 = EK_DW_PAIRS_STRIDES == 1
+                                || ((EK_DW_PAIRS_STRIDES & 1) && p->stride_w == 1);
             if (all_full) { /* the common case: the group in one call */
-                if (EK_DW_PAIRS_STRIDES == 1 || ((EK_DW_PAIRS_STRIDES & 1) && p->stride_w == 1)) {
+                if (stride1) {
                     dw_pairs_rows_s1_asm(x, out, f, &row);
                 } else {
                     dw_pairs_rows_s2_asm(x, out, f, &row);
@@ -1496,14 +1501,12 @@ EK_DW_NOINLINE void inplace_quad_pairs(const ek_depthwise_conv2d_params *p, int8
                 for (run = 1; k + run < 4 && f[k + run].mode == mode; ++run) {
                 }
                 row.span = run * (int32_t)sizeof(dw_pairs_channel);
-                const int s1 = EK_DW_PAIRS_STRIDES == 1
-                               || ((EK_DW_PAIRS_STRIDES & 1) && p->stride_w == 1);
-                if (mode == DW_FAST_FULL && s1) {
+                if (mode == DW_FAST_FULL && stride1) {
                     dw_pairs_rows_s1_asm(x + k * m, out + k, &f[k], &row);
                 } else if (mode == DW_FAST_FULL) {
                     dw_pairs_rows_s2_asm(x + k * m, out + k, &f[k], &row);
 #if EK_DW_PAIRS_WIDE
-                } else if (mode == DW_WIDE_FULL && s1) {
+                } else if (mode == DW_WIDE_FULL && stride1) {
                     dw_pairs_rows_s1_wide_asm(x + k * m, out + k, &f[k], &row);
                 } else if (mode == DW_WIDE_FULL) {
                     dw_pairs_rows_s2_wide_asm(x + k * m, out + k, &f[k], &row);
