@@ -205,3 +205,22 @@ def test_an_odd_window_takes_two_halves():
     assert s4_window_taps("ek_conv2d_s4_pointwise_inplace", {**fields, "k_h": 1, "k_w": 1}) == 0
     assert s4_window_taps("ek_conv2d_s8", fields) == 0
     assert s4_window_taps("ek_conv2d_s4", {**fields, "in_c": 80}) == 0  # 720 taps: portable
+
+
+def test_int4_right_shifts_of_1_take_the_fast_requantisation():
+    """kws re-rounded to int4 has channels with a right shift of 1 (its first conv and two
+    depthwise layers): the _s4 kernels' fast forms take them (EK_REQUANT_SHORTEST 1), so the
+    build needs neither the 1x1 loops in C nor the pair ring's rows in C; the int8 kernels' forms
+    start at 2, so the same shifts there keep the exact form."""
+    from edgekit.firmware.op_emitters import requant_fast_everywhere, requant_shortest
+
+    graph = _graph("kws", "4")
+    firmware = generate(graph)
+    config = firmware.files["ek_model_config.h"]
+    assert "#define EK_PW_LOOPS 0 " in config and "#define EK_DW_PAIRS_C 0 " in config
+    shifts = [values["shifts"] for kernel, values in firmware.kernel_calls if "_s4" in kernel]
+    assert any((s == -1).any() for s in shifts)  # the case this is about is there
+    assert requant_shortest("ek_depthwise_conv2d_s4_inplace") == 1
+    assert requant_shortest("ek_depthwise_conv2d_s8_inplace") == 2
+    assert requant_fast_everywhere([1 << 30], [-1], 23, 1)
+    assert not requant_fast_everywhere([1 << 30], [-1], 23, 2)
