@@ -258,7 +258,8 @@ def graph_instructions(graph: Graph, table: dict[str, dict],
                          "variant": None, "instructions": 0})
             continue
         name = variant(op, graph, mode)
-        value = op_instructions(op, graph, mode, table)
+        value = None if name is None else variant_instructions(op, graph, name,
+                                                               features(op, graph), table)
         if value is None:
             unmodelled += 1
         else:
