@@ -38,7 +38,7 @@ from edgekit.firmware.op_emitters import (DSP_PAIR_HELPERS, EMITTERS, INPLACE_MO
                                           CallConfig, EmitContext, OpCall, check_inplace_mode,
                                           emit_conv_add, model_config_header,
                                           pairs_path_applies, requant_needs_wide,
-                                          requant_shortest)
+                                          requant_shortest, s8_via_s4_pays)
 from edgekit.ir import DType, Graph, Op, Tensor
 from edgekit.planner import MemoryPlan
 from edgekit.reference.common import where
@@ -203,6 +203,11 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
     op_sections, calls, kernels, traced = [], [], [], []
     fusions = getattr(plan, "fusions", {})
     fused_adds = {f.add: f for f in fusions.values()}
+    modes = {index: "conv_add_skip" if index in fusions
+             else plan.buffers[op.outputs[0]].inplace_mode
+             for index, op in enumerate(graph.ops) if op.kind == "CONV_2D"}
+    via_s4 = s8_via_s4_pays(graph, firmware_params, modes)
+    op_kernels: dict[int, str] = {}
     for step, index in enumerate(plan.schedule):
         op = graph.ops[index]
         if index in fused_adds:
@@ -214,7 +219,8 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
                                                    firmware_params,
                                                    used_constants, shared_constants,
                                                    fusions.get(index), pair_kernels,
-                                                   path_helpers, kernel_calls)
+                                                   path_helpers, kernel_calls, via_s4)
+        op_kernels[index] = kernel
         op_sections.append(section)
         calls.append(call)
         kernels.append(kernel)
@@ -234,10 +240,9 @@ def generate(graph: Graph, plan: MemoryPlan | None = None, *,
             [CallConfig.of_call(kernel, fields) for kernel, fields in kernel_calls],
             pairs_path=bool(pair_kernels),
             requant_wide=any(op.kind in ("CONV_2D", "FULLY_CONNECTED")
-                             and requant_needs_wide(
-                                 firmware_params[index],
-                                 1 if graph[op.inputs[1]].dtype == DType.INT4 else 2)
-                             for index, op in enumerate(graph.ops))),
+                             and requant_needs_wide(firmware_params[index],
+                                                    requant_shortest(op_kernels[index]))
+                             for index, op in enumerate(graph.ops) if index in op_kernels)),
     }
     expected = [np.ascontiguousarray(o).tobytes() for o in outputs]
     return GeneratedModel(graph, plan, files, list(inputs), expected, kernels, traced,
@@ -277,7 +282,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
              shared_constants: "_SharedConstants", fusion=None,
              pair_kernels: set[str] | None = None,
              path_helpers: set[str] | None = None,
-             kernel_calls: list[tuple[str, dict]] | None = None) -> tuple[str, str, str, str]:
+             kernel_calls: list[tuple[str, dict]] | None = None,
+             s8_via_s4: bool = False) -> tuple[str, str, str, str]:
     out_name = fusion.output if fusion else op.outputs[0]
     mode = plan.buffers[out_name].inplace_mode if fusion is None else None
     scratch = plan.scratch.get(index)
@@ -292,7 +298,8 @@ def _emit_op(graph: Graph, plan: MemoryPlan, names: _Names, op: Op, index: int, 
         return names.tensor_macro[name]
 
     check_inplace_mode(op, mode)
-    ctx = EmitContext(graph, op, pointer, lambda suffix: f"{fn}_{suffix}", mode, scratch_expr)
+    ctx = EmitContext(graph, op, pointer, lambda suffix: f"{fn}_{suffix}", mode, scratch_expr,
+                      s8_via_s4)
     if fusion is None:
         call: OpCall = EMITTERS[op.kind](ctx, params[index])
     else:

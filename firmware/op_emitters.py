@@ -55,8 +55,11 @@ class EmitContext:
 
     def __init__(self, graph: Graph, op: Op, pointer: Callable[[str], str],
                  array_ref: Callable[[str], str], inplace_mode: str | None,
-                 scratch: str | None):
+                 scratch: str | None, s8_via_s4: bool = False):
         self.graph = graph
+        #: whether the model's plain int8 CONV_2Ds run in the int4 kernels' translation unit
+        #: (`s8_via_s4_pays`)
+        self.s8_via_s4 = s8_via_s4
         self.op = op
         self._pointer = pointer
         self._array_ref = array_ref
@@ -183,13 +186,20 @@ def emit_conv(ctx: EmitContext, p, *, fused: bool = False) -> OpCall:
         args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), ctx.ptr(out)]
     params_type = "ek_conv2d_params" if op.kind == "CONV_2D" else "ek_depthwise_conv2d_params"
     kernel = weights_kernel(kernel, bits)
+    if kernel == "ek_conv2d_s8" and not fused and ctx.s8_via_s4:
+        # int8 layers among int4 convolutions (a first layer kept int8): the int4 kernels'
+        # widened path runs them on int8 rows, so the build links one convolution, not two
+        kernel = S8_VIA_S4
+        arrays.append(("int8_t", "filter", s8_lane_rows(graph[w].data)))
+        args[1] = ctx.array("filter").name
     if pointwise_paired(kernel, fields):
         # the filter re-laid out for the two-pixel DSP loop (ek_conv.h `paired_filter`): the
         # op's own array replaces the tensor's, so flash holds the same bytes once
         arrays.append(("int8_t", "filter", pair_pointwise_filter(graph[w].data)))
         fields["paired_filter"] = 1
         args[1] = ctx.array("filter").name
-    if not fused and s4_rows_padded(kernel, fields) and fields["k_h"] * fields["k_w"] * ic % 8:
+    if (not fused and kernel == "ek_conv2d_s4" and s4_rows_padded(kernel, fields)
+            and fields["k_h"] * fields["k_w"] * ic % 8):
         # the op's own filter, each output channel's row padded to whole groups of 8 taps: the
         # kernel reads it so on every path (ek_conv_weights.h ek_s4_rows_padded)
         arrays.append(("int8_t", "filter", padded_s4_rows(graph[w].data)))
@@ -197,12 +207,17 @@ def emit_conv(ctx: EmitContext, p, *, fused: bool = False) -> OpCall:
     return OpCall(kernel, params_type, fields, arrays, args, facts={"has_bias": bias is not None})
 
 
+#: ek_conv.h's int8 CONV_2D run by the int4 kernels' translation unit (ek_conv_s4.c)
+S8_VIA_S4 = "ek_conv2d_s8_via_s4"
+
+
 def s4_rows_padded(kernel: str, fields: dict) -> bool:
     """Whether a call's int4 filter rows are padded to whole groups of 8 taps (ek_conv_weights.h
     ``ek_s4_rows_padded``): a plain int4 CONV_2D whose short window (a first layer over 1-3
-    channels) takes the widened path on DSP cores, the portable loop elsewhere."""
+    channels) takes the widened path on DSP cores, the portable loop elsewhere. (`S8_VIA_S4`'s
+    int8 rows are padded so, and the same condition picks the short path.)"""
     length = fields["k_h"] * fields["k_w"] * fields["in_c"]
-    return (kernel == "ek_conv2d_s4" and fields["in_c"] % 8 != 0
+    return (kernel in ("ek_conv2d_s4", S8_VIA_S4) and fields["in_c"] % 8 != 0
             and fields["filter_offset"] == 0 and "effective_bias" in fields
             and fields["out_c"] >= 2 and fields["dilation_w"] == 1
             and 0 < length <= PAIR_MAX_LEN)
@@ -215,6 +230,64 @@ def padded_s4_rows(weights: np.ndarray) -> np.ndarray:
     padded = np.zeros((rows.shape[0], _groups(rows.shape[1])), dtype=np.int8)
     padded[:, :rows.shape[1]] = rows
     return packed_int4(padded.reshape(-1))
+
+
+def s8_via_s4_pays(graph: Graph, params, modes: dict[int, str | None]) -> bool:
+    """Whether a model's plain int8 CONV_2Ds run as `S8_VIA_S4`: where it has an int4 CONV_2D
+    and every int8 one but the in-place 1x1 calls (another loop) is a plain call that the int4
+    widened path's channel loops in assembly take whole (`s8_via_s4_applies`), ek_conv.c's
+    int8 convolution then leaves the build (a mixed model's int8 first layer: about 6 kB of
+    code). Elsewhere that code is linked anyway, and the int8 layers keep their own kernels.
+    ``modes``: op index -> its in-place mode, ``"conv_add_skip"`` for a conv fused with its
+    ADD."""
+    convs = [(i, op) for i, op in enumerate(graph.ops) if op.kind == "CONV_2D"]
+    if not any(graph[op.inputs[1]].dtype == DType.INT4 for _, op in convs):
+        return False
+    int8 = [(i, op) for i, op in convs if graph[op.inputs[1]].dtype != DType.INT4
+            and modes.get(i) not in POINTWISE_MODES]
+    return bool(int8) and all(modes.get(i) != "conv_add_skip"
+                              and s8_via_s4_applies(_window_fields(op, graph, params[i]))
+                              for i, op in int8)
+
+
+def s8_via_s4_applies(fields: dict) -> bool:
+    """Whether `S8_VIA_S4` can run a plain int8 CONV_2D call (ek_conv.c's contract, checked
+    there): the int4 widened path takes it, and its channel loops in assembly every channel:
+    pairs of them (an even out_c), requantised in a clamp-free fast or wide form with the int4
+    unit's shortest right shift (`requant_shortest`)."""
+    fields = {**fields, "requant_shortest": requant_shortest(S8_VIA_S4)}
+    return (wide_s4_path_applies(S8_VIA_S4, fields) and fields["out_c"] % 2 == 0
+            and requant_mode(fields) in ("fast_full", "wide_full"))
+
+
+def _window_fields(op: Op, graph: Graph, p) -> dict:
+    """The params fields the widened paths' conditions read, of a CONV_2D (as `emit_conv`)."""
+    _, _, _, ic = graph[op.inputs[0]].shape
+    _, fh, fw, _ = graph[op.inputs[1]].shape
+    fields = {"k_h": fh, "k_w": fw, "in_c": ic, "out_c": graph[op.outputs[0]].shape[-1],
+              "dilation_w": p.dilation[1], "filter_offset": p.filter_offset,
+              "act_min": p.act_min, "act_max": p.act_max,
+              "multipliers": np.asarray(p.multipliers, dtype=np.int64),
+              "shifts": kernel_shifts(p.multipliers, p.shifts)}
+    if p.filter_offset == 0:
+        fields["effective_bias"] = True
+    return fields
+
+
+#: the byte of each tap of a group of 8 in `s8_lane_rows` (ek_conv.c ``s8_lane_byte``)
+S8_LANE_ORDER = (0, 1, 4, 5, 2, 3, 6, 7)
+
+
+def s8_lane_rows(weights: np.ndarray) -> np.ndarray:
+    """int8 filter values [out_c, ...] as `S8_VIA_S4` reads them: each channel's row padded with
+    zeros to whole groups of 8 taps, each group's bytes in the order {w0, w1, w4, w5, w2, w3, w6,
+    w7} (SXTB16 and SXTB16 ROR #8 of a word give the lanes {w0, w4}, {w1, w5}: the int4 path's
+    window words)."""
+    rows = weights.reshape(weights.shape[0], -1)
+    padded = np.zeros((rows.shape[0], _groups(rows.shape[1])), dtype=np.int8)
+    padded[:, :rows.shape[1]] = rows
+    groups = padded.reshape(rows.shape[0], -1, 8)
+    return np.ascontiguousarray(groups[:, :, list(S8_LANE_ORDER)]).reshape(-1)
 
 
 #: ek_conv_s4_dsp.h's default EK_S4_WINDOW_TAPS: the longest window a build may give the DSP path
@@ -252,7 +325,8 @@ WIDE_TAPS_MAX = 576
 WIDE_PATH_HELPERS = {"ek_conv2d_s8": "conv2d_wide_plain", "ek_conv2d_add_s8": "conv2d_wide_fused"}
 #: the same for the packed int4 kernels (ek_conv_s4.c names its helpers apart)
 WIDE_S4_PATH_HELPERS = {"ek_conv2d_s4": "conv2d_wide_s4_plain",
-                        "ek_conv2d_add_s4": "conv2d_wide_s4_fused"}
+                        "ek_conv2d_add_s4": "conv2d_wide_s4_fused",
+                        S8_VIA_S4: "conv2d_wide_s4_plain"}
 
 
 def wide_path_applies(fields: dict) -> bool:
@@ -591,6 +665,8 @@ class CallConfig:
     surely_pairs: bool = False  # (in-place pointwise) surely runs the two-pixel loop on DSP
     pw_loops: int = 0  # (in-place pointwise) `pointwise_loops`
     pw_odd_s4: bool = False  # (in-place int4 pointwise) an odd out_c
+    s8_via_s4: bool = False  # an int8 CONV_2D in the int4 translation unit (`S8_VIA_S4`)
+    s4_plain: bool = False  # a call of ek_conv2d_s4
     #: (an int8 call of the two-pixel pointwise loop) whether its filter is paired; None: not one
     paired: bool | None = None
     s4_conv_pixels: bool = False  # the int4 one-pixel CONV_2D path (`s4_conv_pixels`)
@@ -622,7 +698,16 @@ class CallConfig:
                    s4_conv_pixels=s4_conv_pixels(kernel, fields),
                    conv_pixels=conv_pixels(kernel, fields),
                    short_rows=short_rows_readers(kernel, fields),
-                   skip_pairs=pointwise_skips_pairs(kernel, fields))
+                   skip_pairs=pointwise_skips_pairs(kernel, fields),
+                   s8_via_s4=kernel == S8_VIA_S4, s4_plain=kernel == "ek_conv2d_s4")
+
+
+def s8_via_s4_config(calls: list[CallConfig]) -> int:
+    """ek_conv.c's EK_CONV_S8_VIA_S4: 0 when no call is `S8_VIA_S4`, 2 when ek_conv2d_s4 is
+    called too (the two share one out-of-line convolution), else 1."""
+    if not any(c.s8_via_s4 for c in calls):
+        return 0
+    return 2 if any(c.s4_plain for c in calls) else 1
 
 
 def pointwise_paired_config(calls: list[CallConfig]) -> int:
@@ -682,6 +767,8 @@ def model_config_header(calls: list[CallConfig], pairs_path: bool,
         ("EK_CONV_PIXELS", int(any(c.conv_pixels for c in calls)),
          "int8: the one-pixel CONV_2D loop"),
         ("EK_REQUANT_WIDE", int(requant_wide), "the wide fast requantisation modes"),
+        ("EK_CONV_S8_VIA_S4", s8_via_s4_config(calls),
+         "int8 CONV_2Ds in the int4 unit (2: beside ek_conv2d_s4)"),
         ("EK_CONV_SHORT_ROWS", functools.reduce(operator.or_, (c.short_rows for c in calls), 0),
          "two windows read from their rows"),
     )

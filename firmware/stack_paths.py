@@ -200,7 +200,10 @@ PATH_HELPERS: dict[str, tuple[frozenset[str], Callable[[dict], bool]]] = {
        for kernel, helper in DSP_PAIR_HELPERS.items()},
     **{helper: (frozenset({kernel}), wide_path_applies)
        for kernel, helper in WIDE_PATH_HELPERS.items()},
-    **{helper: (frozenset({kernel}), partial(wide_s4_path_applies, kernel))
+    # (ek_conv2d_s4 and the int8 kernel that runs its widened path share its helper and its
+    # conditions: wide_s4_path_applies answers alike for both)
+    **{helper: (frozenset(k for k, h in WIDE_S4_PATH_HELPERS.items() if h == helper),
+                partial(wide_s4_path_applies, kernel))
        for kernel, helper in WIDE_S4_PATH_HELPERS.items()},
     **{f"{kernel}_broadcast": (frozenset({kernel}), _broadcasts)
        for kernel in ("ek_add_s8", "ek_add_s16", "ek_mul_s8", "ek_mul_s16")},

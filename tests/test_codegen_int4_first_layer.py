@@ -116,8 +116,10 @@ def _two_convs(rng) -> Graph:
     return Graph(tensors, ops, ["x"], ["y2"], name="two_convs")
 
 
-#: bits -> the two convs' kernels
-MIXED = {"mixed:default=8,#0=4": ["ek_conv2d_s4", "ek_conv2d_s8"],
+#: bits -> the two convs' kernels: an int8 conv beside an int4 one runs in the int4 unit where
+#: its assembly takes it whole (tests/test_codegen_s8_via_s4.py): the second conv; the first,
+#: whose ReLU clamps to a zero point above -128, keeps ek_conv.c's int8 kernel
+MIXED = {"mixed:default=8,#0=4": ["ek_conv2d_s4", "ek_conv2d_s8_via_s4"],
          "mixed:default=4,#0=8": ["ek_conv2d_s8", "ek_conv2d_s4"],
          "4": ["ek_conv2d_s4", "ek_conv2d_s4"]}
 
@@ -128,10 +130,10 @@ def test_mixed_model_with_an_int4_first_layer_is_bit_exact(bits, path, kernel_ob
     graph = requantize_weights(_two_convs(np.random.default_rng(7)), bits)
     gen = generate(graph, seed=2)
     assert gen.kernels == MIXED[bits]
-    # both widened paths where their layers are (the int8 one's helper, conv2d_wide_plain)
-    helpers = {"conv2d_wide_s4_plain" if k.endswith("s4") else "conv2d_wide_plain"
+    # each layer's unit's widened path, and no other
+    helpers = {"conv2d_wide_plain" if k == "ek_conv2d_s8" else "conv2d_wide_s4_plain"
                for k in MIXED[bits]}
-    assert helpers <= gen.path_helpers
+    assert helpers == gen.path_helpers & {"conv2d_wide_plain", "conv2d_wide_s4_plain"}
     # one buffer for both translation units: the longer of the int4 window's 16 words and the
     # second conv's 144 taps
     assert "#define EK_CONV_WIDE_TAPS 144 " in gen.files["ek_model_config.h"]

@@ -105,6 +105,24 @@
 #ifndef EK_REQUANT_WIDE
 #define EK_REQUANT_WIDE 1
 #endif
+/* Where some call is ek_conv2d_s8_via_s4 (an int8 CONV_2D run by this translation unit
+ * compiled for int4 filters, below): 2 where ek_conv2d_s4 is called too (the two share one
+ * out-of-line convolution), 1 where it is not; a model build leaves it out (0) otherwise. */
+#ifndef EK_CONV_S8_VIA_S4
+#define EK_CONV_S8_VIA_S4 2
+#endif
+#define EK_S8_ROWS (EK_CONV_S4 && EK_CONV_S8_VIA_S4)
+/* conv2d_wide_plain's int8-rows flag: an argument only where EK_S8_ROWS (the other builds'
+ * calls keep their registers) */
+#if EK_S8_ROWS
+#define EK_S8_ROWS_PARAM , int s8
+#define EK_S8_ROWS_ARG(v) , (v)
+#define EK_S8_ROWS_FLAG s8
+#else
+#define EK_S8_ROWS_PARAM
+#define EK_S8_ROWS_ARG(v)
+#define EK_S8_ROWS_FLAG 0
+#endif
 
 #if defined(__GNUC__)
 #define EK_CONV_NOINLINE __attribute__((noinline))
@@ -1401,6 +1419,66 @@ EK_ASM_NAKED s4_channels_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t 
     __asm__ volatile(EK_ASM_S4_CHANNELS("24", EK_ASM_WIDE_K_HI, EK_ASM_WIDE_POST));
 }
 #endif
+
+#if EK_S8_ROWS
+/* --- int8 filters on the int4 widened path (ek_conv2d_s8_via_s4) ------------------------------
+ * A model whose convolutions are int4 but for an int8 layer or two (the first layer kept int8,
+ * the usual mixed precision) would otherwise link ek_conv.c's int8 convolution beside this
+ * one: about 6 kB of code for one layer. So the int8 layer runs here, on the same widened
+ * windows (raw bytes, padding taps the zero point, the effective bias carrying the input
+ * offset), its rows int8: whole groups of 8 taps (a short window's padded with zeros, as
+ * ek_s4_rows_padded), each group's bytes in the order {w0, w1, w4, w5, w2, w3, w6, w7}
+ * (edgekit.firmware.op_emitters.s8_lane_rows), so that SXTB16 and SXTB16 ROR #8 of a filter
+ * word give the lanes {w0, w4}, {w1, w5} (then {w2, w6}, {w3, w7}) that meet the window's
+ * words. Exactness: int16 lanes' products summed into the accumulator, any length. Only the
+ * channel loops in assembly run them: the generator picks the kernel only where those take
+ * every channel (an even out_c, a clamp-free fast or wide requantisation), so no C loop of
+ * int8 rows is compiled.
+ *
+ * One step: four bytes of each row, on the fixed registers of EK_ASM_S4_STEP (lr free), 16
+ * instructions per 16 MACs. */
+#define EK_ASM_S8_ROWS_STEP                                                                    \
+    "ldr r12, [r1, r3]\n\t"                                                                   \
+    "ldr r7, [r1], #4\n\t"                                                                    \
+    "ldrd r4, r5, [r0], #16\n\t"                                                              \
+    "sxtb16 r6, r7\n\t"                                                                       \
+    "smlad r8, r6, r4, r8\n\t"                                                                \
+    "smlad r10, r6, r5, r10\n\t"                                                              \
+    "sxtb16 r6, r12\n\t"                                                                      \
+    "smlad r9, r6, r4, r9\n\t"                                                                \
+    "smlad r11, r6, r5, r11\n\t"                                                              \
+    "ldrd r4, r5, [r0, #-8]\n\t"                                                              \
+    "sxtb16 r6, r7, ror #8\n\t"                                                               \
+    "smlad r8, r6, r4, r8\n\t"                                                                \
+    "smlad r10, r6, r5, r10\n\t"                                                              \
+    "sxtb16 r6, r12, ror #8\n\t"                                                              \
+    "smlad r9, r6, r4, r9\n\t"                                                                \
+    "smlad r11, r6, r5, r11\n\t"
+
+/* int8 rows `n` bytes apart (the fifth argument: the window's taps, n % 8 == 0), the
+ * accumulators from the bias: two steps (a group) a pass. */
+#define EK_ASM_S8_ROWS_CHANNELS(k_unit, k_hi, post)                                            \
+    EK_ASM_CHANNELS_ENTER(k_unit, "ldr r8, [sp, #76]\n\t")                                     \
+    "add r2, r1, r3\n"                                                                         \
+    "2:\n\t" EK_ASM_S8_ROWS_STEP EK_ASM_S8_ROWS_STEP                                          \
+    "cmp r1, r2\n\t"                                                                          \
+    "bne 2b\n\t"                                                                              \
+    "add r1, r1, r3\n\t" EK_ASM_CHANNELS_STORE(k_hi, post)
+
+EK_ASM_NAKED s8_rows_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
+                              const pw_layer *l, int32_t n)
+{
+    __asm__ volatile(EK_ASM_S8_ROWS_CHANNELS("40", EK_ASM_FAST_K_HI, ""));
+}
+
+#if EK_REQUANT_WIDE
+EK_ASM_NAKED s8_rows_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t *out_b,
+                                   const pw_layer *l, int32_t n)
+{
+    __asm__ volatile(EK_ASM_S8_ROWS_CHANNELS("24", EK_ASM_WIDE_K_HI, EK_ASM_WIDE_POST));
+}
+#endif
+#endif
 #endif /* EK_CONV_S4 */
 #else
 #define EK_CHANNELS_ASM 0
@@ -2096,10 +2174,31 @@ EK_CONV_FORCE_INLINE void conv_wide_channels(const pw_layer *l, const uint32_t *
     }
 }
 
-/* Every output pixel, two at a time (conv_wide_apply holds); buf: EK_CONV_WIDE_TAPS words. */
+#if EK_S8_ROWS && EK_CONV_WIDE_ASM
+/* conv_wide_channels for int8 rows: every pair in assembly (ek_conv2d_s8_via_s4's contract). */
+EK_CONV_FORCE_INLINE void conv_wide_s8_rows(const pw_layer *l, const uint32_t *x, int32_t len,
+                                            int8_t *out_a, int8_t *out_b, int mode)
+{
+#if EK_REQUANT_WIDE
+    if (mode == PW_WIDE_FULL) {
+        s8_rows_wide_full_asm(x, out_a, out_b, l, len);
+        return;
+    }
+#endif
+    (void)mode;
+    s8_rows_full_asm(x, out_a, out_b, l, len);
+}
+#define CONV_WIDE_S8_ROWS EK_S8_ROWS_FLAG
+#else
+#define CONV_WIDE_S8_ROWS 0
+#define conv_wide_s8_rows(l, x, len, out_a, out_b, mode) ((void)0)
+#endif
+
+/* Every output pixel, two at a time (conv_wide_apply holds); buf: EK_CONV_WIDE_TAPS words;
+ * s8: the filter's rows are int8 (EK_S8_ROWS). */
 EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *input,
                                       const int8_t *filter, const int32_t *bias, int8_t *output,
-                                      const conv_epilogue *e, uint32_t *buf)
+                                      const conv_epilogue *e, uint32_t *buf, int s8)
 {
     pw_layer l = pw_layer_of(p, filter);
     const int mode = pw_requant_mode(p);
@@ -2133,7 +2232,10 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
             ox = 0;
             ++oy;
         }
-        if (mode == PW_FAST_FULL) { /* the common case, its requantisation inlined alone */
+        if (s8) {
+            conv_wide_s8_rows(&l, buf, len, output + pixel * c_out, output + (pixel + 1) * c_out,
+                              mode);
+        } else if (mode == PW_FAST_FULL) { /* the common case, its requantisation inlined alone */
             conv_wide_channels(&l, buf, len, output, e, pixel * c_out, (pixel + 1) * c_out, 1,
                                PW_FAST_FULL);
         } else {
@@ -2145,17 +2247,24 @@ EK_CONV_FORCE_INLINE void conv2d_wide(const ek_conv2d_params *p, const int8_t *i
         const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
         CONV_WIDE_WINDOWS(p, input, iy0, ix0, iy0, ix0, buf, e, plan);
         /* the plain kernel may store B too (the same value at the same place) */
-        conv_wide_channels(&l, buf, len, output, e, pixel * c_out, pixel * c_out, e == 0, mode);
+        if (s8) {
+            conv_wide_s8_rows(&l, buf, len, output + pixel * c_out, output + pixel * c_out, mode);
+        } else {
+            conv_wide_channels(&l, buf, len, output, e, pixel * c_out, pixel * c_out, e == 0,
+                               mode);
+        }
     }
 }
 
-/* Out of line once per epilogue, with the two windows on its own stack frame. */
+/* Out of line once per epilogue, with the two windows on its own stack frame (s8: int8 rows,
+ * ek_conv2d_s8_via_s4). */
 static EK_CONV_NOINLINE void conv2d_wide_plain(const ek_conv2d_params *p, const int8_t *input,
                                                const int8_t *filter, const int32_t *bias,
-                                               int8_t *output)
+                                               int8_t *output EK_S8_ROWS_PARAM)
 {
     uint32_t buf[EK_CONV_WIDE_TAPS]; /* two windows of EK_CONV_WIDE_TAPS int16 taps */
-    conv2d_wide(p, input, filter, bias, output, 0, buf);
+    (void)EK_S8_ROWS_FLAG; /* (off the assembly, ek_conv2d_s8_via_s4 never calls here) */
+    conv2d_wide(p, input, filter, bias, output, 0, buf, CONV_WIDE_S8_ROWS);
 }
 
 static EK_CONV_NOINLINE void conv2d_wide_fused(const ek_conv2d_params *p, const int8_t *input,
@@ -2168,7 +2277,7 @@ static EK_CONV_NOINLINE void conv2d_wide_fused(const ek_conv2d_params *p, const 
         __builtin_unreachable();
     }
 #endif
-    conv2d_wide(p, input, filter, bias, output, e, buf);
+    conv2d_wide(p, input, filter, bias, output, e, buf, 0);
 }
 #endif
 
@@ -2218,15 +2327,89 @@ EK_CONV_FORCE_INLINE void conv2d_s4_pixels(const ek_conv2d_params *p, const int8
 }
 #endif
 
+#if EK_S8_ROWS
+/* Byte of tap t of an int8 row in ek_conv2d_s8_via_s4's layout: within each group of 8 taps,
+ * taps 2, 3 and 4, 5 trade places. */
+static inline int32_t s8_lane_byte(int32_t t)
+{
+    return (t & ~6) | ((t & 2) << 1) | ((t & 4) >> 1);
+}
+
+#define EK_S8_ROWS_WIDE (EK_S4_DSP && EK_CONV_WIDE_TAPS > 0 && EK_CONV_WIDE_ASM)
+#if !EK_S8_ROWS_WIDE
+/* ek_conv2d_s8_via_s4 off the widened path (cores without the DSP extension, the host's
+ * emulation of it): each output, its valid taps only, in TFLite's reference order of outputs
+ * (the in-place modes). */
+static void conv_s8_rows_portable(const ek_conv2d_params *p, const int8_t *input,
+                                  const int8_t *filter, const int32_t *bias, int8_t *output)
+{
+    const int32_t c_in = p->in_c, row = EK_S4_ROW_TAPS(p->k_h * p->k_w * c_in);
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_top;
+        int32_t ky0, ky1;
+        ek_conv_valid_taps(iy0, p->in_h, p->k_h, p->dilation_h, &ky0, &ky1);
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_left;
+            int32_t kx0, kx1;
+            ek_conv_valid_taps(ix0, p->in_w, p->k_w, p->dilation_w, &kx0, &kx1);
+            for (int32_t oc = 0; oc < p->out_c; ++oc) {
+                const int8_t *const w = filter + oc * row;
+                uint32_t acc = (uint32_t)bias_of(bias, oc);
+                for (int32_t ky = ky0; ky < ky1; ++ky) {
+                    for (int32_t kx = kx0; kx < kx1; ++kx) {
+                        const int32_t iy = iy0 + ky * p->dilation_h, ix = ix0 + kx * p->dilation_w;
+                        const int8_t *x = input + (iy * p->in_w + ix) * c_in;
+                        const int32_t t = (ky * p->k_w + kx) * c_in;
+                        for (int32_t c = 0; c < c_in; ++c) {
+                            acc += (uint32_t)((x[c] + p->input_offset) * w[s8_lane_byte(t + c)]);
+                        }
+                    }
+                }
+                output[(oy * p->out_w + ox) * p->out_c + oc] = ek_conv_requantize(
+                    (int32_t)acc, p->multipliers[oc], p->shifts[oc], p->output_offset,
+                    p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+#endif
+
+/* ek_conv2d_s8_via_s4's layer (conv2d_run with s8). */
+static inline void conv2d_s8_rows(const ek_conv2d_params *p, const int8_t *input,
+                                  const int8_t *filter, const int32_t *bias, int8_t *output)
+{
+#if EK_S8_ROWS_WIDE
+    const int mode = pw_requant_mode(p);
+    if (!conv_wide_apply(p, 0) || (p->out_c & 1) != 0
+        || (mode != PW_FAST_FULL && mode != PW_WIDE_FULL)) {
+        /* the generator picks this kernel only where the widened path's channel loops in
+         * assembly take every channel (op_emitters.s8_via_s4_pays): a build that breaks
+         * that contract faults here */
+        __builtin_trap();
+    }
+    conv2d_wide_plain(p, input, filter, bias, output EK_S8_ROWS_ARG(1));
+#else
+    conv_s8_rows_portable(p, input, filter, bias, output);
+#endif
+}
+#endif
+
 /* The convolution; e == 0 for the plain kernel (a constant after inlining). */
 EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_t *input,
                                      const int8_t *filter, const int32_t *bias, int8_t *output,
-                                     const conv_epilogue *e)
+                                     const conv_epilogue *e EK_S8_ROWS_PARAM)
 {
     /* A private copy: int8 stores to `output` may alias anything the compiler cannot prove
      * apart, and would otherwise force every field to be reloaded after each output byte. */
     const ek_conv2d_params local = *params;
     const ek_conv2d_params *p = &local;
+#if EK_S8_ROWS
+    if (s8) { /* int8 rows (ek_conv2d_s8_via_s4) */
+        conv2d_s8_rows(p, input, filter, bias, output);
+        return;
+    }
+#endif
     const int32_t c_out = p->out_c, len = p->k_h * p->k_w * p->in_c;
 #if EK_CONV_S4
     /* a padded filter's rows (the plain kernel: ek_s4_rows_padded) are read on every path */
@@ -2239,7 +2422,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
 #if EK_S4_DSP && EK_CONV_WIDE_TAPS > 0
     if (conv_wide_apply(p, e != 0)) {
         if (e == 0) {
-            conv2d_wide_plain(p, input, filter, bias, output);
+            conv2d_wide_plain(p, input, filter, bias, output EK_S8_ROWS_ARG(0));
         } else {
             conv2d_wide_fused(p, input, filter, bias, output, e);
         }
@@ -2260,7 +2443,7 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
 #if EK_CONV_WIDE_TAPS > 0
     if (conv_wide_apply(p)) {
         if (e == 0) {
-            conv2d_wide_plain(p, input, filter, bias, output);
+            conv2d_wide_plain(p, input, filter, bias, output EK_S8_ROWS_ARG(0));
         } else {
             conv2d_wide_fused(p, input, filter, bias, output, e);
         }
@@ -2339,11 +2522,46 @@ EK_CONV_FORCE_INLINE void conv2d_run(const ek_conv2d_params *params, const int8_
     }
 }
 
+#if EK_S8_ROWS && EK_CONV_S8_VIA_S4 == 2
+/* ek_conv2d_s4 and ek_conv2d_s8_via_s4 both called: they share one out-of-line convolution, one
+ * copy of its code and one frame under the widened path's helpers (the static stack bound
+ * follows calls, not which kernel made them: with two frames it would add ek_conv2d_s4's to
+ * the short windows only ek_conv2d_s8_via_s4 gathers). */
+static EK_CONV_NOINLINE void conv2d_run_plain(const ek_conv2d_params *params,
+                                              const int8_t *input, const int8_t *filter,
+                                              const int32_t *bias, int8_t *output, int s8)
+{
+    conv2d_run(params, input, filter, bias, output, 0, s8);
+}
+
 void ek_conv2d_s8(const ek_conv2d_params *params, const int8_t *input, const int8_t *filter,
                   const int32_t *bias, int8_t *output)
 {
-    conv2d_run(params, input, filter, bias, output, 0);
+    conv2d_run_plain(params, input, filter, bias, output, 0);
 }
+
+void ek_conv2d_s8_via_s4(const ek_conv2d_params *params, const int8_t *input,
+                         const int8_t *filter, const int32_t *bias, int8_t *output)
+{
+    conv2d_run_plain(params, input, filter, bias, output, 1);
+}
+#else
+void ek_conv2d_s8(const ek_conv2d_params *params, const int8_t *input, const int8_t *filter,
+                  const int32_t *bias, int8_t *output)
+{
+    conv2d_run(params, input, filter, bias, output, 0 EK_S8_ROWS_ARG(0));
+}
+
+#if EK_S8_ROWS
+/* Without ek_conv2d_s4 calls: the int8 rows' path alone (ek_conv2d_s4's other paths unlinked). */
+void ek_conv2d_s8_via_s4(const ek_conv2d_params *params, const int8_t *input,
+                         const int8_t *filter, const int32_t *bias, int8_t *output)
+{
+    const ek_conv2d_params local = *params; /* as conv2d_run */
+    conv2d_s8_rows(&local, input, filter, bias, output);
+}
+#endif
+#endif
 
 void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_params,
                       const int8_t *input, const int8_t *filter, const int32_t *bias,
@@ -2354,7 +2572,7 @@ void ek_conv2d_add_s8(const ek_conv2d_params *params, const ek_add_params *add_p
     const ek_add_s8_consts add = conv_input_position == 0 ? prepared
                                                           : ek_add_s8_swapped(&prepared);
     const conv_epilogue fused = {&add, skip};
-    conv2d_run(params, input, filter, bias, output, &fused);
+    conv2d_run(params, input, filter, bias, output, &fused EK_S8_ROWS_ARG(0));
 }
 
 /* The int4 DSP path's store of a pointwise or fully-connected output row `out`. */

@@ -155,4 +155,14 @@ void ek_depthwise_conv2d_s4_inplace(const ek_depthwise_conv2d_params *p, int8_t 
 void ek_fully_connected_s4(const ek_fully_connected_params *p, const int8_t *input,
                            const int8_t *filter, const int32_t *bias, int8_t *output);
 
+/* An int8 CONV_2D run by the int4 kernels' translation unit (ek_conv_s4.c), so that a mixed
+ * model whose other convolutions are int4 links one convolution: the generator picks it for a
+ * plain CONV_2D (out of place or conv_sliding) with filter offset 0 and an effective bias that
+ * ek_conv2d_s4's widened two-pixel path would take. Its filter is the op's own array: each
+ * output channel's row padded with zeros to whole groups of 8 taps (as ek_s4_rows_padded), each
+ * group's bytes in the order {w0, w1, w4, w5, w2, w3, w6, w7} (op_emitters.s8_lane_rows). Same
+ * params, semantics and aliasing as ek_conv2d_s8. */
+void ek_conv2d_s8_via_s4(const ek_conv2d_params *p, const int8_t *input, const int8_t *filter,
+                         const int32_t *bias, int8_t *output);
+
 #endif
