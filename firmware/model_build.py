@@ -46,20 +46,27 @@ class ModelBuildResult:
     estimate: MemoryEstimate
 
 
-def int4_summary(graph: Graph) -> dict:
+def int4_summary(graph: Graph, kernels: list[str] | None = None) -> dict:
     """The manifest's int4 figures: the ops whose weights are packed int4 and the flash their
     weights take (``int4_weight_bytes``, packed) against the same weights as int8
     (``int4_saved_bytes``: half of the int8 bytes, rounded down per tensor); the op kinds with
-    layers of both widths (``int4_split_kinds``: their int8 and int4 kernels are both linked)."""
+    layers of both widths (``int4_split_kinds``: their int8 and int4 kernels are both linked;
+    given the build's ``kernels``, CONV_2D only where some int8 one kept an int8 kernel, not
+    ``ek_conv2d_s8_via_s4``, which the int4 unit runs)."""
     from edgekit.converters.quantize import layer_bits, split_kinds
+    from edgekit.firmware.op_emitters import S8_VIA_S4
 
     ops = [op for op in graph.ops if len(op.inputs) > 1 and op.inputs[1] is not None
            and graph[op.inputs[1]].dtype == DType.INT4]
     tensors = {op.inputs[1] for op in ops}
     packed = sum(graph[name].nbytes for name in tensors)
+    split = set(split_kinds(layer_bits(graph)))
+    if kernels is not None and not any(k.startswith("ek_conv2d_") and "_s8" in k
+                                       and k != S8_VIA_S4 for k in kernels):
+        split.discard("CONV_2D")
     return {"int4_ops": len(ops), "int4_weight_bytes": packed,
             "int4_saved_bytes": sum(graph[name].size for name in tensors) - packed,
-            "int4_split_kinds": sorted(split_kinds(layer_bits(graph)))}
+            "int4_split_kinds": sorted(split)}
 
 
 #: files of a model directory (what `edgekit search` writes as DIR/best)
@@ -219,7 +226,7 @@ def build_model(model: str | Path | Graph, board_id: str, out_dir: str | Path, *
         "op_macs": [op_macs(op, gen.graph) for op in gen.graph.ops],
         "fused_attention": sum(op.kind == "ATTENTION" for op in graph.ops),
         "weights_bytes": graph.weights_bytes,
-        **int4_summary(graph),
+        **int4_summary(graph, gen.kernels),
         "patch": patch_info,
         # the plan's objective (memory, speed, balanced) and its estimated instructions per op
         "objective": objective_info,

@@ -20,6 +20,7 @@ from generated_c import assert_matches_interpreter
 from edgekit.converters.int4_requant import requantize_weights
 from edgekit.firmware.codegen import generate
 from edgekit.firmware.host_run import run_on_host
+from edgekit.firmware.model_build import int4_summary
 from edgekit.firmware.op_emitters import (S8_LANE_ORDER, S8_VIA_S4, CallConfig, s8_lane_rows,
                                           s8_via_s4_applies, s8_via_s4_config)
 from edgekit.ir import Graph
@@ -99,6 +100,9 @@ def test_int8_first_layer_in_the_int4_unit_bit_exact(case, path, kernel_objects,
     assert "#define EK_CONV_S8_VIA_S4 2 " in gen.files["ek_model_config.h"]
     assert "conv2d_wide_plain" not in gen.path_helpers  # ek_conv.c's int8 widened path
     assert "op000_conv_2d_filter[" in gen.files["model.c"]  # the op's own int8 lane rows
+    # CONV_2D has layers of both widths, but one kernel family: the manifest's figure says so
+    assert int4_summary(graph, gen.kernels)["int4_split_kinds"] == []
+    assert int4_summary(graph)["int4_split_kinds"] == ["CONV_2D"]
     run = run_on_host(gen, tmp_path, defines=PATHS[path], kernel_objects=kernel_objects[path])
     assert_matches_interpreter(graph, gen, run)
 
@@ -116,6 +120,7 @@ def test_int8_layer_the_assembly_cannot_take_keeps_its_kernel(case, kernel_objec
     gen = generate(graph, seed=1)
     assert gen.kernels == ["ek_conv2d_s8", "ek_conv2d_s4"]
     assert "#define EK_CONV_S8_VIA_S4 0 " in gen.files["ek_model_config.h"]
+    assert int4_summary(graph, gen.kernels)["int4_split_kinds"] == ["CONV_2D"]
     run = run_on_host(gen, tmp_path, defines=PATHS["dsp"], kernel_objects=kernel_objects["dsp"])
     assert_matches_interpreter(graph, gen, run)
 

@@ -232,6 +232,12 @@ def float_top1(graph: Graph, x_ir: np.ndarray, labels: np.ndarray) -> float:
     return float(100.0 * np.mean(np.concatenate(preds) == labels))
 
 
+def _via_s4_note(kind: str) -> str:
+    """For CONV_2D: where the int4 kernels can run every int8 layer, one family is linked."""
+    return ("; not where the int4 kernels run every int8 CONV_2D, see docs/firmware.md"
+            if kind == "CONV_2D" else "")
+
+
 def _layer_list(indices: list[int]) -> str:
     return ", ".join(f"#{i}" for i in indices)
 
@@ -250,8 +256,8 @@ def _render(p: dict) -> str:
     for kind, split in p.get("split_kinds", {}).items():
         lines.append(f"note: {kind} has int8 layers ({_layer_list(split['int8'])}) and int4 layers"
                      f" ({_layer_list(split['int4'])}): the firmware links both its kernel"
-                     f" families (more code than either); {kind}=4 or {kind}=8 in the spec keeps"
-                     " one")
+                     f" families (more code than either{_via_s4_note(kind)}); {kind}=4 or"
+                     f" {kind}=8 in the spec keeps one")
     if p.get("accuracy"):
         acc = p["accuracy"]
         lines.append(f"top-1 on {acc['samples']} samples: float {acc['float_top1']:.2f}%,"

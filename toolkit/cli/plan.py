@@ -193,7 +193,8 @@ def _render(p: dict) -> str:
     ]
     if p.get("int4_split_kinds"):
         lines.append(f"               int8 and int4 layers of {', '.join(p['int4_split_kinds'])}:"
-                     " both kernel families are linked")
+                     " both kernel families are linked (CONV_2D: unless the int4 kernels run"
+                     " every int8 one; the build's manifest says)")
     if "board" in p:
         b = p["board"]
         verdict = "fits" if b["fits"] else "DOES NOT FIT"
