@@ -112,8 +112,8 @@
 #define EK_CONV_S8_VIA_S4 2
 #endif
 #define EK_S8_ROWS (EK_CONV_S4 && EK_CONV_S8_VIA_S4)
-/* conv2d_wide_plain's int8-rows flag: an argument only where EK_S8_ROWS (the other builds'
- * calls keep their registers) */
+/* conv2d_run's and conv2d_wide_plain's int8-rows flag: an argument only where EK_S8_ROWS (the
+ * other builds' calls keep their registers) */
 #if EK_S8_ROWS
 #define EK_S8_ROWS_PARAM , int s8
 #define EK_S8_ROWS_ARG(v) , (v)
@@ -1430,10 +1430,10 @@ EK_ASM_NAKED s4_channels_wide_full_asm(const uint32_t *x, int8_t *out_a, int8_t 
  * ek_s4_rows_padded), each group's bytes in the order {w0, w1, w4, w5, w2, w3, w6, w7}
  * (edgekit.firmware.op_emitters.s8_lane_rows), so that SXTB16 and SXTB16 ROR #8 of a filter
  * word give the lanes {w0, w4}, {w1, w5} (then {w2, w6}, {w3, w7}) that meet the window's
- * words. Exactness: int16 lanes' products summed into the accumulator, any length. Only the
- * channel loops in assembly run them: the generator picks the kernel only where those take
- * every channel (an even out_c, a clamp-free fast or wide requantisation), so no C loop of
- * int8 rows is compiled.
+ * words. Exactness: int16 lanes' products summed into the accumulator, any length. On DSP
+ * cores only the channel loops in assembly run them: the generator picks the kernel only
+ * where those take every channel (an even out_c, a clamp-free fast or wide requantisation), so
+ * the widened path's C loops have no int8 variant (the other cores run conv_s8_rows_portable).
  *
  * One step: four bytes of each row, on the fixed registers of EK_ASM_S4_STEP (lr free), 16
  * instructions per 16 MACs. */
