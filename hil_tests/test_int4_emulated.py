@@ -1,6 +1,7 @@
 """Packed int4 builds on the emulated cores: the MLPerf kws model re-quantized to int4 and to
-mixed (first weighted layer int8: both kernel sets in one build), built with the packed _s4
-kernels and run on QEMU and Unicorn. Each run must give the reference interpreter's bytes
+mixed (first weighted layer int8, run by the int4 unit: ek_conv2d_s8_via_s4's assembly on the
+DSP cores, its portable loop on the M0+ and M3), built with the packed _s4 kernels and run on
+QEMU and Unicorn. Each run must give the reference interpreter's bytes
 (which equal TFLite Micro's on the same `.tflite`: tests/test_codegen_int4.py), the measured
 peak SRAM must be within 1% of the estimate, and the int4 layers' weights must take half their
 int8 bytes in the linked ELF. int4 first layers over 1-3 channels run the widened path's M4
@@ -52,14 +53,13 @@ def builds(tmp_path_factory):
 def test_int4_build_is_bit_exact_on_every_core(builds, variant, board, runner):
     if runner == "qemu" and shutil.which("qemu-system-arm") is None:
         pytest.skip("qemu-system-arm is not installed")
-    if variant == "mixed" and board != "mps2-an386":
-        pytest.skip("mixed runs on the Cortex-M4 only (the kernels are the same objects)")
     from edgekit.boards.runners.measure import measure, resolve_firmware
 
     result = builds(variant, board)
     kernels = set(result.manifest["kernels"])
     assert "ek_conv2d_s4_pointwise_inplace" in kernels
-    assert ("ek_conv2d_s8" in kernels) == (variant == "mixed")
+    assert ("ek_conv2d_s8_via_s4" in kernels) == (variant == "mixed")
+    assert "ek_conv2d_s8" not in kernels  # no int8 convolution linked
     measured = measure(resolve_firmware(result.directory, None), runner, timeout_s=300)
     assert measured["bit_exact"] is True, f"kws {variant} on {board}/{runner}: outputs differ"
     estimate = result.manifest["estimate"]["peak_sram_bytes"]
