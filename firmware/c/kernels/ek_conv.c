@@ -2188,9 +2188,7 @@ EK_CONV_FORCE_INLINE void conv_wide_s8_rows(const pw_layer *l, const uint32_t *x
     (void)mode;
     s8_rows_full_asm(x, out_a, out_b, l, len);
 }
-#define CONV_WIDE_S8_ROWS EK_S8_ROWS_FLAG
-#else
-#define CONV_WIDE_S8_ROWS 0
+#else /* (off the assembly, ek_conv2d_s8_via_s4 runs its portable loop and never gets here) */
 #define conv_wide_s8_rows(l, x, len, out_a, out_b, mode) ((void)0)
 #endif
 
@@ -2263,8 +2261,7 @@ static EK_CONV_NOINLINE void conv2d_wide_plain(const ek_conv2d_params *p, const 
                                                int8_t *output EK_S8_ROWS_PARAM)
 {
     uint32_t buf[EK_CONV_WIDE_TAPS]; /* two windows of EK_CONV_WIDE_TAPS int16 taps */
-    (void)EK_S8_ROWS_FLAG; /* (off the assembly, ek_conv2d_s8_via_s4 never calls here) */
-    conv2d_wide(p, input, filter, bias, output, 0, buf, CONV_WIDE_S8_ROWS);
+    conv2d_wide(p, input, filter, bias, output, 0, buf, EK_S8_ROWS_FLAG);
 }
 
 static EK_CONV_NOINLINE void conv2d_wide_fused(const ek_conv2d_params *p, const int8_t *input,
